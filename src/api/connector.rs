@@ -1,0 +1,287 @@
+//! `AwsConnector`: how to reach one AWS organization, what to inventory, and what AccessGrants
+//! may ask of it.
+
+use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::rules;
+
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "awsaccess.io",
+    version = "v1alpha1",
+    kind = "AwsConnector",
+    namespaced,
+    status = "AwsConnectorStatus",
+    shortname = "awsconn",
+    category = "awsaccess",
+    doc = "How the operator reaches one AWS organization, what it inventories there, and what AccessGrants may ask of it.",
+    printcolumn = r#"{"name":"Region","type":"string","jsonPath":".spec.region"}"#,
+    printcolumn = r#"{"name":"Account","type":"string","jsonPath":".status.identity.account"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsConnectorSpec {
+    /// Region for IAM, STS and Organizations (the "global" region of the partition).
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = rules::matches(rules::REGION, &rules::region_message("spec.region")))]
+    pub region: String,
+    /// IAM Identity Center home region; defaults to `region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = rules::matches(rules::REGION, &rules::region_message("spec.ssoRegion")))]
+    pub sso_region: Option<String>,
+    /// How credentials are obtained. With nothing set, the pod's own credentials (IRSA) are used.
+    #[serde(default)]
+    pub auth: AuthSpec,
+    /// What the inventory covers and how often it is refreshed.
+    #[serde(default)]
+    pub sync: SyncSpec,
+    /// What AccessGrants may ask of this connector.
+    #[serde(default)]
+    pub grant_policy: GrantPolicy,
+    /// Observe only: sync and plan, never write to AWS.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+impl AwsConnectorSpec {
+    /// The Identity Center home region.
+    pub fn sso_region(&self) -> &str {
+        self.sso_region.as_deref().unwrap_or(&self.region)
+    }
+}
+
+/// The role chain. Single-hop assumes `roleArn`; two-hop assumes `globalRoleArn` first.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = kube::core::Rule::new("!has(self.globalRoleArn) || has(self.roleArn)").message(rules::GLOBAL_ROLE_NEEDS_ROLE),
+    validation = kube::core::Rule::new("!has(self.globalRoleArn) || has(self.externalId) || has(self.externalIdSecretRef)").message(rules::TWO_HOP_NEEDS_EXTERNAL_ID),
+    validation = kube::core::Rule::new("!(has(self.externalId) && has(self.externalIdSecretRef))").message(rules::EXTERNAL_ID_ONE_SOURCE),
+    validation = kube::core::Rule::new("has(self.roleArn) || !(has(self.externalId) || has(self.externalIdSecretRef))").message(rules::EXTERNAL_ID_NEEDS_ROLE),
+    validation = kube::core::Rule::new("has(self.globalRoleArn) || !has(self.globalExternalId)").message(rules::GLOBAL_EXTERNAL_ID_NEEDS_GLOBAL_ROLE)
+)]
+pub struct AuthSpec {
+    /// The role that does the work, in the organization's management or delegated account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(
+        validation = rules::role_arn_rule("spec.auth.roleArn"),
+        validation = rules::role_arn_length_rule("spec.auth.roleArn")
+    )]
+    pub role_arn: Option<String>,
+    /// External ID for assuming `roleArn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    #[x_kube(validation = rules::external_id_rule("spec.auth.externalId"))]
+    pub external_id: Option<String>,
+    /// External ID for assuming `roleArn`, read from a Secret in the connector's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id_secret_ref: Option<SecretKeyRef>,
+    /// Optional first hop (a broker role) assumed before `roleArn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(
+        validation = rules::role_arn_rule("spec.auth.globalRoleArn"),
+        validation = rules::role_arn_length_rule("spec.auth.globalRoleArn")
+    )]
+    pub global_role_arn: Option<String>,
+    /// External ID for assuming `globalRoleArn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    #[x_kube(validation = rules::external_id_rule("spec.auth.globalExternalId"))]
+    pub global_external_id: Option<String>,
+    /// The STS role session name; defaults to `aws-access-operator`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = rules::matches(rules::SESSION_NAME, &rules::session_name_message("spec.auth.sessionName")))]
+    pub session_name: Option<String>,
+}
+
+// External IDs are shared secrets with the role's owner: never print them.
+impl fmt::Debug for AuthSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("AuthSpec")
+            .field("role_arn", &self.role_arn)
+            .field("external_id", &redacted(&self.external_id))
+            .field("external_id_secret_ref", &self.external_id_secret_ref)
+            .field("global_role_arn", &self.global_role_arn)
+            .field("global_external_id", &redacted(&self.global_external_id))
+            .field("session_name", &self.session_name)
+            .finish()
+    }
+}
+
+/// A key of a Secret in the connector's own namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SecretKeyRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// What the inventory covers.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncSpec {
+    /// Period of the full inventory sync, e.g. `1h` or `30m`.
+    #[serde(default = "default_interval")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = rules::matches(rules::DURATION, &rules::duration_message("spec.sync.interval")))]
+    pub interval: String,
+    /// IAM users, groups (+ members), roles (+ trusted principals).
+    #[serde(default = "yes")]
+    pub iam: bool,
+    /// Identity Center users, groups (+ members), permission sets, account assignments.
+    #[serde(default = "yes")]
+    pub identity_center: bool,
+    /// Accounts of the organization.
+    #[serde(default = "yes")]
+    pub organizations: bool,
+    /// IAM access keys with their last use.
+    #[serde(default)]
+    pub access_keys: bool,
+}
+
+impl Default for SyncSpec {
+    fn default() -> Self {
+        Self {
+            interval: default_interval(),
+            iam: true,
+            identity_center: true,
+            organizations: true,
+            access_keys: false,
+        }
+    }
+}
+
+fn default_interval() -> String {
+    "1h".to_string()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What AccessGrants may ask of a connector.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantPolicy {
+    /// Which namespaces' AccessGrants may use this connector.
+    #[serde(default)]
+    pub allowed_namespaces: AllowedNamespaces,
+    /// Permission set names grants may use; empty allows any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500), inner(length(max = 32)))]
+    pub allowed_permission_sets: Vec<String>,
+    /// Permission set names grants may not use; wins over the allowed list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500), inner(length(max = 32)))]
+    pub denied_permission_sets: Vec<String>,
+    /// Account ids grants may target; empty allows any account of the organization.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000), inner(length(max = 12)))]
+    #[x_kube(validation = kube::core::Rule::new(format!("self.all(a, a.matches('{}'))", rules::ACCOUNT_ID)).message(rules::ALLOWED_ACCOUNTS_MESSAGE))]
+    pub allowed_accounts: Vec<String>,
+    /// Longest lifetime a grant may have, e.g. `12h`; grants must then expire within it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = rules::matches(rules::DURATION, &rules::duration_message("spec.grantPolicy.maxDuration")))]
+    pub max_duration: Option<String>,
+}
+
+/// Which namespaces may use a connector.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.from != 'Selector' || has(self.selector)").message(rules::SELECTOR_NEEDED))]
+pub struct AllowedNamespaces {
+    #[serde(default)]
+    pub from: NamespacesFrom,
+    /// Namespaces whose labels match, with `from: Selector`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+pub enum NamespacesFrom {
+    /// Only the connector's own namespace.
+    #[default]
+    Same,
+    /// Every namespace.
+    All,
+    /// Namespaces matching `selector`.
+    Selector,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsConnectorStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Who the operator is in AWS after the role chain (GetCallerIdentity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<CallerIdentity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_center: Option<IdentityCenterRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<SyncSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<InventoryCounts>,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallerIdentity {
+    pub account: String,
+    pub arn: String,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityCenterRef {
+    pub instance_arn: String,
+    pub identity_store_id: String,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncSummary {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    #[serde(default)]
+    pub api_calls: u64,
+    #[serde(default)]
+    pub throttled: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryCounts {
+    pub accounts: u64,
+    pub iam_users: u64,
+    pub iam_groups: u64,
+    pub iam_roles: u64,
+    pub sso_users: u64,
+    pub sso_groups: u64,
+    pub permission_sets: u64,
+    pub assignments: u64,
+    pub unmanaged_assignments: u64,
+}

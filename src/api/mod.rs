@@ -1,0 +1,18 @@
+//! The `awsaccess.io/v1alpha1` API: custom resource types, their conditions and the validation
+//! rules shared by the CRD (CEL), the controllers and the offline `validate` command.
+
+pub mod conditions;
+pub mod connector;
+pub mod duration;
+pub mod grant;
+pub mod rules;
+pub mod validation;
+
+pub use conditions::{ConditionStatus, Conditions};
+pub use connector::{AwsConnector, AwsConnectorSpec, AwsConnectorStatus};
+pub use grant::{AccessGrant, AccessGrantSpec, AccessGrantStatus};
+
+/// The API group of every kind this operator owns.
+pub const GROUP: &str = "awsaccess.io";
+/// The finalizer that makes deleting an AccessGrant revoke its access first.
+pub const GRANT_FINALIZER: &str = "awsaccess.io/revoke";

@@ -1,0 +1,117 @@
+//! The validation patterns, written once and used twice: compiled by `regex-lite` for the
+//! controller and the `validate` command, and embedded in the CRD's CEL rules so that the
+//! apiserver rejects the same objects at admission. The patterns use only the syntax common to
+//! RE2 (CEL's `matches`) and regex-lite.
+
+use kube::core::Rule;
+
+/// `arn:<partition>:iam::<12 digits>:role/<path/><name>`.
+pub const ROLE_ARN: &str = r"^arn:(aws|aws-cn|aws-us-gov):iam::[0-9]{12}:role/([A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,64}$";
+/// The longest `role/<path/><name>` resource part an IAM role ARN may have.
+pub const ROLE_RESOURCE_MAX: usize = 512;
+/// What STS accepts as an external ID, with our 32-character floor against guessable IDs.
+pub const EXTERNAL_ID: &str = r"^[A-Za-z0-9+=,.@:/_-]{32,64}$";
+/// An AWS region name: `us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`.
+pub const REGION: &str = r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$";
+/// An AWS account id.
+pub const ACCOUNT_ID: &str = r"^[0-9]{12}$";
+/// An STS role session name.
+pub const SESSION_NAME: &str = r"^[A-Za-z0-9+=,.@_-]{2,64}$";
+/// A duration such as `90s`, `15m`, `8h` or `1h30m`.
+pub const DURATION: &str = r"^([0-9]+(h|m|s))+$";
+/// A permission set given by name (Identity Center allows 1–32 of these characters).
+pub const PERMISSION_SET_NAME: &str = r"^[A-Za-z0-9+=,.@_-]{1,32}$";
+/// A permission set given by ARN.
+pub const PERMISSION_SET_ARN: &str =
+    r"^arn:(aws|aws-cn|aws-us-gov):sso:::permissionSet/ssoins-[0-9a-f]{16}/ps-[0-9a-f]{16}$";
+
+/// A CEL rule on a string field that must match `pattern`.
+pub fn matches(pattern: &str, message: &str) -> Rule {
+    Rule::new(format!("self.matches('{pattern}')"))
+        .message(kube::core::Message::Message(message.to_string()))
+}
+
+/// The CEL rule for a role ARN's shape.
+pub fn role_arn_rule(field: &str) -> Rule {
+    matches(ROLE_ARN, &role_arn_message(field))
+}
+
+/// The CEL rule for the length of a role ARN's resource part (`role/<path/><name>`).
+pub fn role_arn_length_rule(field: &str) -> Rule {
+    Rule::new(format!(
+        "size(self) - self.indexOf(':role/') - 1 <= {ROLE_RESOURCE_MAX}"
+    ))
+    .message(kube::core::Message::Message(role_arn_length_message(field)))
+}
+
+/// The CEL rule for an external ID field.
+pub fn external_id_rule(field: &str) -> Rule {
+    matches(EXTERNAL_ID, &external_id_message(field))
+}
+
+// Messages shared by the CEL rules and the Rust checks, so both say the same thing.
+pub const GLOBAL_ROLE_NEEDS_ROLE: &str =
+    "spec.auth.globalRoleArn (the first hop) requires spec.auth.roleArn (the second hop)";
+pub const TWO_HOP_NEEDS_EXTERNAL_ID: &str =
+    "spec.auth.externalId (or externalIdSecretRef) is required when spec.auth.globalRoleArn is set";
+pub const EXTERNAL_ID_ONE_SOURCE: &str =
+    "spec.auth.externalId and spec.auth.externalIdSecretRef are mutually exclusive";
+pub const EXTERNAL_ID_NEEDS_ROLE: &str =
+    "spec.auth.externalId (or externalIdSecretRef) requires spec.auth.roleArn";
+pub const GLOBAL_EXTERNAL_ID_NEEDS_GLOBAL_ROLE: &str =
+    "spec.auth.globalExternalId requires spec.auth.globalRoleArn";
+pub const ALLOWED_ACCOUNTS_MESSAGE: &str =
+    "spec.grantPolicy.allowedAccounts entries must be 12-digit account ids";
+pub const SELECTOR_NEEDED: &str =
+    "spec.grantPolicy.allowedNamespaces.selector is required when from is Selector";
+pub const PERMISSION_SET_PRINCIPAL: &str =
+    "spec.principal.kind must be SsoUser or SsoGroup for spec.target.kind PermissionSet";
+pub const SSO_MEMBERSHIP_PRINCIPAL: &str =
+    "spec.principal.kind must be SsoUser for spec.target.kind SsoGroupMembership";
+pub const IAM_MEMBERSHIP_PRINCIPAL: &str =
+    "spec.principal.kind must be IamUser for spec.target.kind IamGroupMembership";
+pub const ONE_EXPIRY: &str = "spec.duration and spec.expiresAt are mutually exclusive";
+pub const PRINCIPAL_NAME_OR_ID: &str = "spec.principal needs exactly one of name or id";
+pub const PERMISSION_SET_FIELDS: &str =
+    "spec.target.permissionSet and spec.target.accountId are required for kind PermissionSet";
+pub const PERMISSION_SET_NO_GROUP: &str = "spec.target.group is not used by kind PermissionSet";
+pub const MEMBERSHIP_NEEDS_GROUP: &str =
+    "spec.target.group is required for kinds SsoGroupMembership and IamGroupMembership";
+pub const MEMBERSHIP_NO_ACCOUNT: &str =
+    "spec.target.permissionSet and spec.target.accountId are only used by kind PermissionSet";
+
+pub fn region_message(field: &str) -> String {
+    format!("{field} must be an AWS region such as us-east-1")
+}
+
+pub fn session_name_message(field: &str) -> String {
+    format!("{field} must be 2-64 characters of [A-Za-z0-9+=,.@_-]")
+}
+
+pub fn duration_message(field: &str) -> String {
+    format!("{field} must be a duration such as 90s, 15m, 8h or 1h30m")
+}
+
+pub fn permission_set_message(field: &str) -> String {
+    format!("{field} must be a permission set name (1-32 of [A-Za-z0-9+=,.@_-]) or ARN")
+}
+
+pub fn account_id_message(field: &str) -> String {
+    format!("{field} must be a 12-digit account id")
+}
+
+pub fn role_arn_message(field: &str) -> String {
+    format!(
+        "{field} must be arn:<aws|aws-cn|aws-us-gov>:iam::<12-digit account>:role/<path/><name>"
+    )
+}
+
+pub fn role_arn_length_message(field: &str) -> String {
+    format!(
+        "{field}: the role resource (role/<path/><name>) must be at most {ROLE_RESOURCE_MAX} characters"
+    )
+}
+
+pub fn external_id_message(field: &str) -> String {
+    format!("{field} must be 32-64 characters of [A-Za-z0-9+=,.@:/_-]")
+}

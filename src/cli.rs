@@ -1,0 +1,177 @@
+//! The command line: one binary, the operator and its offline companions.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::controller::{self, LeaderElection, Settings, shutdown};
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "aws-access-operator",
+    version,
+    about = "Manages access to AWS (IAM Identity Center and IAM) from Kubernetes",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of `run`, which is also what runs without a subcommand.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the operator (the default).
+    Run(RunArgs),
+    /// Print every CustomResourceDefinition as YAML.
+    Crd,
+    /// Check AwsConnector and AccessGrant manifests offline; one JSON line per object.
+    Validate(FilesArgs),
+    /// Sync the inventory of one connector without Kubernetes.
+    Sync(FilesArgs),
+    /// Show what applying grants would change in AWS.
+    Plan(FilesArgs),
+    /// Apply grants once without Kubernetes.
+    Apply(FilesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FilesArgs {
+    /// Manifest files or directories (every *.yaml / *.yml inside, multi-document).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct RunArgs {
+    /// Namespaces to watch (comma-separated); all namespaces when empty.
+    #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Elect a leader through a Lease so that only one replica writes.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = ArgAction::Set)]
+    pub leader_election: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "aws-access-operator")]
+    pub lease_name: String,
+    /// Namespace of the leader Lease; defaults to the pod's namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This replica's identity (the pod name); defaults to the host name.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "plain")]
+    pub log_format: LogFormat,
+}
+
+/// Runs the parsed command line and returns the process' exit code.
+pub async fn main(cli: Cli) -> ExitCode {
+    let log_format = match &cli.command {
+        Some(Command::Run(args)) => args.log_format,
+        _ => cli.run.log_format,
+    };
+    crate::telemetry::init(log_format, "info,kube_lease_manager=warn");
+    let result = match cli.command {
+        None => run(cli.run).await,
+        Some(Command::Run(args)) => run(args).await,
+        Some(Command::Crd) => print_crds(),
+        Some(Command::Validate(files)) => validate(&files.files),
+        Some(Command::Sync(_) | Command::Plan(_) | Command::Apply(_)) => {
+            eprintln!("error: this command is not yet implemented");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn print_crds() -> anyhow::Result<ExitCode> {
+    let yaml = crate::crd::render_all().context("cannot render the CRDs")?;
+    std::io::stdout().write_all(yaml.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let (loaded, skipped) = crate::manifest::load(files)?;
+    for source in &skipped {
+        eprintln!("{source}: skipped (not an awsaccess.io/v1alpha1 AwsConnector or AccessGrant)");
+    }
+    let mut stdout = std::io::stdout().lock();
+    let mut all_valid = true;
+    for document in &loaded {
+        let report = crate::validate::check(document);
+        all_valid &= report.valid;
+        writeln!(stdout, "{}", serde_json::to_string(&report)?)?;
+    }
+    if loaded.is_empty() {
+        eprintln!("no AwsConnector or AccessGrant found");
+    }
+    Ok(if all_valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("aws-access-operator-{}", std::process::id()))
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot reach the Kubernetes API (no in-cluster config or kubeconfig)")?;
+    let identity = args.identity.clone().unwrap_or_else(host_name);
+    let leader_election = args.leader_election.then(|| LeaderElection {
+        lease_name: args.lease_name.clone(),
+        lease_namespace: args
+            .lease_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string()),
+        identity: identity.clone(),
+        lease_seconds: controller::LEASE_SECONDS,
+        renew_grace_seconds: controller::RENEW_GRACE_SECONDS,
+    });
+    let settings = Settings {
+        namespaces: args.namespaces.clone(),
+        leader_election,
+        health_addr: Some(args.metrics_addr),
+        instance: identity,
+    };
+    let (trigger, stop) = shutdown::channel();
+    let operator = controller::start(client, settings, stop).await?;
+    let mut task = operator.task;
+    tokio::select! {
+        finished = &mut task => return finished?.map(|()| ExitCode::SUCCESS),
+        () = shutdown::os_signal() => {
+            tracing::info!("shutting down: finishing in-flight reconciliations");
+            trigger.fire();
+        }
+    }
+    match tokio::time::timeout(controller::SHUTDOWN_GRACE, task).await {
+        Ok(finished) => finished?.map(|()| ExitCode::SUCCESS),
+        Err(_) => {
+            tracing::warn!("in-flight work did not finish in time; exiting anyway");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

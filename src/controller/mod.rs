@@ -1,0 +1,307 @@
+//! The operator: both controllers under kube-runtime, behind a leader lease, with health and
+//! metrics endpoints and a graceful shutdown.
+
+pub mod connector;
+pub mod context;
+pub mod error;
+pub mod grant;
+pub mod health;
+pub mod metrics;
+pub mod shutdown;
+pub mod status;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{EventType, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use kube_lease_manager::LeaseManagerBuilder;
+use serde::de::DeserializeOwned;
+
+use crate::api::{AccessGrant, AwsConnector};
+use context::Context;
+use error::{Error, backoff};
+use health::Health;
+use metrics::Metrics;
+use shutdown::Shutdown;
+
+/// How the operator runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespaces to watch; empty watches every namespace.
+    pub namespaces: Vec<String>,
+    /// `None` runs without leader election (one replica, or tests).
+    pub leader_election: Option<LeaderElection>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served; `None` serves nothing.
+    pub health_addr: Option<SocketAddr>,
+    /// This replica's name in events (the pod name in a cluster).
+    pub instance: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    pub lease_name: String,
+    pub lease_namespace: String,
+    pub identity: String,
+    /// How long the lease holds without renewal.
+    pub lease_seconds: u64,
+    /// How long before expiry the holder renews.
+    pub renew_grace_seconds: u64,
+}
+
+/// A started operator.
+pub struct Operator {
+    /// The bound address of the health server, if one was asked for.
+    pub health_addr: Option<SocketAddr>,
+    pub metrics: Arc<Metrics>,
+    /// Finishes when the operator stops: after shutdown, or with an error when the leader
+    /// lease is lost.
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts the operator; it runs until `shutdown` resolves.
+pub async fn start(
+    client: Client,
+    settings: Settings,
+    shutdown: Shutdown,
+) -> anyhow::Result<Operator> {
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let health_addr = match settings.health_addr {
+        Some(addr) => Some(
+            health::serve(addr, health.clone(), metrics.clone(), shutdown.clone())
+                .await
+                .with_context(|| format!("cannot serve health endpoints on {addr}"))?,
+        ),
+        None => None,
+    };
+    if let Some(addr) = health_addr {
+        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+    }
+    let reporter = Reporter {
+        controller: "aws-access-operator".into(),
+        instance: Some(settings.instance.clone()),
+    };
+    let ctx = Arc::new(Context::new(client.clone(), reporter, metrics.clone()));
+    health.set_ready(true);
+    let task = tokio::spawn({
+        let (health, shutdown) = (health.clone(), shutdown.clone());
+        async move {
+            let result = lead_then_run(client, settings, ctx, shutdown).await;
+            health.set_ready(false);
+            result
+        }
+    });
+    Ok(Operator {
+        health_addr,
+        metrics,
+        task,
+    })
+}
+
+async fn lead_then_run(
+    client: Client,
+    settings: Settings,
+    ctx: Arc<Context>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let Some(election) = &settings.leader_election else {
+        run_controllers(&client, &settings.namespaces, ctx, shutdown).await;
+        return Ok(());
+    };
+    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+        .with_namespace(&election.lease_namespace)
+        .with_identity(&election.identity)
+        .with_duration(election.lease_seconds)
+        .with_grace(election.renew_grace_seconds)
+        .build()
+        .await
+        .context("cannot set up the leader lease")?;
+    let (mut leading, watcher) = manager.watch().await;
+    tracing::info!(lease = %election.lease_name, namespace = %election.lease_namespace, identity = %election.identity, "waiting for the leader lease");
+    while !*leading.borrow_and_update() {
+        tokio::select! {
+            changed = leading.changed() => changed.context("leader election stopped")?,
+            () = shutdown.wait() => {
+                drop(leading);
+                let _ = watcher.await;
+                return Ok(());
+            }
+        }
+    }
+    tracing::info!(identity = %election.identity, "became the leader");
+    ctx.metrics.leader.set(1);
+    let metrics = ctx.metrics.clone();
+    let controllers = run_controllers(&client, &settings.namespaces, ctx, shutdown);
+    tokio::pin!(controllers);
+    let result = tokio::select! {
+        () = &mut controllers => Ok(()),
+        _ = leading.wait_for(|leads| !*leads) => Err(anyhow::anyhow!(
+            "lost the leader lease; stopping so that only one replica writes"
+        )),
+    };
+    metrics.leader.set(0);
+    // Dropping the receiver tells the lease manager to release the lease.
+    drop(leading);
+    match watcher.await {
+        Ok(Err(error)) => tracing::warn!(%error, "releasing the leader lease failed"),
+        Err(error) => tracing::warn!(%error, "leader election task failed"),
+        Ok(Ok(_)) => tracing::info!("released the leader lease"),
+    }
+    result
+}
+
+/// The APIs to watch a kind through: one per namespace, or one for the whole cluster.
+fn scopes<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    if namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    }
+}
+
+/// Runs both controllers until shutdown.
+async fn run_controllers(
+    client: &Client,
+    namespaces: &[String],
+    ctx: Arc<Context>,
+    shutdown: Shutdown,
+) {
+    let mut runs = Vec::new();
+    for api in scopes::<AwsConnector>(client, namespaces) {
+        let stop = shutdown.clone();
+        let run = Controller::new(api, watcher::Config::default().any_semantic())
+            .graceful_shutdown_on(async move { stop.wait().await })
+            .run(
+                |obj, ctx| timed(connector::CONTROLLER, obj, ctx, connector::reconcile),
+                |obj, error, ctx| error_policy(connector::CONTROLLER, obj, error, ctx),
+                ctx.clone(),
+            )
+            .for_each(|_| futures::future::ready(()));
+        let run: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(run);
+        runs.push(run);
+    }
+    for (grants, connectors) in scopes::<AccessGrant>(client, namespaces)
+        .into_iter()
+        .zip(scopes::<AwsConnector>(client, namespaces))
+    {
+        let stop = shutdown.clone();
+        let controller = Controller::new(grants, watcher::Config::default().any_semantic());
+        let store = controller.store();
+        // A connector that changes (becomes Ready, changes its policy) re-evaluates the grants
+        // that use it.
+        let run = controller
+            .watches(
+                connectors,
+                watcher::Config::default().any_semantic(),
+                move |connector| {
+                    let (name, namespace) = (connector.name_any(), connector.namespace());
+                    store
+                        .state()
+                        .into_iter()
+                        .filter(|g| {
+                            g.spec.connector_ref.name == name
+                                && g.spec
+                                    .connector_ref
+                                    .namespace
+                                    .clone()
+                                    .or_else(|| g.namespace())
+                                    == namespace
+                        })
+                        .map(|g| ObjectRef::from_obj(&*g))
+                        .collect::<Vec<_>>()
+                },
+            )
+            .graceful_shutdown_on(async move { stop.wait().await })
+            .run(
+                |obj, ctx| timed(grant::CONTROLLER, obj, ctx, grant::reconcile),
+                |obj, error, ctx| error_policy(grant::CONTROLLER, obj, error, ctx),
+                ctx.clone(),
+            )
+            .for_each(|_| futures::future::ready(()));
+        let run: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(run);
+        runs.push(run);
+    }
+    tracing::info!(
+        scope = if namespaces.is_empty() {
+            "all namespaces".to_string()
+        } else {
+            namespaces.join(",")
+        },
+        "controllers started"
+    );
+    futures::future::join_all(runs).await;
+    tracing::info!("controllers stopped");
+}
+
+/// Runs one reconciliation, measuring it and resetting the object's backoff on success.
+async fn timed<K, F, Fut>(
+    controller: &'static str,
+    obj: Arc<K>,
+    ctx: Arc<Context>,
+    reconcile: F,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>,
+    F: FnOnce(Arc<K>, Arc<Context>) -> Fut,
+    Fut: Future<Output = Result<Action, Error>>,
+{
+    let started = Instant::now();
+    let result = reconcile(obj.clone(), ctx.clone()).await;
+    ctx.metrics.observe_reconcile(controller, started.elapsed());
+    if result.is_ok() {
+        ctx.record_success(&*obj);
+    }
+    result
+}
+
+/// Requeues a failed object with its own exponential backoff, and reports the failure.
+fn error_policy<K>(
+    controller: &'static str,
+    obj: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Send + Sync + 'static,
+{
+    ctx.metrics.observe_error(controller, error.metric_label());
+    let failures = ctx.record_failure(&*obj);
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let delay = backoff(failures.saturating_sub(1), seed);
+    tracing::warn!(controller, object = %obj.name_any(), namespace = ?obj.namespace(), %error, failures, retry_in = ?delay, "reconcile failed");
+    let note = error.to_string();
+    tokio::spawn(async move {
+        ctx.publish(
+            &*obj,
+            EventType::Warning,
+            "ReconcileFailed",
+            "Reconcile",
+            note,
+        )
+        .await;
+    });
+    Action::requeue(delay)
+}
+
+/// Default lease timings: a lease of 15 s renewed 5 s before it expires.
+pub const LEASE_SECONDS: u64 = 15;
+pub const RENEW_GRACE_SECONDS: u64 = 5;
+
+/// How long `run` waits for controllers to finish in-flight work after SIGTERM.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);

@@ -1,0 +1,27 @@
+//! The CustomResourceDefinitions, rendered the one way `crds/` and the chart hold them.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+use crate::api::{AccessGrant, AwsConnector};
+
+/// Every CRD the operator owns.
+pub fn all() -> Vec<CustomResourceDefinition> {
+    vec![AwsConnector::crd(), AccessGrant::crd()]
+}
+
+/// One CRD as a YAML document, as stored in `crds/<name>.yaml`.
+pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_saphyr::SerializeError> {
+    serde_saphyr::to_string(crd)
+}
+
+/// The file name a CRD is stored under in `crds/`.
+pub fn file_name(crd: &CustomResourceDefinition) -> String {
+    format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("unnamed"))
+}
+
+/// Every CRD as one multi-document YAML stream (what `aws-access-operator crd` prints).
+pub fn render_all() -> Result<String, serde_saphyr::SerializeError> {
+    let docs = all().iter().map(to_yaml).collect::<Result<Vec<_>, _>>()?;
+    Ok(docs.iter().map(|d| format!("---\n{d}")).collect::<String>())
+}

@@ -1,0 +1,216 @@
+//! Reading manifests from files and directories, the way `kubectl apply -f` does: every
+//! `*.yaml`/`*.yml` file (directories recursively), multi-document, objects of other kinds
+//! skipped.
+
+use std::path::{Path, PathBuf};
+
+use kube::core::TypeMeta;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::api::{AccessGrant, AwsConnector};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid YAML: {message}")]
+    Yaml { path: PathBuf, message: String },
+    #[error("{path}: no such file or directory")]
+    Missing { path: PathBuf },
+}
+
+/// Where a document came from, for messages: `file.yaml#2` is the second document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub path: PathBuf,
+    pub index: usize,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.path.display(), self.index + 1)
+    }
+}
+
+/// One of our objects as read from a manifest: decoded, or the reason it could not be.
+#[derive(Debug)]
+pub enum Document {
+    Connector(Box<AwsConnector>),
+    Grant(Box<AccessGrant>),
+    /// An `awsaccess.io` object whose fields do not decode; `message` names the field.
+    Undecodable {
+        kind: String,
+        name: Option<String>,
+        namespace: Option<String>,
+        message: String,
+    },
+}
+
+/// A document and where it came from.
+#[derive(Debug)]
+pub struct Loaded {
+    pub source: Source,
+    pub document: Document,
+}
+
+/// Expands files and directories into the manifest files they name, in a stable order.
+pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ManifestError> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            collect_dir(path, &mut files)?;
+        } else if path.is_file() {
+            files.push(path.clone());
+        } else {
+            return Err(ManifestError::Missing { path: path.clone() });
+        }
+    }
+    Ok(files)
+}
+
+fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), ManifestError> {
+    let read = |source| ManifestError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut entries = std::fs::read_dir(dir)
+        .map_err(read)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read)?;
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            collect_dir(&entry, files)?;
+        } else if entry
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "yml")
+        {
+            files.push(entry);
+        }
+    }
+    Ok(())
+}
+
+/// Reads every AwsConnector and AccessGrant in `paths`. Objects of other kinds are skipped and
+/// returned by source so that callers can say so.
+pub fn load(paths: &[PathBuf]) -> Result<(Vec<Loaded>, Vec<Source>), ManifestError> {
+    let mut loaded = Vec::new();
+    let mut skipped = Vec::new();
+    for path in manifest_files(paths)? {
+        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let documents: Vec<Value> =
+            serde_saphyr::from_multiple(&text).map_err(|e| ManifestError::Yaml {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        for (index, value) in documents.into_iter().enumerate() {
+            let source = Source {
+                path: path.clone(),
+                index,
+            };
+            if value.is_null() {
+                continue;
+            }
+            match decode(value) {
+                Some(document) => loaded.push(Loaded { source, document }),
+                None => skipped.push(source),
+            }
+        }
+    }
+    Ok((loaded, skipped))
+}
+
+/// Decodes one document; `None` when it is not one of our kinds.
+pub fn decode(value: Value) -> Option<Document> {
+    let types: TypeMeta = serde_json::from_value(value.clone()).ok()?;
+    if types.api_version != format!("{}/v1alpha1", crate::api::GROUP) {
+        return None;
+    }
+    match types.kind.as_str() {
+        "AwsConnector" => Some(decode_as::<AwsConnector>(value, "AwsConnector", |c| {
+            Document::Connector(Box::new(c))
+        })),
+        "AccessGrant" => Some(decode_as::<AccessGrant>(value, "AccessGrant", |g| {
+            Document::Grant(Box::new(g))
+        })),
+        _ => None,
+    }
+}
+
+fn decode_as<K: DeserializeOwned>(
+    value: Value,
+    kind: &str,
+    wrap: impl FnOnce(K) -> Document,
+) -> Document {
+    let metadata = |field: &str| {
+        value
+            .pointer(&format!("/metadata/{field}"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let (name, namespace) = (metadata("name"), metadata("namespace"));
+    match serde_path_to_error::deserialize::<_, K>(&value) {
+        Ok(object) => wrap(object),
+        Err(error) => Document::Undecodable {
+            kind: kind.to_string(),
+            name,
+            namespace,
+            message: format!("{}: {}", error.path(), error.inner()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_our_kinds_and_names_the_broken_field() {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(
+            r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: other}
+---
+apiVersion: awsaccess.io/v1alpha1
+kind: AccessGrant
+metadata: {name: bad, namespace: team}
+spec:
+  connectorRef: {name: org}
+  principal: {kind: Robot, name: alice}
+  target: {kind: SsoGroupMembership, group: admins}
+---
+apiVersion: awsaccess.io/v1alpha1
+kind: AwsConnector
+metadata: {name: org}
+spec: {region: us-east-1}
+"#,
+        )
+        .expect("yaml");
+        let decoded: Vec<_> = docs.into_iter().map(decode).collect();
+        assert!(decoded[0].is_none(), "ConfigMap is not ours");
+        match &decoded[1] {
+            Some(Document::Undecodable { name, message, .. }) => {
+                assert_eq!(name.as_deref(), Some("bad"));
+                assert!(message.starts_with("spec.principal.kind"), "{message}");
+            }
+            other => panic!("expected undecodable, got {other:?}"),
+        }
+        match &decoded[2] {
+            Some(Document::Connector(c)) => {
+                assert_eq!(c.spec.region, "us-east-1");
+                assert_eq!(c.spec.sync.interval, "1h", "defaults apply");
+                assert!(c.spec.sync.iam);
+            }
+            other => panic!("expected connector, got {other:?}"),
+        }
+    }
+}
