@@ -374,3 +374,614 @@ pub fn grant_conditions(errors: &[FieldError]) -> Vec<ConditionUpdate> {
         ConditionUpdate::new("Ready", ConditionStatus::False, "InvalidSpec", message),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every rule, table-driven, checked twice: by the Rust validator and by evaluating the
+    //! CRD's own CEL rules the way the apiserver does at admission. The two must agree.
+
+    use super::*;
+    use crate::api::{AccessGrant, AwsConnector};
+    use kube::CustomResourceExt;
+    use serde_json::{Value, json};
+
+    const ACCOUNT: &str = "123456789012";
+    const EXT32: &str = "abcdefghijklmnopqrstuvwxyz012345";
+    const EXT64: &str = "abcdefghijklmnopqrstuvwxyz012345abcdefghijklmnopqrstuvwxyz+=,.@:";
+
+    fn role(name: &str) -> String {
+        format!("arn:aws:iam::{ACCOUNT}:role/{name}")
+    }
+
+    /// Runs the CRD's CEL rules over `object`.
+    fn cel_verdict<K: CustomResourceExt>(object: &Value) -> Result<(), String> {
+        let crd = K::crd();
+        let schema = crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("the CRD has a schema");
+        let schema = serde_json::to_value(schema).expect("schema is JSON");
+        kube::core::cel::Validator::new()
+            .validate(&schema, object, None)
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    fn connector(spec: Value) -> Value {
+        json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+               "metadata": {"name": "org", "namespace": "aws"}, "spec": spec})
+    }
+
+    /// Checks one connector case with both validators; returns the Rust verdict.
+    fn check_connector(case: &str, spec: Value, valid: bool) -> ConnectorVerdict {
+        let object = connector(spec.clone());
+        let parsed: AwsConnectorSpec =
+            serde_json::from_value(spec).unwrap_or_else(|e| panic!("{case}: does not decode: {e}"));
+        let verdict = validate_connector(&parsed);
+        assert_eq!(
+            verdict.is_valid(),
+            valid,
+            "{case}: Rust says {:?}",
+            verdict.errors()
+        );
+        let cel = cel_verdict::<AwsConnector>(&object);
+        assert_eq!(cel.is_ok(), valid, "{case}: CEL says {cel:?}");
+        verdict
+    }
+
+    fn auth(value: Value) -> Value {
+        json!({"region": "us-east-1", "auth": value})
+    }
+
+    #[test]
+    fn role_arns() {
+        let long_path = format!("{}name", format!("{}/", "a".repeat(60)).repeat(8));
+        let too_long_path = format!("{}name", format!("{}/", "a".repeat(60)).repeat(9));
+        let cases: Vec<(&str, String, bool)> = vec![
+            ("plain", role("access-operator"), true),
+            ("with path", role("team/ops/access-operator"), true),
+            ("every allowed character", role("a+=,.@_-Z9"), true),
+            (
+                "china partition",
+                format!("arn:aws-cn:iam::{ACCOUNT}:role/x"),
+                true,
+            ),
+            (
+                "govcloud partition",
+                format!("arn:aws-us-gov:iam::{ACCOUNT}:role/x"),
+                true,
+            ),
+            ("64-character name", role(&"n".repeat(64)), true),
+            ("resource of 497 characters", role(&long_path), true),
+            ("empty role name", role(""), false),
+            ("path without a name", role("team/"), false),
+            ("empty path segment", role("team//x"), false),
+            ("65-character name", role(&"n".repeat(65)), false),
+            ("resource over 512 characters", role(&too_long_path), false),
+            (
+                "13-digit account",
+                "arn:aws:iam::1234567890123:role/x".into(),
+                false,
+            ),
+            (
+                "11-digit account",
+                "arn:aws:iam::12345678901:role/x".into(),
+                false,
+            ),
+            (
+                "letters in the account",
+                "arn:aws:iam::12345678901a:role/x".into(),
+                false,
+            ),
+            (
+                "unknown partition",
+                format!("arn:aws-xx:iam::{ACCOUNT}:role/x"),
+                false,
+            ),
+            (
+                "wrong service",
+                format!("arn:aws:sts::{ACCOUNT}:role/x"),
+                false,
+            ),
+            (
+                "a region in an IAM ARN",
+                format!("arn:aws:iam:us-east-1:{ACCOUNT}:role/x"),
+                false,
+            ),
+            (
+                "a user, not a role",
+                format!("arn:aws:iam::{ACCOUNT}:user/alice"),
+                false,
+            ),
+            ("space in the name", role("a b"), false),
+            ("asterisk in the name", role("a*"), false),
+            ("no arn prefix", format!("aws:iam::{ACCOUNT}:role/x"), false),
+            ("trailing text", format!("{} ", role("x")), false),
+            ("empty", String::new(), false),
+        ];
+        for (case, arn, valid) in cases {
+            let verdict = check_connector(case, auth(json!({"roleArn": arn})), valid);
+            if !valid {
+                assert!(
+                    !verdict.role_arn.is_empty(),
+                    "{case}: error belongs to RoleArnValid"
+                );
+                assert!(verdict.external_id.is_empty(), "{case}");
+                assert!(
+                    verdict.role_arn[0].message.contains("spec.auth.roleArn"),
+                    "{case}"
+                );
+            }
+            // The same rules hold for the first hop.
+            let two_hop =
+                auth(json!({"globalRoleArn": arn, "roleArn": role("x"), "externalId": EXT32}));
+            check_connector(&format!("{case} (globalRoleArn)"), two_hop, valid);
+        }
+    }
+
+    #[test]
+    fn external_ids() {
+        let cases: Vec<(&str, Value, bool)> = vec![
+            (
+                "32 characters",
+                json!({"roleArn": role("x"), "externalId": EXT32}),
+                true,
+            ),
+            (
+                "64 characters",
+                json!({"roleArn": role("x"), "externalId": EXT64}),
+                true,
+            ),
+            (
+                "no external id, single hop",
+                json!({"roleArn": role("x")}),
+                true,
+            ),
+            (
+                "31 characters",
+                json!({"roleArn": role("x"), "externalId": &EXT32[1..]}),
+                false,
+            ),
+            (
+                "65 characters",
+                json!({"roleArn": role("x"), "externalId": format!("{EXT64}a")}),
+                false,
+            ),
+            (
+                "a space",
+                json!({"roleArn": role("x"), "externalId": format!("{} ", &EXT32[1..])}),
+                false,
+            ),
+            (
+                "a hash",
+                json!({"roleArn": role("x"), "externalId": format!("{}#", &EXT32[1..])}),
+                false,
+            ),
+            (
+                "external id without a role",
+                json!({"externalId": EXT32}),
+                false,
+            ),
+            (
+                "two-hop with both external ids",
+                json!({"globalRoleArn": role("broker"), "globalExternalId": EXT64, "roleArn": role("x"), "externalId": EXT32}),
+                true,
+            ),
+            (
+                "two-hop with the external id from a Secret",
+                json!({"globalRoleArn": role("broker"), "roleArn": role("x"), "externalIdSecretRef": {"name": "s", "key": "k"}}),
+                true,
+            ),
+            (
+                "two-hop without an external id",
+                json!({"globalRoleArn": role("broker"), "roleArn": role("x")}),
+                false,
+            ),
+            (
+                "two-hop with only the global external id",
+                json!({"globalRoleArn": role("broker"), "globalExternalId": EXT32, "roleArn": role("x")}),
+                false,
+            ),
+            (
+                "global external id without a global role",
+                json!({"roleArn": role("x"), "globalExternalId": EXT32}),
+                false,
+            ),
+            (
+                "external id twice",
+                json!({"roleArn": role("x"), "externalId": EXT32, "externalIdSecretRef": {"name": "s", "key": "k"}}),
+                false,
+            ),
+            (
+                "invalid global external id",
+                json!({"globalRoleArn": role("broker"), "globalExternalId": "short", "roleArn": role("x"), "externalId": EXT32}),
+                false,
+            ),
+        ];
+        for (case, value, valid) in cases {
+            let verdict = check_connector(case, auth(value), valid);
+            if !valid {
+                assert!(
+                    !verdict.external_id.is_empty(),
+                    "{case}: error belongs to ExternalIdValid"
+                );
+            }
+            // An external ID is a shared secret: no message may echo it.
+            for error in verdict.errors() {
+                assert!(
+                    !error.message.contains(&EXT32[1..]),
+                    "{case}: {}",
+                    error.message
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn global_role_without_role_is_a_role_arn_error() {
+        let verdict = check_connector(
+            "globalRoleArn alone",
+            auth(json!({"globalRoleArn": role("broker"), "externalId": EXT32})),
+            false,
+        );
+        assert!(
+            verdict
+                .role_arn
+                .iter()
+                .any(|e| e.message == rules::GLOBAL_ROLE_NEEDS_ROLE)
+        );
+    }
+
+    #[test]
+    fn other_connector_fields() {
+        let base = |extra: Value| {
+            let mut spec = json!({"region": "us-east-1"});
+            if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+                spec.extend(extra.clone());
+            }
+            spec
+        };
+        let cases: Vec<(&str, Value, bool)> = vec![
+            ("minimal", base(json!({})), true),
+            ("sso region", base(json!({"ssoRegion": "eu-west-1"})), true),
+            (
+                "govcloud region",
+                base(json!({"region": "us-gov-west-1"})),
+                true,
+            ),
+            (
+                "upper-case region",
+                base(json!({"region": "US-EAST-1"})),
+                false,
+            ),
+            (
+                "region without dashes",
+                base(json!({"region": "useast1"})),
+                false,
+            ),
+            ("bad sso region", base(json!({"ssoRegion": "mars"})), false),
+            (
+                "interval 30m",
+                base(json!({"sync": {"interval": "30m"}})),
+                true,
+            ),
+            (
+                "interval in days",
+                base(json!({"sync": {"interval": "1d"}})),
+                false,
+            ),
+            (
+                "interval without unit",
+                base(json!({"sync": {"interval": "60"}})),
+                false,
+            ),
+            (
+                "session name",
+                base(json!({"auth": {"sessionName": "ops@prod"}})),
+                true,
+            ),
+            (
+                "session name too short",
+                base(json!({"auth": {"sessionName": "x"}})),
+                false,
+            ),
+            (
+                "allowed accounts",
+                base(json!({"grantPolicy": {"allowedAccounts": [ACCOUNT]}})),
+                true,
+            ),
+            (
+                "short allowed account",
+                base(json!({"grantPolicy": {"allowedAccounts": [ACCOUNT, "12345"]}})),
+                false,
+            ),
+            (
+                "max duration",
+                base(json!({"grantPolicy": {"maxDuration": "12h"}})),
+                true,
+            ),
+            (
+                "bad max duration",
+                base(json!({"grantPolicy": {"maxDuration": "forever"}})),
+                false,
+            ),
+            (
+                "selector policy",
+                base(
+                    json!({"grantPolicy": {"allowedNamespaces": {"from": "Selector", "selector": {"matchLabels": {"a": "b"}}}}}),
+                ),
+                true,
+            ),
+            (
+                "selector policy without a selector",
+                base(json!({"grantPolicy": {"allowedNamespaces": {"from": "Selector"}}})),
+                false,
+            ),
+        ];
+        for (case, spec, valid) in cases {
+            let verdict = check_connector(case, spec, valid);
+            if !valid {
+                assert!(!verdict.other.is_empty(), "{case}");
+                let conditions = verdict.conditions();
+                let ready = conditions
+                    .iter()
+                    .find(|c| c.type_ == "Ready")
+                    .expect("Ready");
+                assert_eq!(ready.reason, "InvalidSpec");
+                assert!(
+                    ready.message.contains("spec."),
+                    "{case}: message names the field"
+                );
+            }
+        }
+    }
+
+    fn grant(spec: Value) -> Value {
+        json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AccessGrant",
+               "metadata": {"name": "g", "namespace": "team"}, "spec": spec})
+    }
+
+    fn grant_spec(principal: Value, target: Value) -> Value {
+        json!({"connectorRef": {"name": "org"}, "principal": principal, "target": target})
+    }
+
+    #[test]
+    fn grant_kind_rules_and_fields() {
+        let user = json!({"kind": "SsoUser", "name": "alice@example.com"});
+        let group = json!({"kind": "SsoGroup", "name": "engineers"});
+        let iam_user = json!({"kind": "IamUser", "name": "alice"});
+        let ps =
+            json!({"kind": "PermissionSet", "permissionSet": "ReadOnly", "accountId": ACCOUNT});
+        let sso_member = json!({"kind": "SsoGroupMembership", "group": "engineers"});
+        let iam_member = json!({"kind": "IamGroupMembership", "group": "developers"});
+        let with = |base: &Value, extra: Value| {
+            let mut v = base.clone();
+            if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+                v.extend(extra.clone());
+            }
+            v
+        };
+        let ps_arn = "arn:aws:sso:::permissionSet/ssoins-0123456789abcdef/ps-0123456789abcdef";
+        let cases: Vec<(&str, Value, bool)> = vec![
+            (
+                "user on a permission set",
+                grant_spec(user.clone(), ps.clone()),
+                true,
+            ),
+            (
+                "group on a permission set",
+                grant_spec(group.clone(), ps.clone()),
+                true,
+            ),
+            (
+                "permission set by ARN",
+                grant_spec(user.clone(), with(&ps, json!({"permissionSet": ps_arn}))),
+                true,
+            ),
+            (
+                "user joins an SSO group",
+                grant_spec(user.clone(), sso_member.clone()),
+                true,
+            ),
+            (
+                "IAM user joins an IAM group",
+                grant_spec(iam_user.clone(), iam_member.clone()),
+                true,
+            ),
+            (
+                "principal by id",
+                grant_spec(json!({"kind": "SsoUser", "id": "9067-abc"}), ps.clone()),
+                true,
+            ),
+            (
+                "IAM user on a permission set",
+                grant_spec(iam_user.clone(), ps.clone()),
+                false,
+            ),
+            (
+                "group joins an SSO group",
+                grant_spec(group.clone(), sso_member.clone()),
+                false,
+            ),
+            (
+                "SSO user joins an IAM group",
+                grant_spec(user.clone(), iam_member.clone()),
+                false,
+            ),
+            (
+                "permission set without account",
+                grant_spec(
+                    user.clone(),
+                    json!({"kind": "PermissionSet", "permissionSet": "ReadOnly"}),
+                ),
+                false,
+            ),
+            (
+                "permission set without a set",
+                grant_spec(
+                    user.clone(),
+                    json!({"kind": "PermissionSet", "accountId": ACCOUNT}),
+                ),
+                false,
+            ),
+            (
+                "permission set with a group",
+                grant_spec(user.clone(), with(&ps, json!({"group": "x"}))),
+                false,
+            ),
+            (
+                "membership without a group",
+                grant_spec(user.clone(), json!({"kind": "SsoGroupMembership"})),
+                false,
+            ),
+            (
+                "membership with an account",
+                grant_spec(
+                    user.clone(),
+                    with(&sso_member, json!({"accountId": ACCOUNT})),
+                ),
+                false,
+            ),
+            (
+                "13-digit account",
+                grant_spec(
+                    user.clone(),
+                    with(&ps, json!({"accountId": "1234567890123"})),
+                ),
+                false,
+            ),
+            (
+                "permission set name with a space",
+                grant_spec(
+                    user.clone(),
+                    with(&ps, json!({"permissionSet": "Read Only"})),
+                ),
+                false,
+            ),
+            (
+                "permission set name of 33 characters",
+                grant_spec(
+                    user.clone(),
+                    with(&ps, json!({"permissionSet": "p".repeat(33)})),
+                ),
+                false,
+            ),
+            (
+                "principal with name and id",
+                grant_spec(
+                    json!({"kind": "SsoUser", "name": "a", "id": "b"}),
+                    ps.clone(),
+                ),
+                false,
+            ),
+            (
+                "principal with neither",
+                grant_spec(json!({"kind": "SsoUser"}), ps.clone()),
+                false,
+            ),
+            (
+                "duration",
+                with(
+                    &grant_spec(user.clone(), ps.clone()),
+                    json!({"duration": "8h"}),
+                ),
+                true,
+            ),
+            (
+                "bad duration",
+                with(
+                    &grant_spec(user.clone(), ps.clone()),
+                    json!({"duration": "8 hours"}),
+                ),
+                false,
+            ),
+            (
+                "duration and expiresAt",
+                with(
+                    &grant_spec(user.clone(), ps.clone()),
+                    json!({"duration": "8h", "expiresAt": "2030-01-01T00:00:00Z"}),
+                ),
+                false,
+            ),
+            (
+                "expiresAt",
+                with(
+                    &grant_spec(user.clone(), ps.clone()),
+                    json!({"expiresAt": "2030-01-01T00:00:00Z"}),
+                ),
+                true,
+            ),
+            (
+                "retain",
+                with(
+                    &grant_spec(user.clone(), ps.clone()),
+                    json!({"deletionPolicy": "Retain"}),
+                ),
+                true,
+            ),
+        ];
+        for (case, spec, valid) in cases {
+            let parsed: AccessGrantSpec =
+                serde_json::from_value(spec.clone()).unwrap_or_else(|e| panic!("{case}: {e}"));
+            let errors = validate_grant(&parsed);
+            assert_eq!(errors.is_empty(), valid, "{case}: Rust says {errors:?}");
+            let cel = cel_verdict::<AccessGrant>(&grant(spec));
+            assert_eq!(cel.is_ok(), valid, "{case}: CEL says {cel:?}");
+            if !valid {
+                let conditions = grant_conditions(&errors);
+                assert!(
+                    conditions
+                        .iter()
+                        .all(|c| c.reason == "InvalidSpec" && c.status == ConditionStatus::False)
+                );
+                assert!(
+                    conditions[0].message.contains("spec."),
+                    "{case}: {}",
+                    conditions[0].message
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn expiry_format_is_checked_in_rust_and_by_the_schema() {
+        // The apiserver enforces `format: date-time` through the OpenAPI schema, not CEL.
+        let spec = json!({"connectorRef": {"name": "org"},
+            "principal": {"kind": "SsoUser", "name": "a"},
+            "target": {"kind": "PermissionSet", "permissionSet": "P", "accountId": ACCOUNT},
+            "expiresAt": "tomorrow"});
+        let parsed: AccessGrantSpec = serde_json::from_value(spec).expect("decodes");
+        let errors = validate_grant(&parsed);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "spec.expiresAt");
+        let crd = serde_json::to_value(AccessGrant::crd()).expect("json");
+        let format = crd.pointer(
+            "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/expiresAt/format",
+        );
+        assert_eq!(
+            format,
+            Some(&json!("date-time")),
+            "schema carries the format"
+        );
+    }
+
+    #[test]
+    fn patterns_compile() {
+        for pattern in [
+            rules::ROLE_ARN,
+            rules::EXTERNAL_ID,
+            rules::REGION,
+            rules::ACCOUNT_ID,
+            rules::SESSION_NAME,
+            rules::DURATION,
+            rules::PERMISSION_SET_NAME,
+            rules::PERMISSION_SET_ARN,
+        ] {
+            assert!(Regex::new(pattern).is_ok(), "{pattern}");
+            assert!(
+                !pattern.contains('\''),
+                "{pattern} must embed in a CEL string literal"
+            );
+        }
+    }
+}

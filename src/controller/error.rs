@@ -50,8 +50,8 @@ mod tests {
         assert_eq!(backoff(6, 20), Duration::from_secs(360));
         assert_eq!(
             backoff(0, 41),
-            Duration::from_secs(5),
-            "jitter is a fraction of the base"
+            Duration::from_secs(6),
+            "the seed is taken modulo 21 (percent)"
         );
     }
 }
