@@ -31,7 +31,7 @@ pub enum Command {
     /// Run the operator (the default).
     Run(RunArgs),
     /// Print every CustomResourceDefinition as YAML.
-    Crd,
+    Crd(CrdArgs),
     /// Check AwsConnector and AccessGrant manifests offline; one JSON line per object.
     Validate(FilesArgs),
     /// Sync the inventory of one connector without Kubernetes.
@@ -40,6 +40,13 @@ pub enum Command {
     Plan(FilesArgs),
     /// Apply grants once without Kubernetes.
     Apply(FilesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CrdArgs {
+    /// Write one `<name>.yaml` per CRD into this directory instead of printing them.
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -84,7 +91,7 @@ pub async fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         None => run(cli.run).await,
         Some(Command::Run(args)) => run(args).await,
-        Some(Command::Crd) => print_crds(),
+        Some(Command::Crd(args)) => print_crds(args.output_dir.as_deref()),
         Some(Command::Validate(files)) => validate(&files.files),
         Some(Command::Sync(_) | Command::Plan(_) | Command::Apply(_)) => {
             eprintln!("error: this command is not yet implemented");
@@ -100,9 +107,19 @@ pub async fn main(cli: Cli) -> ExitCode {
     }
 }
 
-fn print_crds() -> anyhow::Result<ExitCode> {
-    let yaml = crate::crd::render_all().context("cannot render the CRDs")?;
-    std::io::stdout().write_all(yaml.as_bytes())?;
+fn print_crds(output_dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let Some(dir) = output_dir else {
+        let yaml = crate::crd::render_all().context("cannot render the CRDs")?;
+        std::io::stdout().write_all(yaml.as_bytes())?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for crd in crate::crd::all() {
+        let path = dir.join(crate::crd::file_name(&crd));
+        let yaml = crate::crd::to_yaml(&crd).context("cannot render a CRD")?;
+        std::fs::write(&path, yaml).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

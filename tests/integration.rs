@@ -1,1 +1,8 @@
+//! Integration tests: real controllers against the Kubernetes API emulator (or a real cluster),
+//! and AWS behaviour against moto's server.
 
+mod support;
+
+mod apiserver_behaviour;
+mod cli;
+mod e2e;

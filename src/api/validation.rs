@@ -119,8 +119,18 @@ impl ConnectorVerdict {
     /// False `Ready` when anything is invalid.
     pub fn conditions(&self) -> Vec<ConditionUpdate> {
         let mut out = vec![
-            verdict_condition("RoleArnValid", "InvalidRoleArn", &self.role_arn),
-            verdict_condition("ExternalIdValid", "InvalidExternalId", &self.external_id),
+            verdict_condition(
+                "RoleArnValid",
+                "InvalidRoleArn",
+                "the role ARNs are valid",
+                &self.role_arn,
+            ),
+            verdict_condition(
+                "ExternalIdValid",
+                "InvalidExternalId",
+                "the external IDs are valid",
+                &self.external_id,
+            ),
         ];
         if !self.is_valid() {
             out.push(ConditionUpdate::new(
@@ -137,10 +147,11 @@ impl ConnectorVerdict {
 fn verdict_condition(
     type_: &'static str,
     invalid_reason: &str,
+    valid_message: &str,
     errors: &[FieldError],
 ) -> ConditionUpdate {
     if errors.is_empty() {
-        ConditionUpdate::new(type_, ConditionStatus::True, "Valid", "valid")
+        ConditionUpdate::new(type_, ConditionStatus::True, "Valid", valid_message)
     } else {
         ConditionUpdate::new(
             type_,

@@ -1,0 +1,138 @@
+//! The binary's offline commands, run as a user would.
+
+use std::path::Path;
+use std::process::Command;
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_aws-access-operator"))
+}
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+#[test]
+fn crds_on_disk_match_the_binary() {
+    let output = binary().arg("crd").output().expect("run crd");
+    assert!(output.status.success());
+    let printed = String::from_utf8(output.stdout).expect("utf-8");
+    let mut from_disk = String::new();
+    for crd in aws_access_operator::crd::all() {
+        let name = aws_access_operator::crd::file_name(&crd);
+        let on_disk = std::fs::read_to_string(repo("crds").join(&name))
+            .unwrap_or_else(|e| panic!("crds/{name}: {e} (run `make crds`)"));
+        let rendered = aws_access_operator::crd::to_yaml(&crd).expect("yaml");
+        assert_eq!(on_disk, rendered, "crds/{name} is stale: run `make crds`");
+        from_disk.push_str(&format!("---\n{on_disk}"));
+    }
+    assert_eq!(printed, from_disk, "`crd` prints exactly what crds/ holds");
+}
+
+#[test]
+fn validate_examples_one_json_line_per_object() {
+    let output = binary()
+        .args(["validate", "-f"])
+        .arg(repo("examples"))
+        .output()
+        .expect("run validate");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    assert!(
+        output.status.success(),
+        "examples are valid: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(
+        lines.len() >= 4,
+        "every example object is reported: {stdout}"
+    );
+    for line in &lines {
+        assert_eq!(line["valid"], true, "{line}");
+        assert!(line["kind"] == "AwsConnector" || line["kind"] == "AccessGrant");
+        assert!(line["name"].is_string());
+        assert!(line["conditions"].as_array().is_some_and(|c| !c.is_empty()));
+    }
+}
+
+#[test]
+fn validate_fails_on_a_bad_arn_and_names_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: awsaccess.io/v1alpha1\nkind: AwsConnector\nmetadata: {name: prod, namespace: aws}\nspec:\n  region: us-east-1\n  auth:\n    roleArn: arn:aws:iam::1234567890123:role/ops\n---\napiVersion: awsaccess.io/v1alpha1\nkind: AccessGrant\nmetadata: {name: ok}\nspec:\n  connectorRef: {name: prod}\n  principal: {kind: SsoUser, name: alice}\n  target: {kind: SsoGroupMembership, group: admins}\n",
+    )
+    .expect("write");
+    let output = binary()
+        .args(["validate", "-f"])
+        .arg(&file)
+        .output()
+        .expect("run validate");
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["valid"], false);
+    let role = lines[0]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "RoleArnValid")
+        .expect("RoleArnValid")
+        .clone();
+    assert_eq!(role["status"], "False");
+    assert_eq!(role["reason"], "InvalidRoleArn");
+    assert!(
+        role["message"]
+            .as_str()
+            .expect("message")
+            .contains("spec.auth.roleArn")
+    );
+    assert_eq!(lines[1]["valid"], true);
+}
+
+#[test]
+fn validate_reports_undecodable_objects_and_missing_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("kind.yml");
+    std::fs::write(&file, "apiVersion: awsaccess.io/v1alpha1\nkind: AccessGrant\nmetadata: {name: g}\nspec:\n  connectorRef: {name: c}\n  principal: {kind: Robot, name: r2}\n  target: {kind: SsoGroupMembership, group: g}\n").expect("write");
+    let output = binary()
+        .args(["validate", "-f"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let line: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert!(
+        line["conditions"][0]["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("spec.principal.kind"),
+        "{line}"
+    );
+
+    let missing = binary()
+        .args(["validate", "-f", "/nonexistent/grants"])
+        .output()
+        .expect("run");
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/grants"));
+}
+
+#[test]
+fn commands_of_later_releases_say_so() {
+    for command in ["sync", "plan", "apply"] {
+        let output = binary()
+            .args([command, "-f", "examples"])
+            .output()
+            .expect("run");
+        assert_eq!(output.status.code(), Some(2), "{command}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("not yet implemented"));
+    }
+}
