@@ -6,3 +6,5 @@ mod support;
 mod apiserver_behaviour;
 mod cli;
 mod e2e;
+mod moto_launcher;
+mod operator_process;

@@ -1,1 +1,132 @@
-//! Placeholder replaced below.
+//! moto's server behind the project's launcher (`tests/support/moto_server.py`): a fresh server
+//! per test on a free loopback port, so that every test has its own AWS state. Nothing is
+//! installed here: `make test` (or `make venv`) installs moto into `.venv`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The AWS variables a test process may inherit from the machine; all are cleared for the
+/// launcher so that nothing ambient reaches it.
+pub const AMBIENT_AWS_VARIABLES: &[&str] = &[
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CA_BUNDLE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_EC2_METADATA_DISABLED",
+];
+
+pub struct Moto {
+    pub endpoint: String,
+    child: Child,
+    /// Where the server's stderr goes, for failure messages.
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python that has moto: `MOTO_PYTHON`, or the project's `.venv`.
+pub fn python() -> PathBuf {
+    match std::env::var_os("MOTO_PYTHON") {
+        Some(path) => PathBuf::from(path),
+        None => repo().join(".venv/bin/python"),
+    }
+}
+
+impl Moto {
+    /// Starts a server and waits until it listens.
+    pub fn start() -> Self {
+        let python = python();
+        assert!(
+            python.exists(),
+            "{} not found: run `make venv` (or `make test`) to install moto",
+            python.display()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("moto.log");
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let mut command = Command::new(&python);
+        command
+            .arg(repo().join("tests/support/moto_server.py"))
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .stdin(Stdio::null());
+        for variable in AMBIENT_AWS_VARIABLES {
+            command.env_remove(variable);
+        }
+        let mut child = command.spawn().expect("start the moto launcher");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+        let port = line
+            .strip_prefix("PORT ")
+            .and_then(|p| p.trim().parse::<u16>().ok());
+        let Some(port) = port else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the moto launcher did not start (first line {line:?}); its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// The environment a process needs to reach this server and nothing else.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
+    /// An SDK configuration for this server, built explicitly rather than from the process
+    /// environment, so that parallel tests cannot see each other's servers.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sts::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .load()
+            .await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        // Only the process this launcher started, by its handle.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -378,7 +378,7 @@ fn watch(
                 continue;
             }
             let now = visible(&change.object);
-            let before = change.previous.as_ref().is_some_and(|p| visible(p));
+            let before = change.previous.as_ref().is_some_and(&visible);
             let type_ = match (change.type_, before, now) {
                 ("DELETED", true, _) => "DELETED",
                 ("DELETED", false, _) => continue,

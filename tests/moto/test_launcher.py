@@ -1,0 +1,137 @@
+"""Pins each run-time patch of tests/support/moto_server.py against the server it starts."""
+
+import os
+import subprocess
+import sys
+import unittest
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+LAUNCHER = os.path.join(os.path.dirname(__file__), "..", "support", "moto_server.py")
+
+
+class LauncherTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = subprocess.Popen(
+            [sys.executable, LAUNCHER], stdout=subprocess.PIPE, text=True
+        )
+        line = cls.server.stdout.readline().split()
+        assert line and line[0] == "PORT", f"unexpected first line {line!r}"
+        cls.endpoint = f"http://127.0.0.1:{line[1]}"
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.terminate()
+        cls.server.wait(timeout=10)
+
+    def client(self, service):
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"max_attempts": 1}),
+        )
+
+    def setUp(self):
+        # Each test starts from an empty moto.
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"))
+
+    def instance(self):
+        sso = self.client("sso-admin")
+        instance = sso.list_instances()["Instances"][0]
+        return sso, instance["InstanceArn"], instance["IdentityStoreId"]
+
+    def test_session_duration_is_iso8601(self):
+        sso, arn, _ = self.instance()
+        created = sso.create_permission_set(Name="ReadOnly", InstanceArn=arn)["PermissionSet"]
+        self.assertEqual(created["SessionDuration"], "PT1H")
+        given = sso.create_permission_set(Name="Admin", InstanceArn=arn, SessionDuration="PT4H")["PermissionSet"]
+        self.assertEqual(given["SessionDuration"], "PT4H")
+        described = sso.describe_permission_set(InstanceArn=arn, PermissionSetArn=created["PermissionSetArn"])
+        self.assertEqual(described["PermissionSet"]["SessionDuration"], "PT1H")
+
+    def test_provisioning_status_is_describable(self):
+        sso, arn, _ = self.instance()
+        ps = sso.create_permission_set(Name="ReadOnly", InstanceArn=arn)["PermissionSet"]["PermissionSetArn"]
+        started = sso.provision_permission_set(InstanceArn=arn, PermissionSetArn=ps, TargetType="ALL_PROVISIONED_ACCOUNTS")
+        request_id = started["PermissionSetProvisioningStatus"]["RequestId"]
+        status = sso.describe_permission_set_provisioning_status(InstanceArn=arn, ProvisionPermissionSetRequestId=request_id)
+        self.assertEqual(status["PermissionSetProvisioningStatus"]["Status"], "SUCCEEDED")
+        with self.assertRaises(ClientError) as missing:
+            sso.describe_permission_set_provisioning_status(InstanceArn=arn, ProvisionPermissionSetRequestId="00000000-0000-4000-8000-000000000000")
+        self.assertEqual(missing.exception.response["Error"]["Code"], "ResourceNotFoundException")
+
+    def test_iam_lists_honour_max_items(self):
+        iam = self.client("iam")
+        for i in range(5):
+            iam.create_user(UserName=f"user-{i}")
+        iam.create_group(GroupName="g1")
+        iam.create_group(GroupName="g2")
+        iam.create_group(GroupName="g3")
+        for i in range(5):
+            iam.add_user_to_group(GroupName="g1", UserName=f"user-{i}")
+        for g in ("g1", "g2", "g3"):
+            iam.add_user_to_group(GroupName=g, UserName="user-0")
+
+        first = iam.list_users(MaxItems=2)
+        self.assertEqual(len(first["Users"]), 2)
+        self.assertTrue(first["IsTruncated"])
+        calls = {
+            "list_users": ({}, "Users", 5),
+            "list_groups": ({}, "Groups", 3),
+            "get_group": ({"GroupName": "g1"}, "Users", 5),
+            "list_groups_for_user": ({"UserName": "user-0"}, "Groups", 3),
+        }
+        for operation, (params, key, total) in calls.items():
+            pages = list(iam.get_paginator(operation).paginate(PaginationConfig={"PageSize": 2}, **params))
+            self.assertEqual(len(pages), (total + 1) // 2, operation)
+            self.assertEqual(sum(len(p[key]) for p in pages), total, operation)
+
+        pages = list(iam.get_paginator("get_account_authorization_details").paginate(
+            Filter=["User", "Group"], PaginationConfig={"PageSize": 3}))
+        users = sum(len(p["UserDetailList"]) for p in pages)
+        groups = sum(len(p["GroupDetailList"]) for p in pages)
+        self.assertEqual((users, groups), (5, 3))
+        self.assertGreater(len(pages), 1)
+
+    def test_duplicates_are_refused_or_absorbed(self):
+        sso, arn, store = self.instance()
+        ids = self.client("identitystore")
+        user = ids.create_user(IdentityStoreId=store, UserName="alice", DisplayName="Alice",
+                               Name={"GivenName": "A", "FamilyName": "L"})["UserId"]
+        group = ids.create_group(IdentityStoreId=store, DisplayName="engineers")["GroupId"]
+        ids.create_group_membership(IdentityStoreId=store, GroupId=group, MemberId={"UserId": user})
+        with self.assertRaises(ClientError) as dup:
+            ids.create_group_membership(IdentityStoreId=store, GroupId=group, MemberId={"UserId": user})
+        self.assertEqual(dup.exception.response["Error"]["Code"], "ConflictException")
+        members = ids.list_group_memberships(IdentityStoreId=store, GroupId=group)["GroupMemberships"]
+        self.assertEqual(len(members), 1)
+
+        ps = sso.create_permission_set(Name="ReadOnly", InstanceArn=arn)["PermissionSet"]["PermissionSetArn"]
+        request = dict(InstanceArn=arn, TargetId="111122223333", TargetType="AWS_ACCOUNT",
+                       PermissionSetArn=ps, PrincipalType="USER", PrincipalId=user)
+        first = sso.create_account_assignment(**request)["AccountAssignmentCreationStatus"]
+        second = sso.create_account_assignment(**request)["AccountAssignmentCreationStatus"]
+        self.assertEqual(second["Status"], "SUCCEEDED")
+        self.assertNotEqual(first["RequestId"], second["RequestId"])
+        described = sso.describe_account_assignment_creation_status(
+            InstanceArn=arn, AccountAssignmentCreationRequestId=second["RequestId"])
+        self.assertEqual(described["AccountAssignmentCreationStatus"]["Status"], "SUCCEEDED")
+        listed = sso.list_account_assignments(InstanceArn=arn, AccountId="111122223333", PermissionSetArn=ps)
+        self.assertEqual(len(listed["AccountAssignments"]), 1)
+
+    def test_binds_loopback_only(self):
+        refused = subprocess.run([sys.executable, LAUNCHER, "--host", "0.0.0.0"], capture_output=True, text=True)
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn("loopback", refused.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
