@@ -6,9 +6,17 @@ use crate::support::moto::Moto;
 async fn each_test_gets_its_own_aws() {
     let (a, b) = (Moto::start(), Moto::start());
     assert_ne!(a.endpoint, b.endpoint);
-    assert!(a.endpoint.starts_with("http://127.0.0.1:"), "loopback only: {}", a.endpoint);
+    assert!(
+        a.endpoint.starts_with("http://127.0.0.1:"),
+        "loopback only: {}",
+        a.endpoint
+    );
     let sts = aws_sdk_sts::Client::new(&a.sdk_config().await);
-    let me = sts.get_caller_identity().send().await.expect("GetCallerIdentity");
+    let me = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("GetCallerIdentity");
     assert_eq!(me.account(), Some("123456789012"), "moto's default account");
 
     // moto switches account on AssumeRole into another account, which is how the credential
@@ -30,8 +38,16 @@ async fn each_test_gets_its_own_aws() {
             "assumed",
         ))
         .build();
-    let who = aws_sdk_sts::Client::from_conf(config).get_caller_identity().send().await.expect("identity");
+    let who = aws_sdk_sts::Client::from_conf(config)
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("identity");
     assert_eq!(who.account(), Some("111122223333"));
-    assert!(who.arn().is_some_and(|arn| arn.contains("assumed-role/ops/test")), "{who:?}");
+    assert!(
+        who.arn()
+            .is_some_and(|arn| arn.contains("assumed-role/ops/test")),
+        "{who:?}"
+    );
     drop(b);
 }

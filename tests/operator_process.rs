@@ -23,11 +23,18 @@ fn free_port() -> u16 {
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -39,8 +46,21 @@ async fn serves_health_and_stops_gracefully_on_sigterm() {
     std::fs::write(&kubeconfig, server.kubeconfig("ops")).expect("kubeconfig");
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_aws-access-operator"))
-        .args(["run", "--namespaces", "ops", "--lease-namespace", "ops", "--identity", "pod-1"])
-        .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--log-format", "json"])
+        .args([
+            "run",
+            "--namespaces",
+            "ops",
+            "--lease-namespace",
+            "ops",
+            "--identity",
+            "pod-1",
+        ])
+        .args([
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
         .env("KUBECONFIG", &kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env_remove("POD_NAME")
@@ -51,28 +71,49 @@ async fn serves_health_and_stops_gracefully_on_sigterm() {
         .spawn()
         .expect("start the operator");
 
-    let (status, _) = wait::until("/readyz", Duration::from_secs(30), || async { get(port, "/readyz") }).await;
+    let (status, _) = wait::until("/readyz", Duration::from_secs(30), || async {
+        get(port, "/readyz")
+    })
+    .await;
     assert_eq!(status, 200);
     assert_eq!(get(port, "/healthz").map(|r| r.0), Some(200));
-    let metrics = wait::until("leadership in /metrics", Duration::from_secs(30), || async {
-        get(port, "/metrics").filter(|(_, body)| body.contains("aws_access_operator_leader 1")).map(|r| r.1)
-    })
+    let metrics = wait::until(
+        "leadership in /metrics",
+        Duration::from_secs(30),
+        || async {
+            get(port, "/metrics")
+                .filter(|(_, body)| body.contains("aws_access_operator_leader 1"))
+                .map(|r| r.1)
+        },
+    )
     .await;
     assert!(metrics.contains("# EOF"), "OpenMetrics text");
 
     let leases: Api<Lease> = Api::namespaced(server.client(), "ops");
     let held = leases.get("aws-access-operator").await.expect("lease");
-    assert_eq!(held.spec.and_then(|s| s.holder_identity).as_deref(), Some("pod-1"));
+    assert_eq!(
+        held.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("pod-1")
+    );
 
     // SIGTERM, as the kubelet sends it, to the process this test started.
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let exit = loop {
         if let Some(exit) = child.try_wait().expect("wait") {
             break exit;
         }
-        assert!(std::time::Instant::now() < deadline, "the operator did not stop within 30 s of SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the operator did not stop within 30 s of SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let mut stderr = String::new();
@@ -81,9 +122,14 @@ async fn serves_health_and_stops_gracefully_on_sigterm() {
     }
     assert!(exit.success(), "exit {exit:?}; logs:\n{stderr}");
     for line in stderr.lines() {
-        let _: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+        let _: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
     }
     assert!(stderr.contains("released the leader lease"), "{stderr}");
     let released = leases.get("aws-access-operator").await.expect("lease");
-    assert_eq!(released.spec.and_then(|s| s.holder_identity), None, "the lease is free for the next leader");
+    assert_eq!(
+        released.spec.and_then(|s| s.holder_identity),
+        None,
+        "the lease is free for the next leader"
+    );
 }
