@@ -35,7 +35,7 @@ pub enum Command {
     /// Check AwsConnector and AccessGrant manifests offline; one JSON line per object.
     Validate(FilesArgs),
     /// Sync the inventory of one connector without Kubernetes.
-    Sync(FilesArgs),
+    Sync(SyncArgs),
     /// Show what applying grants would change in AWS.
     Plan(FilesArgs),
     /// Apply grants once without Kubernetes.
@@ -54,6 +54,33 @@ pub struct FilesArgs {
     /// Manifest files or directories (every *.yaml / *.yml inside, multi-document).
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The AwsConnector manifest (a file or directory holding exactly one).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Write the inventory JSON here instead of stdout.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+    /// Keep the page state and cache here, so that an interrupted sync resumes and the next
+    /// one reuses the cache.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Items per page asked of list calls (default: each call's maximum).
+    #[arg(long)]
+    pub page_size: Option<i32>,
+    /// Requests per second per service, e.g. `iam=10,identitycenter=10`.
+    #[arg(long, env = "RATE_LIMITS", default_value = "")]
+    pub rate_limits: String,
+    /// How often, in seconds, the page state is saved during a phase (0: after every page).
+    #[arg(long, default_value_t = 5)]
+    pub checkpoint_seconds: u64,
+    /// Where the external ID comes from when the connector names a Secret (there is no
+    /// Kubernetes here): this environment variable.
+    #[arg(long, default_value = "AWS_ACCESS_OPERATOR_EXTERNAL_ID")]
+    pub external_id_env: String,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -93,7 +120,8 @@ pub async fn main(cli: Cli) -> ExitCode {
         Some(Command::Run(args)) => run(args).await,
         Some(Command::Crd(args)) => print_crds(args.output_dir.as_deref()),
         Some(Command::Validate(files)) => validate(&files.files),
-        Some(Command::Sync(_) | Command::Plan(_) | Command::Apply(_)) => {
+        Some(Command::Sync(args)) => crate::sync_command::run(args).await,
+        Some(Command::Plan(_) | Command::Apply(_)) => {
             eprintln!("error: this command is not yet implemented");
             return ExitCode::from(2);
         }

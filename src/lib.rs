@@ -1,10 +1,14 @@
 //! aws-access-operator: manages access to AWS (IAM Identity Center and IAM) from Kubernetes.
 
 pub mod api;
+pub mod aws;
 pub mod cli;
+pub mod connect;
 pub mod controller;
 pub mod crd;
 pub mod grant;
 pub mod manifest;
+pub mod sync;
+pub mod sync_command;
 pub mod telemetry;
 pub mod validate;

@@ -12,8 +12,16 @@ operator depends on, this launcher patches it in memory (installed packages are 
 * identitystore CreateGroupMembership accepts a duplicate membership (AWS: ConflictException),
   and sso-admin CreateAccountAssignment stores a duplicate assignment (AWS: the existing
   assignment stands; the request succeeds without a second one).
+* sso-admin ListAccountsForProvisionedPermissionSet answers only the caller's account and
+  ListPermissionSetsProvisionedToAccount ignores AccountId; neither pages. AWS provisions a
+  permission set to every account it is assigned on (or provisioned to), and pages both.
 
-Faults (throttling, 5xx, IN_PROGRESS statuses) are not injected here.
+Faults come from a WSGI middleware in front of moto, set through `POST /_launcher/faults`
+(JSON): `throttle_every` (every Nth AWS request answers Throttling/ThrottlingException),
+`error_every` (every Nth answers 500), `deny_assume_role` (role ARNs whose AssumeRole is
+AccessDenied), `hang_after` (requests after the Nth wait until the faults change: lets a test
+stop a client at a known point). `GET /_launcher/calls` counts the AWS requests moto received,
+by operation; `POST /_launcher/calls/reset` zeroes them.
 
 The first line on stdout is `PORT <n>`; the server stops on SIGTERM or SIGINT.
 """
@@ -171,7 +179,173 @@ def patch_duplicates():
     _ = AccountAssignment
 
 
-PATCHES = [patch_session_duration, patch_provisioning_status, patch_iam_paging, patch_duplicates]
+def patch_provisioning():
+    import json
+
+    from moto.ssoadmin.models import SSOAdminBackend
+    from moto.ssoadmin.responses import SSOAdminResponse
+
+    def provisioned(backend):
+        return backend.__dict__.setdefault("provisioned_accounts", {})
+
+    def provision(backend, permission_set_arn, account_id):
+        accounts = provisioned(backend).setdefault(permission_set_arn, [])
+        if account_id not in accounts:
+            accounts.append(account_id)
+
+    original_create = SSOAdminBackend.create_account_assignment
+
+    def create_account_assignment(self, instance_arn, target_id, target_type, permission_set_arn, principal_type, principal_id):
+        result = original_create(self, instance_arn, target_id, target_type, permission_set_arn, principal_type, principal_id)
+        provision(self, permission_set_arn, target_id)
+        return result
+
+    SSOAdminBackend.create_account_assignment = create_account_assignment
+
+    original_provision = SSOAdminResponse.provision_permission_set
+
+    def provision_permission_set(self):
+        if self._get_param("TargetType") == "AWS_ACCOUNT":
+            provision(self.ssoadmin_backend, self._get_param("PermissionSetArn"), self._get_param("TargetId"))
+        return original_provision(self)
+
+    SSOAdminResponse.provision_permission_set = provision_permission_set
+
+    original_delete = SSOAdminBackend.delete_permission_set
+
+    def delete_permission_set(self, instance_arn, permission_set_arn):
+        provisioned(self).pop(permission_set_arn, None)
+        return original_delete(self, instance_arn, permission_set_arn)
+
+    SSOAdminBackend.delete_permission_set = delete_permission_set
+
+    def page(response, items, key):
+        start = int(response._get_param("NextToken") or 0)
+        size = int(response._get_param("MaxResults") or 100)
+        body = {key: items[start : start + size]}
+        if start + size < len(items):
+            body["NextToken"] = str(start + size)
+        return json.dumps(body)
+
+    def list_accounts_for_provisioned_permission_set(self):
+        arn = self._get_param("PermissionSetArn")
+        return page(self, list(provisioned(self.ssoadmin_backend).get(arn, [])), "AccountIds")
+
+    def list_permission_sets_provisioned_to_account(self):
+        account = self._get_param("AccountId")
+        arns = [arn for arn, accounts in provisioned(self.ssoadmin_backend).items() if account in accounts]
+        return page(self, arns, "PermissionSets")
+
+    SSOAdminResponse.list_accounts_for_provisioned_permission_set = list_accounts_for_provisioned_permission_set
+    SSOAdminResponse.list_permission_sets_provisioned_to_account = list_permission_sets_provisioned_to_account
+
+
+PATCHES = [
+    patch_session_duration,
+    patch_provisioning_status,
+    patch_iam_paging,
+    patch_duplicates,
+    patch_provisioning,
+]
+
+
+class Faults:
+    """The fault middleware: counts AWS requests by operation and injects what it is told."""
+
+    def __init__(self, app):
+        import collections
+
+        self.app = app
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.calls = collections.Counter()
+        self.settings = {}
+        self.seen = 0
+
+    @staticmethod
+    def operation(environ, body):
+        target = environ.get("HTTP_X_AMZ_TARGET")
+        if target:
+            return target.rsplit(".", 1)[-1], "json"
+        from urllib.parse import parse_qs
+
+        action = parse_qs(body.decode("utf-8", "replace")).get("Action", [None])[0]
+        if action is None:
+            action = parse_qs(environ.get("QUERY_STRING", "")).get("Action", [None])[0]
+        return action, "query"
+
+    def control(self, environ, start_response, body):
+        import json
+
+        path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
+        with self.lock:
+            if path == "/_launcher/faults" and method == "POST":
+                self.settings = json.loads(body or b"{}")
+                self.seen = 0
+                self.changed.notify_all()
+                answer = self.settings
+            elif path == "/_launcher/calls" and method == "GET":
+                answer = dict(self.calls)
+            elif path == "/_launcher/calls/reset" and method == "POST":
+                self.calls.clear()
+                answer = {}
+            else:
+                start_response("404 Not Found", [("Content-Type", "application/json")])
+                return [b"{}"]
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(answer).encode()]
+
+    @staticmethod
+    def error(start_response, protocol, status, code, message):
+        import json
+
+        request_id = str(uuid.uuid4())
+        if protocol == "json":
+            body = json.dumps({"__type": code, "message": message}).encode()
+            headers = [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", code),
+                       ("x-amzn-RequestId", request_id)]
+        else:
+            body = (f'<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>'
+                    f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>").encode()
+            headers = [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)]
+        start_response(status, headers + [("Content-Length", str(len(body)))])
+        return [body]
+
+    def __call__(self, environ, start_response):
+        import io
+
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        if environ["PATH_INFO"].startswith("/_launcher/"):
+            return self.control(environ, start_response, body)
+        operation, protocol = self.operation(environ, body)
+        if operation is None or environ["PATH_INFO"].startswith("/moto-api"):
+            return self.app(environ, start_response)
+        with self.lock:
+            self.calls[operation] += 1
+            self.seen += 1
+            seen, settings = self.seen, self.settings
+            hang_after = settings.get("hang_after")
+            if hang_after is not None and seen > hang_after:
+                # Hold the request until the test changes the faults (or a minute passes).
+                self.changed.wait_for(lambda: self.settings is not settings, timeout=60)
+        if operation == "AssumeRole" and settings.get("deny_assume_role"):
+            from urllib.parse import parse_qs
+
+            role = parse_qs(body.decode()).get("RoleArn", [""])[0]
+            if role in settings["deny_assume_role"]:
+                return self.error(start_response, protocol, "403 Forbidden", "AccessDenied",
+                                  f"User is not authorized to perform: sts:AssumeRole on resource: {role}")
+        every = settings.get("throttle_every") or 0
+        if every and seen % every == 0:
+            code = "ThrottlingException" if protocol == "json" else "Throttling"
+            return self.error(start_response, protocol, "400 Bad Request", code, "Rate exceeded")
+        every = settings.get("error_every") or 0
+        if every and seen % every == 0:
+            code = "InternalServerException" if protocol == "json" else "ServiceUnavailable"
+            return self.error(start_response, protocol, "500 Internal Server Error", code, "injected failure")
+        return self.app(environ, start_response)
 
 
 def apply_patches():
@@ -196,7 +370,7 @@ def main():
     from moto.server import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
-    app = DomainDispatcherApplication(create_backend_app)
+    app = Faults(DomainDispatcherApplication(create_backend_app))
     server = make_server(args.host, args.port, app, threaded=True)
     print(f"PORT {server.server_port}", flush=True)
 

@@ -1,0 +1,227 @@
+//! Every AWS call goes through a `Caller`: it waits for the service's token bucket, counts the
+//! call by operation, and retries throttling and transient failures with backoff and jitter.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::error::AwsError;
+use super::ratelimit::{RateLimits, Service, TokenBucket};
+
+/// Calls made, by operation, and how many were throttled.
+#[derive(Default)]
+pub struct CallStats {
+    by_operation: Mutex<BTreeMap<&'static str, u64>>,
+    throttled: AtomicU64,
+}
+
+impl CallStats {
+    fn count(&self, operation: &'static str) {
+        let mut calls = self.by_operation.lock().unwrap_or_else(|p| p.into_inner());
+        *calls.entry(operation).or_default() += 1;
+    }
+
+    pub fn by_operation(&self) -> BTreeMap<String, u64> {
+        let calls = self.by_operation.lock().unwrap_or_else(|p| p.into_inner());
+        calls.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    pub fn total(&self) -> u64 {
+        let calls = self.by_operation.lock().unwrap_or_else(|p| p.into_inner());
+        calls.values().sum()
+    }
+
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
+    }
+}
+
+/// How failed calls are retried.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter: a uniform delay up to the exponential bound, so that callers throttled
+    /// together do not come back together.
+    pub fn delay(&self, attempt: u32, random: f64) -> Duration {
+        let bound = self
+            .base_delay
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.max_delay);
+        bound
+            .mul_f64(random.clamp(0.0, 1.0))
+            .max(Duration::from_millis(10))
+    }
+}
+
+/// A small, fast, good-enough random source for jitter (no cryptographic use).
+fn jitter_random() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    (hasher.finish() % 10_000) as f64 / 10_000.0
+}
+
+/// Rate limiting, retries and counting for one connector's AWS calls.
+#[derive(Clone)]
+pub struct Caller {
+    buckets: Arc<HashMap<Service, TokenBucket>>,
+    stats: Arc<CallStats>,
+    retry: RetryPolicy,
+}
+
+impl Caller {
+    pub fn new(limits: &RateLimits, retry: RetryPolicy) -> Self {
+        let buckets = Service::ALL
+            .into_iter()
+            .map(|s| (s, TokenBucket::new(limits.rate(s))))
+            .collect();
+        Self {
+            buckets: Arc::new(buckets),
+            stats: Arc::default(),
+            retry,
+        }
+    }
+
+    pub fn stats(&self) -> &CallStats {
+        &self.stats
+    }
+
+    /// Counts a call made outside `call` (the SDK's own, such as AssumeRole by a credentials
+    /// provider).
+    pub fn record(&self, operation: &'static str) {
+        self.stats.count(operation);
+    }
+
+    /// Makes one call (and its retries). `call` performs the request and converts its error.
+    pub async fn call<T, F, Fut>(
+        &self,
+        service: Service,
+        operation: &'static str,
+        mut call: F,
+    ) -> Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, AwsError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            if let Some(bucket) = self.buckets.get(&service) {
+                bucket.acquire().await;
+            }
+            self.stats.count(operation);
+            match call().await {
+                Ok(value) => return Ok(value),
+                Err(error) if error.is_retryable() && attempt + 1 < self.retry.max_attempts => {
+                    if error.is_throttling() {
+                        self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let delay = self.retry.delay(attempt, jitter_random());
+                    tracing::debug!(operation, %error, attempt, ?delay, "retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(error) => {
+                    if error.is_throttling() {
+                        self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::error::ErrorKind;
+
+    fn fast() -> Caller {
+        let limits = RateLimits(Service::ALL.into_iter().map(|s| (s, 1000.0)).collect());
+        Caller::new(
+            &limits,
+            RetryPolicy {
+                max_attempts: 4,
+                base_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(2),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn retries_throttling_and_counts_every_attempt() {
+        let caller = fast();
+        let attempts = AtomicU64::new(0);
+        let result = caller
+            .call(Service::Iam, "ListUsers", || async {
+                if attempts.fetch_add(1, Ordering::SeqCst) < 2 {
+                    Err(AwsError::new(
+                        "ListUsers",
+                        ErrorKind::Throttled,
+                        "slow down",
+                    ))
+                } else {
+                    Ok(7)
+                }
+            })
+            .await;
+        assert_eq!(result, Ok(7));
+        assert_eq!(caller.stats().by_operation()["ListUsers"], 3);
+        assert_eq!(caller.stats().throttled(), 2);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_max_attempts_and_never_retries_access_denied() {
+        let caller = fast();
+        let throttled: Result<(), _> = caller
+            .call(Service::Iam, "GetUser", || async {
+                Err(AwsError::new("GetUser", ErrorKind::Throttled, "x"))
+            })
+            .await;
+        assert_eq!(throttled.map_err(|e| e.kind), Err(ErrorKind::Throttled));
+        assert_eq!(caller.stats().by_operation()["GetUser"], 4);
+        let denied: Result<(), _> = caller
+            .call(Service::Sts, "AssumeRole", || async {
+                Err(AwsError::new("AssumeRole", ErrorKind::AccessDenied, "no"))
+            })
+            .await;
+        assert!(denied.is_err());
+        assert_eq!(caller.stats().by_operation()["AssumeRole"], 1);
+        assert_eq!(caller.stats().total(), 5);
+    }
+
+    #[test]
+    fn backoff_is_bounded_full_jitter() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.delay(0, 1.0), Duration::from_millis(200));
+        assert_eq!(policy.delay(3, 1.0), Duration::from_millis(1600));
+        assert_eq!(policy.delay(30, 1.0), Duration::from_secs(20));
+        assert_eq!(policy.delay(3, 0.5), Duration::from_millis(800));
+        assert_eq!(
+            policy.delay(3, 0.0),
+            Duration::from_millis(10),
+            "never zero"
+        );
+    }
+}

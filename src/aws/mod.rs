@@ -1,0 +1,15 @@
+//! The AWS edge: credentials, one module per service, errors, rate limits.
+
+pub mod caller;
+pub mod credentials;
+pub mod error;
+pub mod iam;
+pub mod identity_center;
+pub mod organizations;
+pub mod ratelimit;
+pub mod sts;
+
+pub use caller::{Caller, RetryPolicy};
+pub use credentials::{AwsBase, Session};
+pub use error::{AwsError, ErrorKind};
+pub use ratelimit::{RateLimits, Service};

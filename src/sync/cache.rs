@@ -1,0 +1,124 @@
+//! What one sync keeps for the next: permission set details (DescribePermissionSet has no list
+//! form) and principal name → id lookups for resolving grants.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::inventory::{Inventory, PermissionSet};
+
+pub const CACHE_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedPermissionSet {
+    pub details: PermissionSet,
+    /// Unix seconds of the DescribePermissionSet this came from.
+    pub fetched_at: i64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncCache {
+    pub version: u32,
+    pub permission_sets: BTreeMap<String, CachedPermissionSet>,
+    /// Identity Center user name → user id.
+    pub sso_users: BTreeMap<String, String>,
+    /// Identity Center group display name → group id.
+    pub sso_groups: BTreeMap<String, String>,
+    /// Permission set name → ARN.
+    pub permission_set_arns: BTreeMap<String, String>,
+    /// IAM user names and IAM group names that exist.
+    pub iam_users: Vec<String>,
+    pub iam_groups: Vec<String>,
+}
+
+impl SyncCache {
+    pub fn decode(bytes: &[u8]) -> Self {
+        serde_json::from_slice::<Self>(bytes)
+            .ok()
+            .filter(|c| c.version == CACHE_VERSION)
+            .unwrap_or_else(|| Self {
+                version: CACHE_VERSION,
+                ..Self::default()
+            })
+    }
+
+    /// A permission set's details if fetched less than `ttl_seconds` ago.
+    pub fn fresh_permission_set(
+        &self,
+        arn: &str,
+        now: i64,
+        ttl_seconds: i64,
+    ) -> Option<&PermissionSet> {
+        self.permission_sets
+            .get(arn)
+            .filter(|c| now - c.fetched_at < ttl_seconds)
+            .map(|c| &c.details)
+    }
+
+    /// Rebuilds the lookups from a finished inventory; keeps only permission sets that still
+    /// exist.
+    pub fn refresh_from(&mut self, inventory: &Inventory) {
+        self.version = CACHE_VERSION;
+        self.permission_sets
+            .retain(|arn, _| inventory.permission_sets.iter().any(|p| &p.arn == arn));
+        self.sso_users = inventory
+            .sso_users
+            .iter()
+            .map(|u| (u.user_name.clone(), u.id.clone()))
+            .collect();
+        self.sso_groups = inventory
+            .sso_groups
+            .iter()
+            .map(|g| (g.display_name.clone(), g.id.clone()))
+            .collect();
+        self.permission_set_arns = inventory
+            .permission_sets
+            .iter()
+            .map(|p| (p.name.clone(), p.arn.clone()))
+            .collect();
+        self.iam_users = inventory.iam_users.iter().map(|u| u.name.clone()).collect();
+        self.iam_groups = inventory
+            .iam_groups
+            .iter()
+            .map(|g| g.name.clone())
+            .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_expire_and_vanish_with_their_permission_set() {
+        let mut cache = SyncCache::decode(b"not json");
+        assert_eq!(cache.version, CACHE_VERSION);
+        let ps = PermissionSet {
+            arn: "arn:ps-1".into(),
+            name: "ReadOnly".into(),
+            ..Default::default()
+        };
+        cache.permission_sets.insert(
+            ps.arn.clone(),
+            CachedPermissionSet {
+                details: ps.clone(),
+                fetched_at: 1000,
+            },
+        );
+        assert_eq!(
+            cache.fresh_permission_set("arn:ps-1", 1500, 3600),
+            Some(&ps)
+        );
+        assert_eq!(cache.fresh_permission_set("arn:ps-1", 5000, 3600), None);
+        let inventory = Inventory {
+            permission_sets: vec![ps.clone()],
+            ..Default::default()
+        };
+        cache.refresh_from(&inventory);
+        assert_eq!(cache.permission_set_arns["ReadOnly"], "arn:ps-1");
+        cache.refresh_from(&Inventory::default());
+        assert!(cache.permission_sets.is_empty());
+    }
+}

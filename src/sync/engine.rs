@@ -1,0 +1,544 @@
+//! The sync engine: runs the phases in order over every page, checkpoints the page state so
+//! that an interrupted sync resumes, and uses the cache to spare calls.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::cache::{CachedPermissionSet, SyncCache};
+use super::inventory::Inventory;
+use super::state::{AssignmentListing, PageState, Phase, choose_listing};
+use super::store::{StateStore, StoreError};
+use crate::api::connector::SyncSpec;
+use crate::aws::error::ErrorKind;
+use crate::aws::{AwsError, Session, iam, identity_center, organizations};
+
+/// Store keys.
+pub const STATE_KEY: &str = "sync-state";
+pub const CACHE_KEY: &str = "cache";
+
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    /// Items per page asked of every list call (capped at each call's maximum). Small values
+    /// exercise pagination in tests.
+    pub page_size: i32,
+    /// How often the page state is saved while a phase runs (always at phase ends).
+    pub checkpoint_every: Duration,
+    /// How long cached permission set details are trusted.
+    pub cache_ttl: Duration,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            page_size: i32::MAX,
+            checkpoint_every: Duration::from_secs(5),
+            cache_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("sync failed in phase {phase:?}: {source}")]
+    Aws {
+        phase: Phase,
+        #[source]
+        source: AwsError,
+    },
+    #[error("sync state: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl SyncError {
+    pub fn aws(&self) -> Option<&AwsError> {
+        match self {
+            Self::Aws { source, .. } => Some(source),
+            Self::Store(_) => None,
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+struct Engine<'a, S> {
+    session: &'a Session,
+    spec: &'a SyncSpec,
+    store: &'a S,
+    options: &'a SyncOptions,
+    state: PageState,
+    cache: SyncCache,
+    cache_hits: u64,
+    last_checkpoint: Instant,
+}
+
+/// What to do with the item index when a page is the last of its item.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// One list for the whole phase.
+    Single,
+    /// One list per item of the phase.
+    PerItem,
+}
+
+/// Runs one sync of the organization `session` reaches. `scope` fingerprints the settings; a
+/// saved state of another scope is ignored.
+pub async fn run<S: StateStore>(
+    session: &Session,
+    spec: &SyncSpec,
+    scope: &str,
+    store: &S,
+    options: &SyncOptions,
+) -> Result<Inventory, SyncError> {
+    let started = Instant::now();
+    let state = match store.load(STATE_KEY).await? {
+        Some(bytes) => PageState::decode(&bytes, scope).unwrap_or_else(|| {
+            tracing::info!("discarding a saved sync state taken with other settings");
+            PageState::fresh(scope.to_string())
+        }),
+        None => PageState::fresh(scope.to_string()),
+    };
+    let resumed = state.is_started();
+    if resumed {
+        tracing::info!(phase = ?state.phase, item = state.item, pages = state.pages, "resuming an interrupted sync");
+    }
+    let cache = SyncCache::decode(&store.load(CACHE_KEY).await?.unwrap_or_default());
+    let mut engine = Engine {
+        session,
+        spec,
+        store,
+        options,
+        state,
+        cache,
+        cache_hits: 0,
+        last_checkpoint: Instant::now(),
+    };
+    match engine.run_phases().await {
+        // A token from an interrupted run may have expired: start over once, from scratch.
+        Err(SyncError::Aws { source, .. }) if resumed && source.kind == ErrorKind::Invalid => {
+            tracing::warn!(error = %source, "the saved sync state no longer works; starting over");
+            engine.state = PageState::fresh(scope.to_string());
+            engine.run_phases().await?;
+        }
+        other => other?,
+    }
+
+    let mut inventory = std::mem::take(&mut engine.state.inventory);
+    inventory.normalize();
+    let stats = session.caller.stats();
+    inventory.stats.api_calls = stats.by_operation();
+    inventory.stats.total_calls = stats.total();
+    inventory.stats.throttled = stats.throttled();
+    inventory.stats.duration_seconds = started.elapsed().as_secs_f64();
+    inventory.stats.resumed = resumed;
+    inventory.stats.cache_hits = engine.cache_hits;
+    inventory.stats.assignment_listing = engine.state.listing.map(|l| l.as_str().to_string());
+
+    engine.cache.refresh_from(&inventory);
+    store
+        .save(
+            CACHE_KEY,
+            &serde_json::to_vec(&engine.cache).unwrap_or_default(),
+        )
+        .await?;
+    store.delete(STATE_KEY).await?;
+    tracing::info!(
+        calls = inventory.stats.total_calls,
+        throttled = inventory.stats.throttled,
+        seconds = format!("{:.1}", inventory.stats.duration_seconds),
+        accounts = inventory.accounts.len(),
+        iam_users = inventory.iam_users.len(),
+        sso_users = inventory.sso_users.len(),
+        assignments = inventory.assignments.len(),
+        "sync finished"
+    );
+    Ok(inventory)
+}
+
+impl<S: StateStore> Engine<'_, S> {
+    fn size(&self) -> i32 {
+        self.options.page_size.max(1)
+    }
+
+    fn failed(&self, source: AwsError) -> SyncError {
+        SyncError::Aws {
+            phase: self.state.phase,
+            source,
+        }
+    }
+
+    async fn checkpoint(&mut self, force: bool) -> Result<(), SyncError> {
+        if !force && self.last_checkpoint.elapsed() < self.options.checkpoint_every {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(&self.state).unwrap_or_default();
+        self.store.save(STATE_KEY, &bytes).await?;
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
+    /// Records that a page was fetched and where the next one starts.
+    async fn after_page(&mut self, next: Option<String>, walk: Walk) -> Result<bool, SyncError> {
+        self.state.pages += 1;
+        let done = next.is_none();
+        self.state.next_token = next;
+        if done && walk == Walk::PerItem {
+            self.state.item += 1;
+        }
+        if self.state.pages % 50 == 0 {
+            tracing::info!(phase = ?self.state.phase, pages = self.state.pages, calls = self.session.caller.stats().total(), "sync progress");
+        }
+        self.checkpoint(false).await?;
+        Ok(done)
+    }
+
+    async fn run_phases(&mut self) -> Result<(), SyncError> {
+        while self.state.phase != Phase::Done {
+            let phase = self.state.phase;
+            let before = self.session.caller.stats().total();
+            self.run_phase(phase).await?;
+            tracing::info!(
+                ?phase,
+                calls = self.session.caller.stats().total() - before,
+                "sync phase done"
+            );
+            self.state.phase = phase.next();
+            self.state.item = 0;
+            self.state.next_token = None;
+            self.checkpoint(true).await?;
+        }
+        Ok(())
+    }
+
+    fn identity_center(&self) -> Option<(String, String)> {
+        self.state
+            .inventory
+            .identity_center
+            .as_ref()
+            .map(|i| (i.instance_arn.clone(), i.identity_store_id.clone()))
+    }
+
+    async fn run_phase(&mut self, phase: Phase) -> Result<(), SyncError> {
+        let sso = self.spec.identity_center;
+        match phase {
+            Phase::Accounts if self.spec.organizations => self.accounts().await,
+            Phase::IamDetails if self.spec.iam => self.iam_details().await,
+            Phase::AccessKeys if self.spec.iam && self.spec.access_keys => self.access_keys().await,
+            Phase::Instance if sso => {
+                let instance = identity_center::instance(self.session)
+                    .await
+                    .map_err(|e| self.failed(e))?;
+                if instance.is_none() {
+                    tracing::warn!("no IAM Identity Center instance: skipping Identity Center");
+                }
+                self.state.inventory.identity_center = instance;
+                Ok(())
+            }
+            _ if !sso || self.identity_center().is_none() => Ok(()),
+            Phase::SsoUsers => self.sso_users().await,
+            Phase::SsoGroups => self.sso_groups().await,
+            Phase::Memberships => self.memberships().await,
+            Phase::PermissionSets => self.permission_sets().await,
+            Phase::PermissionSetDetails => self.permission_set_details().await,
+            Phase::Provisioning => self.provisioning().await,
+            Phase::Assignments => self.assignments().await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn accounts(&mut self) -> Result<(), SyncError> {
+        loop {
+            let page = organizations::list_accounts(
+                self.session,
+                self.state.next_token.clone(),
+                self.size(),
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+            self.state.inventory.accounts.extend(page.items);
+            if self.after_page(page.next, Walk::Single).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn iam_details(&mut self) -> Result<(), SyncError> {
+        loop {
+            let page = iam::authorization_details(
+                self.session,
+                self.state.next_token.clone(),
+                self.size(),
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+            let inventory = &mut self.state.inventory;
+            inventory.iam_users.extend(page.items.users);
+            inventory.iam_groups.extend(page.items.groups);
+            inventory.iam_roles.extend(page.items.roles);
+            if self.after_page(page.next, Walk::Single).await? {
+                break;
+            }
+        }
+        // Group members come from the users' group lists: no GetGroup per group.
+        let inventory = &mut self.state.inventory;
+        let mut members: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for user in &inventory.iam_users {
+            for group in &user.groups {
+                members
+                    .entry(group.as_str())
+                    .or_default()
+                    .push(user.name.clone());
+            }
+        }
+        let members: BTreeMap<String, Vec<String>> = members
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        for group in &mut inventory.iam_groups {
+            group.members = members.get(&group.name).cloned().unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    async fn access_keys(&mut self) -> Result<(), SyncError> {
+        while self.state.item < self.state.inventory.iam_users.len() {
+            let index = self.state.item;
+            let name = self.state.inventory.iam_users[index].name.clone();
+            let mut page = iam::list_access_keys(
+                self.session,
+                &name,
+                self.state.next_token.clone(),
+                self.size(),
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+            for key in &mut page.items {
+                iam::access_key_last_used(self.session, key)
+                    .await
+                    .map_err(|e| self.failed(e))?;
+            }
+            self.state.inventory.iam_users[index]
+                .access_keys
+                .get_or_insert_with(Vec::new)
+                .extend(page.items);
+            self.after_page(page.next, Walk::PerItem).await?;
+        }
+        Ok(())
+    }
+
+    async fn sso_users(&mut self) -> Result<(), SyncError> {
+        let Some((_, store)) = self.identity_center() else {
+            return Ok(());
+        };
+        loop {
+            let page = identity_center::list_users(
+                self.session,
+                &store,
+                self.state.next_token.clone(),
+                self.size(),
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+            self.state.inventory.sso_users.extend(page.items);
+            if self.after_page(page.next, Walk::Single).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn sso_groups(&mut self) -> Result<(), SyncError> {
+        let Some((_, store)) = self.identity_center() else {
+            return Ok(());
+        };
+        loop {
+            let page = identity_center::list_groups(
+                self.session,
+                &store,
+                self.state.next_token.clone(),
+                self.size(),
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+            self.state.inventory.sso_groups.extend(page.items);
+            if self.after_page(page.next, Walk::Single).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn memberships(&mut self) -> Result<(), SyncError> {
+        let Some((_, store)) = self.identity_center() else {
+            return Ok(());
+        };
+        while self.state.item < self.state.inventory.sso_groups.len() {
+            let index = self.state.item;
+            let group = self.state.inventory.sso_groups[index].id.clone();
+            let page = identity_center::list_group_memberships(
+                self.session,
+                &store,
+                &group,
+                self.state.next_token.clone(),
+                self.size(),
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+            self.state.inventory.sso_groups[index]
+                .members
+                .extend(page.items);
+            self.after_page(page.next, Walk::PerItem).await?;
+        }
+        Ok(())
+    }
+
+    async fn permission_sets(&mut self) -> Result<(), SyncError> {
+        let Some((instance, _)) = self.identity_center() else {
+            return Ok(());
+        };
+        loop {
+            let page = identity_center::list_permission_sets(
+                self.session,
+                &instance,
+                self.state.next_token.clone(),
+                self.size(),
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+            self.state.permission_set_arns.extend(page.items);
+            if self.after_page(page.next, Walk::Single).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn permission_set_details(&mut self) -> Result<(), SyncError> {
+        let Some((instance, _)) = self.identity_center() else {
+            return Ok(());
+        };
+        let (now, ttl) = (unix_now(), self.options.cache_ttl.as_secs() as i64);
+        while self.state.item < self.state.permission_set_arns.len() {
+            let arn = self.state.permission_set_arns[self.state.item].clone();
+            let details = match self.cache.fresh_permission_set(&arn, now, ttl) {
+                Some(cached) => {
+                    self.cache_hits += 1;
+                    cached.clone()
+                }
+                None => {
+                    let details =
+                        identity_center::describe_permission_set(self.session, &instance, &arn)
+                            .await
+                            .map_err(|e| self.failed(e))?;
+                    self.cache.permission_sets.insert(
+                        arn.clone(),
+                        CachedPermissionSet {
+                            details: details.clone(),
+                            fetched_at: now,
+                        },
+                    );
+                    details
+                }
+            };
+            self.state.inventory.permission_sets.push(details);
+            self.state.item += 1;
+            self.checkpoint(false).await?;
+        }
+        Ok(())
+    }
+
+    fn principals(&self) -> usize {
+        self.state.inventory.sso_users.len() + self.state.inventory.sso_groups.len()
+    }
+
+    async fn provisioning(&mut self) -> Result<(), SyncError> {
+        let Some((instance, _)) = self.identity_center() else {
+            return Ok(());
+        };
+        let sets = self.state.permission_set_arns.len();
+        if let Some(listing) = choose_listing(self.principals(), sets, None) {
+            self.state.listing = Some(listing);
+            return Ok(());
+        }
+        while self.state.item < sets {
+            let arn = self.state.permission_set_arns[self.state.item].clone();
+            let page = identity_center::list_provisioned_accounts(
+                self.session,
+                &instance,
+                &arn,
+                self.state.next_token.clone(),
+                self.size(),
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+            self.state
+                .provisioned
+                .entry(arn)
+                .or_default()
+                .extend(page.items);
+            self.after_page(page.next, Walk::PerItem).await?;
+        }
+        let pairs = self.state.provisioned.values().map(Vec::len).sum();
+        self.state.listing = choose_listing(self.principals(), sets, Some(pairs));
+        Ok(())
+    }
+
+    async fn assignments(&mut self) -> Result<(), SyncError> {
+        let Some((instance, _)) = self.identity_center() else {
+            return Ok(());
+        };
+        match self.state.listing {
+            Some(AssignmentListing::PerAccount) => {
+                let pairs = self.state.pairs();
+                while self.state.item < pairs.len() {
+                    let (ps, account) = &pairs[self.state.item];
+                    let page = identity_center::list_account_assignments(
+                        self.session,
+                        &instance,
+                        account,
+                        ps,
+                        self.state.next_token.clone(),
+                        self.size(),
+                    )
+                    .await
+                    .map_err(|e| self.failed(e))?;
+                    self.state.inventory.assignments.extend(page.items);
+                    self.after_page(page.next, Walk::PerItem).await?;
+                }
+            }
+            Some(AssignmentListing::PerPrincipal) | None => {
+                self.state.listing = Some(AssignmentListing::PerPrincipal);
+                let principals: Vec<(&str, String)> = self
+                    .state
+                    .inventory
+                    .sso_users
+                    .iter()
+                    .map(|u| ("USER", u.id.clone()))
+                    .chain(
+                        self.state
+                            .inventory
+                            .sso_groups
+                            .iter()
+                            .map(|g| ("GROUP", g.id.clone())),
+                    )
+                    .collect();
+                while self.state.item < principals.len() {
+                    let (kind, id) = &principals[self.state.item];
+                    let page = identity_center::list_assignments_for_principal(
+                        self.session,
+                        &instance,
+                        kind,
+                        id,
+                        self.state.next_token.clone(),
+                        self.size(),
+                    )
+                    .await
+                    .map_err(|e| self.failed(e))?;
+                    self.state.inventory.assignments.extend(page.items);
+                    self.after_page(page.next, Walk::PerItem).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! `aws-access-operator sync`: one inventory sync without Kubernetes, with the operator's
+//! engine. Page state and cache go to `--state-dir`, so an interrupted run resumes.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::api::AwsConnector;
+use crate::api::validation::{FieldError, check_external_id, describe, validate_connector};
+use crate::aws::{AwsBase, RateLimits};
+use crate::cli::SyncArgs;
+use crate::manifest::{Document, load};
+use crate::sync::{DirStore, Inventory, MemoryStore, SyncOptions};
+
+/// The one AwsConnector in `files`.
+pub fn one_connector(files: &[std::path::PathBuf]) -> anyhow::Result<AwsConnector> {
+    let (loaded, _) = load(files)?;
+    let mut connectors = Vec::new();
+    for document in loaded {
+        match document.document {
+            Document::Connector(c) => connectors.push(*c),
+            Document::Undecodable { kind, message, .. } if kind == "AwsConnector" => {
+                anyhow::bail!("{}: invalid AwsConnector: {message}", document.source)
+            }
+            _ => {}
+        }
+    }
+    match connectors.len() {
+        1 => Ok(connectors.remove(0)),
+        0 => anyhow::bail!("no AwsConnector found in the files given"),
+        n => anyhow::bail!("{n} AwsConnectors found: pass exactly one"),
+    }
+}
+
+/// The external ID of the connector: inline, or (for `externalIdSecretRef`, as there is no
+/// Kubernetes here) from an environment variable, checked like an inline one.
+pub fn external_id(connector: &AwsConnector, env: &str) -> Result<Option<String>, String> {
+    let auth = &connector.spec.auth;
+    if let Some(id) = &auth.external_id {
+        return Ok(Some(id.clone()));
+    }
+    if auth.external_id_secret_ref.is_none() {
+        return Ok(None);
+    }
+    let value = std::env::var(env).map_err(|_| {
+        format!("spec.auth.externalIdSecretRef names a Secret; outside Kubernetes set {env} to its value")
+    })?;
+    let mut errors: Vec<FieldError> = Vec::new();
+    check_external_id(env, &value, &mut errors);
+    match errors.is_empty() {
+        true => Ok(Some(value)),
+        false => Err(describe(&errors)),
+    }
+}
+
+pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
+    let connector = one_connector(&args.files)?;
+    let name = connector.metadata.name.clone().unwrap_or_default();
+    let verdict = validate_connector(&connector.spec);
+    if !verdict.is_valid() {
+        eprintln!(
+            "error: AwsConnector {name} is invalid: {}",
+            describe(&verdict.errors())
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let external_id = match external_id(&connector, &args.external_id_env) {
+        Ok(id) => id,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let limits =
+        RateLimits::parse(&args.rate_limits).map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
+    let base = AwsBase::from_env().await;
+    let authenticated = match crate::connect::authenticate(
+        &base,
+        &connector,
+        external_id.as_deref(),
+        &limits,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(error) => {
+            eprintln!("error: cannot authenticate AwsConnector {name}: {error}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    tracing::info!(account = %authenticated.identity.account, arn = %authenticated.identity.arn, "authenticated");
+    let scope = crate::connect::scope(&connector, &authenticated.identity);
+    let options = SyncOptions {
+        page_size: args.page_size.unwrap_or(i32::MAX),
+        checkpoint_every: Duration::from_secs(args.checkpoint_seconds),
+        ..SyncOptions::default()
+    };
+    let session = &authenticated.session;
+    let result = match &args.state_dir {
+        Some(dir) => {
+            crate::sync::run(
+                session,
+                &connector.spec.sync,
+                &scope,
+                &DirStore::new(dir),
+                &options,
+            )
+            .await
+        }
+        None => {
+            crate::sync::run(
+                session,
+                &connector.spec.sync,
+                &scope,
+                &MemoryStore::default(),
+                &options,
+            )
+            .await
+        }
+    };
+    let inventory = match result {
+        Ok(inventory) => inventory,
+        Err(error) => {
+            eprintln!("error: {error}");
+            if args.state_dir.is_some() {
+                eprintln!("the page state is saved: run the same command again to resume");
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    write(&inventory, args.output.as_deref())?;
+    eprintln!("{}", summary(&inventory));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write(inventory: &Inventory, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(inventory)?;
+    match output {
+        Some(path) => std::fs::write(path, json + "\n")
+            .with_context(|| format!("cannot write {}", path.display())),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{json}")?;
+            Ok(())
+        }
+    }
+}
+
+/// A human summary of an inventory and what it cost.
+pub fn summary(inventory: &Inventory) -> String {
+    let stats = &inventory.stats;
+    let mut text = format!(
+        "inventory: {} accounts, {} IAM users, {} IAM groups, {} IAM roles, {} SSO users, {} SSO groups, {} permission sets, {} assignments\n",
+        inventory.accounts.len(),
+        inventory.iam_users.len(),
+        inventory.iam_groups.len(),
+        inventory.iam_roles.len(),
+        inventory.sso_users.len(),
+        inventory.sso_groups.len(),
+        inventory.permission_sets.len(),
+        inventory.assignments.len()
+    );
+    text.push_str(&format!(
+        "cost: {} AWS calls ({} throttled, {} cache hits) in {:.1}s{}{}\n",
+        stats.total_calls,
+        stats.throttled,
+        stats.cache_hits,
+        stats.duration_seconds,
+        if stats.resumed { ", resumed" } else { "" },
+        stats
+            .assignment_listing
+            .as_deref()
+            .map(|l| format!(", assignments listed {l}"))
+            .unwrap_or_default()
+    ));
+    for (operation, calls) in &stats.api_calls {
+        text.push_str(&format!("  {operation:<42} {calls}\n"));
+    }
+    text.trim_end().to_string()
+}
