@@ -188,7 +188,7 @@ impl<S: StateStore> Engine<'_, S> {
         if done && walk == Walk::PerItem {
             self.state.item += 1;
         }
-        if self.state.pages % 50 == 0 {
+        if self.state.pages.is_multiple_of(50) {
             tracing::info!(phase = ?self.state.phase, pages = self.state.pages, calls = self.session.caller.stats().total(), "sync progress");
         }
         self.checkpoint(false).await?;
