@@ -121,7 +121,10 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let inventory = match result {
-        Ok(inventory) => inventory,
+        Ok(mut inventory) => {
+            inventory.identity = Some(authenticated.identity.clone());
+            inventory
+        }
         Err(error) => {
             eprintln!("error: {error}");
             if args.state_dir.is_some() {

@@ -8,3 +8,4 @@ mod cli;
 mod e2e;
 mod moto_launcher;
 mod operator_process;
+mod sync;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::connector::{IdentityCenterRef, InventoryCounts};
+use crate::api::connector::{CallerIdentity, IdentityCenterRef, InventoryCounts};
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -19,6 +19,9 @@ pub struct Inventory {
     pub assignments: Vec<Assignment>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_center: Option<IdentityCenterRef>,
+    /// Who the operator was in AWS for this sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<CallerIdentity>,
     #[serde(default)]
     pub stats: SyncStats,
 }

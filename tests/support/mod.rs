@@ -5,5 +5,6 @@
 
 pub mod apiserver;
 pub mod cluster;
+pub mod http;
 pub mod moto;
 pub mod wait;

@@ -98,6 +98,53 @@ impl Moto {
         }
     }
 
+    /// Seeds the sample organization (`tests/support/seed_org.py`) and returns what it made.
+    pub fn seed(&self, args: &[&str]) -> serde_json::Value {
+        let mut command = Command::new(python());
+        command
+            .arg(repo().join("tests/support/seed_org.py"))
+            .args(["--endpoint", &self.endpoint])
+            .args(args);
+        for variable in AMBIENT_AWS_VARIABLES {
+            command.env_remove(variable);
+        }
+        let output = command.output().expect("run the seed script");
+        assert!(
+            output.status.success(),
+            "seeding failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("the seed script prints JSON")
+    }
+
+    /// Sets the launcher's faults (see `moto_server.py`); `{}` clears them.
+    pub fn set_faults(&self, faults: serde_json::Value) {
+        let (status, body) = super::http::request(
+            "POST",
+            &format!("{}/_launcher/faults", self.endpoint),
+            &faults.to_string(),
+        )
+        .expect("set faults");
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// AWS requests moto received, by operation.
+    pub fn calls(&self) -> std::collections::BTreeMap<String, u64> {
+        let (_, body) =
+            super::http::request("GET", &format!("{}/_launcher/calls", self.endpoint), "")
+                .expect("calls");
+        serde_json::from_str(&body).expect("calls JSON")
+    }
+
+    pub fn reset_calls(&self) {
+        super::http::request(
+            "POST",
+            &format!("{}/_launcher/calls/reset", self.endpoint),
+            "",
+        )
+        .expect("reset calls");
+    }
+
     /// The environment a process needs to reach this server and nothing else.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![

@@ -19,7 +19,7 @@ operator depends on, this launcher patches it in memory (installed packages are 
 Faults come from a WSGI middleware in front of moto, set through `POST /_launcher/faults`
 (JSON): `throttle_every` (every Nth AWS request answers Throttling/ThrottlingException),
 `error_every` (every Nth answers 500), `deny_assume_role` (role ARNs whose AssumeRole is
-AccessDenied), `hang_after` (requests after the Nth wait until the faults change: lets a test
+AccessDenied), `deny_operations` (operations answered AccessDenied), `hang_after` (requests after the Nth wait until the faults change: lets a test
 stop a client at a known point). `GET /_launcher/calls` counts the AWS requests moto received,
 by operation; `POST /_launcher/calls/reset` zeroes them.
 
@@ -290,10 +290,11 @@ class Faults:
                 self.calls.clear()
                 answer = {}
             else:
-                start_response("404 Not Found", [("Content-Type", "application/json")])
+                start_response("404 Not Found", [("Content-Type", "application/json"), ("Content-Length", "2")])
                 return [b"{}"]
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [json.dumps(answer).encode()]
+        payload = json.dumps(answer).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+        return [payload]
 
     @staticmethod
     def error(start_response, protocol, status, code, message):
@@ -330,6 +331,10 @@ class Faults:
             if hang_after is not None and seen > hang_after:
                 # Hold the request until the test changes the faults (or a minute passes).
                 self.changed.wait_for(lambda: self.settings is not settings, timeout=60)
+        if operation in settings.get("deny_operations", []):
+            code = "AccessDeniedException" if protocol == "json" else "AccessDenied"
+            return self.error(start_response, protocol, "403 Forbidden", code,
+                              f"User is not authorized to perform: {operation}")
         if operation == "AssumeRole" and settings.get("deny_assume_role"):
             from urllib.parse import parse_qs
 

@@ -1,0 +1,552 @@
+//! The inventory sync against moto with a seeded organization, through the real binary:
+//! exact contents, every page, honest call counts, throttling, the cache, resuming, and the
+//! credential chain (IRSA, single- and two-hop, a refused hop).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::moto::{AMBIENT_AWS_VARIABLES, Moto};
+
+const FAST: &str = "sts=1000,iam=1000,organizations=1000,identitycenter=1000";
+const PAGE: u64 = 3;
+
+fn write_connector(dir: &Path, auth: Value) -> PathBuf {
+    let path = dir.join("connector.yaml");
+    let connector = json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+        "metadata": {"name": "org", "namespace": "aws"},
+        "spec": {"region": "us-east-1", "auth": auth}});
+    std::fs::write(&path, serde_json::to_string(&connector).expect("json"))
+        .expect("write connector");
+    path
+}
+
+fn command(moto: &Moto, connector: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aws-access-operator"));
+    command.arg("sync").arg("-f").arg(connector).args([
+        "--page-size",
+        &PAGE.to_string(),
+        "--rate-limits",
+        FAST,
+    ]);
+    command.args(args);
+    for variable in AMBIENT_AWS_VARIABLES {
+        command.env_remove(variable);
+    }
+    command.env(
+        "HOME",
+        connector.parent().unwrap_or(Path::new("/nonexistent")),
+    );
+    for (key, value) in moto.env() {
+        command.env(key, value);
+    }
+    command
+}
+
+struct Run {
+    output: Output,
+    inventory: Value,
+}
+
+fn sync(moto: &Moto, connector: &Path, args: &[&str]) -> Run {
+    let output = command(moto, connector, args).output().expect("run sync");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "sync failed: {stderr}\nmoto log: {}",
+        std::fs::read_to_string(&moto.log).unwrap_or_default()
+    );
+    let inventory = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("inventory JSON: {e}: {stderr}"));
+    Run { output, inventory }
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+fn calls(inventory: &Value) -> BTreeMap<String, u64> {
+    serde_json::from_value(inventory["stats"]["apiCalls"].clone()).expect("apiCalls")
+}
+
+/// The inventory without its stats, for comparing runs.
+fn content(inventory: &Value) -> Value {
+    let mut v = inventory.clone();
+    if let Some(map) = v.as_object_mut() {
+        map.remove("stats");
+    }
+    v
+}
+
+fn pages(items: usize) -> u64 {
+    (items as u64).div_ceil(PAGE).max(1)
+}
+
+#[test]
+fn inventory_matches_the_seeded_organization_page_by_page() {
+    let moto = Moto::start();
+    let seed = moto.seed(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(dir.path(), json!({}));
+    moto.reset_calls();
+    let inventory = sync(&moto, &connector, &[]).inventory;
+
+    let ids = |list: &Value, key: &str| -> BTreeSet<String> {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v[key].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(&inventory["accounts"], "id"),
+        strings(&seed["accounts"]).into_iter().collect()
+    );
+    assert!(
+        inventory["accounts"]
+            .as_array()
+            .expect("accounts")
+            .iter()
+            .all(|a| a["status"] == "ACTIVE")
+    );
+
+    let iam_groups = strings(&seed["iamGroups"]);
+    let iam_users = strings(&seed["iamUsers"]);
+    assert_eq!(
+        ids(&inventory["iamUsers"], "name"),
+        iam_users.iter().cloned().collect()
+    );
+    for (i, user) in inventory["iamUsers"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .enumerate()
+    {
+        let expected: Vec<String> = iam_groups[..i % (iam_groups.len() + 1)].to_vec();
+        assert_eq!(strings(&user["groups"]), expected, "{user}");
+    }
+    for (g, group) in inventory["iamGroups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .enumerate()
+    {
+        let expected: Vec<String> = iam_users
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| g < i % (iam_groups.len() + 1))
+            .map(|(_, u)| u.clone())
+            .collect();
+        assert_eq!(strings(&group["members"]), expected, "{group}");
+    }
+    assert_eq!(
+        ids(&inventory["iamRoles"], "name"),
+        strings(&seed["iamRoles"]).into_iter().collect()
+    );
+    for role in inventory["iamRoles"].as_array().expect("roles") {
+        let trusted = strings(&role["trustedPrincipals"]);
+        assert_eq!(trusted.len(), 2, "{role}");
+        assert!(trusted[0].starts_with("AWS:arn:aws:iam::") && trusted[0].ends_with(":root"));
+        assert_eq!(trusted[1], "Service:ec2.amazonaws.com");
+    }
+
+    assert_eq!(inventory["identityCenter"], seed["identityCenter"]);
+    let sso_users: BTreeSet<(String, String)> = inventory["ssoUsers"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .map(|u| {
+            (
+                u["id"].as_str().unwrap_or_default().into(),
+                u["userName"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect();
+    let seeded: BTreeSet<(String, String)> = seed["ssoUsers"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .map(|u| {
+            (
+                u["id"].as_str().unwrap_or_default().into(),
+                u["userName"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect();
+    assert_eq!(sso_users, seeded);
+    for group in seed["ssoGroups"].as_array().expect("groups") {
+        let found = inventory["ssoGroups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .find(|g| g["id"] == group["id"])
+            .expect("group synced");
+        assert_eq!(found["displayName"], group["displayName"]);
+        let mut members = strings(&group["members"]);
+        members.sort();
+        assert_eq!(strings(&found["members"]), members);
+    }
+    let sets: BTreeSet<(String, String)> = inventory["permissionSets"]
+        .as_array()
+        .expect("sets")
+        .iter()
+        .map(|p| {
+            (
+                p["arn"].as_str().unwrap_or_default().into(),
+                p["name"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect();
+    let seeded_sets: BTreeSet<(String, String)> = seed["permissionSets"]
+        .as_array()
+        .expect("sets")
+        .iter()
+        .map(|p| {
+            (
+                p["arn"].as_str().unwrap_or_default().into(),
+                p["name"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect();
+    assert_eq!(sets, seeded_sets);
+    assert!(
+        inventory["permissionSets"]
+            .as_array()
+            .expect("sets")
+            .iter()
+            .all(|p| p["sessionDuration"] == "PT1H")
+    );
+    let set = |v: &Value| -> BTreeSet<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(Value::to_string)
+            .collect()
+    };
+    let (assignments, seeded_assignments) =
+        (set(&inventory["assignments"]), set(&seed["assignments"]));
+    assert_eq!(assignments, seeded_assignments);
+
+    // Every page of every list call, and the count is honest: it is what moto received.
+    let counted = calls(&inventory);
+    assert_eq!(
+        counted,
+        moto.calls(),
+        "the sync counts exactly the calls AWS received"
+    );
+    let n = |key: &str| seed[key].as_array().map_or(0, Vec::len);
+    assert_eq!(counted["ListAccounts"], pages(n("accounts")));
+    assert_eq!(
+        counted["GetAccountAuthorizationDetails"],
+        pages(n("iamUsers") + n("iamGroups") + n("iamRoles"))
+    );
+    assert_eq!(counted["ListUsers"], pages(n("ssoUsers")));
+    assert_eq!(counted["ListGroups"], pages(n("ssoGroups")));
+    let membership_pages: u64 = seed["ssoGroups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| pages(strings(&g["members"]).len()))
+        .sum();
+    assert_eq!(counted["ListGroupMemberships"], membership_pages);
+    assert_eq!(counted["ListPermissionSets"], pages(n("permissionSets")));
+    assert_eq!(counted["DescribePermissionSet"], n("permissionSets") as u64);
+    assert!(
+        !counted.contains_key("GetGroup") && !counted.contains_key("ListRoles"),
+        "GetAccountAuthorizationDetails replaces them"
+    );
+    assert_eq!(
+        inventory["stats"]["totalCalls"].as_u64(),
+        Some(counted.values().sum())
+    );
+}
+
+#[test]
+fn throttling_on_every_service_leaves_the_result_unchanged() {
+    let moto = Moto::start();
+    moto.seed(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(dir.path(), json!({}));
+    let clean = sync(&moto, &connector, &[]).inventory;
+    moto.set_faults(json!({"throttle_every": 3}));
+    let throttled = sync(&moto, &connector, &[]).inventory;
+    assert_eq!(content(&throttled), content(&clean));
+    let (clean_calls, throttled_calls) = (calls(&clean), calls(&throttled));
+    let total = |c: &BTreeMap<String, u64>| c.values().sum::<u64>();
+    let retried = throttled["stats"]["throttled"].as_u64().expect("throttled");
+    assert_eq!(
+        total(&throttled_calls),
+        total(&clean_calls) + retried,
+        "each throttled call was retried once more"
+    );
+    assert!(retried >= total(&clean_calls) / 3, "{retried}");
+    // Every service was throttled at least once and recovered.
+    for operation in [
+        "ListAccounts",
+        "GetAccountAuthorizationDetails",
+        "ListUsers",
+        "ListGroupMemberships",
+        "ListAccountAssignments",
+    ] {
+        assert!(
+            throttled_calls[operation] >= clean_calls[operation],
+            "{operation}"
+        );
+    }
+    let services_hit = [
+        "ListAccounts",
+        "GetAccountAuthorizationDetails",
+        "ListGroupMemberships",
+        "ListAccountAssignments",
+    ]
+    .iter()
+    .filter(|op| throttled_calls[**op] > clean_calls[**op])
+    .count();
+    assert!(
+        services_hit >= 3,
+        "throttling reached the services: {throttled_calls:?} vs {clean_calls:?}"
+    );
+}
+
+#[test]
+fn second_sync_uses_the_cache() {
+    let moto = Moto::start();
+    let seed = moto.seed(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(dir.path(), json!({}));
+    let state = dir.path().join("state");
+    let state_arg = state.to_str().expect("utf-8");
+    let first = sync(&moto, &connector, &["--state-dir", state_arg]).inventory;
+    assert_eq!(first["stats"]["cacheHits"], 0);
+    assert!(state.join("cache.json").exists());
+    assert!(
+        !state.join("sync-state.json").exists(),
+        "a finished sync leaves no page state"
+    );
+    let second = sync(&moto, &connector, &["--state-dir", state_arg]).inventory;
+    let sets = seed["permissionSets"].as_array().map_or(0, Vec::len) as u64;
+    assert_eq!(second["stats"]["cacheHits"].as_u64(), Some(sets));
+    assert!(!calls(&second).contains_key("DescribePermissionSet"));
+    assert_eq!(content(&second), content(&first));
+    let cache: Value =
+        serde_json::from_slice(&std::fs::read(state.join("cache.json")).expect("cache"))
+            .expect("json");
+    assert_eq!(
+        cache["ssoUsers"]["user-00@example.com"],
+        seed["ssoUsers"][0]["id"]
+    );
+    let text = std::fs::read_to_string(state.join("cache.json")).expect("cache");
+    assert!(!text.contains("testing"), "no credentials in the cache");
+}
+
+#[test]
+fn an_interrupted_sync_resumes_from_its_last_page() {
+    let moto = Moto::start();
+    moto.seed(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(dir.path(), json!({}));
+    let fresh = sync(&moto, &connector, &[]).inventory;
+    let fresh_total: u64 = calls(&fresh).values().sum();
+
+    // Hold every request after the 30th, then kill the sync while it waits.
+    let state = dir.path().join("state");
+    let state_arg = state.to_str().expect("utf-8");
+    moto.reset_calls();
+    moto.set_faults(json!({"hang_after": 30}));
+    let mut child = command(
+        &moto,
+        &connector,
+        &["--state-dir", state_arg, "--checkpoint-seconds", "0"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start sync");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while moto.calls().values().sum::<u64>() <= 30 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync did not reach 30 calls"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill the sync");
+    child.wait().expect("reap");
+    assert!(
+        state.join("sync-state.json").exists(),
+        "the page state survived the kill"
+    );
+    moto.set_faults(json!({}));
+    moto.reset_calls();
+
+    let resumed = sync(&moto, &connector, &["--state-dir", state_arg]).inventory;
+    assert_eq!(resumed["stats"]["resumed"], true);
+    let resumed_total: u64 = calls(&resumed).values().sum();
+    assert!(
+        resumed_total < fresh_total,
+        "resume made {resumed_total} calls, a fresh sync {fresh_total}"
+    );
+    assert!(
+        resumed_total + 30 >= fresh_total,
+        "the resume skipped work only up to the last page saved"
+    );
+    assert_eq!(content(&resumed), content(&fresh));
+}
+
+#[test]
+fn irsa_then_single_and_two_hop_role_chains() {
+    let moto = Moto::start();
+    moto.seed(&[
+        "--accounts",
+        "2",
+        "--sso-users",
+        "3",
+        "--sso-groups",
+        "1",
+        "--iam-users",
+        "2",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl").expect("token");
+    let irsa = |command: &mut Command| {
+        // The pod's identity: a web-identity token file and a role, no static keys.
+        command
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token)
+            .env(
+                "AWS_ROLE_ARN",
+                "arn:aws:iam::555566667777:role/operator-irsa",
+            )
+            .env("AWS_ROLE_SESSION_NAME", "irsa");
+    };
+    let run = |auth: Value| -> Output {
+        let connector = write_connector(dir.path(), auth);
+        let mut c = command(&moto, &connector, &[]);
+        irsa(&mut c);
+        c.output().expect("run sync")
+    };
+
+    // IRSA alone: moto puts the web identity in the role's account.
+    let output = run(json!({}));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let inventory: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(inventory["identity"]["account"], "555566667777");
+    assert!(
+        inventory["identity"]["arn"]
+            .as_str()
+            .expect("arn")
+            .contains("assumed-role/operator-irsa/")
+    );
+
+    // Single hop into the organization's account, where the seeded data lives.
+    moto.reset_calls();
+    let output = run(
+        json!({"roleArn": "arn:aws:iam::123456789012:role/access-operator", "sessionName": "single"}),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let inventory: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(inventory["identity"]["account"], "123456789012");
+    assert!(
+        inventory["identity"]["arn"]
+            .as_str()
+            .expect("arn")
+            .ends_with("assumed-role/access-operator/single")
+    );
+    assert_eq!(inventory["ssoUsers"].as_array().map(Vec::len), Some(3));
+    assert_eq!(moto.calls().get("AssumeRoleWithWebIdentity"), Some(&1));
+    assert_eq!(
+        moto.calls().get("AssumeRole"),
+        Some(&1),
+        "credentials are cached, not fetched per call"
+    );
+
+    // Two hops: a broker in another account, then the organization's role with an external ID.
+    moto.reset_calls();
+    let two_hop = json!({"globalRoleArn": "arn:aws:iam::999988887777:role/broker",
+        "globalExternalId": "broker-external-id-0123456789abcdef",
+        "roleArn": "arn:aws:iam::123456789012:role/access-operator",
+        "externalId": "org-external-id-0123456789abcdef"});
+    let output = run(two_hop.clone());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let inventory: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(inventory["identity"]["account"], "123456789012");
+    assert_eq!(moto.calls().get("AssumeRole"), Some(&2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("org-external-id") && !stderr.contains("broker-external-id"),
+        "no external ID in logs"
+    );
+
+    // A hop that is refused fails clearly, naming the hop, before any inventory call.
+    moto.set_faults(json!({"deny_assume_role": ["arn:aws:iam::999988887777:role/broker"]}));
+    moto.reset_calls();
+    let output = run(two_hop);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("spec.auth.globalRoleArn") && stderr.contains("AccessDenied"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("external-id-0123456789abcdef"), "{stderr}");
+    assert!(
+        !moto.calls().contains_key("ListAccounts"),
+        "nothing was listed"
+    );
+}
+
+#[test]
+fn a_refused_list_call_fails_the_sync_naming_the_operation() {
+    let moto = Moto::start();
+    moto.seed(&["--accounts", "1"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(dir.path(), json!({}));
+    moto.set_faults(json!({"deny_operations": ["ListGroupMemberships"]}));
+    let output = command(&moto, &connector, &[]).output().expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ListGroupMemberships") && stderr.contains("AccessDenied"),
+        "{stderr}"
+    );
+    assert_eq!(
+        moto.calls().get("ListGroupMemberships"),
+        Some(&1),
+        "access denied is not retried"
+    );
+}
+
+#[test]
+fn invalid_connectors_never_reach_aws() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(dir.path(), json!({"roleArn": "arn:aws:iam::123:role/x"}));
+    let output = command(&moto, &connector, &[]).output().expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("spec.auth.roleArn"));
+    assert!(
+        moto.calls().is_empty(),
+        "no AWS call for an invalid connector"
+    );
+}
