@@ -46,12 +46,8 @@ fn command(moto: &Moto, connector: &Path, args: &[&str]) -> Command {
     command
 }
 
-struct Run {
-    output: Output,
-    inventory: Value,
-}
-
-fn sync(moto: &Moto, connector: &Path, args: &[&str]) -> Run {
+/// Runs a sync that must succeed; returns its inventory.
+fn sync(moto: &Moto, connector: &Path, args: &[&str]) -> Value {
     let output = command(moto, connector, args).output().expect("run sync");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -97,7 +93,7 @@ fn inventory_matches_the_seeded_organization_page_by_page() {
     let dir = tempfile::tempdir().expect("tempdir");
     let connector = write_connector(dir.path(), json!({}));
     moto.reset_calls();
-    let inventory = sync(&moto, &connector, &[]).inventory;
+    let inventory = sync(&moto, &connector, &[]);
 
     let ids = |list: &Value, key: &str| -> BTreeSet<String> {
         list.as_array()
@@ -275,9 +271,9 @@ fn throttling_on_every_service_leaves_the_result_unchanged() {
     moto.seed(&[]);
     let dir = tempfile::tempdir().expect("tempdir");
     let connector = write_connector(dir.path(), json!({}));
-    let clean = sync(&moto, &connector, &[]).inventory;
+    let clean = sync(&moto, &connector, &[]);
     moto.set_faults(json!({"throttle_every": 3}));
-    let throttled = sync(&moto, &connector, &[]).inventory;
+    let throttled = sync(&moto, &connector, &[]);
     assert_eq!(content(&throttled), content(&clean));
     let (clean_calls, throttled_calls) = (calls(&clean), calls(&throttled));
     let total = |c: &BTreeMap<String, u64>| c.values().sum::<u64>();
@@ -324,14 +320,14 @@ fn second_sync_uses_the_cache() {
     let connector = write_connector(dir.path(), json!({}));
     let state = dir.path().join("state");
     let state_arg = state.to_str().expect("utf-8");
-    let first = sync(&moto, &connector, &["--state-dir", state_arg]).inventory;
+    let first = sync(&moto, &connector, &["--state-dir", state_arg]);
     assert_eq!(first["stats"]["cacheHits"], 0);
     assert!(state.join("cache.json").exists());
     assert!(
         !state.join("sync-state.json").exists(),
         "a finished sync leaves no page state"
     );
-    let second = sync(&moto, &connector, &["--state-dir", state_arg]).inventory;
+    let second = sync(&moto, &connector, &["--state-dir", state_arg]);
     let sets = seed["permissionSets"].as_array().map_or(0, Vec::len) as u64;
     assert_eq!(second["stats"]["cacheHits"].as_u64(), Some(sets));
     assert!(!calls(&second).contains_key("DescribePermissionSet"));
@@ -353,7 +349,7 @@ fn an_interrupted_sync_resumes_from_its_last_page() {
     moto.seed(&[]);
     let dir = tempfile::tempdir().expect("tempdir");
     let connector = write_connector(dir.path(), json!({}));
-    let fresh = sync(&moto, &connector, &[]).inventory;
+    let fresh = sync(&moto, &connector, &[]);
     let fresh_total: u64 = calls(&fresh).values().sum();
 
     // Hold every request after the 30th, then kill the sync while it waits.
@@ -387,7 +383,7 @@ fn an_interrupted_sync_resumes_from_its_last_page() {
     moto.set_faults(json!({}));
     moto.reset_calls();
 
-    let resumed = sync(&moto, &connector, &["--state-dir", state_arg]).inventory;
+    let resumed = sync(&moto, &connector, &["--state-dir", state_arg]);
     assert_eq!(resumed["stats"]["resumed"], true);
     let resumed_total: u64 = calls(&resumed).values().sum();
     assert!(
