@@ -55,9 +55,8 @@ fn sync(moto: &Moto, connector: &Path, args: &[&str]) -> Value {
         "sync failed: {stderr}\nmoto log: {}",
         std::fs::read_to_string(&moto.log).unwrap_or_default()
     );
-    let inventory = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("inventory JSON: {e}: {stderr}"));
-    Run { output, inventory }
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("inventory JSON: {e}: {stderr}"))
 }
 
 fn strings(value: &Value) -> Vec<String> {
