@@ -106,6 +106,9 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "plain")]
     pub log_format: LogFormat,
+    /// Requests per second per AWS service, e.g. `iam=10,identitycenter=10`.
+    #[arg(long, env = "RATE_LIMITS", default_value = "")]
+    pub rate_limits: String,
 }
 
 /// Runs the parsed command line and returns the process' exit code.
@@ -196,11 +199,18 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         lease_seconds: controller::LEASE_SECONDS,
         renew_grace_seconds: controller::RENEW_GRACE_SECONDS,
     });
+    let limits = crate::aws::RateLimits::parse(&args.rate_limits)
+        .map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
     let settings = Settings {
         namespaces: args.namespaces.clone(),
         leader_election,
         health_addr: Some(args.metrics_addr),
         instance: identity,
+        aws: controller::AwsSettings {
+            base: crate::aws::AwsBase::from_env().await,
+            limits,
+            sync: crate::sync::SyncOptions::default(),
+        },
     };
     let (trigger, stop) = shutdown::channel();
     let operator = controller::start(client, settings, stop).await?;

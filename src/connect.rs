@@ -19,10 +19,40 @@ pub async fn authenticate(
     external_id: Option<&str>,
     limits: &RateLimits,
 ) -> Result<Authenticated, AwsError> {
-    let caller = Caller::new(limits, RetryPolicy::default());
-    let session = Session::new(base, &connector.spec, external_id, caller).await;
+    let session = session(base, connector, external_id, limits).await;
     let identity = sts::who_am_i(&session).await?;
     Ok(Authenticated { session, identity })
+}
+
+/// The connector's role chain; nothing is called yet.
+pub async fn session(
+    base: &AwsBase,
+    connector: &AwsConnector,
+    external_id: Option<&str>,
+    limits: &RateLimits,
+) -> Session {
+    let caller = Caller::new(limits, RetryPolicy::default());
+    Session::new(base, &connector.spec, external_id, caller).await
+}
+
+/// What a session depends on: when this changes, the chain must be built again. The external
+/// ID enters only as a hash.
+pub fn session_fingerprint(connector: &AwsConnector, external_id: Option<&str>) -> String {
+    let spec = &connector.spec;
+    let auth = &spec.auth;
+    let id = external_id.map(|id| crate::fingerprint::content_hash(id.as_bytes()));
+    format!(
+        "{}|{}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        spec.region,
+        spec.sso_region(),
+        auth.role_arn,
+        auth.global_role_arn,
+        auth.global_external_id
+            .as_deref()
+            .map(|g| crate::fingerprint::content_hash(g.as_bytes())),
+        auth.session_name,
+        id
+    )
 }
 
 /// What a saved sync state must match to be resumed: the same connector, regions, identity

@@ -5,19 +5,22 @@ use std::time::Duration;
 
 use aws_access_operator::api::conditions::Conditions;
 use aws_access_operator::api::{AccessGrant, AwsConnector, GRANT_FINALIZER};
-use aws_access_operator::controller::{self, LeaderElection, Settings, shutdown};
-use k8s_openapi::api::core::v1::Secret;
+use aws_access_operator::aws::{AwsBase, RateLimits};
+use aws_access_operator::controller::{self, AwsSettings, LeaderElection, Settings, shutdown};
+use aws_access_operator::sync::SyncOptions;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
 use crate::support::cluster::TestCluster;
+use crate::support::moto::Moto;
 use crate::support::wait;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const VALID_ID: &str = "a-valid-external-id-0123456789abcdef";
 
-fn settings(namespace: &str, identity: &str) -> Settings {
+fn settings(namespace: &str, identity: &str, aws: AwsSettings) -> Settings {
     Settings {
         namespaces: vec![namespace.to_string()],
         leader_election: Some(LeaderElection {
@@ -29,6 +32,21 @@ fn settings(namespace: &str, identity: &str) -> Settings {
         }),
         health_addr: None,
         instance: identity.to_string(),
+        aws,
+    }
+}
+
+/// The operator's AWS settings for a moto server: its endpoint, small pages so that every
+/// list pages, and no client-side rate limit worth the name.
+async fn aws(moto: &Moto) -> AwsSettings {
+    AwsSettings {
+        base: AwsBase::from_config(moto.sdk_config().await),
+        limits: RateLimits::parse("sts=1000,iam=1000,organizations=1000,identitycenter=1000")
+            .expect("limits"),
+        sync: SyncOptions {
+            page_size: 3,
+            ..SyncOptions::default()
+        },
     }
 }
 
@@ -105,21 +123,37 @@ async fn start_operator(
     client: &Client,
     namespace: &str,
     identity: &str,
+    moto: &Moto,
 ) -> (shutdown::Trigger, controller::Operator) {
     aws_access_operator::telemetry::init(aws_access_operator::telemetry::LogFormat::Plain, "info");
     let (trigger, stop) = shutdown::channel();
-    let operator = controller::start(client.clone(), settings(namespace, identity), stop)
-        .await
-        .expect("operator starts");
+    let operator = controller::start(
+        client.clone(),
+        settings(namespace, identity, aws(moto).await),
+        stop,
+    )
+    .await
+    .expect("operator starts");
     (trigger, operator)
 }
 
 #[tokio::test]
 async fn connector_validation_and_grant_finalizer() {
+    let moto = Moto::start();
+    moto.seed(&[
+        "--accounts",
+        "2",
+        "--sso-users",
+        "4",
+        "--sso-groups",
+        "2",
+        "--iam-users",
+        "3",
+    ]);
     let cluster = TestCluster::start("e2e").await;
     let ns = cluster.namespace.clone();
     let client = cluster.client.clone();
-    let (trigger, operator) = start_operator(&client, &ns, "replica-a").await;
+    let (trigger, operator) = start_operator(&client, &ns, "replica-a", &moto).await;
 
     let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), &ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
@@ -224,11 +258,11 @@ async fn connector_validation_and_grant_finalizer() {
             .then_some(())
     })
     .await;
-    // The connector is not Ready yet, and the grant says so.
-    wait::until("ConnectorNotReady", TIMEOUT, || async {
+    // The connector is Ready, so the grant is accepted and waits for the grant engine.
+    wait::until("Pending", TIMEOUT, || async {
         let g = grants.get("alice-readonly").await.ok()?;
         let c = g.status?.conditions.condition("Ready")?.clone();
-        (c.reason == "ConnectorNotReady" && c.message.contains("SyncPending")).then_some(())
+        (c.reason == "Pending").then_some(())
     })
     .await;
     grants
@@ -252,15 +286,16 @@ async fn connector_validation_and_grant_finalizer() {
 
 #[tokio::test]
 async fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
+    let moto = Moto::start();
     let cluster = TestCluster::start("e2e-lease").await;
     let ns = cluster.namespace.clone();
     let client = cluster.client.clone();
-    let (trigger_a, a) = start_operator(&client, &ns, "replica-a").await;
+    let (trigger_a, a) = start_operator(&client, &ns, "replica-a", &moto).await;
     wait::until("replica-a to lead", TIMEOUT, || async {
         (a.metrics.leader.get() == 1).then_some(())
     })
     .await;
-    let (trigger_b, b) = start_operator(&client, &ns, "replica-b").await;
+    let (trigger_b, b) = start_operator(&client, &ns, "replica-b", &moto).await;
 
     let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), &ns);
     connectors
@@ -308,5 +343,168 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
 
     trigger_b.fire();
     b.task.await.expect("join").expect("clean shutdown");
+    cluster.cleanup().await;
+}
+
+#[tokio::test]
+async fn connector_syncs_into_status_and_configmaps() {
+    let moto = Moto::start();
+    let seed = moto.seed(&[
+        "--accounts",
+        "4",
+        "--sso-users",
+        "7",
+        "--sso-groups",
+        "3",
+        "--iam-users",
+        "5",
+    ]);
+    let cluster = TestCluster::start("e2e-sync").await;
+    let ns = cluster.namespace.clone();
+    let client = cluster.client.clone();
+    let (trigger, operator) = start_operator(&client, &ns, "replica-a", &moto).await;
+    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), &ns);
+    connectors
+        .create(&PostParams::default(), &connector("org", json!({})))
+        .await
+        .expect("connector");
+    let (_, message) = wait_condition(&connectors, "org", "Synced", "True").await;
+    assert!(message.contains("5 accounts"), "{message}");
+    wait_condition(&connectors, "org", "Ready", "True").await;
+
+    let status = connectors
+        .get("org")
+        .await
+        .expect("get")
+        .status
+        .expect("status");
+    let counts = status.inventory.expect("inventory counts");
+    let n = |key: &str| seed[key].as_array().map_or(0, Vec::len) as u64;
+    assert_eq!(counts.accounts, n("accounts"));
+    assert_eq!(counts.sso_users, n("ssoUsers"));
+    assert_eq!(counts.sso_groups, n("ssoGroups"));
+    assert_eq!(counts.assignments, n("assignments"));
+    assert_eq!(counts.iam_users, n("iamUsers"));
+    assert_eq!(status.identity.expect("identity").account, "123456789012");
+    assert_eq!(
+        status
+            .identity_center
+            .expect("identity center")
+            .identity_store_id,
+        seed["identityCenter"]["identityStoreId"]
+            .as_str()
+            .expect("store id")
+    );
+    let last = status.last_sync.expect("last sync");
+    assert_eq!(last.outcome.as_deref(), Some("Succeeded"));
+    assert!(last.api_calls > 10, "{last:?}");
+
+    // The inventory is in ConfigMaps owned by the connector, and holds no credentials.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let shard = config_maps
+        .get("org-inventory-0")
+        .await
+        .expect("inventory ConfigMap");
+    let owner = &shard.metadata.owner_references.as_ref().expect("owner")[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("AwsConnector", "org")
+    );
+    let bytes = &shard.binary_data.as_ref().expect("binaryData")["content"].0;
+    let inventory: serde_json::Value = serde_json::from_slice(bytes).expect("inventory JSON");
+    assert_eq!(inventory["ssoUsers"].as_array().map(Vec::len), Some(7));
+    assert!(
+        !String::from_utf8_lossy(bytes).contains("testing"),
+        "no credentials in ConfigMaps"
+    );
+    let cache = config_maps
+        .get("org-cache-0")
+        .await
+        .expect("cache ConfigMap");
+    assert!(cache.binary_data.is_some());
+    assert!(
+        config_maps
+            .get_opt("org-sync-state-0")
+            .await
+            .expect("get")
+            .is_none(),
+        "no page state after a finished sync"
+    );
+
+    // sync-now starts a sync at once; an unchanged organization leaves the inventory alone.
+    let version = shard.metadata.resource_version.clone();
+    let finished = last.finished_at.clone();
+    connectors
+        .patch(
+            "org",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"awsaccess.io/sync-now": "1"}}})),
+        )
+        .await
+        .expect("annotate");
+    wait::until("the requested sync", TIMEOUT, || async {
+        let s = connectors.get("org").await.ok()?.status?;
+        (s.last_handled_sync_now.as_deref() == Some("1")).then_some(())
+    })
+    .await;
+    let status = connectors
+        .get("org")
+        .await
+        .expect("get")
+        .status
+        .expect("status");
+    assert_ne!(
+        status.last_sync.expect("last sync").finished_at,
+        finished,
+        "a new sync ran"
+    );
+    let again = config_maps
+        .get("org-inventory-0")
+        .await
+        .expect("inventory ConfigMap");
+    assert_eq!(
+        again.metadata.resource_version, version,
+        "unchanged content is not rewritten"
+    );
+    assert!(operator.metrics.render().contains(
+        "aws_access_operator_aws_calls_total{connector=\"org\",operation=\"ListAccounts\"}"
+    ));
+
+    trigger.fire();
+    operator.task.await.expect("join").expect("clean shutdown");
+    cluster.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_refused_role_is_reported_on_the_connector() {
+    let moto = Moto::start();
+    moto.set_faults(json!({"deny_assume_role": ["arn:aws:iam::123456789012:role/locked"]}));
+    let cluster = TestCluster::start("e2e-auth").await;
+    let ns = cluster.namespace.clone();
+    let client = cluster.client.clone();
+    let (trigger, operator) = start_operator(&client, &ns, "replica-a", &moto).await;
+    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), &ns);
+    connectors
+        .create(
+            &PostParams::default(),
+            &connector(
+                "locked",
+                json!({"roleArn": "arn:aws:iam::123456789012:role/locked", "externalId": VALID_ID}),
+            ),
+        )
+        .await
+        .expect("connector");
+    let (reason, message) = wait_condition(&connectors, "locked", "Authenticated", "False").await;
+    assert_eq!(reason, "AccessDenied");
+    assert!(message.contains("spec.auth.roleArn"), "{message}");
+    assert!(!message.contains(VALID_ID), "no external ID in conditions");
+    let (ready, _) = wait_condition(&connectors, "locked", "Ready", "False").await;
+    assert_eq!(ready, "AccessDenied");
+    assert!(
+        !moto.calls().contains_key("ListAccounts"),
+        "no sync without authentication"
+    );
+    trigger.fire();
+    operator.task.await.expect("join").expect("clean shutdown");
     cluster.cleanup().await;
 }

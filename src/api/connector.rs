@@ -240,7 +240,13 @@ pub struct AwsConnectorStatus {
     pub last_sync: Option<SyncSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inventory: Option<InventoryCounts>,
+    /// The last `awsaccess.io/sync-now` annotation value acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_sync_now: Option<String>,
 }
+
+/// Annotating a connector with a new value of this starts a sync at once.
+pub const SYNC_NOW_ANNOTATION: &str = "awsaccess.io/sync-now";
 
 #[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallerIdentity {

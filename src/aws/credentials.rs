@@ -154,6 +154,14 @@ pub struct Session {
 }
 
 impl Session {
+    /// The same credentials with fresh call counters (one sync's cost).
+    pub fn with_caller(&self, caller: Caller) -> Self {
+        Self {
+            caller,
+            ..self.clone()
+        }
+    }
+
     /// Builds the chain of `spec.auth`. `external_id` is the resolved one (inline or from the
     /// Secret). Nothing is called until the first request.
     pub async fn new(

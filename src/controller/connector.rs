@@ -1,4 +1,5 @@
-//! The AwsConnector reconciler: validate, then (in later phases) authenticate and sync.
+//! The AwsConnector reconciler: validate; authenticate through the role chain; sync the
+//! inventory when it is due (or asked for); report all of it in status.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,24 +9,26 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 
+use super::configmaps::ConnectorConfigMaps;
 use super::context::Context;
 use super::error::Error;
 use super::status;
-use crate::api::conditions::{ConditionStatus, ConditionUpdate};
-use crate::api::validation::{FieldError, check_external_id, validate_connector};
-use crate::api::{AwsConnector, duration};
+use crate::api::conditions::{ConditionStatus, ConditionUpdate, Conditions};
+use crate::api::connector::{SYNC_NOW_ANNOTATION, SyncSummary};
+use crate::api::validation::{FieldError, check_external_id, describe, validate_connector};
+use crate::api::{AwsConnector, AwsConnectorStatus, duration};
+use crate::aws::{AwsError, Caller, ErrorKind, RetryPolicy};
+use crate::connect::{self, Authenticated};
+use crate::sync::{Inventory, schedule};
 
 pub const CONTROLLER: &str = "connector";
 
-/// The Ready condition of a connector that passed validation but has not synced yet.
-fn awaiting_sync() -> ConditionUpdate {
-    ConditionUpdate::new(
-        "Ready",
-        ConditionStatus::False,
-        "SyncPending",
-        "the spec is valid; waiting for the first inventory sync",
-    )
-}
+/// The key of the inventory among the connector's ConfigMaps.
+pub const INVENTORY_KEY: &str = "inventory";
+
+/// How soon authentication is tried again after it failed (a fixed trust policy or Secret
+/// is not announced by any watch).
+const AUTH_RETRY: Duration = Duration::from_secs(120);
 
 /// Reads the external ID that `externalIdSecretRef` names and checks it with the same rule as
 /// an inline one. The value itself never leaves this function except to authenticate.
@@ -36,7 +39,7 @@ async fn external_id_from_secret(
 ) -> Result<Result<Option<String>, FieldError>, Error> {
     const FIELD: &str = "spec.auth.externalIdSecretRef";
     let Some(reference) = &connector.spec.auth.external_id_secret_ref else {
-        return Ok(Ok(None));
+        return Ok(Ok(connector.spec.auth.external_id.clone()));
     };
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let Some(secret) = secrets.get_opt(&reference.name).await? else {
@@ -74,38 +77,120 @@ async fn external_id_from_secret(
     })
 }
 
+/// The reason a failed AWS call gives a condition.
+fn aws_reason(error: &AwsError) -> &'static str {
+    match error.kind {
+        ErrorKind::Throttled => "Throttled",
+        ErrorKind::AccessDenied => "AccessDenied",
+        ErrorKind::Credentials if error.message.contains("AccessDenied") => "AccessDenied",
+        ErrorKind::Credentials => "AssumeRoleFailed",
+        _ => "AwsError",
+    }
+}
+
+fn now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+fn rfc3339(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Writes the status when it changed, and remembers what was written.
+struct StatusWriter<'a> {
+    api: &'a Api<AwsConnector>,
+    name: String,
+    generation: Option<i64>,
+    written: Option<AwsConnectorStatus>,
+    next: AwsConnectorStatus,
+    /// What is wrong with the spec, if anything: then nothing else decides `Ready`.
+    invalid: Option<String>,
+}
+
+impl StatusWriter<'_> {
+    fn set(&mut self, updates: &[ConditionUpdate]) {
+        let conditions = status::with_conditions(&self.next.conditions, updates, self.generation);
+        self.next.conditions = conditions;
+        self.next.observed_generation = self.generation;
+    }
+
+    fn condition_reason(&self, type_: &str) -> Option<String> {
+        self.written
+            .as_ref()?
+            .conditions
+            .condition(type_)
+            .map(|c| c.reason.clone())
+    }
+
+    /// Sets `Ready` from the other conditions and writes.
+    async fn flush(&mut self) -> Result<(), Error> {
+        let conditions = &self.next.conditions;
+        let failing =
+            ["Authenticated", "Synced"]
+                .into_iter()
+                .find_map(|t| match conditions.condition(t) {
+                    Some(c) if c.status == "True" => None,
+                    Some(c) => Some((c.reason.clone(), format!("{t}: {}", c.message))),
+                    None => Some(("SyncPending".to_string(), format!("{t}: not yet known"))),
+                });
+        let ready = match (&self.invalid, failing) {
+            (Some(message), _) => {
+                ConditionUpdate::new("Ready", ConditionStatus::False, "InvalidSpec", message)
+            }
+            (None, None) => ConditionUpdate::new(
+                "Ready",
+                ConditionStatus::True,
+                "Ready",
+                "authenticated and synced",
+            ),
+            (None, Some((reason, message))) => {
+                ConditionUpdate::new("Ready", ConditionStatus::False, reason, message)
+            }
+        };
+        self.set(&[ready]);
+        status::write(self.api, &self.name, self.written.as_ref(), &self.next).await?;
+        self.written = Some(self.next.clone());
+        Ok(())
+    }
+}
+
 pub async fn reconcile(connector: Arc<AwsConnector>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = connector
         .namespace()
         .ok_or(Error::MissingField("namespace"))?;
     let name = connector.name_any();
     let api: Api<AwsConnector> = Api::namespaced(ctx.client.clone(), &namespace);
-    let current = connector.status.as_ref();
-    let old_conditions = current.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let current = connector.status.clone();
+    let mut writer = StatusWriter {
+        api: &api,
+        name: name.clone(),
+        generation: connector.metadata.generation,
+        next: current.clone().unwrap_or_default(),
+        written: current,
+        invalid: None,
+    };
 
+    // 1. Validate: bad input never reaches AWS.
     let mut verdict = validate_connector(&connector.spec);
-    if verdict.is_valid() {
-        verdict.external_id.extend(
-            external_id_from_secret(&ctx, &namespace, &connector)
-                .await?
-                .err(),
-        );
-    }
-    let mut updates = verdict.conditions();
-    if verdict.is_valid() {
-        updates.push(awaiting_sync());
-    }
-    let generation = connector.metadata.generation;
-    let mut next = current.cloned().unwrap_or_default();
-    next.conditions = status::with_conditions(old_conditions, &updates, generation);
-    next.observed_generation = generation;
-    status::write(&api, &name, current, &next).await?;
-
-    let was_valid = !old_conditions.iter().any(|c| c.reason == "InvalidSpec");
+    let external_id = if verdict.is_valid() {
+        match external_id_from_secret(&ctx, &namespace, &connector).await? {
+            Ok(id) => id,
+            Err(error) => {
+                verdict.external_id.push(error);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let was_invalid = writer.condition_reason("Ready").as_deref() == Some("InvalidSpec");
+    writer.set(&verdict.conditions());
     if !verdict.is_valid() {
-        let message = crate::api::validation::describe(&verdict.errors());
+        let message = describe(&verdict.errors());
+        writer.invalid = Some(message.clone());
         tracing::info!(connector = %name, %namespace, %message, "connector spec is invalid");
-        if was_valid || old_conditions.is_empty() {
+        writer.flush().await?;
+        if !was_invalid {
             ctx.publish(
                 &*connector,
                 EventType::Warning,
@@ -115,20 +200,209 @@ pub async fn reconcile(connector: Arc<AwsConnector>, ctx: Arc<Context>) -> Resul
             )
             .await;
         }
-        // Nothing will change until the spec does.
         return Ok(Action::await_change());
     }
-    if !was_valid {
+
+    // 2. Authenticate through the role chain.
+    let previous_auth = writer.condition_reason("Authenticated");
+    let key = connector
+        .uid()
+        .unwrap_or_else(|| format!("{namespace}/{name}"));
+    let fingerprint = connect::session_fingerprint(&connector, external_id.as_deref());
+    let session = match ctx.session(&key, &fingerprint) {
+        Some(session) => session,
+        None => {
+            connect::session(
+                &ctx.aws.base,
+                &connector,
+                external_id.as_deref(),
+                &ctx.aws.limits,
+            )
+            .await
+        }
+    };
+    let authenticated = match crate::aws::sts::who_am_i(&session).await {
+        Ok(identity) => {
+            ctx.keep_session(&key, fingerprint, session.clone());
+            Authenticated {
+                session: session.with_caller(Caller::new(&ctx.aws.limits, RetryPolicy::default())),
+                identity,
+            }
+        }
+        Err(error) => {
+            ctx.forget_session(&key);
+            {
+                let reason = aws_reason(&error);
+                let message = error.to_string();
+                tracing::warn!(connector = %name, %namespace, %message, "authentication failed");
+                writer.set(&[ConditionUpdate::new(
+                    "Authenticated",
+                    ConditionStatus::False,
+                    reason,
+                    &message,
+                )]);
+                writer.flush().await?;
+                if previous_auth.as_deref() != Some(reason) {
+                    ctx.publish(
+                        &*connector,
+                        EventType::Warning,
+                        reason,
+                        "Authenticate",
+                        message,
+                    )
+                    .await;
+                }
+                let retry = if error.kind == ErrorKind::Throttled {
+                    Duration::from_secs(30)
+                } else {
+                    AUTH_RETRY
+                };
+                return Ok(Action::requeue(retry));
+            }
+        }
+    };
+    writer.next.identity = Some(authenticated.identity.clone());
+    writer.set(&[ConditionUpdate::new(
+        "Authenticated",
+        ConditionStatus::True,
+        "Authenticated",
+        format!("authenticated as {}", authenticated.identity.arn),
+    )]);
+    if previous_auth.as_deref() != Some("Authenticated") {
         ctx.publish(
             &*connector,
             EventType::Normal,
-            "Valid",
-            "Validate",
-            "the spec is valid again".into(),
+            "Authenticated",
+            "Authenticate",
+            format!("authenticated as {}", authenticated.identity.arn),
         )
         .await;
     }
+
+    // 3. Sync when due.
     let interval =
         duration::parse(&connector.spec.sync.interval).unwrap_or(Duration::from_secs(3600));
-    Ok(Action::requeue(interval))
+    let requested = connector.annotations().get(SYNC_NOW_ANNOTATION).cloned();
+    let handled = writer.next.last_handled_sync_now.clone();
+    let due = schedule::due(
+        writer.next.last_sync.as_ref(),
+        interval,
+        requested.as_deref(),
+        handled.as_deref(),
+        now(),
+    );
+    let wait = match due {
+        Err(wait) => wait,
+        Ok(()) => {
+            writer.flush().await?;
+            sync(&connector, &ctx, &authenticated, &mut writer).await?;
+            writer.next.last_handled_sync_now = requested;
+            let failed = writer
+                .next
+                .last_sync
+                .as_ref()
+                .and_then(|s| s.outcome.as_deref())
+                != Some(schedule::SUCCEEDED);
+            if failed {
+                interval.min(schedule::RETRY_AFTER_FAILURE)
+            } else {
+                interval
+            }
+        }
+    };
+    writer.flush().await?;
+    Ok(Action::requeue(wait.max(Duration::from_secs(5))))
+}
+
+/// Runs one sync and records its outcome in the status being built.
+async fn sync(
+    connector: &AwsConnector,
+    ctx: &Context,
+    authenticated: &Authenticated,
+    writer: &mut StatusWriter<'_>,
+) -> Result<(), Error> {
+    let name = connector.name_any();
+    let store = ConnectorConfigMaps::new(ctx.client.clone(), connector)
+        .ok_or(Error::MissingField("namespace"))?;
+    let scope = connect::scope(connector, &authenticated.identity);
+    let started = now();
+    tracing::info!(connector = %name, "sync started");
+    let result = crate::sync::run(
+        &authenticated.session,
+        &connector.spec.sync,
+        &scope,
+        &store,
+        &ctx.aws.sync,
+    )
+    .await;
+    let finished = now();
+    let stats = authenticated.session.caller.stats();
+    ctx.metrics
+        .observe_sync(&name, stats, finished.duration_since(started).as_secs_f64());
+    let mut summary = SyncSummary {
+        started_at: Some(rfc3339(started)),
+        finished_at: Some(rfc3339(finished)),
+        duration_seconds: Some(
+            (finished.duration_since(started).as_secs_f64() * 10.0).round() / 10.0,
+        ),
+        api_calls: stats.total(),
+        throttled: stats.throttled(),
+        outcome: None,
+    };
+    let previous = writer.condition_reason("Synced");
+    match result {
+        Ok(inventory) => {
+            write_inventory(&store, &inventory).await?;
+            summary.outcome = Some(schedule::SUCCEEDED.into());
+            writer.next.inventory = Some(inventory.counts(0));
+            writer.next.identity_center = inventory.identity_center.clone();
+            ctx.metrics.observe_inventory(&name, &inventory);
+            let message = format!(
+                "{} accounts, {} IAM users, {} SSO users, {} permission sets, {} assignments in {} AWS calls",
+                inventory.accounts.len(),
+                inventory.iam_users.len(),
+                inventory.sso_users.len(),
+                inventory.permission_sets.len(),
+                inventory.assignments.len(),
+                inventory.stats.total_calls
+            );
+            writer.set(&[ConditionUpdate::new(
+                "Synced",
+                ConditionStatus::True,
+                "Synced",
+                &message,
+            )]);
+            if previous.as_deref() != Some("Synced") {
+                ctx.publish(connector, EventType::Normal, "Synced", "Sync", message)
+                    .await;
+            }
+        }
+        Err(error) => {
+            summary.outcome = Some(schedule::FAILED.into());
+            let reason = error.aws().map_or("SyncStateError", aws_reason);
+            let message = error.to_string();
+            tracing::warn!(connector = %name, %message, "sync failed");
+            writer.set(&[ConditionUpdate::new(
+                "Synced",
+                ConditionStatus::False,
+                reason,
+                &message,
+            )]);
+            ctx.publish(connector, EventType::Warning, "SyncFailed", "Sync", message)
+                .await;
+        }
+    }
+    writer.next.last_sync = Some(summary);
+    Ok(())
+}
+
+/// The inventory as stored in ConfigMaps: without the per-run statistics, so that an unchanged
+/// organization leaves the ConfigMaps untouched.
+async fn write_inventory(store: &ConnectorConfigMaps, inventory: &Inventory) -> Result<(), Error> {
+    let mut stored = inventory.clone();
+    stored.stats = Default::default();
+    let bytes = serde_json::to_vec(&stored).map_err(|e| Error::Serialize(e.to_string()))?;
+    let wrote = store.write(INVENTORY_KEY, &bytes).await?;
+    tracing::debug!(wrote, bytes = bytes.len(), "inventory ConfigMaps");
+    Ok(())
 }

@@ -10,6 +10,8 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::metrics::Metrics;
+use crate::aws::{AwsBase, RateLimits, Session};
+use crate::sync::SyncOptions;
 
 /// The field manager of every status the operator writes.
 pub const FIELD_MANAGER: &str = "aws-access-operator";
@@ -18,17 +20,56 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    pub aws: AwsSettings,
     failures: Mutex<HashMap<String, u32>>,
+    /// Role chains by connector, so that credentials are reused (and refreshed by the SDK
+    /// before they expire) rather than assumed again on every reconciliation.
+    sessions: Mutex<HashMap<String, (String, Session)>>,
+}
+
+/// How the operator reaches AWS.
+#[derive(Clone, Debug)]
+pub struct AwsSettings {
+    /// The credentials and endpoint before any role is assumed.
+    pub base: AwsBase,
+    pub limits: RateLimits,
+    pub sync: SyncOptions,
 }
 
 impl Context {
-    pub fn new(client: Client, reporter: Reporter, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        client: Client,
+        reporter: Reporter,
+        metrics: Arc<Metrics>,
+        aws: AwsSettings,
+    ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
+            aws,
             failures: Mutex::default(),
+            sessions: Mutex::default(),
         }
+    }
+
+    /// The cached session of `key` if it was built for `fingerprint`.
+    pub fn session(&self, key: &str, fingerprint: &str) -> Option<Session> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions
+            .get(key)
+            .filter(|(f, _)| f == fingerprint)
+            .map(|(_, s)| s.clone())
+    }
+
+    pub fn keep_session(&self, key: &str, fingerprint: String, session: Session) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.insert(key.to_string(), (fingerprint, session));
+    }
+
+    pub fn forget_session(&self, key: &str) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.remove(key);
     }
 
     fn key<K: Resource<DynamicType = ()>>(object: &K) -> String {

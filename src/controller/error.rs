@@ -10,6 +10,8 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("object has no {0}")]
     MissingField(&'static str),
+    #[error("cannot serialize: {0}")]
+    Serialize(String),
 }
 
 impl Error {
@@ -24,6 +26,7 @@ impl Error {
                 _ => "finalizer",
             },
             Self::MissingField(_) => "missing_field",
+            Self::Serialize(_) => "serialize",
         }
     }
 }

@@ -15,6 +15,23 @@ pub struct ControllerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub connector: String,
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectorLabels {
+    pub connector: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InventoryLabels {
+    pub connector: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub controller: &'static str,
     pub error: &'static str,
@@ -27,6 +44,10 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Family<ControllerLabels, Histogram>,
     pub leader: Gauge,
+    pub aws_calls: Family<CallLabels, Counter>,
+    pub aws_throttled: Family<ConnectorLabels, Counter>,
+    pub sync_duration: Family<ConnectorLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub inventory_items: Family<InventoryLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -55,12 +76,41 @@ impl Default for Metrics {
             "1 while this replica holds the leader lease",
             leader.clone(),
         );
+        let aws_calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "aws_calls",
+            "AWS calls made, by connector and operation",
+            aws_calls.clone(),
+        );
+        let aws_throttled = Family::<ConnectorLabels, Counter>::default();
+        registry.register(
+            "aws_throttled",
+            "AWS calls answered with throttling",
+            aws_throttled.clone(),
+        );
+        let sync_duration =
+            Family::<ConnectorLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "sync_duration_seconds",
+            "Duration of the last inventory sync",
+            sync_duration.clone(),
+        );
+        let inventory_items = Family::<InventoryLabels, Gauge>::default();
+        registry.register(
+            "inventory_items",
+            "Items in the last inventory, by kind",
+            inventory_items.clone(),
+        );
         Self {
             registry,
             reconciles,
             reconcile_errors,
             reconcile_duration,
             leader,
+            aws_calls,
+            aws_throttled,
+            sync_duration,
+            inventory_items,
         }
     }
 }
@@ -78,6 +128,52 @@ impl Metrics {
         self.reconcile_errors
             .get_or_create(&ErrorLabels { controller, error })
             .inc();
+    }
+
+    /// Records what a sync cost.
+    pub fn observe_sync(
+        &self,
+        connector: &str,
+        stats: &crate::aws::caller::CallStats,
+        seconds: f64,
+    ) {
+        for (operation, calls) in stats.by_operation() {
+            self.aws_calls
+                .get_or_create(&CallLabels {
+                    connector: connector.to_string(),
+                    operation,
+                })
+                .inc_by(calls);
+        }
+        let labels = ConnectorLabels {
+            connector: connector.to_string(),
+        };
+        self.aws_throttled
+            .get_or_create(&labels)
+            .inc_by(stats.throttled());
+        self.sync_duration.get_or_create(&labels).set(seconds);
+    }
+
+    /// Records the sizes of an inventory.
+    pub fn observe_inventory(&self, connector: &str, inventory: &crate::sync::Inventory) {
+        let counts = inventory.counts(0);
+        for (kind, value) in [
+            ("accounts", counts.accounts),
+            ("iamUsers", counts.iam_users),
+            ("iamGroups", counts.iam_groups),
+            ("iamRoles", counts.iam_roles),
+            ("ssoUsers", counts.sso_users),
+            ("ssoGroups", counts.sso_groups),
+            ("permissionSets", counts.permission_sets),
+            ("assignments", counts.assignments),
+        ] {
+            self.inventory_items
+                .get_or_create(&InventoryLabels {
+                    connector: connector.to_string(),
+                    kind,
+                })
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
     }
 
     /// The registry in the OpenMetrics text format.

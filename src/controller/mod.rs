@@ -1,6 +1,7 @@
 //! The operator: both controllers under kube-runtime, behind a leader lease, with health and
 //! metrics endpoints and a graceful shutdown.
 
+pub mod configmaps;
 pub mod connector;
 pub mod context;
 pub mod error;
@@ -26,6 +27,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use serde::de::DeserializeOwned;
 
 use crate::api::{AccessGrant, AwsConnector};
+pub use context::AwsSettings;
 use context::Context;
 use error::{Error, backoff};
 use health::Health;
@@ -43,6 +45,7 @@ pub struct Settings {
     pub health_addr: Option<SocketAddr>,
     /// This replica's name in events (the pod name in a cluster).
     pub instance: String,
+    pub aws: AwsSettings,
 }
 
 #[derive(Clone, Debug)]
@@ -89,7 +92,12 @@ pub async fn start(
         controller: "aws-access-operator".into(),
         instance: Some(settings.instance.clone()),
     };
-    let ctx = Arc::new(Context::new(client.clone(), reporter, metrics.clone()));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        reporter,
+        metrics.clone(),
+        settings.aws.clone(),
+    ));
     health.set_ready(true);
     let task = tokio::spawn({
         let (health, shutdown) = (health.clone(), shutdown.clone());

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod engine;
 pub mod inventory;
+pub mod schedule;
 pub mod state;
 pub mod store;
 pub mod trust;

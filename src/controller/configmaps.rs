@@ -1,0 +1,240 @@
+//! ConfigMaps owned by a connector: the inventory, the sync cache and the page state of an
+//! unfinished sync. A value may exceed what one ConfigMap holds (1 MiB), so each is split into
+//! shards `<name>-<i>`; a content hash lets an unchanged value be left alone.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+
+use super::context::FIELD_MANAGER;
+use crate::api::AwsConnector;
+use crate::fingerprint::content_hash;
+use crate::sync::{StateStore, StoreError};
+
+/// Raw bytes per shard: base64 in `binaryData` grows them by a third, which stays under the
+/// 1 MiB object limit with room for metadata.
+pub const SHARD_BYTES: usize = 700 * 1024;
+
+pub const LABEL_CONNECTOR: &str = "awsaccess.io/connector";
+pub const LABEL_PART_OF: &str = "awsaccess.io/part-of";
+pub const ANNOTATION_HASH: &str = "awsaccess.io/content-hash";
+pub const ANNOTATION_SHARDS: &str = "awsaccess.io/shards";
+const KEY: &str = "content";
+
+/// Splits `bytes` into shards of at most `size` (one empty shard for empty content).
+pub fn shards(bytes: &[u8], size: usize) -> Vec<&[u8]> {
+    if bytes.is_empty() {
+        return vec![bytes];
+    }
+    bytes.chunks(size.max(1)).collect()
+}
+
+fn owner(connector: &AwsConnector) -> Option<OwnerReference> {
+    connector.controller_owner_ref(&())
+}
+
+/// A connector's sharded values, in its namespace.
+#[derive(Clone)]
+pub struct ConnectorConfigMaps {
+    api: Api<ConfigMap>,
+    connector: String,
+    owner: Option<OwnerReference>,
+}
+
+impl ConnectorConfigMaps {
+    pub fn new(client: kube::Client, connector: &AwsConnector) -> Option<Self> {
+        let namespace = connector.namespace()?;
+        Some(Self {
+            api: Api::namespaced(client, &namespace),
+            connector: connector.name_any(),
+            owner: owner(connector),
+        })
+    }
+
+    /// The base name of a value's ConfigMaps.
+    pub fn base_name(&self, key: &str) -> String {
+        format!("{}-{key}", self.connector)
+    }
+
+    fn selector(&self, key: &str) -> String {
+        format!(
+            "{LABEL_CONNECTOR}={},{LABEL_PART_OF}={}",
+            self.connector,
+            self.base_name(key)
+        )
+    }
+
+    async fn shards_of(&self, key: &str) -> Result<Vec<ConfigMap>, kube::Error> {
+        let mut list = self
+            .api
+            .list(&ListParams::default().labels(&self.selector(key)))
+            .await?
+            .items;
+        list.sort_by_key(|cm| cm.name_any());
+        Ok(list)
+    }
+
+    /// Reads a value back from its shards; `None` if absent or incomplete.
+    pub async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, kube::Error> {
+        let base = self.base_name(key);
+        let Some(first) = self.api.get_opt(&format!("{base}-0")).await? else {
+            return Ok(None);
+        };
+        let count: usize = first
+            .annotations()
+            .get(ANNOTATION_SHARDS)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let expected_hash = first.annotations().get(ANNOTATION_HASH).cloned();
+        let mut bytes = Vec::new();
+        for index in 0..count {
+            let shard = if index == 0 {
+                first.clone()
+            } else {
+                match self.api.get_opt(&format!("{base}-{index}")).await? {
+                    Some(shard) => shard,
+                    None => return Ok(None),
+                }
+            };
+            let Some(part) = shard.binary_data.as_ref().and_then(|d| d.get(KEY)) else {
+                return Ok(None);
+            };
+            bytes.extend_from_slice(&part.0);
+        }
+        // A value caught half-written (shards of two versions) is treated as absent.
+        Ok((expected_hash.as_deref() == Some(content_hash(&bytes).as_str())).then_some(bytes))
+    }
+
+    /// Writes a value unless its content is unchanged; returns whether it wrote.
+    pub async fn write(&self, key: &str, bytes: &[u8]) -> Result<bool, kube::Error> {
+        let base = self.base_name(key);
+        let hash = content_hash(bytes);
+        let existing = self.shards_of(key).await?;
+        let unchanged = existing
+            .iter()
+            .find(|cm| cm.name_any() == format!("{base}-0"))
+            .is_some_and(|cm| cm.annotations().get(ANNOTATION_HASH) == Some(&hash));
+        if unchanged {
+            return Ok(false);
+        }
+        let parts = shards(bytes, SHARD_BYTES);
+        // Later shards first, the first (which carries the hash readers check) last.
+        for (index, part) in parts.iter().enumerate().rev() {
+            let name = format!("{base}-{index}");
+            let mut annotations = BTreeMap::new();
+            annotations.insert(ANNOTATION_HASH.to_string(), hash.clone());
+            annotations.insert(ANNOTATION_SHARDS.to_string(), parts.len().to_string());
+            let labels = BTreeMap::from([
+                (LABEL_CONNECTOR.to_string(), self.connector.clone()),
+                (LABEL_PART_OF.to_string(), base.clone()),
+                (
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "aws-access-operator".to_string(),
+                ),
+            ]);
+            let config_map = ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    labels: Some(labels),
+                    annotations: Some(annotations),
+                    owner_references: self.owner.clone().map(|o| vec![o]),
+                    ..ObjectMeta::default()
+                },
+                binary_data: Some(BTreeMap::from([(
+                    KEY.to_string(),
+                    ByteString(part.to_vec()),
+                )])),
+                ..ConfigMap::default()
+            };
+            let mut patch = serde_json::to_value(&config_map).unwrap_or_default();
+            patch["apiVersion"] = serde_json::json!("v1");
+            patch["kind"] = serde_json::json!("ConfigMap");
+            self.api
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&patch),
+                )
+                .await?;
+        }
+        for stale in existing.iter().filter(|cm| {
+            cm.name_any()
+                .strip_prefix(&format!("{base}-"))
+                .and_then(|i| i.parse::<usize>().ok())
+                .is_none_or(|i| i >= parts.len())
+        }) {
+            self.api
+                .delete(&stale.name_any(), &DeleteParams::default())
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// Deletes every shard of a value.
+    pub async fn remove(&self, key: &str) -> Result<(), kube::Error> {
+        for shard in self.shards_of(key).await? {
+            match self
+                .api
+                .delete(&shard.name_any(), &DeleteParams::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn store_error(action: &'static str, key: &str, error: kube::Error) -> StoreError {
+    StoreError {
+        action,
+        key: key.to_string(),
+        message: error.to_string(),
+    }
+}
+
+impl StateStore for ConnectorConfigMaps {
+    async fn load(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(key)
+            .await
+            .map_err(|e| store_error("read", key, e))
+    }
+
+    async fn save(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.write(key, value)
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error("write", key, e))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.remove(key)
+            .await
+            .map_err(|e| store_error("delete", key, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_cover_the_content_in_order() {
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(2500).collect();
+        let parts = shards(&bytes, 1000);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [1000, 1000, 500]
+        );
+        assert_eq!(parts.concat(), bytes);
+        assert_eq!(shards(b"", 1000), [b""]);
+        // Base64 of a full shard stays under the 1 MiB object limit.
+        assert!(SHARD_BYTES.div_ceil(3) * 4 < 1024 * 1024 - 16 * 1024);
+    }
+}
