@@ -5,6 +5,7 @@ mod support;
 
 mod apiserver_behaviour;
 mod cli;
+mod configmap_store;
 mod e2e;
 mod moto_launcher;
 mod operator_process;

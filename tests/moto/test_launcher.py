@@ -12,7 +12,9 @@ from botocore.exceptions import ClientError
 LAUNCHER = os.path.join(os.path.dirname(__file__), "..", "support", "moto_server.py")
 
 
-class LauncherTest(unittest.TestCase):
+class ServerTest(unittest.TestCase):
+    """Starts one launcher for the test class; each test starts from an empty moto."""
+
     @classmethod
     def setUpClass(cls):
         cls.server = subprocess.Popen(
@@ -34,7 +36,7 @@ class LauncherTest(unittest.TestCase):
             region_name="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
-            config=Config(retries={"max_attempts": 1}),
+            config=Config(retries={"total_max_attempts": 1}),
         )
 
     def setUp(self):
@@ -48,6 +50,8 @@ class LauncherTest(unittest.TestCase):
         instance = sso.list_instances()["Instances"][0]
         return sso, instance["InstanceArn"], instance["IdentityStoreId"]
 
+
+class LauncherTest(ServerTest):
     def test_session_duration_is_iso8601(self):
         sso, arn, _ = self.instance()
         created = sso.create_permission_set(Name="ReadOnly", InstanceArn=arn)["PermissionSet"]
@@ -135,3 +139,62 @@ class LauncherTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class FaultsAndProvisioningTest(ServerTest):
+    def control(self, method, path, body=None):
+        import json
+        import urllib.request
+
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.endpoint}{path}", data=data, method=method)
+        with urllib.request.urlopen(request) as response:
+            return json.loads(response.read() or b"{}")
+
+    def tearDown(self):
+        self.control("POST", "/_launcher/faults", {})
+
+    def test_assignments_provision_and_page(self):
+        sso, arn, store = self.instance()
+        ids = self.client("identitystore")
+        user = ids.create_user(IdentityStoreId=store, UserName="a", DisplayName="A",
+                               Name={"GivenName": "A", "FamilyName": "B"})["UserId"]
+        ps = sso.create_permission_set(Name="ReadOnly", InstanceArn=arn)["PermissionSet"]["PermissionSetArn"]
+        accounts = [f"11112222{i:04d}" for i in range(5)]
+        for account in accounts:
+            sso.create_account_assignment(InstanceArn=arn, TargetId=account, TargetType="AWS_ACCOUNT",
+                                          PermissionSetArn=ps, PrincipalType="USER", PrincipalId=user)
+        pages = list(sso.get_paginator("list_accounts_for_provisioned_permission_set").paginate(
+            InstanceArn=arn, PermissionSetArn=ps, PaginationConfig={"PageSize": 2}))
+        self.assertEqual(len(pages), 3)
+        self.assertEqual([a for p in pages for a in p["AccountIds"]], accounts)
+        provisioned = sso.list_permission_sets_provisioned_to_account(InstanceArn=arn, AccountId=accounts[0])
+        self.assertEqual(provisioned["PermissionSets"], [ps])
+        none = sso.list_permission_sets_provisioned_to_account(InstanceArn=arn, AccountId="999999999999")
+        self.assertEqual(none["PermissionSets"], [])
+
+    def test_faults_throttle_count_and_deny(self):
+        iam = self.client("iam")
+        self.control("POST", "/_launcher/calls/reset")
+        self.control("POST", "/_launcher/faults", {"throttle_every": 2})
+        iam.list_users()
+        with self.assertRaises(ClientError) as throttled:
+            iam.list_users()
+        self.assertEqual(throttled.exception.response["Error"]["Code"], "Throttling")
+        sso = self.client("sso-admin")
+        sso.list_instances()
+        with self.assertRaises(ClientError) as json_throttled:
+            sso.list_instances()
+        self.assertEqual(json_throttled.exception.response["Error"]["Code"], "ThrottlingException")
+        self.assertEqual(self.control("GET", "/_launcher/calls"), {"ListUsers": 2, "ListInstances": 2})
+
+        self.control("POST", "/_launcher/faults", {"deny_operations": ["ListRoles"],
+                                                   "deny_assume_role": ["arn:aws:iam::111122223333:role/x"]})
+        with self.assertRaises(ClientError) as denied:
+            iam.list_roles()
+        self.assertEqual(denied.exception.response["Error"]["Code"], "AccessDenied")
+        sts = self.client("sts")
+        with self.assertRaises(ClientError) as refused:
+            sts.assume_role(RoleArn="arn:aws:iam::111122223333:role/x", RoleSessionName="test")
+        self.assertEqual(refused.exception.response["Error"]["Code"], "AccessDenied")
+        sts.assume_role(RoleArn="arn:aws:iam::111122223333:role/y", RoleSessionName="test")
