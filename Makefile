@@ -11,15 +11,9 @@ CLEAN_AWS_ENV := env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_CA_BUNDLE -u A
 
 .PHONY: demo test venv build crds check-crds lint fmt clean
 
-## demo: validate the example manifests with the operator's own rules
-demo: build
-	@echo "== aws-access-operator validate -f examples/"
-	@$(CLEAN_AWS_ENV) ./target/debug/aws-access-operator validate -f examples/
-	@echo "== every example is valid; a broken role ARN is refused with the field named:"
-	@printf 'apiVersion: awsaccess.io/v1alpha1\nkind: AwsConnector\nmetadata: {name: broken}\nspec:\n  region: us-east-1\n  auth: {roleArn: "arn:aws:iam::1234567890123:role/ops"}\n' \
-		| tee target/demo-broken.yaml >/dev/null
-	@./target/debug/aws-access-operator validate -f target/demo-broken.yaml; \
-		echo "(exit code $$?)"
+## demo: seed a local AWS emulator with a sample organization and sync it with the operator
+demo: venv build
+	@bash scripts/demo.sh
 
 ## test: install the test dependencies (moto into .venv) and run every test
 test: venv

@@ -24,6 +24,15 @@ pub struct Cli {
     /// Options of `run`, which is also what runs without a subcommand.
     #[command(flatten)]
     pub run: RunArgs,
+    /// Log format (logs go to stderr).
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "plain",
+        global = true
+    )]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,9 +112,6 @@ pub struct RunArgs {
     /// This replica's identity (the pod name); defaults to the host name.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
-    /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "plain")]
-    pub log_format: LogFormat,
     /// Requests per second per AWS service, e.g. `iam=10,identitycenter=10`.
     #[arg(long, env = "RATE_LIMITS", default_value = "")]
     pub rate_limits: String,
@@ -113,11 +119,7 @@ pub struct RunArgs {
 
 /// Runs the parsed command line and returns the process' exit code.
 pub async fn main(cli: Cli) -> ExitCode {
-    let log_format = match &cli.command {
-        Some(Command::Run(args)) => args.log_format,
-        _ => cli.run.log_format,
-    };
-    crate::telemetry::init(log_format, "info,kube_lease_manager=warn");
+    crate::telemetry::init(cli.log_format, "info,kube_lease_manager=warn");
     let result = match cli.command {
         None => run(cli.run).await,
         Some(Command::Run(args)) => run(args).await,

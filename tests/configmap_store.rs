@@ -1,7 +1,9 @@
 //! The connector's sharded ConfigMaps, against the API emulator (or a real cluster).
 
 use aws_access_operator::api::AwsConnector;
-use aws_access_operator::controller::configmaps::{ANNOTATION_SHARDS, ConnectorConfigMaps, SHARD_BYTES};
+use aws_access_operator::controller::configmaps::{
+    ANNOTATION_SHARDS, ConnectorConfigMaps, SHARD_BYTES,
+};
 use aws_access_operator::sync::StateStore;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
@@ -18,32 +20,66 @@ async fn large_values_shard_round_trip_and_are_rewritten_only_on_change() {
         "apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
         "metadata": {"name": "big"}, "spec": {"region": "us-east-1"}}))
     .expect("connector");
-    let connector = connectors.create(&PostParams::default(), &connector).await.expect("create");
+    let connector = connectors
+        .create(&PostParams::default(), &connector)
+        .await
+        .expect("create");
     let store = ConnectorConfigMaps::new(client.clone(), &connector).expect("store");
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &cluster.namespace);
 
     // A value of two and a half shards.
     let value: Vec<u8> = (0..SHARD_BYTES * 5 / 2).map(|i| (i % 251) as u8).collect();
     assert!(store.write("inventory", &value).await.expect("write"));
-    let shards = config_maps.list(&ListParams::default().labels("awsaccess.io/part-of=big-inventory")).await.expect("list");
+    let shards = config_maps
+        .list(&ListParams::default().labels("awsaccess.io/part-of=big-inventory"))
+        .await
+        .expect("list");
     assert_eq!(shards.items.len(), 3);
     for shard in &shards.items {
-        assert_eq!(shard.metadata.annotations.as_ref().expect("annotations")[ANNOTATION_SHARDS], "3");
+        assert_eq!(
+            shard.metadata.annotations.as_ref().expect("annotations")[ANNOTATION_SHARDS],
+            "3"
+        );
         let owner = &shard.metadata.owner_references.as_ref().expect("owner")[0];
         assert_eq!(owner.uid, connector.metadata.uid.clone().expect("uid"));
         assert_eq!(owner.controller, Some(true));
     }
-    assert_eq!(store.load("inventory").await.expect("load").as_deref(), Some(value.as_slice()));
+    assert_eq!(
+        store.load("inventory").await.expect("load").as_deref(),
+        Some(value.as_slice())
+    );
 
-    let version = config_maps.get("big-inventory-0").await.expect("get").metadata.resource_version;
-    assert!(!store.write("inventory", &value).await.expect("write"), "same content: no write");
-    assert_eq!(config_maps.get("big-inventory-0").await.expect("get").metadata.resource_version, version);
+    let version = config_maps
+        .get("big-inventory-0")
+        .await
+        .expect("get")
+        .metadata
+        .resource_version;
+    assert!(
+        !store.write("inventory", &value).await.expect("write"),
+        "same content: no write"
+    );
+    assert_eq!(
+        config_maps
+            .get("big-inventory-0")
+            .await
+            .expect("get")
+            .metadata
+            .resource_version,
+        version
+    );
 
     // Shrinking removes the shards no longer needed.
     assert!(store.write("inventory", b"small").await.expect("write"));
-    let shards = config_maps.list(&ListParams::default().labels("awsaccess.io/part-of=big-inventory")).await.expect("list");
+    let shards = config_maps
+        .list(&ListParams::default().labels("awsaccess.io/part-of=big-inventory"))
+        .await
+        .expect("list");
     assert_eq!(shards.items.len(), 1);
-    assert_eq!(store.load("inventory").await.expect("load").as_deref(), Some(&b"small"[..]));
+    assert_eq!(
+        store.load("inventory").await.expect("load").as_deref(),
+        Some(&b"small"[..])
+    );
 
     store.delete("inventory").await.expect("delete");
     assert_eq!(store.load("inventory").await.expect("load"), None);
