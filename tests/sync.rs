@@ -545,3 +545,113 @@ fn invalid_connectors_never_reach_aws() {
         "no AWS call for an invalid connector"
     );
 }
+
+/// DESIGN §6: total calls within 1.25 × the lower bound — the pages the data needs, plus one
+/// call per item only where AWS has no list call — with the listing strategy that the org's
+/// shape makes cheapest. The table is printed for the record (`--nocapture`).
+#[test]
+fn calls_stay_within_a_quarter_of_the_lower_bound() {
+    let moto = Moto::start();
+    let seed = moto.seed(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(dir.path(), json!({}));
+    let inventory = sync(&moto, &connector, &[]);
+    let n = |key: &str| seed[key].as_array().map_or(0, Vec::len);
+
+    let assignments = seed["assignments"].as_array().expect("assignments");
+    let mut per_pair: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut per_principal: BTreeMap<String, usize> = BTreeMap::new();
+    let mut accounts_of_set: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for a in assignments {
+        let (ps, account) = (
+            a["permissionSetArn"].as_str().unwrap_or_default(),
+            a["accountId"].as_str().unwrap_or_default(),
+        );
+        *per_pair.entry((ps.into(), account.into())).or_default() += 1;
+        *per_principal
+            .entry(a["principalId"].as_str().unwrap_or_default().into())
+            .or_default() += 1;
+        accounts_of_set
+            .entry(ps.into())
+            .or_default()
+            .insert(account.into());
+    }
+    let principals: Vec<String> = seed["ssoUsers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(seed["ssoGroups"].as_array().into_iter().flatten())
+        .map(|p| p["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let per_account_cost: u64 = seed["permissionSets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            pages(
+                accounts_of_set
+                    .get(p["arn"].as_str().unwrap_or_default())
+                    .map_or(0, BTreeSet::len),
+            )
+        })
+        .sum::<u64>()
+        + per_pair.values().map(|&c| pages(c)).sum::<u64>();
+    let per_principal_cost: u64 = principals
+        .iter()
+        .map(|p| pages(per_principal.get(p).copied().unwrap_or(0)))
+        .sum();
+    let memberships: u64 = seed["ssoGroups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| pages(strings(&g["members"]).len()))
+        .sum();
+
+    let bound: BTreeMap<&str, u64> = BTreeMap::from([
+        ("GetCallerIdentity", 1),
+        ("ListAccounts", pages(n("accounts"))),
+        (
+            "GetAccountAuthorizationDetails",
+            pages(n("iamUsers") + n("iamGroups") + n("iamRoles")),
+        ),
+        ("ListInstances", 1),
+        ("ListUsers", pages(n("ssoUsers"))),
+        ("ListGroups", pages(n("ssoGroups"))),
+        ("ListGroupMemberships", memberships),
+        ("ListPermissionSets", pages(n("permissionSets"))),
+        ("DescribePermissionSet", n("permissionSets") as u64),
+        (
+            "assignments (cheapest listing)",
+            per_account_cost.min(per_principal_cost),
+        ),
+    ]);
+    let lower: u64 = bound.values().sum();
+    let made = calls(&inventory);
+    let total: u64 = made.values().sum();
+    eprintln!("operation                                   made");
+    for (operation, count) in &made {
+        eprintln!("{operation:<42} {count:>5}");
+    }
+    eprintln!("lower bound by operation: {bound:?}");
+    eprintln!(
+        "assignment listing: per-account {per_account_cost}, per-principal {per_principal_cost}; chose {}",
+        inventory["stats"]["assignmentListing"]
+    );
+    eprintln!(
+        "total {total} calls, lower bound {lower}, ratio {:.3}",
+        total as f64 / lower as f64
+    );
+    assert!(
+        (total as f64) <= 1.25 * lower as f64,
+        "{total} calls against a lower bound of {lower}"
+    );
+    let chosen = if per_account_cost <= per_principal_cost {
+        "perAccount"
+    } else {
+        "perPrincipal"
+    };
+    assert_eq!(
+        inventory["stats"]["assignmentListing"], chosen,
+        "the cheaper listing was chosen"
+    );
+}
