@@ -655,3 +655,56 @@ fn calls_stay_within_a_quarter_of_the_lower_bound() {
         "the cheaper listing was chosen"
     );
 }
+
+#[test]
+fn access_keys_are_synced_only_when_asked() {
+    let moto = Moto::start();
+    let seed = moto.seed(&["--accounts", "1", "--access-keys", "3"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(dir.path(), json!({}));
+    let without = sync(&moto, &connector, &[]);
+    assert!(
+        without["iamUsers"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .all(|u| u.get("accessKeys").is_none())
+    );
+    assert!(!calls(&without).contains_key("ListAccessKeys"));
+
+    let path = dir.path().join("keys.yaml");
+    let text = std::fs::read_to_string(&connector).expect("read");
+    let mut value: Value = serde_json::from_str(&text).expect("json");
+    value["spec"]["sync"] = json!({"accessKeys": true});
+    std::fs::write(&path, value.to_string()).expect("write");
+    let with = sync(&moto, &path, &[]);
+    let users = with["iamUsers"].as_array().expect("users");
+    for user in users {
+        let name = user["name"].as_str().expect("name");
+        let expected = strings(&seed["accessKeys"][name]);
+        let keys: Vec<String> = user["accessKeys"]
+            .as_array()
+            .expect("keys listed for every user")
+            .iter()
+            .map(|k| k["id"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(keys, expected, "{name}");
+        for key in user["accessKeys"].as_array().expect("keys") {
+            assert_eq!(key["status"], "Active");
+        }
+    }
+    let made = calls(&with);
+    assert_eq!(
+        made["ListAccessKeys"],
+        users.len() as u64,
+        "one call per user"
+    );
+    assert_eq!(
+        made["GetAccessKeyLastUsed"], 3,
+        "one call per key: IAM has no list for it"
+    );
+    assert!(
+        !with.to_string().contains("SecretAccessKey"),
+        "no secrets in the inventory"
+    );
+}

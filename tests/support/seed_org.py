@@ -41,6 +41,10 @@ def seed(endpoint, region, sizes):
         iam_users.append(name)
         for g in range(i % (len(iam_groups) + 1)):
             iam.add_user_to_group(GroupName=iam_groups[g], UserName=name)
+    access_keys = {}
+    for name in iam_users[: sizes["access_keys"]]:
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        access_keys[name] = [key["AccessKeyId"]]
     roles = []
     for i in range(sizes["iam_roles"]):
         trust = {"Version": "2012-10-17", "Statement": [
@@ -94,6 +98,7 @@ def seed(endpoint, region, sizes):
         "iamUsers": iam_users,
         "iamGroups": iam_groups,
         "iamRoles": roles,
+        "accessKeys": access_keys,
         "identityCenter": {"instanceArn": instance_arn, "identityStoreId": store},
         "ssoUsers": users,
         "ssoGroups": groups,
@@ -107,7 +112,7 @@ def main():
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--region", default="us-east-1")
     for name, default in [("accounts", 12), ("iam-users", 9), ("iam-groups", 4), ("iam-roles", 5),
-                          ("sso-users", 11), ("sso-groups", 5), ("permission-sets", 4), ("assigned-users", 8)]:
+                          ("sso-users", 11), ("sso-groups", 5), ("permission-sets", 4), ("assigned-users", 8), ("access-keys", 0)]:
         parser.add_argument(f"--{name}", type=int, default=default)
     args = parser.parse_args()
     sizes = {k.replace("-", "_"): v for k, v in vars(args).items() if k not in ("endpoint", "region")}
