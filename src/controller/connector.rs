@@ -93,7 +93,8 @@ fn now() -> jiff::Timestamp {
 }
 
 fn rfc3339(t: jiff::Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    // Milliseconds: two syncs in one second must still be told apart.
+    t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// Writes the status when it changed, and remembers what was written.
