@@ -1,5 +1,6 @@
 //! The AWS edge: credentials, one module per service, errors, rate limits.
 
+pub mod access;
 pub mod caller;
 pub mod credentials;
 pub mod error;

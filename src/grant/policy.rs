@@ -4,7 +4,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::api::connector::{AllowedNamespaces, NamespacesFrom};
+use jiff::Timestamp;
+
+use crate::api::connector::{AllowedNamespaces, GrantPolicy, NamespacesFrom};
+use crate::api::duration;
+use crate::api::grant::AccessGrantSpec;
+
+use super::access::Access;
 
 /// Whether a grant in `grant_namespace` may use a connector in `connector_namespace`.
 /// `labels` are the grant namespace's labels, needed only for `from: Selector`.
@@ -32,6 +38,59 @@ pub fn namespace_allowed(
             }
         }
     }
+}
+
+/// What a connector's grant policy says of a grant's resolved access, before any AWS write.
+/// `accounts` are the organization's accounts from the last sync (empty when unknown). The
+/// error names the rule.
+pub fn check_grant(
+    policy: &GrantPolicy,
+    spec: &AccessGrantSpec,
+    access: &Access,
+    permission_set_name: Option<&str>,
+    accounts: &[String],
+    now: Timestamp,
+) -> Result<(), String> {
+    if let Access::Assignment { account_id, permission_set_arn, .. } = access {
+        let shown = permission_set_name.unwrap_or(permission_set_arn);
+        if let Some(name) = permission_set_name
+            && policy.denied_permission_sets.iter().any(|d| d == name)
+        {
+            return Err(format!("the connector's grantPolicy.deniedPermissionSets denies {name}"));
+        }
+        if !policy.allowed_permission_sets.is_empty()
+            && !permission_set_name.is_some_and(|name| policy.allowed_permission_sets.iter().any(|a| a == name))
+        {
+            return Err(format!("{shown} is not in the connector's grantPolicy.allowedPermissionSets"));
+        }
+        if !policy.allowed_accounts.is_empty() {
+            if !policy.allowed_accounts.contains(account_id) {
+                return Err(format!("account {account_id} is not in the connector's grantPolicy.allowedAccounts"));
+            }
+        } else if !accounts.is_empty() && !accounts.contains(account_id) {
+            return Err(format!(
+                "account {account_id} is not an account of the organization (grantPolicy.allowedAccounts is empty: any account of the organization)"
+            ));
+        }
+    }
+    if let Some(max) = policy.max_duration.as_deref().and_then(duration::parse) {
+        let within = match (&spec.duration, &spec.expires_at) {
+            (Some(d), _) => duration::parse(d).is_some_and(|d| d <= max),
+            (None, Some(at)) => at
+                .parse::<Timestamp>()
+                .ok()
+                .and_then(|at| jiff::SignedDuration::try_from(max).ok().and_then(|m| now.checked_add(m).ok()).map(|limit| at <= limit))
+                .unwrap_or(false),
+            (None, None) => false,
+        };
+        if !within {
+            return Err(format!(
+                "the connector's grantPolicy.maxDuration ({}) requires spec.duration or spec.expiresAt within it",
+                policy.max_duration.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Label selector semantics as the apiserver applies them. An empty selector matches
@@ -102,6 +161,54 @@ mod tests {
             selector: None,
         };
         assert!(namespace_allowed(&no_selector, "aws", "aws", Some(&ok)).is_err());
+    }
+
+    fn grant(extra: serde_json::Value) -> AccessGrantSpec {
+        let mut value = serde_json::json!({"connectorRef": {"name": "c"},
+            "principal": {"kind": "SsoUser", "name": "a"},
+            "target": {"kind": "PermissionSet", "permissionSet": "ReadOnly", "accountId": "111122223333"}});
+        if let (Some(v), Some(e)) = (value.as_object_mut(), extra.as_object()) {
+            v.extend(e.clone());
+        }
+        serde_json::from_value(value).expect("spec")
+    }
+
+    fn assignment(account: &str) -> Access {
+        Access::Assignment {
+            instance_arn: "i".into(),
+            account_id: account.into(),
+            permission_set_arn: "arn:ps".into(),
+            principal_type: "USER".into(),
+            principal_id: "u".into(),
+        }
+    }
+
+    #[test]
+    fn grant_policy_rules_name_themselves() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().expect("time");
+        let org = vec!["111122223333".to_string()];
+        let open = GrantPolicy::default();
+        let a = assignment("111122223333");
+        assert!(check_grant(&open, &grant(serde_json::json!({})), &a, Some("ReadOnly"), &org, now).is_ok());
+        let outside = check_grant(&open, &grant(serde_json::json!({})), &assignment("999999999999"), Some("ReadOnly"), &org, now);
+        assert!(outside.unwrap_err().contains("not an account of the organization"));
+
+        let denied = GrantPolicy { denied_permission_sets: vec!["ReadOnly".into()], allowed_permission_sets: vec!["ReadOnly".into()], ..GrantPolicy::default() };
+        assert!(check_grant(&denied, &grant(serde_json::json!({})), &a, Some("ReadOnly"), &org, now).unwrap_err().contains("deniedPermissionSets"));
+        let allowed = GrantPolicy { allowed_permission_sets: vec!["Admin".into()], ..GrantPolicy::default() };
+        assert!(check_grant(&allowed, &grant(serde_json::json!({})), &a, Some("ReadOnly"), &org, now).unwrap_err().contains("allowedPermissionSets"));
+        let accounts = GrantPolicy { allowed_accounts: vec!["222233334444".into()], ..GrantPolicy::default() };
+        assert!(check_grant(&accounts, &grant(serde_json::json!({})), &a, Some("ReadOnly"), &org, now).unwrap_err().contains("allowedAccounts"));
+
+        let max = GrantPolicy { max_duration: Some("12h".into()), ..GrantPolicy::default() };
+        assert!(check_grant(&max, &grant(serde_json::json!({})), &a, None, &org, now).unwrap_err().contains("maxDuration"));
+        assert!(check_grant(&max, &grant(serde_json::json!({"duration": "8h"})), &a, None, &org, now).is_ok());
+        assert!(check_grant(&max, &grant(serde_json::json!({"duration": "13h"})), &a, None, &org, now).is_err());
+        assert!(check_grant(&max, &grant(serde_json::json!({"expiresAt": "2026-01-01T11:00:00Z"})), &a, None, &org, now).is_ok());
+        assert!(check_grant(&max, &grant(serde_json::json!({"expiresAt": "2026-01-02T11:00:00Z"})), &a, None, &org, now).is_err());
+        // Memberships are not assignments: the permission set and account rules do not apply.
+        let membership = Access::IamMembership { group: "g".into(), user: "u".into() };
+        assert!(check_grant(&denied, &grant(serde_json::json!({})), &membership, None, &org, now).is_ok());
     }
 
     #[test]

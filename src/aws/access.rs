@@ -1,0 +1,431 @@
+//! Granting, checking and revoking the three kinds of access. Every operation is idempotent:
+//! creating what exists and deleting what is gone are answered as success, with the caller told
+//! which.
+
+use std::time::Duration;
+
+use aws_sdk_identitystore::types::{AlternateIdentifier, MemberId, UniqueAttribute};
+use aws_sdk_ssoadmin::types::{PrincipalType, StatusValues, TargetType};
+use aws_smithy_types::Document;
+
+use super::credentials::Session;
+use super::error::{AwsError, ErrorKind};
+use super::ratelimit::Service;
+use crate::grant::access::Access;
+
+/// How long one call waits for an asynchronous assignment operation before handing back its
+/// request id to be looked at again later.
+pub const POLL_BUDGET: Duration = Duration::from_secs(60);
+
+/// Where an asynchronous assignment operation stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Progress {
+    Succeeded,
+    Failed(String),
+    InProgress,
+}
+
+/// What a grant or revoke call did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Done now (the request id of an assignment operation, if any).
+    Done(Option<String>),
+    /// It was already so (the access existed, or was already gone).
+    AlreadySo,
+    /// Still running in AWS: look again with this request id.
+    InProgress(String),
+}
+
+fn progress(status: Option<&StatusValues>, reason: Option<&str>) -> Progress {
+    match status {
+        Some(StatusValues::Succeeded) => Progress::Succeeded,
+        Some(StatusValues::Failed) => Progress::Failed(reason.unwrap_or("no reason given").to_string()),
+        _ => Progress::InProgress,
+    }
+}
+
+/// Whether `access` exists in AWS now.
+pub async fn exists(session: &Session, access: &Access) -> Result<bool, AwsError> {
+    match access {
+        Access::Assignment {
+            instance_arn,
+            account_id,
+            permission_set_arn,
+            principal_type,
+            principal_id,
+        } => {
+            let client = aws_sdk_ssoadmin::Client::new(&session.sso);
+            let mut token: Option<String> = None;
+            loop {
+                let output = session
+                    .caller
+                    .call(Service::IdentityCenter, "ListAccountAssignments", || async {
+                        client
+                            .list_account_assignments()
+                            .instance_arn(instance_arn)
+                            .account_id(account_id)
+                            .permission_set_arn(permission_set_arn)
+                            .set_next_token(token.clone())
+                            .max_results(100)
+                            .send()
+                            .await
+                            .map_err(|e| AwsError::from_sdk("ListAccountAssignments", e))
+                    })
+                    .await?;
+                let found = output.account_assignments().iter().any(|a| {
+                    a.principal_id() == Some(principal_id.as_str())
+                        && a.principal_type().map(|t| t.as_str()) == Some(principal_type.as_str())
+                });
+                if found {
+                    return Ok(true);
+                }
+                token = output.next_token().map(str::to_string).filter(|t| !t.is_empty());
+                if token.is_none() {
+                    return Ok(false);
+                }
+            }
+        }
+        Access::SsoMembership {
+            identity_store_id,
+            group_id,
+            user_id,
+        } => Ok(membership_id(session, identity_store_id, group_id, user_id).await?.is_some()),
+        Access::IamMembership { group, user } => {
+            let client = aws_sdk_iam::Client::new(&session.global);
+            let mut marker: Option<String> = None;
+            loop {
+                let output = session
+                    .caller
+                    .call(Service::Iam, "ListGroupsForUser", || async {
+                        client
+                            .list_groups_for_user()
+                            .user_name(user)
+                            .set_marker(marker.clone())
+                            .max_items(1000)
+                            .send()
+                            .await
+                            .map_err(|e| AwsError::from_sdk("ListGroupsForUser", e))
+                    })
+                    .await?;
+                if output.groups().iter().any(|g| g.group_name() == group) {
+                    return Ok(true);
+                }
+                marker = output.marker().map(str::to_string).filter(|_| output.is_truncated());
+                if marker.is_none() {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+}
+
+async fn membership_id(session: &Session, store: &str, group: &str, user: &str) -> Result<Option<String>, AwsError> {
+    let client = aws_sdk_identitystore::Client::new(&session.sso);
+    let result = session
+        .caller
+        .call(Service::IdentityCenter, "GetGroupMembershipId", || async {
+            client
+                .get_group_membership_id()
+                .identity_store_id(store)
+                .group_id(group)
+                .member_id(MemberId::UserId(user.to_string()))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("GetGroupMembershipId", e))
+        })
+        .await;
+    match result {
+        Ok(output) => Ok(Some(output.membership_id().to_string())),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Grants `access`. For assignments, waits up to `POLL_BUDGET` for AWS to finish.
+pub async fn grant(session: &Session, access: &Access) -> Result<Change, AwsError> {
+    match access {
+        Access::Assignment {
+            instance_arn,
+            account_id,
+            permission_set_arn,
+            principal_type,
+            principal_id,
+        } => {
+            let client = aws_sdk_ssoadmin::Client::new(&session.sso);
+            let output = session
+                .caller
+                .call(Service::IdentityCenter, "CreateAccountAssignment", || async {
+                    client
+                        .create_account_assignment()
+                        .instance_arn(instance_arn)
+                        .target_id(account_id)
+                        .target_type(TargetType::AwsAccount)
+                        .permission_set_arn(permission_set_arn)
+                        .principal_type(PrincipalType::from(principal_type.as_str()))
+                        .principal_id(principal_id)
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::from_sdk("CreateAccountAssignment", e))
+                })
+                .await?;
+            let status = output.account_assignment_creation_status();
+            let request = status.and_then(|s| s.request_id()).unwrap_or_default().to_string();
+            let first = progress(status.and_then(|s| s.status()), status.and_then(|s| s.failure_reason()));
+            settle(session, instance_arn, request, first, Direction::Create).await
+        }
+        Access::SsoMembership {
+            identity_store_id,
+            group_id,
+            user_id,
+        } => {
+            let client = aws_sdk_identitystore::Client::new(&session.sso);
+            let result = session
+                .caller
+                .call(Service::IdentityCenter, "CreateGroupMembership", || async {
+                    client
+                        .create_group_membership()
+                        .identity_store_id(identity_store_id)
+                        .group_id(group_id)
+                        .member_id(MemberId::UserId(user_id.clone()))
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::from_sdk("CreateGroupMembership", e))
+                })
+                .await;
+            match result {
+                Ok(_) => Ok(Change::Done(None)),
+                Err(e) if e.kind == ErrorKind::Conflict => Ok(Change::AlreadySo),
+                Err(e) => Err(e),
+            }
+        }
+        Access::IamMembership { group, user } => {
+            let client = aws_sdk_iam::Client::new(&session.global);
+            session
+                .caller
+                .call(Service::Iam, "AddUserToGroup", || async {
+                    client
+                        .add_user_to_group()
+                        .group_name(group)
+                        .user_name(user)
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::from_sdk("AddUserToGroup", e))
+                })
+                .await?;
+            Ok(Change::Done(None))
+        }
+    }
+}
+
+/// Revokes `access`. For assignments, waits up to `POLL_BUDGET` for AWS to finish.
+pub async fn revoke(session: &Session, access: &Access) -> Result<Change, AwsError> {
+    match access {
+        Access::Assignment {
+            instance_arn,
+            account_id,
+            permission_set_arn,
+            principal_type,
+            principal_id,
+        } => {
+            let client = aws_sdk_ssoadmin::Client::new(&session.sso);
+            let result = session
+                .caller
+                .call(Service::IdentityCenter, "DeleteAccountAssignment", || async {
+                    client
+                        .delete_account_assignment()
+                        .instance_arn(instance_arn)
+                        .target_id(account_id)
+                        .target_type(TargetType::AwsAccount)
+                        .permission_set_arn(permission_set_arn)
+                        .principal_type(PrincipalType::from(principal_type.as_str()))
+                        .principal_id(principal_id)
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::from_sdk("DeleteAccountAssignment", e))
+                })
+                .await;
+            let output = match result {
+                Ok(output) => output,
+                Err(e) if e.kind == ErrorKind::NotFound => return Ok(Change::AlreadySo),
+                Err(e) => return Err(e),
+            };
+            let status = output.account_assignment_deletion_status();
+            let request = status.and_then(|s| s.request_id()).unwrap_or_default().to_string();
+            let first = progress(status.and_then(|s| s.status()), status.and_then(|s| s.failure_reason()));
+            settle(session, instance_arn, request, first, Direction::Delete).await
+        }
+        Access::SsoMembership {
+            identity_store_id,
+            group_id,
+            user_id,
+        } => {
+            let Some(id) = membership_id(session, identity_store_id, group_id, user_id).await? else {
+                return Ok(Change::AlreadySo);
+            };
+            let client = aws_sdk_identitystore::Client::new(&session.sso);
+            let result = session
+                .caller
+                .call(Service::IdentityCenter, "DeleteGroupMembership", || async {
+                    client
+                        .delete_group_membership()
+                        .identity_store_id(identity_store_id)
+                        .membership_id(&id)
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::from_sdk("DeleteGroupMembership", e))
+                })
+                .await;
+            match result {
+                Ok(_) => Ok(Change::Done(None)),
+                Err(e) if e.kind == ErrorKind::NotFound => Ok(Change::AlreadySo),
+                Err(e) => Err(e),
+            }
+        }
+        Access::IamMembership { group, user } => {
+            let client = aws_sdk_iam::Client::new(&session.global);
+            let result = session
+                .caller
+                .call(Service::Iam, "RemoveUserFromGroup", || async {
+                    client
+                        .remove_user_from_group()
+                        .group_name(group)
+                        .user_name(user)
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::from_sdk("RemoveUserFromGroup", e))
+                })
+                .await;
+            match result {
+                Ok(_) => Ok(Change::Done(None)),
+                Err(e) if e.kind == ErrorKind::NotFound => Ok(Change::AlreadySo),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Create,
+    Delete,
+}
+
+/// Looks at an assignment operation by request id.
+pub async fn poll(session: &Session, instance: &str, request: &str, direction: Direction) -> Result<Progress, AwsError> {
+    let client = aws_sdk_ssoadmin::Client::new(&session.sso);
+    match direction {
+        Direction::Create => {
+            let output = session
+                .caller
+                .call(Service::IdentityCenter, "DescribeAccountAssignmentCreationStatus", || async {
+                    client
+                        .describe_account_assignment_creation_status()
+                        .instance_arn(instance)
+                        .account_assignment_creation_request_id(request)
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::from_sdk("DescribeAccountAssignmentCreationStatus", e))
+                })
+                .await?;
+            let s = output.account_assignment_creation_status();
+            Ok(progress(s.and_then(|s| s.status()), s.and_then(|s| s.failure_reason())))
+        }
+        Direction::Delete => {
+            let output = session
+                .caller
+                .call(Service::IdentityCenter, "DescribeAccountAssignmentDeletionStatus", || async {
+                    client
+                        .describe_account_assignment_deletion_status()
+                        .instance_arn(instance)
+                        .account_assignment_deletion_request_id(request)
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::from_sdk("DescribeAccountAssignmentDeletionStatus", e))
+                })
+                .await?;
+            let s = output.account_assignment_deletion_status();
+            Ok(progress(s.and_then(|s| s.status()), s.and_then(|s| s.failure_reason())))
+        }
+    }
+}
+
+/// Waits for an assignment operation to leave IN_PROGRESS, polling with a growing delay, up to
+/// `POLL_BUDGET`; a FAILED operation becomes an error carrying AWS's reason.
+pub async fn settle(
+    session: &Session,
+    instance: &str,
+    request: String,
+    first: Progress,
+    direction: Direction,
+) -> Result<Change, AwsError> {
+    let operation = match direction {
+        Direction::Create => "CreateAccountAssignment",
+        Direction::Delete => "DeleteAccountAssignment",
+    };
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    let mut state = first;
+    loop {
+        match state {
+            Progress::Succeeded => return Ok(Change::Done(Some(request))),
+            Progress::Failed(reason) => {
+                let mut error = AwsError::new(operation, ErrorKind::Other, format!("the request FAILED: {reason}"));
+                error.code = Some("FAILED".into());
+                error.request_id = Some(request);
+                return Err(error);
+            }
+            Progress::InProgress if started.elapsed() >= POLL_BUDGET => return Ok(Change::InProgress(request)),
+            Progress::InProgress => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                state = poll(session, instance, &request, direction).await?;
+            }
+        }
+    }
+}
+
+/// Looks up an Identity Center user id by user name, or a group id by display name.
+pub async fn principal_id(session: &Session, store: &str, group: bool, name: &str) -> Result<Option<String>, AwsError> {
+    let client = aws_sdk_identitystore::Client::new(&session.sso);
+    let (path, operation) = if group { ("displayName", "GetGroupId") } else { ("userName", "GetUserId") };
+    let attribute = UniqueAttribute::builder()
+        .attribute_path(path)
+        .attribute_value(Document::String(name.to_string()))
+        .build()
+        .map_err(|e| AwsError::new(operation, ErrorKind::Invalid, e.to_string()))?;
+    let identifier = AlternateIdentifier::UniqueAttribute(attribute);
+    let result = if group {
+        session
+            .caller
+            .call(Service::IdentityCenter, operation, || async {
+                client
+                    .get_group_id()
+                    .identity_store_id(store)
+                    .alternate_identifier(identifier.clone())
+                    .send()
+                    .await
+                    .map(|o| o.group_id().to_string())
+                    .map_err(|e| AwsError::from_sdk(operation, e))
+            })
+            .await
+    } else {
+        session
+            .caller
+            .call(Service::IdentityCenter, operation, || async {
+                client
+                    .get_user_id()
+                    .identity_store_id(store)
+                    .alternate_identifier(identifier.clone())
+                    .send()
+                    .await
+                    .map(|o| o.user_id().to_string())
+                    .map_err(|e| AwsError::from_sdk(operation, e))
+            })
+            .await
+    };
+    match result {
+        Ok(id) => Ok(Some(id)),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,51 @@
+//! When a grant's access ends.
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::api::duration;
+use crate::api::grant::AccessGrantSpec;
+
+/// The moment the access must be revoked: `expiresAt`, or `duration` after it was granted
+/// (after `now` when it has not been yet). `None` when the grant does not expire.
+pub fn expires_at(spec: &AccessGrantSpec, granted_at: Option<Timestamp>, now: Timestamp) -> Option<Timestamp> {
+    if let Some(at) = &spec.expires_at {
+        return at.parse().ok();
+    }
+    let lifetime = duration::parse(spec.duration.as_deref()?)?;
+    let lifetime = SignedDuration::try_from(lifetime).ok()?;
+    granted_at.unwrap_or(now).checked_add(lifetime).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(extra: serde_json::Value) -> AccessGrantSpec {
+        let mut value = serde_json::json!({"connectorRef": {"name": "c"},
+            "principal": {"kind": "SsoUser", "name": "a"},
+            "target": {"kind": "SsoGroupMembership", "group": "g"}});
+        if let (Some(v), Some(e)) = (value.as_object_mut(), extra.as_object()) {
+            v.extend(e.clone());
+        }
+        serde_json::from_value(value).expect("spec")
+    }
+
+    #[test]
+    fn from_duration_expires_at_or_never() {
+        let now: Timestamp = "2026-01-01T10:00:00Z".parse().expect("time");
+        let granted: Timestamp = "2026-01-01T08:00:00Z".parse().expect("time");
+        assert_eq!(expires_at(&spec(serde_json::json!({})), None, now), None);
+        assert_eq!(
+            expires_at(&spec(serde_json::json!({"duration": "8h"})), Some(granted), now),
+            Some("2026-01-01T16:00:00Z".parse().expect("time"))
+        );
+        assert_eq!(
+            expires_at(&spec(serde_json::json!({"duration": "30m"})), None, now),
+            Some("2026-01-01T10:30:00Z".parse().expect("time"))
+        );
+        assert_eq!(
+            expires_at(&spec(serde_json::json!({"expiresAt": "2026-02-01T00:00:00Z"})), Some(granted), now),
+            Some("2026-02-01T00:00:00Z".parse().expect("time"))
+        );
+    }
+}

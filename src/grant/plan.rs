@@ -1,0 +1,147 @@
+//! Desired against actual: what applying a set of grants would change, and the access that no
+//! grant declares (reported, never revoked).
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::access::Access;
+use crate::sync::Inventory;
+
+/// Every piece of access an inventory shows.
+pub fn actual_access(inventory: &Inventory) -> BTreeSet<Access> {
+    let mut all = BTreeSet::new();
+    if let Some(ic) = &inventory.identity_center {
+        for a in &inventory.assignments {
+            all.insert(Access::Assignment {
+                instance_arn: ic.instance_arn.clone(),
+                account_id: a.account_id.clone(),
+                permission_set_arn: a.permission_set_arn.clone(),
+                principal_type: a.principal_type.clone(),
+                principal_id: a.principal_id.clone(),
+            });
+        }
+        for group in &inventory.sso_groups {
+            for user in &group.members {
+                all.insert(Access::SsoMembership {
+                    identity_store_id: ic.identity_store_id.clone(),
+                    group_id: group.id.clone(),
+                    user_id: user.clone(),
+                });
+            }
+        }
+    }
+    for user in &inventory.iam_users {
+        for group in &user.groups {
+            all.insert(Access::IamMembership {
+                group: group.clone(),
+                user: user.name.clone(),
+            });
+        }
+    }
+    all
+}
+
+/// The access in `inventory` that no grant declares.
+pub fn unmanaged(inventory: &Inventory, declared: &BTreeSet<Access>) -> Vec<Access> {
+    actual_access(inventory).into_iter().filter(|a| !declared.contains(a)).collect()
+}
+
+/// What applying one grant would do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    /// The access is missing: grant it.
+    Create,
+    /// The access exists already.
+    NoChange,
+    /// The grant has expired and its access still exists: revoke it.
+    Delete,
+    /// The grant has expired and its access is gone.
+    Expired,
+    /// The connector's policy refuses the grant.
+    NotAllowed,
+    /// The spec breaks a rule.
+    Invalid,
+    /// A name did not resolve (`PrincipalNotFound`, ...).
+    Unresolved,
+}
+
+impl Action {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::NoChange => "no change",
+            Self::Delete => "delete",
+            Self::Expired => "expired",
+            Self::NotAllowed => "not allowed",
+            Self::Invalid => "invalid",
+            Self::Unresolved => "unresolved",
+        }
+    }
+
+    /// Whether this line stops `apply` from succeeding.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::NotAllowed | Self::Invalid | Self::Unresolved)
+    }
+}
+
+/// Decides the action for a resolved, allowed grant.
+pub fn decide(access: &Access, actual: &BTreeSet<Access>, expires_at: Option<Timestamp>, now: Timestamp) -> Action {
+    let exists = actual.contains(access);
+    match (expires_at.is_some_and(|at| at <= now), exists) {
+        (true, true) => Action::Delete,
+        (true, false) => Action::Expired,
+        (false, true) => Action::NoChange,
+        (false, false) => Action::Create,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::connector::IdentityCenterRef;
+    use crate::sync::inventory::{Assignment, IamUser, SsoGroup};
+
+    fn inventory() -> Inventory {
+        Inventory {
+            identity_center: Some(IdentityCenterRef { instance_arn: "arn:ins".into(), identity_store_id: "d-1".into() }),
+            assignments: vec![Assignment {
+                account_id: "111122223333".into(),
+                permission_set_arn: "arn:ps".into(),
+                principal_type: "USER".into(),
+                principal_id: "u1".into(),
+            }],
+            sso_groups: vec![SsoGroup { id: "g1".into(), display_name: "eng".into(), members: vec!["u1".into(), "u2".into()] }],
+            iam_users: vec![IamUser { name: "carol".into(), groups: vec!["deployers".into()], ..IamUser::default() }],
+            ..Inventory::default()
+        }
+    }
+
+    #[test]
+    fn unmanaged_is_what_no_grant_declares() {
+        let inventory = inventory();
+        let all = actual_access(&inventory);
+        assert_eq!(all.len(), 4);
+        let declared: BTreeSet<Access> = [Access::SsoMembership { identity_store_id: "d-1".into(), group_id: "g1".into(), user_id: "u1".into() }].into();
+        let rest = unmanaged(&inventory, &declared);
+        assert_eq!(rest.len(), 3);
+        assert!(rest.contains(&Access::IamMembership { group: "deployers".into(), user: "carol".into() }));
+    }
+
+    #[test]
+    fn actions_follow_existence_and_expiry() {
+        let all = actual_access(&inventory());
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().expect("time");
+        let past = Some("2025-12-31T00:00:00Z".parse().expect("time"));
+        let future = Some("2026-01-02T00:00:00Z".parse().expect("time"));
+        let present = Access::IamMembership { group: "deployers".into(), user: "carol".into() };
+        let absent = Access::IamMembership { group: "admins".into(), user: "carol".into() };
+        assert_eq!(decide(&present, &all, None, now), Action::NoChange);
+        assert_eq!(decide(&absent, &all, future, now), Action::Create);
+        assert_eq!(decide(&present, &all, past, now), Action::Delete);
+        assert_eq!(decide(&absent, &all, past, now), Action::Expired);
+        assert!(Action::NotAllowed.is_refusal() && !Action::Create.is_refusal());
+    }
+}

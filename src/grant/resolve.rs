@@ -1,0 +1,148 @@
+//! From the names in an AccessGrant to the ids of `Access`, through the connector's cache
+//! (filled by every sync) and, for principals the last sync did not see, identitystore lookups.
+
+use crate::api::connector::IdentityCenterRef;
+use crate::api::grant::{AccessGrantSpec, PrincipalKind, TargetKind};
+use crate::aws::{AwsError, Session, access};
+use crate::sync::cache::SyncCache;
+
+use super::access::Access;
+
+/// Why a grant's names did not resolve; retried later, not an error loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unresolved {
+    /// `PrincipalNotFound`, `PermissionSetNotFound` or `GroupNotFound`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Unresolved {
+    fn new(reason: &'static str, message: String) -> Self {
+        Self { reason, message }
+    }
+}
+
+/// What a grant resolved to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub access: Access,
+    /// The permission set's name, for the connector's allow and deny lists.
+    pub permission_set_name: Option<String>,
+}
+
+/// Where names are looked up: the cache of the last sync, the Identity Center instance, and
+/// (optionally) AWS for what the cache does not know.
+pub struct Directory<'a> {
+    pub cache: &'a SyncCache,
+    pub identity_center: Option<&'a IdentityCenterRef>,
+    pub session: Option<&'a Session>,
+}
+
+impl Directory<'_> {
+    async fn principal(&self, group: bool, name: &str) -> Result<Option<String>, AwsError> {
+        let cached = if group { self.cache.sso_groups.get(name) } else { self.cache.sso_users.get(name) };
+        if let Some(id) = cached {
+            return Ok(Some(id.clone()));
+        }
+        match (self.session, self.identity_center) {
+            (Some(session), Some(ic)) => access::principal_id(session, &ic.identity_store_id, group, name).await,
+            _ => Ok(None),
+        }
+    }
+
+    fn permission_set_name(&self, arn: &str) -> Option<String> {
+        self.cache
+            .permission_set_arns
+            .iter()
+            .find(|(_, a)| a.as_str() == arn)
+            .map(|(name, _)| name.clone())
+    }
+}
+
+fn no_identity_center() -> Unresolved {
+    Unresolved::new(
+        "PrincipalNotFound",
+        "the connector has no IAM Identity Center instance (or has not synced yet)".into(),
+    )
+}
+
+/// Resolves a valid grant spec.
+pub async fn resolve(spec: &AccessGrantSpec, directory: &Directory<'_>) -> Result<Result<Resolved, Unresolved>, AwsError> {
+    let principal = &spec.principal;
+    let target = &spec.target;
+    let label = principal.name.as_deref().or(principal.id.as_deref()).unwrap_or_default();
+    let sso_principal = |group: bool| async move {
+        if let Some(id) = &principal.id {
+            return Ok(Some(id.clone()));
+        }
+        directory.principal(group, principal.name.as_deref().unwrap_or_default()).await
+    };
+    match target.kind {
+        TargetKind::PermissionSet => {
+            let Some(ic) = directory.identity_center else { return Ok(Err(no_identity_center())) };
+            let group = principal.kind == PrincipalKind::SsoGroup;
+            let Some(principal_id) = sso_principal(group).await? else {
+                let what = if group { "Identity Center group" } else { "Identity Center user" };
+                return Ok(Err(Unresolved::new("PrincipalNotFound", format!("spec.principal: no {what} {label:?}"))));
+            };
+            let requested = target.permission_set.as_deref().unwrap_or_default();
+            let (arn, name) = if requested.starts_with("arn:") {
+                (requested.to_string(), directory.permission_set_name(requested))
+            } else {
+                match directory.cache.permission_set_arns.get(requested) {
+                    Some(arn) => (arn.clone(), Some(requested.to_string())),
+                    None => {
+                        return Ok(Err(Unresolved::new(
+                            "PermissionSetNotFound",
+                            format!("spec.target.permissionSet: no permission set named {requested:?} in the last sync"),
+                        )));
+                    }
+                }
+            };
+            Ok(Ok(Resolved {
+                access: Access::Assignment {
+                    instance_arn: ic.instance_arn.clone(),
+                    account_id: target.account_id.clone().unwrap_or_default(),
+                    permission_set_arn: arn,
+                    principal_type: if group { "GROUP" } else { "USER" }.to_string(),
+                    principal_id,
+                },
+                permission_set_name: name,
+            }))
+        }
+        TargetKind::SsoGroupMembership => {
+            let Some(ic) = directory.identity_center else { return Ok(Err(no_identity_center())) };
+            let Some(user_id) = sso_principal(false).await? else {
+                return Ok(Err(Unresolved::new("PrincipalNotFound", format!("spec.principal: no Identity Center user {label:?}"))));
+            };
+            let group = target.group.as_deref().unwrap_or_default();
+            let Some(group_id) = directory.principal(true, group).await? else {
+                return Ok(Err(Unresolved::new("GroupNotFound", format!("spec.target.group: no Identity Center group {group:?}"))));
+            };
+            Ok(Ok(Resolved {
+                access: Access::SsoMembership {
+                    identity_store_id: ic.identity_store_id.clone(),
+                    group_id,
+                    user_id,
+                },
+                permission_set_name: None,
+            }))
+        }
+        TargetKind::IamGroupMembership => {
+            let user = principal.name.clone().or_else(|| principal.id.clone()).unwrap_or_default();
+            let group = target.group.clone().unwrap_or_default();
+            // IAM calls take names; the cache only tells whether they existed at the last sync.
+            let synced = !directory.cache.iam_users.is_empty() || !directory.cache.iam_groups.is_empty();
+            if synced && !directory.cache.iam_users.contains(&user) {
+                return Ok(Err(Unresolved::new("PrincipalNotFound", format!("spec.principal: no IAM user {user:?}"))));
+            }
+            if synced && !directory.cache.iam_groups.contains(&group) {
+                return Ok(Err(Unresolved::new("GroupNotFound", format!("spec.target.group: no IAM group {group:?}"))));
+            }
+            Ok(Ok(Resolved {
+                access: Access::IamMembership { group, user },
+                permission_set_name: None,
+            }))
+        }
+    }
+}
