@@ -115,6 +115,14 @@ pub struct RunArgs {
     /// Requests per second per AWS service, e.g. `iam=10,identitycenter=10`.
     #[arg(long, env = "RATE_LIMITS", default_value = "")]
     pub rate_limits: String,
+    /// How often granted access is checked in AWS for drift, e.g. `5m`.
+    #[arg(long, env = "GRANT_CHECK_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub grant_check_interval: std::time::Duration,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::api::duration::parse(text)
+        .ok_or_else(|| format!("{text:?} is not a duration such as 90s, 5m or 1h"))
 }
 
 /// Runs the parsed command line and returns the process' exit code.
@@ -212,6 +220,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             base: crate::aws::AwsBase::from_env().await,
             limits,
             sync: crate::sync::SyncOptions::default(),
+            grant_check: args.grant_check_interval,
         },
     };
     let (trigger, stop) = shutdown::channel();

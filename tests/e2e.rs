@@ -1,141 +1,19 @@
 //! The real controllers against the API emulator, or against the cluster `TEST_KUBECONFIG`
 //! names (CRDs from `crds/` installed). The same code runs in both places.
 
-use std::time::Duration;
-
 use aws_access_operator::api::conditions::Conditions;
 use aws_access_operator::api::{AccessGrant, AwsConnector, GRANT_FINALIZER};
-use aws_access_operator::aws::{AwsBase, RateLimits};
-use aws_access_operator::controller::{self, AwsSettings, LeaderElection, Settings, shutdown};
-use aws_access_operator::sync::SyncOptions;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
 use serde_json::json;
 
 use crate::support::cluster::TestCluster;
 use crate::support::moto::Moto;
+use crate::support::operator::{
+    TIMEOUT, VALID_ID, connector, secret, start_operator, wait_condition, wait_grant,
+};
 use crate::support::wait;
-
-const TIMEOUT: Duration = Duration::from_secs(30);
-const VALID_ID: &str = "a-valid-external-id-0123456789abcdef";
-
-fn settings(namespace: &str, identity: &str, aws: AwsSettings) -> Settings {
-    Settings {
-        namespaces: vec![namespace.to_string()],
-        leader_election: Some(LeaderElection {
-            lease_name: "aws-access-operator".into(),
-            lease_namespace: namespace.to_string(),
-            identity: identity.to_string(),
-            lease_seconds: 4,
-            renew_grace_seconds: 2,
-        }),
-        health_addr: None,
-        instance: identity.to_string(),
-        aws,
-    }
-}
-
-/// The operator's AWS settings for a moto server: its endpoint, small pages so that every
-/// list pages, and no client-side rate limit worth the name.
-async fn aws(moto: &Moto) -> AwsSettings {
-    AwsSettings {
-        base: AwsBase::from_config(moto.sdk_config().await),
-        limits: RateLimits::parse("sts=1000,iam=1000,organizations=1000,identitycenter=1000")
-            .expect("limits"),
-        sync: SyncOptions {
-            page_size: 3,
-            ..SyncOptions::default()
-        },
-    }
-}
-
-fn connector(name: &str, auth: serde_json::Value) -> AwsConnector {
-    serde_json::from_value(json!({
-        "apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
-        "metadata": {"name": name},
-        "spec": {"region": "us-east-1", "auth": auth}
-    }))
-    .expect("connector")
-}
-
-fn secret(name: &str, value: &str) -> Secret {
-    serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": name},
-        "data": {"externalId": base64(value)}
-    }))
-    .expect("secret")
-}
-
-fn base64(text: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = text.as_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-async fn condition(
-    api: &Api<AwsConnector>,
-    name: &str,
-    type_: &str,
-) -> Option<(String, String, String)> {
-    let object = api.get_opt(name).await.ok()??;
-    let status = object.status?;
-    if status.observed_generation != object.metadata.generation {
-        return None;
-    }
-    let c = status.conditions.condition(type_)?;
-    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-async fn wait_condition(
-    api: &Api<AwsConnector>,
-    name: &str,
-    type_: &str,
-    status: &str,
-) -> (String, String) {
-    wait::until(&format!("{name} {type_}={status}"), TIMEOUT, || async {
-        condition(api, name, type_)
-            .await
-            .filter(|(s, _, _)| s == status)
-            .map(|(_, reason, message)| (reason, message))
-    })
-    .await
-}
-
-async fn start_operator(
-    client: &Client,
-    namespace: &str,
-    identity: &str,
-    moto: &Moto,
-) -> (shutdown::Trigger, controller::Operator) {
-    aws_access_operator::telemetry::init(aws_access_operator::telemetry::LogFormat::Plain, "info");
-    let (trigger, stop) = shutdown::channel();
-    let operator = controller::start(
-        client.clone(),
-        settings(namespace, identity, aws(moto).await),
-        stop,
-    )
-    .await
-    .expect("operator starts");
-    (trigger, operator)
-}
 
 #[tokio::test]
 async fn connector_validation_and_grant_finalizer() {
@@ -240,8 +118,8 @@ async fn connector_validation_and_grant_finalizer() {
         "apiVersion": "awsaccess.io/v1alpha1", "kind": "AccessGrant",
         "metadata": {"name": "alice-readonly"},
         "spec": {"connectorRef": {"name": "prod"},
-                 "principal": {"kind": "SsoUser", "name": "alice@example.com"},
-                 "target": {"kind": "PermissionSet", "permissionSet": "ReadOnly", "accountId": "111122223333"}}
+                 "principal": {"kind": "SsoUser", "name": "user-00@example.com"},
+                 "target": {"kind": "PermissionSet", "permissionSet": "PermissionSet01", "accountId": "123456789012"}}
     }))
     .expect("grant");
     grants
@@ -258,13 +136,10 @@ async fn connector_validation_and_grant_finalizer() {
             .then_some(())
     })
     .await;
-    // The connector is Ready, so the grant is accepted and waits for the grant engine.
-    wait::until("Pending", TIMEOUT, || async {
-        let g = grants.get("alice-readonly").await.ok()?;
-        let c = g.status?.conditions.condition("Ready")?.clone();
-        (c.reason == "Pending").then_some(())
-    })
-    .await;
+    // The connector is Ready: the grant is made in AWS, and deleting it revokes it.
+    let message = wait_grant(&grants, "alice-readonly", "Granted").await;
+    assert!(message.contains("on account 123456789012"), "{message}");
+    assert!(moto.calls().contains_key("CreateAccountAssignment"));
     grants
         .delete("alice-readonly", &DeleteParams::default())
         .await
@@ -278,6 +153,11 @@ async fn connector_validation_and_grant_finalizer() {
             .then_some(())
     })
     .await;
+    assert_eq!(
+        moto.calls().get("DeleteAccountAssignment"),
+        Some(&1),
+        "revoked before the object went"
+    );
 
     trigger.fire();
     operator.task.await.expect("join").expect("clean shutdown");

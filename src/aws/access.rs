@@ -36,10 +36,33 @@ pub enum Change {
     InProgress(String),
 }
 
+/// Runs an assignment operation, trying again while AWS reports a conflicting operation on the
+/// same assignment (ConflictException) still running.
+async fn through_conflicts<T, F, Fut>(mut operation: F) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AwsError>>,
+{
+    let mut delay = Duration::from_millis(500);
+    for _ in 0..6 {
+        match operation().await {
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                tracing::debug!(error = %e, ?delay, "a conflicting assignment operation is running; trying again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(8));
+            }
+            other => return other,
+        }
+    }
+    operation().await
+}
+
 fn progress(status: Option<&StatusValues>, reason: Option<&str>) -> Progress {
     match status {
         Some(StatusValues::Succeeded) => Progress::Succeeded,
-        Some(StatusValues::Failed) => Progress::Failed(reason.unwrap_or("no reason given").to_string()),
+        Some(StatusValues::Failed) => {
+            Progress::Failed(reason.unwrap_or("no reason given").to_string())
+        }
         _ => Progress::InProgress,
     }
 }
@@ -59,18 +82,22 @@ pub async fn exists(session: &Session, access: &Access) -> Result<bool, AwsError
             loop {
                 let output = session
                     .caller
-                    .call(Service::IdentityCenter, "ListAccountAssignments", || async {
-                        client
-                            .list_account_assignments()
-                            .instance_arn(instance_arn)
-                            .account_id(account_id)
-                            .permission_set_arn(permission_set_arn)
-                            .set_next_token(token.clone())
-                            .max_results(100)
-                            .send()
-                            .await
-                            .map_err(|e| AwsError::from_sdk("ListAccountAssignments", e))
-                    })
+                    .call(
+                        Service::IdentityCenter,
+                        "ListAccountAssignments",
+                        || async {
+                            client
+                                .list_account_assignments()
+                                .instance_arn(instance_arn)
+                                .account_id(account_id)
+                                .permission_set_arn(permission_set_arn)
+                                .set_next_token(token.clone())
+                                .max_results(100)
+                                .send()
+                                .await
+                                .map_err(|e| AwsError::from_sdk("ListAccountAssignments", e))
+                        },
+                    )
                     .await?;
                 let found = output.account_assignments().iter().any(|a| {
                     a.principal_id() == Some(principal_id.as_str())
@@ -79,7 +106,10 @@ pub async fn exists(session: &Session, access: &Access) -> Result<bool, AwsError
                 if found {
                     return Ok(true);
                 }
-                token = output.next_token().map(str::to_string).filter(|t| !t.is_empty());
+                token = output
+                    .next_token()
+                    .map(str::to_string)
+                    .filter(|t| !t.is_empty());
                 if token.is_none() {
                     return Ok(false);
                 }
@@ -89,7 +119,9 @@ pub async fn exists(session: &Session, access: &Access) -> Result<bool, AwsError
             identity_store_id,
             group_id,
             user_id,
-        } => Ok(membership_id(session, identity_store_id, group_id, user_id).await?.is_some()),
+        } => Ok(membership_id(session, identity_store_id, group_id, user_id)
+            .await?
+            .is_some()),
         Access::IamMembership { group, user } => {
             let client = aws_sdk_iam::Client::new(&session.global);
             let mut marker: Option<String> = None;
@@ -110,7 +142,10 @@ pub async fn exists(session: &Session, access: &Access) -> Result<bool, AwsError
                 if output.groups().iter().any(|g| g.group_name() == group) {
                     return Ok(true);
                 }
-                marker = output.marker().map(str::to_string).filter(|_| output.is_truncated());
+                marker = output
+                    .marker()
+                    .map(str::to_string)
+                    .filter(|_| output.is_truncated());
                 if marker.is_none() {
                     return Ok(false);
                 }
@@ -119,7 +154,12 @@ pub async fn exists(session: &Session, access: &Access) -> Result<bool, AwsError
     }
 }
 
-async fn membership_id(session: &Session, store: &str, group: &str, user: &str) -> Result<Option<String>, AwsError> {
+async fn membership_id(
+    session: &Session,
+    store: &str,
+    group: &str,
+    user: &str,
+) -> Result<Option<String>, AwsError> {
     let client = aws_sdk_identitystore::Client::new(&session.sso);
     let result = session
         .caller
@@ -152,25 +192,35 @@ pub async fn grant(session: &Session, access: &Access) -> Result<Change, AwsErro
             principal_id,
         } => {
             let client = aws_sdk_ssoadmin::Client::new(&session.sso);
-            let output = session
-                .caller
-                .call(Service::IdentityCenter, "CreateAccountAssignment", || async {
-                    client
-                        .create_account_assignment()
-                        .instance_arn(instance_arn)
-                        .target_id(account_id)
-                        .target_type(TargetType::AwsAccount)
-                        .permission_set_arn(permission_set_arn)
-                        .principal_type(PrincipalType::from(principal_type.as_str()))
-                        .principal_id(principal_id)
-                        .send()
-                        .await
-                        .map_err(|e| AwsError::from_sdk("CreateAccountAssignment", e))
-                })
-                .await?;
+            let output = through_conflicts(|| {
+                session.caller.call(
+                    Service::IdentityCenter,
+                    "CreateAccountAssignment",
+                    || async {
+                        client
+                            .create_account_assignment()
+                            .instance_arn(instance_arn)
+                            .target_id(account_id)
+                            .target_type(TargetType::AwsAccount)
+                            .permission_set_arn(permission_set_arn)
+                            .principal_type(PrincipalType::from(principal_type.as_str()))
+                            .principal_id(principal_id)
+                            .send()
+                            .await
+                            .map_err(|e| AwsError::from_sdk("CreateAccountAssignment", e))
+                    },
+                )
+            })
+            .await?;
             let status = output.account_assignment_creation_status();
-            let request = status.and_then(|s| s.request_id()).unwrap_or_default().to_string();
-            let first = progress(status.and_then(|s| s.status()), status.and_then(|s| s.failure_reason()));
+            let request = status
+                .and_then(|s| s.request_id())
+                .unwrap_or_default()
+                .to_string();
+            let first = progress(
+                status.and_then(|s| s.status()),
+                status.and_then(|s| s.failure_reason()),
+            );
             settle(session, instance_arn, request, first, Direction::Create).await
         }
         Access::SsoMembership {
@@ -228,30 +278,40 @@ pub async fn revoke(session: &Session, access: &Access) -> Result<Change, AwsErr
             principal_id,
         } => {
             let client = aws_sdk_ssoadmin::Client::new(&session.sso);
-            let result = session
-                .caller
-                .call(Service::IdentityCenter, "DeleteAccountAssignment", || async {
-                    client
-                        .delete_account_assignment()
-                        .instance_arn(instance_arn)
-                        .target_id(account_id)
-                        .target_type(TargetType::AwsAccount)
-                        .permission_set_arn(permission_set_arn)
-                        .principal_type(PrincipalType::from(principal_type.as_str()))
-                        .principal_id(principal_id)
-                        .send()
-                        .await
-                        .map_err(|e| AwsError::from_sdk("DeleteAccountAssignment", e))
-                })
-                .await;
+            let result = through_conflicts(|| {
+                session.caller.call(
+                    Service::IdentityCenter,
+                    "DeleteAccountAssignment",
+                    || async {
+                        client
+                            .delete_account_assignment()
+                            .instance_arn(instance_arn)
+                            .target_id(account_id)
+                            .target_type(TargetType::AwsAccount)
+                            .permission_set_arn(permission_set_arn)
+                            .principal_type(PrincipalType::from(principal_type.as_str()))
+                            .principal_id(principal_id)
+                            .send()
+                            .await
+                            .map_err(|e| AwsError::from_sdk("DeleteAccountAssignment", e))
+                    },
+                )
+            })
+            .await;
             let output = match result {
                 Ok(output) => output,
                 Err(e) if e.kind == ErrorKind::NotFound => return Ok(Change::AlreadySo),
                 Err(e) => return Err(e),
             };
             let status = output.account_assignment_deletion_status();
-            let request = status.and_then(|s| s.request_id()).unwrap_or_default().to_string();
-            let first = progress(status.and_then(|s| s.status()), status.and_then(|s| s.failure_reason()));
+            let request = status
+                .and_then(|s| s.request_id())
+                .unwrap_or_default()
+                .to_string();
+            let first = progress(
+                status.and_then(|s| s.status()),
+                status.and_then(|s| s.failure_reason()),
+            );
             settle(session, instance_arn, request, first, Direction::Delete).await
         }
         Access::SsoMembership {
@@ -259,7 +319,8 @@ pub async fn revoke(session: &Session, access: &Access) -> Result<Change, AwsErr
             group_id,
             user_id,
         } => {
-            let Some(id) = membership_id(session, identity_store_id, group_id, user_id).await? else {
+            let Some(id) = membership_id(session, identity_store_id, group_id, user_id).await?
+            else {
                 return Ok(Change::AlreadySo);
             };
             let client = aws_sdk_identitystore::Client::new(&session.sso);
@@ -311,40 +372,63 @@ pub enum Direction {
 }
 
 /// Looks at an assignment operation by request id.
-pub async fn poll(session: &Session, instance: &str, request: &str, direction: Direction) -> Result<Progress, AwsError> {
+pub async fn poll(
+    session: &Session,
+    instance: &str,
+    request: &str,
+    direction: Direction,
+) -> Result<Progress, AwsError> {
     let client = aws_sdk_ssoadmin::Client::new(&session.sso);
     match direction {
         Direction::Create => {
             let output = session
                 .caller
-                .call(Service::IdentityCenter, "DescribeAccountAssignmentCreationStatus", || async {
-                    client
-                        .describe_account_assignment_creation_status()
-                        .instance_arn(instance)
-                        .account_assignment_creation_request_id(request)
-                        .send()
-                        .await
-                        .map_err(|e| AwsError::from_sdk("DescribeAccountAssignmentCreationStatus", e))
-                })
+                .call(
+                    Service::IdentityCenter,
+                    "DescribeAccountAssignmentCreationStatus",
+                    || async {
+                        client
+                            .describe_account_assignment_creation_status()
+                            .instance_arn(instance)
+                            .account_assignment_creation_request_id(request)
+                            .send()
+                            .await
+                            .map_err(|e| {
+                                AwsError::from_sdk("DescribeAccountAssignmentCreationStatus", e)
+                            })
+                    },
+                )
                 .await?;
             let s = output.account_assignment_creation_status();
-            Ok(progress(s.and_then(|s| s.status()), s.and_then(|s| s.failure_reason())))
+            Ok(progress(
+                s.and_then(|s| s.status()),
+                s.and_then(|s| s.failure_reason()),
+            ))
         }
         Direction::Delete => {
             let output = session
                 .caller
-                .call(Service::IdentityCenter, "DescribeAccountAssignmentDeletionStatus", || async {
-                    client
-                        .describe_account_assignment_deletion_status()
-                        .instance_arn(instance)
-                        .account_assignment_deletion_request_id(request)
-                        .send()
-                        .await
-                        .map_err(|e| AwsError::from_sdk("DescribeAccountAssignmentDeletionStatus", e))
-                })
+                .call(
+                    Service::IdentityCenter,
+                    "DescribeAccountAssignmentDeletionStatus",
+                    || async {
+                        client
+                            .describe_account_assignment_deletion_status()
+                            .instance_arn(instance)
+                            .account_assignment_deletion_request_id(request)
+                            .send()
+                            .await
+                            .map_err(|e| {
+                                AwsError::from_sdk("DescribeAccountAssignmentDeletionStatus", e)
+                            })
+                    },
+                )
                 .await?;
             let s = output.account_assignment_deletion_status();
-            Ok(progress(s.and_then(|s| s.status()), s.and_then(|s| s.failure_reason())))
+            Ok(progress(
+                s.and_then(|s| s.status()),
+                s.and_then(|s| s.failure_reason()),
+            ))
         }
     }
 }
@@ -369,12 +453,18 @@ pub async fn settle(
         match state {
             Progress::Succeeded => return Ok(Change::Done(Some(request))),
             Progress::Failed(reason) => {
-                let mut error = AwsError::new(operation, ErrorKind::Other, format!("the request FAILED: {reason}"));
+                let mut error = AwsError::new(
+                    operation,
+                    ErrorKind::Other,
+                    format!("the request FAILED: {reason}"),
+                );
                 error.code = Some("FAILED".into());
                 error.request_id = Some(request);
                 return Err(error);
             }
-            Progress::InProgress if started.elapsed() >= POLL_BUDGET => return Ok(Change::InProgress(request)),
+            Progress::InProgress if started.elapsed() >= POLL_BUDGET => {
+                return Ok(Change::InProgress(request));
+            }
             Progress::InProgress => {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
@@ -385,9 +475,18 @@ pub async fn settle(
 }
 
 /// Looks up an Identity Center user id by user name, or a group id by display name.
-pub async fn principal_id(session: &Session, store: &str, group: bool, name: &str) -> Result<Option<String>, AwsError> {
+pub async fn principal_id(
+    session: &Session,
+    store: &str,
+    group: bool,
+    name: &str,
+) -> Result<Option<String>, AwsError> {
     let client = aws_sdk_identitystore::Client::new(&session.sso);
-    let (path, operation) = if group { ("displayName", "GetGroupId") } else { ("userName", "GetUserId") };
+    let (path, operation) = if group {
+        ("displayName", "GetGroupId")
+    } else {
+        ("userName", "GetUserId")
+    };
     let attribute = UniqueAttribute::builder()
         .attribute_path(path)
         .attribute_value(Document::String(name.to_string()))

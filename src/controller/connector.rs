@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
@@ -12,70 +11,33 @@ use kube::{Api, ResourceExt};
 use super::configmaps::ConnectorConfigMaps;
 use super::context::Context;
 use super::error::Error;
+use super::session;
 use super::status;
+use crate::api::AccessGrant;
 use crate::api::conditions::{ConditionStatus, ConditionUpdate, Conditions};
 use crate::api::connector::{SYNC_NOW_ANNOTATION, SyncSummary};
-use crate::api::validation::{FieldError, check_external_id, describe, validate_connector};
+use crate::api::validation::{describe, validate_connector};
 use crate::api::{AwsConnector, AwsConnectorStatus, duration};
 use crate::aws::{AwsError, Caller, ErrorKind, RetryPolicy};
 use crate::connect::{self, Authenticated};
+use crate::grant::access::Access;
+use crate::grant::plan::unmanaged;
+use crate::grant::resolve::{Directory, resolve};
+use crate::sync::cache::SyncCache;
+use crate::sync::engine::CACHE_KEY;
 use crate::sync::{Inventory, schedule};
+use std::collections::BTreeSet;
 
 pub const CONTROLLER: &str = "connector";
 
 /// The key of the inventory among the connector's ConfigMaps.
 pub const INVENTORY_KEY: &str = "inventory";
+/// The key of the list of access no AccessGrant declares.
+pub const UNMANAGED_KEY: &str = "unmanaged";
 
 /// How soon authentication is tried again after it failed (a fixed trust policy or Secret
 /// is not announced by any watch).
 const AUTH_RETRY: Duration = Duration::from_secs(120);
-
-/// Reads the external ID that `externalIdSecretRef` names and checks it with the same rule as
-/// an inline one. The value itself never leaves this function except to authenticate.
-async fn external_id_from_secret(
-    ctx: &Context,
-    namespace: &str,
-    connector: &AwsConnector,
-) -> Result<Result<Option<String>, FieldError>, Error> {
-    const FIELD: &str = "spec.auth.externalIdSecretRef";
-    let Some(reference) = &connector.spec.auth.external_id_secret_ref else {
-        return Ok(Ok(connector.spec.auth.external_id.clone()));
-    };
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(secret) = secrets.get_opt(&reference.name).await? else {
-        return Ok(Err(FieldError {
-            field: FIELD.into(),
-            message: format!(
-                "{FIELD}: Secret {namespace}/{} does not exist",
-                reference.name
-            ),
-        }));
-    };
-    let value = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&reference.key))
-        .map(|bytes| {
-            String::from_utf8_lossy(&bytes.0)
-                .trim_end_matches('\n')
-                .to_string()
-        });
-    let Some(value) = value else {
-        return Ok(Err(FieldError {
-            field: FIELD.into(),
-            message: format!(
-                "{FIELD}: Secret {namespace}/{} has no key {}",
-                reference.name, reference.key
-            ),
-        }));
-    };
-    let mut errors = Vec::new();
-    check_external_id(FIELD, &value, &mut errors);
-    Ok(match errors.pop() {
-        Some(error) => Err(error),
-        None => Ok(Some(value)),
-    })
-}
 
 /// The reason a failed AWS call gives a condition.
 fn aws_reason(error: &AwsError) -> &'static str {
@@ -174,7 +136,7 @@ pub async fn reconcile(connector: Arc<AwsConnector>, ctx: Arc<Context>) -> Resul
     // 1. Validate: bad input never reaches AWS.
     let mut verdict = validate_connector(&connector.spec);
     let external_id = if verdict.is_valid() {
-        match external_id_from_secret(&ctx, &namespace, &connector).await? {
+        match session::external_id(&ctx, &connector).await? {
             Ok(id) => id,
             Err(error) => {
                 verdict.external_id.push(error);
@@ -355,7 +317,15 @@ async fn sync(
         Ok(inventory) => {
             write_inventory(&store, &inventory).await?;
             summary.outcome = Some(schedule::SUCCEEDED.into());
-            writer.next.inventory = Some(inventory.counts(0));
+            let cache = Arc::new(SyncCache::decode(
+                &store.read(CACHE_KEY).await?.unwrap_or_default(),
+            ));
+            ctx.keep_directory(&session::key(connector), cache.clone());
+            let unmanaged = unmanaged_access(connector, ctx, &inventory, &cache).await?;
+            let listed: Vec<String> = unmanaged.iter().map(ToString::to_string).collect();
+            let bytes = serde_json::to_vec(&listed).map_err(|e| Error::Serialize(e.to_string()))?;
+            store.write(UNMANAGED_KEY, &bytes).await?;
+            writer.next.inventory = Some(inventory.counts(unmanaged.len() as u64));
             writer.next.identity_center = inventory.identity_center.clone();
             ctx.metrics.observe_inventory(&name, &inventory);
             let message = format!(
@@ -395,6 +365,39 @@ async fn sync(
     }
     writer.next.last_sync = Some(summary);
     Ok(())
+}
+
+/// The access in the inventory that no AccessGrant of this connector declares. Grants are
+/// resolved through the directory only (no AWS call); one that does not resolve declares
+/// nothing.
+async fn unmanaged_access(
+    connector: &AwsConnector,
+    ctx: &Context,
+    inventory: &Inventory,
+    cache: &SyncCache,
+) -> Result<Vec<Access>, Error> {
+    let namespace = connector.namespace().unwrap_or_default();
+    let name = connector.name_any();
+    let grants: Api<AccessGrant> = Api::all(ctx.client.clone());
+    let directory = Directory {
+        cache,
+        identity_center: inventory.identity_center.as_ref(),
+        session: None,
+    };
+    let mut declared = BTreeSet::new();
+    for grant in grants.list(&Default::default()).await?.items {
+        let reference = &grant.spec.connector_ref;
+        let grant_namespace = grant.namespace().unwrap_or_default();
+        if reference.name != name
+            || reference.namespace.as_deref().unwrap_or(&grant_namespace) != namespace
+        {
+            continue;
+        }
+        if let Ok(Ok(resolved)) = resolve(&grant.spec, &directory).await {
+            declared.insert(resolved.access);
+        }
+    }
+    Ok(unmanaged(inventory, &declared))
 }
 
 /// The inventory as stored in ConfigMaps: without the per-run statistics, so that an unchanged

@@ -12,6 +12,8 @@ use kube::{Resource, ResourceExt};
 use super::metrics::Metrics;
 use crate::aws::{AwsBase, RateLimits, Session};
 use crate::sync::SyncOptions;
+use crate::sync::cache::SyncCache;
+use tokio::sync::Semaphore;
 
 /// The field manager of every status the operator writes.
 pub const FIELD_MANAGER: &str = "aws-access-operator";
@@ -25,6 +27,10 @@ pub struct Context {
     /// Role chains by connector, so that credentials are reused (and refreshed by the SDK
     /// before they expire) rather than assumed again on every reconciliation.
     sessions: Mutex<HashMap<String, (String, Session)>>,
+    /// Each connector's directory of names from its last sync.
+    directories: Mutex<HashMap<String, Arc<SyncCache>>>,
+    /// Each connector's permits for assignment operations in flight.
+    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 /// How the operator reaches AWS.
@@ -34,6 +40,8 @@ pub struct AwsSettings {
     pub base: AwsBase,
     pub limits: RateLimits,
     pub sync: SyncOptions,
+    /// How often a granted access is checked for drift (removed outside the operator).
+    pub grant_check: std::time::Duration,
 }
 
 impl Context {
@@ -50,7 +58,33 @@ impl Context {
             aws,
             failures: Mutex::default(),
             sessions: Mutex::default(),
+            directories: Mutex::default(),
+            slots: Mutex::default(),
         }
+    }
+
+    pub fn directory(&self, key: &str) -> Option<Arc<SyncCache>> {
+        self.directories
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    pub fn keep_directory(&self, key: &str, cache: Arc<SyncCache>) {
+        self.directories
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string(), cache);
+    }
+
+    pub fn slots(&self, key: &str, permits: usize) -> Arc<Semaphore> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(permits)))
+            .clone()
     }
 
     /// The cached session of `key` if it was built for `fingerprint`.

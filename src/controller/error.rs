@@ -12,6 +12,10 @@ pub enum Error {
     MissingField(&'static str),
     #[error("cannot serialize: {0}")]
     Serialize(String),
+    #[error("AWS: {0}")]
+    Aws(#[from] crate::aws::AwsError),
+    #[error("waiting: {0}")]
+    Pending(String),
 }
 
 impl Error {
@@ -27,6 +31,8 @@ impl Error {
             },
             Self::MissingField(_) => "missing_field",
             Self::Serialize(_) => "serialize",
+            Self::Aws(e) => e.metric_label(),
+            Self::Pending(_) => "pending",
         }
     }
 }

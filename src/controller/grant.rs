@@ -1,9 +1,11 @@
-//! The AccessGrant reconciler: validate, check the connector and its grant policy, then grant;
-//! revoke through a finalizer when the grant is deleted.
+//! The AccessGrant reconciler: validate, check the connector and its policy, resolve names,
+//! then make AWS match — grant, adopt, re-grant after drift, revoke on expiry — and revoke
+//! through a finalizer when the grant is deleted.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -12,17 +14,25 @@ use kube::{Api, ResourceExt};
 
 use super::context::Context;
 use super::error::Error;
-use super::status;
+use super::{session, status};
 use crate::api::conditions::{ConditionStatus, ConditionUpdate, Conditions};
+use crate::api::grant::{AccessGrantStatus, AccessRecord, DeletionPolicy, ResolvedIds};
 use crate::api::validation::{grant_conditions, validate_grant};
 use crate::api::{AccessGrant, AwsConnector, GRANT_FINALIZER};
-use crate::grant::policy::namespace_allowed;
+use crate::aws::access::{self as aws_access, Change};
+use crate::aws::{AwsError, ErrorKind, Session};
+use crate::grant::access::Access;
+use crate::grant::expiry::expires_at;
+use crate::grant::policy::{check_grant, namespace_allowed};
+use crate::grant::resolve::{Directory, resolve};
 
 pub const CONTROLLER: &str = "grant";
 
 /// How soon a grant waiting on something outside itself is looked at again, in case the
 /// watch that would wake it is missed.
 const RECHECK: Duration = Duration::from_secs(300);
+/// How soon an unresolved name is looked up again.
+const RESOLVE_RETRY: Duration = Duration::from_secs(60);
 
 pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = grant.namespace().ok_or(Error::MissingField("namespace"))?;
@@ -30,7 +40,7 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
     finalizer(&api, GRANT_FINALIZER, grant, |event| async {
         match event {
             FinalizerEvent::Apply(grant) => apply(&grant, &api, &ctx).await,
-            FinalizerEvent::Cleanup(grant) => cleanup(&grant).await,
+            FinalizerEvent::Cleanup(grant) => cleanup(&grant, &ctx).await,
         }
     })
     .await
@@ -45,12 +55,26 @@ fn not_granted(reason: &str, message: String) -> Vec<ConditionUpdate> {
     ]
 }
 
-/// Decides what stands between the grant and AWS, reading the connector and, for
-/// selector-based policies, the grant's namespace.
-async fn gate(grant: &AccessGrant, ctx: &Context) -> Result<Option<Vec<ConditionUpdate>>, Error> {
+fn granted(reason: &str, message: String) -> Vec<ConditionUpdate> {
+    vec![
+        ConditionUpdate::new("Granted", ConditionStatus::True, reason, message.clone()),
+        ConditionUpdate::new("Ready", ConditionStatus::True, reason, message),
+    ]
+}
+
+/// What stands between a grant and AWS, decided from Kubernetes alone.
+enum Gate {
+    Blocked(Vec<ConditionUpdate>, Action),
+    Open(Box<AwsConnector>),
+}
+
+async fn gate(grant: &AccessGrant, ctx: &Context) -> Result<Gate, Error> {
     let errors = validate_grant(&grant.spec);
     if !errors.is_empty() {
-        return Ok(Some(grant_conditions(&errors)));
+        return Ok(Gate::Blocked(
+            grant_conditions(&errors),
+            Action::await_change(),
+        ));
     }
     let grant_namespace = grant.namespace().ok_or(Error::MissingField("namespace"))?;
     let reference = &grant.spec.connector_ref;
@@ -60,13 +84,14 @@ async fn gate(grant: &AccessGrant, ctx: &Context) -> Result<Option<Vec<Condition
         .unwrap_or(grant_namespace.clone());
     let connectors: Api<AwsConnector> = Api::namespaced(ctx.client.clone(), &connector_namespace);
     let Some(connector) = connectors.get_opt(&reference.name).await? else {
-        return Ok(Some(not_granted(
-            "ConnectorNotFound",
-            format!(
-                "spec.connectorRef: AwsConnector {connector_namespace}/{} does not exist",
-                reference.name
-            ),
-        )));
+        let message = format!(
+            "spec.connectorRef: AwsConnector {connector_namespace}/{} does not exist",
+            reference.name
+        );
+        return Ok(Gate::Blocked(
+            not_granted("ConnectorNotFound", message),
+            Action::requeue(RECHECK),
+        ));
     };
     let allowed = &connector.spec.grant_policy.allowed_namespaces;
     let labels = if allowed.selector.is_some() {
@@ -84,7 +109,10 @@ async fn gate(grant: &AccessGrant, ctx: &Context) -> Result<Option<Vec<Condition
         &grant_namespace,
         labels.as_ref(),
     ) {
-        return Ok(Some(not_granted("NotAllowed", rule)));
+        return Ok(Gate::Blocked(
+            not_granted("NotAllowed", rule),
+            Action::requeue(RECHECK),
+        ));
     }
     let conditions = connector
         .status
@@ -96,15 +124,49 @@ async fn gate(grant: &AccessGrant, ctx: &Context) -> Result<Option<Vec<Condition
             .condition("Ready")
             .map(|c| format!("{}: {}", c.reason, c.message))
             .unwrap_or_else(|| "it has no status yet".into());
-        return Ok(Some(not_granted(
-            "ConnectorNotReady",
-            format!(
-                "AwsConnector {connector_namespace}/{} is not Ready ({why})",
-                reference.name
-            ),
-        )));
+        let message = format!(
+            "AwsConnector {connector_namespace}/{} is not Ready ({why})",
+            reference.name
+        );
+        return Ok(Gate::Blocked(
+            not_granted("ConnectorNotReady", message),
+            Action::requeue(RECHECK),
+        ));
     }
-    Ok(None)
+    Ok(Gate::Open(Box::new(connector)))
+}
+
+/// The condition reason of a failed AWS call.
+fn aws_reason(error: &AwsError) -> &'static str {
+    match error.kind {
+        ErrorKind::Throttled => "Throttled",
+        _ => "AwsError",
+    }
+}
+
+fn rfc3339(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn parse_time(text: Option<&str>) -> Option<Timestamp> {
+    text.and_then(|t| t.parse().ok())
+}
+
+/// A grant's status being decided, and the events it calls for.
+struct Outcome {
+    updates: Vec<ConditionUpdate>,
+    action: Action,
+    events: Vec<(EventType, &'static str, String)>,
+}
+
+impl Outcome {
+    fn new(updates: Vec<ConditionUpdate>, action: Action) -> Self {
+        Self {
+            updates,
+            action,
+            events: Vec::new(),
+        }
+    }
 }
 
 async fn apply(
@@ -112,57 +174,418 @@ async fn apply(
     api: &Api<AccessGrant>,
     ctx: &Context,
 ) -> Result<Action, Error> {
-    let name = grant.name_any();
-    let (updates, action) = match gate(grant, ctx).await? {
-        Some(updates) => {
-            let reason = updates[0].reason.as_str();
-            let action = if reason == "InvalidSpec" {
-                Action::await_change()
-            } else {
-                Action::requeue(RECHECK)
-            };
-            (updates, action)
-        }
-        None => (
-            not_granted(
-                "Pending",
-                "waiting for the grant engine to act on this grant".into(),
-            ),
-            Action::requeue(RECHECK),
-        ),
+    let current = grant.status.clone();
+    let mut next = current.clone().unwrap_or_default();
+    let outcome = match gate(grant, ctx).await? {
+        Gate::Blocked(updates, action) => Outcome::new(updates, action),
+        Gate::Open(connector) => realise(grant, &connector, ctx, &mut next).await?,
     };
 
-    let current = grant.status.as_ref();
-    let old_conditions = current.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let old_conditions = current
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
     let old_reason = old_conditions.condition("Ready").map(|c| c.reason.clone());
     let generation = grant.metadata.generation;
-    let mut next = current.cloned().unwrap_or_default();
-    next.conditions = status::with_conditions(old_conditions, &updates, generation);
+    next.conditions = status::with_conditions(old_conditions, &outcome.updates, generation);
     next.observed_generation = generation;
-    status::write(api, &name, current, &next).await?;
+    status::write(api, &grant.name_any(), current.as_ref(), &next).await?;
 
-    let ready = &updates[updates.len() - 1];
-    if old_reason.as_deref() != Some(ready.reason.as_str()) {
-        let type_ = if ready.reason == "Pending" {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        };
-        tracing::info!(grant = %name, reason = %ready.reason, message = %ready.message, "grant state changed");
-        ctx.publish(
-            grant,
-            type_,
-            &ready.reason,
-            "Reconcile",
-            ready.message.clone(),
-        )
-        .await;
+    if let Some(ready) = outcome.updates.iter().find(|u| u.type_ == "Ready")
+        && old_reason.as_deref() != Some(ready.reason.as_str())
+    {
+        tracing::info!(grant = %grant.name_any(), namespace = ?grant.namespace(), reason = %ready.reason, message = %ready.message, "grant state changed");
+        if outcome.events.is_empty() {
+            let type_ = if ready.status == ConditionStatus::True || ready.reason == "Pending" {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            };
+            ctx.publish(
+                grant,
+                type_,
+                &ready.reason,
+                "Reconcile",
+                ready.message.clone(),
+            )
+            .await;
+        }
     }
-    Ok(action)
+    for (type_, reason, note) in outcome.events {
+        ctx.publish(grant, type_, reason, "Grant", note).await;
+    }
+    Ok(outcome.action)
 }
 
-async fn cleanup(grant: &AccessGrant) -> Result<Action, Error> {
-    // Nothing has been written to AWS for this grant yet, so there is nothing to revoke.
-    tracing::info!(grant = %grant.name_any(), "grant deleted; releasing its finalizer");
-    Ok(Action::await_change())
+/// Makes AWS match an allowed grant, recording what it holds in `next`.
+async fn realise(
+    grant: &AccessGrant,
+    connector: &AwsConnector,
+    ctx: &Context,
+    next: &mut AccessGrantStatus,
+) -> Result<Outcome, Error> {
+    let external_id = match session::external_id(ctx, connector).await? {
+        Ok(id) => id,
+        Err(error) => {
+            return Ok(Outcome::new(
+                not_granted("ConnectorNotReady", error.message),
+                Action::requeue(RECHECK),
+            ));
+        }
+    };
+    let (session, _) = session::session(ctx, connector, external_id.as_deref()).await;
+    let cache = session::directory(ctx, connector).await?;
+    let identity_center = connector
+        .status
+        .as_ref()
+        .and_then(|s| s.identity_center.clone());
+    let directory = Directory {
+        cache: &cache,
+        identity_center: identity_center.as_ref(),
+        session: Some(&session),
+    };
+    let resolved = match resolve(&grant.spec, &directory).await {
+        Ok(Ok(resolved)) => resolved,
+        Ok(Err(unresolved)) => {
+            return Ok(Outcome::new(
+                not_granted(unresolved.reason, unresolved.message),
+                Action::requeue(RESOLVE_RETRY),
+            ));
+        }
+        Err(error) => return Ok(aws_failure(&error)),
+    };
+    let access = resolved.access.clone();
+    next.resolved = Some(resolved_ids(&access));
+
+    let now = Timestamp::now();
+    if let Err(rule) = check_grant(
+        &connector.spec.grant_policy,
+        &grant.spec,
+        &access,
+        resolved.permission_set_name.as_deref(),
+        &cache.accounts,
+        now,
+    ) {
+        return Ok(Outcome::new(
+            not_granted("NotAllowed", rule),
+            Action::requeue(RECHECK),
+        ));
+    }
+    if connector.spec.read_only {
+        let message = format!("the connector is readOnly: {access} is not granted");
+        return Ok(Outcome::new(
+            not_granted("ReadOnly", message),
+            Action::requeue(RECHECK),
+        ));
+    }
+
+    let held = next.access.as_ref().and_then(|r| Access::try_from(r).ok());
+    let was_adopted = next.adopted == Some(true);
+    let granted_at = parse_time(next.granted_at.as_deref());
+    let expiry = expires_at(&grant.spec, granted_at, now);
+    next.expires_at = expiry.map(rfc3339);
+
+    // Expired: revoke what this grant holds, and keep the object.
+    if expiry.is_some_and(|at| at <= now) {
+        let target = held.clone().unwrap_or_else(|| access.clone());
+        let mut outcome = match revoke_with_slot(ctx, connector, &session, &target).await {
+            Ok(Change::InProgress(request)) => {
+                next.last_request_id = Some(request.clone());
+                return Ok(Outcome::new(
+                    not_granted(
+                        "Pending",
+                        format!("revoking {target}: AWS is still deleting it (request {request})"),
+                    ),
+                    Action::requeue(Duration::from_secs(10)),
+                ));
+            }
+            Ok(change) => {
+                if let Change::Done(Some(request)) = &change {
+                    next.last_request_id = Some(request.clone());
+                }
+                let message = format!(
+                    "expired at {}; {target} revoked",
+                    next.expires_at.as_deref().unwrap_or_default()
+                );
+                let mut outcome = Outcome::new(
+                    vec![
+                        ConditionUpdate::new(
+                            "Granted",
+                            ConditionStatus::False,
+                            "Expired",
+                            &message,
+                        ),
+                        ConditionUpdate::new("Ready", ConditionStatus::True, "Expired", &message),
+                    ],
+                    Action::await_change(),
+                );
+                if matches!(change, Change::Done(_)) {
+                    outcome.events.push((EventType::Normal, "Expired", message));
+                }
+                outcome
+            }
+            Err(error) => return Ok(aws_failure(&error)),
+        };
+        next.access = None;
+        outcome.action = Action::await_change();
+        return Ok(outcome);
+    }
+
+    let mut events = Vec::new();
+    // A changed spec: grant the new access first, then revoke the old, so that neither is
+    // missing in between.
+    let replaced = held.clone().filter(|old| *old != access);
+
+    let exists = match aws_access::exists(&session, &access).await {
+        Ok(exists) => exists,
+        Err(error) => return Ok(aws_failure(&error)),
+    };
+    let holds_it = held.as_ref() == Some(&access);
+    let (reason, mut message) = match (exists, holds_it) {
+        (true, true) if next.adopted == Some(true) => (
+            "Adopted",
+            format!("{access} already existed and is adopted"),
+        ),
+        (true, true) => ("Granted", format!("{access} is granted")),
+        (true, false) => {
+            // It was there before this grant asked for it: adopt it rather than recreate it.
+            next.adopted = Some(true);
+            next.granted_at = Some(rfc3339(now));
+            events.push((
+                EventType::Normal,
+                "Adopted",
+                format!("{access} already existed: adopted"),
+            ));
+            (
+                "Adopted",
+                format!("{access} already existed and is adopted"),
+            )
+        }
+        (false, _) => match grant_with_slot(ctx, connector, &session, &access).await {
+            Ok(Change::InProgress(request)) => {
+                next.last_request_id = Some(request.clone());
+                return Ok(Outcome::new(
+                    not_granted(
+                        "Pending",
+                        format!("granting {access}: AWS is still creating it (request {request})"),
+                    ),
+                    Action::requeue(Duration::from_secs(10)),
+                ));
+            }
+            Ok(change) => {
+                if let Change::Done(Some(request)) = &change {
+                    next.last_request_id = Some(request.clone());
+                }
+                if holds_it {
+                    // Granted before and gone now: removed outside the operator.
+                    events.push((
+                        EventType::Warning,
+                        "Regranted",
+                        format!("{access} was removed outside the operator; granted again"),
+                    ));
+                } else {
+                    events.push((EventType::Normal, "Granted", format!("{access} granted")));
+                    next.granted_at = Some(rfc3339(now));
+                    next.adopted = Some(false);
+                }
+                ("Granted", format!("{access} is granted"))
+            }
+            Err(error) => return Ok(aws_failure(&error)),
+        },
+    };
+    next.access = Some(AccessRecord::from(&access));
+    // The expiry of a duration runs from when the access was granted.
+    let expiry = expires_at(&grant.spec, parse_time(next.granted_at.as_deref()), now);
+    next.expires_at = expiry.map(rfc3339);
+
+    if let Some(old) = replaced {
+        if was_adopted && grant.spec.deletion_policy != Some(DeletionPolicy::Revoke) {
+            message.push_str(&format!(
+                "; the previous {old} was adopted and is left in place"
+            ));
+        } else {
+            match revoke_with_slot(ctx, connector, &session, &old).await {
+                Ok(_) => {
+                    message.push_str(&format!("; replaced {old}"));
+                    events.push((
+                        EventType::Normal,
+                        "Replaced",
+                        format!("replaced {old} with {access}"),
+                    ));
+                }
+                Err(error) => return Ok(aws_failure(&error)),
+            }
+        }
+    }
+    if let Some(record) = &next.expires_at {
+        message.push_str(&format!(" until {record}"));
+    }
+    let mut outcome = Outcome::new(
+        granted(reason, message),
+        Action::requeue(next_check(ctx, expiry, now)),
+    );
+    outcome.events = events;
+    Ok(outcome)
+}
+
+/// When to look again: the drift check, or the expiry if sooner.
+fn next_check(ctx: &Context, expiry: Option<Timestamp>, now: Timestamp) -> Duration {
+    let check = ctx.aws.grant_check;
+    match expiry {
+        Some(at) => {
+            let until = now.duration_until(at).unsigned_abs();
+            check.min(until + Duration::from_secs(1))
+        }
+        None => check,
+    }
+}
+
+fn aws_failure(error: &AwsError) -> Outcome {
+    let reason = aws_reason(error);
+    let retry = if error.kind == ErrorKind::Throttled {
+        Duration::from_secs(30)
+    } else {
+        Duration::from_secs(60)
+    };
+    Outcome::new(
+        not_granted(reason, error.to_string()),
+        Action::requeue(retry),
+    )
+}
+
+fn resolved_ids(access: &Access) -> ResolvedIds {
+    match access {
+        Access::Assignment {
+            instance_arn,
+            permission_set_arn,
+            principal_id,
+            ..
+        } => ResolvedIds {
+            principal_id: Some(principal_id.clone()),
+            permission_set_arn: Some(permission_set_arn.clone()),
+            group_id: None,
+            instance_arn: Some(instance_arn.clone()),
+        },
+        Access::SsoMembership {
+            group_id, user_id, ..
+        } => ResolvedIds {
+            principal_id: Some(user_id.clone()),
+            group_id: Some(group_id.clone()),
+            ..ResolvedIds::default()
+        },
+        Access::IamMembership { group, user } => ResolvedIds {
+            principal_id: Some(user.clone()),
+            group_id: Some(group.clone()),
+            ..ResolvedIds::default()
+        },
+    }
+}
+
+async fn grant_with_slot(
+    ctx: &Context,
+    connector: &AwsConnector,
+    session: &Session,
+    access: &Access,
+) -> Result<Change, AwsError> {
+    let slots = session::assignment_slots(ctx, connector);
+    let _permit = if access.is_assignment() {
+        slots.acquire().await.ok()
+    } else {
+        None
+    };
+    aws_access::grant(session, access).await
+}
+
+async fn revoke_with_slot(
+    ctx: &Context,
+    connector: &AwsConnector,
+    session: &Session,
+    access: &Access,
+) -> Result<Change, AwsError> {
+    let slots = session::assignment_slots(ctx, connector);
+    let _permit = if access.is_assignment() {
+        slots.acquire().await.ok()
+    } else {
+        None
+    };
+    aws_access::revoke(session, access).await
+}
+
+/// Deleting a grant revokes what it holds, unless it says Retain, or the access was adopted
+/// and the grant did not explicitly say Revoke. The finalizer goes only once AWS confirms.
+async fn cleanup(grant: &AccessGrant, ctx: &Context) -> Result<Action, Error> {
+    let name = grant.name_any();
+    let status = grant.status.clone().unwrap_or_default();
+    let Some(access) = status
+        .access
+        .as_ref()
+        .and_then(|r| Access::try_from(r).ok())
+    else {
+        tracing::info!(grant = %name, "grant deleted; it held no access");
+        return Ok(Action::await_change());
+    };
+    let policy = grant.spec.deletion_policy;
+    if policy == Some(DeletionPolicy::Retain)
+        || (status.adopted == Some(true) && policy != Some(DeletionPolicy::Revoke))
+    {
+        let why = if policy == Some(DeletionPolicy::Retain) {
+            "deletionPolicy is Retain"
+        } else {
+            "it was adopted, not created, by the operator"
+        };
+        ctx.publish(
+            grant,
+            EventType::Normal,
+            "Retained",
+            "Revoke",
+            format!("{access} is left in place: {why}"),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let grant_namespace = grant.namespace().unwrap_or_default();
+    let reference = &grant.spec.connector_ref;
+    let connector_namespace = reference.namespace.clone().unwrap_or(grant_namespace);
+    let connectors: Api<AwsConnector> = Api::namespaced(ctx.client.clone(), &connector_namespace);
+    let Some(connector) = connectors.get_opt(&reference.name).await? else {
+        // Without its connector there is no way into AWS; keeping the finalizer would only
+        // block the deletion forever.
+        let note = format!(
+            "AwsConnector {connector_namespace}/{} is gone: {access} could not be revoked",
+            reference.name
+        );
+        tracing::warn!(grant = %name, %note);
+        ctx.publish(grant, EventType::Warning, "RevokeSkipped", "Revoke", note)
+            .await;
+        return Ok(Action::await_change());
+    };
+    if connector.spec.read_only {
+        ctx.publish(
+            grant,
+            EventType::Warning,
+            "ReadOnly",
+            "Revoke",
+            format!("the connector is readOnly: {access} is left in place"),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let external_id = session::external_id(ctx, &connector).await?.ok().flatten();
+    let (session, _) = session::session(ctx, &connector, external_id.as_deref()).await;
+    match revoke_with_slot(ctx, &connector, &session, &access).await {
+        Ok(Change::InProgress(request)) => Err(Error::Pending(format!(
+            "AWS is still revoking {access} (request {request})"
+        ))),
+        Ok(change) => {
+            let note = match change {
+                Change::AlreadySo => format!("{access} was already gone"),
+                _ => format!("{access} revoked"),
+            };
+            tracing::info!(grant = %name, %note, "grant deleted");
+            ctx.publish(grant, EventType::Normal, "Revoked", "Revoke", note)
+                .await;
+            Ok(Action::await_change())
+        }
+        Err(error) => Err(Error::Aws(error)),
+    }
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod grant;
 pub mod health;
 pub mod metrics;
+pub mod session;
 pub mod shutdown;
 pub mod status;
 

@@ -7,7 +7,11 @@ use crate::api::grant::AccessGrantSpec;
 
 /// The moment the access must be revoked: `expiresAt`, or `duration` after it was granted
 /// (after `now` when it has not been yet). `None` when the grant does not expire.
-pub fn expires_at(spec: &AccessGrantSpec, granted_at: Option<Timestamp>, now: Timestamp) -> Option<Timestamp> {
+pub fn expires_at(
+    spec: &AccessGrantSpec,
+    granted_at: Option<Timestamp>,
+    now: Timestamp,
+) -> Option<Timestamp> {
     if let Some(at) = &spec.expires_at {
         return at.parse().ok();
     }
@@ -36,7 +40,11 @@ mod tests {
         let granted: Timestamp = "2026-01-01T08:00:00Z".parse().expect("time");
         assert_eq!(expires_at(&spec(serde_json::json!({})), None, now), None);
         assert_eq!(
-            expires_at(&spec(serde_json::json!({"duration": "8h"})), Some(granted), now),
+            expires_at(
+                &spec(serde_json::json!({"duration": "8h"})),
+                Some(granted),
+                now
+            ),
             Some("2026-01-01T16:00:00Z".parse().expect("time"))
         );
         assert_eq!(
@@ -44,7 +52,11 @@ mod tests {
             Some("2026-01-01T10:30:00Z".parse().expect("time"))
         );
         assert_eq!(
-            expires_at(&spec(serde_json::json!({"expiresAt": "2026-02-01T00:00:00Z"})), Some(granted), now),
+            expires_at(
+                &spec(serde_json::json!({"expiresAt": "2026-02-01T00:00:00Z"})),
+                Some(granted),
+                now
+            ),
             Some("2026-02-01T00:00:00Z".parse().expect("time"))
         );
     }

@@ -45,7 +45,10 @@ pub fn actual_access(inventory: &Inventory) -> BTreeSet<Access> {
 
 /// The access in `inventory` that no grant declares.
 pub fn unmanaged(inventory: &Inventory, declared: &BTreeSet<Access>) -> Vec<Access> {
-    actual_access(inventory).into_iter().filter(|a| !declared.contains(a)).collect()
+    actual_access(inventory)
+        .into_iter()
+        .filter(|a| !declared.contains(a))
+        .collect()
 }
 
 /// What applying one grant would do.
@@ -88,7 +91,12 @@ impl Action {
 }
 
 /// Decides the action for a resolved, allowed grant.
-pub fn decide(access: &Access, actual: &BTreeSet<Access>, expires_at: Option<Timestamp>, now: Timestamp) -> Action {
+pub fn decide(
+    access: &Access,
+    actual: &BTreeSet<Access>,
+    expires_at: Option<Timestamp>,
+    now: Timestamp,
+) -> Action {
     let exists = actual.contains(access);
     match (expires_at.is_some_and(|at| at <= now), exists) {
         (true, true) => Action::Delete,
@@ -106,15 +114,26 @@ mod tests {
 
     fn inventory() -> Inventory {
         Inventory {
-            identity_center: Some(IdentityCenterRef { instance_arn: "arn:ins".into(), identity_store_id: "d-1".into() }),
+            identity_center: Some(IdentityCenterRef {
+                instance_arn: "arn:ins".into(),
+                identity_store_id: "d-1".into(),
+            }),
             assignments: vec![Assignment {
                 account_id: "111122223333".into(),
                 permission_set_arn: "arn:ps".into(),
                 principal_type: "USER".into(),
                 principal_id: "u1".into(),
             }],
-            sso_groups: vec![SsoGroup { id: "g1".into(), display_name: "eng".into(), members: vec!["u1".into(), "u2".into()] }],
-            iam_users: vec![IamUser { name: "carol".into(), groups: vec!["deployers".into()], ..IamUser::default() }],
+            sso_groups: vec![SsoGroup {
+                id: "g1".into(),
+                display_name: "eng".into(),
+                members: vec!["u1".into(), "u2".into()],
+            }],
+            iam_users: vec![IamUser {
+                name: "carol".into(),
+                groups: vec!["deployers".into()],
+                ..IamUser::default()
+            }],
             ..Inventory::default()
         }
     }
@@ -124,10 +143,18 @@ mod tests {
         let inventory = inventory();
         let all = actual_access(&inventory);
         assert_eq!(all.len(), 4);
-        let declared: BTreeSet<Access> = [Access::SsoMembership { identity_store_id: "d-1".into(), group_id: "g1".into(), user_id: "u1".into() }].into();
+        let declared: BTreeSet<Access> = [Access::SsoMembership {
+            identity_store_id: "d-1".into(),
+            group_id: "g1".into(),
+            user_id: "u1".into(),
+        }]
+        .into();
         let rest = unmanaged(&inventory, &declared);
         assert_eq!(rest.len(), 3);
-        assert!(rest.contains(&Access::IamMembership { group: "deployers".into(), user: "carol".into() }));
+        assert!(rest.contains(&Access::IamMembership {
+            group: "deployers".into(),
+            user: "carol".into()
+        }));
     }
 
     #[test]
@@ -136,8 +163,14 @@ mod tests {
         let now: Timestamp = "2026-01-01T00:00:00Z".parse().expect("time");
         let past = Some("2025-12-31T00:00:00Z".parse().expect("time"));
         let future = Some("2026-01-02T00:00:00Z".parse().expect("time"));
-        let present = Access::IamMembership { group: "deployers".into(), user: "carol".into() };
-        let absent = Access::IamMembership { group: "admins".into(), user: "carol".into() };
+        let present = Access::IamMembership {
+            group: "deployers".into(),
+            user: "carol".into(),
+        };
+        let absent = Access::IamMembership {
+            group: "admins".into(),
+            user: "carol".into(),
+        };
         assert_eq!(decide(&present, &all, None, now), Action::NoChange);
         assert_eq!(decide(&absent, &all, future, now), Action::Create);
         assert_eq!(decide(&present, &all, past, now), Action::Delete);

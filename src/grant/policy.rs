@@ -51,21 +51,33 @@ pub fn check_grant(
     accounts: &[String],
     now: Timestamp,
 ) -> Result<(), String> {
-    if let Access::Assignment { account_id, permission_set_arn, .. } = access {
+    if let Access::Assignment {
+        account_id,
+        permission_set_arn,
+        ..
+    } = access
+    {
         let shown = permission_set_name.unwrap_or(permission_set_arn);
         if let Some(name) = permission_set_name
             && policy.denied_permission_sets.iter().any(|d| d == name)
         {
-            return Err(format!("the connector's grantPolicy.deniedPermissionSets denies {name}"));
+            return Err(format!(
+                "the connector's grantPolicy.deniedPermissionSets denies {name}"
+            ));
         }
         if !policy.allowed_permission_sets.is_empty()
-            && !permission_set_name.is_some_and(|name| policy.allowed_permission_sets.iter().any(|a| a == name))
+            && !permission_set_name
+                .is_some_and(|name| policy.allowed_permission_sets.iter().any(|a| a == name))
         {
-            return Err(format!("{shown} is not in the connector's grantPolicy.allowedPermissionSets"));
+            return Err(format!(
+                "{shown} is not in the connector's grantPolicy.allowedPermissionSets"
+            ));
         }
         if !policy.allowed_accounts.is_empty() {
             if !policy.allowed_accounts.contains(account_id) {
-                return Err(format!("account {account_id} is not in the connector's grantPolicy.allowedAccounts"));
+                return Err(format!(
+                    "account {account_id} is not in the connector's grantPolicy.allowedAccounts"
+                ));
             }
         } else if !accounts.is_empty() && !accounts.contains(account_id) {
             return Err(format!(
@@ -79,7 +91,12 @@ pub fn check_grant(
             (None, Some(at)) => at
                 .parse::<Timestamp>()
                 .ok()
-                .and_then(|at| jiff::SignedDuration::try_from(max).ok().and_then(|m| now.checked_add(m).ok()).map(|limit| at <= limit))
+                .and_then(|at| {
+                    jiff::SignedDuration::try_from(max)
+                        .ok()
+                        .and_then(|m| now.checked_add(m).ok())
+                        .map(|limit| at <= limit)
+                })
                 .unwrap_or(false),
             (None, None) => false,
         };
@@ -189,26 +206,150 @@ mod tests {
         let org = vec!["111122223333".to_string()];
         let open = GrantPolicy::default();
         let a = assignment("111122223333");
-        assert!(check_grant(&open, &grant(serde_json::json!({})), &a, Some("ReadOnly"), &org, now).is_ok());
-        let outside = check_grant(&open, &grant(serde_json::json!({})), &assignment("999999999999"), Some("ReadOnly"), &org, now);
-        assert!(outside.unwrap_err().contains("not an account of the organization"));
+        assert!(
+            check_grant(
+                &open,
+                &grant(serde_json::json!({})),
+                &a,
+                Some("ReadOnly"),
+                &org,
+                now
+            )
+            .is_ok()
+        );
+        let outside = check_grant(
+            &open,
+            &grant(serde_json::json!({})),
+            &assignment("999999999999"),
+            Some("ReadOnly"),
+            &org,
+            now,
+        );
+        assert!(
+            outside
+                .unwrap_err()
+                .contains("not an account of the organization")
+        );
 
-        let denied = GrantPolicy { denied_permission_sets: vec!["ReadOnly".into()], allowed_permission_sets: vec!["ReadOnly".into()], ..GrantPolicy::default() };
-        assert!(check_grant(&denied, &grant(serde_json::json!({})), &a, Some("ReadOnly"), &org, now).unwrap_err().contains("deniedPermissionSets"));
-        let allowed = GrantPolicy { allowed_permission_sets: vec!["Admin".into()], ..GrantPolicy::default() };
-        assert!(check_grant(&allowed, &grant(serde_json::json!({})), &a, Some("ReadOnly"), &org, now).unwrap_err().contains("allowedPermissionSets"));
-        let accounts = GrantPolicy { allowed_accounts: vec!["222233334444".into()], ..GrantPolicy::default() };
-        assert!(check_grant(&accounts, &grant(serde_json::json!({})), &a, Some("ReadOnly"), &org, now).unwrap_err().contains("allowedAccounts"));
+        let denied = GrantPolicy {
+            denied_permission_sets: vec!["ReadOnly".into()],
+            allowed_permission_sets: vec!["ReadOnly".into()],
+            ..GrantPolicy::default()
+        };
+        assert!(
+            check_grant(
+                &denied,
+                &grant(serde_json::json!({})),
+                &a,
+                Some("ReadOnly"),
+                &org,
+                now
+            )
+            .unwrap_err()
+            .contains("deniedPermissionSets")
+        );
+        let allowed = GrantPolicy {
+            allowed_permission_sets: vec!["Admin".into()],
+            ..GrantPolicy::default()
+        };
+        assert!(
+            check_grant(
+                &allowed,
+                &grant(serde_json::json!({})),
+                &a,
+                Some("ReadOnly"),
+                &org,
+                now
+            )
+            .unwrap_err()
+            .contains("allowedPermissionSets")
+        );
+        let accounts = GrantPolicy {
+            allowed_accounts: vec!["222233334444".into()],
+            ..GrantPolicy::default()
+        };
+        assert!(
+            check_grant(
+                &accounts,
+                &grant(serde_json::json!({})),
+                &a,
+                Some("ReadOnly"),
+                &org,
+                now
+            )
+            .unwrap_err()
+            .contains("allowedAccounts")
+        );
 
-        let max = GrantPolicy { max_duration: Some("12h".into()), ..GrantPolicy::default() };
-        assert!(check_grant(&max, &grant(serde_json::json!({})), &a, None, &org, now).unwrap_err().contains("maxDuration"));
-        assert!(check_grant(&max, &grant(serde_json::json!({"duration": "8h"})), &a, None, &org, now).is_ok());
-        assert!(check_grant(&max, &grant(serde_json::json!({"duration": "13h"})), &a, None, &org, now).is_err());
-        assert!(check_grant(&max, &grant(serde_json::json!({"expiresAt": "2026-01-01T11:00:00Z"})), &a, None, &org, now).is_ok());
-        assert!(check_grant(&max, &grant(serde_json::json!({"expiresAt": "2026-01-02T11:00:00Z"})), &a, None, &org, now).is_err());
+        let max = GrantPolicy {
+            max_duration: Some("12h".into()),
+            ..GrantPolicy::default()
+        };
+        assert!(
+            check_grant(&max, &grant(serde_json::json!({})), &a, None, &org, now)
+                .unwrap_err()
+                .contains("maxDuration")
+        );
+        assert!(
+            check_grant(
+                &max,
+                &grant(serde_json::json!({"duration": "8h"})),
+                &a,
+                None,
+                &org,
+                now
+            )
+            .is_ok()
+        );
+        assert!(
+            check_grant(
+                &max,
+                &grant(serde_json::json!({"duration": "13h"})),
+                &a,
+                None,
+                &org,
+                now
+            )
+            .is_err()
+        );
+        assert!(
+            check_grant(
+                &max,
+                &grant(serde_json::json!({"expiresAt": "2026-01-01T11:00:00Z"})),
+                &a,
+                None,
+                &org,
+                now
+            )
+            .is_ok()
+        );
+        assert!(
+            check_grant(
+                &max,
+                &grant(serde_json::json!({"expiresAt": "2026-01-02T11:00:00Z"})),
+                &a,
+                None,
+                &org,
+                now
+            )
+            .is_err()
+        );
         // Memberships are not assignments: the permission set and account rules do not apply.
-        let membership = Access::IamMembership { group: "g".into(), user: "u".into() };
-        assert!(check_grant(&denied, &grant(serde_json::json!({})), &membership, None, &org, now).is_ok());
+        let membership = Access::IamMembership {
+            group: "g".into(),
+            user: "u".into(),
+        };
+        assert!(
+            check_grant(
+                &denied,
+                &grant(serde_json::json!({})),
+                &membership,
+                None,
+                &org,
+                now
+            )
+            .is_ok()
+        );
     }
 
     #[test]

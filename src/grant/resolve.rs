@@ -40,12 +40,18 @@ pub struct Directory<'a> {
 
 impl Directory<'_> {
     async fn principal(&self, group: bool, name: &str) -> Result<Option<String>, AwsError> {
-        let cached = if group { self.cache.sso_groups.get(name) } else { self.cache.sso_users.get(name) };
+        let cached = if group {
+            self.cache.sso_groups.get(name)
+        } else {
+            self.cache.sso_users.get(name)
+        };
         if let Some(id) = cached {
             return Ok(Some(id.clone()));
         }
         match (self.session, self.identity_center) {
-            (Some(session), Some(ic)) => access::principal_id(session, &ic.identity_store_id, group, name).await,
+            (Some(session), Some(ic)) => {
+                access::principal_id(session, &ic.identity_store_id, group, name).await
+            }
             _ => Ok(None),
         }
     }
@@ -67,34 +73,57 @@ fn no_identity_center() -> Unresolved {
 }
 
 /// Resolves a valid grant spec.
-pub async fn resolve(spec: &AccessGrantSpec, directory: &Directory<'_>) -> Result<Result<Resolved, Unresolved>, AwsError> {
+pub async fn resolve(
+    spec: &AccessGrantSpec,
+    directory: &Directory<'_>,
+) -> Result<Result<Resolved, Unresolved>, AwsError> {
     let principal = &spec.principal;
     let target = &spec.target;
-    let label = principal.name.as_deref().or(principal.id.as_deref()).unwrap_or_default();
+    let label = principal
+        .name
+        .as_deref()
+        .or(principal.id.as_deref())
+        .unwrap_or_default();
     let sso_principal = |group: bool| async move {
         if let Some(id) = &principal.id {
             return Ok(Some(id.clone()));
         }
-        directory.principal(group, principal.name.as_deref().unwrap_or_default()).await
+        directory
+            .principal(group, principal.name.as_deref().unwrap_or_default())
+            .await
     };
     match target.kind {
         TargetKind::PermissionSet => {
-            let Some(ic) = directory.identity_center else { return Ok(Err(no_identity_center())) };
+            let Some(ic) = directory.identity_center else {
+                return Ok(Err(no_identity_center()));
+            };
             let group = principal.kind == PrincipalKind::SsoGroup;
             let Some(principal_id) = sso_principal(group).await? else {
-                let what = if group { "Identity Center group" } else { "Identity Center user" };
-                return Ok(Err(Unresolved::new("PrincipalNotFound", format!("spec.principal: no {what} {label:?}"))));
+                let what = if group {
+                    "Identity Center group"
+                } else {
+                    "Identity Center user"
+                };
+                return Ok(Err(Unresolved::new(
+                    "PrincipalNotFound",
+                    format!("spec.principal: no {what} {label:?}"),
+                )));
             };
             let requested = target.permission_set.as_deref().unwrap_or_default();
             let (arn, name) = if requested.starts_with("arn:") {
-                (requested.to_string(), directory.permission_set_name(requested))
+                (
+                    requested.to_string(),
+                    directory.permission_set_name(requested),
+                )
             } else {
                 match directory.cache.permission_set_arns.get(requested) {
                     Some(arn) => (arn.clone(), Some(requested.to_string())),
                     None => {
                         return Ok(Err(Unresolved::new(
                             "PermissionSetNotFound",
-                            format!("spec.target.permissionSet: no permission set named {requested:?} in the last sync"),
+                            format!(
+                                "spec.target.permissionSet: no permission set named {requested:?} in the last sync"
+                            ),
                         )));
                     }
                 }
@@ -111,13 +140,21 @@ pub async fn resolve(spec: &AccessGrantSpec, directory: &Directory<'_>) -> Resul
             }))
         }
         TargetKind::SsoGroupMembership => {
-            let Some(ic) = directory.identity_center else { return Ok(Err(no_identity_center())) };
+            let Some(ic) = directory.identity_center else {
+                return Ok(Err(no_identity_center()));
+            };
             let Some(user_id) = sso_principal(false).await? else {
-                return Ok(Err(Unresolved::new("PrincipalNotFound", format!("spec.principal: no Identity Center user {label:?}"))));
+                return Ok(Err(Unresolved::new(
+                    "PrincipalNotFound",
+                    format!("spec.principal: no Identity Center user {label:?}"),
+                )));
             };
             let group = target.group.as_deref().unwrap_or_default();
             let Some(group_id) = directory.principal(true, group).await? else {
-                return Ok(Err(Unresolved::new("GroupNotFound", format!("spec.target.group: no Identity Center group {group:?}"))));
+                return Ok(Err(Unresolved::new(
+                    "GroupNotFound",
+                    format!("spec.target.group: no Identity Center group {group:?}"),
+                )));
             };
             Ok(Ok(Resolved {
                 access: Access::SsoMembership {
@@ -129,15 +166,26 @@ pub async fn resolve(spec: &AccessGrantSpec, directory: &Directory<'_>) -> Resul
             }))
         }
         TargetKind::IamGroupMembership => {
-            let user = principal.name.clone().or_else(|| principal.id.clone()).unwrap_or_default();
+            let user = principal
+                .name
+                .clone()
+                .or_else(|| principal.id.clone())
+                .unwrap_or_default();
             let group = target.group.clone().unwrap_or_default();
             // IAM calls take names; the cache only tells whether they existed at the last sync.
-            let synced = !directory.cache.iam_users.is_empty() || !directory.cache.iam_groups.is_empty();
+            let synced =
+                !directory.cache.iam_users.is_empty() || !directory.cache.iam_groups.is_empty();
             if synced && !directory.cache.iam_users.contains(&user) {
-                return Ok(Err(Unresolved::new("PrincipalNotFound", format!("spec.principal: no IAM user {user:?}"))));
+                return Ok(Err(Unresolved::new(
+                    "PrincipalNotFound",
+                    format!("spec.principal: no IAM user {user:?}"),
+                )));
             }
             if synced && !directory.cache.iam_groups.contains(&group) {
-                return Ok(Err(Unresolved::new("GroupNotFound", format!("spec.target.group: no IAM group {group:?}"))));
+                return Ok(Err(Unresolved::new(
+                    "GroupNotFound",
+                    format!("spec.target.group: no IAM group {group:?}"),
+                )));
             }
             Ok(Ok(Resolved {
                 access: Access::IamMembership { group, user },

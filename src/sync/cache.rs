@@ -31,6 +31,9 @@ pub struct SyncCache {
     /// IAM user names and IAM group names that exist.
     pub iam_users: Vec<String>,
     pub iam_groups: Vec<String>,
+    /// The organization's account ids.
+    #[serde(default)]
+    pub accounts: Vec<String>,
 }
 
 impl SyncCache {

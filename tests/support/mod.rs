@@ -7,4 +7,5 @@ pub mod apiserver;
 pub mod cluster;
 pub mod http;
 pub mod moto;
+pub mod operator;
 pub mod wait;

@@ -20,7 +20,9 @@ Faults come from a WSGI middleware in front of moto, set through `POST /_launche
 (JSON): `throttle_every` (every Nth AWS request answers Throttling/ThrottlingException),
 `error_every` (every Nth answers 500), `deny_assume_role` (role ARNs whose AssumeRole is
 AccessDenied), `deny_operations` (operations answered AccessDenied), `hang_after` (requests after the Nth wait until the faults change: lets a test
-stop a client at a known point). `GET /_launcher/calls` counts the AWS requests moto received,
+stop a client at a known point), `in_progress_polls` (account assignment creations and deletions
+report IN_PROGRESS, and stay so for that many status polls), `fail_assignments` (account
+assignment creations FAILED with this reason, creating nothing). `GET /_launcher/calls` counts the AWS requests moto received,
 by operation; `POST /_launcher/calls/reset` zeroes them.
 
 The first line on stdout is `PORT <n>`; the server stops on SIGTERM or SIGINT.
@@ -261,6 +263,8 @@ class Faults:
         self.calls = collections.Counter()
         self.settings = {}
         self.seen = 0
+        # request id -> remaining IN_PROGRESS polls, or a failure reason
+        self.pending = {}
 
     @staticmethod
     def operation(environ, body):
@@ -350,7 +354,79 @@ class Faults:
         if every and seen % every == 0:
             code = "InternalServerException" if protocol == "json" else "ServiceUnavailable"
             return self.error(start_response, protocol, "500 Internal Server Error", code, "injected failure")
+        if operation == "CreateAccountAssignment" and settings.get("fail_assignments"):
+            return self.failed_creation(start_response, body, settings["fail_assignments"])
+        if operation in self.ASSIGNMENT_STATUS and (settings.get("in_progress_polls") or self.pending):
+            return self.assignment_status(environ, start_response, operation, settings)
         return self.app(environ, start_response)
+
+    ASSIGNMENT_STATUS = {
+        "CreateAccountAssignment": "AccountAssignmentCreationStatus",
+        "DeleteAccountAssignment": "AccountAssignmentDeletionStatus",
+        "DescribeAccountAssignmentCreationStatus": "AccountAssignmentCreationStatus",
+        "DescribeAccountAssignmentDeletionStatus": "AccountAssignmentDeletionStatus",
+    }
+
+    def json_response(self, start_response, status, payload):
+        import json
+
+        data = json.dumps(payload).encode()
+        start_response(status, [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    def failed_creation(self, start_response, body, reason):
+        import json
+
+        request = json.loads(body or b"{}")
+        request_id = str(uuid.uuid4())
+        status = {"Status": "FAILED", "RequestId": request_id, "FailureReason": reason,
+                  "TargetId": request.get("TargetId"), "TargetType": "AWS_ACCOUNT",
+                  "PermissionSetArn": request.get("PermissionSetArn"),
+                  "PrincipalType": request.get("PrincipalType"), "PrincipalId": request.get("PrincipalId")}
+        with self.lock:
+            self.pending[request_id] = reason
+        return self.json_response(start_response, "200 OK", {"AccountAssignmentCreationStatus": status})
+
+    def assignment_status(self, environ, start_response, operation, settings):
+        """Rewrites the status of assignment operations: IN_PROGRESS for a number of polls."""
+        import json
+
+        key = self.ASSIGNMENT_STATUS[operation]
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda _: None
+
+        if operation.startswith("Describe"):
+            request_id = json.loads(environ["wsgi.input"].getvalue() or b"{}").get(
+                "AccountAssignmentCreationRequestId" if "Creation" in operation else "AccountAssignmentDeletionRequestId")
+            with self.lock:
+                state = self.pending.get(request_id)
+            if isinstance(state, str):
+                return self.json_response(start_response, "200 OK",
+                                          {key: {"Status": "FAILED", "RequestId": request_id, "FailureReason": state}})
+        chunks = self.app(environ, capture)
+        data = b"".join(chunks)
+        if not captured.get("status", "").startswith("200"):
+            start_response(captured["status"], captured["headers"])
+            return [data]
+        payload = json.loads(data or b"{}")
+        status = payload.get(key, {})
+        request_id = status.get("RequestId")
+        with self.lock:
+            if operation.startswith("Describe"):
+                remaining = self.pending.get(request_id, 0)
+                if isinstance(remaining, int) and remaining > 0:
+                    self.pending[request_id] = remaining - 1
+                    status["Status"] = "IN_PROGRESS"
+            else:
+                polls = settings.get("in_progress_polls") or 0
+                if polls:
+                    self.pending[request_id] = polls
+                    status["Status"] = "IN_PROGRESS"
+        payload[key] = status
+        return self.json_response(start_response, "200 OK", payload)
 
 
 def apply_patches():

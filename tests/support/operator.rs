@@ -1,0 +1,175 @@
+//! Running the real operator in-process for end-to-end tests, and waiting on what it writes.
+
+use std::time::Duration;
+
+use aws_access_operator::api::conditions::Conditions;
+use aws_access_operator::api::{AccessGrant, AwsConnector};
+use aws_access_operator::aws::{AwsBase, RateLimits};
+use aws_access_operator::controller::{self, AwsSettings, LeaderElection, Settings, shutdown};
+use aws_access_operator::sync::SyncOptions;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+use serde_json::json;
+
+use super::moto::Moto;
+use super::wait;
+
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+pub const VALID_ID: &str = "a-valid-external-id-0123456789abcdef";
+
+pub fn settings(namespace: &str, identity: &str, aws: AwsSettings) -> Settings {
+    Settings {
+        namespaces: vec![namespace.to_string()],
+        leader_election: Some(LeaderElection {
+            lease_name: "aws-access-operator".into(),
+            lease_namespace: namespace.to_string(),
+            identity: identity.to_string(),
+            lease_seconds: 4,
+            renew_grace_seconds: 2,
+        }),
+        health_addr: None,
+        instance: identity.to_string(),
+        aws,
+    }
+}
+
+/// The operator's AWS settings for a moto server: its endpoint, small pages so that every
+/// list pages, and no client-side rate limit worth the name.
+pub async fn aws(moto: &Moto) -> AwsSettings {
+    AwsSettings {
+        base: AwsBase::from_config(moto.sdk_config().await),
+        limits: RateLimits::parse("sts=1000,iam=1000,organizations=1000,identitycenter=1000")
+            .expect("limits"),
+        sync: SyncOptions {
+            page_size: 3,
+            ..SyncOptions::default()
+        },
+        grant_check: Duration::from_secs(1),
+    }
+}
+
+pub fn connector(name: &str, auth: serde_json::Value) -> AwsConnector {
+    serde_json::from_value(json!({
+        "apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+        "metadata": {"name": name},
+        "spec": {"region": "us-east-1", "auth": auth}
+    }))
+    .expect("connector")
+}
+
+pub fn secret(name: &str, value: &str) -> Secret {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name},
+        "data": {"externalId": base64(value)}
+    }))
+    .expect("secret")
+}
+
+pub fn base64(text: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub async fn condition(
+    api: &Api<AwsConnector>,
+    name: &str,
+    type_: &str,
+) -> Option<(String, String, String)> {
+    let object = api.get_opt(name).await.ok()??;
+    let status = object.status?;
+    if status.observed_generation != object.metadata.generation {
+        return None;
+    }
+    let c = status.conditions.condition(type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+pub async fn wait_condition(
+    api: &Api<AwsConnector>,
+    name: &str,
+    type_: &str,
+    status: &str,
+) -> (String, String) {
+    wait::until(&format!("{name} {type_}={status}"), TIMEOUT, || async {
+        condition(api, name, type_)
+            .await
+            .filter(|(s, _, _)| s == status)
+            .map(|(_, reason, message)| (reason, message))
+    })
+    .await
+}
+
+pub async fn start_operator(
+    client: &Client,
+    namespace: &str,
+    identity: &str,
+    moto: &Moto,
+) -> (shutdown::Trigger, controller::Operator) {
+    aws_access_operator::telemetry::init(aws_access_operator::telemetry::LogFormat::Plain, "info");
+    let (trigger, stop) = shutdown::channel();
+    let operator = controller::start(
+        client.clone(),
+        settings(namespace, identity, aws(moto).await),
+        stop,
+    )
+    .await
+    .expect("operator starts");
+    (trigger, operator)
+}
+
+/// Waits until a grant's `Ready` condition has `reason` (for its current generation); returns
+/// the message.
+pub async fn wait_grant(api: &Api<AccessGrant>, name: &str, reason: &str) -> String {
+    wait::until(
+        &format!("grant {name} Ready reason {reason}"),
+        TIMEOUT,
+        || async {
+            let grant = api.get_opt(name).await.ok()??;
+            let status = grant.status?;
+            if status.observed_generation != grant.metadata.generation {
+                return None;
+            }
+            let ready = status.conditions.condition("Ready")?;
+            (ready.reason == reason).then(|| ready.message.clone())
+        },
+    )
+    .await
+}
+
+/// An AccessGrant manifest.
+pub fn grant(
+    name: &str,
+    connector: &str,
+    principal: serde_json::Value,
+    target: serde_json::Value,
+    extra: serde_json::Value,
+) -> AccessGrant {
+    let mut spec =
+        json!({"connectorRef": {"name": connector}, "principal": principal, "target": target});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    serde_json::from_value(
+        json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AccessGrant",
+        "metadata": {"name": name}, "spec": spec}),
+    )
+    .expect("grant")
+}
