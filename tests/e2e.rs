@@ -1,7 +1,6 @@
 //! The real controllers against the API emulator, or against the cluster `TEST_KUBECONFIG`
 //! names (CRDs from `crds/` installed). The same code runs in both places.
 
-use aws_access_operator::api::conditions::Conditions;
 use aws_access_operator::api::{AccessGrant, AwsConnector, GRANT_FINALIZER};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
