@@ -7,6 +7,7 @@ mod apiserver_behaviour;
 mod cli;
 mod configmap_store;
 mod e2e;
+mod grants;
 mod moto_launcher;
 mod operator_process;
 mod sync;

@@ -21,9 +21,8 @@ pub const SESSION_NAME: &str = r"^[A-Za-z0-9+=,.@_-]{2,64}$";
 pub const DURATION: &str = r"^([0-9]+(h|m|s))+$";
 /// A permission set given by name (Identity Center allows 1–32 of these characters).
 pub const PERMISSION_SET_NAME: &str = r"^[A-Za-z0-9+=,.@_-]{1,32}$";
-/// A permission set given by ARN.
-pub const PERMISSION_SET_ARN: &str =
-    r"^arn:(aws|aws-cn|aws-us-gov):sso:::permissionSet/ssoins-[0-9a-f]{16}/ps-[0-9a-f]{16}$";
+/// A permission set given by ARN (AWS's own pattern for PermissionSetArn).
+pub const PERMISSION_SET_ARN: &str = r"^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b):sso:::permissionSet/(sso)?ins-[a-zA-Z0-9.-]{16}/ps-[a-zA-Z0-9./-]{16}$";
 
 /// A CEL rule on a string field that must match `pattern`.
 pub fn matches(pattern: &str, message: &str) -> Rule {

@@ -252,7 +252,7 @@ async fn realise(
                 Action::requeue(RESOLVE_RETRY),
             ));
         }
-        Err(error) => return Ok(aws_failure(&error)),
+        Err(error) => return Ok(aws_failure(ctx, &error)),
     };
     let access = resolved.access.clone();
     next.resolved = Some(resolved_ids(&access));
@@ -324,7 +324,7 @@ async fn realise(
                 }
                 outcome
             }
-            Err(error) => return Ok(aws_failure(&error)),
+            Err(error) => return Ok(aws_failure(ctx, &error)),
         };
         next.access = None;
         outcome.action = Action::await_change();
@@ -338,7 +338,7 @@ async fn realise(
 
     let exists = match aws_access::exists(&session, &access).await {
         Ok(exists) => exists,
-        Err(error) => return Ok(aws_failure(&error)),
+        Err(error) => return Ok(aws_failure(ctx, &error)),
     };
     let holds_it = held.as_ref() == Some(&access);
     let (reason, mut message) = match (exists, holds_it) {
@@ -390,7 +390,7 @@ async fn realise(
                 }
                 ("Granted", format!("{access} is granted"))
             }
-            Err(error) => return Ok(aws_failure(&error)),
+            Err(error) => return Ok(aws_failure(ctx, &error)),
         },
     };
     next.access = Some(AccessRecord::from(&access));
@@ -413,7 +413,7 @@ async fn realise(
                         format!("replaced {old} with {access}"),
                     ));
                 }
-                Err(error) => return Ok(aws_failure(&error)),
+                Err(error) => return Ok(aws_failure(ctx, &error)),
             }
         }
     }
@@ -440,7 +440,9 @@ fn next_check(ctx: &Context, expiry: Option<Timestamp>, now: Timestamp) -> Durat
     }
 }
 
-fn aws_failure(error: &AwsError) -> Outcome {
+/// A failed AWS call: reported, and tried again within a minute (sooner when grants are
+/// checked more often than that).
+fn aws_failure(ctx: &Context, error: &AwsError) -> Outcome {
     let reason = aws_reason(error);
     let retry = if error.kind == ErrorKind::Throttled {
         Duration::from_secs(30)
@@ -449,7 +451,7 @@ fn aws_failure(error: &AwsError) -> Outcome {
     };
     Outcome::new(
         not_granted(reason, error.to_string()),
-        Action::requeue(retry),
+        Action::requeue(retry.min(ctx.aws.grant_check)),
     )
 }
 

@@ -22,7 +22,8 @@ use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::utils::Predicate;
+use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use serde::de::DeserializeOwned;
@@ -192,7 +193,18 @@ async fn run_controllers(
     let mut runs = Vec::new();
     for api in scopes::<AwsConnector>(client, namespaces) {
         let stop = shutdown.clone();
-        let run = Controller::new(api, watcher::Config::default().any_semantic())
+        // Only spec (generation) and annotation (sync-now) changes start a reconciliation: the
+        // operator's own status writes do not wake it again.
+        let (reader, writer) = reflector::store();
+        let changes = watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(
+                predicates::generation.combine(predicates::annotations),
+                Default::default(),
+            );
+        let run = Controller::for_stream(changes, reader)
             .graceful_shutdown_on(async move { stop.wait().await })
             .run(
                 |obj, ctx| timed(connector::CONTROLLER, obj, ctx, connector::reconcile),
@@ -208,7 +220,18 @@ async fn run_controllers(
         .zip(scopes::<AwsConnector>(client, namespaces))
     {
         let stop = shutdown.clone();
-        let controller = Controller::new(grants, watcher::Config::default().any_semantic());
+        // Spec changes, deletion (which moves the generation) and finalizer changes start a
+        // reconciliation; the operator's own status writes do not.
+        let (reader, writer) = reflector::store();
+        let changes = watcher(grants, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(
+                predicates::generation.combine(predicates::finalizers),
+                Default::default(),
+            );
+        let controller = Controller::for_stream(changes, reader);
         let store = controller.store();
         // A connector that changes (becomes Ready, changes its policy) re-evaluates the grants
         // that use it.

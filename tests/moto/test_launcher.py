@@ -56,6 +56,8 @@ class LauncherTest(ServerTest):
         sso, arn, _ = self.instance()
         created = sso.create_permission_set(Name="ReadOnly", InstanceArn=arn)["PermissionSet"]
         self.assertEqual(created["SessionDuration"], "PT1H")
+        instance_id = arn.rsplit("/", 1)[-1]
+        self.assertRegex(created["PermissionSetArn"], rf"^arn:aws:sso:::permissionSet/{instance_id}/ps-[a-z0-9]{{16}}$")
         given = sso.create_permission_set(Name="Admin", InstanceArn=arn, SessionDuration="PT4H")["PermissionSet"]
         self.assertEqual(given["SessionDuration"], "PT4H")
         described = sso.describe_permission_set(InstanceArn=arn, PermissionSetArn=created["PermissionSetArn"])

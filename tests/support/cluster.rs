@@ -67,6 +67,21 @@ impl TestCluster {
         }
     }
 
+    /// Creates another namespace `<prefix>-<unique>` beside the test's own.
+    pub async fn namespace_in(cluster: &TestCluster, prefix: &str) -> String {
+        let name = format!("{prefix}-{}", unique_suffix());
+        let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+        let object: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+        }))
+        .expect("namespace");
+        namespaces
+            .create(&PostParams::default(), &object)
+            .await
+            .expect("create a namespace");
+        name
+    }
+
     pub fn is_real(&self) -> bool {
         self.emulator.is_none()
     }

@@ -6,7 +6,8 @@ operator depends on, this launcher patches it in memory (installed packages are 
 
 * sso-admin CreatePermissionSet/UpdatePermissionSet default SessionDuration to the number 3600;
   AWS returns an ISO 8601 duration ("PT1H"), and SDKs refuse a number.
-* sso-admin lacks DescribePermissionSetProvisioningStatus.
+* sso-admin lacks DescribePermissionSetProvisioningStatus, and names permission sets
+  `arn:aws:sso:::instance/ssoins-…/ps-…`; AWS names them `arn:aws:sso:::permissionSet/ssoins-…/ps-…`.
 * IAM ListUsers, ListGroups, GetGroup, ListGroupsForUser and GetAccountAuthorizationDetails
   ignore MaxItems/Marker and return everything in one page.
 * identitystore CreateGroupMembership accepts a duplicate membership (AWS: ConflictException),
@@ -58,6 +59,17 @@ def patch_session_duration():
 
     SSOAdminBackend.create_permission_set = create_permission_set
     SSOAdminBackend.update_permission_set = update_permission_set
+
+
+def patch_permission_set_arns():
+    from moto.moto_api._internal import mock_random as random
+    from moto.ssoadmin.models import PermissionSet
+
+    def generate_id(instance_arn):
+        partition, instance_id = instance_arn.split(":")[1], instance_arn.rsplit("/", 1)[-1]
+        return f"arn:{partition}:sso:::permissionSet/{instance_id}/ps-{random.get_random_string(length=16).lower()}"
+
+    PermissionSet.generate_id = staticmethod(generate_id)
 
 
 def patch_provisioning_status():
@@ -244,6 +256,7 @@ def patch_provisioning():
 
 PATCHES = [
     patch_session_duration,
+    patch_permission_set_arns,
     patch_provisioning_status,
     patch_iam_paging,
     patch_duplicates,

@@ -1,0 +1,810 @@
+//! AccessGrants through the real controllers, against moto and the API emulator (or a real
+//! cluster): every kind of access granted, adopted, revoked, re-granted after drift and
+//! expired; policy refusals that write nothing; asynchronous, throttled and failed assignment
+//! operations; spec changes; and 200 grants at once.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_access_operator::api::{AccessGrant, AwsConnector};
+use aws_access_operator::controller::{self, shutdown};
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::support::cluster::TestCluster;
+use crate::support::moto::Moto;
+use crate::support::operator::{TIMEOUT, aws, grant, settings, wait_condition, wait_grant};
+use crate::support::wait;
+
+struct Org {
+    /// A second namespace the operator also watches.
+    other: String,
+    moto: Moto,
+    seed: Value,
+    cluster: TestCluster,
+    trigger: shutdown::Trigger,
+    operator: controller::Operator,
+    grants: Api<AccessGrant>,
+}
+
+/// moto seeded with `seed_args`, an operator, and a Ready connector `org` with `spec` merged in.
+async fn org(
+    prefix: &str,
+    seed_args: &[&str],
+    spec: Value,
+    tune: impl FnOnce(&mut controller::AwsSettings),
+) -> Org {
+    let moto = Moto::start();
+    let seed = moto.seed(seed_args);
+    let cluster = TestCluster::start(prefix).await;
+    let other = TestCluster::namespace_in(&cluster, &format!("{prefix}-other")).await;
+    let mut aws_settings = aws(&moto).await;
+    tune(&mut aws_settings);
+    let (trigger, stop) = shutdown::channel();
+    aws_access_operator::telemetry::init(aws_access_operator::telemetry::LogFormat::Plain, "info");
+    let mut settings = settings(&cluster.namespace, "replica", aws_settings);
+    settings.namespaces.push(other.clone());
+    let operator = controller::start(cluster.client.clone(), settings, stop)
+        .await
+        .expect("operator");
+    let connectors: Api<AwsConnector> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let mut body = json!({"region": "us-east-1"});
+    if let (Some(b), Some(extra)) = (body.as_object_mut(), spec.as_object()) {
+        b.extend(extra.clone());
+    }
+    let connector: AwsConnector =
+        serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1",
+        "kind": "AwsConnector", "metadata": {"name": "org"}, "spec": body}))
+        .expect("connector");
+    connectors
+        .create(&PostParams::default(), &connector)
+        .await
+        .expect("connector");
+    wait_condition(&connectors, "org", "Ready", "True").await;
+    moto.reset_calls();
+    let grants = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    Org {
+        other,
+        moto,
+        seed,
+        cluster,
+        trigger,
+        operator,
+        grants,
+    }
+}
+
+impl Org {
+    async fn create(&self, grant: AccessGrant) {
+        self.grants
+            .create(&PostParams::default(), &grant)
+            .await
+            .expect("create grant");
+    }
+
+    async fn delete_and_wait(&self, name: &str) {
+        self.grants
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+        wait::until(&format!("{name} to be gone"), TIMEOUT, || async {
+            self.grants
+                .get_opt(name)
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    }
+
+    fn user_id(&self, index: usize) -> String {
+        self.seed["ssoUsers"][index]["id"]
+            .as_str()
+            .expect("user id")
+            .to_string()
+    }
+
+    fn group_id(&self, index: usize) -> String {
+        self.seed["ssoGroups"][index]["id"]
+            .as_str()
+            .expect("group id")
+            .to_string()
+    }
+
+    fn store(&self) -> String {
+        self.seed["identityCenter"]["identityStoreId"]
+            .as_str()
+            .expect("store")
+            .to_string()
+    }
+
+    fn instance(&self) -> String {
+        self.seed["identityCenter"]["instanceArn"]
+            .as_str()
+            .expect("instance")
+            .to_string()
+    }
+
+    fn permission_set(&self, name: &str) -> String {
+        self.seed["permissionSets"]
+            .as_array()
+            .expect("sets")
+            .iter()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["arn"].as_str())
+            .expect("permission set")
+            .to_string()
+    }
+
+    /// The principals assigned `permission_set` on `account`, as AWS has them.
+    async fn assigned(&self, account: &str, permission_set: &str) -> Vec<String> {
+        let client = aws_sdk_ssoadmin::Client::new(&self.moto.sdk_config().await);
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = client
+                .list_account_assignments()
+                .instance_arn(self.instance())
+                .account_id(account)
+                .permission_set_arn(permission_set)
+                .set_next_token(token)
+                .send()
+                .await
+                .expect("list assignments");
+            out.extend(
+                page.account_assignments()
+                    .iter()
+                    .filter_map(|a| a.principal_id().map(str::to_string)),
+            );
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                return out;
+            }
+        }
+    }
+
+    async fn sso_members(&self, group: &str) -> Vec<String> {
+        let client = aws_sdk_identitystore::Client::new(&self.moto.sdk_config().await);
+        let page = client
+            .list_group_memberships()
+            .identity_store_id(self.store())
+            .group_id(group)
+            .send()
+            .await
+            .expect("memberships");
+        page.group_memberships()
+            .iter()
+            .filter_map(|m| match m.member_id() {
+                Some(aws_sdk_identitystore::types::MemberId::UserId(id)) => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn iam_groups(&self, user: &str) -> Vec<String> {
+        let client = aws_sdk_iam::Client::new(&self.moto.sdk_config().await);
+        let page = client
+            .list_groups_for_user()
+            .user_name(user)
+            .send()
+            .await
+            .expect("groups for user");
+        page.groups()
+            .iter()
+            .map(|g| g.group_name().to_string())
+            .collect()
+    }
+
+    /// AWS calls that change something, as moto received them.
+    fn writes(&self) -> BTreeMap<String, u64> {
+        self.moto
+            .calls()
+            .into_iter()
+            .filter(|(op, _)| {
+                ["Create", "Delete", "Add", "Remove", "Provision"]
+                    .iter()
+                    .any(|w| op.starts_with(w))
+            })
+            .collect()
+    }
+
+    async fn events(&self, reason: &str) -> Vec<Event> {
+        let events: Api<Event> =
+            Api::namespaced(self.cluster.client.clone(), &self.cluster.namespace);
+        events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .collect()
+    }
+
+    async fn finish(self) {
+        self.trigger.fire();
+        self.operator
+            .task
+            .await
+            .expect("join")
+            .expect("clean shutdown");
+        self.cluster.cleanup().await;
+    }
+}
+
+const SMALL: &[&str] = &[
+    "--accounts",
+    "2",
+    "--sso-users",
+    "6",
+    "--sso-groups",
+    "2",
+    "--iam-users",
+    "3",
+    "--permission-sets",
+    "2",
+    "--assigned-users",
+    "2",
+];
+
+fn sso_user(index: usize) -> Value {
+    json!({"kind": "SsoUser", "name": format!("user-{index:02}@example.com")})
+}
+
+#[tokio::test]
+async fn each_kind_is_granted_then_revoked_on_delete() {
+    let org = org("grants-kinds", SMALL, json!({}), |_| {}).await;
+    let ps = org.permission_set("PermissionSet00");
+    org.create(grant("assignment", "org", sso_user(3), json!({"kind": "PermissionSet", "permissionSet": "PermissionSet00", "accountId": "123456789012"}), json!({}))).await;
+    org.create(grant(
+        "sso-member",
+        "org",
+        sso_user(5),
+        json!({"kind": "SsoGroupMembership", "group": "group-00"}),
+        json!({}),
+    ))
+    .await;
+    org.create(grant(
+        "iam-member",
+        "org",
+        json!({"kind": "IamUser", "name": "iam-user-00"}),
+        json!({"kind": "IamGroupMembership", "group": "iam-group-00"}),
+        json!({}),
+    ))
+    .await;
+    for name in ["assignment", "sso-member", "iam-member"] {
+        wait_grant(&org.grants, name, "Granted").await;
+        let status = org
+            .grants
+            .get(name)
+            .await
+            .expect("get")
+            .status
+            .expect("status");
+        assert_eq!(status.adopted, Some(false), "{name}");
+        assert!(
+            status.granted_at.is_some() && status.access.is_some(),
+            "{name}"
+        );
+    }
+    assert!(
+        org.assigned("123456789012", &ps)
+            .await
+            .contains(&org.user_id(3))
+    );
+    assert!(
+        org.sso_members(&org.group_id(0))
+            .await
+            .contains(&org.user_id(5))
+    );
+    assert!(
+        org.iam_groups("iam-user-00")
+            .await
+            .contains(&"iam-group-00".to_string())
+    );
+    let status = org
+        .grants
+        .get("assignment")
+        .await
+        .expect("get")
+        .status
+        .expect("status");
+    assert_eq!(
+        status.resolved.and_then(|r| r.principal_id),
+        Some(org.user_id(3))
+    );
+    assert!(status.last_request_id.is_some());
+    assert_eq!(org.events("Granted").await.len(), 3);
+
+    for name in ["assignment", "sso-member", "iam-member"] {
+        org.delete_and_wait(name).await;
+    }
+    assert!(
+        !org.assigned("123456789012", &ps)
+            .await
+            .contains(&org.user_id(3))
+    );
+    assert!(
+        !org.sso_members(&org.group_id(0))
+            .await
+            .contains(&org.user_id(5))
+    );
+    assert!(org.iam_groups("iam-user-00").await.is_empty());
+    assert_eq!(org.events("Revoked").await.len(), 3);
+    org.finish().await;
+}
+
+#[tokio::test]
+async fn existing_access_is_adopted_and_left_unless_revoke_is_explicit() {
+    let org = org("grants-adopt", SMALL, json!({}), |_| {}).await;
+    // The seed assigned user-00 a permission set on an account, and put user-00 in group-00.
+    let seeded = org.seed["assignments"][0].clone();
+    let account = seeded["accountId"].as_str().expect("account").to_string();
+    let ps_arn = seeded["permissionSetArn"]
+        .as_str()
+        .expect("arn")
+        .to_string();
+    assert_eq!(seeded["principalId"], json!(org.user_id(0)));
+    org.create(grant(
+        "adopted",
+        "org",
+        sso_user(0),
+        json!({"kind": "PermissionSet", "permissionSet": ps_arn, "accountId": account}),
+        json!({}),
+    ))
+    .await;
+    org.create(grant(
+        "adopted-revoke",
+        "org",
+        sso_user(0),
+        json!({"kind": "SsoGroupMembership", "group": "group-00"}),
+        json!({"deletionPolicy": "Revoke"}),
+    ))
+    .await;
+    for name in ["adopted", "adopted-revoke"] {
+        let message = wait_grant(&org.grants, name, "Adopted").await;
+        assert!(message.contains("already existed"), "{message}");
+        assert_eq!(
+            org.grants
+                .get(name)
+                .await
+                .expect("get")
+                .status
+                .expect("status")
+                .adopted,
+            Some(true)
+        );
+    }
+    assert!(
+        org.writes().is_empty(),
+        "adoption writes nothing: {:?}",
+        org.writes()
+    );
+
+    org.delete_and_wait("adopted").await;
+    assert!(
+        org.assigned(&account, &ps_arn)
+            .await
+            .contains(&org.user_id(0)),
+        "adopted access is left in place"
+    );
+    assert_eq!(org.events("Retained").await.len(), 1);
+    org.delete_and_wait("adopted-revoke").await;
+    assert!(
+        !org.sso_members(&org.group_id(0))
+            .await
+            .contains(&org.user_id(0)),
+        "deletionPolicy: Revoke revokes adopted access"
+    );
+    org.finish().await;
+}
+
+#[tokio::test]
+async fn access_removed_outside_is_granted_again_and_expired_access_is_revoked() {
+    let org = org("grants-drift", SMALL, json!({}), |_| {}).await;
+    org.create(grant(
+        "drift",
+        "org",
+        json!({"kind": "IamUser", "name": "iam-user-00"}),
+        json!({"kind": "IamGroupMembership", "group": "iam-group-01"}),
+        json!({}),
+    ))
+    .await;
+    org.create(grant(
+        "short",
+        "org",
+        sso_user(3),
+        json!({"kind": "SsoGroupMembership", "group": "group-00"}),
+        json!({"duration": "3s"}),
+    ))
+    .await;
+    wait_grant(&org.grants, "drift", "Granted").await;
+    let message = wait_grant(&org.grants, "short", "Granted").await;
+    assert!(message.contains(" until "), "{message}");
+    assert!(
+        org.sso_members(&org.group_id(0))
+            .await
+            .contains(&org.user_id(3))
+    );
+
+    // Someone removes the membership by hand: the next check (every second here) restores it.
+    let iam = aws_sdk_iam::Client::new(&org.moto.sdk_config().await);
+    iam.remove_user_from_group()
+        .group_name("iam-group-01")
+        .user_name("iam-user-00")
+        .send()
+        .await
+        .expect("remove");
+    wait::until("the membership to be back", TIMEOUT, || async {
+        org.iam_groups("iam-user-00")
+            .await
+            .contains(&"iam-group-01".to_string())
+            .then_some(())
+    })
+    .await;
+    wait::until("a Regranted event", TIMEOUT, || async {
+        (!org.events("Regranted").await.is_empty()).then_some(())
+    })
+    .await;
+
+    // The 3 s grant expires: revoked in AWS, the object kept, Ready with reason Expired.
+    let message = wait_grant(&org.grants, "short", "Expired").await;
+    assert!(message.contains("revoked"), "{message}");
+    let status = org
+        .grants
+        .get("short")
+        .await
+        .expect("still there")
+        .status
+        .expect("status");
+    let granted = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Granted")
+        .expect("Granted");
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert_eq!(
+        (granted.status.as_str(), ready.status.as_str()),
+        ("False", "True")
+    );
+    assert!(
+        !org.sso_members(&org.group_id(0))
+            .await
+            .contains(&org.user_id(3))
+    );
+    org.finish().await;
+}
+
+#[tokio::test]
+async fn policy_refusals_and_read_only_connectors_write_nothing() {
+    let policy = json!({"grantPolicy": {"deniedPermissionSets": ["PermissionSet01"], "allowedAccounts": ["123456789012"], "maxDuration": "12h"}});
+    let org = org("grants-policy", SMALL, policy, |_| {}).await;
+    let ps = |name: &str, account: &str| json!({"kind": "PermissionSet", "permissionSet": name, "accountId": account});
+    let eight = json!({"duration": "8h"});
+    org.create(grant(
+        "denied",
+        "org",
+        sso_user(3),
+        ps("PermissionSet01", "123456789012"),
+        eight.clone(),
+    ))
+    .await;
+    org.create(grant(
+        "account",
+        "org",
+        sso_user(3),
+        ps("PermissionSet00", "111122223333"),
+        eight.clone(),
+    ))
+    .await;
+    org.create(grant(
+        "forever",
+        "org",
+        sso_user(3),
+        ps("PermissionSet00", "123456789012"),
+        json!({}),
+    ))
+    .await;
+    org.create(grant(
+        "too-long",
+        "org",
+        sso_user(3),
+        ps("PermissionSet00", "123456789012"),
+        json!({"duration": "24h"}),
+    ))
+    .await;
+    org.create(grant(
+        "unknown-user",
+        "org",
+        json!({"kind": "SsoUser", "name": "nobody@example.com"}),
+        ps("PermissionSet00", "123456789012"),
+        eight.clone(),
+    ))
+    .await;
+    org.create(grant(
+        "unknown-set",
+        "org",
+        sso_user(3),
+        ps("NoSuchSet", "123456789012"),
+        eight.clone(),
+    ))
+    .await;
+    org.create(grant(
+        "unknown-group",
+        "org",
+        sso_user(3),
+        json!({"kind": "SsoGroupMembership", "group": "no-such-group"}),
+        json!({"duration": "1h"}),
+    ))
+    .await;
+    for (name, reason, rule) in [
+        ("denied", "NotAllowed", "deniedPermissionSets"),
+        ("account", "NotAllowed", "allowedAccounts"),
+        ("forever", "NotAllowed", "maxDuration"),
+        ("too-long", "NotAllowed", "maxDuration"),
+        ("unknown-user", "PrincipalNotFound", "nobody@example.com"),
+        ("unknown-set", "PermissionSetNotFound", "NoSuchSet"),
+        ("unknown-group", "GroupNotFound", "no-such-group"),
+    ] {
+        let message = wait_grant(&org.grants, name, reason).await;
+        assert!(message.contains(rule), "{name}: {message}");
+    }
+    // The connector's own namespace only: a grant from elsewhere is refused.
+    let elsewhere: Api<AccessGrant> = Api::namespaced(org.cluster.client.clone(), &org.other);
+    let mut outsider = grant(
+        "outsider",
+        "org",
+        sso_user(3),
+        ps("PermissionSet00", "123456789012"),
+        eight.clone(),
+    );
+    outsider.spec.connector_ref.namespace = Some(org.cluster.namespace.clone());
+    elsewhere
+        .create(&PostParams::default(), &outsider)
+        .await
+        .expect("create");
+    let message = wait_grant(&elsewhere, "outsider", "NotAllowed").await;
+    assert!(message.contains("allowedNamespaces"), "{message}");
+
+    // A read-only connector plans but never writes.
+    let connectors: Api<AwsConnector> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    let observer: AwsConnector = serde_json::from_value(
+        json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+        "metadata": {"name": "observer"}, "spec": {"region": "us-east-1", "readOnly": true}}),
+    )
+    .expect("connector");
+    connectors
+        .create(&PostParams::default(), &observer)
+        .await
+        .expect("create");
+    wait_condition(&connectors, "observer", "Ready", "True").await;
+    org.create(grant(
+        "read-only",
+        "observer",
+        sso_user(3),
+        ps("PermissionSet00", "123456789012"),
+        json!({}),
+    ))
+    .await;
+    let message = wait_grant(&org.grants, "read-only", "ReadOnly").await;
+    assert!(message.contains("readOnly"), "{message}");
+
+    assert!(
+        org.writes().is_empty(),
+        "refused grants reached AWS: {:?}",
+        org.writes()
+    );
+    org.finish().await;
+}
+
+#[tokio::test]
+async fn assignment_operations_in_progress_throttled_and_failed() {
+    let org = org("grants-faults", SMALL, json!({}), |_| {}).await;
+    let target = |account: &str| json!({"kind": "PermissionSet", "permissionSet": "PermissionSet00", "accountId": account});
+    org.moto.set_faults(json!({"in_progress_polls": 2}));
+    org.create(grant(
+        "slow",
+        "org",
+        sso_user(3),
+        target("123456789012"),
+        json!({}),
+    ))
+    .await;
+    wait_grant(&org.grants, "slow", "Granted").await;
+    assert!(
+        org.moto.calls()["DescribeAccountAssignmentCreationStatus"] >= 2,
+        "polled until SUCCEEDED"
+    );
+
+    org.moto.set_faults(json!({"throttle_every": 2}));
+    org.create(grant(
+        "throttled",
+        "org",
+        sso_user(4),
+        target("123456789012"),
+        json!({}),
+    ))
+    .await;
+    wait_grant(&org.grants, "throttled", "Granted").await;
+
+    org.moto.set_faults(
+        json!({"fail_assignments": "The permission set is not provisioned to the account"}),
+    );
+    org.create(grant(
+        "failed",
+        "org",
+        sso_user(5),
+        target("123456789012"),
+        json!({}),
+    ))
+    .await;
+    let message = wait_grant(&org.grants, "failed", "AwsError").await;
+    assert!(
+        message.contains("FAILED") && message.contains("not provisioned"),
+        "{message}"
+    );
+    org.moto.set_faults(json!({}));
+    // Once AWS accepts it, the retry grants it.
+    wait_grant(&org.grants, "failed", "Granted").await;
+    let ps = org.permission_set("PermissionSet00");
+    let assigned = org.assigned("123456789012", &ps).await;
+    for user in [3, 4, 5] {
+        assert_eq!(
+            assigned.iter().filter(|p| **p == org.user_id(user)).count(),
+            1,
+            "user {user}: {assigned:?}"
+        );
+    }
+    org.finish().await;
+}
+
+#[tokio::test]
+async fn changing_a_grant_grants_the_new_access_and_revokes_the_old() {
+    let org = org("grants-change", SMALL, json!({}), |_| {}).await;
+    org.create(grant(
+        "moving",
+        "org",
+        json!({"kind": "IamUser", "name": "iam-user-00"}),
+        json!({"kind": "IamGroupMembership", "group": "iam-group-00"}),
+        json!({}),
+    ))
+    .await;
+    wait_grant(&org.grants, "moving", "Granted").await;
+    org.grants
+        .patch(
+            "moving",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"target": {"group": "iam-group-02"}}})),
+        )
+        .await
+        .expect("patch");
+    wait::until("the new access, and the old one gone", TIMEOUT, || async {
+        (org.iam_groups("iam-user-00").await == ["iam-group-02"]).then_some(())
+    })
+    .await;
+    let replaced = wait::until("a Replaced event", TIMEOUT, || async {
+        org.events("Replaced").await.pop()
+    })
+    .await;
+    let note = replaced.note.unwrap_or_default();
+    assert!(
+        note.contains("iam-group-00") && note.contains("iam-group-02"),
+        "{note}"
+    );
+    let message = wait_grant(&org.grants, "moving", "Granted").await;
+    assert!(message.contains("iam-group-02"), "{message}");
+    assert_eq!(org.iam_groups("iam-user-00").await, ["iam-group-02"]);
+    org.finish().await;
+}
+
+/// 200 grants applied at once converge, with no duplicate assignment in AWS. The time and the
+/// calls are printed for the record (`--nocapture`); the time is not asserted.
+#[tokio::test]
+async fn two_hundred_grants_converge_without_duplicates() {
+    let args = [
+        "--accounts",
+        "5",
+        "--sso-users",
+        "40",
+        "--sso-groups",
+        "1",
+        "--permission-sets",
+        "1",
+        "--assigned-users",
+        "0",
+        "--iam-users",
+        "1",
+    ];
+    let rate = 50.0;
+    let org = org("grants-200", &args, json!({}), |aws| {
+        aws.grant_check = Duration::from_secs(600);
+        aws.limits = aws_access_operator::aws::RateLimits::parse(&format!(
+            "identitycenter={rate},iam=1000,sts=1000,organizations=1000"
+        ))
+        .expect("limits");
+    })
+    .await;
+    let accounts: Vec<String> = org.seed["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .filter(|a| *a != "123456789012")
+        .map(str::to_string)
+        .collect();
+    assert_eq!(accounts.len(), 5);
+    let started = Instant::now();
+    let mut names = Vec::new();
+    for user in 0..40 {
+        for account in &accounts {
+            let name = format!("g-{user:02}-{account}");
+            org.create(grant(&name, "org", sso_user(user), json!({"kind": "PermissionSet", "permissionSet": "PermissionSet00", "accountId": account}), json!({}))).await;
+            names.push(name);
+        }
+    }
+    assert_eq!(names.len(), 200);
+    wait::until("200 grants Granted", Duration::from_secs(240), || async {
+        let list = org.grants.list(&ListParams::default()).await.ok()?;
+        let granted = list
+            .items
+            .iter()
+            .filter(|g| {
+                g.status.as_ref().is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.reason == "Granted")
+                })
+            })
+            .count();
+        (granted == 200).then_some(())
+    })
+    .await;
+    let elapsed = started.elapsed();
+    let ps = org.permission_set("PermissionSet00");
+    for account in &accounts {
+        let principals = org.assigned(account, &ps).await;
+        let mut distinct = principals.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            principals.len(),
+            "no duplicate assignment on {account}"
+        );
+        for user in 0..40 {
+            assert!(
+                principals.contains(&org.user_id(user)),
+                "user {user} on {account}"
+            );
+        }
+    }
+    let calls = org.moto.calls();
+    let total: u64 = calls.values().sum();
+    eprintln!(
+        "200 grants converged in {:.1} s with {total} AWS calls: {calls:?}",
+        elapsed.as_secs_f64()
+    );
+    let identity_center: u64 = calls
+        .iter()
+        .filter(|(op, _)| !matches!(op.as_str(), "GetCallerIdentity" | "AssumeRole"))
+        .map(|(_, n)| n)
+        .sum();
+    eprintln!(
+        "bound: 1.3 x {identity_center} Identity Center calls / {rate} per second = {:.1} s",
+        1.3 * identity_center as f64 / rate
+    );
+    assert_eq!(
+        calls.get("CreateAccountAssignment"),
+        Some(&200),
+        "one create per grant"
+    );
+    org.finish().await;
+}
