@@ -90,11 +90,15 @@ async fn serves_health_and_stops_gracefully_on_sigterm() {
     assert!(metrics.contains("# EOF"), "OpenMetrics text");
 
     let leases: Api<Lease> = Api::namespaced(server.client(), "ops");
-    let held = leases.get("aws-access-operator").await.expect("lease");
-    assert_eq!(
-        held.spec.and_then(|s| s.holder_identity).as_deref(),
-        Some("pod-1")
-    );
+    wait::until(
+        "the lease to name pod-1",
+        Duration::from_secs(30),
+        || async {
+            let held = leases.get("aws-access-operator").await.ok()?;
+            (held.spec?.holder_identity.as_deref() == Some("pod-1")).then_some(())
+        },
+    )
+    .await;
 
     // SIGTERM, as the kubelet sends it, to the process this test started.
     let pid = child.id().to_string();
