@@ -57,4 +57,17 @@ echo "== the same sync again: permission set details come from the cache"
 grep -E '^cost' "$OUT/sync2.log" | sed 's/^/   /'
 
 echo
+echo "== aws-access-operator plan -f examples/demo/ --inventory (offline: no AWS call)"
+"$BIN" plan -f examples/demo/ --inventory "$OUT/inventory.json" | sed 's/^/   /'
+
+echo
+echo "== aws-access-operator apply -f examples/demo/"
+"$BIN" apply -f examples/demo/ --state-dir "$OUT/state" --page-size 25 2> "$OUT/apply.log" | sed 's/^/   /' \
+  || { cat "$OUT/apply.log" >&2; exit 1; }
+
+echo
+echo "== plan again: AWS now matches the grants"
+"$BIN" plan -f examples/demo/ --state-dir "$OUT/state" --page-size 25 2>/dev/null | sed 's/^/   /'
+
+echo
 echo "The inventory is in $OUT/inventory.json; the page state and cache in $OUT/state/."

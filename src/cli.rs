@@ -46,9 +46,9 @@ pub enum Command {
     /// Sync the inventory of one connector without Kubernetes.
     Sync(SyncArgs),
     /// Show what applying grants would change in AWS.
-    Plan(FilesArgs),
+    Plan(PlanArgs),
     /// Apply grants once without Kubernetes.
-    Apply(FilesArgs),
+    Apply(PlanArgs),
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +90,37 @@ pub struct SyncArgs {
     /// Kubernetes here): this environment variable.
     #[arg(long, default_value = "AWS_ACCESS_OPERATOR_EXTERNAL_ID")]
     pub external_id_env: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The AwsConnector and the AccessGrants (files or directories).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Plan against this inventory (from `sync -o`) instead of syncing: no AWS call at all.
+    #[arg(long)]
+    pub inventory: Option<PathBuf>,
+    /// Keep sync state and cache here between runs (see `sync`).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// `table` for people, `json` for pipelines.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: OutputFormat,
+    /// Items per page asked of list calls when syncing.
+    #[arg(long)]
+    pub page_size: Option<i32>,
+    /// Requests per second per service, e.g. `iam=10,identitycenter=10`.
+    #[arg(long, env = "RATE_LIMITS", default_value = "")]
+    pub rate_limits: String,
+    /// Where the external ID comes from when the connector names a Secret.
+    #[arg(long, default_value = "AWS_ACCESS_OPERATOR_EXTERNAL_ID")]
+    pub external_id_env: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -134,10 +165,8 @@ pub async fn main(cli: Cli) -> ExitCode {
         Some(Command::Crd(args)) => print_crds(args.output_dir.as_deref()),
         Some(Command::Validate(files)) => validate(&files.files),
         Some(Command::Sync(args)) => crate::sync_command::run(args).await,
-        Some(Command::Plan(_) | Command::Apply(_)) => {
-            eprintln!("error: this command is not yet implemented");
-            return ExitCode::from(2);
-        }
+        Some(Command::Plan(args)) => crate::plan_command::run(args, false).await,
+        Some(Command::Apply(args)) => crate::plan_command::run(args, true).await,
     };
     match result {
         Ok(code) => code,

@@ -9,6 +9,7 @@ pub mod crd;
 pub mod fingerprint;
 pub mod grant;
 pub mod manifest;
+pub mod plan_command;
 pub mod sync;
 pub mod sync_command;
 pub mod telemetry;

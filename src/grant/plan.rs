@@ -178,3 +178,117 @@ mod tests {
         assert!(Action::NotAllowed.is_refusal() && !Action::Create.is_refusal());
     }
 }
+
+/// Ids → names, from an inventory, for telling people what access is about.
+pub struct Names {
+    users: std::collections::BTreeMap<String, String>,
+    groups: std::collections::BTreeMap<String, String>,
+    permission_sets: std::collections::BTreeMap<String, String>,
+}
+
+impl Names {
+    pub fn new(inventory: &Inventory) -> Self {
+        Self {
+            users: inventory
+                .sso_users
+                .iter()
+                .map(|u| (u.id.clone(), u.user_name.clone()))
+                .collect(),
+            groups: inventory
+                .sso_groups
+                .iter()
+                .map(|g| (g.id.clone(), g.display_name.clone()))
+                .collect(),
+            permission_sets: inventory
+                .permission_sets
+                .iter()
+                .map(|p| (p.arn.clone(), p.name.clone()))
+                .collect(),
+        }
+    }
+
+    fn name<'a>(map: &'a std::collections::BTreeMap<String, String>, id: &'a str) -> &'a str {
+        map.get(id).map_or(id, String::as_str)
+    }
+
+    /// `user alice@example.com: ReadOnly on 111122223333`, `alice@example.com in Identity Center
+    /// group engineers`, `IAM user carol in IAM group deployers`.
+    pub fn describe(&self, access: &Access) -> String {
+        match access {
+            Access::Assignment {
+                account_id,
+                permission_set_arn,
+                principal_type,
+                principal_id,
+                ..
+            } => {
+                let (kind, who) = if principal_type == "GROUP" {
+                    ("group", Self::name(&self.groups, principal_id))
+                } else {
+                    ("user", Self::name(&self.users, principal_id))
+                };
+                let set = Self::name(&self.permission_sets, permission_set_arn);
+                format!("{kind} {who}: {set} on {account_id}")
+            }
+            Access::SsoMembership {
+                group_id, user_id, ..
+            } => format!(
+                "{} in Identity Center group {}",
+                Self::name(&self.users, user_id),
+                Self::name(&self.groups, group_id)
+            ),
+            Access::IamMembership { group, user } => {
+                format!("IAM user {user} in IAM group {group}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod names_tests {
+    use super::*;
+    use crate::sync::inventory::{PermissionSet, SsoGroup, SsoUser};
+
+    #[test]
+    fn names_replace_ids_where_known() {
+        let inventory = Inventory {
+            sso_users: vec![SsoUser {
+                id: "u1".into(),
+                user_name: "alice@example.com".into(),
+                ..SsoUser::default()
+            }],
+            sso_groups: vec![SsoGroup {
+                id: "g1".into(),
+                display_name: "eng".into(),
+                members: vec![],
+            }],
+            permission_sets: vec![PermissionSet {
+                arn: "arn:ps".into(),
+                name: "ReadOnly".into(),
+                ..PermissionSet::default()
+            }],
+            ..Inventory::default()
+        };
+        let names = Names::new(&inventory);
+        let a = Access::Assignment {
+            instance_arn: "i".into(),
+            account_id: "111122223333".into(),
+            permission_set_arn: "arn:ps".into(),
+            principal_type: "USER".into(),
+            principal_id: "u1".into(),
+        };
+        assert_eq!(
+            names.describe(&a),
+            "user alice@example.com: ReadOnly on 111122223333"
+        );
+        let m = Access::SsoMembership {
+            identity_store_id: "d".into(),
+            group_id: "g2".into(),
+            user_id: "u1".into(),
+        };
+        assert_eq!(
+            names.describe(&m),
+            "alice@example.com in Identity Center group g2"
+        );
+    }
+}
