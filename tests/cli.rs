@@ -130,15 +130,3 @@ fn validate_reports_undecodable_objects_and_missing_files() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/grants"));
 }
-
-#[test]
-fn commands_of_later_releases_say_so() {
-    for command in ["plan", "apply"] {
-        let output = binary()
-            .args([command, "-f", "examples"])
-            .output()
-            .expect("run");
-        assert_eq!(output.status.code(), Some(2), "{command}");
-        assert!(String::from_utf8_lossy(&output.stderr).contains("not yet implemented"));
-    }
-}

@@ -808,3 +808,73 @@ async fn two_hundred_grants_converge_without_duplicates() {
     );
     org.finish().await;
 }
+
+#[tokio::test]
+async fn unmanaged_access_is_counted_and_listed_never_revoked() {
+    let org = org("grants-unmanaged", SMALL, json!({}), |_| {}).await;
+    let connectors: Api<AwsConnector> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    let seeded = org.seed["assignments"].as_array().map_or(0, Vec::len)
+        + org.seed["ssoGroups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .map(|g| g["members"].as_array().map_or(0, Vec::len))
+            .sum::<usize>()
+        + 3; // iam-user-01 in one IAM group, iam-user-02 in two
+    let counts = connectors
+        .get("org")
+        .await
+        .expect("get")
+        .status
+        .expect("status")
+        .inventory
+        .expect("counts");
+    assert_eq!(
+        counts.unmanaged_assignments, seeded as u64,
+        "nothing is declared yet"
+    );
+
+    // Declare one existing membership; after the next sync it is no longer unmanaged.
+    org.create(grant(
+        "declared",
+        "org",
+        sso_user(0),
+        json!({"kind": "SsoGroupMembership", "group": "group-00"}),
+        json!({}),
+    ))
+    .await;
+    wait_grant(&org.grants, "declared", "Adopted").await;
+    connectors
+        .patch(
+            "org",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"awsaccess.io/sync-now": "after-grant"}}}),
+            ),
+        )
+        .await
+        .expect("annotate");
+    let counts = wait::until("the next sync", TIMEOUT, || async {
+        let status = connectors.get("org").await.ok()?.status?;
+        (status.last_handled_sync_now.as_deref() == Some("after-grant"))
+            .then_some(status.inventory?)
+    })
+    .await;
+    assert_eq!(counts.unmanaged_assignments, seeded as u64 - 1);
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    let listed = config_maps
+        .get("org-unmanaged-0")
+        .await
+        .expect("unmanaged ConfigMap");
+    let bytes = &listed.binary_data.expect("binaryData")["content"].0;
+    let list: Vec<String> = serde_json::from_slice(bytes).expect("a JSON list");
+    assert_eq!(list.len(), seeded - 1);
+    assert!(
+        org.writes().is_empty(),
+        "unmanaged access is never revoked: {:?}",
+        org.writes()
+    );
+    org.finish().await;
+}

@@ -10,4 +10,5 @@ mod e2e;
 mod grants;
 mod moto_launcher;
 mod operator_process;
+mod plan;
 mod sync;

@@ -1,0 +1,294 @@
+//! `plan` and `apply` through the real binary against moto: every action on a mixed
+//! directory, offline plans that make no AWS call, and apply's exit code.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+use crate::support::moto::{AMBIENT_AWS_VARIABLES, Moto};
+
+const FAST: &str = "sts=1000,iam=1000,organizations=1000,identitycenter=1000";
+
+fn run(moto: &Moto, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aws-access-operator"));
+    command.args(args).args(["--rate-limits", FAST]);
+    for variable in AMBIENT_AWS_VARIABLES {
+        command.env_remove(variable);
+    }
+    for (key, value) in moto.env() {
+        command.env(key, value);
+    }
+    command.output().expect("run")
+}
+
+fn write(dir: &Path, name: &str, documents: &[Value]) {
+    let text: Vec<String> = documents
+        .iter()
+        .map(|d| serde_json::to_string(d).expect("json"))
+        .collect();
+    std::fs::write(dir.join(name), text.join("\n---\n")).expect("write");
+}
+
+fn grant(name: &str, principal: Value, target: Value, extra: Value) -> Value {
+    let mut spec =
+        json!({"connectorRef": {"name": "org"}, "principal": principal, "target": target});
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AccessGrant", "metadata": {"name": name, "namespace": "aws"}, "spec": spec})
+}
+
+fn user(index: usize) -> Value {
+    json!({"kind": "SsoUser", "name": format!("user-{index:02}@example.com")})
+}
+
+fn actions(plan: &Value) -> Vec<(String, String)> {
+    plan["grants"]
+        .as_array()
+        .expect("grants")
+        .iter()
+        .map(|g| {
+            (
+                g["name"].as_str().unwrap_or_default().to_string(),
+                g["action"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn plan_of_a_mixed_directory_then_apply() {
+    let moto = Moto::start();
+    let seed = moto.seed(&[
+        "--accounts",
+        "2",
+        "--sso-users",
+        "6",
+        "--sso-groups",
+        "2",
+        "--iam-users",
+        "3",
+        "--permission-sets",
+        "2",
+        "--assigned-users",
+        "2",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let grants = dir.path().join("grants");
+    std::fs::create_dir(&grants).expect("mkdir");
+    write(
+        dir.path(),
+        "connector.yaml",
+        &[
+            json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+        "metadata": {"name": "org", "namespace": "aws"},
+        "spec": {"region": "us-east-1", "grantPolicy": {"deniedPermissionSets": ["PermissionSet01"]}}}),
+        ],
+    );
+    let ps = |name: &str| json!({"kind": "PermissionSet", "permissionSet": name, "accountId": "123456789012"});
+    write(
+        &grants,
+        "grants.yaml",
+        &[
+            grant("create", user(3), ps("PermissionSet00"), json!({})),
+            grant(
+                "existing",
+                user(0),
+                json!({"kind": "SsoGroupMembership", "group": "group-00"}),
+                json!({}),
+            ),
+            grant("denied", user(3), ps("PermissionSet01"), json!({})),
+            grant(
+                "invalid",
+                json!({"kind": "IamUser", "name": "iam-user-00"}),
+                ps("PermissionSet00"),
+                json!({}),
+            ),
+            grant(
+                "unknown",
+                user(3),
+                json!({"kind": "SsoGroupMembership", "group": "nope"}),
+                json!({}),
+            ),
+            grant(
+                "expired-present",
+                user(1),
+                json!({"kind": "SsoGroupMembership", "group": "group-00"}),
+                json!({"expiresAt": "2020-01-01T00:00:00Z"}),
+            ),
+            grant(
+                "expired-absent",
+                json!({"kind": "IamUser", "name": "iam-user-00"}),
+                json!({"kind": "IamGroupMembership", "group": "iam-group-00"}),
+                json!({"expiresAt": "2020-01-01T00:00:00Z"}),
+            ),
+            grant(
+                "other-connector",
+                user(3),
+                ps("PermissionSet00"),
+                json!({"connectorRef": {"name": "elsewhere"}}),
+            ),
+        ],
+    );
+    let dir_arg = dir.path().to_str().expect("utf-8");
+
+    let output = run(&moto, &["plan", "-f", dir_arg, "--output", "json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&output.stdout).expect("plan JSON");
+    let expected = [
+        ("create", "create"),
+        ("existing", "noChange"),
+        ("denied", "notAllowed"),
+        ("invalid", "invalid"),
+        ("unknown", "unresolved"),
+        ("expired-present", "delete"),
+        ("expired-absent", "expired"),
+        ("other-connector", "invalid"),
+    ];
+    let planned = actions(&plan);
+    for (name, action) in expected {
+        assert!(
+            planned.contains(&(name.to_string(), action.to_string())),
+            "{name} should be {action}: {planned:?}"
+        );
+    }
+    let detail = |name: &str| {
+        plan["grants"]
+            .as_array()
+            .expect("grants")
+            .iter()
+            .find(|g| g["name"] == name)
+            .expect("line")["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(detail("denied").contains("deniedPermissionSets"));
+    assert!(detail("invalid").contains("spec.principal.kind"));
+    assert!(detail("unknown").contains("GroupNotFound"));
+    assert!(detail("other-connector").contains("spec.connectorRef"));
+    // Unmanaged: everything the seed made that no grant here declares.
+    let seeded_access = seed["assignments"].as_array().map_or(0, Vec::len)
+        + seed["ssoGroups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .map(|g| g["members"].as_array().map_or(0, Vec::len))
+            .sum::<usize>()
+        + 3; // IAM: iam-user-01 in one group, iam-user-02 in two
+    let declared_existing = 2; // "existing" and "expired-present"
+    assert_eq!(
+        plan["unmanaged"].as_array().map(Vec::len),
+        Some(seeded_access - declared_existing)
+    );
+
+    // The same plan offline, from an inventory file: no AWS call at all.
+    let inventory = dir.path().join("inventory.json");
+    assert!(
+        run(
+            &moto,
+            &[
+                "sync",
+                "-f",
+                &dir.path().join("connector.yaml").to_string_lossy(),
+                "-o",
+                &inventory.to_string_lossy()
+            ]
+        )
+        .status
+        .success()
+    );
+    moto.reset_calls();
+    let output = run(
+        &moto,
+        &[
+            "plan",
+            "-f",
+            dir_arg,
+            "--inventory",
+            &inventory.to_string_lossy(),
+        ],
+    );
+    assert!(output.status.success());
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.contains("GRANT") && table.contains("ACTION") && table.contains("aws/create"),
+        "{table}"
+    );
+    assert!(
+        table.contains("user user-03@example.com: PermissionSet00 on 123456789012"),
+        "{table}"
+    );
+    assert!(table.contains("Unmanaged access"), "{table}");
+    assert!(
+        moto.calls().is_empty(),
+        "an offline plan calls nothing: {:?}",
+        moto.calls()
+    );
+
+    // apply: creates and revokes what the plan says, refuses the rest, and exits 1 for them.
+    let output = run(&moto, &["apply", "-f", dir_arg, "--output", "json"]);
+    assert_eq!(output.status.code(), Some(1), "refused grants fail apply");
+    let applied: Value = serde_json::from_slice(&output.stdout).expect("json");
+    let result = |name: &str| {
+        applied["grants"]
+            .as_array()
+            .expect("grants")
+            .iter()
+            .find(|g| g["name"] == name)
+            .expect("line")["result"]
+            .clone()
+    };
+    assert_eq!(result("create"), "granted");
+    assert_eq!(result("expired-present"), "revoked");
+    assert_eq!(
+        result("denied"),
+        Value::Null,
+        "refused grants are not applied"
+    );
+    let writes: Vec<String> = moto
+        .calls()
+        .into_keys()
+        .filter(|op| op.starts_with("Create") || op.starts_with("Delete"))
+        .collect();
+    assert_eq!(writes, ["CreateAccountAssignment", "DeleteGroupMembership"]);
+
+    // Without the refused grants, apply succeeds and a second plan has nothing to do.
+    write(
+        &grants,
+        "grants.yaml",
+        &[
+            grant("create", user(3), ps("PermissionSet00"), json!({})),
+            grant(
+                "existing",
+                user(0),
+                json!({"kind": "SsoGroupMembership", "group": "group-00"}),
+                json!({}),
+            ),
+            grant(
+                "member",
+                json!({"kind": "IamUser", "name": "iam-user-00"}),
+                json!({"kind": "IamGroupMembership", "group": "iam-group-01"}),
+                json!({}),
+            ),
+        ],
+    );
+    let output = run(&moto, &["apply", "-f", dir_arg]);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = run(&moto, &["plan", "-f", dir_arg, "-o", "json"]);
+    let plan: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert!(
+        actions(&plan).iter().all(|(_, a)| a == "noChange"),
+        "{plan}"
+    );
+}
