@@ -43,7 +43,7 @@ async fn org(
     let mut aws_settings = aws(&moto).await;
     tune(&mut aws_settings);
     let (trigger, stop) = shutdown::channel();
-    aws_access_operator::telemetry::init(aws_access_operator::telemetry::LogFormat::Plain, "info");
+    aws_access_operator::telemetry::init(aws_access_operator::telemetry::LogFormat::Plain, "warn");
     let mut settings = settings(&cluster.namespace, "replica", aws_settings);
     settings.namespaces.push(other.clone());
     let operator = controller::start(cluster.client.clone(), settings, stop)

@@ -123,7 +123,7 @@ pub async fn start_operator(
     identity: &str,
     moto: &Moto,
 ) -> (shutdown::Trigger, controller::Operator) {
-    aws_access_operator::telemetry::init(aws_access_operator::telemetry::LogFormat::Plain, "info");
+    aws_access_operator::telemetry::init(aws_access_operator::telemetry::LogFormat::Plain, "warn");
     let (trigger, stop) = shutdown::channel();
     let operator = controller::start(
         client.clone(),
