@@ -25,7 +25,7 @@ use crate::grant::policy::{check_grant, namespace_allowed};
 use crate::grant::resolve::{Directory, resolve};
 use crate::manifest::{Document, load};
 use crate::sync::cache::SyncCache;
-use crate::sync::{DirStore, Inventory, MemoryStore, SyncOptions};
+use crate::sync::{Inventory, SyncOptions};
 
 /// Assignment operations `apply` runs at once (AWS allows 15 in flight, shared).
 const IN_FLIGHT: usize = 10;
@@ -179,29 +179,14 @@ async fn inventory_and_session(
                 page_size: args.page_size.unwrap_or(i32::MAX),
                 ..SyncOptions::default()
             };
-            let session = &authenticated.session;
-            let result = match &args.state_dir {
-                Some(dir) => {
-                    crate::sync::run(
-                        session,
-                        &connector.spec.sync,
-                        &scope,
-                        &DirStore::new(dir),
-                        &options,
-                    )
-                    .await
-                }
-                None => {
-                    crate::sync::run(
-                        session,
-                        &connector.spec.sync,
-                        &scope,
-                        &MemoryStore::default(),
-                        &options,
-                    )
-                    .await
-                }
-            };
+            let result = crate::sync_command::sync_once(
+                &authenticated.session,
+                connector,
+                &scope,
+                args.state_dir.as_deref(),
+                &options,
+            )
+            .await;
             match result {
                 Ok(inventory) => inventory,
                 Err(error) => return Ok(Err(error.to_string())),

@@ -14,6 +14,21 @@ use crate::cli::SyncArgs;
 use crate::manifest::{Document, load};
 use crate::sync::{DirStore, Inventory, MemoryStore, SyncOptions};
 
+/// One sync with the page state and cache in `state_dir` (resumable), or in memory.
+pub async fn sync_once(
+    session: &crate::aws::Session,
+    connector: &AwsConnector,
+    scope: &str,
+    state_dir: Option<&std::path::Path>,
+    options: &SyncOptions,
+) -> Result<Inventory, crate::sync::SyncError> {
+    let sync = &connector.spec.sync;
+    match state_dir {
+        Some(dir) => crate::sync::run(session, sync, scope, &DirStore::new(dir), options).await,
+        None => crate::sync::run(session, sync, scope, &MemoryStore::default(), options).await,
+    }
+}
+
 /// The one AwsConnector in `files`.
 pub fn one_connector(files: &[std::path::PathBuf]) -> anyhow::Result<AwsConnector> {
     let (loaded, _) = load(files)?;

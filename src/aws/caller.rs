@@ -103,6 +103,16 @@ impl Caller {
         }
     }
 
+    /// The same rate limits (shared: the quota is the same) with counters of its own, to
+    /// measure one piece of work.
+    pub fn with_fresh_stats(&self) -> Self {
+        Self {
+            buckets: self.buckets.clone(),
+            stats: Arc::default(),
+            retry: self.retry.clone(),
+        }
+    }
+
     pub fn stats(&self) -> &CallStats {
         &self.stats
     }

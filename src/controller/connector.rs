@@ -18,7 +18,7 @@ use crate::api::conditions::{ConditionStatus, ConditionUpdate, Conditions};
 use crate::api::connector::{SYNC_NOW_ANNOTATION, SyncSummary};
 use crate::api::validation::{describe, validate_connector};
 use crate::api::{AwsConnector, AwsConnectorStatus, duration};
-use crate::aws::{AwsError, Caller, ErrorKind, RetryPolicy};
+use crate::aws::{AwsError, ErrorKind};
 use crate::connect::{self, Authenticated};
 use crate::grant::access::Access;
 use crate::grant::plan::unmanaged;
@@ -188,7 +188,7 @@ pub async fn reconcile(connector: Arc<AwsConnector>, ctx: Arc<Context>) -> Resul
         Ok(identity) => {
             ctx.keep_session(&key, fingerprint, session.clone());
             Authenticated {
-                session: session.with_caller(Caller::new(&ctx.aws.limits, RetryPolicy::default())),
+                session: session.with_caller(session.caller.with_fresh_stats()),
                 identity,
             }
         }

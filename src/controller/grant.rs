@@ -290,14 +290,7 @@ async fn realise(
         let target = held.clone().unwrap_or_else(|| access.clone());
         let mut outcome = match revoke_with_slot(ctx, connector, &session, &target).await {
             Ok(Change::InProgress(request)) => {
-                next.last_request_id = Some(request.clone());
-                return Ok(Outcome::new(
-                    not_granted(
-                        "Pending",
-                        format!("revoking {target}: AWS is still deleting it (request {request})"),
-                    ),
-                    Action::requeue(Duration::from_secs(10)),
-                ));
+                return Ok(in_progress(next, format!("revoking {target}"), request));
             }
             Ok(change) => {
                 if let Change::Done(Some(request)) = &change {
@@ -363,14 +356,7 @@ async fn realise(
         }
         (false, _) => match grant_with_slot(ctx, connector, &session, &access).await {
             Ok(Change::InProgress(request)) => {
-                next.last_request_id = Some(request.clone());
-                return Ok(Outcome::new(
-                    not_granted(
-                        "Pending",
-                        format!("granting {access}: AWS is still creating it (request {request})"),
-                    ),
-                    Action::requeue(Duration::from_secs(10)),
-                ));
+                return Ok(in_progress(next, format!("granting {access}"), request));
             }
             Ok(change) => {
                 if let Change::Done(Some(request)) = &change {
@@ -426,6 +412,17 @@ async fn realise(
     );
     outcome.events = events;
     Ok(outcome)
+}
+
+/// An assignment operation AWS is still working on: remembered by request id, looked at again
+/// soon.
+fn in_progress(next: &mut AccessGrantStatus, doing: String, request: String) -> Outcome {
+    let message = format!("{doing}: AWS is still working on it (request {request})");
+    next.last_request_id = Some(request);
+    Outcome::new(
+        not_granted("Pending", message),
+        Action::requeue(Duration::from_secs(10)),
+    )
 }
 
 /// When to look again: the drift check, or the expiry if sooner.
