@@ -387,3 +387,30 @@ async fn a_refused_role_is_reported_on_the_connector() {
     operator.task.await.expect("join").expect("clean shutdown");
     cluster.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_stop_right_after_start_still_ends_and_frees_the_lease() {
+    let moto = Moto::start();
+    let cluster = TestCluster::start("e2e-stop").await;
+    let (trigger, operator) =
+        start_operator(&cluster.client, &cluster.namespace, "replica-a", &moto).await;
+    // Stop as soon as it leads, before its watches may have listed anything.
+    wait::until("leadership", TIMEOUT, || async {
+        (operator.metrics.leader.get() == 1).then_some(())
+    })
+    .await;
+    trigger.fire();
+    let finished = tokio::time::timeout(std::time::Duration::from_secs(30), operator.task)
+        .await
+        .expect("the operator stops within 30 s");
+    finished.expect("join").expect("clean stop");
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let lease = leases.get("aws-access-operator").await.expect("lease");
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity),
+        None,
+        "the lease is released"
+    );
+    cluster.cleanup().await;
+}

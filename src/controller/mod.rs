@@ -275,8 +275,17 @@ async fn run_controllers(
         },
         "controllers started"
     );
-    futures::future::join_all(runs).await;
-    tracing::info!("controllers stopped");
+    // A graceful stop waits for in-flight reconciliations, and (in kube-runtime) for the first
+    // list of each watch; a stop requested before that list completes would wait forever, so
+    // after FORCE_STOP_AFTER the controllers are dropped. A sync cut short resumes from its page
+    // state at the next start.
+    tokio::select! {
+        _ = futures::future::join_all(runs) => tracing::info!("controllers stopped"),
+        () = async {
+            shutdown.wait().await;
+            tokio::time::sleep(FORCE_STOP_AFTER).await;
+        } => tracing::warn!("controllers did not stop within {FORCE_STOP_AFTER:?}; stopped them"),
+    }
 }
 
 /// Runs one reconciliation, measuring it and resetting the object's backoff on success.
@@ -337,3 +346,7 @@ pub const RENEW_GRACE_SECONDS: u64 = 5;
 
 /// How long `run` waits for controllers to finish in-flight work after SIGTERM.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// How long controllers get to stop by themselves before they are dropped (less than
+/// `SHUTDOWN_GRACE`, so that the lease is still released).
+pub const FORCE_STOP_AFTER: Duration = Duration::from_secs(10);
