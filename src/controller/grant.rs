@@ -285,9 +285,22 @@ async fn realise(
     let expiry = expires_at(&grant.spec, granted_at, now);
     next.expires_at = expiry.map(rfc3339);
 
-    // Expired: revoke what this grant holds, and keep the object.
+    // Expired: revoke what this grant holds, and keep the object. A grant that expired before
+    // it ever held access grants nothing and revokes nothing.
     if expiry.is_some_and(|at| at <= now) {
-        let target = held.clone().unwrap_or_else(|| access.clone());
+        let Some(target) = held.clone() else {
+            let message = format!(
+                "expired at {} before anything was granted",
+                next.expires_at.as_deref().unwrap_or_default()
+            );
+            return Ok(Outcome::new(
+                vec![
+                    ConditionUpdate::new("Granted", ConditionStatus::False, "Expired", &message),
+                    ConditionUpdate::new("Ready", ConditionStatus::True, "Expired", message),
+                ],
+                Action::await_change(),
+            ));
+        };
         let mut outcome = match revoke_with_slot(ctx, connector, &session, &target).await {
             Ok(Change::InProgress(request)) => {
                 return Ok(in_progress(next, format!("revoking {target}"), request));
