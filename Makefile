@@ -31,9 +31,10 @@ $(VENV)/.installed: tests/support/requirements.txt
 build:
 	$(CARGO) build --locked
 
-## crds: regenerate crds/ from the Rust types
+## crds: regenerate crds/ and the chart's CRDs from the Rust types
 crds:
 	$(CARGO) run --quiet --locked -- crd --output-dir crds
+	$(CARGO) run --quiet --locked -- crd --output-dir charts/aws-access-operator/templates/crds
 
 lint:
 	$(CARGO) fmt --all -- --check

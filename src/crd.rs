@@ -5,10 +5,22 @@ use kube::CustomResourceExt;
 
 use crate::api::{AccessGrant, AwsConnector};
 
-/// Every CRD the operator owns.
+/// Every CRD the operator owns. They carry Helm's keep policy: the chart installs and upgrades
+/// them as templates (Helm never upgrades its `crds/` folder), and uninstalling the chart must
+/// not delete every AwsConnector and AccessGrant with them.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![AwsConnector::crd(), AccessGrant::crd()]
+    let mut crds = vec![AwsConnector::crd(), AccessGrant::crd()];
+    for crd in &mut crds {
+        crd.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert("helm.sh/resource-policy".into(), "keep".into());
+    }
+    crds
 }
+
+/// Where the chart keeps its copy of the CRDs, relative to the repository.
+pub const CHART_CRDS: &str = "charts/aws-access-operator/templates/crds";
 
 /// One CRD as a YAML document, as stored in `crds/<name>.yaml`.
 pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_saphyr::SerializeError> {

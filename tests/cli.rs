@@ -21,6 +21,13 @@ fn crds_on_disk_match_the_binary() {
         let name = aws_access_operator::crd::file_name(&crd);
         let on_disk = std::fs::read_to_string(repo("crds").join(&name))
             .unwrap_or_else(|e| panic!("crds/{name}: {e} (run `make crds`)"));
+        let in_chart =
+            std::fs::read_to_string(repo(aws_access_operator::crd::CHART_CRDS).join(&name))
+                .unwrap_or_else(|e| panic!("the chart's {name}: {e} (run `make crds`)"));
+        assert!(
+            in_chart == on_disk,
+            "the chart's {name} differs from crds/{name}: run `make crds`"
+        );
         let rendered = aws_access_operator::crd::to_yaml(&crd).expect("yaml");
         if on_disk != rendered {
             let line = on_disk

@@ -11,4 +11,5 @@ mod grants;
 mod moto_launcher;
 mod operator_process;
 mod plan;
+mod rbac;
 mod sync;

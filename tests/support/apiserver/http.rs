@@ -19,22 +19,66 @@ use super::store::{ApiError, ApiResult, Change, PatchType, Store};
 
 type Body = BoxBody<Bytes, Infallible>;
 
-pub async fn serve(listener: tokio::net::TcpListener, store: Arc<Mutex<Store>>, options: Options) {
+type Recorder = Arc<Mutex<std::collections::BTreeSet<super::Access>>>;
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Arc<Mutex<Store>>,
+    options: Options,
+    recorder: Option<Recorder>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let (store, options) = (store.clone(), options.clone());
+        let (store, options, recorder) = (store.clone(), options.clone(), recorder.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
-                let (store, options) = (store.clone(), options.clone());
-                async move { Ok::<_, Infallible>(handle(request, store, options).await) }
+                let (store, options, recorder) = (store.clone(), options.clone(), recorder.clone());
+                async move {
+                    if let Some(recorder) = &recorder {
+                        record(&store, recorder, &request);
+                    }
+                    Ok::<_, Infallible>(handle(request, store, options).await)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
     }
+}
+
+/// Records a request as RBAC sees it: (group, resource[/subresource], verb).
+fn record(store: &Arc<Mutex<Store>>, recorder: &Recorder, request: &Request<Incoming>) {
+    let store = store.lock().unwrap_or_else(|p| p.into_inner());
+    let Ok(target) = route(&store, request.uri().path()) else {
+        return;
+    };
+    let kind = &store.kinds[target.kind];
+    let watch = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let verb = match (request.method(), target.name.is_some()) {
+        (&Method::GET, false) if watch => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, _) => "delete",
+        _ => return,
+    };
+    let resource = match &target.subresource {
+        Some(sub) => format!("{}/{sub}", kind.plural),
+        None => kind.plural.to_string(),
+    };
+    recorder.lock().unwrap_or_else(|p| p.into_inner()).insert((
+        kind.group.to_string(),
+        resource,
+        verb.to_string(),
+    ));
 }
 
 fn full(status: u16, body: &Value) -> Response<Body> {

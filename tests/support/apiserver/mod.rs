@@ -45,11 +45,18 @@ impl Default for Options {
     }
 }
 
-/// A running emulator; stops when dropped.
+/// What a request asked for, in RBAC's terms: (API group, resource[/subresource], verb).
+pub type Access = (String, String, String);
+
+/// A running emulator; stops when dropped. It listens twice on the same storage: requests on
+/// `recorded_addr` are also recorded in RBAC terms, so that a test can see exactly what one
+/// client (the operator) asked of the API.
 pub struct ApiServer {
     pub addr: SocketAddr,
+    pub recorded_addr: SocketAddr,
     store: Arc<Mutex<Store>>,
-    task: tokio::task::JoinHandle<()>,
+    recorded: Arc<Mutex<std::collections::BTreeSet<Access>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl ApiServer {
@@ -59,12 +66,49 @@ impl ApiServer {
 
     pub async fn start_with(options: Options) -> Self {
         let store = Arc::new(Mutex::new(Store::new(options.history_limit)));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let addr = listener.local_addr().expect("bound address");
-        let task = tokio::spawn(http::serve(listener, store.clone(), options));
-        Self { addr, store, task }
+        let recorded = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+        let bind = || async {
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind a loopback port")
+        };
+        let (plain, recording) = (bind().await, bind().await);
+        let addr = plain.local_addr().expect("bound address");
+        let recorded_addr = recording.local_addr().expect("bound address");
+        let tasks = vec![
+            tokio::spawn(http::serve(plain, store.clone(), options.clone(), None)),
+            tokio::spawn(http::serve(
+                recording,
+                store.clone(),
+                options,
+                Some(recorded.clone()),
+            )),
+        ];
+        Self {
+            addr,
+            recorded_addr,
+            store,
+            recorded,
+            tasks,
+        }
+    }
+
+    /// A client whose requests are recorded (see `recorded`).
+    pub fn recorded_client(&self) -> kube::Client {
+        let config = kube::Config::new(
+            format!("http://{}", self.recorded_addr)
+                .parse()
+                .expect("valid url"),
+        );
+        kube::Client::try_from(config).expect("client")
+    }
+
+    /// What the recorded client asked for.
+    pub fn recorded(&self) -> std::collections::BTreeSet<Access> {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn url(&self) -> String {
@@ -94,6 +138,8 @@ impl ApiServer {
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
