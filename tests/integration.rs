@@ -8,6 +8,7 @@ mod cli;
 mod configmap_store;
 mod e2e;
 mod grants;
+mod iam_policies;
 mod moto_launcher;
 mod operator_process;
 mod plan;

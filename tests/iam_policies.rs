@@ -1,0 +1,173 @@
+//! The IAM policies shipped under docs/iam/ allow exactly the AWS operations the code can call:
+//! every operation name in src/aws/ must have an action here, and the policies allow nothing
+//! else.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Operation → the IAM action that authorizes it. `None`: no permission is needed.
+const ACTIONS: &[(&str, Option<&str>)] = &[
+    ("GetCallerIdentity", None),
+    ("AssumeRole", Some("sts:AssumeRole")),
+    ("ListAccounts", Some("organizations:ListAccounts")),
+    (
+        "GetAccountAuthorizationDetails",
+        Some("iam:GetAccountAuthorizationDetails"),
+    ),
+    ("ListAccessKeys", Some("iam:ListAccessKeys")),
+    ("GetAccessKeyLastUsed", Some("iam:GetAccessKeyLastUsed")),
+    ("ListGroupsForUser", Some("iam:ListGroupsForUser")),
+    ("AddUserToGroup", Some("iam:AddUserToGroup")),
+    ("RemoveUserFromGroup", Some("iam:RemoveUserFromGroup")),
+    ("ListInstances", Some("sso:ListInstances")),
+    ("ListPermissionSets", Some("sso:ListPermissionSets")),
+    ("DescribePermissionSet", Some("sso:DescribePermissionSet")),
+    (
+        "ListAccountsForProvisionedPermissionSet",
+        Some("sso:ListAccountsForProvisionedPermissionSet"),
+    ),
+    ("ListAccountAssignments", Some("sso:ListAccountAssignments")),
+    (
+        "ListAccountAssignmentsForPrincipal",
+        Some("sso:ListAccountAssignmentsForPrincipal"),
+    ),
+    (
+        "DescribeAccountAssignmentCreationStatus",
+        Some("sso:DescribeAccountAssignmentCreationStatus"),
+    ),
+    (
+        "DescribeAccountAssignmentDeletionStatus",
+        Some("sso:DescribeAccountAssignmentDeletionStatus"),
+    ),
+    (
+        "CreateAccountAssignment",
+        Some("sso:CreateAccountAssignment"),
+    ),
+    (
+        "DeleteAccountAssignment",
+        Some("sso:DeleteAccountAssignment"),
+    ),
+    ("ListUsers", Some("identitystore:ListUsers")),
+    ("ListGroups", Some("identitystore:ListGroups")),
+    (
+        "ListGroupMemberships",
+        Some("identitystore:ListGroupMemberships"),
+    ),
+    ("GetUserId", Some("identitystore:GetUserId")),
+    ("GetGroupId", Some("identitystore:GetGroupId")),
+    (
+        "GetGroupMembershipId",
+        Some("identitystore:GetGroupMembershipId"),
+    ),
+    (
+        "CreateGroupMembership",
+        Some("identitystore:CreateGroupMembership"),
+    ),
+    (
+        "DeleteGroupMembership",
+        Some("identitystore:DeleteGroupMembership"),
+    ),
+];
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Operation names (string literals such as "ListUsers") in the non-test code of src/aws/.
+fn operations_in_code() -> BTreeSet<String> {
+    let pattern = regex_lite::Regex::new(
+        r#""((?:List|Get|Describe|Create|Delete|Add|Remove|Assume|Provision)[A-Z][A-Za-z]+)""#,
+    )
+    .expect("regex");
+    let mut found = BTreeSet::new();
+    for entry in std::fs::read_dir(repo().join("src/aws")).expect("src/aws") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("source");
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        found.extend(pattern.captures_iter(code).map(|c| c[1].to_string()));
+    }
+    found
+}
+
+fn allowed(file: &str) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(repo().join("docs/iam").join(file)).expect("policy");
+    let policy: serde_json::Value = serde_json::from_str(&text).expect("policy JSON");
+    let mut out = BTreeSet::new();
+    for statement in policy["Statement"].as_array().expect("statements") {
+        assert_eq!(statement["Effect"], "Allow", "{file}");
+        match &statement["Action"] {
+            serde_json::Value::String(a) => {
+                out.insert(a.clone());
+            }
+            serde_json::Value::Array(list) => {
+                out.extend(list.iter().filter_map(|a| a.as_str().map(str::to_string)))
+            }
+            other => panic!("{file}: unexpected Action {other}"),
+        }
+    }
+    out
+}
+
+#[test]
+fn shipped_policies_allow_exactly_what_the_code_calls() {
+    let operations = operations_in_code();
+    assert!(
+        operations.len() > 20,
+        "the scan finds the operations: {operations:?}"
+    );
+    let mut needed = BTreeSet::new();
+    for operation in &operations {
+        let action = ACTIONS
+            .iter()
+            .find(|(op, _)| op == operation)
+            .unwrap_or_else(|| {
+                panic!("{operation} is called but has no IAM action here: add it, and to docs/iam/")
+            })
+            .1;
+        needed.extend(action.map(str::to_string));
+    }
+    let writes: BTreeSet<String> = needed
+        .iter()
+        .filter(|a| {
+            ["Create", "Delete", "Add", "Remove"]
+                .iter()
+                .any(|w| a.split(':').nth(1).is_some_and(|n| n.starts_with(w)))
+        })
+        .cloned()
+        .collect();
+    let assume: BTreeSet<String> = ["sts:AssumeRole".to_string()].into();
+    let reads: BTreeSet<String> = needed
+        .difference(&writes)
+        .filter(|a| !assume.contains(*a))
+        .cloned()
+        .collect();
+
+    assert_eq!(
+        allowed("sync-policy.json"),
+        reads,
+        "the read-only sync policy"
+    );
+    assert_eq!(allowed("grant-policy.json"), writes, "the grant policy");
+    assert_eq!(
+        allowed("irsa-role-policy.json"),
+        assume,
+        "the IRSA role only assumes the connector roles"
+    );
+    for trust in [
+        "irsa-trust-policy.json",
+        "connector-role-trust-policy.json",
+        "broker-role-trust-policy.json",
+    ] {
+        let text =
+            std::fs::read_to_string(repo().join("docs/iam").join(trust)).expect("trust policy");
+        let _: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{trust}: {e}"));
+    }
+    // Nothing listed that the code no longer calls.
+    for (operation, _) in ACTIONS {
+        assert!(
+            operations.contains(*operation),
+            "{operation} is listed but no longer called"
+        );
+    }
+}
