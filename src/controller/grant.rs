@@ -191,6 +191,14 @@ async fn apply(
     next.observed_generation = generation;
     status::write(api, &grant.name_any(), current.as_ref(), &next).await?;
 
+    let key = format!(
+        "{}/{}",
+        grant.namespace().unwrap_or_default(),
+        grant.name_any()
+    );
+    if let Some(ready) = outcome.updates.iter().find(|u| u.type_ == "Ready") {
+        ctx.metrics.observe_grant(&key, Some(&ready.reason));
+    }
     if let Some(ready) = outcome.updates.iter().find(|u| u.type_ == "Ready")
         && old_reason.as_deref() != Some(ready.reason.as_str())
     {
@@ -527,6 +535,10 @@ async fn revoke_with_slot(
 /// and the grant did not explicitly say Revoke. The finalizer goes only once AWS confirms.
 async fn cleanup(grant: &AccessGrant, ctx: &Context) -> Result<Action, Error> {
     let name = grant.name_any();
+    ctx.metrics.observe_grant(
+        &format!("{}/{name}", grant.namespace().unwrap_or_default()),
+        None,
+    );
     let status = grant.status.clone().unwrap_or_default();
     let Some(access) = status
         .access

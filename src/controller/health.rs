@@ -105,6 +105,10 @@ mod tests {
     fn readiness_follows_the_flag_and_metrics_are_openmetrics() {
         let (health, metrics) = (Health::default(), Metrics::default());
         metrics.observe_reconcile("grant", std::time::Duration::from_millis(3));
+        metrics.observe_grant("ns/a", Some("Granted"));
+        metrics.observe_grant("ns/b", Some("Granted"));
+        metrics.observe_grant("ns/b", Some("NotAllowed"));
+        metrics.observe_grant("ns/a", None);
         assert_eq!(route("/readyz", &health, &metrics).status(), 503);
         health.set_ready(true);
         assert_eq!(route("/readyz", &health, &metrics).status(), 200);
@@ -113,6 +117,14 @@ mod tests {
         let text = metrics.render();
         assert!(
             text.contains("aws_access_operator_reconciles_total{controller=\"grant\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("aws_access_operator_grants{reason=\"Granted\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("aws_access_operator_grants{reason=\"NotAllowed\"} 1"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));

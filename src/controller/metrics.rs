@@ -32,6 +32,11 @@ pub struct InventoryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub controller: &'static str,
     pub error: &'static str,
@@ -48,6 +53,9 @@ pub struct Metrics {
     pub aws_throttled: Family<ConnectorLabels, Counter>,
     pub sync_duration: Family<ConnectorLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub inventory_items: Family<InventoryLabels, Gauge>,
+    pub grants: Family<ReasonLabels, Gauge>,
+    /// The last `Ready` reason of each grant, to keep `grants` exact.
+    grant_reasons: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl Default for Metrics {
@@ -101,6 +109,12 @@ impl Default for Metrics {
             "Items in the last inventory, by kind",
             inventory_items.clone(),
         );
+        let grants = Family::<ReasonLabels, Gauge>::default();
+        registry.register(
+            "grants",
+            "AccessGrants by the reason of their Ready condition",
+            grants.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -111,6 +125,8 @@ impl Default for Metrics {
             aws_throttled,
             sync_duration,
             inventory_items,
+            grants,
+            grant_reasons: Default::default(),
         }
     }
 }
@@ -128,6 +144,30 @@ impl Metrics {
         self.reconcile_errors
             .get_or_create(&ErrorLabels { controller, error })
             .inc();
+    }
+
+    /// Records a grant's current reason (`None` once it is gone).
+    pub fn observe_grant(&self, grant: &str, reason: Option<&str>) {
+        let mut reasons = self.grant_reasons.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = match reason {
+            Some(reason) => reasons.insert(grant.to_string(), reason.to_string()),
+            None => reasons.remove(grant),
+        };
+        if previous.as_deref() == reason {
+            return;
+        }
+        if let Some(old) = previous {
+            self.grants
+                .get_or_create(&ReasonLabels { reason: old })
+                .dec();
+        }
+        if let Some(new) = reason {
+            self.grants
+                .get_or_create(&ReasonLabels {
+                    reason: new.to_string(),
+                })
+                .inc();
+        }
     }
 
     /// Records what a sync cost.
