@@ -18,7 +18,9 @@ demo: venv build
 ## test: install the test dependencies (moto into .venv) and run every test
 test: venv
 	$(CLEAN_AWS_ENV) $(CARGO) test --locked
-	$(CLEAN_AWS_ENV) $(VENV)/bin/python -m unittest discover -s tests/moto
+	for suite in tests/moto tests/chart tests/health; do \
+		$(CLEAN_AWS_ENV) $(VENV)/bin/python -m unittest discover -s $$suite || exit 1; \
+	done
 
 ## venv: moto's server and boto3 for the tests, in .venv
 venv: $(VENV)/.installed

@@ -5,6 +5,7 @@ pub mod conditions;
 pub mod connector;
 pub mod duration;
 pub mod grant;
+pub mod health;
 pub mod rules;
 pub mod validation;
 

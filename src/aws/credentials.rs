@@ -55,6 +55,25 @@ impl AwsBase {
     }
 }
 
+/// Why STS refused a hop, in a line: the service's error code and message when there is one.
+fn sts_cause(error: &CredentialsError) -> String {
+    use aws_sdk_sts::error::ProvideErrorMetadata;
+    type AssumeRoleFailure = aws_sdk_sts::error::SdkError<
+        aws_sdk_sts::operation::assume_role::AssumeRoleError,
+        aws_smithy_runtime_api::http::Response,
+    >;
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(failure) = e.downcast_ref::<AssumeRoleFailure>()
+            && let Some(code) = failure.code()
+        {
+            return format!("{code}: {}", failure.message().unwrap_or("no message"));
+        }
+        current = e.source();
+    }
+    super::error::describe_chain(error)
+}
+
 /// One hop of the role chain, named by the field that configures it.
 struct Hop {
     field: &'static str,
@@ -103,8 +122,7 @@ impl ProvideCredentials for Hop {
                 CredentialsError::provider_error(HopError {
                     field: self.field,
                     role_arn: self.role_arn.clone(),
-                    cause: aws_smithy_types::error::display::DisplayErrorContext(&error)
-                        .to_string(),
+                    cause: sts_cause(&error),
                 })
             })
         })

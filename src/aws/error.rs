@@ -95,6 +95,21 @@ impl fmt::Display for AwsError {
 
 impl std::error::Error for AwsError {}
 
+/// The messages of an error and its sources, joined: what a person needs, without the debug
+/// dumps of raw responses that the SDK's own display context appends.
+pub fn describe_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if parts.last() != Some(&text) && !text.is_empty() {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
 /// Classifies an error code (and HTTP status, when known).
 pub fn classify(code: Option<&str>, status: Option<u16>) -> ErrorKind {
     match code {
@@ -174,8 +189,7 @@ impl AwsError {
             | SdkError::ResponseError(_) => {
                 // A credentials failure surfaces as a dispatch failure; keep the whole chain so
                 // that the hop that failed is named.
-                let chain =
-                    aws_smithy_types::error::display::DisplayErrorContext(&error).to_string();
+                let chain = describe_chain(&error);
                 let kind = if chain.contains("credentials") {
                     ErrorKind::Credentials
                 } else {
@@ -184,8 +198,7 @@ impl AwsError {
                 Self::new(operation, kind, chain)
             }
             SdkError::ConstructionFailure(_) => {
-                let chain =
-                    aws_smithy_types::error::display::DisplayErrorContext(&error).to_string();
+                let chain = describe_chain(&error);
                 let kind = if chain.contains("credentials") {
                     ErrorKind::Credentials
                 } else {
@@ -193,11 +206,7 @@ impl AwsError {
                 };
                 Self::new(operation, kind, chain)
             }
-            _ => Self::new(
-                operation,
-                ErrorKind::Other,
-                aws_smithy_types::error::display::DisplayErrorContext(&error).to_string(),
-            ),
+            _ => Self::new(operation, ErrorKind::Other, describe_chain(&error)),
         }
     }
 

@@ -1,0 +1,89 @@
+"""Static checks of the Helm chart (no helm binary here): values against their schema, every
+`.Values` path a template uses exists, the chart's CRDs are the generated ones."""
+
+import json
+import os
+import re
+import unittest
+
+import jsonschema
+import yaml
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+CHART = os.path.join(ROOT, "charts", "aws-access-operator")
+
+
+def load_values():
+    with open(os.path.join(CHART, "values.yaml")) as f:
+        return yaml.safe_load(f)
+
+
+def templates():
+    base = os.path.join(CHART, "templates")
+    for directory, _, files in os.walk(base):
+        for name in files:
+            if name.endswith((".yaml", ".tpl", ".txt")):
+                path = os.path.join(directory, name)
+                with open(path) as f:
+                    yield os.path.relpath(path, CHART), f.read()
+
+
+class ChartTest(unittest.TestCase):
+    def test_values_match_the_schema(self):
+        with open(os.path.join(CHART, "values.schema.json")) as f:
+            schema = json.load(f)
+        jsonschema.Draft7Validator.check_schema(schema)
+        jsonschema.validate(load_values(), schema)
+        # The schema refuses what would break the operator.
+        for bad in [{"logFormat": "xml"}, {"grantCheckInterval": "5 minutes"}, {"aws": {"rateLimits": "ec2=5"}},
+                    {"replicaCount": 0}, {"watchNamespaces": ["Not_A_Namespace"]}, {"unknownKey": True}]:
+            values = load_values()
+            values.update(bad)
+            with self.assertRaises(jsonschema.ValidationError, msg=str(bad)):
+                jsonschema.validate(values, schema)
+
+    def test_every_values_path_in_templates_exists(self):
+        values = load_values()
+        used = set()
+        for name, text in templates():
+            for path in re.findall(r"\.Values((?:\.[A-Za-z0-9_]+)+)", text):
+                used.add((name, path))
+        self.assertGreater(len(used), 20)
+        for name, path in sorted(used):
+            node = values
+            for key in path.strip(".").split("."):
+                self.assertIsInstance(node, dict, f"{name}: .Values{path}")
+                self.assertIn(key, node, f"{name} uses .Values{path}, which values.yaml does not define")
+                node = node[key]
+
+    def test_every_value_is_used(self):
+        text = "".join(t for _, t in templates())
+        def walk(prefix, node):
+            for key, value in node.items():
+                path = f"{prefix}.{key}"
+                used = f".Values{path}" in text
+                if isinstance(value, dict) and value and not used:
+                    walk(path, value)
+                else:
+                    self.assertTrue(used or f".Values{path}." in text, f".Values{path} is never used")
+        walk("", load_values())
+
+    def test_chart_crds_are_the_generated_ones(self):
+        for name in os.listdir(os.path.join(ROOT, "crds")):
+            with open(os.path.join(ROOT, "crds", name)) as a, open(os.path.join(CHART, "templates", "crds", name)) as b:
+                self.assertEqual(a.read(), b.read(), name)
+            with open(os.path.join(ROOT, "crds", name)) as a:
+                crd = yaml.safe_load(a)
+            self.assertEqual(crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+                             "uninstalling the chart keeps the CRDs (and every object of them)")
+
+    def test_deployment_is_hardened(self):
+        text = dict(templates())["templates/deployment.yaml"]
+        for needle in ["runAsNonRoot: true", "readOnlyRootFilesystem: true", "allowPrivilegeEscalation: false",
+                       'drop: ["ALL"]', "type: RuntimeDefault", "path: /healthz", "path: /readyz"]:
+            self.assertIn(needle, text)
+        self.assertEqual(load_values()["replicaCount"], 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
