@@ -87,3 +87,33 @@ class ChartTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ObservabilityTest(unittest.TestCase):
+    """Every metric the operator exports is on the dashboard and in the README, and the
+    dashboard asks only for metrics that exist."""
+
+    METRICS = ["aws_access_operator_reconciles_total", "aws_access_operator_reconcile_errors_total",
+               "aws_access_operator_reconcile_duration_seconds", "aws_access_operator_leader",
+               "aws_access_operator_aws_calls_total", "aws_access_operator_aws_throttled_total",
+               "aws_access_operator_sync_duration_seconds", "aws_access_operator_inventory_items",
+               "aws_access_operator_grants"]
+
+    def test_metrics_are_registered_documented_and_charted(self):
+        with open(os.path.join(ROOT, "src", "controller", "metrics.rs")) as f:
+            source = f.read()
+        registered = {"aws_access_operator_" + n for n in re.findall(r'registry\.register\(\s*"([a-z_]+)"', source)}
+        # prometheus-client adds _total to counters.
+        exported = {m for m in self.METRICS}
+        self.assertEqual({m.removesuffix("_total") for m in exported}, registered)
+        with open(os.path.join(ROOT, "README.md")) as f:
+            readme = f.read()
+        with open(os.path.join(ROOT, "docs", "grafana", "aws-access-operator.json")) as f:
+            dashboard = json.load(f)
+        exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+        for metric in exported:
+            self.assertTrue(metric in readme, f"{metric} is not in the README")
+            self.assertIn(metric.removesuffix("_seconds") if metric.endswith("_seconds") else metric, exprs, f"{metric} is not charted")
+        for used in re.findall(r"aws_access_operator_[a-z_]+", exprs):
+            base = used.removesuffix("_bucket")
+            self.assertIn(base, exported, f"the dashboard uses {used}, which is not exported")
