@@ -31,6 +31,18 @@ pub struct Context {
     directories: Mutex<HashMap<String, Arc<SyncCache>>>,
     /// Each connector's permits for assignment operations in flight.
     slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Reconciliations running now, and whether new ones may start.
+    running: tokio::sync::watch::Sender<usize>,
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+/// A running reconciliation; counted until dropped.
+pub struct Running<'a>(&'a tokio::sync::watch::Sender<usize>);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 /// How the operator reaches AWS.
@@ -60,7 +72,30 @@ impl Context {
             sessions: Mutex::default(),
             directories: Mutex::default(),
             slots: Mutex::default(),
+            running: tokio::sync::watch::channel(0).0,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Counts a reconciliation in, unless the operator is stopping.
+    pub fn start_reconcile(&self) -> Option<Running<'_>> {
+        if self.stopping.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        self.running.send_modify(|n| *n += 1);
+        Some(Running(&self.running))
+    }
+
+    /// No new reconciliation starts from now on.
+    pub fn stop_starting(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Resolves once no reconciliation is running.
+    pub async fn idle(&self) {
+        let mut running = self.running.subscribe();
+        let _ = running.wait_for(|n| *n == 0).await;
     }
 
     pub fn directory(&self, key: &str) -> Option<Arc<SyncCache>> {

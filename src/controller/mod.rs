@@ -192,7 +192,6 @@ async fn run_controllers(
 ) {
     let mut runs = Vec::new();
     for api in scopes::<AwsConnector>(client, namespaces) {
-        let stop = shutdown.clone();
         // Only spec (generation) and annotation (sync-now) changes start a reconciliation: the
         // operator's own status writes do not wake it again.
         let (reader, writer) = reflector::store();
@@ -205,7 +204,6 @@ async fn run_controllers(
                 Default::default(),
             );
         let run = Controller::for_stream(changes, reader)
-            .graceful_shutdown_on(async move { stop.wait().await })
             .run(
                 |obj, ctx| timed(connector::CONTROLLER, obj, ctx, connector::reconcile),
                 |obj, error, ctx| error_policy(connector::CONTROLLER, obj, error, ctx),
@@ -219,7 +217,6 @@ async fn run_controllers(
         .into_iter()
         .zip(scopes::<AwsConnector>(client, namespaces))
     {
-        let stop = shutdown.clone();
         // Spec changes, deletion (which moves the generation) and finalizer changes start a
         // reconciliation; the operator's own status writes do not.
         let (reader, writer) = reflector::store();
@@ -257,7 +254,6 @@ async fn run_controllers(
                         .collect::<Vec<_>>()
                 },
             )
-            .graceful_shutdown_on(async move { stop.wait().await })
             .run(
                 |obj, ctx| timed(grant::CONTROLLER, obj, ctx, grant::reconcile),
                 |obj, error, ctx| error_policy(grant::CONTROLLER, obj, error, ctx),
@@ -275,17 +271,21 @@ async fn run_controllers(
         },
         "controllers started"
     );
-    // A graceful stop waits for in-flight reconciliations, and (in kube-runtime) for the first
-    // list of each watch; a stop requested before that list completes would wait forever, so
-    // after FORCE_STOP_AFTER the controllers are dropped. A sync cut short resumes from its page
-    // state at the next start.
+    // Stopping: no new reconciliation starts (see `timed`), the ones in flight get up to
+    // FORCE_STOP_AFTER to finish, then the controllers are dropped. (kube-runtime's own graceful
+    // shutdown also waits for the first list of every watch, forever if the stop comes first.)
+    // A sync cut short resumes from its page state at the next start.
     tokio::select! {
-        _ = futures::future::join_all(runs) => tracing::info!("controllers stopped"),
+        _ = futures::future::join_all(runs) => {}
         () = async {
             shutdown.wait().await;
-            tokio::time::sleep(FORCE_STOP_AFTER).await;
-        } => tracing::warn!("controllers did not stop within {FORCE_STOP_AFTER:?}; stopped them"),
+            ctx.stop_starting();
+            if tokio::time::timeout(FORCE_STOP_AFTER, ctx.idle()).await.is_err() {
+                tracing::warn!("reconciliations still running after {FORCE_STOP_AFTER:?}; stopping them");
+            }
+        } => {}
     }
+    tracing::info!("controllers stopped");
 }
 
 /// Runs one reconciliation, measuring it and resetting the object's backoff on success.
@@ -300,6 +300,10 @@ where
     F: FnOnce(Arc<K>, Arc<Context>) -> Fut,
     Fut: Future<Output = Result<Action, Error>>,
 {
+    // Once stopping, nothing new starts; the object is looked at again by the next leader.
+    let Some(_running) = ctx.start_reconcile() else {
+        return Ok(Action::await_change());
+    };
     let started = Instant::now();
     let result = reconcile(obj.clone(), ctx.clone()).await;
     ctx.metrics.observe_reconcile(controller, started.elapsed());
