@@ -82,7 +82,7 @@ async fn serves_health_and_stops_gracefully_on_sigterm() {
         Duration::from_secs(30),
         || async {
             get(port, "/metrics")
-                .filter(|(_, body)| body.contains("aws_access_operator_leader 1"))
+                .filter(|(_, body)| body.lines().any(|l| l == "aws_access_operator_leader 1"))
                 .map(|r| r.1)
         },
     )

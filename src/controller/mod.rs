@@ -141,7 +141,7 @@ async fn lead_then_run(
             changed = leading.changed() => changed.context("leader election stopped")?,
             () = shutdown.wait() => {
                 drop(leading);
-                let _ = watcher.await;
+                release(watcher).await;
                 return Ok(());
             }
         }
@@ -158,14 +158,21 @@ async fn lead_then_run(
         )),
     };
     metrics.leader.set(0);
-    // Dropping the receiver tells the lease manager to release the lease.
     drop(leading);
+    release(watcher).await;
+    result
+}
+
+/// Waits for the lease manager to release the lease, which it does once the receiver of its
+/// changes is dropped.
+async fn release(
+    watcher: tokio::task::JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
+) {
     match watcher.await {
         Ok(Err(error)) => tracing::warn!(%error, "releasing the leader lease failed"),
         Err(error) => tracing::warn!(%error, "leader election task failed"),
         Ok(Ok(_)) => tracing::info!("released the leader lease"),
     }
-    result
 }
 
 /// The APIs to watch a kind through: one per namespace, or one for the whole cluster.
