@@ -345,9 +345,16 @@ async fn connector_syncs_into_status_and_configmaps() {
         again.metadata.resource_version, version,
         "unchanged content is not rewritten"
     );
-    assert!(operator.metrics.render().contains(
-        "aws_access_operator_aws_calls_total{connector=\"org\",operation=\"ListAccounts\"}"
-    ));
+    let metrics = operator.metrics.render();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("aws_access_operator_aws_calls_total{")
+                && l.contains(
+                    "service=\"organizations\",operation=\"ListAccounts\",outcome=\"success\""
+                )),
+        "{metrics}"
+    );
 
     trigger.fire();
     operator.task.await.expect("join").expect("clean shutdown");

@@ -82,12 +82,17 @@ fn jitter_random() -> f64 {
     (hasher.finish() % 10_000) as f64 / 10_000.0
 }
 
+/// Told of every attempt: (service, operation, outcome), outcome being `success`, `throttled`
+/// or `error`. The operator turns these into metrics.
+pub type CallObserver = Arc<dyn Fn(&'static str, &'static str, &'static str) + Send + Sync>;
+
 /// Rate limiting, retries and counting for one connector's AWS calls.
 #[derive(Clone)]
 pub struct Caller {
     buckets: Arc<HashMap<Service, TokenBucket>>,
     stats: Arc<CallStats>,
     retry: RetryPolicy,
+    observer: Option<CallObserver>,
 }
 
 impl Caller {
@@ -100,6 +105,21 @@ impl Caller {
             buckets: Arc::new(buckets),
             stats: Arc::default(),
             retry,
+            observer: None,
+        }
+    }
+
+    /// The same caller, reporting every attempt to `observer`.
+    pub fn with_observer(self, observer: CallObserver) -> Self {
+        Self {
+            observer: Some(observer),
+            ..self
+        }
+    }
+
+    fn observe(&self, service: Service, operation: &'static str, outcome: &'static str) {
+        if let Some(observer) = &self.observer {
+            observer(service.as_str(), operation, outcome);
         }
     }
 
@@ -110,6 +130,7 @@ impl Caller {
             buckets: self.buckets.clone(),
             stats: Arc::default(),
             retry: self.retry.clone(),
+            observer: self.observer.clone(),
         }
     }
 
@@ -140,7 +161,14 @@ impl Caller {
                 bucket.acquire().await;
             }
             self.stats.count(operation);
-            match call().await {
+            let result = call().await;
+            let outcome = match &result {
+                Ok(_) => "success",
+                Err(e) if e.is_throttling() => "throttled",
+                Err(_) => "error",
+            };
+            self.observe(service, operation, outcome);
+            match result {
                 Ok(value) => return Ok(value),
                 Err(error) if error.is_retryable() && attempt + 1 < self.retry.max_attempts => {
                     if error.is_throttling() {

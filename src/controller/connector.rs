@@ -168,22 +168,8 @@ pub async fn reconcile(connector: Arc<AwsConnector>, ctx: Arc<Context>) -> Resul
 
     // 2. Authenticate through the role chain.
     let previous_auth = writer.condition_reason("Authenticated");
-    let key = connector
-        .uid()
-        .unwrap_or_else(|| format!("{namespace}/{name}"));
-    let fingerprint = connect::session_fingerprint(&connector, external_id.as_deref());
-    let session = match ctx.session(&key, &fingerprint) {
-        Some(session) => session,
-        None => {
-            connect::session(
-                &ctx.aws.base,
-                &connector,
-                external_id.as_deref(),
-                &ctx.aws.limits,
-            )
-            .await
-        }
-    };
+    let key = session::key(&connector);
+    let (session, fingerprint) = session::session(&ctx, &connector, external_id.as_deref()).await;
     let authenticated = match crate::aws::sts::who_am_i(&session).await {
         Ok(identity) => {
             ctx.keep_session(&key, fingerprint, session.clone());
@@ -301,7 +287,7 @@ async fn sync(
     let finished = now();
     let stats = authenticated.session.caller.stats();
     ctx.metrics
-        .observe_sync(&name, stats, finished.duration_since(started).as_secs_f64());
+        .observe_sync(&name, finished.duration_since(started).as_secs_f64());
     let mut summary = SyncSummary {
         started_at: Some(rfc3339(started)),
         finished_at: Some(rfc3339(finished)),

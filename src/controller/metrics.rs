@@ -17,7 +17,10 @@ pub struct ControllerLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
     pub connector: String,
-    pub operation: String,
+    pub service: &'static str,
+    pub operation: &'static str,
+    /// `success`, `throttled` or `error`.
+    pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -170,27 +173,34 @@ impl Metrics {
         }
     }
 
-    /// Records what a sync cost.
-    pub fn observe_sync(
+    /// Counts one AWS call attempt of `connector`.
+    pub fn observe_call(
         &self,
         connector: &str,
-        stats: &crate::aws::caller::CallStats,
-        seconds: f64,
+        service: &'static str,
+        operation: &'static str,
+        outcome: &'static str,
     ) {
-        for (operation, calls) in stats.by_operation() {
-            self.aws_calls
-                .get_or_create(&CallLabels {
-                    connector: connector.to_string(),
-                    operation,
-                })
-                .inc_by(calls);
+        let labels = CallLabels {
+            connector: connector.to_string(),
+            service,
+            operation,
+            outcome,
+        };
+        self.aws_calls.get_or_create(&labels).inc();
+        if outcome == "throttled" {
+            let connector = ConnectorLabels {
+                connector: connector.to_string(),
+            };
+            self.aws_throttled.get_or_create(&connector).inc();
         }
+    }
+
+    /// Records how long a sync took.
+    pub fn observe_sync(&self, connector: &str, seconds: f64) {
         let labels = ConnectorLabels {
             connector: connector.to_string(),
         };
-        self.aws_throttled
-            .get_or_create(&labels)
-            .inc_by(stats.throttled());
         self.sync_duration.get_or_create(&labels).set(seconds);
     }
 

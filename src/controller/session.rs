@@ -92,7 +92,21 @@ pub async fn session(
     if let Some(session) = ctx.session(&key(connector), &fingerprint) {
         return (session, fingerprint);
     }
-    let session = connect::session(&ctx.aws.base, connector, external_id, &ctx.aws.limits).await;
+    let mut session =
+        connect::session(&ctx.aws.base, connector, external_id, &ctx.aws.limits).await;
+    let metrics = ctx.metrics.clone();
+    let name = format!(
+        "{}/{}",
+        connector.namespace().unwrap_or_default(),
+        connector.name_any()
+    );
+    session.caller =
+        session
+            .caller
+            .clone()
+            .with_observer(Arc::new(move |service, operation, outcome| {
+                metrics.observe_call(&name, service, operation, outcome)
+            }));
     (session, fingerprint)
 }
 
