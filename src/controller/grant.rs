@@ -501,11 +501,13 @@ fn resolved_ids(access: &Access) -> ResolvedIds {
     }
 }
 
-async fn grant_with_slot(
+/// Runs a grant or revoke of `access`, holding one of the connector's assignment permits
+/// when it is an account assignment (AWS allows 15 such operations in flight, shared).
+async fn with_slot(
     ctx: &Context,
     connector: &AwsConnector,
-    session: &Session,
     access: &Access,
+    operation: impl std::future::Future<Output = Result<Change, AwsError>>,
 ) -> Result<Change, AwsError> {
     let slots = session::assignment_slots(ctx, connector);
     let _permit = if access.is_assignment() {
@@ -513,7 +515,16 @@ async fn grant_with_slot(
     } else {
         None
     };
-    aws_access::grant(session, access).await
+    operation.await
+}
+
+async fn grant_with_slot(
+    ctx: &Context,
+    connector: &AwsConnector,
+    session: &Session,
+    access: &Access,
+) -> Result<Change, AwsError> {
+    with_slot(ctx, connector, access, aws_access::grant(session, access)).await
 }
 
 async fn revoke_with_slot(
@@ -522,13 +533,7 @@ async fn revoke_with_slot(
     session: &Session,
     access: &Access,
 ) -> Result<Change, AwsError> {
-    let slots = session::assignment_slots(ctx, connector);
-    let _permit = if access.is_assignment() {
-        slots.acquire().await.ok()
-    } else {
-        None
-    };
-    aws_access::revoke(session, access).await
+    with_slot(ctx, connector, access, aws_access::revoke(session, access)).await
 }
 
 /// Deleting a grant revokes what it holds, unless it says Retain, or the access was adopted

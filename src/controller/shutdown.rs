@@ -27,10 +27,6 @@ impl Shutdown {
         // An error means the trigger is gone, which also means stop.
         let _ = rx.wait_for(|stop| *stop).await;
     }
-
-    pub fn is_requested(&self) -> bool {
-        *self.0.borrow()
-    }
 }
 
 /// Resolves on SIGTERM (what the kubelet sends) or Ctrl-C.

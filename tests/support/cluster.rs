@@ -82,10 +82,6 @@ impl TestCluster {
         name
     }
 
-    pub fn is_real(&self) -> bool {
-        self.emulator.is_none()
-    }
-
     /// Deletes the test namespace (a real cluster cleans up what is inside).
     pub async fn cleanup(self) {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
