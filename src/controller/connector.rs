@@ -180,34 +180,32 @@ pub async fn reconcile(connector: Arc<AwsConnector>, ctx: Arc<Context>) -> Resul
         }
         Err(error) => {
             ctx.forget_session(&key);
-            {
-                let reason = aws_reason(&error);
-                let message = error.to_string();
-                tracing::warn!(connector = %name, %namespace, %message, "authentication failed");
-                writer.set(&[ConditionUpdate::new(
-                    "Authenticated",
-                    ConditionStatus::False,
+            let reason = aws_reason(&error);
+            let message = error.to_string();
+            tracing::warn!(connector = %name, %namespace, %message, "authentication failed");
+            writer.set(&[ConditionUpdate::new(
+                "Authenticated",
+                ConditionStatus::False,
+                reason,
+                &message,
+            )]);
+            writer.flush().await?;
+            if previous_auth.as_deref() != Some(reason) {
+                ctx.publish(
+                    &*connector,
+                    EventType::Warning,
                     reason,
-                    &message,
-                )]);
-                writer.flush().await?;
-                if previous_auth.as_deref() != Some(reason) {
-                    ctx.publish(
-                        &*connector,
-                        EventType::Warning,
-                        reason,
-                        "Authenticate",
-                        message,
-                    )
-                    .await;
-                }
-                let retry = if error.kind == ErrorKind::Throttled {
-                    Duration::from_secs(30)
-                } else {
-                    AUTH_RETRY
-                };
-                return Ok(Action::requeue(retry));
+                    "Authenticate",
+                    message,
+                )
+                .await;
             }
+            let retry = if error.kind == ErrorKind::Throttled {
+                Duration::from_secs(30)
+            } else {
+                AUTH_RETRY
+            };
+            return Ok(Action::requeue(retry));
         }
     };
     writer.next.identity = Some(authenticated.identity.clone());
