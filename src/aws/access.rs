@@ -10,6 +10,7 @@ use aws_smithy_types::Document;
 
 use super::credentials::Session;
 use super::error::{AwsError, ErrorKind};
+use super::identity_center;
 use super::ratelimit::Service;
 use crate::grant::access::Access;
 
@@ -77,39 +78,25 @@ pub async fn exists(session: &Session, access: &Access) -> Result<bool, AwsError
             principal_type,
             principal_id,
         } => {
-            let client = aws_sdk_ssoadmin::Client::new(&session.sso);
+            // The same paged listing the sync uses, for one (account, permission set) pair.
             let mut token: Option<String> = None;
             loop {
-                let output = session
-                    .caller
-                    .call(
-                        Service::IdentityCenter,
-                        "ListAccountAssignments",
-                        || async {
-                            client
-                                .list_account_assignments()
-                                .instance_arn(instance_arn)
-                                .account_id(account_id)
-                                .permission_set_arn(permission_set_arn)
-                                .set_next_token(token.clone())
-                                .max_results(100)
-                                .send()
-                                .await
-                                .map_err(|e| AwsError::from_sdk("ListAccountAssignments", e))
-                        },
-                    )
-                    .await?;
-                let found = output.account_assignments().iter().any(|a| {
-                    a.principal_id() == Some(principal_id.as_str())
-                        && a.principal_type().map(|t| t.as_str()) == Some(principal_type.as_str())
+                let page = identity_center::list_account_assignments(
+                    session,
+                    instance_arn,
+                    account_id,
+                    permission_set_arn,
+                    token,
+                    identity_center::MAX_PAGE,
+                )
+                .await?;
+                let found = page.items.iter().any(|a| {
+                    a.principal_id == *principal_id && a.principal_type == *principal_type
                 });
                 if found {
                     return Ok(true);
                 }
-                token = output
-                    .next_token()
-                    .map(str::to_string)
-                    .filter(|t| !t.is_empty());
+                token = page.next;
                 if token.is_none() {
                     return Ok(false);
                 }
