@@ -653,6 +653,12 @@ impl Store {
             });
             return Ok(next);
         }
+        self.store_modified(key, next.clone(), owners, current);
+        Ok(next)
+    }
+
+    /// Stores the new state of an existing object and tells the watches.
+    fn store_modified(&mut self, key: Key, next: Value, owners: Owners, previous: Value) {
         self.objects.insert(
             key.clone(),
             Stored {
@@ -661,14 +667,13 @@ impl Store {
             },
         );
         self.record(Change {
-            kind,
+            kind: key.0,
             namespace: key.1,
             type_: "MODIFIED",
-            object: next.clone(),
-            previous: Some(current),
+            object: next,
+            previous: Some(previous),
             resource_version: self.resource_version,
         });
-        Ok(next)
     }
 
     pub fn replace(
@@ -814,21 +819,7 @@ impl Store {
                 .get(&key)
                 .map(|s| s.owners.clone())
                 .unwrap_or_default();
-            self.objects.insert(
-                key.clone(),
-                Stored {
-                    object: next.clone(),
-                    owners,
-                },
-            );
-            self.record(Change {
-                kind,
-                namespace: key.1,
-                type_: "MODIFIED",
-                object: next.clone(),
-                previous: Some(current),
-                resource_version: self.resource_version,
-            });
+            self.store_modified(key, next.clone(), owners, current);
             return Ok(next);
         }
         self.objects.remove(&key);
