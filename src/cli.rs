@@ -137,7 +137,8 @@ pub struct RunArgs {
     /// Name of the leader Lease.
     #[arg(long, env = "LEASE_NAME", default_value = "aws-access-operator")]
     pub lease_name: String,
-    /// Namespace of the leader Lease; defaults to the pod's namespace.
+    /// The operator's own namespace: where the leader Lease and the ownership ledger live;
+    /// defaults to the pod's namespace.
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
     /// This replica's identity (the pod name); defaults to the host name.
@@ -158,7 +159,7 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 /// Runs the parsed command line and returns the process' exit code.
 pub async fn main(cli: Cli) -> ExitCode {
-    crate::telemetry::init(cli.log_format, "info,kube_lease_manager=warn");
+    crate::telemetry::init(cli.log_format, "info");
     let result = match cli.command {
         None => run(cli.run).await,
         Some(Command::Run(args)) => run(args).await,
@@ -228,12 +229,13 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot reach the Kubernetes API (no in-cluster config or kubeconfig)")?;
     let identity = args.identity.clone().unwrap_or_else(host_name);
+    let own_namespace = args
+        .lease_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
     let leader_election = args.leader_election.then(|| LeaderElection {
         lease_name: args.lease_name.clone(),
-        lease_namespace: args
-            .lease_namespace
-            .clone()
-            .unwrap_or_else(|| client.default_namespace().to_string()),
+        lease_namespace: own_namespace.clone(),
         identity: identity.clone(),
         lease_seconds: controller::LEASE_SECONDS,
         renew_grace_seconds: controller::RENEW_GRACE_SECONDS,
@@ -245,6 +247,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         leader_election,
         health_addr: Some(args.metrics_addr),
         instance: identity,
+        ledger_namespace: own_namespace,
         aws: controller::AwsSettings {
             base: crate::aws::AwsBase::from_env().await,
             limits,

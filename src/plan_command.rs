@@ -120,7 +120,7 @@ async fn plan_one(
         &connector.spec.grant_policy,
         &grant.spec,
         &resolved.access,
-        resolved.permission_set_name.as_deref(),
+        &directory.cache.permission_set_arns,
         &directory.cache.accounts,
         now,
     ) {

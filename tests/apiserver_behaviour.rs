@@ -492,3 +492,34 @@ async fn cel_rules_are_enforced_at_admission() {
     );
     assert_eq!(update.code, 422, "updates are admitted by the same rules");
 }
+
+#[tokio::test]
+async fn delete_honours_a_resource_version_precondition() {
+    let server = ApiServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "ns");
+    let created = api
+        .create(&PostParams::default(), &config_map("p", json!({})))
+        .await
+        .expect("create");
+    let stale = created.metadata.resource_version.clone();
+    api.patch(
+        "p",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"changed": "yes"}}})),
+    )
+    .await
+    .expect("change it");
+    let with = |version: Option<String>| DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            resource_version: version,
+            uid: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let refused = api_error(api.delete("p", &with(stale)).await.map(|_| ()));
+    assert_eq!(refused.code, 409, "a stale precondition is a conflict");
+    assert!(api.get_opt("p").await.expect("get").is_some());
+    let current = api.get("p").await.expect("get").metadata.resource_version;
+    api.delete("p", &with(current)).await.expect("delete");
+    assert!(api.get_opt("p").await.expect("get").is_none());
+}

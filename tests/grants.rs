@@ -452,7 +452,14 @@ async fn access_removed_outside_is_granted_again_and_expired_access_is_revoked()
 
     // The 3 s grant expires: revoked in AWS, the object kept, Ready with reason Expired.
     let message = wait_grant(&org.grants, "short", "Expired").await;
-    assert!(message.contains("revoked"), "{message}");
+    assert!(message.contains("holds no access"), "{message}");
+    let expired = org.events("Expired").await;
+    assert_eq!(expired.len(), 1, "one Expired event");
+    let note = expired[0].note.clone().unwrap_or_default();
+    assert!(
+        note.contains("revoked") && note.contains("expired at"),
+        "{note}"
+    );
     let status = org
         .grants
         .get("short")

@@ -48,6 +48,11 @@ pub struct AwsConnectorSpec {
     /// Observe only: sync and plan, never write to AWS.
     #[serde(default)]
     pub read_only: bool,
+    /// What deleting this AwsConnector does to the access the operator created through it:
+    /// `Revoke` (the default) revokes it before the connector goes; `Retain` leaves it in AWS.
+    /// Access the operator adopted is never revoked by deleting the connector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<super::grant::DeletionPolicy>,
 }
 
 impl AwsConnectorSpec {

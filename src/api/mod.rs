@@ -17,3 +17,6 @@ pub use grant::{AccessGrant, AccessGrantSpec, AccessGrantStatus};
 pub const GROUP: &str = "awsaccess.io";
 /// The finalizer that makes deleting an AccessGrant revoke its access first.
 pub const GRANT_FINALIZER: &str = "awsaccess.io/revoke";
+/// The finalizer that makes deleting an AwsConnector revoke the access created through it
+/// first.
+pub const CONNECTOR_FINALIZER: &str = "awsaccess.io/revoke";

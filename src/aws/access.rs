@@ -168,7 +168,8 @@ async fn membership_id(
     }
 }
 
-/// Grants `access`. For assignments, waits up to `POLL_BUDGET` for AWS to finish.
+/// Starts granting `access`. An assignment AWS is still creating comes back as
+/// `Change::InProgress` with its request id, to be recorded and then `settle`d.
 pub async fn grant(session: &Session, access: &Access) -> Result<Change, AwsError> {
     match access {
         Access::Assignment {
@@ -208,7 +209,7 @@ pub async fn grant(session: &Session, access: &Access) -> Result<Change, AwsErro
                 status.and_then(|s| s.status()),
                 status.and_then(|s| s.failure_reason()),
             );
-            settle(session, instance_arn, request, first, Direction::Create).await
+            first_answer(request, first, Direction::Create)
         }
         Access::SsoMembership {
             identity_store_id,
@@ -254,7 +255,8 @@ pub async fn grant(session: &Session, access: &Access) -> Result<Change, AwsErro
     }
 }
 
-/// Revokes `access`. For assignments, waits up to `POLL_BUDGET` for AWS to finish.
+/// Starts revoking `access`. An assignment AWS is still deleting comes back as
+/// `Change::InProgress` with its request id, to be recorded and then `settle`d.
 pub async fn revoke(session: &Session, access: &Access) -> Result<Change, AwsError> {
     match access {
         Access::Assignment {
@@ -299,7 +301,7 @@ pub async fn revoke(session: &Session, access: &Access) -> Result<Change, AwsErr
                 status.and_then(|s| s.status()),
                 status.and_then(|s| s.failure_reason()),
             );
-            settle(session, instance_arn, request, first, Direction::Delete).await
+            first_answer(request, first, Direction::Delete)
         }
         Access::SsoMembership {
             identity_store_id,
@@ -352,10 +354,44 @@ pub async fn revoke(session: &Session, access: &Access) -> Result<Change, AwsErr
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
     Create,
     Delete,
+}
+
+impl Direction {
+    fn operation(self) -> &'static str {
+        match self {
+            Self::Create => "CreateAccountAssignment",
+            Self::Delete => "DeleteAccountAssignment",
+        }
+    }
+}
+
+/// A FAILED assignment operation, as an error that carries AWS's reason.
+fn failed(direction: Direction, request: String, reason: &str) -> AwsError {
+    let mut error = AwsError::new(
+        direction.operation(),
+        ErrorKind::Other,
+        format!("the request FAILED: {reason}"),
+    );
+    error.code = Some("FAILED".into());
+    error.request_id = Some(request);
+    error
+}
+
+/// What the answer to a create or delete says, before any poll.
+fn first_answer(
+    request: String,
+    first: Progress,
+    direction: Direction,
+) -> Result<Change, AwsError> {
+    match first {
+        Progress::Succeeded => Ok(Change::Done(Some(request))),
+        Progress::Failed(reason) => Err(failed(direction, request, &reason)),
+        Progress::InProgress => Ok(Change::InProgress(request)),
+    }
 }
 
 /// Looks at an assignment operation by request id.
@@ -429,26 +465,13 @@ pub async fn settle(
     first: Progress,
     direction: Direction,
 ) -> Result<Change, AwsError> {
-    let operation = match direction {
-        Direction::Create => "CreateAccountAssignment",
-        Direction::Delete => "DeleteAccountAssignment",
-    };
     let started = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(250);
     let mut state = first;
     loop {
         match state {
             Progress::Succeeded => return Ok(Change::Done(Some(request))),
-            Progress::Failed(reason) => {
-                let mut error = AwsError::new(
-                    operation,
-                    ErrorKind::Other,
-                    format!("the request FAILED: {reason}"),
-                );
-                error.code = Some("FAILED".into());
-                error.request_id = Some(request);
-                return Err(error);
-            }
+            Progress::Failed(reason) => return Err(failed(direction, request, &reason)),
             Progress::InProgress if started.elapsed() >= POLL_BUDGET => {
                 return Ok(Change::InProgress(request));
             }

@@ -11,21 +11,25 @@ use kube::{Api, ResourceExt};
 use super::configmaps::ConnectorConfigMaps;
 use super::context::Context;
 use super::error::Error;
+use super::ledger::ConfigMapLedger;
 use super::session;
 use super::status;
-use crate::api::AccessGrant;
 use crate::api::conditions::{ConditionStatus, ConditionUpdate, Conditions};
 use crate::api::connector::{SYNC_NOW_ANNOTATION, SyncSummary};
+use crate::api::grant::DeletionPolicy;
 use crate::api::validation::{describe, validate_connector};
+use crate::api::{AccessGrant, CONNECTOR_FINALIZER};
 use crate::api::{AwsConnector, AwsConnectorStatus, duration};
 use crate::aws::{AwsError, ErrorKind};
 use crate::connect::{self, Authenticated};
 use crate::grant::access::Access;
+use crate::grant::execute::{Done, Shell};
 use crate::grant::plan::unmanaged;
 use crate::grant::resolve::{Directory, resolve};
 use crate::sync::cache::SyncCache;
 use crate::sync::engine::CACHE_KEY;
 use crate::sync::{Inventory, schedule};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use std::collections::BTreeSet;
 
 pub const CONTROLLER: &str = "connector";
@@ -121,6 +125,123 @@ pub async fn reconcile(connector: Arc<AwsConnector>, ctx: Arc<Context>) -> Resul
     let namespace = connector
         .namespace()
         .ok_or(Error::MissingField("namespace"))?;
+    let api: Api<AwsConnector> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, CONNECTOR_FINALIZER, connector, |event| async {
+        match event {
+            FinalizerEvent::Apply(connector) => observe(connector, &ctx).await,
+            FinalizerEvent::Cleanup(connector) => retire(&connector, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Deleting a connector: what the operator created through it is revoked (unless it says
+/// `deletionPolicy: Retain`, or is readOnly), what it adopted is forgotten, and the connector
+/// goes only once its ledger is empty.
+async fn retire(connector: &AwsConnector, ctx: &Context) -> Result<Action, Error> {
+    let namespace = connector.namespace().unwrap_or_default();
+    let name = connector.name_any();
+    let key = format!("{namespace}/{name}");
+    let session = match session::external_id(ctx, connector).await? {
+        Ok(id) => Some(session::session(ctx, connector, id.as_deref()).await.0),
+        Err(_) => ctx.last_session(&session::key(connector)),
+    };
+    let ledger = ConfigMapLedger::new(ctx.client.clone(), &ctx.ledger_namespace);
+    let slots = session::assignment_slots(ctx, connector);
+    let shell = Shell {
+        ledger: &ledger,
+        connector: &key,
+        session: session.as_ref(),
+        fence: &ctx.fence,
+        slots: &slots,
+        locks: &ctx.access_locks,
+    };
+    let retain =
+        connector.spec.read_only || connector.spec.deletion_policy == Some(DeletionPolicy::Retain);
+    let (left, done) = shell
+        .retire(retain, jiff::Timestamp::now())
+        .await
+        .map_err(|e| Error::Pending(format!("retiring AwsConnector {key}: {e}")))?;
+    let mut problems = Vec::new();
+    for (access, result) in done {
+        let (type_, reason, note) = match result {
+            Ok(Done::Revoked {
+                already_gone: false,
+                ..
+            }) => (
+                EventType::Normal,
+                "Revoked",
+                format!("{access} revoked: the connector is deleted"),
+            ),
+            Ok(Done::Revoked {
+                already_gone: true, ..
+            }) => (
+                EventType::Normal,
+                "Revoked",
+                format!("{access} was already gone"),
+            ),
+            Ok(Done::Released { .. }) => (
+                EventType::Normal,
+                "Retained",
+                format!(
+                    "{access} is left in place: it was adopted, not created, or the connector retains what it created"
+                ),
+            ),
+            Ok(Done::Nothing(_) | Done::Held { .. }) => continue,
+            Ok(Done::InProgress { request_id, .. }) => {
+                let note =
+                    format!("revoking {access}: AWS is still working on it (request {request_id})");
+                problems.push(note.clone());
+                (EventType::Normal, "Pending", note)
+            }
+            Ok(Done::Wait { message, .. } | Done::Refused { message, .. }) => {
+                problems.push(message.clone());
+                (EventType::Warning, "RevokeFailed", message)
+            }
+            Err(error) => {
+                let note = format!("revoking {access}: {error}");
+                problems.push(note.clone());
+                (EventType::Warning, "RevokeFailed", note)
+            }
+        };
+        tracing::info!(connector = %key, %note, "connector deleted");
+        ctx.publish(connector, type_, reason, "Delete", note).await;
+    }
+    if left > 0 {
+        let message = format!(
+            "deleting: {left} piece(s) of access in the ownership ledger are still to be revoked{}",
+            problems
+                .first()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default()
+        );
+        let api: Api<AwsConnector> = Api::namespaced(ctx.client.clone(), &namespace);
+        let current = connector.status.clone();
+        let mut next = current.clone().unwrap_or_default();
+        next.conditions = status::with_conditions(
+            &next.conditions,
+            &[ConditionUpdate::new(
+                "Ready",
+                ConditionStatus::False,
+                "Deleting",
+                &message,
+            )],
+            connector.metadata.generation,
+        );
+        if ctx.fence.check().is_ok() {
+            status::write(&api, &name, current.as_ref(), &next).await?;
+        }
+        return Err(Error::Pending(message));
+    }
+    tracing::info!(connector = %key, "connector deleted; its ownership ledger is empty");
+    Ok(Action::await_change())
+}
+
+async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, Error> {
+    let namespace = connector
+        .namespace()
+        .ok_or(Error::MissingField("namespace"))?;
     let name = connector.name_any();
     let api: Api<AwsConnector> = Api::namespaced(ctx.client.clone(), &namespace);
     let current = connector.status.clone();
@@ -136,7 +257,7 @@ pub async fn reconcile(connector: Arc<AwsConnector>, ctx: Arc<Context>) -> Resul
     // 1. Validate: bad input never reaches AWS.
     let mut verdict = validate_connector(&connector.spec);
     let external_id = if verdict.is_valid() {
-        match session::external_id(&ctx, &connector).await? {
+        match session::external_id(ctx, &connector).await? {
             Ok(id) => id,
             Err(error) => {
                 verdict.external_id.push(error);
@@ -169,7 +290,7 @@ pub async fn reconcile(connector: Arc<AwsConnector>, ctx: Arc<Context>) -> Resul
     // 2. Authenticate through the role chain.
     let previous_auth = writer.condition_reason("Authenticated");
     let key = session::key(&connector);
-    let (session, fingerprint) = session::session(&ctx, &connector, external_id.as_deref()).await;
+    let (session, fingerprint) = session::session(ctx, &connector, external_id.as_deref()).await;
     let authenticated = match crate::aws::sts::who_am_i(&session).await {
         Ok(identity) => {
             ctx.keep_session(&key, fingerprint, session.clone());
@@ -242,7 +363,7 @@ pub async fn reconcile(connector: Arc<AwsConnector>, ctx: Arc<Context>) -> Resul
         Err(wait) => wait,
         Ok(()) => {
             writer.flush().await?;
-            sync(&connector, &ctx, &authenticated, &mut writer).await?;
+            sync(&connector, ctx, &authenticated, &mut writer).await?;
             writer.next.last_handled_sync_now = requested;
             let failed = writer
                 .next

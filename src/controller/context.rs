@@ -11,6 +11,8 @@ use kube::{Resource, ResourceExt};
 
 use super::metrics::Metrics;
 use crate::aws::{AwsBase, RateLimits, Session};
+use crate::fence::Fence;
+use crate::grant::execute::AccessLocks;
 use crate::sync::SyncOptions;
 use crate::sync::cache::SyncCache;
 use tokio::sync::Semaphore;
@@ -31,6 +33,13 @@ pub struct Context {
     directories: Mutex<HashMap<String, Arc<SyncCache>>>,
     /// Each connector's permits for assignment operations in flight.
     slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Whether this replica may write now (it holds the leader lease).
+    pub fence: Fence,
+    /// The namespace of the ownership ledger (the operator's own).
+    pub ledger_namespace: String,
+    /// One lock per piece of access, so that two grants declaring the same access never
+    /// work on it at once.
+    pub access_locks: AccessLocks,
     /// Reconciliations running now, and whether new ones may start.
     running: tokio::sync::watch::Sender<usize>,
     stopping: std::sync::atomic::AtomicBool,
@@ -62,6 +71,8 @@ impl Context {
         reporter: Reporter,
         metrics: Arc<Metrics>,
         aws: AwsSettings,
+        fence: Fence,
+        ledger_namespace: String,
     ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
@@ -72,6 +83,9 @@ impl Context {
             sessions: Mutex::default(),
             directories: Mutex::default(),
             slots: Mutex::default(),
+            fence,
+            ledger_namespace,
+            access_locks: AccessLocks::default(),
             running: tokio::sync::watch::channel(0).0,
             stopping: std::sync::atomic::AtomicBool::new(false),
         }
@@ -120,6 +134,13 @@ impl Context {
             .entry(key.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(permits)))
             .clone()
+    }
+
+    /// The last session that worked for `key`, whatever it was built from: what a revoke uses
+    /// when the connector can no longer build one (its external-ID Secret is gone).
+    pub fn last_session(&self, key: &str) -> Option<Session> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.get(key).map(|(_, s)| s.clone())
     }
 
     /// The cached session of `key` if it was built for `fingerprint`.

@@ -1,6 +1,7 @@
-//! The AccessGrant reconciler: validate, check the connector and its policy, resolve names,
-//! then make AWS match — grant, adopt, re-grant after drift, revoke on expiry — and revoke
-//! through a finalizer when the grant is deleted.
+//! The AccessGrant reconciler: gathers what the decision core needs (the spec, the connector's
+//! health and policy, resolved names), runs the grant through the shared shell, and reports
+//! what happened in status and events. What the grant holds is read from the ownership ledger,
+//! never from its status; deleting the grant goes through a finalizer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,17 +15,21 @@ use kube::{Api, ResourceExt};
 
 use super::context::Context;
 use super::error::Error;
+use super::ledger::ConfigMapLedger;
 use super::{session, status};
 use crate::api::conditions::{ConditionStatus, ConditionUpdate, Conditions};
-use crate::api::grant::{AccessGrantStatus, AccessRecord, DeletionPolicy, ResolvedIds};
-use crate::api::validation::{grant_conditions, validate_grant};
+use crate::api::grant::{AccessGrantStatus, AccessRecord, ResolvedIds};
+use crate::api::validation::{describe, validate_grant};
 use crate::api::{AccessGrant, AwsConnector, GRANT_FINALIZER};
-use crate::aws::access::{self as aws_access, Change};
-use crate::aws::{AwsError, ErrorKind, Session};
+use crate::aws::{ErrorKind, Session};
 use crate::grant::access::Access;
-use crate::grant::expiry::expires_at;
+use crate::grant::decide::{Connector, Ending, Kept};
+use crate::grant::execute::{Done, GrantAsk, GrantReport, HeldChange, ShellError};
+use crate::grant::expiry::Expiry;
+use crate::grant::ledger::{LedgerStore, OperationKind, Origin};
 use crate::grant::policy::{check_grant, namespace_allowed};
 use crate::grant::resolve::{Directory, resolve};
+use crate::sync::cache::SyncCache;
 
 pub const CONTROLLER: &str = "grant";
 
@@ -33,6 +38,8 @@ pub const CONTROLLER: &str = "grant";
 const RECHECK: Duration = Duration::from_secs(300);
 /// How soon an unresolved name is looked up again.
 const RESOLVE_RETRY: Duration = Duration::from_secs(60);
+/// How soon an operation AWS is still working on is looked at again.
+const PENDING_RETRY: Duration = Duration::from_secs(10);
 
 pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = grant.namespace().ok_or(Error::MissingField("namespace"))?;
@@ -47,53 +54,58 @@ pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Act
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-/// Both conditions of a grant that is not granted, for `reason`.
-fn not_granted(reason: &str, message: String) -> Vec<ConditionUpdate> {
+fn conditions(granted: bool, ready: bool, reason: &str, message: &str) -> Vec<ConditionUpdate> {
+    let status = |b: bool| {
+        if b {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        }
+    };
     vec![
-        ConditionUpdate::new("Granted", ConditionStatus::False, reason, message.clone()),
-        ConditionUpdate::new("Ready", ConditionStatus::False, reason, message),
+        ConditionUpdate::new("Granted", status(granted), reason, message),
+        ConditionUpdate::new("Ready", status(ready), reason, message),
     ]
 }
 
-fn granted(reason: &str, message: String) -> Vec<ConditionUpdate> {
-    vec![
-        ConditionUpdate::new("Granted", ConditionStatus::True, reason, message.clone()),
-        ConditionUpdate::new("Ready", ConditionStatus::True, reason, message),
-    ]
+fn rfc3339(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// What stands between a grant and AWS, decided from Kubernetes alone.
-enum Gate {
-    Blocked(Vec<ConditionUpdate>, Action),
-    Open(Box<AwsConnector>),
+/// Everything about a grant and its connector that is read from Kubernetes.
+struct Gathered {
+    connector: Connector,
+    /// The connector object, when it exists.
+    object: Option<AwsConnector>,
+    /// `namespace/name` of the connector.
+    connector_key: String,
+    session: Option<Session>,
+    /// The connector's allowed namespaces, checked for this grant.
+    namespace_allowed: Result<(), String>,
+    cache: Arc<SyncCache>,
 }
 
-async fn gate(grant: &AccessGrant, ctx: &Context) -> Result<Gate, Error> {
-    let errors = validate_grant(&grant.spec);
-    if !errors.is_empty() {
-        return Ok(Gate::Blocked(
-            grant_conditions(&errors),
-            Action::await_change(),
-        ));
-    }
+async fn gather(grant: &AccessGrant, ctx: &Context) -> Result<Gathered, Error> {
     let grant_namespace = grant.namespace().ok_or(Error::MissingField("namespace"))?;
     let reference = &grant.spec.connector_ref;
     let connector_namespace = reference
         .namespace
         .clone()
         .unwrap_or(grant_namespace.clone());
+    let connector_key = format!("{connector_namespace}/{}", reference.name);
     let connectors: Api<AwsConnector> = Api::namespaced(ctx.client.clone(), &connector_namespace);
-    let Some(connector) = connectors.get_opt(&reference.name).await? else {
-        let message = format!(
-            "spec.connectorRef: AwsConnector {connector_namespace}/{} does not exist",
-            reference.name
-        );
-        return Ok(Gate::Blocked(
-            not_granted("ConnectorNotFound", message),
-            Action::requeue(RECHECK),
-        ));
+    let Some(object) = connectors.get_opt(&reference.name).await? else {
+        let missing = format!("spec.connectorRef: AwsConnector {connector_key} does not exist");
+        return Ok(Gathered {
+            connector: Connector::Missing,
+            object: None,
+            connector_key,
+            session: None,
+            namespace_allowed: Err(missing),
+            cache: Arc::new(SyncCache::default()),
+        });
     };
-    let allowed = &connector.spec.grant_policy.allowed_namespaces;
+    let allowed = &object.spec.grant_policy.allowed_namespaces;
     let labels = if allowed.selector.is_some() {
         let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
         namespaces
@@ -103,70 +115,266 @@ async fn gate(grant: &AccessGrant, ctx: &Context) -> Result<Gate, Error> {
     } else {
         None
     };
-    if let Err(rule) = namespace_allowed(
+    let namespace_allowed = namespace_allowed(
         allowed,
         &connector_namespace,
         &grant_namespace,
         labels.as_ref(),
-    ) {
-        return Ok(Gate::Blocked(
-            not_granted("NotAllowed", rule),
-            Action::requeue(RECHECK),
-        ));
-    }
-    let conditions = connector
+    );
+    let conditions = object
         .status
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
-    if !conditions.is_true("Ready") {
-        let why = conditions
+    let ready = if conditions.is_true("Ready") {
+        Ok(())
+    } else {
+        Err(conditions
             .condition("Ready")
             .map(|c| format!("{}: {}", c.reason, c.message))
-            .unwrap_or_else(|| "it has no status yet".into());
-        let message = format!(
-            "AwsConnector {connector_namespace}/{} is not Ready ({why})",
-            reference.name
+            .unwrap_or_else(|| "it has no status yet".into()))
+    };
+    // A session from the connector's current settings; failing that (its external-ID Secret
+    // is gone), the last one that worked, so that revokes still go through.
+    let (session, reachable) = match session::external_id(ctx, &object).await? {
+        Ok(id) => (
+            Some(session::session(ctx, &object, id.as_deref()).await.0),
+            Ok(()),
+        ),
+        Err(error) => match ctx.last_session(&session::key(&object)) {
+            Some(kept) => (Some(kept), Ok(())),
+            None => (None, Err(error.message)),
+        },
+    };
+    let cache = session::directory(ctx, &object).await?;
+    Ok(Gathered {
+        connector: Connector::Present {
+            ready,
+            deleting: object.metadata.deletion_timestamp.is_some(),
+            read_only: object.spec.read_only,
+            reachable,
+        },
+        object: Some(object),
+        connector_key,
+        session,
+        namespace_allowed,
+        cache,
+    })
+}
+
+/// What the spec asks for: the resolved access, or why there is none.
+enum Wanted {
+    Access(Access, ResolvedIds),
+    Refused(&'static str, String, Duration),
+}
+
+async fn wanted(grant: &AccessGrant, gathered: &Gathered) -> Wanted {
+    let errors = validate_grant(&grant.spec);
+    if !errors.is_empty() {
+        return Wanted::Refused("InvalidSpec", describe(&errors), RECHECK);
+    }
+    let Some(object) = &gathered.object else {
+        return Wanted::Refused(
+            "ConnectorNotFound",
+            gathered.namespace_allowed.clone().err().unwrap_or_default(),
+            RECHECK,
         );
-        return Ok(Gate::Blocked(
-            not_granted("ConnectorNotReady", message),
-            Action::requeue(RECHECK),
-        ));
+    };
+    let identity_center = object
+        .status
+        .as_ref()
+        .and_then(|s| s.identity_center.clone());
+    let directory = Directory {
+        cache: &gathered.cache,
+        identity_center: identity_center.as_ref(),
+        session: gathered.session.as_ref(),
+    };
+    match resolve(&grant.spec, &directory).await {
+        Ok(Ok(resolved)) => {
+            let ids = resolved_ids(&resolved.access);
+            Wanted::Access(resolved.access, ids)
+        }
+        Ok(Err(unresolved)) => {
+            Wanted::Refused(unresolved.reason, unresolved.message, RESOLVE_RETRY)
+        }
+        Err(error) => {
+            let (reason, retry) = if error.kind == ErrorKind::Throttled {
+                ("Throttled", Duration::from_secs(30))
+            } else {
+                ("AwsError", Duration::from_secs(60))
+            };
+            Wanted::Refused(reason, error.to_string(), retry)
+        }
     }
-    Ok(Gate::Open(Box::new(connector)))
 }
 
-/// The condition reason of a failed AWS call.
-fn aws_reason(error: &AwsError) -> &'static str {
-    match error.kind {
-        ErrorKind::Throttled => "Throttled",
-        _ => "AwsError",
-    }
+/// Runs the grant through the shell with its connector's ledger, session and limits.
+async fn converge(
+    grant: &AccessGrant,
+    ctx: &Context,
+    gathered: &Gathered,
+    wanted: Option<&Access>,
+    deleting: bool,
+    now: Timestamp,
+) -> Result<GrantReport, ShellError> {
+    let ledger = ConfigMapLedger::new(ctx.client.clone(), &ctx.ledger_namespace);
+    let slots = match &gathered.object {
+        Some(object) => session::assignment_slots(ctx, object),
+        None => Arc::new(tokio::sync::Semaphore::new(1)),
+    };
+    let shell = crate::grant::execute::Shell {
+        ledger: &ledger,
+        connector: &gathered.connector_key,
+        session: gathered.session.as_ref(),
+        fence: &ctx.fence,
+        slots: &slots,
+        locks: &ctx.access_locks,
+    };
+    let holder = grant.uid().unwrap_or_default();
+    let name = format!(
+        "{}/{}",
+        grant.namespace().unwrap_or_default(),
+        grant.name_any()
+    );
+    let policy = gathered
+        .object
+        .as_ref()
+        .map(|o| o.spec.grant_policy.clone());
+    let allowed = |access: &Access| -> Result<(), String> {
+        gathered.namespace_allowed.clone()?;
+        match &policy {
+            Some(policy) => check_grant(
+                policy,
+                &grant.spec,
+                access,
+                &gathered.cache.permission_set_arns,
+                &gathered.cache.accounts,
+                now,
+            ),
+            // Without the connector there is no policy to check: nothing ends for that alone.
+            None => Ok(()),
+        }
+    };
+    let allowed_or_missing = |access: &Access| match gathered.connector {
+        Connector::Missing => Ok(()),
+        _ => allowed(access),
+    };
+    shell
+        .converge(&GrantAsk {
+            holder: &holder,
+            grant: &name,
+            wanted,
+            deleting,
+            deletion_policy: grant.spec.deletion_policy,
+            expiry: Expiry::of(&grant.spec),
+            allowed: &allowed_or_missing,
+            connector: &gathered.connector,
+            now,
+        })
+        .await
 }
 
-fn rfc3339(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn parse_time(text: Option<&str>) -> Option<Timestamp> {
-    text.and_then(|t| t.parse().ok())
-}
-
-/// A grant's status being decided, and the events it calls for.
+/// The status and events a grant's report calls for.
 struct Outcome {
     updates: Vec<ConditionUpdate>,
     action: Action,
     events: Vec<(EventType, &'static str, String)>,
 }
 
-impl Outcome {
-    fn new(updates: Vec<ConditionUpdate>, action: Action) -> Self {
-        Self {
-            updates,
-            action,
-            events: Vec::new(),
+fn kept_why(kept: &Kept) -> String {
+    match kept {
+        Kept::DeclaredBy(others) => format!("still declared by {}", others.join(", ")),
+        Kept::Adopted => "it existed before and was adopted, not created, by the operator".into(),
+        Kept::Retain => "deletionPolicy is Retain".into(),
+        Kept::ReadOnly => "the connector is readOnly".into(),
+    }
+}
+
+fn ending_text(ending: &Ending) -> String {
+    match ending {
+        Ending::Expired(at) => format!("expired at {}", rfc3339(*at)),
+        Ending::NotAllowed(rule) => format!("no longer allowed ({rule})"),
+        Ending::Deleted => "the AccessGrant is deleted".into(),
+        Ending::Replaced => "the spec no longer declares it".into(),
+        Ending::ConnectorDeleted => "the AwsConnector is deleted".into(),
+    }
+}
+
+/// Events for what happened to access the grant no longer declares, and whether all of it
+/// is settled; the first problem, if not.
+fn report_others(
+    report: &GrantReport,
+    wanted: Option<&Access>,
+    events: &mut Vec<(EventType, &'static str, String)>,
+) -> Option<(&'static str, String)> {
+    let mut problem = None;
+    for (access, result) in &report.others {
+        match result {
+            Ok(Done::Revoked {
+                ending: Ending::Replaced,
+                ..
+            }) if wanted.is_some() => {
+                let new = wanted.map(ToString::to_string).unwrap_or_default();
+                events.push((
+                    EventType::Normal,
+                    "Replaced",
+                    format!("replaced {access} with {new}"),
+                ));
+            }
+            Ok(Done::Revoked {
+                ending,
+                already_gone,
+            }) => {
+                let note = if *already_gone {
+                    format!("{access} was already gone ({})", ending_text(ending))
+                } else {
+                    format!("{access} revoked: {}", ending_text(ending))
+                };
+                events.push((EventType::Normal, "Revoked", note));
+            }
+            Ok(Done::Released { ending, kept }) => events.push((
+                EventType::Normal,
+                "Retained",
+                format!(
+                    "{access} is left in place ({}): {}",
+                    ending_text(ending),
+                    kept_why(kept)
+                ),
+            )),
+            Ok(Done::Nothing(_) | Done::Held { .. }) => {}
+            Ok(Done::InProgress { request_id, .. }) => {
+                problem.get_or_insert((
+                    "Pending",
+                    format!("revoking {access}: AWS is still working on it (request {request_id})"),
+                ));
+            }
+            Ok(Done::Wait { reason, message } | Done::Refused { reason, message }) => {
+                problem.get_or_insert((*reason, message.clone()));
+            }
+            Err(error) => {
+                problem.get_or_insert((shell_reason(error), format!("revoking {access}: {error}")));
+            }
         }
     }
+    problem
+}
+
+fn shell_reason(error: &ShellError) -> &'static str {
+    match error {
+        ShellError::Aws(e) if e.kind == ErrorKind::Throttled => "Throttled",
+        ShellError::Aws(_) | ShellError::NoSession(_) => "AwsError",
+        ShellError::Ledger(_) => "LedgerError",
+        ShellError::Fenced(_) => "NotLeader",
+    }
+}
+
+fn retry_after(reason: &str, ctx: &Context) -> Duration {
+    let retry = match reason {
+        "Pending" => PENDING_RETRY,
+        "Throttled" => Duration::from_secs(30),
+        _ => Duration::from_secs(60),
+    };
+    retry.min(ctx.aws.grant_check.max(Duration::from_secs(1)))
 }
 
 async fn apply(
@@ -174,32 +382,298 @@ async fn apply(
     api: &Api<AccessGrant>,
     ctx: &Context,
 ) -> Result<Action, Error> {
+    let now = Timestamp::now();
+    let gathered = gather(grant, ctx).await?;
+    let wanted = wanted(grant, &gathered).await;
+    let access = match &wanted {
+        Wanted::Access(access, _) => Some(access),
+        Wanted::Refused(..) => None,
+    };
     let current = grant.status.clone();
     let mut next = current.clone().unwrap_or_default();
-    let outcome = match gate(grant, ctx).await? {
-        Gate::Blocked(updates, action) => Outcome::new(updates, action),
-        Gate::Open(connector) => realise(grant, &connector, ctx, &mut next).await?,
+    let mut events = Vec::new();
+    let outcome = match converge(grant, ctx, &gathered, access, false, now).await {
+        Err(ShellError::Fenced(fenced)) => return Err(Error::Pending(fenced.to_string())),
+        Err(ShellError::Ledger(e)) => return Err(Error::Pending(e.to_string())),
+        Err(error) => {
+            let reason = shell_reason(&error);
+            Outcome {
+                updates: conditions(false, false, reason, &error.to_string()),
+                action: Action::requeue(retry_after(reason, ctx)),
+                events,
+            }
+        }
+        Ok(report) => {
+            let problem = report_others(&report, access, &mut events);
+            let mut outcome = describe_wanted(
+                grant,
+                &report,
+                &wanted,
+                &mut next,
+                &mut events,
+                ctx,
+                now,
+                &gathered,
+            )
+            .await?;
+            if let (Some((reason, message)), true) = (
+                problem,
+                outcome
+                    .updates
+                    .iter()
+                    .any(|u| u.type_ == "Ready" && u.status == ConditionStatus::True),
+            ) {
+                // What the grant held before is not settled yet: not Ready until it is.
+                outcome.updates.retain(|u| u.type_ != "Ready");
+                outcome.updates.push(ConditionUpdate::new(
+                    "Ready",
+                    ConditionStatus::False,
+                    reason,
+                    message,
+                ));
+                outcome.action = Action::requeue(retry_after(reason, ctx));
+            }
+            outcome.events = events;
+            outcome
+        }
     };
+    write_status(grant, api, ctx, current.as_ref(), next, outcome).await
+}
 
-    let old_conditions = current
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
+/// The status of the access the grant asks for.
+#[allow(clippy::too_many_arguments)]
+async fn describe_wanted(
+    grant: &AccessGrant,
+    report: &GrantReport,
+    wanted: &Wanted,
+    next: &mut AccessGrantStatus,
+    events: &mut Vec<(EventType, &'static str, String)>,
+    ctx: &Context,
+    now: Timestamp,
+    gathered: &Gathered,
+) -> Result<Outcome, Error> {
+    let expiry = Expiry::of(&grant.spec);
+    let (access, ids) = match wanted {
+        Wanted::Access(access, ids) => (access, ids),
+        Wanted::Refused(reason, message, retry) => {
+            // Nothing wanted: a refusal, unless the grant has simply expired.
+            if let Expiry::At(at) = expiry
+                && at <= now
+            {
+                return Ok(expired(next, at, events));
+            }
+            next.access = None;
+            return Ok(Outcome {
+                updates: conditions(false, false, reason, message),
+                action: Action::requeue(*retry),
+                events: Vec::new(),
+            });
+        }
+    };
+    next.resolved = Some(ids.clone());
+    let done = report
+        .wanted
+        .clone()
+        .unwrap_or(Done::Nothing(Ending::Replaced));
+    let outcome = match done {
+        Done::Held {
+            origin,
+            change,
+            request_id,
+        } => {
+            let ledger = ConfigMapLedger::new(ctx.client.clone(), &ctx.ledger_namespace);
+            let since = ledger
+                .load(&gathered.connector_key, access)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|s| {
+                    s.entry
+                        .holders
+                        .get(&grant.uid().unwrap_or_default())
+                        .map(|h| h.since.clone())
+                });
+            next.granted_at = since.clone();
+            let at = expiry.at(since.as_deref().and_then(|s| s.parse().ok()), now);
+            next.expires_at = at.map(rfc3339);
+            next.adopted = Some(origin == Origin::Adopted);
+            next.access = Some(AccessRecord::from(access));
+            if request_id.is_some() {
+                next.last_request_id = request_id;
+            }
+            let (reason, mut message) = match origin {
+                Origin::Adopted => (
+                    "Adopted",
+                    format!("{access} already existed and is adopted"),
+                ),
+                Origin::Created => ("Granted", format!("{access} is granted")),
+            };
+            match change {
+                HeldChange::Granted => {
+                    events.push((EventType::Normal, "Granted", format!("{access} granted")))
+                }
+                HeldChange::Regranted => events.push((
+                    EventType::Warning,
+                    "Regranted",
+                    format!("{access} was removed outside the operator; granted again"),
+                )),
+                HeldChange::Adopted => events.push((
+                    EventType::Normal,
+                    "Adopted",
+                    format!("{access} already existed: adopted"),
+                )),
+                HeldChange::Joined => events.push((
+                    EventType::Normal,
+                    "Joined",
+                    format!(
+                        "{access} is managed already for other grants; this grant declares it too"
+                    ),
+                )),
+                HeldChange::Unchanged => {}
+            }
+            if let Some(at) = &next.expires_at {
+                message.push_str(&format!(" until {at}"));
+            }
+            Outcome {
+                updates: conditions(true, true, reason, &message),
+                action: Action::requeue(next_check(ctx, at, now)),
+                events: Vec::new(),
+            }
+        }
+        Done::InProgress { kind, request_id } => {
+            let doing = match kind {
+                OperationKind::Grant => "granting",
+                OperationKind::Revoke => "revoking",
+            };
+            let message =
+                format!("{doing} {access}: AWS is still working on it (request {request_id})");
+            next.last_request_id = Some(request_id);
+            Outcome {
+                updates: conditions(false, false, "Pending", &message),
+                action: Action::requeue(PENDING_RETRY),
+                events: Vec::new(),
+            }
+        }
+        Done::Revoked {
+            ending,
+            already_gone,
+        } => {
+            next.access = None;
+            if !already_gone {
+                let reason = if matches!(ending, Ending::Expired(_)) {
+                    "Expired"
+                } else {
+                    "Revoked"
+                };
+                events.push((
+                    EventType::Normal,
+                    reason,
+                    format!("{access} revoked: {}", ending_text(&ending)),
+                ));
+            }
+            ended(next, &ending, events)
+        }
+        Done::Released { ending, kept } => {
+            next.access = None;
+            events.push((
+                EventType::Normal,
+                "Retained",
+                format!(
+                    "{access} is left in place ({}): {}",
+                    ending_text(&ending),
+                    kept_why(&kept)
+                ),
+            ));
+            ended(next, &ending, events)
+        }
+        Done::Nothing(ending) => {
+            next.access = None;
+            ended(next, &ending, events)
+        }
+        Done::Wait { reason, message } | Done::Refused { reason, message } => Outcome {
+            updates: conditions(false, false, reason, &message),
+            action: Action::requeue(
+                if reason == "ConnectorNotReady"
+                    || reason == "ConnectorNotFound"
+                    || reason == "ReadOnly"
+                {
+                    RECHECK.min(ctx.aws.grant_check.max(Duration::from_secs(30)))
+                } else {
+                    retry_after(reason, ctx)
+                },
+            ),
+            events: Vec::new(),
+        },
+    };
+    Ok(outcome)
+}
+
+fn expired(
+    next: &mut AccessGrantStatus,
+    at: Timestamp,
+    _events: &mut [(EventType, &'static str, String)],
+) -> Outcome {
+    next.access = None;
+    next.expires_at = Some(rfc3339(at));
+    let message = format!("expired at {}; it holds no access", rfc3339(at));
+    let mut updates = conditions(false, true, "Expired", &message);
+    updates[0].status = ConditionStatus::False;
+    Outcome {
+        updates,
+        action: Action::await_change(),
+        events: Vec::new(),
+    }
+}
+
+/// The status of a grant whose access ended.
+fn ended(
+    next: &mut AccessGrantStatus,
+    ending: &Ending,
+    events: &mut [(EventType, &'static str, String)],
+) -> Outcome {
+    match ending {
+        Ending::Expired(at) => expired(next, *at, events),
+        Ending::NotAllowed(rule) => Outcome {
+            updates: conditions(false, false, "NotAllowed", rule),
+            action: Action::requeue(RECHECK),
+            events: Vec::new(),
+        },
+        other => Outcome {
+            updates: conditions(false, false, "Revoked", &ending_text(other)),
+            action: Action::requeue(RECHECK),
+            events: Vec::new(),
+        },
+    }
+}
+
+async fn write_status(
+    grant: &AccessGrant,
+    api: &Api<AccessGrant>,
+    ctx: &Context,
+    current: Option<&AccessGrantStatus>,
+    mut next: AccessGrantStatus,
+    outcome: Outcome,
+) -> Result<Action, Error> {
+    let old_conditions = current.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let old_reason = old_conditions.condition("Ready").map(|c| c.reason.clone());
     let generation = grant.metadata.generation;
     next.conditions = status::with_conditions(old_conditions, &outcome.updates, generation);
     next.observed_generation = generation;
-    status::write(api, &grant.name_any(), current.as_ref(), &next).await?;
+    ctx.fence
+        .check()
+        .map_err(|f| Error::Pending(f.to_string()))?;
+    status::write(api, &grant.name_any(), current, &next).await?;
 
     let key = format!(
         "{}/{}",
         grant.namespace().unwrap_or_default(),
         grant.name_any()
     );
-    if let Some(ready) = outcome.updates.iter().find(|u| u.type_ == "Ready") {
+    let ready = outcome.updates.iter().find(|u| u.type_ == "Ready");
+    if let Some(ready) = ready {
         ctx.metrics.observe_grant(&key, Some(&ready.reason));
     }
-    if let Some(ready) = outcome.updates.iter().find(|u| u.type_ == "Ready")
+    if let Some(ready) = ready
         && old_reason.as_deref() != Some(ready.reason.as_str())
     {
         tracing::info!(grant = %grant.name_any(), namespace = ?grant.namespace(), reason = %ready.reason, message = %ready.message, "grant state changed");
@@ -225,227 +699,6 @@ async fn apply(
     Ok(outcome.action)
 }
 
-/// Makes AWS match an allowed grant, recording what it holds in `next`.
-async fn realise(
-    grant: &AccessGrant,
-    connector: &AwsConnector,
-    ctx: &Context,
-    next: &mut AccessGrantStatus,
-) -> Result<Outcome, Error> {
-    let external_id = match session::external_id(ctx, connector).await? {
-        Ok(id) => id,
-        Err(error) => {
-            return Ok(Outcome::new(
-                not_granted("ConnectorNotReady", error.message),
-                Action::requeue(RECHECK),
-            ));
-        }
-    };
-    let (session, _) = session::session(ctx, connector, external_id.as_deref()).await;
-    let cache = session::directory(ctx, connector).await?;
-    let identity_center = connector
-        .status
-        .as_ref()
-        .and_then(|s| s.identity_center.clone());
-    let directory = Directory {
-        cache: &cache,
-        identity_center: identity_center.as_ref(),
-        session: Some(&session),
-    };
-    let resolved = match resolve(&grant.spec, &directory).await {
-        Ok(Ok(resolved)) => resolved,
-        Ok(Err(unresolved)) => {
-            return Ok(Outcome::new(
-                not_granted(unresolved.reason, unresolved.message),
-                Action::requeue(RESOLVE_RETRY),
-            ));
-        }
-        Err(error) => return Ok(aws_failure(ctx, &error)),
-    };
-    let access = resolved.access.clone();
-    next.resolved = Some(resolved_ids(&access));
-
-    let now = Timestamp::now();
-    if let Err(rule) = check_grant(
-        &connector.spec.grant_policy,
-        &grant.spec,
-        &access,
-        resolved.permission_set_name.as_deref(),
-        &cache.accounts,
-        now,
-    ) {
-        return Ok(Outcome::new(
-            not_granted("NotAllowed", rule),
-            Action::requeue(RECHECK),
-        ));
-    }
-    if connector.spec.read_only {
-        let message = format!("the connector is readOnly: {access} is not granted");
-        return Ok(Outcome::new(
-            not_granted("ReadOnly", message),
-            Action::requeue(RECHECK),
-        ));
-    }
-
-    let held = next.access.as_ref().and_then(|r| Access::try_from(r).ok());
-    let was_adopted = next.adopted == Some(true);
-    let granted_at = parse_time(next.granted_at.as_deref());
-    let expiry = expires_at(&grant.spec, granted_at, now);
-    next.expires_at = expiry.map(rfc3339);
-
-    // Expired: revoke what this grant holds, and keep the object. A grant that expired before
-    // it ever held access grants nothing and revokes nothing.
-    if expiry.is_some_and(|at| at <= now) {
-        let Some(target) = held.clone() else {
-            let message = format!(
-                "expired at {} before anything was granted",
-                next.expires_at.as_deref().unwrap_or_default()
-            );
-            return Ok(Outcome::new(
-                vec![
-                    ConditionUpdate::new("Granted", ConditionStatus::False, "Expired", &message),
-                    ConditionUpdate::new("Ready", ConditionStatus::True, "Expired", message),
-                ],
-                Action::await_change(),
-            ));
-        };
-        let mut outcome = match revoke_with_slot(ctx, connector, &session, &target).await {
-            Ok(Change::InProgress(request)) => {
-                return Ok(in_progress(next, format!("revoking {target}"), request));
-            }
-            Ok(change) => {
-                if let Change::Done(Some(request)) = &change {
-                    next.last_request_id = Some(request.clone());
-                }
-                let message = format!(
-                    "expired at {}; {target} revoked",
-                    next.expires_at.as_deref().unwrap_or_default()
-                );
-                let mut outcome = Outcome::new(
-                    vec![
-                        ConditionUpdate::new(
-                            "Granted",
-                            ConditionStatus::False,
-                            "Expired",
-                            &message,
-                        ),
-                        ConditionUpdate::new("Ready", ConditionStatus::True, "Expired", &message),
-                    ],
-                    Action::await_change(),
-                );
-                if matches!(change, Change::Done(_)) {
-                    outcome.events.push((EventType::Normal, "Expired", message));
-                }
-                outcome
-            }
-            Err(error) => return Ok(aws_failure(ctx, &error)),
-        };
-        next.access = None;
-        outcome.action = Action::await_change();
-        return Ok(outcome);
-    }
-
-    let mut events = Vec::new();
-    // A changed spec: grant the new access first, then revoke the old, so that neither is
-    // missing in between.
-    let replaced = held.clone().filter(|old| *old != access);
-
-    let exists = match aws_access::exists(&session, &access).await {
-        Ok(exists) => exists,
-        Err(error) => return Ok(aws_failure(ctx, &error)),
-    };
-    let holds_it = held.as_ref() == Some(&access);
-    let (reason, mut message) = match (exists, holds_it) {
-        (true, true) if next.adopted == Some(true) => (
-            "Adopted",
-            format!("{access} already existed and is adopted"),
-        ),
-        (true, true) => ("Granted", format!("{access} is granted")),
-        (true, false) => {
-            // It was there before this grant asked for it: adopt it rather than recreate it.
-            next.adopted = Some(true);
-            next.granted_at = Some(rfc3339(now));
-            events.push((
-                EventType::Normal,
-                "Adopted",
-                format!("{access} already existed: adopted"),
-            ));
-            (
-                "Adopted",
-                format!("{access} already existed and is adopted"),
-            )
-        }
-        (false, _) => match grant_with_slot(ctx, connector, &session, &access).await {
-            Ok(Change::InProgress(request)) => {
-                return Ok(in_progress(next, format!("granting {access}"), request));
-            }
-            Ok(change) => {
-                if let Change::Done(Some(request)) = &change {
-                    next.last_request_id = Some(request.clone());
-                }
-                if holds_it {
-                    // Granted before and gone now: removed outside the operator.
-                    events.push((
-                        EventType::Warning,
-                        "Regranted",
-                        format!("{access} was removed outside the operator; granted again"),
-                    ));
-                } else {
-                    events.push((EventType::Normal, "Granted", format!("{access} granted")));
-                    next.granted_at = Some(rfc3339(now));
-                    next.adopted = Some(false);
-                }
-                ("Granted", format!("{access} is granted"))
-            }
-            Err(error) => return Ok(aws_failure(ctx, &error)),
-        },
-    };
-    next.access = Some(AccessRecord::from(&access));
-    // The expiry of a duration runs from when the access was granted.
-    let expiry = expires_at(&grant.spec, parse_time(next.granted_at.as_deref()), now);
-    next.expires_at = expiry.map(rfc3339);
-
-    if let Some(old) = replaced {
-        if was_adopted && grant.spec.deletion_policy != Some(DeletionPolicy::Revoke) {
-            message.push_str(&format!(
-                "; the previous {old} was adopted and is left in place"
-            ));
-        } else {
-            match revoke_with_slot(ctx, connector, &session, &old).await {
-                Ok(_) => {
-                    message.push_str(&format!("; replaced {old}"));
-                    events.push((
-                        EventType::Normal,
-                        "Replaced",
-                        format!("replaced {old} with {access}"),
-                    ));
-                }
-                Err(error) => return Ok(aws_failure(ctx, &error)),
-            }
-        }
-    }
-    if let Some(record) = &next.expires_at {
-        message.push_str(&format!(" until {record}"));
-    }
-    let mut outcome = Outcome::new(
-        granted(reason, message),
-        Action::requeue(next_check(ctx, expiry, now)),
-    );
-    outcome.events = events;
-    Ok(outcome)
-}
-
-/// An assignment operation AWS is still working on: remembered by request id, looked at again
-/// soon.
-fn in_progress(next: &mut AccessGrantStatus, doing: String, request: String) -> Outcome {
-    let message = format!("{doing}: AWS is still working on it (request {request})");
-    next.last_request_id = Some(request);
-    Outcome::new(
-        not_granted("Pending", message),
-        Action::requeue(Duration::from_secs(10)),
-    )
-}
-
 /// When to look again: the drift check, or the expiry if sooner.
 fn next_check(ctx: &Context, expiry: Option<Timestamp>, now: Timestamp) -> Duration {
     let check = ctx.aws.grant_check;
@@ -456,21 +709,6 @@ fn next_check(ctx: &Context, expiry: Option<Timestamp>, now: Timestamp) -> Durat
         }
         None => check,
     }
-}
-
-/// A failed AWS call: reported, and tried again within a minute (sooner when grants are
-/// checked more often than that).
-fn aws_failure(ctx: &Context, error: &AwsError) -> Outcome {
-    let reason = aws_reason(error);
-    let retry = if error.kind == ErrorKind::Throttled {
-        Duration::from_secs(30)
-    } else {
-        Duration::from_secs(60)
-    };
-    Outcome::new(
-        not_granted(reason, error.to_string()),
-        Action::requeue(retry.min(ctx.aws.grant_check)),
-    )
 }
 
 fn resolved_ids(access: &Access) -> ResolvedIds {
@@ -501,120 +739,34 @@ fn resolved_ids(access: &Access) -> ResolvedIds {
     }
 }
 
-/// Runs a grant or revoke of `access`, holding one of the connector's assignment permits
-/// when it is an account assignment (AWS allows 15 such operations in flight, shared).
-async fn with_slot(
-    ctx: &Context,
-    connector: &AwsConnector,
-    access: &Access,
-    operation: impl std::future::Future<Output = Result<Change, AwsError>>,
-) -> Result<Change, AwsError> {
-    let slots = session::assignment_slots(ctx, connector);
-    let _permit = if access.is_assignment() {
-        slots.acquire().await.ok()
-    } else {
-        None
-    };
-    operation.await
-}
-
-async fn grant_with_slot(
-    ctx: &Context,
-    connector: &AwsConnector,
-    session: &Session,
-    access: &Access,
-) -> Result<Change, AwsError> {
-    with_slot(ctx, connector, access, aws_access::grant(session, access)).await
-}
-
-async fn revoke_with_slot(
-    ctx: &Context,
-    connector: &AwsConnector,
-    session: &Session,
-    access: &Access,
-) -> Result<Change, AwsError> {
-    with_slot(ctx, connector, access, aws_access::revoke(session, access)).await
-}
-
-/// Deleting a grant revokes what it holds, unless it says Retain, or the access was adopted
-/// and the grant did not explicitly say Revoke. The finalizer goes only once AWS confirms.
+/// Deleting a grant: everything the ledger says it holds is revoked (what the operator
+/// created, or adopted access with `deletionPolicy: Revoke`) or released. The finalizer goes
+/// only once all of it is settled in AWS; a grant whose connector is gone keeps it.
 async fn cleanup(grant: &AccessGrant, ctx: &Context) -> Result<Action, Error> {
     let name = grant.name_any();
+    let gathered = gather(grant, ctx).await?;
+    let report = converge(grant, ctx, &gathered, None, true, Timestamp::now())
+        .await
+        .map_err(|e| Error::Pending(format!("revoking the access of {name}: {e}")))?;
+    let mut events = Vec::new();
+    let problem = report_others(&report, None, &mut events);
+    for (type_, reason, note) in events {
+        tracing::info!(grant = %name, %note, "grant deleted");
+        ctx.publish(grant, type_, reason, "Revoke", note).await;
+    }
+    if let Some((reason, message)) = problem {
+        ctx.publish(grant, EventType::Warning, reason, "Revoke", message.clone())
+            .await;
+        return Err(Error::Pending(format!(
+            "{name} keeps its finalizer: {message}"
+        )));
+    }
+    if report.others.is_empty() {
+        tracing::info!(grant = %name, "grant deleted; the ledger has no access it holds");
+    }
     ctx.metrics.observe_grant(
         &format!("{}/{name}", grant.namespace().unwrap_or_default()),
         None,
     );
-    let status = grant.status.clone().unwrap_or_default();
-    let Some(access) = status
-        .access
-        .as_ref()
-        .and_then(|r| Access::try_from(r).ok())
-    else {
-        tracing::info!(grant = %name, "grant deleted; it held no access");
-        return Ok(Action::await_change());
-    };
-    let policy = grant.spec.deletion_policy;
-    if policy == Some(DeletionPolicy::Retain)
-        || (status.adopted == Some(true) && policy != Some(DeletionPolicy::Revoke))
-    {
-        let why = if policy == Some(DeletionPolicy::Retain) {
-            "deletionPolicy is Retain"
-        } else {
-            "it was adopted, not created, by the operator"
-        };
-        ctx.publish(
-            grant,
-            EventType::Normal,
-            "Retained",
-            "Revoke",
-            format!("{access} is left in place: {why}"),
-        )
-        .await;
-        return Ok(Action::await_change());
-    }
-    let grant_namespace = grant.namespace().unwrap_or_default();
-    let reference = &grant.spec.connector_ref;
-    let connector_namespace = reference.namespace.clone().unwrap_or(grant_namespace);
-    let connectors: Api<AwsConnector> = Api::namespaced(ctx.client.clone(), &connector_namespace);
-    let Some(connector) = connectors.get_opt(&reference.name).await? else {
-        // Without its connector there is no way into AWS; keeping the finalizer would only
-        // block the deletion forever.
-        let note = format!(
-            "AwsConnector {connector_namespace}/{} is gone: {access} could not be revoked",
-            reference.name
-        );
-        tracing::warn!(grant = %name, %note);
-        ctx.publish(grant, EventType::Warning, "RevokeSkipped", "Revoke", note)
-            .await;
-        return Ok(Action::await_change());
-    };
-    if connector.spec.read_only {
-        ctx.publish(
-            grant,
-            EventType::Warning,
-            "ReadOnly",
-            "Revoke",
-            format!("the connector is readOnly: {access} is left in place"),
-        )
-        .await;
-        return Ok(Action::await_change());
-    }
-    let external_id = session::external_id(ctx, &connector).await?.ok().flatten();
-    let (session, _) = session::session(ctx, &connector, external_id.as_deref()).await;
-    match revoke_with_slot(ctx, &connector, &session, &access).await {
-        Ok(Change::InProgress(request)) => Err(Error::Pending(format!(
-            "AWS is still revoking {access} (request {request})"
-        ))),
-        Ok(change) => {
-            let note = match change {
-                Change::AlreadySo => format!("{access} was already gone"),
-                _ => format!("{access} revoked"),
-            };
-            tracing::info!(grant = %name, %note, "grant deleted");
-            ctx.publish(grant, EventType::Normal, "Revoked", "Revoke", note)
-                .await;
-            Ok(Action::await_change())
-        }
-        Err(error) => Err(Error::Aws(error)),
-    }
+    Ok(Action::await_change())
 }

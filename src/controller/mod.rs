@@ -7,6 +7,8 @@ pub mod context;
 pub mod error;
 pub mod grant;
 pub mod health;
+pub mod leader;
+pub mod ledger;
 pub mod metrics;
 pub mod session;
 pub mod shutdown;
@@ -25,10 +27,10 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::utils::Predicate;
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use kube_lease_manager::LeaseManagerBuilder;
 use serde::de::DeserializeOwned;
 
 use crate::api::{AccessGrant, AwsConnector};
+use crate::fence::Fence;
 pub use context::AwsSettings;
 use context::Context;
 use error::{Error, backoff};
@@ -47,6 +49,9 @@ pub struct Settings {
     pub health_addr: Option<SocketAddr>,
     /// This replica's name in events (the pod name in a cluster).
     pub instance: String,
+    /// The operator's own namespace, where its ownership ledger lives (tenants cannot write
+    /// there).
+    pub ledger_namespace: String,
     pub aws: AwsSettings,
 }
 
@@ -57,7 +62,8 @@ pub struct LeaderElection {
     pub identity: String,
     /// How long the lease holds without renewal.
     pub lease_seconds: u64,
-    /// How long before expiry the holder renews.
+    /// How long before the lease could be taken by another replica the holder stops writing
+    /// (allowance for clock skew and requests on the wire).
     pub renew_grace_seconds: u64,
 }
 
@@ -94,11 +100,20 @@ pub async fn start(
         controller: "aws-access-operator".into(),
         instance: Some(settings.instance.clone()),
     };
+    // Without leader election there is one writer and nothing to fence; with it, nothing is
+    // written until the lease is held.
+    let fence = if settings.leader_election.is_some() {
+        Fence::closed()
+    } else {
+        Fence::unfenced()
+    };
     let ctx = Arc::new(Context::new(
         client.clone(),
         reporter,
         metrics.clone(),
         settings.aws.clone(),
+        fence,
+        settings.ledger_namespace.clone(),
     ));
     health.set_ready(true);
     let task = tokio::spawn({
@@ -126,25 +141,19 @@ async fn lead_then_run(
         run_controllers(&client, &settings.namespaces, ctx, shutdown).await;
         return Ok(());
     };
-    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
-        .with_namespace(&election.lease_namespace)
-        .with_identity(&election.identity)
-        .with_duration(election.lease_seconds)
-        .with_grace(election.renew_grace_seconds)
-        .build()
-        .await
-        .context("cannot set up the leader lease")?;
-    let (mut leading, watcher) = manager.watch().await;
+    let lease = leader::Election::new(
+        Api::namespaced(client.clone(), &election.lease_namespace),
+        &election.lease_name,
+        &election.identity,
+        leader::Timing {
+            duration: Duration::from_secs(election.lease_seconds),
+            grace: Duration::from_secs(election.renew_grace_seconds),
+        },
+        ctx.fence.clone(),
+    );
     tracing::info!(lease = %election.lease_name, namespace = %election.lease_namespace, identity = %election.identity, "waiting for the leader lease");
-    while !*leading.borrow_and_update() {
-        tokio::select! {
-            changed = leading.changed() => changed.context("leader election stopped")?,
-            () = shutdown.wait() => {
-                drop(leading);
-                release(watcher).await;
-                return Ok(());
-            }
-        }
+    if !lease.acquire(&shutdown).await {
+        return Ok(());
     }
     tracing::info!(identity = %election.identity, "became the leader");
     ctx.metrics.leader.set(1);
@@ -153,26 +162,13 @@ async fn lead_then_run(
     tokio::pin!(controllers);
     let result = tokio::select! {
         () = &mut controllers => Ok(()),
-        _ = leading.wait_for(|leads| !*leads) => Err(anyhow::anyhow!(
-            "lost the leader lease; stopping so that only one replica writes"
+        why = lease.hold() => Err(anyhow::anyhow!(
+            "lost the leader lease ({why}); stopping so that only one replica writes"
         )),
     };
     metrics.leader.set(0);
-    drop(leading);
-    release(watcher).await;
+    lease.release().await;
     result
-}
-
-/// Waits for the lease manager to release the lease, which it does once the receiver of its
-/// changes is dropped.
-async fn release(
-    watcher: tokio::task::JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
-) {
-    match watcher.await {
-        Ok(Err(error)) => tracing::warn!(%error, "releasing the leader lease failed"),
-        Err(error) => tracing::warn!(%error, "leader election task failed"),
-        Ok(Ok(_)) => tracing::info!("released the leader lease"),
-    }
 }
 
 /// The APIs to watch a kind through: one per namespace, or one for the whole cluster.
@@ -199,15 +195,17 @@ async fn run_controllers(
 ) {
     let mut runs = Vec::new();
     for api in scopes::<AwsConnector>(client, namespaces) {
-        // Only spec (generation) and annotation (sync-now) changes start a reconciliation: the
-        // operator's own status writes do not wake it again.
+        // Only spec (generation: deletion moves it too), annotation (sync-now) and finalizer
+        // changes start a reconciliation: the operator's own status writes do not wake it again.
         let (reader, writer) = reflector::store();
         let changes = watcher(api, watcher::Config::default().any_semantic())
             .default_backoff()
             .reflect(writer)
             .applied_objects()
             .predicate_filter(
-                predicates::generation.combine(predicates::annotations),
+                predicates::generation
+                    .combine(predicates::annotations)
+                    .combine(predicates::finalizers),
                 Default::default(),
             );
         let run = Controller::for_stream(changes, reader)

@@ -5,6 +5,37 @@ use jiff::{SignedDuration, Timestamp};
 use crate::api::duration;
 use crate::api::grant::AccessGrantSpec;
 
+/// When a grant's access ends, before knowing when it was granted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    Never,
+    At(Timestamp),
+    /// This long after the access was granted.
+    After(SignedDuration),
+}
+
+impl Expiry {
+    pub fn of(spec: &AccessGrantSpec) -> Self {
+        if let Some(at) = spec.expires_at.as_deref().and_then(|t| t.parse().ok()) {
+            return Self::At(at);
+        }
+        spec.duration
+            .as_deref()
+            .and_then(duration::parse)
+            .and_then(|d| SignedDuration::try_from(d).ok())
+            .map_or(Self::Never, Self::After)
+    }
+
+    /// The moment: for a duration, from `granted_at` (from `now` when not granted yet).
+    pub fn at(&self, granted_at: Option<Timestamp>, now: Timestamp) -> Option<Timestamp> {
+        match self {
+            Self::Never => None,
+            Self::At(at) => Some(*at),
+            Self::After(lifetime) => granted_at.unwrap_or(now).checked_add(*lifetime).ok(),
+        }
+    }
+}
+
 /// The moment the access must be revoked: `expiresAt`, or `duration` after it was granted
 /// (after `now` when it has not been yet). `None` when the grant does not expire.
 pub fn expires_at(

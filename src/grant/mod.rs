@@ -1,7 +1,11 @@
-//! Access grants: which connector a grant may use, and (in time) planning and applying access.
+//! Access grants: resolving names, the connector's policy, expiry, the ownership ledger, the
+//! pure decision core, and the shell that carries decisions out in AWS.
 
 pub mod access;
+pub mod decide;
+pub mod execute;
 pub mod expiry;
+pub mod ledger;
 pub mod plan;
 pub mod policy;
 pub mod resolve;

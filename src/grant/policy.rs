@@ -40,14 +40,27 @@ pub fn namespace_allowed(
     }
 }
 
-/// What a connector's grant policy says of a grant's resolved access, before any AWS write.
+/// A permission set named in a grant policy, as an ARN: an ARN is taken as it is, a name is
+/// looked up among the instance's permission sets (`names`: name → ARN, from the last sync).
+fn policy_arn<'a>(entry: &'a str, names: &'a BTreeMap<String, String>) -> Option<&'a str> {
+    if entry.starts_with("arn:") {
+        Some(entry)
+    } else {
+        names.get(entry).map(String::as_str)
+    }
+}
+
+/// What a connector's grant policy says of a piece of access, before any AWS write. Permission
+/// sets are compared by ARN, after resolving the policy's names through the instance's
+/// permission sets (`permission_sets`: name → ARN). A denied name that does not resolve
+/// refuses every assignment: it cannot be shown not to be the one asked for (fail closed).
 /// `accounts` are the organization's accounts from the last sync (empty when unknown). The
 /// error names the rule.
 pub fn check_grant(
     policy: &GrantPolicy,
     spec: &AccessGrantSpec,
     access: &Access,
-    permission_set_name: Option<&str>,
+    permission_sets: &BTreeMap<String, String>,
     accounts: &[String],
     now: Timestamp,
 ) -> Result<(), String> {
@@ -57,17 +70,30 @@ pub fn check_grant(
         ..
     } = access
     {
-        let shown = permission_set_name.unwrap_or(permission_set_arn);
-        if let Some(name) = permission_set_name
-            && policy.denied_permission_sets.iter().any(|d| d == name)
-        {
-            return Err(format!(
-                "the connector's grantPolicy.deniedPermissionSets denies {name}"
-            ));
+        let shown = permission_sets
+            .iter()
+            .find(|(_, arn)| *arn == permission_set_arn)
+            .map_or(permission_set_arn.as_str(), |(name, _)| name.as_str());
+        for denied in &policy.denied_permission_sets {
+            match policy_arn(denied, permission_sets) {
+                Some(arn) if arn == permission_set_arn => {
+                    return Err(format!(
+                        "the connector's grantPolicy.deniedPermissionSets denies {shown}"
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    return Err(format!(
+                        "the connector's grantPolicy.deniedPermissionSets names {denied:?}, which is not a permission set of the Identity Center instance (as of the last sync): no assignment is allowed until it resolves"
+                    ));
+                }
+            }
         }
         if !policy.allowed_permission_sets.is_empty()
-            && !permission_set_name
-                .is_some_and(|name| policy.allowed_permission_sets.iter().any(|a| a == name))
+            && !policy
+                .allowed_permission_sets
+                .iter()
+                .any(|a| policy_arn(a, permission_sets) == Some(permission_set_arn.as_str()))
         {
             return Err(format!(
                 "{shown} is not in the connector's grantPolicy.allowedPermissionSets"
@@ -200,6 +226,57 @@ mod tests {
         }
     }
 
+    fn names() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("ReadOnly".to_string(), "arn:ps".to_string()),
+            ("Admin".to_string(), "arn:admin".to_string()),
+        ])
+    }
+
+    #[test]
+    fn permission_sets_compare_by_arn_and_fail_closed() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().expect("time");
+        let spec = grant(serde_json::json!({"target": {"kind": "PermissionSet",
+            "permissionSet": "arn:ps", "accountId": "111122223333"}}));
+        let a = assignment("111122223333");
+        // The grant names the permission set by ARN: the deny list's name still catches it.
+        let deny = GrantPolicy {
+            denied_permission_sets: vec!["ReadOnly".into()],
+            ..GrantPolicy::default()
+        };
+        let refused = check_grant(&deny, &spec, &a, &names(), &[], now).unwrap_err();
+        assert!(refused.contains("denies ReadOnly"), "{refused}");
+        // A denied name that resolves to nothing refuses: it might be the one asked for.
+        let unknown = GrantPolicy {
+            denied_permission_sets: vec!["Ghost".into()],
+            ..GrantPolicy::default()
+        };
+        let refused = check_grant(&unknown, &spec, &a, &names(), &[], now).unwrap_err();
+        assert!(
+            refused.contains("\"Ghost\"") && refused.contains("not a permission set"),
+            "{refused}"
+        );
+        // An allow list matches by ARN too, and an ARN entry matches directly.
+        for allowed in [vec!["ReadOnly".to_string()], vec!["arn:ps".to_string()]] {
+            let policy = GrantPolicy {
+                allowed_permission_sets: allowed,
+                ..GrantPolicy::default()
+            };
+            assert!(check_grant(&policy, &spec, &a, &names(), &[], now).is_ok());
+        }
+        let only_admin = GrantPolicy {
+            allowed_permission_sets: vec!["Admin".into(), "Ghost".into()],
+            ..GrantPolicy::default()
+        };
+        assert!(check_grant(&only_admin, &spec, &a, &names(), &[], now).is_err());
+        // Without the cache nothing resolves: an allow list refuses everything.
+        let allow = GrantPolicy {
+            allowed_permission_sets: vec!["ReadOnly".into()],
+            ..GrantPolicy::default()
+        };
+        assert!(check_grant(&allow, &spec, &a, &BTreeMap::new(), &[], now).is_err());
+    }
+
     #[test]
     fn grant_policy_rules_name_themselves() {
         let now: Timestamp = "2026-01-01T00:00:00Z".parse().expect("time");
@@ -211,7 +288,7 @@ mod tests {
                 &open,
                 &grant(serde_json::json!({})),
                 &a,
-                Some("ReadOnly"),
+                &names(),
                 &org,
                 now
             )
@@ -221,7 +298,7 @@ mod tests {
             &open,
             &grant(serde_json::json!({})),
             &assignment("999999999999"),
-            Some("ReadOnly"),
+            &names(),
             &org,
             now,
         );
@@ -241,7 +318,7 @@ mod tests {
                 &denied,
                 &grant(serde_json::json!({})),
                 &a,
-                Some("ReadOnly"),
+                &names(),
                 &org,
                 now
             )
@@ -257,7 +334,7 @@ mod tests {
                 &allowed,
                 &grant(serde_json::json!({})),
                 &a,
-                Some("ReadOnly"),
+                &names(),
                 &org,
                 now
             )
@@ -273,7 +350,7 @@ mod tests {
                 &accounts,
                 &grant(serde_json::json!({})),
                 &a,
-                Some("ReadOnly"),
+                &names(),
                 &org,
                 now
             )
@@ -286,7 +363,7 @@ mod tests {
             ..GrantPolicy::default()
         };
         assert!(
-            check_grant(&max, &grant(serde_json::json!({})), &a, None, &org, now)
+            check_grant(&max, &grant(serde_json::json!({})), &a, &names(), &org, now)
                 .unwrap_err()
                 .contains("maxDuration")
         );
@@ -295,7 +372,7 @@ mod tests {
                 &max,
                 &grant(serde_json::json!({"duration": "8h"})),
                 &a,
-                None,
+                &names(),
                 &org,
                 now
             )
@@ -306,7 +383,7 @@ mod tests {
                 &max,
                 &grant(serde_json::json!({"duration": "13h"})),
                 &a,
-                None,
+                &names(),
                 &org,
                 now
             )
@@ -317,7 +394,7 @@ mod tests {
                 &max,
                 &grant(serde_json::json!({"expiresAt": "2026-01-01T11:00:00Z"})),
                 &a,
-                None,
+                &names(),
                 &org,
                 now
             )
@@ -328,7 +405,7 @@ mod tests {
                 &max,
                 &grant(serde_json::json!({"expiresAt": "2026-01-02T11:00:00Z"})),
                 &a,
-                None,
+                &names(),
                 &org,
                 now
             )
@@ -344,7 +421,7 @@ mod tests {
                 &denied,
                 &grant(serde_json::json!({})),
                 &membership,
-                None,
+                &names(),
                 &org,
                 now
             )

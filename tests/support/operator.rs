@@ -29,6 +29,7 @@ pub fn settings(namespace: &str, identity: &str, aws: AwsSettings) -> Settings {
         }),
         health_addr: None,
         instance: identity.to_string(),
+        ledger_namespace: namespace.to_string(),
         aws,
     }
 }

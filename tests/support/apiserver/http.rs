@@ -280,7 +280,34 @@ async fn handle(
                 })
             })
         }
-        (&Method::DELETE, Some(name)) => lock().delete(target.kind, &namespace, name),
+        (&Method::DELETE, Some(name)) => {
+            // DeleteOptions may carry a precondition on the resourceVersion (409 on mismatch).
+            let expected = serde_json::from_slice::<Value>(&body).ok().and_then(|o| {
+                o.pointer("/preconditions/resourceVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+            let mut store = lock();
+            match expected {
+                Some(version) => store
+                    .get(target.kind, &namespace, name)
+                    .and_then(|current| {
+                        let actual = current
+                            .pointer("/metadata/resourceVersion")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string();
+                        if actual == version {
+                            store.delete(target.kind, &namespace, name)
+                        } else {
+                            Err(ApiError::Conflict(format!(
+                                "Precondition failed: ResourceVersion in precondition: {version}, ResourceVersion in object meta: {actual}"
+                            )))
+                        }
+                    }),
+                None => store.delete(target.kind, &namespace, name),
+            }
+        }
         _ => Err(ApiError::MethodNotAllowed(format!(
             "{method} is not allowed on {path}"
         ))),

@@ -1,0 +1,358 @@
+//! The ownership ledger: the operator's own durable record of every piece of access it
+//! manages, kept where tenants cannot write (the operator's namespace in a cluster, the
+//! `--state-dir` of `apply`).
+//!
+//! An entry is keyed by the access itself (connector, kind, principal id, target). It lists the
+//! grants that declare the access and whether the operator created it or found it. Before every
+//! AWS write the entry records the intent (and, once AWS answers, its request id); after AWS
+//! confirms, the intent is cleared. A restart resumes what the ledger says is under way
+//! instead of deciding again from what AWS happens to show. What to revoke comes only from
+//! here, never from a grant's status.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use super::access::Access;
+use crate::fingerprint::content_hash;
+
+/// Whether the operator made the access, or found it in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Origin {
+    /// The operator created it (or is creating it): revoked when its last grant goes.
+    Created,
+    /// It existed before any grant asked for it: left in place unless a grant says
+    /// `deletionPolicy: Revoke`.
+    Adopted,
+}
+
+/// A grant that declares the access.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Holder {
+    /// `namespace/name`, for people.
+    pub grant: String,
+    /// When the grant started holding the access (RFC 3339): a `duration` runs from here. Kept
+    /// here, not in the grant's status, which its owner can write.
+    #[serde(default)]
+    pub since: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OperationKind {
+    Grant,
+    Revoke,
+}
+
+/// An AWS write the operator started and has not seen finish.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    pub kind: OperationKind,
+    /// The AWS request id of an account assignment operation, once AWS answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    pub started_at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEntry {
+    /// The connector the access is reached through, `namespace/name`.
+    pub connector: String,
+    pub access: Access,
+    pub origin: Origin,
+    /// The grants that declare it, by uid (by `namespace/name` for `apply`, which has no uids).
+    pub holders: BTreeMap<String, Holder>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<Operation>,
+    pub updated_at: String,
+}
+
+impl LedgerEntry {
+    pub fn new(connector: &str, access: &Access, origin: Origin) -> Self {
+        Self {
+            connector: connector.to_string(),
+            access: access.clone(),
+            origin,
+            holders: BTreeMap::new(),
+            operation: None,
+            updated_at: String::new(),
+        }
+    }
+
+    pub fn key(&self) -> String {
+        key(&self.connector, &self.access)
+    }
+
+    /// The other grants that declare the access, for people.
+    pub fn others(&self, holder: &str) -> Vec<String> {
+        self.holders
+            .iter()
+            .filter(|(uid, _)| uid.as_str() != holder)
+            .map(|(_, h)| h.grant.clone())
+            .collect()
+    }
+}
+
+/// The stable key of a piece of access reached through a connector: short enough for an
+/// object name, the same in every process.
+pub fn key(connector: &str, access: &Access) -> String {
+    let text = serde_json::to_string(&(connector, access)).unwrap_or_default();
+    let hash = content_hash(text.as_bytes());
+    hash.split('-').next().unwrap_or_default().to_string()
+}
+
+/// An entry as stored, with the version a write must match.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored {
+    pub entry: LedgerEntry,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// Someone else wrote the entry since it was read: read again and decide again.
+    #[error("the ledger entry {0} changed since it was read")]
+    Conflict(String),
+    #[error("the ledger cannot be {action}: {message}")]
+    Unavailable {
+        action: &'static str,
+        message: String,
+    },
+}
+
+/// Where the ledger lives. Writes are compare-and-swap on the version read.
+pub trait LedgerStore: Sync {
+    fn load(
+        &self,
+        connector: &str,
+        access: &Access,
+    ) -> impl Future<Output = Result<Option<Stored>, LedgerError>> + Send;
+
+    /// Every entry a grant (by uid) is a holder of, through `connector`.
+    fn held_by(
+        &self,
+        connector: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<Vec<Stored>, LedgerError>> + Send;
+
+    /// Every entry of a connector.
+    fn of_connector(
+        &self,
+        connector: &str,
+    ) -> impl Future<Output = Result<Vec<Stored>, LedgerError>> + Send;
+
+    /// Writes `entry`; `version` is `None` to create it. Returns the new version.
+    fn save(
+        &self,
+        entry: &LedgerEntry,
+        version: Option<&str>,
+    ) -> impl Future<Output = Result<String, LedgerError>> + Send;
+
+    fn remove(
+        &self,
+        entry: &LedgerEntry,
+        version: &str,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+}
+
+/// The ledger of `apply`: one JSON file in its state directory, rewritten whole (through a
+/// temporary file and a rename) on every change.
+pub struct FileLedger {
+    path: std::path::PathBuf,
+    entries: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct FileContent {
+    /// key → (version, entry)
+    entries: BTreeMap<String, (u64, LedgerEntry)>,
+}
+
+impl FileLedger {
+    pub const FILE: &'static str = "ledger.json";
+
+    pub fn new(dir: &std::path::Path) -> Self {
+        Self {
+            path: dir.join(Self::FILE),
+            entries: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn unavailable(action: &'static str, error: impl std::fmt::Display) -> LedgerError {
+        LedgerError::Unavailable {
+            action,
+            message: error.to_string(),
+        }
+    }
+
+    async fn read(&self) -> Result<FileContent, LedgerError> {
+        match tokio::fs::read(&self.path).await {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Self::unavailable("read", format!("{}: {e}", self.path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileContent::default()),
+            Err(e) => Err(Self::unavailable(
+                "read",
+                format!("{}: {e}", self.path.display()),
+            )),
+        }
+    }
+
+    async fn write(&self, content: &FileContent) -> Result<(), LedgerError> {
+        let bytes =
+            serde_json::to_vec_pretty(content).map_err(|e| Self::unavailable("written", e))?;
+        if let Some(dir) = self.path.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| Self::unavailable("written", format!("{}: {e}", dir.display())))?;
+        }
+        let temporary = self.path.with_extension("json.tmp");
+        tokio::fs::write(&temporary, bytes)
+            .await
+            .map_err(|e| Self::unavailable("written", format!("{}: {e}", temporary.display())))?;
+        tokio::fs::rename(&temporary, &self.path)
+            .await
+            .map_err(|e| Self::unavailable("written", format!("{}: {e}", self.path.display())))
+    }
+
+    fn stored((version, entry): &(u64, LedgerEntry)) -> Stored {
+        Stored {
+            entry: entry.clone(),
+            version: version.to_string(),
+        }
+    }
+}
+
+impl LedgerStore for FileLedger {
+    async fn load(&self, connector: &str, access: &Access) -> Result<Option<Stored>, LedgerError> {
+        let _guard = self.entries.lock().await;
+        let content = self.read().await?;
+        Ok(content
+            .entries
+            .get(&key(connector, access))
+            .map(Self::stored))
+    }
+
+    async fn held_by(&self, connector: &str, holder: &str) -> Result<Vec<Stored>, LedgerError> {
+        let _guard = self.entries.lock().await;
+        let content = self.read().await?;
+        Ok(content
+            .entries
+            .values()
+            .filter(|(_, e)| e.connector == connector && e.holders.contains_key(holder))
+            .map(Self::stored)
+            .collect())
+    }
+
+    async fn of_connector(&self, connector: &str) -> Result<Vec<Stored>, LedgerError> {
+        let _guard = self.entries.lock().await;
+        let content = self.read().await?;
+        Ok(content
+            .entries
+            .values()
+            .filter(|(_, e)| e.connector == connector)
+            .map(Self::stored)
+            .collect())
+    }
+
+    async fn save(
+        &self,
+        entry: &LedgerEntry,
+        version: Option<&str>,
+    ) -> Result<String, LedgerError> {
+        let _guard = self.entries.lock().await;
+        let mut content = self.read().await?;
+        let key = entry.key();
+        let current = content.entries.get(&key).map(|(v, _)| v.to_string());
+        if current.as_deref() != version {
+            return Err(LedgerError::Conflict(key));
+        }
+        let next = current.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
+        content.entries.insert(key, (next, entry.clone()));
+        self.write(&content).await?;
+        Ok(next.to_string())
+    }
+
+    async fn remove(&self, entry: &LedgerEntry, version: &str) -> Result<(), LedgerError> {
+        let _guard = self.entries.lock().await;
+        let mut content = self.read().await?;
+        let key = entry.key();
+        match content.entries.get(&key) {
+            Some((v, _)) if v.to_string() == version => {}
+            None => return Ok(()),
+            Some(_) => return Err(LedgerError::Conflict(key)),
+        }
+        content.entries.remove(&key);
+        self.write(&content).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn membership(user: &str) -> Access {
+        Access::IamMembership {
+            group: "deployers".into(),
+            user: user.into(),
+        }
+    }
+
+    #[test]
+    fn keys_depend_on_the_connector_and_the_access_only() {
+        let a = key("aws/org", &membership("carol"));
+        assert_eq!(a, key("aws/org", &membership("carol")));
+        assert_ne!(a, key("aws/other", &membership("carol")));
+        assert_ne!(a, key("aws/org", &membership("dave")));
+        assert_eq!(a.len(), 16);
+    }
+
+    #[tokio::test]
+    async fn the_file_ledger_is_compare_and_swap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = FileLedger::new(dir.path());
+        let mut entry = LedgerEntry::new("aws/org", &membership("carol"), Origin::Created);
+        entry.holders.insert(
+            "uid-1".into(),
+            Holder {
+                grant: "aws/carol".into(),
+                since: "2026-01-01T00:00:00Z".into(),
+            },
+        );
+        let v1 = ledger.save(&entry, None).await.expect("create");
+        assert!(matches!(
+            ledger.save(&entry, None).await,
+            Err(LedgerError::Conflict(_))
+        ));
+        let v2 = ledger.save(&entry, Some(&v1)).await.expect("update");
+        assert!(matches!(
+            ledger.save(&entry, Some(&v1)).await,
+            Err(LedgerError::Conflict(_))
+        ));
+        let again = FileLedger::new(dir.path());
+        let held = again.held_by("aws/org", "uid-1").await.expect("held");
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].entry, entry);
+        assert!(
+            again
+                .held_by("aws/org", "uid-2")
+                .await
+                .expect("none")
+                .is_empty()
+        );
+        assert!(matches!(
+            again.remove(&entry, &v1).await,
+            Err(LedgerError::Conflict(_))
+        ));
+        again.remove(&entry, &v2).await.expect("remove");
+        assert!(
+            again
+                .of_connector("aws/org")
+                .await
+                .expect("list")
+                .is_empty()
+        );
+    }
+}
