@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::StreamExt;
@@ -15,17 +14,23 @@ use serde::Serialize;
 use crate::api::connector::NamespacesFrom;
 use crate::api::validation::{describe, validate_connector, validate_grant};
 use crate::api::{AccessGrant, AwsConnector};
-use crate::aws::access::{self as aws_access, Change};
 use crate::aws::{AwsBase, RateLimits, Session};
 use crate::cli::{OutputFormat, PlanArgs};
+use crate::fence::Fence;
 use crate::grant::access::Access;
-use crate::grant::expiry::expires_at;
-use crate::grant::plan::{Action, Names, actual_access, decide, unmanaged};
+use crate::grant::decide::{Connector, Decision, Declared, Ending, Facts, Observed, decide};
+use crate::grant::execute::{
+    AccessLocks, Done, GrantAsk, GrantReport, HeldChange, Shell, ShellError,
+};
+use crate::grant::expiry::Expiry;
+use crate::grant::ledger::{FileLedger, LedgerStore, OperationKind};
+use crate::grant::plan::{Action, Names, actual_access, unmanaged};
 use crate::grant::policy::{check_grant, namespace_allowed};
 use crate::grant::resolve::{Directory, resolve};
 use crate::manifest::{Document, load};
 use crate::sync::cache::SyncCache;
 use crate::sync::{Inventory, SyncOptions};
+use tokio::sync::Semaphore;
 
 /// Assignment operations `apply` runs at once (AWS allows 15 in flight, shared).
 const IN_FLIGHT: usize = 10;
@@ -45,6 +50,8 @@ pub struct PlanLine {
     pub result: Option<String>,
     #[serde(skip)]
     target: Option<Access>,
+    #[serde(skip)]
+    grant: Option<AccessGrant>,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,16 +77,20 @@ fn refusal(namespace: String, name: String, action: Action, detail: String) -> P
         detail,
         result: None,
         target: None,
+        grant: None,
     }
 }
 
-/// Plans one grant against the connector and what AWS has.
+/// Plans one grant against the connector, what AWS has and the ledger: what `apply` would
+/// decide, through the same decision core as the operator.
+#[allow(clippy::too_many_arguments)]
 async fn plan_one(
     grant: &AccessGrant,
     connector: &AwsConnector,
     directory: &Directory<'_>,
     actual: &BTreeSet<Access>,
     names: &Names,
+    ledger: &FileLedger,
     now: Timestamp,
 ) -> anyhow::Result<PlanLine> {
     let namespace = namespace_of(grant.metadata.namespace.as_ref());
@@ -102,13 +113,14 @@ async fn plan_one(
     if !errors.is_empty() {
         return Ok(refusal(namespace, name, Action::Invalid, describe(&errors)));
     }
-    let allowed = &connector.spec.grant_policy.allowed_namespaces;
+    let allowed_namespaces = &connector.spec.grant_policy.allowed_namespaces;
     let mut notes = Vec::new();
-    if allowed.from == NamespacesFrom::Selector {
+    let namespace_ok = if allowed_namespaces.from == NamespacesFrom::Selector {
         notes.push("the namespace selector is checked in the cluster only".to_string());
-    } else if let Err(rule) = namespace_allowed(allowed, &connector_namespace, &namespace, None) {
-        return Ok(refusal(namespace, name, Action::NotAllowed, rule));
-    }
+        Ok(())
+    } else {
+        namespace_allowed(allowed_namespaces, &connector_namespace, &namespace, None)
+    };
     let resolved = match resolve(&grant.spec, directory).await? {
         Ok(resolved) => resolved,
         Err(unresolved) => {
@@ -116,18 +128,83 @@ async fn plan_one(
             return Ok(refusal(namespace, name, Action::Unresolved, detail));
         }
     };
-    if let Err(rule) = check_grant(
-        &connector.spec.grant_policy,
-        &grant.spec,
-        &resolved.access,
-        &directory.cache.permission_set_arns,
-        &directory.cache.accounts,
+    let allowed = namespace_ok.and_then(|()| {
+        check_grant(
+            &connector.spec.grant_policy,
+            &grant.spec,
+            &resolved.access,
+            &directory.cache.permission_set_arns,
+            &directory.cache.accounts,
+            now,
+        )
+    });
+    let holder = format!("{namespace}/{name}");
+    let connector_key = format!("{connector_namespace}/{connector_name}");
+    let entry = ledger.load(&connector_key, &resolved.access).await?;
+    let since = entry
+        .as_ref()
+        .and_then(|s| s.entry.holders.get(&holder))
+        .and_then(|h| h.since.parse().ok());
+    let expiry = Expiry::of(&grant.spec).at(since, now);
+    // AWS as the inventory shows it; the connector as the operator would see a Ready one
+    // (`apply` refuses a readOnly connector as a whole).
+    let connector_state = Connector::Present {
+        ready: Ok(()),
+        deleting: false,
+        read_only: false,
+        reachable: Ok(()),
+    };
+    let observed = if actual.contains(&resolved.access) {
+        Observed::Present
+    } else {
+        Observed::Absent
+    };
+    let facts = Facts {
+        holder: &holder,
+        access: &resolved.access,
+        declared: Declared::Yes,
+        deleting: false,
+        deletion_policy: grant.spec.deletion_policy,
+        expires_at: expiry,
+        allowed,
+        connector: &connector_state,
+        entry: entry.as_ref().map(|s| &s.entry),
+        observed,
         now,
-    ) {
-        return Ok(refusal(namespace, name, Action::NotAllowed, rule));
-    }
-    let expiry = expires_at(&grant.spec, None, now);
-    let action = decide(&resolved.access, actual, expiry, now);
+    };
+    let action = match decide(&facts) {
+        Decision::Grant { .. } => Action::Create,
+        Decision::Revoke(ending) => {
+            if let Ending::NotAllowed(rule) = ending {
+                notes.push(format!("no longer allowed: {rule}"));
+            }
+            Action::Delete
+        }
+        Decision::Resume(operation) if operation.kind == OperationKind::Revoke => Action::Delete,
+        Decision::Resume(_) => Action::Create,
+        Decision::Release(Ending::NotAllowed(rule), _)
+        | Decision::Nothing(Ending::NotAllowed(rule)) => {
+            return Ok(refusal(namespace, name, Action::NotAllowed, rule));
+        }
+        Decision::Release(Ending::Expired(_), _) | Decision::Nothing(Ending::Expired(_)) => {
+            if entry.is_none() && observed == Observed::Present {
+                notes.push(
+                    "the access exists but was not created through this ledger: left in place"
+                        .into(),
+                );
+            }
+            Action::Expired
+        }
+        Decision::Adopt
+        | Decision::Join
+        | Decision::Keep
+        | Decision::Observe
+        | Decision::Release(..)
+        | Decision::Nothing(_) => Action::NoChange,
+        Decision::Wait { message, .. } | Decision::Refuse { message, .. } => {
+            return Ok(refusal(namespace, name, Action::NotAllowed, message));
+        }
+    };
     if let Some(at) = expiry {
         notes.push(format!("expires {at}"));
     }
@@ -139,6 +216,7 @@ async fn plan_one(
         detail: notes.join("; "),
         result: None,
         target: Some(resolved.access),
+        grant: Some(grant.clone()),
     })
 }
 
@@ -254,8 +332,24 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
     let actual = actual_access(&inventory);
     let names = Names::new(&inventory);
     let now = Timestamp::now();
+    // The ownership ledger: in the state directory, so that a later apply knows what an
+    // earlier one created. Without one it lives only as long as this run.
+    let scratch;
+    let ledger_dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            scratch = tempfile_dir()?;
+            if apply {
+                eprintln!(
+                    "warning: no --state-dir: the ownership ledger lives only for this run, so a later apply cannot revoke what this one creates"
+                );
+            }
+            scratch.path().to_path_buf()
+        }
+    };
+    let ledger = FileLedger::new(&ledger_dir);
     for grant in &grants {
-        lines.push(plan_one(grant, &connector, &directory, &actual, &names, now).await?);
+        lines.push(plan_one(grant, &connector, &directory, &actual, &names, &ledger, now).await?);
     }
     let declared: BTreeSet<Access> = lines.iter().filter_map(|l| l.target.clone()).collect();
     let mut plan = Plan {
@@ -278,7 +372,17 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
             eprintln!("error: the AwsConnector is readOnly: apply writes nothing");
             failed = true;
         } else if let Some(session) = &session {
-            failed |= execute(session, &mut plan.grants).await;
+            let key = plan.connector.clone();
+            failed |= execute(
+                session,
+                &ledger,
+                &key,
+                &connector,
+                &cache,
+                &mut plan.grants,
+                now,
+            )
+            .await;
         }
     }
     for line in &plan.grants {
@@ -295,90 +399,152 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Grants what is missing and revokes what expired, at most `IN_FLIGHT` at once. Returns
-/// whether anything failed.
-async fn execute(session: &Session, lines: &mut [PlanLine]) -> bool {
-    let work: Vec<(usize, Action, Access)> = lines
+/// Carries out every planned grant through the shared shell and the ledger, at most
+/// `IN_FLIGHT` at once. Returns whether anything failed.
+async fn execute(
+    session: &Session,
+    ledger: &FileLedger,
+    connector_key: &str,
+    connector: &AwsConnector,
+    cache: &SyncCache,
+    lines: &mut [PlanLine],
+    now: Timestamp,
+) -> bool {
+    let slots = Semaphore::new(IN_FLIGHT);
+    let locks = AccessLocks::default();
+    let fence = Fence::unfenced();
+    let shell = Shell {
+        ledger,
+        connector: connector_key,
+        session: Some(session),
+        fence: &fence,
+        slots: &slots,
+        locks: &locks,
+    };
+    let state = Connector::Present {
+        ready: Ok(()),
+        deleting: false,
+        read_only: false,
+        reachable: Ok(()),
+    };
+    let work: Vec<(usize, AccessGrant, Access)> = lines
         .iter()
         .enumerate()
-        .filter_map(|(i, l)| match (&l.action, &l.target) {
-            (Action::Create | Action::Delete, Some(access)) => {
-                Some((i, l.action.clone(), access.clone()))
-            }
-            _ => None,
+        .filter(|(_, l)| {
+            matches!(
+                l.action,
+                Action::Create | Action::Delete | Action::NoChange | Action::Expired
+            )
         })
+        .filter_map(|(i, l)| Some((i, l.grant.clone()?, l.target.clone()?)))
         .collect();
-    let results: Vec<(usize, Result<Change, String>)> = futures::stream::iter(work)
-        .map(|(i, action, access)| async move {
-            let result = match action {
-                Action::Delete => aws_access::revoke(session, &access).await,
-                _ => aws_access::grant(session, &access).await,
+    let (shell, state) = (&shell, &state);
+    let results: Vec<(usize, Result<GrantReport, ShellError>)> = futures::stream::iter(work)
+        .map(|(i, grant, access)| async move {
+            let namespace = namespace_of(grant.metadata.namespace.as_ref());
+            let holder = format!(
+                "{namespace}/{}",
+                grant.metadata.name.clone().unwrap_or_default()
+            );
+            let allowed = |a: &Access| {
+                check_grant(
+                    &connector.spec.grant_policy,
+                    &grant.spec,
+                    a,
+                    &cache.permission_set_arns,
+                    &cache.accounts,
+                    now,
+                )
             };
-            let result = match result {
-                Ok(Change::InProgress(request)) => {
-                    settle_later(session, &access, request, action == Action::Delete).await
-                }
-                other => other.map_err(|e| e.to_string()),
+            let ask = GrantAsk {
+                holder: &holder,
+                grant: &holder,
+                wanted: Some(&access),
+                deleting: false,
+                deletion_policy: grant.spec.deletion_policy,
+                expiry: Expiry::of(&grant.spec),
+                allowed: &allowed,
+                connector: state,
+                now,
             };
-            (i, result)
+            (i, shell.converge(&ask).await)
         })
         .buffer_unordered(IN_FLIGHT)
         .collect()
         .await;
     let mut failed = false;
     for (i, result) in results {
-        lines[i].result = Some(match result {
-            Ok(Change::Done(_)) => if lines[i].action == Action::Delete {
-                "revoked"
-            } else {
-                "granted"
+        let (text, bad) = match result {
+            Err(error) => (format!("failed: {error}"), true),
+            Ok(report) => {
+                let mut bad = false;
+                let mut text = match report.wanted {
+                    Some(Done::Held { change, .. }) => match change {
+                        HeldChange::Granted => "granted".to_string(),
+                        HeldChange::Regranted => "granted again (it had been removed)".to_string(),
+                        HeldChange::Adopted => "adopted (it existed already)".to_string(),
+                        HeldChange::Joined | HeldChange::Unchanged => "already so".to_string(),
+                    },
+                    Some(Done::Revoked {
+                        already_gone: false,
+                        ..
+                    }) => "revoked".to_string(),
+                    Some(Done::Revoked {
+                        already_gone: true, ..
+                    }) => "already gone".to_string(),
+                    Some(Done::Released { .. }) => "left in place".to_string(),
+                    Some(Done::Nothing(_)) | None => "nothing to do".to_string(),
+                    Some(Done::InProgress { request_id, .. }) => {
+                        bad = true;
+                        format!("still in progress in AWS (request {request_id})")
+                    }
+                    Some(Done::Wait { message, .. } | Done::Refused { message, .. }) => {
+                        bad = true;
+                        format!("failed: {message}")
+                    }
+                };
+                for (old, result) in &report.others {
+                    match result {
+                        Ok(Done::Revoked { .. }) => text.push_str(&format!("; revoked {old}")),
+                        Ok(Done::Released { .. }) => {
+                            text.push_str(&format!("; left {old} in place"))
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            bad = true;
+                            text.push_str(&format!("; revoking {old} failed: {error}"));
+                        }
+                    }
+                }
+                (text, bad)
             }
-            .to_string(),
-            Ok(Change::AlreadySo) => "already so".to_string(),
-            Ok(Change::InProgress(request)) => {
-                failed = true;
-                format!("still in progress in AWS (request {request})")
-            }
-            Err(message) => {
-                failed = true;
-                format!("failed: {message}")
-            }
-        });
+        };
+        failed |= bad;
+        lines[i].result = Some(text);
     }
     failed
 }
 
-/// `apply` runs once: it waits (in rounds of the poll budget, up to five minutes) for an
-/// assignment operation AWS is still working on.
-async fn settle_later(
-    session: &Session,
-    access: &Access,
-    request: String,
-    delete: bool,
-) -> Result<Change, String> {
-    let Access::Assignment { instance_arn, .. } = access else {
-        return Ok(Change::InProgress(request));
-    };
-    let direction = if delete {
-        aws_access::Direction::Delete
-    } else {
-        aws_access::Direction::Create
-    };
-    for _ in 0..5 {
-        match aws_access::settle(
-            session,
-            instance_arn,
-            request.clone(),
-            aws_access::Progress::InProgress,
-            direction,
-        )
-        .await
-        {
-            Ok(Change::InProgress(_)) => tokio::time::sleep(Duration::from_secs(1)).await,
-            other => return other.map_err(|e| e.to_string()),
-        }
+fn tempfile_dir() -> anyhow::Result<TempLedgerDir> {
+    let path =
+        std::env::temp_dir().join(format!("aws-access-operator-ledger-{}", std::process::id()));
+    std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(TempLedgerDir(path))
+}
+
+/// A ledger directory for one run, removed when the run ends.
+struct TempLedgerDir(std::path::PathBuf);
+
+impl TempLedgerDir {
+    fn path(&self) -> &std::path::Path {
+        &self.0
     }
-    Ok(Change::InProgress(request))
+}
+
+impl Drop for TempLedgerDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn print_table(plan: &Plan, applied: bool) -> anyhow::Result<()> {

@@ -146,7 +146,8 @@ fn plan_of_a_mixed_directory_then_apply() {
         ("denied", "notAllowed"),
         ("invalid", "invalid"),
         ("unknown", "unresolved"),
-        ("expired-present", "delete"),
+        // Expired, and present in AWS, but not created through the ledger: left in place.
+        ("expired-present", "expired"),
         ("expired-absent", "expired"),
         ("other-connector", "invalid"),
     ];
@@ -245,7 +246,11 @@ fn plan_of_a_mixed_directory_then_apply() {
             .clone()
     };
     assert_eq!(result("create"), "granted");
-    assert_eq!(result("expired-present"), "revoked");
+    assert_eq!(
+        result("expired-present"),
+        "nothing to do",
+        "access the operator did not create is not revoked on expiry"
+    );
     assert_eq!(
         result("denied"),
         Value::Null,
@@ -256,7 +261,7 @@ fn plan_of_a_mixed_directory_then_apply() {
         .into_keys()
         .filter(|op| op.starts_with("Create") || op.starts_with("Delete"))
         .collect();
-    assert_eq!(writes, ["CreateAccountAssignment", "DeleteGroupMembership"]);
+    assert_eq!(writes, ["CreateAccountAssignment"]);
 
     // Without the refused grants, apply succeeds and a second plan has nothing to do.
     write(
@@ -290,5 +295,151 @@ fn plan_of_a_mixed_directory_then_apply() {
     assert!(
         actions(&plan).iter().all(|(_, a)| a == "noChange"),
         "{plan}"
+    );
+}
+
+/// `apply` keeps the ownership ledger in its state directory: two grants that declare the same
+/// access create it once, expiring one keeps it for the other, expiring both revokes it once,
+/// and access it adopted is never revoked by an expiry. Writes are counted from moto's
+/// recording, which also counts duplicates moto would quietly accept.
+#[test]
+fn apply_keeps_a_ledger_of_what_it_created() {
+    let moto = Moto::start();
+    moto.seed(&[
+        "--accounts",
+        "2",
+        "--sso-users",
+        "6",
+        "--sso-groups",
+        "2",
+        "--iam-users",
+        "2",
+        "--permission-sets",
+        "2",
+        "--assigned-users",
+        "2",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = tempfile::tempdir().expect("state");
+    let grants = dir.path().join("grants");
+    std::fs::create_dir(&grants).expect("mkdir");
+    write(
+        dir.path(),
+        "connector.yaml",
+        &[
+            json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+        "metadata": {"name": "org", "namespace": "aws"}, "spec": {"region": "us-east-1"}}),
+        ],
+    );
+    let ps = json!({"kind": "PermissionSet", "permissionSet": "PermissionSet00", "accountId": "123456789012"});
+    let member = json!({"kind": "SsoGroupMembership", "group": "group-00"});
+    let past = json!({"expiresAt": "2020-01-01T00:00:00Z"});
+    let dir_arg = dir.path().to_str().expect("utf-8");
+    let state_arg = state.path().to_str().expect("utf-8");
+    let apply = |expected: i32| {
+        let output = run(
+            &moto,
+            &[
+                "apply",
+                "-f",
+                dir_arg,
+                "--state-dir",
+                state_arg,
+                "-o",
+                "json",
+            ],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(expected),
+            "{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<Value>(&output.stdout).expect("json")
+    };
+    let writes = || -> Vec<(String, u64)> {
+        moto.calls()
+            .into_iter()
+            .filter(|(op, _)| op.starts_with("Create") || op.starts_with("Delete"))
+            .collect()
+    };
+
+    // Two grants, one access; user-00 is already in group-00 (adopted).
+    write(
+        &grants,
+        "grants.yaml",
+        &[
+            grant("first", user(3), ps.clone(), json!({})),
+            grant("second", user(3), ps.clone(), json!({})),
+            grant("existing", user(0), member.clone(), json!({})),
+        ],
+    );
+    moto.reset_calls();
+    apply(0);
+    assert_eq!(
+        writes(),
+        [("CreateAccountAssignment".to_string(), 1)],
+        "one create for two grants"
+    );
+    let ledger: Value = serde_json::from_slice(
+        &std::fs::read(state.path().join("ledger.json")).expect("the ledger"),
+    )
+    .expect("ledger JSON");
+    let entries: Vec<&Value> = ledger["entries"]
+        .as_object()
+        .expect("entries")
+        .values()
+        .map(|v| &v[1])
+        .collect();
+    assert_eq!(entries.len(), 2, "{ledger}");
+    let created = entries
+        .iter()
+        .find(|e| e["origin"] == "Created")
+        .expect("a created entry");
+    assert_eq!(created["holders"].as_object().map(|h| h.len()), Some(2));
+    assert!(entries.iter().any(|e| e["origin"] == "Adopted"));
+
+    // The first expires: the second still declares the access, so nothing is revoked.
+    write(
+        &grants,
+        "grants.yaml",
+        &[
+            grant("first", user(3), ps.clone(), past.clone()),
+            grant("second", user(3), ps.clone(), json!({})),
+            grant("existing", user(0), member.clone(), past.clone()),
+        ],
+    );
+    moto.reset_calls();
+    apply(0);
+    assert!(
+        writes().is_empty(),
+        "kept for the other grant: {:?}",
+        writes()
+    );
+
+    // Both expire: revoked once. The adopted membership stays.
+    write(
+        &grants,
+        "grants.yaml",
+        &[
+            grant("first", user(3), ps.clone(), past.clone()),
+            grant("second", user(3), ps.clone(), past.clone()),
+        ],
+    );
+    moto.reset_calls();
+    let applied = apply(0);
+    assert_eq!(
+        writes(),
+        [("DeleteAccountAssignment".to_string(), 1)],
+        "{applied}"
+    );
+    let output = run(&moto, &["plan", "-f", dir_arg, "-o", "json"]);
+    let plan: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert!(actions(&plan).iter().all(|(_, a)| a == "expired"), "{plan}");
+    let unmanaged = plan["unmanaged"].to_string();
+    assert!(
+        unmanaged.contains("user-00@example.com in Identity Center group group-00"),
+        "the adopted membership is still there: {unmanaged}"
     );
 }

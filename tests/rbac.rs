@@ -168,6 +168,7 @@ async fn chart_rbac_is_exactly_what_the_operator_uses() {
     let granted: BTreeSet<Access> = rules("clusterrole.yaml")
         .into_iter()
         .chain(rules("leader-election.yaml"))
+        .chain(rules("ledger.yaml"))
         .collect();
     let unobservable: BTreeSet<Access> = UNOBSERVABLE
         .iter()

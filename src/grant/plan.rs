@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 
-use jiff::Timestamp;
 use serde::Serialize;
 
 use super::access::Access;
@@ -90,22 +89,6 @@ impl Action {
     }
 }
 
-/// Decides the action for a resolved, allowed grant.
-pub fn decide(
-    access: &Access,
-    actual: &BTreeSet<Access>,
-    expires_at: Option<Timestamp>,
-    now: Timestamp,
-) -> Action {
-    let exists = actual.contains(access);
-    match (expires_at.is_some_and(|at| at <= now), exists) {
-        (true, true) => Action::Delete,
-        (true, false) => Action::Expired,
-        (false, true) => Action::NoChange,
-        (false, false) => Action::Create,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,27 +138,6 @@ mod tests {
             group: "deployers".into(),
             user: "carol".into()
         }));
-    }
-
-    #[test]
-    fn actions_follow_existence_and_expiry() {
-        let all = actual_access(&inventory());
-        let now: Timestamp = "2026-01-01T00:00:00Z".parse().expect("time");
-        let past = Some("2025-12-31T00:00:00Z".parse().expect("time"));
-        let future = Some("2026-01-02T00:00:00Z".parse().expect("time"));
-        let present = Access::IamMembership {
-            group: "deployers".into(),
-            user: "carol".into(),
-        };
-        let absent = Access::IamMembership {
-            group: "admins".into(),
-            user: "carol".into(),
-        };
-        assert_eq!(decide(&present, &all, None, now), Action::NoChange);
-        assert_eq!(decide(&absent, &all, future, now), Action::Create);
-        assert_eq!(decide(&present, &all, past, now), Action::Delete);
-        assert_eq!(decide(&absent, &all, past, now), Action::Expired);
-        assert!(Action::NotAllowed.is_refusal() && !Action::Create.is_refusal());
     }
 }
 
