@@ -885,3 +885,257 @@ async fn unmanaged_access_is_counted_and_listed_never_revoked() {
     );
     org.finish().await;
 }
+
+/// The seeded assignment of user-00, as (account, permission set ARN).
+fn seeded_assignment(org: &Org) -> (String, String) {
+    let seeded = &org.seed["assignments"][0];
+    (
+        seeded["accountId"].as_str().expect("account").to_string(),
+        seeded["permissionSetArn"]
+            .as_str()
+            .expect("arn")
+            .to_string(),
+    )
+}
+
+fn write_count(org: &Org, operation: &str) -> u64 {
+    org.moto.calls().get(operation).copied().unwrap_or(0)
+}
+
+/// Two grants declare one access: it is created once, deleting one keeps it, deleting both
+/// revokes it. A status rewritten to name someone else's assignment changes nothing: what to
+/// revoke comes from the ledger.
+#[tokio::test]
+async fn two_grants_one_access_and_a_forged_status() {
+    let org = org("grants-shared", SMALL, json!({}), |_| {}).await;
+    let ps = org.permission_set("PermissionSet00");
+    let target = json!({"kind": "PermissionSet", "permissionSet": "PermissionSet00", "accountId": "123456789012"});
+    org.create(grant(
+        "first",
+        "org",
+        sso_user(3),
+        target.clone(),
+        json!({}),
+    ))
+    .await;
+    org.create(grant(
+        "second",
+        "org",
+        sso_user(3),
+        target.clone(),
+        json!({}),
+    ))
+    .await;
+    wait_grant(&org.grants, "first", "Granted").await;
+    wait_grant(&org.grants, "second", "Granted").await;
+    assert_eq!(
+        write_count(&org, "CreateAccountAssignment"),
+        1,
+        "one create for two grants"
+    );
+
+    // Someone with access to accessgrants/status points "second" at user-00's own assignment.
+    let (account, foreign_ps) = seeded_assignment(&org);
+    let forged = json!({"status": {"access": {"kind": "Assignment", "instanceArn": org.instance(),
+        "accountId": account, "permissionSetArn": foreign_ps, "principalType": "USER",
+        "principalId": org.user_id(0)}, "adopted": false}});
+    org.grants
+        .patch_status("second", &PatchParams::default(), &Patch::Merge(forged))
+        .await
+        .expect("forge the status");
+
+    org.delete_and_wait("first").await;
+    assert!(
+        org.assigned("123456789012", &ps)
+            .await
+            .contains(&org.user_id(3)),
+        "still declared by the second grant"
+    );
+    assert_eq!(write_count(&org, "DeleteAccountAssignment"), 0);
+    org.delete_and_wait("second").await;
+    assert!(
+        !org.assigned("123456789012", &ps)
+            .await
+            .contains(&org.user_id(3)),
+        "revoked with the last grant"
+    );
+    assert!(
+        org.assigned(&account, &foreign_ps)
+            .await
+            .contains(&org.user_id(0)),
+        "the assignment the forged status named is untouched"
+    );
+    assert_eq!(write_count(&org, "DeleteAccountAssignment"), 1);
+    assert_eq!(write_count(&org, "CreateAccountAssignment"), 1);
+    org.finish().await;
+}
+
+/// Expiry and policy come first: a grant whose connector lost its external-ID Secret is still
+/// revoked when it expires, and one that a tightened grantPolicy no longer allows is revoked.
+#[tokio::test]
+async fn expiry_and_tightened_policy_revoke_whatever_else_is_wrong() {
+    let org = org("grants-expire", SMALL, json!({}), |_| {}).await;
+    let connectors: Api<AwsConnector> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    secrets
+        .create(
+            &PostParams::default(),
+            &crate::support::operator::secret("external-id", crate::support::operator::VALID_ID),
+        )
+        .await
+        .expect("secret");
+    let with_secret: AwsConnector = serde_json::from_value(json!({
+        "apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+        "metadata": {"name": "chained"},
+        "spec": {"region": "us-east-1", "auth": {"roleArn": "arn:aws:iam::123456789012:role/ops",
+            "externalIdSecretRef": {"name": "external-id", "key": "externalId"}}}
+    }))
+    .expect("connector");
+    connectors
+        .create(&PostParams::default(), &with_secret)
+        .await
+        .expect("connector");
+    wait_condition(&connectors, "chained", "Ready", "True").await;
+    org.create(grant(
+        "short",
+        "chained",
+        json!({"kind": "IamUser", "name": "iam-user-00"}),
+        json!({"kind": "IamGroupMembership", "group": "iam-group-00"}),
+        json!({"duration": "8s"}),
+    ))
+    .await;
+    org.create(grant(
+        "tightened",
+        "org",
+        sso_user(4),
+        json!({"kind": "PermissionSet", "permissionSet": "PermissionSet00", "accountId": "123456789012"}),
+        json!({}),
+    ))
+    .await;
+    wait_grant(&org.grants, "short", "Granted").await;
+    wait_grant(&org.grants, "tightened", "Granted").await;
+    assert_eq!(org.iam_groups("iam-user-00").await, ["iam-group-00"]);
+
+    // The Secret goes, and the connector says so.
+    secrets
+        .delete("external-id", &DeleteParams::default())
+        .await
+        .expect("delete the secret");
+    connectors
+        .patch(
+            "chained",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"awsaccess.io/sync-now": "now"}}})),
+        )
+        .await
+        .expect("annotate");
+    wait_condition(&connectors, "chained", "Ready", "False").await;
+    // The grant still expires on time, and its access is revoked.
+    wait_grant(&org.grants, "short", "Expired").await;
+    assert!(
+        org.iam_groups("iam-user-00").await.is_empty(),
+        "revoked although the connector is not Ready"
+    );
+
+    // The policy is tightened under a live grant: it is revoked.
+    connectors
+        .patch(
+            "org",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"grantPolicy": {"deniedPermissionSets": ["PermissionSet00"]}}}),
+            ),
+        )
+        .await
+        .expect("tighten");
+    let message = wait_grant(&org.grants, "tightened", "NotAllowed").await;
+    assert!(message.contains("deniedPermissionSets"), "{message}");
+    let ps = org.permission_set("PermissionSet00");
+    wait::until("the assignment to be revoked", TIMEOUT, || async {
+        (!org
+            .assigned("123456789012", &ps)
+            .await
+            .contains(&org.user_id(4)))
+        .then_some(())
+    })
+    .await;
+    org.finish().await;
+}
+
+/// Deleting a connector revokes what the operator created through it, never what it adopted,
+/// and goes only once its ledger is empty; its grants then report the connector missing.
+#[tokio::test]
+async fn deleting_a_connector_revokes_what_it_created() {
+    let org = org("grants-retire", SMALL, json!({}), |_| {}).await;
+    org.create(grant(
+        "made",
+        "org",
+        json!({"kind": "IamUser", "name": "iam-user-00"}),
+        json!({"kind": "IamGroupMembership", "group": "iam-group-00"}),
+        json!({}),
+    ))
+    .await;
+    org.create(grant(
+        "assigned",
+        "org",
+        sso_user(3),
+        json!({"kind": "PermissionSet", "permissionSet": "PermissionSet00", "accountId": "123456789012"}),
+        json!({}),
+    ))
+    .await;
+    org.create(grant(
+        "found",
+        "org",
+        sso_user(0),
+        json!({"kind": "SsoGroupMembership", "group": "group-00"}),
+        json!({"deletionPolicy": "Revoke"}),
+    ))
+    .await;
+    wait_grant(&org.grants, "made", "Granted").await;
+    wait_grant(&org.grants, "assigned", "Granted").await;
+    wait_grant(&org.grants, "found", "Adopted").await;
+
+    let connectors: Api<AwsConnector> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    connectors
+        .delete("org", &DeleteParams::default())
+        .await
+        .expect("delete the connector");
+    wait::until("the connector to be gone", TIMEOUT, || async {
+        connectors
+            .get_opt("org")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let ps = org.permission_set("PermissionSet00");
+    assert!(
+        org.iam_groups("iam-user-00").await.is_empty(),
+        "created: revoked"
+    );
+    assert!(
+        !org.assigned("123456789012", &ps)
+            .await
+            .contains(&org.user_id(3)),
+        "created: revoked"
+    );
+    assert!(
+        org.sso_members(&org.group_id(0))
+            .await
+            .contains(&org.user_id(0)),
+        "adopted: left in place"
+    );
+    let message = wait_grant(&org.grants, "made", "ConnectorNotFound").await;
+    assert!(message.contains("does not exist"), "{message}");
+    // With nothing left in the ledger, the grants go without touching AWS.
+    let before = org.writes();
+    for name in ["made", "assigned", "found"] {
+        org.delete_and_wait(name).await;
+    }
+    assert_eq!(org.writes(), before);
+    org.finish().await;
+}
