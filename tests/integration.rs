@@ -13,4 +13,5 @@ mod moto_launcher;
 mod operator_process;
 mod plan;
 mod rbac;
+mod restart;
 mod sync;
