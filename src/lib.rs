@@ -10,8 +10,6 @@ pub mod fence;
 pub mod fingerprint;
 pub mod grant;
 pub mod manifest;
-pub mod plan_command;
 pub mod sync;
-pub mod sync_command;
 pub mod telemetry;
 pub mod validate;

@@ -11,8 +11,8 @@ use aws_smithy_types::Document;
 use super::credentials::Session;
 use super::error::{AwsError, ErrorKind};
 use super::identity_center;
+use super::model::Access;
 use super::ratelimit::Service;
-use crate::grant::access::Access;
 
 /// How long one call waits for an asynchronous assignment operation before handing back its
 /// request id to be looked at again later.

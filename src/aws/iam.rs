@@ -5,10 +5,10 @@ use aws_sdk_iam::types::EntityType;
 
 use super::credentials::Session;
 use super::error::AwsError;
+use super::model::Page;
+use super::model::{AccessKey, IamGroup, IamRole, IamUser};
 use super::ratelimit::Service;
-use crate::sync::Page;
-use crate::sync::inventory::{AccessKey, IamGroup, IamRole, IamUser};
-use crate::sync::trust::trusted_principals;
+use super::trust::trusted_principals;
 
 /// The most an IAM list call returns per page.
 pub const MAX_PAGE: i32 = 1000;

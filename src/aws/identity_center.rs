@@ -5,10 +5,10 @@ use aws_sdk_ssoadmin::types::PrincipalType;
 
 use super::credentials::Session;
 use super::error::AwsError;
+use super::model::Page;
+use super::model::{Assignment, PermissionSet, SsoGroup, SsoUser};
 use super::ratelimit::Service;
 use crate::api::connector::IdentityCenterRef;
-use crate::sync::Page;
-use crate::sync::inventory::{Assignment, PermissionSet, SsoGroup, SsoUser};
 
 /// The most the Identity Center list calls return per page.
 pub const MAX_PAGE: i32 = 100;

@@ -1,4 +1,5 @@
-//! The AWS edge: credentials, one module per service, errors, rate limits.
+//! The AWS edge: credentials, one module per service, errors, rate limits, and the items it
+//! returns.
 
 pub mod access;
 pub mod caller;
@@ -6,9 +7,11 @@ pub mod credentials;
 pub mod error;
 pub mod iam;
 pub mod identity_center;
+pub mod model;
 pub mod organizations;
 pub mod ratelimit;
 pub mod sts;
+pub mod trust;
 
 pub use caller::{Caller, RetryPolicy};
 pub use credentials::{AwsBase, Session};

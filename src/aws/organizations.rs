@@ -2,9 +2,9 @@
 
 use super::credentials::Session;
 use super::error::AwsError;
+use super::model::Account;
+use super::model::Page;
 use super::ratelimit::Service;
-use crate::sync::Page;
-use crate::sync::inventory::Account;
 
 /// The most ListAccounts returns per page.
 pub const MAX_PAGE: i32 = 20;

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::api::connector::{CallerIdentity, IdentityCenterRef, InventoryCounts};
+pub use crate::aws::model::{
+    AccessKey, Account, Assignment, IamGroup, IamRole, IamUser, PermissionSet, SsoGroup, SsoUser,
+};
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -24,109 +27,6 @@ pub struct Inventory {
     pub identity: Option<CallerIdentity>,
     #[serde(default)]
     pub stats: SyncStats,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Account {
-    pub id: String,
-    pub name: String,
-    pub email: String,
-    pub status: String,
-    pub arn: String,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct IamUser {
-    pub name: String,
-    pub id: String,
-    pub arn: String,
-    pub path: String,
-    /// Names of the IAM groups the user belongs to.
-    pub groups: Vec<String>,
-    /// With `sync.accessKeys` only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_keys: Option<Vec<AccessKey>>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct AccessKey {
-    pub id: String,
-    pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_used: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_used_service: Option<String>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct IamGroup {
-    pub name: String,
-    pub id: String,
-    pub arn: String,
-    pub path: String,
-    /// Names of the member users.
-    pub members: Vec<String>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct IamRole {
-    pub name: String,
-    pub id: String,
-    pub arn: String,
-    pub path: String,
-    /// Who may assume the role, from its trust policy: `AWS:<arn>`, `Service:<name>`,
-    /// `Federated:<provider>`, or `*`.
-    pub trusted_principals: Vec<String>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct SsoUser {
-    pub id: String,
-    pub user_name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct SsoGroup {
-    pub id: String,
-    pub display_name: String,
-    /// Ids of the member users.
-    pub members: Vec<String>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct PermissionSet {
-    pub arn: String,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_duration: Option<String>,
-    /// Accounts where at least one assignment uses this permission set.
-    pub accounts: Vec<String>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[serde(rename_all = "camelCase")]
-pub struct Assignment {
-    pub account_id: String,
-    pub permission_set_arn: String,
-    /// `USER` or `GROUP`.
-    pub principal_type: String,
-    pub principal_id: String,
 }
 
 /// What a sync cost.

@@ -11,11 +11,11 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use super::args::{OutputFormat, PlanArgs};
 use crate::api::connector::NamespacesFrom;
 use crate::api::validation::{describe, validate_connector, validate_grant};
 use crate::api::{AccessGrant, AwsConnector};
 use crate::aws::{AwsBase, RateLimits, Session};
-use crate::cli::{OutputFormat, PlanArgs};
 use crate::fence::Fence;
 use crate::grant::access::Access;
 use crate::grant::decide::{Connector, Decision, Declared, Ending, Facts, Observed, decide};
@@ -227,7 +227,7 @@ async fn inventory_and_session(
 ) -> anyhow::Result<Result<(Inventory, Option<Session>), String>> {
     let needs_aws = apply || args.inventory.is_none();
     let session = if needs_aws {
-        let external_id = match crate::sync_command::external_id(connector, &args.external_id_env) {
+        let external_id = match super::sync::external_id(connector, &args.external_id_env) {
             Ok(id) => id,
             Err(message) => return Ok(Err(message)),
         };
@@ -257,7 +257,7 @@ async fn inventory_and_session(
                 page_size: args.page_size.unwrap_or(i32::MAX),
                 ..SyncOptions::default()
             };
-            let result = crate::sync_command::sync_once(
+            let result = super::sync::sync_once(
                 &authenticated.session,
                 connector,
                 &scope,

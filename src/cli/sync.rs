@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use super::args::SyncArgs;
 use crate::api::AwsConnector;
 use crate::api::validation::{FieldError, check_external_id, describe, validate_connector};
 use crate::aws::{AwsBase, RateLimits};
-use crate::cli::SyncArgs;
 use crate::manifest::{Document, load};
 use crate::sync::{DirStore, Inventory, MemoryStore, SyncOptions};
 

@@ -1,0 +1,184 @@
+//! What the AWS edge speaks in: the items its list calls return, a page of them, and a piece
+//! of access with every name resolved to an AWS id (what is granted, checked and revoked).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// One page of a list call.
+pub struct Page<T> {
+    pub items: T,
+    /// The token of the next page; `None` on the last one.
+    pub next: Option<String>,
+}
+
+impl<T> Page<T> {
+    pub fn new(items: T, next: Option<String>) -> Self {
+        // Some services return an empty token on the last page.
+        Self {
+            items,
+            next: next.filter(|t| !t.is_empty()),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub status: String,
+    pub arn: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IamUser {
+    pub name: String,
+    pub id: String,
+    pub arn: String,
+    pub path: String,
+    /// Names of the IAM groups the user belongs to.
+    pub groups: Vec<String>,
+    /// With `sync.accessKeys` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_keys: Option<Vec<AccessKey>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessKey {
+    pub id: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_service: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IamGroup {
+    pub name: String,
+    pub id: String,
+    pub arn: String,
+    pub path: String,
+    /// Names of the member users.
+    pub members: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IamRole {
+    pub name: String,
+    pub id: String,
+    pub arn: String,
+    pub path: String,
+    /// Who may assume the role, from its trust policy: `AWS:<arn>`, `Service:<name>`,
+    /// `Federated:<provider>`, or `*`.
+    pub trusted_principals: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SsoUser {
+    pub id: String,
+    pub user_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SsoGroup {
+    pub id: String,
+    pub display_name: String,
+    /// Ids of the member users.
+    pub members: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionSet {
+    pub arn: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_duration: Option<String>,
+    /// Accounts where at least one assignment uses this permission set.
+    pub accounts: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct Assignment {
+    pub account_id: String,
+    pub permission_set_arn: String,
+    /// `USER` or `GROUP`.
+    pub principal_type: String,
+    pub principal_id: String,
+}
+
+/// The concrete access an AccessGrant stands for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Access {
+    /// An Identity Center account assignment.
+    #[serde(rename_all = "camelCase")]
+    Assignment {
+        instance_arn: String,
+        account_id: String,
+        permission_set_arn: String,
+        /// `USER` or `GROUP`.
+        principal_type: String,
+        principal_id: String,
+    },
+    /// A user's membership of an Identity Center group.
+    #[serde(rename_all = "camelCase")]
+    SsoMembership {
+        identity_store_id: String,
+        group_id: String,
+        user_id: String,
+    },
+    /// An IAM user's membership of an IAM group.
+    #[serde(rename_all = "camelCase")]
+    IamMembership { group: String, user: String },
+}
+
+impl Access {
+    /// Whether this is an account assignment (the operations with a shared in-flight limit).
+    pub fn is_assignment(&self) -> bool {
+        matches!(self, Self::Assignment { .. })
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Assignment {
+                account_id,
+                permission_set_arn,
+                principal_type,
+                principal_id,
+                ..
+            } => write!(
+                f,
+                "{principal_type} {principal_id} on account {account_id} with {permission_set_arn}"
+            ),
+            Self::SsoMembership {
+                group_id, user_id, ..
+            } => {
+                write!(f, "USER {user_id} in Identity Center group {group_id}")
+            }
+            Self::IamMembership { group, user } => {
+                write!(f, "IAM user {user} in IAM group {group}")
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The command line: one binary, the operator and its offline companions, one module per
+//! command over the same core.
+
+mod args;
+pub mod plan;
+pub mod sync;
+
+pub use args::*;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::controller::{self, LeaderElection, Settings, shutdown};
+
+/// Runs the parsed command line and returns the process' exit code.
+pub async fn main(cli: Cli) -> ExitCode {
+    crate::telemetry::init(cli.log_format, "info");
+    let result = match cli.command {
+        None => run(cli.run).await,
+        Some(Command::Run(args)) => run(args).await,
+        Some(Command::Crd(args)) => print_crds(args.output_dir.as_deref()),
+        Some(Command::Validate(files)) => validate(&files.files),
+        Some(Command::Sync(args)) => sync::run(args).await,
+        Some(Command::Plan(args)) => plan::run(args, false).await,
+        Some(Command::Apply(args)) => plan::run(args, true).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn print_crds(output_dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let Some(dir) = output_dir else {
+        let yaml = crate::crd::render_all().context("cannot render the CRDs")?;
+        std::io::stdout().write_all(yaml.as_bytes())?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for crd in crate::crd::all() {
+        let path = dir.join(crate::crd::file_name(&crd));
+        let yaml = crate::crd::to_yaml(&crd).context("cannot render a CRD")?;
+        std::fs::write(&path, yaml).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let (loaded, skipped) = crate::manifest::load(files)?;
+    for source in &skipped {
+        eprintln!("{source}: skipped (not an awsaccess.io/v1alpha1 AwsConnector or AccessGrant)");
+    }
+    let mut stdout = std::io::stdout().lock();
+    let mut all_valid = true;
+    for document in &loaded {
+        let report = crate::validate::check(document);
+        all_valid &= report.valid;
+        writeln!(stdout, "{}", serde_json::to_string(&report)?)?;
+    }
+    if loaded.is_empty() {
+        eprintln!("no AwsConnector or AccessGrant found");
+    }
+    Ok(if all_valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("aws-access-operator-{}", std::process::id()))
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot reach the Kubernetes API (no in-cluster config or kubeconfig)")?;
+    let identity = args.identity.clone().unwrap_or_else(host_name);
+    let own_namespace = args
+        .lease_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let leader_election = args.leader_election.then(|| LeaderElection {
+        lease_name: args.lease_name.clone(),
+        lease_namespace: own_namespace.clone(),
+        identity: identity.clone(),
+        lease_seconds: controller::LEASE_SECONDS,
+        renew_grace_seconds: controller::RENEW_GRACE_SECONDS,
+    });
+    let limits = crate::aws::RateLimits::parse(&args.rate_limits)
+        .map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
+    let settings = Settings {
+        namespaces: args.namespaces.clone(),
+        leader_election,
+        health_addr: Some(args.metrics_addr),
+        instance: identity,
+        ledger_namespace: own_namespace,
+        aws: controller::AwsSettings {
+            base: crate::aws::AwsBase::from_env().await,
+            limits,
+            sync: crate::sync::SyncOptions::default(),
+            grant_check: args.grant_check_interval,
+        },
+    };
+    let (trigger, stop) = shutdown::channel();
+    let operator = controller::start(client, settings, stop).await?;
+    let mut task = operator.task;
+    tokio::select! {
+        finished = &mut task => return finished?.map(|()| ExitCode::SUCCESS),
+        () = shutdown::os_signal() => {
+            tracing::info!("shutting down: finishing in-flight reconciliations");
+            trigger.fire();
+        }
+    }
+    match tokio::time::timeout(controller::SHUTDOWN_GRACE, task).await {
+        Ok(finished) => finished?.map(|()| ExitCode::SUCCESS),
+        Err(_) => {
+            tracing::warn!("in-flight work did not finish in time; exiting anyway");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
