@@ -9,6 +9,7 @@ mod configmap_store;
 mod e2e;
 mod grants;
 mod iam_policies;
+mod leadership;
 mod moto_launcher;
 mod operator_process;
 mod plan;

@@ -1,0 +1,165 @@
+//! The leader's fence against the API emulator: a holder cut off from the API server stops
+//! writing before another replica can take the lease. (A real cluster cannot be cut off from one
+//! replica on demand, so this runs on the emulator only.)
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_access_operator::controller::leader::{Election, Timing};
+use aws_access_operator::controller::shutdown;
+use aws_access_operator::fence::Fence;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::apiserver::ApiServer;
+use crate::support::wait;
+
+/// A TCP forwarder to the emulator that can be cut: every connection through it is dropped, and
+/// new ones are refused.
+struct Cable {
+    addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Cable {
+    async fn to(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let cut = Arc::new(AtomicBool::new(false));
+        let connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let accept = tokio::spawn({
+            let (cut, connections) = (cut.clone(), connections.clone());
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if cut.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    connections
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(task.abort_handle());
+                }
+            }
+        });
+        Self {
+            addr,
+            cut,
+            connections,
+            accept,
+        }
+    }
+
+    fn client(&self) -> kube::Client {
+        let config = kube::Config::new(format!("http://{}", self.addr).parse().expect("url"));
+        kube::Client::try_from(config).expect("client")
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for connection in self
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            connection.abort();
+        }
+    }
+}
+
+impl Drop for Cable {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_leader_cut_off_stops_writing_before_another_can_lead() {
+    let server = ApiServer::start().await;
+    let upstream: SocketAddr = server
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
+    let cable = Cable::to(upstream).await;
+    let timing = Timing {
+        duration: Duration::from_secs(4),
+        grace: Duration::from_secs(2),
+    };
+    let (_trigger, stop) = shutdown::channel();
+
+    let fence_a = Fence::closed();
+    let a = Election::new(
+        Api::<Lease>::namespaced(cable.client(), "ops"),
+        "leader",
+        "replica-a",
+        timing.clone(),
+        fence_a.clone(),
+    );
+    assert!(
+        fence_a.check().is_err(),
+        "nothing is written before leading"
+    );
+    assert!(a.acquire(&stop).await);
+    assert!(fence_a.check().is_ok(), "the leader may write");
+
+    let fence_b = Fence::closed();
+    let b = Election::new(
+        Api::<Lease>::namespaced(server.client(), "ops"),
+        "leader",
+        "replica-b",
+        timing.clone(),
+        fence_b.clone(),
+    );
+    let standby = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let led = b.acquire(&stop).await;
+            (led, Instant::now())
+        }
+    });
+    let holding = tokio::spawn(async move { a.hold().await });
+
+    // While A renews, B waits, however long.
+    tokio::time::sleep(timing.duration * 2).await;
+    assert!(!standby.is_finished(), "B must not lead while A renews");
+    assert!(fence_a.check().is_ok());
+    assert!(fence_b.check().is_err());
+
+    // A loses the API server.
+    cable.cut();
+    let closed_at = wait::until("A's fence to close", Duration::from_secs(30), || async {
+        fence_a.check().is_err().then(Instant::now)
+    })
+    .await;
+    let (led, led_at) = standby.await.expect("join");
+    assert!(led, "B takes the lease once A stopped renewing");
+    assert!(fence_b.check().is_ok());
+    assert!(
+        closed_at < led_at,
+        "A stopped writing before B could lead ({:?} before)",
+        led_at.duration_since(closed_at)
+    );
+    assert!(fence_a.check().is_err(), "and A stays fenced");
+    let why = holding.await.expect("join");
+    assert!(why.contains("not renewed"), "{why}");
+
+    // The lease names B now.
+    let leases: Api<Lease> = Api::namespaced(server.client(), "ops");
+    let lease = leases.get("leader").await.expect("lease");
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("replica-b")
+    );
+}
