@@ -1139,3 +1139,68 @@ async fn deleting_a_connector_revokes_what_it_created() {
     assert_eq!(org.writes(), before);
     org.finish().await;
 }
+
+/// A grant deleted with its finalizer removed by hand never revoked its access; the next sync
+/// finds its uid in the ledger without a grant, and revokes what the operator created for it
+/// (and leaves what it adopted).
+#[tokio::test]
+async fn access_of_a_grant_gone_without_its_finalizer_is_revoked_at_the_next_sync() {
+    let org = org("grants-orphan", SMALL, json!({}), |_| {}).await;
+    org.create(grant(
+        "made",
+        "org",
+        json!({"kind": "IamUser", "name": "iam-user-00"}),
+        json!({"kind": "IamGroupMembership", "group": "iam-group-00"}),
+        json!({}),
+    ))
+    .await;
+    org.create(grant(
+        "found",
+        "org",
+        sso_user(0),
+        json!({"kind": "SsoGroupMembership", "group": "group-00"}),
+        json!({}),
+    ))
+    .await;
+    wait_grant(&org.grants, "made", "Granted").await;
+    wait_grant(&org.grants, "found", "Adopted").await;
+    for name in ["made", "found"] {
+        org.grants
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+            )
+            .await
+            .expect("remove the finalizer by hand");
+        org.delete_and_wait(name).await;
+    }
+    assert_eq!(
+        org.iam_groups("iam-user-00").await,
+        ["iam-group-00"],
+        "nothing revoked it yet"
+    );
+    let connectors: Api<AwsConnector> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    connectors
+        .patch(
+            "org",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"awsaccess.io/sync-now": "sweep"}}})),
+        )
+        .await
+        .expect("annotate");
+    wait::until("the orphaned membership to be revoked", TIMEOUT, || async {
+        org.iam_groups("iam-user-00").await.is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        org.sso_members(&org.group_id(0))
+            .await
+            .contains(&org.user_id(0)),
+        "adopted access stays"
+    );
+    assert_eq!(org.writes().get("RemoveUserFromGroup"), Some(&1));
+    assert_eq!(org.writes().get("DeleteGroupMembership"), None);
+    org.finish().await;
+}

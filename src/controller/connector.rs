@@ -392,6 +392,10 @@ async fn sync(
     let name = connector.name_any();
     let store = ConnectorConfigMaps::new(ctx.client.clone(), connector)
         .ok_or(Error::MissingField("namespace"))?;
+    // Before the sync, so that the inventory shows what the sweep revoked.
+    if let Err(error) = super::orphans::sweep(connector, ctx, &authenticated.session).await {
+        tracing::warn!(connector = %name, %error, "could not settle ledger holders whose grants are gone");
+    }
     let scope = connect::scope(connector, &authenticated.identity);
     let started = now();
     tracing::info!(connector = %name, "sync started");

@@ -10,6 +10,7 @@ pub mod health;
 pub mod leader;
 pub mod ledger;
 pub mod metrics;
+pub mod orphans;
 pub mod session;
 pub mod shutdown;
 pub mod status;

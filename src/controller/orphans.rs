@@ -1,0 +1,129 @@
+//! Holders whose grants are gone: a grant deleted while its finalizer was removed by hand (or
+//! never ran) leaves its uid in the ledger, and the access it declared would stay forever.
+//! After every sync the connector looks for such holders and treats each as a deleted grant:
+//! what the operator created is revoked once no other grant declares it, what it adopted is
+//! forgotten.
+
+use std::collections::BTreeSet;
+
+use kube::api::ListParams;
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+
+use super::context::Context;
+use super::error::Error;
+use super::ledger::ConfigMapLedger;
+use super::session;
+use crate::api::{AccessGrant, AwsConnector};
+use crate::aws::Session;
+use crate::grant::decide::{Connector, Declared};
+use crate::grant::execute::{Ask, Done, Shell};
+use crate::grant::expiry::Expiry;
+use crate::grant::ledger::LedgerStore;
+
+/// Settles every holder of the connector's ledger whose grant no longer exists. Returns how
+/// many it found.
+pub async fn sweep(
+    connector: &AwsConnector,
+    ctx: &Context,
+    session: &Session,
+) -> Result<usize, Error> {
+    let key = format!(
+        "{}/{}",
+        connector.namespace().unwrap_or_default(),
+        connector.name_any()
+    );
+    let ledger = ConfigMapLedger::new(ctx.client.clone(), &ctx.ledger_namespace);
+    // The ledger first, the grants second: a holder was added to the ledger after its grant
+    // existed, so a grant created between the two reads cannot be taken for gone.
+    let entries = ledger
+        .of_connector(&key)
+        .await
+        .map_err(|e| Error::Pending(e.to_string()))?;
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let grants: Api<AccessGrant> = Api::all(ctx.client.clone());
+    let alive: BTreeSet<String> = grants
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter_map(|g| g.uid())
+        .collect();
+    let slots = session::assignment_slots(ctx, connector);
+    let shell = Shell {
+        ledger: &ledger,
+        connector: &key,
+        session: Some(session),
+        fence: &ctx.fence,
+        slots: &slots,
+        locks: &ctx.access_locks,
+    };
+    let state = Connector::Present {
+        ready: Ok(()),
+        deleting: false,
+        read_only: connector.spec.read_only,
+        reachable: Ok(()),
+    };
+    let now = jiff::Timestamp::now();
+    let mut found = 0;
+    for stored in &entries {
+        for (uid, holder) in stored
+            .entry
+            .holders
+            .iter()
+            .filter(|(uid, _)| !alive.contains(*uid))
+        {
+            found += 1;
+            let ask = Ask {
+                holder: uid,
+                grant: &holder.grant,
+                access: &stored.entry.access,
+                declared: Declared::Unknown,
+                deleting: true,
+                // The grant is gone, and with it what it said: the defaults apply.
+                deletion_policy: None,
+                expiry: Expiry::Never,
+                allowed: Ok(()),
+                connector: &state,
+                now,
+            };
+            let access = &stored.entry.access;
+            let (type_, reason, note) = match shell.run(&ask).await {
+                Ok(Done::Revoked { .. }) => (
+                    EventType::Normal,
+                    "Revoked",
+                    format!(
+                        "{access} revoked: AccessGrant {} is gone without having revoked it",
+                        holder.grant
+                    ),
+                ),
+                Ok(Done::Released { .. } | Done::Nothing(_)) => (
+                    EventType::Normal,
+                    "Released",
+                    format!(
+                        "AccessGrant {} is gone; {access} stays (still declared, or adopted)",
+                        holder.grant
+                    ),
+                ),
+                Ok(other) => (
+                    EventType::Warning,
+                    "RevokeFailed",
+                    format!("AccessGrant {} is gone; {access}: {other:?}", holder.grant),
+                ),
+                Err(error) => (
+                    EventType::Warning,
+                    "RevokeFailed",
+                    format!(
+                        "AccessGrant {} is gone; revoking {access}: {error}",
+                        holder.grant
+                    ),
+                ),
+            };
+            tracing::info!(connector = %key, %note, "ledger holder without a grant");
+            ctx.publish(connector, type_, reason, "Sweep", note).await;
+        }
+    }
+    Ok(found)
+}
