@@ -26,7 +26,7 @@ use crate::grant::access::Access;
 use crate::grant::decide::{Connector, Ending, Kept};
 use crate::grant::execute::{Done, GrantAsk, GrantReport, HeldChange, ShellError};
 use crate::grant::expiry::Expiry;
-use crate::grant::ledger::{LedgerStore, OperationKind, Origin};
+use crate::grant::ledger::{OperationKind, Origin};
 use crate::grant::policy::{check_grant, namespace_allowed};
 use crate::grant::resolve::{Directory, resolve};
 use crate::sync::cache::SyncCache;
@@ -405,17 +405,8 @@ async fn apply(
         }
         Ok(report) => {
             let problem = report_others(&report, access, &mut events);
-            let mut outcome = describe_wanted(
-                grant,
-                &report,
-                &wanted,
-                &mut next,
-                &mut events,
-                ctx,
-                now,
-                &gathered,
-            )
-            .await?;
+            let mut outcome =
+                describe_wanted(grant, &report, &wanted, &mut next, &mut events, ctx, now);
             if let (Some((reason, message)), true) = (
                 problem,
                 outcome
@@ -442,7 +433,7 @@ async fn apply(
 
 /// The status of the access the grant asks for.
 #[allow(clippy::too_many_arguments)]
-async fn describe_wanted(
+fn describe_wanted(
     grant: &AccessGrant,
     report: &GrantReport,
     wanted: &Wanted,
@@ -450,8 +441,7 @@ async fn describe_wanted(
     events: &mut Vec<(EventType, &'static str, String)>,
     ctx: &Context,
     now: Timestamp,
-    gathered: &Gathered,
-) -> Result<Outcome, Error> {
+) -> Outcome {
     let expiry = Expiry::of(&grant.spec);
     let (access, ids) = match wanted {
         Wanted::Access(access, ids) => (access, ids),
@@ -460,14 +450,14 @@ async fn describe_wanted(
             if let Expiry::At(at) = expiry
                 && at <= now
             {
-                return Ok(expired(next, at, events));
+                return expired(next, at);
             }
             next.access = None;
-            return Ok(Outcome {
+            return Outcome {
                 updates: conditions(false, false, reason, message),
                 action: Action::requeue(*retry),
                 events: Vec::new(),
-            });
+            };
         }
     };
     next.resolved = Some(ids.clone());
@@ -475,24 +465,14 @@ async fn describe_wanted(
         .wanted
         .clone()
         .unwrap_or(Done::Nothing(Ending::Replaced));
-    let outcome = match done {
+    match done {
         Done::Held {
             origin,
             change,
             request_id,
+            since,
         } => {
-            let ledger = ConfigMapLedger::new(ctx.client.clone(), &ctx.ledger_namespace);
-            let since = ledger
-                .load(&gathered.connector_key, access)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|s| {
-                    s.entry
-                        .holders
-                        .get(&grant.uid().unwrap_or_default())
-                        .map(|h| h.since.clone())
-                });
+            let since = Some(since).filter(|s| !s.is_empty());
             next.granted_at = since.clone();
             let at = expiry.at(since.as_deref().and_then(|s| s.parse().ok()), now);
             next.expires_at = at.map(rfc3339);
@@ -571,7 +551,7 @@ async fn describe_wanted(
                     format!("{access} revoked: {}", ending_text(&ending)),
                 ));
             }
-            ended(next, &ending, events)
+            ended(next, &ending)
         }
         Done::Released { ending, kept } => {
             next.access = None;
@@ -584,11 +564,11 @@ async fn describe_wanted(
                     kept_why(&kept)
                 ),
             ));
-            ended(next, &ending, events)
+            ended(next, &ending)
         }
         Done::Nothing(ending) => {
             next.access = None;
-            ended(next, &ending, events)
+            ended(next, &ending)
         }
         Done::Wait { reason, message } | Done::Refused { reason, message } => Outcome {
             updates: conditions(false, false, reason, &message),
@@ -604,35 +584,25 @@ async fn describe_wanted(
             ),
             events: Vec::new(),
         },
-    };
-    Ok(outcome)
+    }
 }
 
-fn expired(
-    next: &mut AccessGrantStatus,
-    at: Timestamp,
-    _events: &mut [(EventType, &'static str, String)],
-) -> Outcome {
+/// An expired grant: Ready (its intent is realised: it holds nothing), not Granted.
+fn expired(next: &mut AccessGrantStatus, at: Timestamp) -> Outcome {
     next.access = None;
     next.expires_at = Some(rfc3339(at));
     let message = format!("expired at {}; it holds no access", rfc3339(at));
-    let mut updates = conditions(false, true, "Expired", &message);
-    updates[0].status = ConditionStatus::False;
     Outcome {
-        updates,
+        updates: conditions(false, true, "Expired", &message),
         action: Action::await_change(),
         events: Vec::new(),
     }
 }
 
 /// The status of a grant whose access ended.
-fn ended(
-    next: &mut AccessGrantStatus,
-    ending: &Ending,
-    events: &mut [(EventType, &'static str, String)],
-) -> Outcome {
+fn ended(next: &mut AccessGrantStatus, ending: &Ending) -> Outcome {
     match ending {
-        Ending::Expired(at) => expired(next, *at, events),
+        Ending::Expired(at) => expired(next, *at),
         Ending::NotAllowed(rule) => Outcome {
             updates: conditions(false, false, "NotAllowed", rule),
             action: Action::requeue(RECHECK),

@@ -75,6 +75,8 @@ pub enum Done {
         origin: Origin,
         change: HeldChange,
         request_id: Option<String>,
+        /// When the grant started holding it (RFC 3339), from the ledger.
+        since: String,
     },
     /// AWS is still working on it; the ledger has the request id.
     InProgress {
@@ -314,6 +316,7 @@ impl<L: LedgerStore> Shell<'_, L> {
                         origin: Origin::Adopted,
                         change: HeldChange::Adopted,
                         request_id: None,
+                        since: stamp(ask.now),
                     });
                 }
                 (Decision::Join, Some(Stored { mut entry, version })) => {
@@ -329,13 +332,20 @@ impl<L: LedgerStore> Shell<'_, L> {
                         origin: entry.origin,
                         change: HeldChange::Joined,
                         request_id: None,
+                        since: stamp(ask.now),
                     });
                 }
                 (Decision::Keep, Some(Stored { entry, .. })) => {
+                    let since = entry
+                        .holders
+                        .get(ask.holder)
+                        .map(|h| h.since.clone())
+                        .unwrap_or_default();
                     return Ok(Done::Held {
                         origin: entry.origin,
                         change: HeldChange::Unchanged,
                         request_id: None,
+                        since,
                     });
                 }
                 (Decision::Revoke(ending), Some(stored)) => {
@@ -389,13 +399,15 @@ impl<L: LedgerStore> Shell<'_, L> {
             ),
         };
         // A grant that held it already keeps its start: drift does not extend a duration.
-        entry
+        let since = entry
             .holders
             .entry(ask.holder.to_string())
             .or_insert_with(|| Holder {
                 grant: ask.grant.to_string(),
                 since: stamp(ask.now),
-            });
+            })
+            .since
+            .clone();
         // It is created by the operator now, whatever it was before.
         entry.origin = Origin::Created;
         entry.operation = Some(Operation {
@@ -416,6 +428,7 @@ impl<L: LedgerStore> Shell<'_, L> {
                     origin: Origin::Created,
                     change,
                     request_id,
+                    since,
                 },
                 Issued::InProgress(request_id) => Done::InProgress {
                     kind: OperationKind::Grant,
