@@ -443,3 +443,108 @@ fn apply_keeps_a_ledger_of_what_it_created() {
         "the adopted membership is still there: {unmanaged}"
     );
 }
+
+/// A grant dropped from the files keeps its access (and is listed) unless `--prune` says the
+/// files are the whole truth: then what was created for it is revoked, and what was adopted
+/// stays.
+#[test]
+fn grants_dropped_from_the_files_are_revoked_only_with_prune() {
+    let moto = Moto::start();
+    moto.seed(&[
+        "--accounts",
+        "2",
+        "--sso-users",
+        "4",
+        "--sso-groups",
+        "2",
+        "--iam-users",
+        "2",
+        "--permission-sets",
+        "1",
+        "--assigned-users",
+        "1",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = tempfile::tempdir().expect("state");
+    write(
+        dir.path(),
+        "connector.yaml",
+        &[
+            json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+        "metadata": {"name": "org", "namespace": "aws"}, "spec": {"region": "us-east-1"}}),
+        ],
+    );
+    let grants_file = |documents: &[Value]| write(dir.path(), "grants.yaml", documents);
+    let dir_arg = dir.path().to_str().expect("utf-8");
+    let state_arg = state.path().to_str().expect("utf-8");
+    let apply = |extra: &[&str]| {
+        let mut args = vec![
+            "apply",
+            "-f",
+            dir_arg,
+            "--state-dir",
+            state_arg,
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let output = run(&moto, &args);
+        assert!(
+            output.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<Value>(&output.stdout).expect("json")
+    };
+    let writes = || -> Vec<(String, u64)> {
+        moto.calls()
+            .into_iter()
+            .filter(|(op, _)| {
+                ["Create", "Delete", "Add", "Remove"]
+                    .iter()
+                    .any(|w| op.starts_with(w))
+            })
+            .collect()
+    };
+    grants_file(&[
+        grant(
+            "lone",
+            json!({"kind": "IamUser", "name": "iam-user-00"}),
+            json!({"kind": "IamGroupMembership", "group": "iam-group-00"}),
+            json!({}),
+        ),
+        grant(
+            "found",
+            user(0),
+            json!({"kind": "SsoGroupMembership", "group": "group-00"}),
+            json!({}),
+        ),
+    ]);
+    moto.reset_calls();
+    apply(&[]);
+    assert_eq!(writes(), [("AddUserToGroup".to_string(), 1)]);
+
+    // Both are dropped from the files.
+    grants_file(&[]);
+    moto.reset_calls();
+    let kept = apply(&[]);
+    assert!(writes().is_empty(), "without --prune nothing is revoked");
+    let listed = actions(&kept);
+    assert!(
+        listed.contains(&("lone".to_string(), "unlisted".to_string()))
+            && listed.contains(&("found".to_string(), "unlisted".to_string())),
+        "{kept}"
+    );
+    let pruned = apply(&["--prune"]);
+    assert_eq!(
+        writes(),
+        [("RemoveUserFromGroup".to_string(), 1)],
+        "created: revoked; adopted: left. {pruned}"
+    );
+    let after = apply(&[]);
+    assert!(
+        actions(&after).is_empty(),
+        "the ledger has nothing left for them: {after}"
+    );
+}

@@ -93,6 +93,11 @@ pub struct PlanArgs {
     /// The AwsConnector and the AccessGrants (files or directories).
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
+    /// Treat grants that the ledger in --state-dir knows but these files no longer declare as
+    /// deleted: what was created for them is revoked. Without it, their access is kept and
+    /// listed.
+    #[arg(long)]
+    pub prune: bool,
     /// Plan against this inventory (from `sync -o`) instead of syncing: no AWS call at all.
     #[arg(long)]
     pub inventory: Option<PathBuf>,

@@ -20,7 +20,7 @@ use crate::fence::Fence;
 use crate::grant::access::Access;
 use crate::grant::decide::{Connector, Decision, Declared, Ending, Facts, Observed, decide};
 use crate::grant::execute::{
-    AccessLocks, Done, GrantAsk, GrantReport, HeldChange, Shell, ShellError,
+    AccessLocks, Ask, Done, GrantAsk, GrantReport, HeldChange, Shell, ShellError,
 };
 use crate::grant::expiry::Expiry;
 use crate::grant::ledger::{FileLedger, LedgerStore, OperationKind};
@@ -52,6 +52,9 @@ pub struct PlanLine {
     target: Option<Access>,
     #[serde(skip)]
     grant: Option<AccessGrant>,
+    /// A grant the ledger knows and the files no longer declare.
+    #[serde(skip)]
+    unlisted: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -78,6 +81,7 @@ fn refusal(namespace: String, name: String, action: Action, detail: String) -> P
         result: None,
         target: None,
         grant: None,
+        unlisted: false,
     }
 }
 
@@ -217,7 +221,89 @@ async fn plan_one(
         result: None,
         target: Some(resolved.access),
         grant: Some(grant.clone()),
+        unlisted: false,
     })
+}
+
+/// The grants the ledger knows through this connector that the files no longer declare: kept
+/// and listed, or (with `--prune`) treated as deleted.
+async fn unlisted(
+    ledger: &FileLedger,
+    connector_key: &str,
+    grants: &[AccessGrant],
+    actual: &BTreeSet<Access>,
+    names: &Names,
+    prune: bool,
+    now: Timestamp,
+) -> anyhow::Result<Vec<PlanLine>> {
+    let listed: BTreeSet<String> = grants
+        .iter()
+        .map(|g| {
+            format!(
+                "{}/{}",
+                namespace_of(g.metadata.namespace.as_ref()),
+                g.metadata.name.clone().unwrap_or_default()
+            )
+        })
+        .collect();
+    let ready = Connector::Present {
+        ready: Ok(()),
+        deleting: false,
+        read_only: false,
+        reachable: Ok(()),
+    };
+    let mut lines = Vec::new();
+    for stored in ledger.of_connector(connector_key).await? {
+        let access = &stored.entry.access;
+        for holder in stored.entry.holders.keys().filter(|h| !listed.contains(*h)) {
+            let (namespace, name) = holder.split_once('/').unwrap_or(("", holder));
+            let (action, detail) = if prune {
+                let facts = Facts {
+                    holder,
+                    access,
+                    declared: Declared::Unknown,
+                    deleting: true,
+                    deletion_policy: None,
+                    expires_at: None,
+                    allowed: Ok(()),
+                    connector: &ready,
+                    entry: Some(&stored.entry),
+                    observed: if actual.contains(access) {
+                        Observed::Present
+                    } else {
+                        Observed::Absent
+                    },
+                    now,
+                };
+                match decide(&facts) {
+                    Decision::Revoke(_) => {
+                        (Action::Delete, "not in these files: deleted (--prune)")
+                    }
+                    _ => (
+                        Action::NoChange,
+                        "not in these files: deleted (--prune); the access stays (still declared, or adopted)",
+                    ),
+                }
+            } else {
+                (
+                    Action::Unlisted,
+                    "not in these files: its access is kept (--prune treats the grant as deleted)",
+                )
+            };
+            lines.push(PlanLine {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                action,
+                access: Some(names.describe(access)),
+                detail: detail.to_string(),
+                result: None,
+                target: Some(access.clone()),
+                grant: None,
+                unlisted: true,
+            });
+        }
+    }
+    Ok(lines)
 }
 
 async fn inventory_and_session(
@@ -351,6 +437,23 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
     for grant in &grants {
         lines.push(plan_one(grant, &connector, &directory, &actual, &names, &ledger, now).await?);
     }
+    let connector_key = format!(
+        "{}/{}",
+        namespace_of(connector.metadata.namespace.as_ref()),
+        connector.metadata.name.clone().unwrap_or_default()
+    );
+    lines.extend(
+        unlisted(
+            &ledger,
+            &connector_key,
+            &grants,
+            &actual,
+            &names,
+            args.prune,
+            now,
+        )
+        .await?,
+    );
     let declared: BTreeSet<Access> = lines.iter().filter_map(|l| l.target.clone()).collect();
     let mut plan = Plan {
         connector: format!(
@@ -427,6 +530,7 @@ async fn execute(
         read_only: false,
         reachable: Ok(()),
     };
+    let mut failed_prune = false;
     let work: Vec<(usize, AccessGrant, Access)> = lines
         .iter()
         .enumerate()
@@ -438,6 +542,40 @@ async fn execute(
         })
         .filter_map(|(i, l)| Some((i, l.grant.clone()?, l.target.clone()?)))
         .collect();
+    // Grants the files no longer declare, with --prune: deleted, one piece of access each.
+    for line in lines
+        .iter_mut()
+        .filter(|l| l.unlisted && l.action != Action::Unlisted)
+    {
+        let Some(access) = line.target.clone() else {
+            continue;
+        };
+        let holder = format!("{}/{}", line.namespace, line.name);
+        let ask = Ask {
+            holder: &holder,
+            grant: &holder,
+            access: &access,
+            declared: Declared::Unknown,
+            deleting: true,
+            deletion_policy: None,
+            expiry: Expiry::Never,
+            allowed: Ok(()),
+            connector: &state,
+            now,
+        };
+        line.result = Some(match shell.run(&ask).await {
+            Ok(Done::Revoked { .. }) => "revoked".to_string(),
+            Ok(Done::Released { .. } | Done::Nothing(_)) => "left in place".to_string(),
+            Ok(other) => {
+                failed_prune = true;
+                format!("failed: {other:?}")
+            }
+            Err(error) => {
+                failed_prune = true;
+                format!("failed: {error}")
+            }
+        });
+    }
     let (shell, state) = (&shell, &state);
     let results: Vec<(usize, Result<GrantReport, ShellError>)> = futures::stream::iter(work)
         .map(|(i, grant, access)| async move {
@@ -472,7 +610,7 @@ async fn execute(
         .buffer_unordered(IN_FLIGHT)
         .collect()
         .await;
-    let mut failed = false;
+    let mut failed = failed_prune;
     for (i, result) in results {
         let (text, bad) = match result {
             Err(error) => (format!("failed: {error}"), true),

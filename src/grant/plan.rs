@@ -68,6 +68,9 @@ pub enum Action {
     Invalid,
     /// A name did not resolve (`PrincipalNotFound`, ...).
     Unresolved,
+    /// The ledger has access for a grant these files no longer declare: kept (without
+    /// `--prune`).
+    Unlisted,
 }
 
 impl Action {
@@ -80,6 +83,7 @@ impl Action {
             Self::NotAllowed => "not allowed",
             Self::Invalid => "invalid",
             Self::Unresolved => "unresolved",
+            Self::Unlisted => "not in files",
         }
     }
 
