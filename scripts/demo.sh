@@ -70,4 +70,5 @@ echo "== plan again: AWS now matches the grants"
 "$BIN" plan -f examples/demo/ --state-dir "$OUT/state" --page-size 25 2>/dev/null | sed 's/^/   /'
 
 echo
-echo "The inventory is in $OUT/inventory.json; the page state and cache in $OUT/state/."
+echo "The inventory is in $OUT/inventory.json; the page state and cache in $OUT/state/;"
+echo "the ownership ledger (what apply created or adopted, and for which grants) in $OUT/state/ledger.json."
