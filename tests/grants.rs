@@ -14,7 +14,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::support::cluster::TestCluster;
-use crate::support::moto::Moto;
+use crate::support::moto::{Moto, SMALL_ORG};
 use crate::support::operator::{TIMEOUT, aws, grant, settings, wait_condition, wait_grant};
 use crate::support::wait;
 
@@ -235,43 +235,70 @@ impl Org {
     }
 }
 
-const SMALL: &[&str] = &[
-    "--accounts",
-    "2",
-    "--sso-users",
-    "6",
-    "--sso-groups",
-    "2",
-    "--iam-users",
-    "3",
-    "--permission-sets",
-    "2",
-    "--assigned-users",
-    "2",
-];
-
 fn sso_user(index: usize) -> Value {
     json!({"kind": "SsoUser", "name": format!("user-{index:02}@example.com")})
 }
 
+/// A grant of IAM user `user`'s membership of IAM group `group`.
+fn iam_member(name: &str, connector: &str, user: &str, group: &str, extra: Value) -> AccessGrant {
+    grant(
+        name,
+        connector,
+        json!({"kind": "IamUser", "name": user}),
+        json!({"kind": "IamGroupMembership", "group": group}),
+        extra,
+    )
+}
+
+/// A grant of `user-<index>`'s membership of Identity Center group `group`.
+fn sso_member(name: &str, connector: &str, user: usize, group: &str, extra: Value) -> AccessGrant {
+    grant(
+        name,
+        connector,
+        sso_user(user),
+        json!({"kind": "SsoGroupMembership", "group": group}),
+        extra,
+    )
+}
+
+/// A grant of `permission_set` on `account` to `user-<index>`.
+fn assignment(
+    name: &str,
+    connector: &str,
+    user: usize,
+    permission_set: &str,
+    account: &str,
+    extra: Value,
+) -> AccessGrant {
+    grant(
+        name,
+        connector,
+        sso_user(user),
+        json!({"kind": "PermissionSet", "permissionSet": permission_set, "accountId": account}),
+        extra,
+    )
+}
+
 #[tokio::test]
 async fn each_kind_is_granted_then_revoked_on_delete() {
-    let org = org("grants-kinds", SMALL, json!({}), |_| {}).await;
+    let org = org("grants-kinds", SMALL_ORG, json!({}), |_| {}).await;
     let ps = org.permission_set("PermissionSet00");
-    org.create(grant("assignment", "org", sso_user(3), json!({"kind": "PermissionSet", "permissionSet": "PermissionSet00", "accountId": "123456789012"}), json!({}))).await;
-    org.create(grant(
-        "sso-member",
+    org.create(assignment(
+        "assignment",
         "org",
-        sso_user(5),
-        json!({"kind": "SsoGroupMembership", "group": "group-00"}),
+        3,
+        "PermissionSet00",
+        "123456789012",
         json!({}),
     ))
     .await;
-    org.create(grant(
+    org.create(sso_member("sso-member", "org", 5, "group-00", json!({})))
+        .await;
+    org.create(iam_member(
         "iam-member",
         "org",
-        json!({"kind": "IamUser", "name": "iam-user-00"}),
-        json!({"kind": "IamGroupMembership", "group": "iam-group-00"}),
+        "iam-user-00",
+        "iam-group-00",
         json!({}),
     ))
     .await;
@@ -339,7 +366,7 @@ async fn each_kind_is_granted_then_revoked_on_delete() {
 
 #[tokio::test]
 async fn existing_access_is_adopted_and_left_unless_revoke_is_explicit() {
-    let org = org("grants-adopt", SMALL, json!({}), |_| {}).await;
+    let org = org("grants-adopt", SMALL_ORG, json!({}), |_| {}).await;
     // The seed assigned user-00 a permission set on an account, and put user-00 in group-00.
     let seeded = org.seed["assignments"][0].clone();
     let account = seeded["accountId"].as_str().expect("account").to_string();
@@ -356,11 +383,11 @@ async fn existing_access_is_adopted_and_left_unless_revoke_is_explicit() {
         json!({}),
     ))
     .await;
-    org.create(grant(
+    org.create(sso_member(
         "adopted-revoke",
         "org",
-        sso_user(0),
-        json!({"kind": "SsoGroupMembership", "group": "group-00"}),
+        0,
+        "group-00",
         json!({"deletionPolicy": "Revoke"}),
     ))
     .await;
@@ -404,20 +431,20 @@ async fn existing_access_is_adopted_and_left_unless_revoke_is_explicit() {
 
 #[tokio::test]
 async fn access_removed_outside_is_granted_again_and_expired_access_is_revoked() {
-    let org = org("grants-drift", SMALL, json!({}), |_| {}).await;
-    org.create(grant(
+    let org = org("grants-drift", SMALL_ORG, json!({}), |_| {}).await;
+    org.create(iam_member(
         "drift",
         "org",
-        json!({"kind": "IamUser", "name": "iam-user-00"}),
-        json!({"kind": "IamGroupMembership", "group": "iam-group-01"}),
+        "iam-user-00",
+        "iam-group-01",
         json!({}),
     ))
     .await;
-    org.create(grant(
+    org.create(sso_member(
         "short",
         "org",
-        sso_user(3),
-        json!({"kind": "SsoGroupMembership", "group": "group-00"}),
+        3,
+        "group-00",
         json!({"duration": "3s"}),
     ))
     .await;
@@ -492,7 +519,7 @@ async fn access_removed_outside_is_granted_again_and_expired_access_is_revoked()
 #[tokio::test]
 async fn policy_refusals_and_read_only_connectors_write_nothing() {
     let policy = json!({"grantPolicy": {"deniedPermissionSets": ["PermissionSet01"], "allowedAccounts": ["123456789012"], "maxDuration": "12h"}});
-    let org = org("grants-policy", SMALL, policy, |_| {}).await;
+    let org = org("grants-policy", SMALL_ORG, policy, |_| {}).await;
     let ps = |name: &str, account: &str| json!({"kind": "PermissionSet", "permissionSet": name, "accountId": account});
     let eight = json!({"duration": "8h"});
     org.create(grant(
@@ -543,11 +570,11 @@ async fn policy_refusals_and_read_only_connectors_write_nothing() {
         eight.clone(),
     ))
     .await;
-    org.create(grant(
+    org.create(sso_member(
         "unknown-group",
         "org",
-        sso_user(3),
-        json!({"kind": "SsoGroupMembership", "group": "no-such-group"}),
+        3,
+        "no-such-group",
         json!({"duration": "1h"}),
     ))
     .await;
@@ -614,7 +641,7 @@ async fn policy_refusals_and_read_only_connectors_write_nothing() {
 
 #[tokio::test]
 async fn assignment_operations_in_progress_throttled_and_failed() {
-    let org = org("grants-faults", SMALL, json!({}), |_| {}).await;
+    let org = org("grants-faults", SMALL_ORG, json!({}), |_| {}).await;
     let target = |account: &str| json!({"kind": "PermissionSet", "permissionSet": "PermissionSet00", "accountId": account});
     org.moto.set_faults(json!({"in_progress_polls": 2}));
     org.create(grant(
@@ -675,12 +702,12 @@ async fn assignment_operations_in_progress_throttled_and_failed() {
 
 #[tokio::test]
 async fn changing_a_grant_grants_the_new_access_and_revokes_the_old() {
-    let org = org("grants-change", SMALL, json!({}), |_| {}).await;
-    org.create(grant(
+    let org = org("grants-change", SMALL_ORG, json!({}), |_| {}).await;
+    org.create(iam_member(
         "moving",
         "org",
-        json!({"kind": "IamUser", "name": "iam-user-00"}),
-        json!({"kind": "IamGroupMembership", "group": "iam-group-00"}),
+        "iam-user-00",
+        "iam-group-00",
         json!({}),
     ))
     .await;
@@ -818,7 +845,7 @@ async fn two_hundred_grants_converge_without_duplicates() {
 
 #[tokio::test]
 async fn unmanaged_access_is_counted_and_listed_never_revoked() {
-    let org = org("grants-unmanaged", SMALL, json!({}), |_| {}).await;
+    let org = org("grants-unmanaged", SMALL_ORG, json!({}), |_| {}).await;
     let connectors: Api<AwsConnector> =
         Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
     let seeded = org.seed["assignments"].as_array().map_or(0, Vec::len)
@@ -843,14 +870,8 @@ async fn unmanaged_access_is_counted_and_listed_never_revoked() {
     );
 
     // Declare one existing membership; after the next sync it is no longer unmanaged.
-    org.create(grant(
-        "declared",
-        "org",
-        sso_user(0),
-        json!({"kind": "SsoGroupMembership", "group": "group-00"}),
-        json!({}),
-    ))
-    .await;
+    org.create(sso_member("declared", "org", 0, "group-00", json!({})))
+        .await;
     wait_grant(&org.grants, "declared", "Adopted").await;
     connectors
         .patch(
@@ -907,7 +928,7 @@ fn write_count(org: &Org, operation: &str) -> u64 {
 /// revoke comes from the ledger.
 #[tokio::test]
 async fn two_grants_one_access_and_a_forged_status() {
-    let org = org("grants-shared", SMALL, json!({}), |_| {}).await;
+    let org = org("grants-shared", SMALL_ORG, json!({}), |_| {}).await;
     let ps = org.permission_set("PermissionSet00");
     let target = json!({"kind": "PermissionSet", "permissionSet": "PermissionSet00", "accountId": "123456789012"});
     org.create(grant(
@@ -974,7 +995,7 @@ async fn two_grants_one_access_and_a_forged_status() {
 /// revoked when it expires, and one that a tightened grantPolicy no longer allows is revoked.
 #[tokio::test]
 async fn expiry_and_tightened_policy_revoke_whatever_else_is_wrong() {
-    let org = org("grants-expire", SMALL, json!({}), |_| {}).await;
+    let org = org("grants-expire", SMALL_ORG, json!({}), |_| {}).await;
     let connectors: Api<AwsConnector> =
         Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
@@ -998,19 +1019,20 @@ async fn expiry_and_tightened_policy_revoke_whatever_else_is_wrong() {
         .await
         .expect("connector");
     wait_condition(&connectors, "chained", "Ready", "True").await;
-    org.create(grant(
+    org.create(iam_member(
         "short",
         "chained",
-        json!({"kind": "IamUser", "name": "iam-user-00"}),
-        json!({"kind": "IamGroupMembership", "group": "iam-group-00"}),
+        "iam-user-00",
+        "iam-group-00",
         json!({"duration": "8s"}),
     ))
     .await;
-    org.create(grant(
+    org.create(assignment(
         "tightened",
         "org",
-        sso_user(4),
-        json!({"kind": "PermissionSet", "permissionSet": "PermissionSet00", "accountId": "123456789012"}),
+        4,
+        "PermissionSet00",
+        "123456789012",
         json!({}),
     ))
     .await;
@@ -1068,28 +1090,29 @@ async fn expiry_and_tightened_policy_revoke_whatever_else_is_wrong() {
 /// and goes only once its ledger is empty; its grants then report the connector missing.
 #[tokio::test]
 async fn deleting_a_connector_revokes_what_it_created() {
-    let org = org("grants-retire", SMALL, json!({}), |_| {}).await;
-    org.create(grant(
+    let org = org("grants-retire", SMALL_ORG, json!({}), |_| {}).await;
+    org.create(iam_member(
         "made",
         "org",
-        json!({"kind": "IamUser", "name": "iam-user-00"}),
-        json!({"kind": "IamGroupMembership", "group": "iam-group-00"}),
+        "iam-user-00",
+        "iam-group-00",
         json!({}),
     ))
     .await;
-    org.create(grant(
+    org.create(assignment(
         "assigned",
         "org",
-        sso_user(3),
-        json!({"kind": "PermissionSet", "permissionSet": "PermissionSet00", "accountId": "123456789012"}),
+        3,
+        "PermissionSet00",
+        "123456789012",
         json!({}),
     ))
     .await;
-    org.create(grant(
+    org.create(sso_member(
         "found",
         "org",
-        sso_user(0),
-        json!({"kind": "SsoGroupMembership", "group": "group-00"}),
+        0,
+        "group-00",
         json!({"deletionPolicy": "Revoke"}),
     ))
     .await;
@@ -1145,23 +1168,17 @@ async fn deleting_a_connector_revokes_what_it_created() {
 /// (and leaves what it adopted).
 #[tokio::test]
 async fn access_of_a_grant_gone_without_its_finalizer_is_revoked_at_the_next_sync() {
-    let org = org("grants-orphan", SMALL, json!({}), |_| {}).await;
-    org.create(grant(
+    let org = org("grants-orphan", SMALL_ORG, json!({}), |_| {}).await;
+    org.create(iam_member(
         "made",
         "org",
-        json!({"kind": "IamUser", "name": "iam-user-00"}),
-        json!({"kind": "IamGroupMembership", "group": "iam-group-00"}),
+        "iam-user-00",
+        "iam-group-00",
         json!({}),
     ))
     .await;
-    org.create(grant(
-        "found",
-        "org",
-        sso_user(0),
-        json!({"kind": "SsoGroupMembership", "group": "group-00"}),
-        json!({}),
-    ))
-    .await;
+    org.create(sso_member("found", "org", 0, "group-00", json!({})))
+        .await;
     wait_grant(&org.grants, "made", "Granted").await;
     wait_grant(&org.grants, "found", "Adopted").await;
     for name in ["made", "found"] {

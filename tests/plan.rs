@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-use crate::support::moto::{AMBIENT_AWS_VARIABLES, Moto};
+use crate::support::moto::{AMBIENT_AWS_VARIABLES, Moto, SMALL_ORG};
 
 const FAST: &str = "sts=1000,iam=1000,organizations=1000,identitycenter=1000";
 
@@ -60,20 +60,7 @@ fn actions(plan: &Value) -> Vec<(String, String)> {
 #[test]
 fn plan_of_a_mixed_directory_then_apply() {
     let moto = Moto::start();
-    let seed = moto.seed(&[
-        "--accounts",
-        "2",
-        "--sso-users",
-        "6",
-        "--sso-groups",
-        "2",
-        "--iam-users",
-        "3",
-        "--permission-sets",
-        "2",
-        "--assigned-users",
-        "2",
-    ]);
+    let seed = moto.seed(SMALL_ORG);
     let dir = tempfile::tempdir().expect("tempdir");
     let grants = dir.path().join("grants");
     std::fs::create_dir(&grants).expect("mkdir");

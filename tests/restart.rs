@@ -12,24 +12,9 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
 use crate::support::cluster::TestCluster;
-use crate::support::moto::{AMBIENT_AWS_VARIABLES, Moto};
+use crate::support::moto::{AMBIENT_AWS_VARIABLES, Moto, SMALL_ORG};
 use crate::support::operator::{grant, start_operator, wait_condition, wait_grant};
 use crate::support::wait;
-
-const SMALL: &[&str] = &[
-    "--accounts",
-    "2",
-    "--sso-users",
-    "6",
-    "--sso-groups",
-    "2",
-    "--iam-users",
-    "3",
-    "--permission-sets",
-    "2",
-    "--assigned-users",
-    "2",
-];
 
 /// The kubeconfig of the cluster under test: `TEST_KUBECONFIG`, or one written for the
 /// emulator.
@@ -78,21 +63,9 @@ fn operator(moto: &Moto, kubeconfig: &std::path::Path, namespace: &str) -> Child
     command.spawn().expect("start the operator")
 }
 
-fn calls(moto: &Moto, operation: &str) -> u64 {
-    moto.calls().get(operation).copied().unwrap_or(0)
-}
-
-#[tokio::test]
-async fn a_kill_during_an_in_progress_create_resumes_from_the_ledger() {
-    let moto = Moto::start();
-    let seed = moto.seed(SMALL);
-    let cluster = TestCluster::start("restart").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = kubeconfig(&cluster, dir.path());
-    let ns = cluster.namespace.clone();
-    let mut first = operator(&moto, &config, &ns);
-
-    let connectors: Api<AwsConnector> = Api::namespaced(cluster.client.clone(), &ns);
+/// Creates the AwsConnector `org` (the pod's own credentials) and waits until it is Ready.
+async fn ready_connector(cluster: &TestCluster) {
+    let connectors: Api<AwsConnector> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let connector: AwsConnector =
         serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1",
         "kind": "AwsConnector", "metadata": {"name": "org"}, "spec": {"region": "us-east-1"}}))
@@ -102,6 +75,23 @@ async fn a_kill_during_an_in_progress_create_resumes_from_the_ledger() {
         .await
         .expect("connector");
     wait_condition(&connectors, "org", "Ready", "True").await;
+}
+
+fn calls(moto: &Moto, operation: &str) -> u64 {
+    moto.calls().get(operation).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_kill_during_an_in_progress_create_resumes_from_the_ledger() {
+    let moto = Moto::start();
+    let seed = moto.seed(SMALL_ORG);
+    let cluster = TestCluster::start("restart").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = kubeconfig(&cluster, dir.path());
+    let ns = cluster.namespace.clone();
+    let mut first = operator(&moto, &config, &ns);
+
+    ready_connector(&cluster).await;
 
     // AWS keeps the creation IN_PROGRESS for 8 status polls: the kill comes after 5.
     moto.set_faults(json!({"in_progress_polls": 8}));
@@ -219,16 +209,7 @@ async fn killing_the_leader_mid_apply_applies_every_grant_once() {
     })
     .await;
     let (trigger_b, b) = start_operator(&cluster.client, &ns, "replica-b", &moto).await;
-    let connectors: Api<AwsConnector> = Api::namespaced(cluster.client.clone(), &ns);
-    let connector: AwsConnector =
-        serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1",
-        "kind": "AwsConnector", "metadata": {"name": "org"}, "spec": {"region": "us-east-1"}}))
-        .expect("connector");
-    connectors
-        .create(&PostParams::default(), &connector)
-        .await
-        .expect("connector");
-    wait_condition(&connectors, "org", "Ready", "True").await;
+    ready_connector(&cluster).await;
     // Every creation takes a few polls, so that the leader dies with some in flight.
     moto.set_faults(json!({"in_progress_polls": 3}));
     moto.reset_calls();

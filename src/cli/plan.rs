@@ -20,7 +20,7 @@ use crate::fence::Fence;
 use crate::grant::access::Access;
 use crate::grant::decide::{Connector, Decision, Declared, Ending, Facts, Observed, decide};
 use crate::grant::execute::{
-    AccessLocks, Ask, Done, GrantAsk, GrantReport, HeldChange, Shell, ShellError,
+    AccessLocks, Done, GrantAsk, GrantReport, HeldChange, Shell, ShellError,
 };
 use crate::grant::expiry::Expiry;
 use crate::grant::ledger::{FileLedger, LedgerStore, OperationKind};
@@ -551,30 +551,23 @@ async fn execute(
             continue;
         };
         let holder = format!("{}/{}", line.namespace, line.name);
-        let ask = Ask {
-            holder: &holder,
-            grant: &holder,
-            access: &access,
-            declared: Declared::Unknown,
-            deleting: true,
-            deletion_policy: None,
-            expiry: Expiry::Never,
-            allowed: Ok(()),
-            connector: &state,
-            now,
-        };
-        line.result = Some(match shell.run(&ask).await {
-            Ok(Done::Revoked { .. }) => "revoked".to_string(),
-            Ok(Done::Released { .. } | Done::Nothing(_)) => "left in place".to_string(),
-            Ok(other) => {
-                failed_prune = true;
-                format!("failed: {other:?}")
-            }
-            Err(error) => {
-                failed_prune = true;
-                format!("failed: {error}")
-            }
-        });
+        line.result = Some(
+            match shell
+                .settle_gone_holder(&holder, &holder, &access, &state, now)
+                .await
+            {
+                Ok(Done::Revoked { .. }) => "revoked".to_string(),
+                Ok(Done::Released { .. } | Done::Nothing(_)) => "left in place".to_string(),
+                Ok(other) => {
+                    failed_prune = true;
+                    format!("failed: {other:?}")
+                }
+                Err(error) => {
+                    failed_prune = true;
+                    format!("failed: {error}")
+                }
+            },
+        );
     }
     let (shell, state) = (&shell, &state);
     let results: Vec<(usize, Result<GrantReport, ShellError>)> = futures::stream::iter(work)

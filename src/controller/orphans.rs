@@ -16,9 +16,8 @@ use super::ledger::ConfigMapLedger;
 use super::session;
 use crate::api::{AccessGrant, AwsConnector};
 use crate::aws::Session;
-use crate::grant::decide::{Connector, Declared};
-use crate::grant::execute::{Ask, Done, Shell};
-use crate::grant::expiry::Expiry;
+use crate::grant::decide::Connector;
+use crate::grant::execute::{Done, Shell};
 use crate::grant::ledger::LedgerStore;
 
 /// Settles every holder of the connector's ledger whose grant no longer exists. Returns how
@@ -76,21 +75,11 @@ pub async fn sweep(
             .filter(|(uid, _)| !alive.contains(*uid))
         {
             found += 1;
-            let ask = Ask {
-                holder: uid,
-                grant: &holder.grant,
-                access: &stored.entry.access,
-                declared: Declared::Unknown,
-                deleting: true,
-                // The grant is gone, and with it what it said: the defaults apply.
-                deletion_policy: None,
-                expiry: Expiry::Never,
-                allowed: Ok(()),
-                connector: &state,
-                now,
-            };
             let access = &stored.entry.access;
-            let (type_, reason, note) = match shell.run(&ask).await {
+            let (type_, reason, note) = match shell
+                .settle_gone_holder(uid, &holder.grant, access, &state, now)
+                .await
+            {
                 Ok(Done::Revoked { .. }) => (
                     EventType::Normal,
                     "Revoked",

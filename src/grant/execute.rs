@@ -605,6 +605,33 @@ impl<L: LedgerStore> Shell<'_, L> {
             .resumed(operation.kind))
     }
 
+    /// A holder whose grant is gone without having settled its access (its finalizer removed
+    /// by hand, or dropped from `apply`'s files with `--prune`): treated as a deleted grant
+    /// with the default deletion policy.
+    pub async fn settle_gone_holder(
+        &self,
+        holder: &str,
+        grant: &str,
+        access: &Access,
+        connector: &Connector,
+        now: Timestamp,
+    ) -> Result<Done, ShellError> {
+        self.run(&Ask {
+            holder,
+            grant,
+            access,
+            declared: Declared::Unknown,
+            deleting: true,
+            // The grant is gone, and with it what it said: the defaults apply.
+            deletion_policy: None,
+            expiry: Expiry::Never,
+            allowed: Ok(()),
+            connector,
+            now,
+        })
+        .await
+    }
+
     /// A whole grant: the wanted access first, then what the grant held before (revoked or
     /// released only once the wanted access is settled, so that neither is missing between).
     pub async fn converge(&self, ask: &GrantAsk<'_>) -> Result<GrantReport, ShellError> {

@@ -29,6 +29,23 @@ pub const AMBIENT_AWS_VARIABLES: &[&str] = &[
     "AWS_EC2_METADATA_DISABLED",
 ];
 
+/// A small organization for grant tests: 2 accounts, 6 SSO users in 2 groups, 3 IAM users, 2
+/// permission sets, 2 users already assigned.
+pub const SMALL_ORG: &[&str] = &[
+    "--accounts",
+    "2",
+    "--sso-users",
+    "6",
+    "--sso-groups",
+    "2",
+    "--iam-users",
+    "3",
+    "--permission-sets",
+    "2",
+    "--assigned-users",
+    "2",
+];
+
 pub struct Moto {
     pub endpoint: String,
     child: Child,
