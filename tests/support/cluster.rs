@@ -4,8 +4,10 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use aws_access_operator::api::{AccessGrant, AwsConnector};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DeleteParams, PostParams};
+use kube::ResourceExt;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
@@ -82,8 +84,33 @@ impl TestCluster {
         name
     }
 
-    /// Deletes the test namespace (a real cluster cleans up what is inside).
+    /// Deletes the test namespace (a real cluster cleans up what is inside). The operator has
+    /// stopped by then, so the finalizers it would have honoured are removed first: otherwise a
+    /// real cluster would keep the namespace terminating forever.
     pub async fn cleanup(self) {
+        let merge = Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
+        let grants: Api<AccessGrant> = Api::namespaced(self.client.clone(), &self.namespace);
+        for grant in grants
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+        {
+            let _ = grants
+                .patch(&grant.name_any(), &PatchParams::default(), &merge)
+                .await;
+        }
+        let connectors: Api<AwsConnector> = Api::namespaced(self.client.clone(), &self.namespace);
+        for connector in connectors
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+        {
+            let _ = connectors
+                .patch(&connector.name_any(), &PatchParams::default(), &merge)
+                .await;
+        }
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         let _ = namespaces
             .delete(&self.namespace, &DeleteParams::default())
