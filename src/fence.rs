@@ -61,6 +61,21 @@ impl Fence {
         }
     }
 
+    /// Resolves once writes are no longer allowed: the deadline passed unrenewed, or the fence
+    /// was closed. Never resolves for an unfenced replica.
+    pub async fn lapsed(&self) {
+        loop {
+            let state = *self.state();
+            match state {
+                State::Unfenced => std::future::pending::<()>().await,
+                State::Closed => return,
+                State::Until(deadline) if Instant::now() >= deadline => return,
+                // It may have been extended meanwhile: look again when it would lapse.
+                State::Until(deadline) => tokio::time::sleep_until(deadline.into()).await,
+            }
+        }
+    }
+
     /// Whether a write may start now.
     pub fn check(&self) -> Result<(), Fenced> {
         match *self.state() {
@@ -76,6 +91,27 @@ impl Fence {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn lapses_at_the_deadline_unless_extended() {
+        let fence = Fence::closed();
+        fence.lapsed().await;
+        let start = Instant::now();
+        fence.open_until(start + Duration::from_millis(100));
+        let extend = {
+            let fence = fence.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                fence.open_until(Instant::now() + Duration::from_millis(150));
+            }
+        };
+        let ((), ()) = tokio::join!(fence.lapsed(), extend);
+        assert!(
+            start.elapsed() >= Duration::from_millis(200),
+            "the extension counted"
+        );
+        assert!(fence.check().is_err());
+    }
 
     #[test]
     fn open_only_until_the_deadline_and_never_after_closing() {

@@ -12,6 +12,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::context::FIELD_MANAGER;
 use crate::api::AwsConnector;
+use crate::fence::Fence;
 use crate::fingerprint::content_hash;
 use crate::sync::{StateStore, StoreError};
 
@@ -43,6 +44,8 @@ pub struct ConnectorConfigMaps {
     api: Api<ConfigMap>,
     connector: String,
     owner: Option<OwnerReference>,
+    /// When set, writes happen only while it is open (only the leader writes).
+    fence: Option<Fence>,
 }
 
 impl ConnectorConfigMaps {
@@ -52,7 +55,24 @@ impl ConnectorConfigMaps {
             api: Api::namespaced(client, &namespace),
             connector: connector.name_any(),
             owner: owner(connector),
+            fence: None,
         })
+    }
+
+    /// The same store, writing only while `fence` is open.
+    pub fn fenced(mut self, fence: Fence) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// Refuses a write when this replica is not (or no longer) the leader.
+    fn may_write(&self) -> Result<(), kube::Error> {
+        match &self.fence {
+            Some(fence) => fence.check().map_err(|fenced| {
+                kube::Error::Service(Box::new(std::io::Error::other(fenced.to_string())))
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The base name of a value's ConfigMaps.
@@ -121,6 +141,7 @@ impl ConnectorConfigMaps {
         if unchanged {
             return Ok(false);
         }
+        self.may_write()?;
         let parts = shards(bytes, SHARD_BYTES);
         // Later shards first, the first (which carries the hash readers check) last.
         for (index, part) in parts.iter().enumerate().rev() {
@@ -176,6 +197,7 @@ impl ConnectorConfigMaps {
 
     /// Deletes every shard of a value.
     pub async fn remove(&self, key: &str) -> Result<(), kube::Error> {
+        self.may_write()?;
         for shard in self.shards_of(key).await? {
             match self
                 .api

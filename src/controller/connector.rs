@@ -66,6 +66,8 @@ fn rfc3339(t: jiff::Timestamp) -> String {
 /// Writes the status when it changed, and remembers what was written.
 struct StatusWriter<'a> {
     api: &'a Api<AwsConnector>,
+    /// Only the leader writes.
+    fence: &'a crate::fence::Fence,
     name: String,
     generation: Option<i64>,
     written: Option<AwsConnectorStatus>,
@@ -115,6 +117,9 @@ impl StatusWriter<'_> {
             }
         };
         self.set(&[ready]);
+        self.fence
+            .check()
+            .map_err(|f| Error::Pending(f.to_string()))?;
         status::write(self.api, &self.name, self.written.as_ref(), &self.next).await?;
         self.written = Some(self.next.clone());
         Ok(())
@@ -247,6 +252,7 @@ async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, 
     let current = connector.status.clone();
     let mut writer = StatusWriter {
         api: &api,
+        fence: &ctx.fence,
         name: name.clone(),
         generation: connector.metadata.generation,
         next: current.clone().unwrap_or_default(),
@@ -391,7 +397,8 @@ async fn sync(
 ) -> Result<(), Error> {
     let name = connector.name_any();
     let store = ConnectorConfigMaps::new(ctx.client.clone(), connector)
-        .ok_or(Error::MissingField("namespace"))?;
+        .ok_or(Error::MissingField("namespace"))?
+        .fenced(ctx.fence.clone());
     // Before the sync, so that the inventory shows what the sweep revoked.
     if let Err(error) = super::orphans::sweep(connector, ctx, &authenticated.session).await {
         tracing::warn!(connector = %name, %error, "could not settle ledger holders whose grants are gone");

@@ -163,29 +163,36 @@ impl Election {
         }
     }
 
-    /// Renews the lease until it is lost; returns why. The fence is closed by then.
+    /// Renews the lease until it is lost; returns why. The fence is closed by then, and this
+    /// returns as soon as it lapses, so that the caller stops its writers at once.
     pub async fn hold(&self) -> String {
         loop {
-            tokio::time::sleep(self.timing.retry()).await;
-            let sent = Instant::now();
-            let renewed = tokio::time::timeout(self.timing.renew_deadline(), self.renew()).await;
-            match renewed {
-                Ok(Ok(true)) => self.fence.open_until(sent + self.timing.renew_deadline()),
-                Ok(Ok(false)) => {
+            let attempt = async {
+                tokio::time::sleep(self.timing.retry()).await;
+                let sent = Instant::now();
+                let renewed =
+                    tokio::time::timeout(self.timing.renew_deadline(), self.renew()).await;
+                (sent, renewed)
+            };
+            tokio::select! {
+                () = self.fence.lapsed() => {
                     self.fence.close();
-                    return "another replica holds the leader lease".into();
+                    return format!(
+                        "the leader lease was not renewed within {:?}",
+                        self.timing.renew_deadline()
+                    );
                 }
-                Ok(Err(error)) => {
-                    tracing::warn!(lease = %self.name, %error, "cannot renew the leader lease");
-                }
-                Err(_) => tracing::warn!(lease = %self.name, "renewing the leader lease timed out"),
-            }
-            if self.fence.check().is_err() {
-                self.fence.close();
-                return format!(
-                    "the leader lease was not renewed within {:?}",
-                    self.timing.renew_deadline()
-                );
+                (sent, renewed) = attempt => match renewed {
+                    Ok(Ok(true)) => self.fence.open_until(sent + self.timing.renew_deadline()),
+                    Ok(Ok(false)) => {
+                        self.fence.close();
+                        return "another replica holds the leader lease".into();
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(lease = %self.name, %error, "cannot renew the leader lease");
+                    }
+                    Err(_) => tracing::warn!(lease = %self.name, "renewing the leader lease timed out"),
+                },
             }
         }
     }
