@@ -1168,7 +1168,7 @@ async fn deleting_a_connector_revokes_what_it_created() {
 /// (and leaves what it adopted).
 #[tokio::test]
 async fn access_of_a_grant_gone_without_its_finalizer_is_revoked_at_the_next_sync() {
-    let org = org("grants-orphan", SMALL_ORG, json!({}), |_| {}).await;
+    let mut org = org("grants-orphan", SMALL_ORG, json!({}), |_| {}).await;
     org.create(iam_member(
         "made",
         "org",
@@ -1181,6 +1181,12 @@ async fn access_of_a_grant_gone_without_its_finalizer_is_revoked_at_the_next_syn
         .await;
     wait_grant(&org.grants, "made", "Granted").await;
     wait_grant(&org.grants, "found", "Adopted").await;
+    // While the operator is down, someone removes the finalizers by hand and deletes the grants.
+    org.trigger.fire();
+    (&mut org.operator.task)
+        .await
+        .expect("join")
+        .expect("clean stop");
     for name in ["made", "found"] {
         org.grants
             .patch(
@@ -1192,6 +1198,14 @@ async fn access_of_a_grant_gone_without_its_finalizer_is_revoked_at_the_next_syn
             .expect("remove the finalizer by hand");
         org.delete_and_wait(name).await;
     }
+    let (trigger, operator) = crate::support::operator::start_operator(
+        &org.cluster.client,
+        &org.cluster.namespace,
+        "replica",
+        &org.moto,
+    )
+    .await;
+    (org.trigger, org.operator) = (trigger, operator);
     assert_eq!(
         org.iam_groups("iam-user-00").await,
         ["iam-group-00"],
@@ -1219,5 +1233,51 @@ async fn access_of_a_grant_gone_without_its_finalizer_is_revoked_at_the_next_syn
     );
     assert_eq!(org.writes().get("RemoveUserFromGroup"), Some(&1));
     assert_eq!(org.writes().get("DeleteGroupMembership"), None);
+    org.finish().await;
+}
+
+/// A spec changed to access the policy refuses leaves the grant holding what it had: the old
+/// access is revoked only once the new one is held.
+#[tokio::test]
+async fn a_change_to_refused_access_keeps_the_old_access() {
+    let policy = json!({"grantPolicy": {"deniedPermissionSets": ["PermissionSet01"]}});
+    let org = org("grants-refused-change", SMALL_ORG, policy, |_| {}).await;
+    org.create(assignment(
+        "moving",
+        "org",
+        3,
+        "PermissionSet00",
+        "123456789012",
+        json!({}),
+    ))
+    .await;
+    wait_grant(&org.grants, "moving", "Granted").await;
+    org.grants
+        .patch(
+            "moving",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"target": {"permissionSet": "PermissionSet01"}}})),
+        )
+        .await
+        .expect("patch");
+    let message = wait_grant(&org.grants, "moving", "NotAllowed").await;
+    assert!(message.contains("deniedPermissionSets"), "{message}");
+    // A few checks later (every second here), the old access is still there.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ps = org.permission_set("PermissionSet00");
+    assert!(
+        org.assigned("123456789012", &ps)
+            .await
+            .contains(&org.user_id(3)),
+        "the old access stays while the new one is refused"
+    );
+    assert_eq!(write_count(&org, "DeleteAccountAssignment"), 0);
+    // Deleting the grant revokes it.
+    org.delete_and_wait("moving").await;
+    assert!(
+        !org.assigned("123456789012", &ps)
+            .await
+            .contains(&org.user_id(3))
+    );
     org.finish().await;
 }

@@ -290,6 +290,9 @@ impl<L: LedgerStore> Shell<'_, L> {
                         Resumed::InProgress(kind, request_id) => {
                             return Ok(Done::InProgress { kind, request_id });
                         }
+                        // Another grant's revoke finished; this one wants the access: grant
+                        // it anew.
+                        Resumed::Revoked { .. } if wanted => observed = Observed::Absent,
                         Resumed::Revoked { already_gone } => {
                             let ending = ending.unwrap_or(Ending::Replaced);
                             return Ok(Done::Revoked {
@@ -632,26 +635,26 @@ impl<L: LedgerStore> Shell<'_, L> {
         .await
     }
 
-    /// A whole grant: the wanted access first, then what the grant held before (revoked or
-    /// released only once the wanted access is settled, so that neither is missing between).
+    /// A whole grant: the wanted access first, then what the grant held before. Access the
+    /// spec no longer declares is revoked or released only once the wanted access is held, so
+    /// that a spec change never leaves the grant with neither; until then it ends only by
+    /// expiry, policy or deletion.
     pub async fn converge(&self, ask: &GrantAsk<'_>) -> Result<GrantReport, ShellError> {
         let held = self.ledger.held_by(self.connector, ask.holder).await?;
         let wanted = match ask.wanted {
             Some(access) => Some(self.run(&single(ask, access, Declared::Yes)).await?),
             None => None,
         };
+        let replaced = matches!(wanted, Some(Done::Held { .. }));
         let mut others = Vec::new();
-        let settled = !matches!(wanted, Some(Done::InProgress { .. } | Done::Wait { .. }));
-        if settled {
-            for stored in held.iter().filter(|s| Some(&s.entry.access) != ask.wanted) {
-                let declared = if ask.wanted.is_some() {
-                    Declared::No
-                } else {
-                    Declared::Unknown
-                };
-                let result = self.run(&single(ask, &stored.entry.access, declared)).await;
-                others.push((stored.entry.access.clone(), result));
-            }
+        for stored in held.iter().filter(|s| Some(&s.entry.access) != ask.wanted) {
+            let declared = if replaced {
+                Declared::No
+            } else {
+                Declared::Unknown
+            };
+            let result = self.run(&single(ask, &stored.entry.access, declared)).await;
+            others.push((stored.entry.access.clone(), result));
         }
         Ok(GrantReport { wanted, others })
     }
