@@ -478,6 +478,28 @@ async fn cel_rules_are_enforced_at_admission() {
         "{}",
         refused.message
     );
+    // As the real server words it: an invalid value is quoted back...
+    assert!(
+        refused
+            .message
+            .contains("spec.auth.roleArn: Invalid value: \"arn:aws:iam::1234567890123:role/x\": "),
+        "{}",
+        refused.message
+    );
+    // ...and a rule with reason FieldValueForbidden refuses without echoing it.
+    let mut secret = connector("secret");
+    secret.spec.auth.role_arn = Some("arn:aws:iam::123456789012:role/x".into());
+    secret.spec.auth.external_id = Some("short-secret-value".into());
+    let forbidden = api_error(api.create(&PostParams::default(), &secret).await);
+    assert_eq!(forbidden.code, 422);
+    assert!(
+        forbidden
+            .message
+            .contains("spec.auth.externalId: Forbidden: "),
+        "{}",
+        forbidden.message
+    );
+    assert!(!forbidden.message.contains("short-secret-value"));
 
     api.create(&PostParams::default(), &connector("good"))
         .await

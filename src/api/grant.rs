@@ -67,7 +67,7 @@ pub struct ConnectorRef {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[x_kube(validation = kube::core::Rule::new("has(self.name) != has(self.id)").message(rules::PRINCIPAL_NAME_OR_ID))]
+#[x_kube(validation = kube::core::Rule::new("has(self.name) ? !has(self.id) : has(self.id)").message(rules::PRINCIPAL_NAME_OR_ID))]
 pub struct Principal {
     pub kind: PrincipalKind,
     /// UserName (SsoUser), DisplayName (SsoGroup) or IAM user name (IamUser).

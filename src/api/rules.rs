@@ -43,9 +43,12 @@ pub fn role_arn_length_rule(field: &str) -> Rule {
     .message(kube::core::Message::Message(role_arn_length_message(field)))
 }
 
-/// The CEL rule for an external ID field.
+/// The CEL rule for an external ID field. A forbidden value is refused without being echoed
+/// back (an invalid one would be quoted in the API server's answer, and from there in GitOps
+/// tools' sync errors).
 pub fn external_id_rule(field: &str) -> Rule {
     matches(EXTERNAL_ID, &external_id_message(field))
+        .reason(kube::core::Reason::FieldValueForbidden)
 }
 
 // Messages shared by the CEL rules and the Rust checks, so both say the same thing.

@@ -429,7 +429,21 @@ impl Store {
                 let messages: Vec<String> = errors
                     .into_vec()
                     .into_iter()
-                    .map(|e| format!("{}: Invalid value: {}", e.field_path, e.message))
+                    .map(|e| {
+                        // As the real server words them: a forbidden value is not echoed, an
+                        // invalid one is (a string quoted, anything else as "object").
+                        if e.reason.as_deref() == Some("FieldValueForbidden") {
+                            return format!("{}: Forbidden: {}", e.field_path, e.message);
+                        }
+                        let pointer = format!("/{}", e.field_path.replace('.', "/"));
+                        let shown = match object.pointer(&pointer) {
+                            Some(Value::String(text)) => format!("{text:?}"),
+                            Some(Value::Number(n)) => n.to_string(),
+                            Some(Value::Bool(b)) => b.to_string(),
+                            _ => "\"object\"".to_string(),
+                        };
+                        format!("{}: Invalid value: {shown}: {}", e.field_path, e.message)
+                    })
                     .collect();
                 ApiError::Invalid(format!(
                     "{}.{} \"{name}\" is invalid: {}",
