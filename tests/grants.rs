@@ -1281,3 +1281,26 @@ async fn a_change_to_refused_access_keeps_the_old_access() {
     );
     org.finish().await;
 }
+
+/// With `allowedAccounts` empty, any account of the organization is allowed, and only those:
+/// an account the last sync did not see is refused before any AWS call.
+#[tokio::test]
+async fn an_account_outside_the_organization_is_refused() {
+    let org = org("grants-outside", SMALL_ORG, json!({}), |_| {}).await;
+    org.create(assignment(
+        "outside",
+        "org",
+        3,
+        "PermissionSet00",
+        "999999999999",
+        json!({}),
+    ))
+    .await;
+    let message = wait_grant(&org.grants, "outside", "NotAllowed").await;
+    assert!(
+        message.contains("not an account of the organization"),
+        "{message}"
+    );
+    assert!(org.writes().is_empty(), "{:?}", org.writes());
+    org.finish().await;
+}

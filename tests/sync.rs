@@ -55,6 +55,11 @@ fn sync(moto: &Moto, connector: &Path, args: &[&str]) -> Value {
         "sync failed: {stderr}\nmoto log: {}",
         std::fs::read_to_string(&moto.log).unwrap_or_default()
     );
+    // Not a terminal: no colour codes in what a log collector would read.
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI escape codes in logs that are not on a terminal: {stderr}"
+    );
     serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("inventory JSON: {e}: {stderr}"))
 }

@@ -82,6 +82,8 @@ impl SyncCache {
             .map(|p| (p.name.clone(), p.arn.clone()))
             .collect();
         self.iam_users = inventory.iam_users.iter().map(|u| u.name.clone()).collect();
+        // For grantPolicy's "any account of the organization" when allowedAccounts is empty.
+        self.accounts = inventory.accounts.iter().map(|a| a.id.clone()).collect();
         self.iam_groups = inventory
             .iam_groups
             .iter()
@@ -119,8 +121,20 @@ mod tests {
             permission_sets: vec![ps.clone()],
             ..Default::default()
         };
+        let inventory = Inventory {
+            accounts: vec![crate::sync::inventory::Account {
+                id: "111122223333".into(),
+                ..Default::default()
+            }],
+            ..inventory
+        };
         cache.refresh_from(&inventory);
         assert_eq!(cache.permission_set_arns["ReadOnly"], "arn:ps-1");
+        assert_eq!(
+            cache.accounts,
+            ["111122223333"],
+            "the organization's accounts"
+        );
         cache.refresh_from(&Inventory::default());
         assert!(cache.permission_sets.is_empty());
     }
