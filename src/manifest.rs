@@ -157,6 +157,23 @@ fn decode_as<K: DeserializeOwned>(
             .map(str::to_string)
     };
     let (name, namespace) = (metadata("name"), metadata("namespace"));
+    // A field the CRD does not declare is refused, as strict field validation in the API
+    // server refuses it: a typo must not silently change what the object means.
+    let unknown = crate::api::unknown_fields::schema_of(kind)
+        .map(|schema| crate::api::unknown_fields::unknown_fields(&value, &schema))
+        .unwrap_or_default();
+    if !unknown.is_empty() {
+        return Document::Undecodable {
+            kind: kind.to_string(),
+            name,
+            namespace,
+            message: unknown
+                .iter()
+                .map(|field| format!("{field}: unknown field (not in the {kind} schema)"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+    }
     match serde_path_to_error::deserialize::<_, K>(&value) {
         Ok(object) => wrap(object),
         Err(error) => Document::Undecodable {

@@ -137,3 +137,39 @@ fn validate_reports_undecodable_objects_and_missing_files() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/grants"));
 }
+
+/// A misspelt field is refused, naming it: `duraton: 8h` must not silently make a grant
+/// permanent, nor `deniedPermisionSets` allow everything.
+#[test]
+fn validate_refuses_unknown_fields_naming_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("typo.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: awsaccess.io/v1alpha1\nkind: AccessGrant\nmetadata: {name: typo, namespace: team}\nspec:\n  connectorRef: {name: prod}\n  principal: {kind: SsoUser, name: alice}\n  target: {kind: SsoGroupMembership, group: admins}\n  duraton: 8h\n---\napiVersion: awsaccess.io/v1alpha1\nkind: AwsConnector\nmetadata: {name: prod, namespace: team}\nspec:\n  region: us-east-1\n  grantPolicy: {deniedPermisionSets: [Admin]}\n",
+    )
+    .expect("write");
+    let output = binary()
+        .args(["validate", "-f"])
+        .arg(&file)
+        .output()
+        .expect("run validate");
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for (line, field) in lines
+        .iter()
+        .zip(["spec.duraton", "spec.grantPolicy.deniedPermisionSets"])
+    {
+        assert_eq!(line["valid"], false, "{line}");
+        assert!(
+            line.to_string()
+                .contains(&format!("{field}: unknown field")),
+            "{line}"
+        );
+    }
+}

@@ -7,6 +7,7 @@ pub mod duration;
 pub mod grant;
 pub mod health;
 pub mod rules;
+pub mod unknown_fields;
 pub mod validation;
 
 pub use conditions::{ConditionStatus, Conditions};

@@ -1,0 +1,107 @@
+//! Fields a manifest has that the CRD's schema does not: the API server refuses them (with
+//! kubectl's strict field validation) or drops them silently, and either way a typo such as
+//! `duraton: 8h` must not quietly turn an 8-hour grant into a permanent one. The offline
+//! commands refuse them, naming the field.
+
+use serde_json::Value;
+
+/// The paths (`spec.duraton`) of the fields in `object` that `schema` (an OpenAPI v3 schema
+/// as in a CRD) does not declare.
+pub fn unknown_fields(object: &Value, schema: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    walk(object, schema, "", &mut out);
+    out
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn walk(value: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
+    if schema["x-kubernetes-preserve-unknown-fields"] == Value::Bool(true) {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            let properties = schema["properties"].as_object();
+            let additional = &schema["additionalProperties"];
+            for (key, child) in map {
+                // Every object has these; the API server checks them itself.
+                if path.is_empty() && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+                    continue;
+                }
+                let here = join(path, key);
+                match (properties.and_then(|p| p.get(key)), additional) {
+                    (Some(child_schema), _) => walk(child, child_schema, &here, out),
+                    (None, Value::Object(_)) => walk(child, additional, &here, out),
+                    (None, Value::Bool(true)) => {}
+                    // No declared fields at all (e.g. `metadata`): the API server checks those.
+                    (None, _) if properties.is_none() => {}
+                    (None, _) => out.push(here),
+                }
+            }
+        }
+        Value::Array(items) if schema["items"].is_object() => {
+            for (index, item) in items.iter().enumerate() {
+                walk(item, &schema["items"], &format!("{path}[{index}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The OpenAPI schema of one of our kinds, from the CRD the operator ships.
+pub fn schema_of(kind: &str) -> Option<Value> {
+    crate::crd::all()
+        .into_iter()
+        .find(|crd| crd.spec.names.kind == kind)
+        .and_then(|crd| crd.spec.versions.into_iter().next())
+        .and_then(|version| version.schema)
+        .and_then(|schema| schema.open_api_v3_schema)
+        .and_then(|schema| serde_json::to_value(schema).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_misspelt_field_is_named_and_declared_ones_pass() {
+        let schema = schema_of("AccessGrant").expect("schema");
+        let grant = json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AccessGrant",
+            "metadata": {"name": "g", "labels": {"team": "a"}},
+            "spec": {"connectorRef": {"name": "org"},
+                "principal": {"kind": "SsoUser", "name": "alice", "nmae": "x"},
+                "target": {"kind": "SsoGroupMembership", "group": "admins"},
+                "duraton": "8h"}});
+        assert_eq!(
+            unknown_fields(&grant, &schema),
+            ["spec.duraton", "spec.principal.nmae"]
+        );
+        let mut clean = grant.clone();
+        clean["spec"]
+            .as_object_mut()
+            .expect("spec")
+            .remove("duraton");
+        clean["spec"]["principal"]
+            .as_object_mut()
+            .expect("principal")
+            .remove("nmae");
+        assert!(unknown_fields(&clean, &schema).is_empty());
+
+        let connector = schema_of("AwsConnector").expect("schema");
+        let typo = json!({"spec": {"region": "us-east-1",
+            "grantPolicy": {"allowedNamespaces": {"from": "Selector",
+                "selector": {"matchLabels": {"any": "label"}}}, "deniedPermisionSets": ["Admin"]}}});
+        assert_eq!(
+            unknown_fields(&typo, &connector),
+            ["spec.grantPolicy.deniedPermisionSets"],
+            "a misspelt deny list would allow everything"
+        );
+    }
+}
