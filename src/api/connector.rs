@@ -140,7 +140,7 @@ pub struct SyncSpec {
     /// Period of the full inventory sync, e.g. `1h` or `30m`.
     #[serde(default = "default_interval")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = rules::matches(rules::DURATION, &rules::duration_message("spec.sync.interval")))]
+    #[x_kube(validation = rules::duration_rule("spec.sync.interval"))]
     pub interval: String,
     /// IAM users, groups (+ members), roles (+ trusted principals).
     #[serde(default = "yes")]
@@ -199,7 +199,7 @@ pub struct GrantPolicy {
     /// Longest lifetime a grant may have, e.g. `12h`; grants must then expire within it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = rules::matches(rules::DURATION, &rules::duration_message("spec.grantPolicy.maxDuration")))]
+    #[x_kube(validation = rules::duration_rule("spec.grantPolicy.maxDuration"))]
     pub max_duration: Option<String>,
 }
 

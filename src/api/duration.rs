@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+/// The longest duration any field takes (`rules::MAX_DURATION`).
+pub const MAX: Duration = Duration::from_secs(8760 * 3600);
+
 /// Parses `1h30m`-style durations. `None` when the text is not one.
 pub fn parse(text: &str) -> Option<Duration> {
     if text.is_empty() {
@@ -57,5 +60,10 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(parse(text).map(|d| d.as_secs()), expected, "{text:?}");
         }
+        assert_eq!(
+            parse(super::super::rules::MAX_DURATION),
+            Some(MAX),
+            "the CEL rule and the Rust check share one maximum"
+        );
     }
 }

@@ -44,7 +44,7 @@ pub struct AccessGrantSpec {
     /// Lifetime from when the access is granted, e.g. `8h`; revoked when it passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = rules::matches(rules::DURATION, &rules::duration_message("spec.duration")))]
+    #[x_kube(validation = rules::duration_rule("spec.duration"))]
     pub duration: Option<String>,
     /// Absolute expiry (RFC 3339); revoked when it passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

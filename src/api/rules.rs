@@ -90,8 +90,21 @@ pub fn session_name_message(field: &str) -> String {
     format!("{field} must be 2-64 characters of [A-Za-z0-9+=,.@_-]")
 }
 
+/// The longest duration any field takes: a year. Past it a grant would in effect never expire
+/// (and far past it the number would overflow).
+pub const MAX_DURATION: &str = "8760h";
+
 pub fn duration_message(field: &str) -> String {
-    format!("{field} must be a duration such as 90s, 15m, 8h or 1h30m")
+    format!("{field} must be a duration such as 90s, 15m, 8h or 1h30m, at most {MAX_DURATION}")
+}
+
+/// The CEL rule for a duration field: the shape, then the maximum (`duration()` parses the
+/// same notation; a number too large to parse fails the rule as well).
+pub fn duration_rule(field: &str) -> Rule {
+    Rule::new(format!(
+        "self.matches('{DURATION}') && duration(self) <= duration('{MAX_DURATION}')"
+    ))
+    .message(kube::core::Message::Message(duration_message(field)))
 }
 
 pub fn permission_set_message(field: &str) -> String {

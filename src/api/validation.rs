@@ -89,7 +89,7 @@ fn check_pattern(
 }
 
 fn check_duration(field: &str, value: &str, errors: &mut Vec<FieldError>) {
-    if !DURATION.is_match(value) || duration::parse(value).is_none() {
+    if !DURATION.is_match(value) || duration::parse(value).is_none_or(|d| d > duration::MAX) {
         errors.push(FieldError::new(field, rules::duration_message(field)));
     }
 }
@@ -903,6 +903,30 @@ mod tests {
                 with(
                     &grant_spec(user.clone(), ps.clone()),
                     json!({"duration": "8 hours"}),
+                ),
+                false,
+            ),
+            (
+                "a year is the longest duration",
+                with(
+                    &grant_spec(user.clone(), ps.clone()),
+                    json!({"duration": "8760h"}),
+                ),
+                true,
+            ),
+            (
+                "a second more than a year",
+                with(
+                    &grant_spec(user.clone(), ps.clone()),
+                    json!({"duration": "8760h1s"}),
+                ),
+                false,
+            ),
+            (
+                "a duration that would overflow",
+                with(
+                    &grant_spec(user.clone(), ps.clone()),
+                    json!({"duration": "999999999h"}),
                 ),
                 false,
             ),
