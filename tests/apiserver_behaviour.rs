@@ -397,6 +397,7 @@ async fn watches_replay_bookmark_and_expire() {
     let server = ApiServer::start_with(Options {
         bookmark_interval: Duration::from_millis(100),
         history_limit: 100,
+        ..Options::default()
     })
     .await;
     let api: Api<ConfigMap> = Api::namespaced(server.client(), "ns");
@@ -544,4 +545,21 @@ async fn delete_honours_a_resource_version_precondition() {
     let current = api.get("p").await.expect("get").metadata.resource_version;
     api.delete("p", &with(current)).await.expect("delete");
     assert!(api.get_opt("p").await.expect("get").is_none());
+}
+
+#[tokio::test]
+async fn namespaced_only_resources_refuse_cluster_wide_lists() {
+    let server = ApiServer::start_with(Options {
+        namespaced_only: vec!["configmaps"],
+        ..Options::default()
+    })
+    .await;
+    let all: Api<ConfigMap> = Api::all(server.client());
+    let refused = api_error(all.list(&ListParams::default()).await);
+    assert_eq!(
+        refused.code, 403,
+        "as RBAC bound only in namespaces answers"
+    );
+    let one: Api<ConfigMap> = Api::namespaced(server.client(), "ns");
+    assert!(one.list(&ListParams::default()).await.is_ok());
 }

@@ -194,3 +194,50 @@ async fn chart_rbac_is_exactly_what_the_operator_uses() {
         );
     }
 }
+
+/// With `watchNamespaces` set, the chart binds the operator's ClusterRole with RoleBindings in
+/// those namespaces only, so it cannot list AccessGrants cluster-wide: it must list them
+/// namespace by namespace, and its connector still becomes Ready.
+#[tokio::test]
+async fn watching_some_namespaces_never_lists_grants_cluster_wide() {
+    let moto = Moto::start();
+    moto.seed(crate::support::moto::SMALL_ORG);
+    let server = ApiServer::start_with(crate::support::apiserver::Options {
+        namespaced_only: vec!["accessgrants", "awsconnectors"],
+        ..Default::default()
+    })
+    .await;
+    let client = server.client();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "team"}}))
+            .expect("namespace"),
+        )
+        .await
+        .expect("namespace");
+    aws_access_operator::telemetry::init(aws_access_operator::telemetry::LogFormat::Plain, "warn");
+    let (trigger, stop) = shutdown::channel();
+    let operator = controller::start(
+        client.clone(),
+        settings("team", "replica", aws(&moto).await),
+        stop,
+    )
+    .await
+    .expect("operator");
+    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), "team");
+    let connector: AwsConnector =
+        serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1",
+        "kind": "AwsConnector", "metadata": {"name": "org"}, "spec": {"region": "us-east-1"}}))
+        .expect("connector");
+    connectors
+        .create(&PostParams::default(), &connector)
+        .await
+        .expect("connector");
+    let (reason, _) = wait_condition(&connectors, "org", "Ready", "True").await;
+    assert_eq!(reason, "Ready");
+    trigger.fire();
+    operator.task.await.expect("join").expect("stop");
+}

@@ -14,11 +14,11 @@ use super::error::Error;
 use super::ledger::ConfigMapLedger;
 use super::session;
 use super::status;
+use crate::api::CONNECTOR_FINALIZER;
 use crate::api::conditions::{ConditionStatus, ConditionUpdate, Conditions};
 use crate::api::connector::{SYNC_NOW_ANNOTATION, SyncSummary};
 use crate::api::grant::DeletionPolicy;
 use crate::api::validation::{describe, validate_connector};
-use crate::api::{AccessGrant, CONNECTOR_FINALIZER};
 use crate::api::{AwsConnector, AwsConnectorStatus, duration};
 use crate::aws::{AwsError, ErrorKind};
 use crate::connect::{self, Authenticated};
@@ -494,14 +494,13 @@ async fn unmanaged_access(
 ) -> Result<Vec<Access>, Error> {
     let namespace = connector.namespace().unwrap_or_default();
     let name = connector.name_any();
-    let grants: Api<AccessGrant> = Api::all(ctx.client.clone());
     let directory = Directory {
         cache,
         identity_center: inventory.identity_center.as_ref(),
         session: None,
     };
     let mut declared = BTreeSet::new();
-    for grant in grants.list(&Default::default()).await?.items {
+    for grant in ctx.grants().await? {
         let reference = &grant.spec.connector_ref;
         let grant_namespace = grant.namespace().unwrap_or_default();
         if reference.name != name

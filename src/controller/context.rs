@@ -37,6 +37,8 @@ pub struct Context {
     pub fence: Fence,
     /// The namespace of the ownership ledger (the operator's own).
     pub ledger_namespace: String,
+    /// The namespaces the operator watches; empty for all. With some, it may read only there.
+    pub namespaces: Vec<String>,
     /// One lock per piece of access, so that two grants declaring the same access never
     /// work on it at once.
     pub access_locks: AccessLocks,
@@ -73,6 +75,7 @@ impl Context {
         aws: AwsSettings,
         fence: Fence,
         ledger_namespace: String,
+        namespaces: Vec<String>,
     ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
@@ -85,6 +88,7 @@ impl Context {
             slots: Mutex::default(),
             fence,
             ledger_namespace,
+            namespaces,
             access_locks: AccessLocks::default(),
             running: tokio::sync::watch::channel(0).0,
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -134,6 +138,23 @@ impl Context {
             .entry(key.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(permits)))
             .clone()
+    }
+
+    /// Every AccessGrant the operator may see: cluster-wide, or namespace by namespace when it
+    /// watches some (where it has no right to list cluster-wide).
+    pub async fn grants(&self) -> Result<Vec<crate::api::AccessGrant>, kube::Error> {
+        let params = kube::api::ListParams::default();
+        if self.namespaces.is_empty() {
+            let all: kube::Api<crate::api::AccessGrant> = kube::Api::all(self.client.clone());
+            return Ok(all.list(&params).await?.items);
+        }
+        let mut grants = Vec::new();
+        for namespace in &self.namespaces {
+            let api: kube::Api<crate::api::AccessGrant> =
+                kube::Api::namespaced(self.client.clone(), namespace);
+            grants.extend(api.list(&params).await?.items);
+        }
+        Ok(grants)
     }
 
     /// The last session that worked for `key`, whatever it was built from: what a revoke uses

@@ -115,6 +115,7 @@ pub async fn start(
         settings.aws.clone(),
         fence,
         settings.ledger_namespace.clone(),
+        settings.namespaces.clone(),
     ));
     health.set_ready(true);
     let task = tokio::spawn({

@@ -6,15 +6,14 @@
 
 use std::collections::BTreeSet;
 
-use kube::api::ListParams;
+use kube::ResourceExt;
 use kube::runtime::events::EventType;
-use kube::{Api, ResourceExt};
 
 use super::context::Context;
 use super::error::Error;
 use super::ledger::ConfigMapLedger;
 use super::session;
-use crate::api::{AccessGrant, AwsConnector};
+use crate::api::AwsConnector;
 use crate::aws::Session;
 use crate::grant::decide::Connector;
 use crate::grant::execute::{Done, Shell};
@@ -42,14 +41,7 @@ pub async fn sweep(
     if entries.is_empty() {
         return Ok(0);
     }
-    let grants: Api<AccessGrant> = Api::all(ctx.client.clone());
-    let alive: BTreeSet<String> = grants
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .filter_map(|g| g.uid())
-        .collect();
+    let alive: BTreeSet<String> = ctx.grants().await?.iter().filter_map(|g| g.uid()).collect();
     let slots = session::assignment_slots(ctx, connector);
     let shell = Shell {
         ledger: &ledger,

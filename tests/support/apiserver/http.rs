@@ -232,6 +232,18 @@ async fn handle(
         Ok(target) => target,
         Err(e) => return error(&e),
     };
+    let cluster_wide_collection = target.namespace.is_none()
+        && target.name.is_none()
+        && method == Method::GET
+        && options
+            .namespaced_only
+            .iter()
+            .any(|plural| path.trim_end_matches('/').ends_with(&format!("/{plural}")));
+    if cluster_wide_collection {
+        return error(&ApiError::Forbidden(format!(
+            "cannot list resource at the cluster scope: {path}"
+        )));
+    }
     let namespace = target.namespace.clone().unwrap_or_default();
     let manager = params.get("fieldManager").map(String::as_str);
     let sub = target.subresource.as_deref();

@@ -34,6 +34,10 @@ pub struct Options {
     pub bookmark_interval: Duration,
     /// How many changes are kept for watches to replay.
     pub history_limit: usize,
+    /// Resources (plural names) that may be listed and watched only inside a namespace, as
+    /// for a client whose ClusterRole is bound by RoleBindings in some namespaces: a
+    /// cluster-wide list or watch of them answers 403.
+    pub namespaced_only: Vec<&'static str>,
 }
 
 impl Default for Options {
@@ -41,6 +45,7 @@ impl Default for Options {
         Self {
             bookmark_interval: Duration::from_secs(1),
             history_limit: 10_000,
+            namespaced_only: Vec::new(),
         }
     }
 }
