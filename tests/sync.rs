@@ -511,9 +511,34 @@ fn irsa_then_single_and_two_hop_role_chains() {
     );
     assert!(!stderr.contains("external-id-0123456789abcdef"), "{stderr}");
     assert!(
+        !stderr.contains("cannot assume spec.auth.roleArn"),
+        "the first hop failed, and only it is named: {stderr}"
+    );
+    assert!(
         !moto.calls().contains_key("ListAccounts"),
         "nothing was listed"
     );
+
+    // Throttled AssumeRoles are retried like any other call: the sync goes through.
+    moto.set_faults(json!({"throttle_every": 2}));
+    moto.reset_calls();
+    let output = run(
+        json!({"globalRoleArn": "arn:aws:iam::999988887777:role/broker",
+        "globalExternalId": "broker-external-id-0123456789abcdef",
+        "roleArn": "arn:aws:iam::123456789012:role/access-operator",
+        "externalId": "org-external-id-0123456789abcdef"}),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        moto.calls().get("AssumeRole").copied().unwrap_or(0) > 2,
+        "a throttled hop was assumed again: {:?}",
+        moto.calls()
+    );
+    moto.set_faults(json!({}));
 }
 
 #[test]

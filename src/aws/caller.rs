@@ -71,7 +71,7 @@ impl RetryPolicy {
 }
 
 /// A small, fast, good-enough random source for jitter (no cryptographic use).
-fn jitter_random() -> f64 {
+pub(crate) fn jitter_random() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(
@@ -132,6 +132,11 @@ impl Caller {
             retry: self.retry.clone(),
             observer: self.observer.clone(),
         }
+    }
+
+    /// How this caller retries; credential providers retry by the same policy.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
     }
 
     pub fn stats(&self) -> &CallStats {

@@ -6,14 +6,25 @@
 use std::fmt;
 use std::sync::Arc;
 
+use aws_config::identity::IdentityCache;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
 
-use super::caller::Caller;
+use super::caller::{Caller, jitter_random};
+use super::error::{ErrorKind, classify};
 use crate::api::AwsConnectorSpec;
+
+/// How long connecting to an AWS endpoint may take.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long one attempt of one AWS call may take (a black-holed endpoint fails, and is
+/// retried, instead of hanging a sync).
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long loading credentials (the whole role chain, with its retries) may take.
+pub const CREDENTIALS_LOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The session name when the connector sets none.
 pub const DEFAULT_SESSION_NAME: &str = "aws-access-operator";
@@ -26,22 +37,31 @@ pub struct AwsBase {
 
 impl AwsBase {
     /// aws-config's default chain; `AWS_ENDPOINT_URL` and the other standard variables apply.
-    /// Retries are ours (see `Caller`), so the SDK's are off.
     pub async fn from_env() -> Self {
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::disabled())
-            .load()
-            .await;
-        Self { config }
+        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        Self::from_config(config)
     }
 
     /// A base built elsewhere (tests point it at an emulator without touching the process
-    /// environment).
+    /// environment). Retries are ours (see `Caller`, and `Hop` for AssumeRole), so the SDK's are
+    /// off; every attempt is bounded in time; and credentials may take as long to load as the
+    /// retries of a throttled role chain need.
     pub fn from_config(config: SdkConfig) -> Self {
         Self {
             config: config
                 .into_builder()
                 .retry_config(RetryConfig::disabled())
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(CONNECT_TIMEOUT)
+                        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                        .build(),
+                )
+                .identity_cache(
+                    IdentityCache::lazy()
+                        .load_timeout(CREDENTIALS_LOAD_TIMEOUT)
+                        .build(),
+                )
                 .build(),
         }
     }
@@ -82,6 +102,9 @@ struct Hop {
     caller: Caller,
 }
 
+/// How long before they expire assumed credentials are no longer handed out.
+const REFRESH_BEFORE_EXPIRY: std::time::Duration = std::time::Duration::from_secs(300);
+
 impl fmt::Debug for Hop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hop")
@@ -92,7 +115,7 @@ impl fmt::Debug for Hop {
 }
 
 /// Why a hop could not be assumed. Never carries the external ID.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct HopError {
     pub field: &'static str,
     pub role_arn: String,
@@ -111,20 +134,81 @@ impl fmt::Display for HopError {
 
 impl std::error::Error for HopError {}
 
+/// The hop that failed further up the chain, if the failure is an earlier hop's: its error
+/// names the right field and role.
+fn earlier_hop(error: &CredentialsError) -> Option<HopError> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(hop) = e.downcast_ref::<HopError>() {
+            return Some(hop.clone());
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// Whether assuming the role again may succeed: STS throttled it or failed transiently, or the
+/// request never got an answer.
+fn retryable(error: &CredentialsError) -> bool {
+    use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+    type AssumeRoleFailure = SdkError<
+        aws_sdk_sts::operation::assume_role::AssumeRoleError,
+        aws_smithy_runtime_api::http::Response,
+    >;
+    if matches!(error, CredentialsError::ProviderTimedOut(_)) {
+        return true;
+    }
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(failure) = e.downcast_ref::<AssumeRoleFailure>() {
+            return match failure {
+                SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
+                SdkError::ResponseError(_) => true,
+                other => {
+                    let status = other.raw_response().map(|r| r.status().as_u16());
+                    matches!(
+                        classify(other.code(), status),
+                        ErrorKind::Throttled | ErrorKind::Transient
+                    )
+                }
+            };
+        }
+        current = e.source();
+    }
+    false
+}
+
 impl ProvideCredentials for Hop {
     fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
     where
         Self: 'a,
     {
         future::ProvideCredentials::new(async move {
-            self.caller.record("AssumeRole");
-            self.provider.provide_credentials().await.map_err(|error| {
-                CredentialsError::provider_error(HopError {
+            let policy = self.caller.retry_policy();
+            let mut attempt = 0;
+            loop {
+                self.caller.record("AssumeRole");
+                let error = match self.provider.provide_credentials().await {
+                    Ok(credentials) => return Ok(credentials),
+                    Err(error) => error,
+                };
+                // An earlier hop failed (and was retried there): say which, not this one.
+                if let Some(earlier) = earlier_hop(&error) {
+                    return Err(CredentialsError::provider_error(earlier));
+                }
+                if retryable(&error) && attempt + 1 < policy.max_attempts {
+                    let delay = policy.delay(attempt, jitter_random());
+                    tracing::debug!(field = self.field, attempt, ?delay, cause = %sts_cause(&error), "assuming the role again");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                    continue;
+                }
+                return Err(CredentialsError::provider_error(HopError {
                     field: self.field,
                     role_arn: self.role_arn.clone(),
                     cause: sts_cause(&error),
-                })
-            })
+                }));
+            }
         })
     }
 }
@@ -147,16 +231,73 @@ async fn hop(
     if let Some(id) = external_id {
         builder = builder.external_id(id);
     }
-    let provider = match through {
+    let previous = match (through, base.credentials_provider()) {
+        (Some(previous), _) => Some(previous),
+        // The pod's own credentials (IRSA), kept between this hop's attempts.
+        (None, Some(own)) => Some(own.cached()),
+        (None, None) => None,
+    };
+    let provider = match previous {
         Some(previous) => builder.build_from_provider(previous).await,
         None => builder.build().await,
     };
-    SharedCredentialsProvider::new(Hop {
+    Hop {
         field,
         role_arn: role_arn.to_string(),
         provider,
         caller: caller.clone(),
-    })
+    }
+    .cached()
+}
+
+/// Credentials kept until shortly before they expire. The SDK caches what its clients use, but
+/// not what an AssumeRole provider asks of the provider before it: without this, every attempt
+/// of a hop would fetch the hop before it (or the pod's web identity) again.
+struct Cached {
+    inner: SharedCredentialsProvider,
+    last: tokio::sync::Mutex<Option<aws_credential_types::Credentials>>,
+}
+
+impl fmt::Debug for Cached {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cached")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl ProvideCredentials for Cached {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let mut last = self.last.lock().await;
+            let fresh = |c: &aws_credential_types::Credentials| {
+                c.expiry()
+                    .is_none_or(|at| at > std::time::SystemTime::now() + REFRESH_BEFORE_EXPIRY)
+            };
+            if let Some(credentials) = last.as_ref().filter(|c| fresh(c)) {
+                return Ok(credentials.clone());
+            }
+            let credentials = self.inner.provide_credentials().await?;
+            *last = Some(credentials.clone());
+            Ok(credentials)
+        })
+    }
+}
+
+trait CachedExt {
+    fn cached(self) -> SharedCredentialsProvider;
+}
+
+impl<P: ProvideCredentials + 'static> CachedExt for P {
+    fn cached(self) -> SharedCredentialsProvider {
+        SharedCredentialsProvider::new(Cached {
+            inner: SharedCredentialsProvider::new(self),
+            last: tokio::sync::Mutex::new(None),
+        })
+    }
 }
 
 /// AWS access for one connector: a configuration per region, sharing one credential chain.
