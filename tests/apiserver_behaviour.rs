@@ -563,3 +563,34 @@ async fn namespaced_only_resources_refuse_cluster_wide_lists() {
     let one: Api<ConfigMap> = Api::namespaced(server.client(), "ns");
     assert!(one.list(&ListParams::default()).await.is_ok());
 }
+
+#[tokio::test]
+async fn labels_and_names_are_checked_like_the_real_server() {
+    let server = ApiServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "ns");
+    let mut long_label = config_map("l", json!({}));
+    long_label.metadata.labels = Some([("a".to_string(), "v".repeat(64))].into());
+    let refused = api_error(api.create(&PostParams::default(), &long_label).await);
+    assert_eq!(refused.code, 422);
+    assert!(
+        refused.message.contains("metadata.labels"),
+        "{}",
+        refused.message
+    );
+    let mut bad_end = config_map("e", json!({}));
+    bad_end.metadata.labels = Some([("a".to_string(), "ends-".to_string())].into());
+    assert_eq!(
+        api_error(api.create(&PostParams::default(), &bad_end).await).code,
+        422
+    );
+    let long_name = config_map(&"n".repeat(254), json!({}));
+    assert_eq!(
+        api_error(api.create(&PostParams::default(), &long_name).await).code,
+        422
+    );
+    let mut fine = config_map("fine", json!({}));
+    fine.metadata.labels = Some([("example.com/a".to_string(), "v".repeat(63))].into());
+    api.create(&PostParams::default(), &fine)
+        .await
+        .expect("63 characters fit");
+}

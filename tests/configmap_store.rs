@@ -86,3 +86,32 @@ async fn large_values_shard_round_trip_and_are_rewritten_only_on_change() {
     assert_eq!(store.load("never-written").await.expect("load"), None);
     cluster.cleanup().await;
 }
+
+/// A connector name too long for a label value (63 characters) once `-inventory` is added
+/// still stores and reads its values: names and labels are shortened with a hash.
+#[tokio::test]
+async fn a_long_connector_name_still_fits() {
+    let cluster = TestCluster::start("cm-long").await;
+    let client = cluster.client.clone();
+    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), &cluster.namespace);
+    let name = format!("prod-{}", "x".repeat(58));
+    assert_eq!(name.len(), 63);
+    let connector: AwsConnector = serde_json::from_value(serde_json::json!({
+        "apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+        "metadata": {"name": name}, "spec": {"region": "us-east-1"}}))
+    .expect("connector");
+    let connector = connectors
+        .create(&PostParams::default(), &connector)
+        .await
+        .expect("create");
+    let store = ConnectorConfigMaps::new(client.clone(), &connector).expect("store");
+    let value = b"{\"accounts\": []}".to_vec();
+    assert!(store.write("inventory", &value).await.expect("write"));
+    assert_eq!(
+        store.load("inventory").await.expect("load").as_deref(),
+        Some(value.as_slice())
+    );
+    store.remove("inventory").await.expect("remove");
+    assert_eq!(store.load("inventory").await.expect("load"), None);
+    cluster.cleanup().await;
+}

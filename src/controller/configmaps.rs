@@ -34,6 +34,25 @@ pub fn shards(bytes: &[u8], size: usize) -> Vec<&[u8]> {
     bytes.chunks(size.max(1)).collect()
 }
 
+/// A label value for `text`: itself when it fits (63 characters), else a prefix and a hash of
+/// the whole, so that a long connector name still labels (and selects) its ConfigMaps.
+pub fn label_value(text: &str) -> String {
+    fit(text, 63)
+}
+
+/// `text` cut to `max` characters with a hash of the whole in place of what is cut; unchanged
+/// when it fits.
+fn fit(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let hash = content_hash(text.as_bytes());
+    let hash = hash.split('-').next().unwrap_or_default();
+    let keep = max.saturating_sub(hash.len() + 1);
+    let prefix: String = text.chars().take(keep).collect();
+    format!("{}-{hash}", prefix.trim_end_matches(['-', '.', '_']))
+}
+
 fn owner(connector: &AwsConnector) -> Option<OwnerReference> {
     connector.controller_owner_ref(&())
 }
@@ -75,16 +94,17 @@ impl ConnectorConfigMaps {
         }
     }
 
-    /// The base name of a value's ConfigMaps.
+    /// The base name of a value's ConfigMaps: `<connector>-<key>`, shortened (with a hash) so
+    /// that `<base>-<shard>` stays a valid object name whatever the connector's name.
     pub fn base_name(&self, key: &str) -> String {
-        format!("{}-{key}", self.connector)
+        fit(&format!("{}-{key}", self.connector), 240)
     }
 
     fn selector(&self, key: &str) -> String {
         format!(
             "{LABEL_CONNECTOR}={},{LABEL_PART_OF}={}",
-            self.connector,
-            self.base_name(key)
+            label_value(&self.connector),
+            label_value(&self.base_name(key))
         )
     }
 
@@ -150,8 +170,8 @@ impl ConnectorConfigMaps {
             annotations.insert(ANNOTATION_HASH.to_string(), hash.clone());
             annotations.insert(ANNOTATION_SHARDS.to_string(), parts.len().to_string());
             let labels = BTreeMap::from([
-                (LABEL_CONNECTOR.to_string(), self.connector.clone()),
-                (LABEL_PART_OF.to_string(), base.clone()),
+                (LABEL_CONNECTOR.to_string(), label_value(&self.connector)),
+                (LABEL_PART_OF.to_string(), label_value(&base)),
                 (
                     "app.kubernetes.io/managed-by".to_string(),
                     "aws-access-operator".to_string(),
@@ -245,6 +265,20 @@ impl StateStore for ConnectorConfigMaps {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_and_labels_fit_whatever_the_connector_is_called() {
+        assert_eq!(label_value("org-inventory"), "org-inventory");
+        let long = "a".repeat(60) + "-inventory";
+        let value = label_value(&long);
+        assert_eq!(value.len(), 63);
+        assert!(
+            value.starts_with("aaaa") && value != label_value(&("b".repeat(60) + "-inventory"))
+        );
+        assert_eq!(value, label_value(&long), "stable");
+        let name = fit(&"c".repeat(253), 240);
+        assert!(name.len() <= 240);
+    }
 
     #[test]
     fn shards_cover_the_content_in_order() {

@@ -417,7 +417,50 @@ impl Store {
         }
     }
 
+    /// What the real server checks of every object's metadata that the operator could get
+    /// wrong: name length and label values.
+    fn admit_metadata(&self, kind: usize, object: &Value) -> ApiResult<()> {
+        let k = &self.kinds[kind];
+        let name = meta_str(object, "name").unwrap_or_default();
+        let invalid = |message: String| {
+            ApiError::Invalid(format!("{} \"{name}\" is invalid: {message}", k.kind))
+        };
+        if name.len() > 253 {
+            return Err(invalid(format!(
+                "metadata.name: Invalid value: {name:?}: must be no more than 253 characters"
+            )));
+        }
+        let labels = object
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object);
+        for (key, value) in labels.into_iter().flatten() {
+            let value = value.as_str().unwrap_or_default();
+            let name_part = key.rsplit('/').next().unwrap_or_default();
+            let well_formed = |text: &str| {
+                text.is_empty()
+                    || (text.len() <= 63
+                        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+                        && text.ends_with(|c: char| c.is_ascii_alphanumeric())
+                        && text
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+            };
+            if name_part.is_empty() || !well_formed(name_part) {
+                return Err(invalid(format!(
+                    "metadata.labels: Invalid value: {key:?}: name part must be no more than 63 alphanumeric characters, '-', '_' or '.'"
+                )));
+            }
+            if !well_formed(value) {
+                return Err(invalid(format!(
+                    "metadata.labels: Invalid value: {value:?}: must be no more than 63 characters of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn admit(&self, kind: usize, object: &Value) -> ApiResult<()> {
+        self.admit_metadata(kind, object)?;
         let Some(schema) = &self.kinds[kind].schema else {
             return Ok(());
         };
