@@ -344,7 +344,22 @@ async fn each_kind_is_granted_then_revoked_on_delete() {
         Some(org.user_id(3))
     );
     assert!(status.last_request_id.is_some());
-    assert_eq!(org.events("Granted").await.len(), 3);
+    let granted = org.events("Granted").await;
+    assert_eq!(granted.len(), 3);
+    // Events speak of the names people wrote, not only of ids.
+    let notes: Vec<String> = granted.iter().filter_map(|e| e.note.clone()).collect();
+    assert!(
+        notes.iter().any(
+            |n| n.contains("user user-03@example.com: PermissionSet00 on account 123456789012")
+        ),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("user-05@example.com in Identity Center group group-00")),
+        "{notes:?}"
+    );
 
     for name in ["assignment", "sso-member", "iam-member"] {
         org.delete_and_wait(name).await;

@@ -209,7 +209,7 @@ fn plan_of_a_mixed_directory_then_apply() {
         "{table}"
     );
     assert!(
-        table.contains("user user-03@example.com: PermissionSet00 on 123456789012"),
+        table.contains("user user-03@example.com: PermissionSet00 on account 123456789012"),
         "{table}"
     );
     assert!(table.contains("Unmanaged access"), "{table}");

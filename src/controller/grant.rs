@@ -27,6 +27,7 @@ use crate::grant::decide::{Connector, Ending, Kept};
 use crate::grant::execute::{Done, GrantAsk, GrantReport, HeldChange, ShellError};
 use crate::grant::expiry::Expiry;
 use crate::grant::ledger::{OperationKind, Origin};
+use crate::grant::plan::Names;
 use crate::grant::policy::{check_grant, namespace_allowed};
 use crate::grant::resolve::{Directory, resolve};
 use crate::sync::cache::SyncCache;
@@ -305,20 +306,22 @@ fn ending_text(ending: &Ending) -> String {
 fn report_others(
     report: &GrantReport,
     wanted: Option<&Access>,
+    names: &Names,
     events: &mut Vec<(EventType, &'static str, String)>,
 ) -> Option<(&'static str, String)> {
     let mut problem = None;
     for (access, result) in &report.others {
+        let shown = names.describe(access);
         match result {
             Ok(Done::Revoked {
                 ending: Ending::Replaced,
                 ..
             }) if wanted.is_some() => {
-                let new = wanted.map(ToString::to_string).unwrap_or_default();
+                let new_shown = wanted.map(|a| names.describe(a)).unwrap_or_default();
                 events.push((
                     EventType::Normal,
                     "Replaced",
-                    format!("replaced {access} with {new}"),
+                    format!("replaced {shown} with {new_shown}"),
                 ));
             }
             Ok(Done::Revoked {
@@ -326,9 +329,9 @@ fn report_others(
                 already_gone,
             }) => {
                 let note = if *already_gone {
-                    format!("{access} was already gone ({})", ending_text(ending))
+                    format!("{shown} was already gone ({})", ending_text(ending))
                 } else {
-                    format!("{access} revoked: {}", ending_text(ending))
+                    format!("{shown} revoked: {}", ending_text(ending))
                 };
                 events.push((EventType::Normal, "Revoked", note));
             }
@@ -336,7 +339,7 @@ fn report_others(
                 EventType::Normal,
                 "Retained",
                 format!(
-                    "{access} is left in place ({}): {}",
+                    "{shown} is left in place ({}): {}",
                     ending_text(ending),
                     kept_why(kept)
                 ),
@@ -345,14 +348,14 @@ fn report_others(
             Ok(Done::InProgress { request_id, .. }) => {
                 problem.get_or_insert((
                     "Pending",
-                    format!("revoking {access}: AWS is still working on it (request {request_id})"),
+                    format!("revoking {shown}: AWS is still working on it (request {request_id})"),
                 ));
             }
             Ok(Done::Wait { reason, message } | Done::Refused { reason, message }) => {
                 problem.get_or_insert((*reason, message.clone()));
             }
             Err(error) => {
-                problem.get_or_insert((shell_reason(error), format!("revoking {access}: {error}")));
+                problem.get_or_insert((shell_reason(error), format!("revoking {shown}: {error}")));
             }
         }
     }
@@ -404,9 +407,18 @@ async fn apply(
             }
         }
         Ok(report) => {
-            let problem = report_others(&report, access, &mut events);
-            let mut outcome =
-                describe_wanted(grant, &report, &wanted, &mut next, &mut events, ctx, now);
+            let names = Names::from_cache(&gathered.cache);
+            let problem = report_others(&report, access, &names, &mut events);
+            let mut outcome = describe_wanted(
+                grant,
+                &report,
+                &wanted,
+                &names,
+                &mut next,
+                &mut events,
+                ctx,
+                now,
+            );
             if let (Some((reason, message)), true) = (
                 problem,
                 outcome
@@ -437,6 +449,7 @@ fn describe_wanted(
     grant: &AccessGrant,
     report: &GrantReport,
     wanted: &Wanted,
+    names: &Names,
     next: &mut AccessGrantStatus,
     events: &mut Vec<(EventType, &'static str, String)>,
     ctx: &Context,
@@ -461,6 +474,8 @@ fn describe_wanted(
         }
     };
     next.resolved = Some(ids.clone());
+    // The names people wrote; the ids are in status.resolved.
+    let shown = names.describe(access);
     let done = report
         .wanted
         .clone()
@@ -482,31 +497,28 @@ fn describe_wanted(
                 next.last_request_id = request_id;
             }
             let (reason, mut message) = match origin {
-                Origin::Adopted => (
-                    "Adopted",
-                    format!("{access} already existed and is adopted"),
-                ),
-                Origin::Created => ("Granted", format!("{access} is granted")),
+                Origin::Adopted => ("Adopted", format!("{shown} already existed and is adopted")),
+                Origin::Created => ("Granted", format!("{shown} is granted")),
             };
             match change {
                 HeldChange::Granted => {
-                    events.push((EventType::Normal, "Granted", format!("{access} granted")))
+                    events.push((EventType::Normal, "Granted", format!("{shown} granted")))
                 }
                 HeldChange::Regranted => events.push((
                     EventType::Warning,
                     "Regranted",
-                    format!("{access} was removed outside the operator; granted again"),
+                    format!("{shown} was removed outside the operator; granted again"),
                 )),
                 HeldChange::Adopted => events.push((
                     EventType::Normal,
                     "Adopted",
-                    format!("{access} already existed: adopted"),
+                    format!("{shown} already existed: adopted"),
                 )),
                 HeldChange::Joined => events.push((
                     EventType::Normal,
                     "Joined",
                     format!(
-                        "{access} is managed already for other grants; this grant declares it too"
+                        "{shown} is managed already for other grants; this grant declares it too"
                     ),
                 )),
                 HeldChange::Unchanged => {}
@@ -526,7 +538,7 @@ fn describe_wanted(
                 OperationKind::Revoke => "revoking",
             };
             let message =
-                format!("{doing} {access}: AWS is still working on it (request {request_id})");
+                format!("{doing} {shown}: AWS is still working on it (request {request_id})");
             next.last_request_id = Some(request_id);
             Outcome {
                 updates: conditions(false, false, "Pending", &message),
@@ -548,7 +560,7 @@ fn describe_wanted(
                 events.push((
                     EventType::Normal,
                     reason,
-                    format!("{access} revoked: {}", ending_text(&ending)),
+                    format!("{shown} revoked: {}", ending_text(&ending)),
                 ));
             }
             ended(next, &ending)
@@ -559,7 +571,7 @@ fn describe_wanted(
                 EventType::Normal,
                 "Retained",
                 format!(
-                    "{access} is left in place ({}): {}",
+                    "{shown} is left in place ({}): {}",
                     ending_text(&ending),
                     kept_why(&kept)
                 ),
@@ -719,7 +731,8 @@ async fn cleanup(grant: &AccessGrant, ctx: &Context) -> Result<Action, Error> {
         .await
         .map_err(|e| Error::Pending(format!("revoking the access of {name}: {e}")))?;
     let mut events = Vec::new();
-    let problem = report_others(&report, None, &mut events);
+    let names = Names::from_cache(&gathered.cache);
+    let problem = report_others(&report, None, &names, &mut events);
     for (type_, reason, note) in events {
         tracing::info!(grant = %name, %note, "grant deleted");
         ctx.publish(grant, type_, reason, "Revoke", note).await;

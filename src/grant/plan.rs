@@ -173,6 +173,21 @@ impl Names {
         }
     }
 
+    /// Names from a connector's cache of its last sync (the operator has no inventory at hand
+    /// when it reports on a grant).
+    pub fn from_cache(cache: &crate::sync::cache::SyncCache) -> Self {
+        let invert = |map: &std::collections::BTreeMap<String, String>| {
+            map.iter()
+                .map(|(name, id)| (id.clone(), name.clone()))
+                .collect()
+        };
+        Self {
+            users: invert(&cache.sso_users),
+            groups: invert(&cache.sso_groups),
+            permission_sets: invert(&cache.permission_set_arns),
+        }
+    }
+
     fn name<'a>(map: &'a std::collections::BTreeMap<String, String>, id: &'a str) -> &'a str {
         map.get(id).map_or(id, String::as_str)
     }
@@ -194,7 +209,7 @@ impl Names {
                     ("user", Self::name(&self.users, principal_id))
                 };
                 let set = Self::name(&self.permission_sets, permission_set_arn);
-                format!("{kind} {who}: {set} on {account_id}")
+                format!("{kind} {who}: {set} on account {account_id}")
             }
             Access::SsoMembership {
                 group_id, user_id, ..
@@ -245,7 +260,7 @@ mod names_tests {
         };
         assert_eq!(
             names.describe(&a),
-            "user alice@example.com: ReadOnly on 111122223333"
+            "user alice@example.com: ReadOnly on account 111122223333"
         );
         let m = Access::SsoMembership {
             identity_store_id: "d".into(),
