@@ -421,3 +421,48 @@ async fn a_stop_right_after_start_still_ends_and_frees_the_lease() {
     );
     cluster.cleanup().await;
 }
+
+/// A connector whose external-ID Secret does not exist yet becomes valid when the Secret is
+/// created, without anyone touching the connector; and invalid again when the Secret's value
+/// turns bad.
+#[tokio::test]
+async fn a_secret_created_after_its_connector_is_noticed() {
+    let moto = Moto::start();
+    let cluster = TestCluster::start("e2e-secret").await;
+    let ns = cluster.namespace.clone();
+    let client = cluster.client.clone();
+    let (trigger, operator) = start_operator(&client, &ns, "replica-a", &moto).await;
+    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    connectors
+        .create(
+            &PostParams::default(),
+            &connector(
+                "later",
+                json!({"roleArn": "arn:aws:iam::123456789012:role/ops",
+                "externalIdSecretRef": {"name": "later-id", "key": "externalId"}}),
+            ),
+        )
+        .await
+        .expect("connector");
+    let (_, message) = wait_condition(&connectors, "later", "ExternalIdValid", "False").await;
+    assert!(message.contains("does not exist"), "{message}");
+    secrets
+        .create(&PostParams::default(), &secret("later-id", VALID_ID))
+        .await
+        .expect("secret");
+    wait_condition(&connectors, "later", "ExternalIdValid", "True").await;
+    secrets
+        .replace(
+            "later-id",
+            &PostParams::default(),
+            &secret("later-id", "now-too-short"),
+        )
+        .await
+        .expect("change the secret");
+    let (reason, _) = wait_condition(&connectors, "later", "ExternalIdValid", "False").await;
+    assert_eq!(reason, "InvalidExternalId");
+    trigger.fire();
+    operator.task.await.expect("join").expect("stop");
+    cluster.cleanup().await;
+}

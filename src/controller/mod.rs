@@ -22,6 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -196,7 +198,10 @@ async fn run_controllers(
     shutdown: Shutdown,
 ) {
     let mut runs = Vec::new();
-    for api in scopes::<AwsConnector>(client, namespaces) {
+    for (api, secrets) in scopes::<AwsConnector>(client, namespaces)
+        .into_iter()
+        .zip(scopes::<PartialObjectMeta<Secret>>(client, namespaces))
+    {
         // Only spec (generation: deletion moves it too), annotation (sync-now) and finalizer
         // changes start a reconciliation: the operator's own status writes do not wake it again.
         let (reader, writer) = reflector::store();
@@ -210,7 +215,31 @@ async fn run_controllers(
                     .combine(predicates::finalizers),
                 Default::default(),
             );
-        let run = Controller::for_stream(changes, reader)
+        let controller = Controller::for_stream(changes, reader);
+        let store = controller.store();
+        // A Secret an AwsConnector names (`externalIdSecretRef`) that appears or changes after
+        // the connector re-evaluates it. Only the Secrets' metadata is watched: their values are
+        // read when needed, never held.
+        let secret_changes = watcher(secrets, watcher::Config::default())
+            .default_backoff()
+            .touched_objects();
+        let run = controller
+            .watches_stream(secret_changes, move |secret: PartialObjectMeta<Secret>| {
+                let (name, namespace) = (secret.name_any(), secret.namespace());
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|c| {
+                        c.namespace() == namespace
+                            && c.spec
+                                .auth
+                                .external_id_secret_ref
+                                .as_ref()
+                                .is_some_and(|r| r.name == name)
+                    })
+                    .map(|c| ObjectRef::from_obj(&*c))
+                    .collect::<Vec<_>>()
+            })
             .run(
                 |obj, ctx| timed(connector::CONTROLLER, obj, ctx, connector::reconcile),
                 |obj, error, ctx| error_policy(connector::CONTROLLER, obj, error, ctx),
