@@ -241,3 +241,60 @@ async fn watching_some_namespaces_never_lists_grants_cluster_wide() {
     trigger.fire();
     operator.task.await.expect("join").expect("stop");
 }
+
+/// When AccessGrants cannot be listed (no right to, or no CRD), the connector's sync still
+/// lands: a Kubernetes-side failure never costs a second AWS sync.
+#[tokio::test]
+async fn a_grant_listing_failure_never_costs_another_sync() {
+    let moto = Moto::start();
+    moto.seed(crate::support::moto::SMALL_ORG);
+    moto.reset_calls();
+    let server = ApiServer::start_with(crate::support::apiserver::Options {
+        namespaced_only: vec!["accessgrants"],
+        ..Default::default()
+    })
+    .await;
+    let client = server.client();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "ops"}}))
+            .expect("namespace"),
+        )
+        .await
+        .expect("namespace");
+    aws_access_operator::telemetry::init(aws_access_operator::telemetry::LogFormat::Plain, "warn");
+    let mut watch_all = settings("ops", "replica", aws(&moto).await);
+    watch_all.namespaces.clear();
+    let (trigger, stop) = shutdown::channel();
+    let operator = controller::start(client.clone(), watch_all, stop)
+        .await
+        .expect("operator");
+    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), "ops");
+    let connector: AwsConnector =
+        serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1",
+        "kind": "AwsConnector", "metadata": {"name": "org"}, "spec": {"region": "us-east-1"}}))
+        .expect("connector");
+    connectors
+        .create(&PostParams::default(), &connector)
+        .await
+        .expect("connector");
+    let (_, message) = wait_condition(&connectors, "org", "Synced", "True").await;
+    assert!(
+        message.contains("unmanaged access not counted"),
+        "{message}"
+    );
+    wait_condition(&connectors, "org", "Ready", "True").await;
+    // Well past the first error backoff: still one sync.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    assert_eq!(
+        moto.calls().get("GetCallerIdentity"),
+        Some(&1),
+        "one sync only: {:?}",
+        moto.calls()
+    );
+    trigger.fire();
+    operator.task.await.expect("join").expect("stop");
+}

@@ -437,14 +437,34 @@ async fn sync(
                 &store.read(CACHE_KEY).await?.unwrap_or_default(),
             ));
             ctx.keep_directory(&session::key(connector), cache.clone());
-            let unmanaged = unmanaged_access(connector, ctx, &inventory, &cache).await?;
-            let listed: Vec<String> = unmanaged.iter().map(ToString::to_string).collect();
-            let bytes = serde_json::to_vec(&listed).map_err(|e| Error::Serialize(e.to_string()))?;
-            store.write(UNMANAGED_KEY, &bytes).await?;
-            writer.next.inventory = Some(inventory.counts(unmanaged.len() as u64));
+            // A Kubernetes-side failure here must not cost a second AWS sync: the inventory is
+            // kept, and what no grant declares is counted at the next sync instead.
+            let counted_before = writer
+                .next
+                .inventory
+                .as_ref()
+                .map_or(0, |c| c.unmanaged_assignments);
+            let (unmanaged_count, not_counted) = match unmanaged_access(
+                connector, ctx, &inventory, &cache,
+            )
+            .await
+            {
+                Ok(unmanaged) => {
+                    let listed: Vec<String> = unmanaged.iter().map(ToString::to_string).collect();
+                    let bytes =
+                        serde_json::to_vec(&listed).map_err(|e| Error::Serialize(e.to_string()))?;
+                    store.write(UNMANAGED_KEY, &bytes).await?;
+                    (unmanaged.len() as u64, None)
+                }
+                Err(error) => {
+                    tracing::warn!(connector = %name, %error, "cannot list AccessGrants: unmanaged access is not counted this time");
+                    (counted_before, Some(error.to_string()))
+                }
+            };
+            writer.next.inventory = Some(inventory.counts(unmanaged_count));
             writer.next.identity_center = inventory.identity_center.clone();
             ctx.metrics.observe_inventory(&name, &inventory);
-            let message = format!(
+            let mut message = format!(
                 "{} accounts, {} IAM users, {} SSO users, {} permission sets, {} assignments in {} AWS calls",
                 inventory.accounts.len(),
                 inventory.iam_users.len(),
@@ -453,6 +473,11 @@ async fn sync(
                 inventory.assignments.len(),
                 inventory.stats.total_calls
             );
+            if let Some(why) = not_counted {
+                message.push_str(&format!(
+                    "; unmanaged access not counted (cannot list AccessGrants: {why})"
+                ));
+            }
             writer.set(&[ConditionUpdate::new(
                 "Synced",
                 ConditionStatus::True,
