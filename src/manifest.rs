@@ -21,7 +21,16 @@ pub enum ManifestError {
     Yaml { path: PathBuf, message: String },
     #[error("{path}: no such file or directory")]
     Missing { path: PathBuf },
+    #[error("{path}: not a regular file or directory (a FIFO, socket or device is not read)")]
+    Special { path: PathBuf },
 }
+
+/// `-f -`: the manifests come on standard input.
+pub const STDIN: &str = "-";
+
+/// Documents one input may hold: far more than any set of grants, and a bound on a stream of
+/// empty documents.
+const MAX_DOCUMENTS: usize = 100_000;
 
 /// Where a document came from, for messages: `file.yaml#2` is the second document.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,22 +66,49 @@ pub struct Loaded {
     pub document: Document,
 }
 
-/// Expands files and directories into the manifest files they name, in a stable order.
+/// Expands files and directories into the manifest files they name, in a stable order, each
+/// file once however many links or arguments lead to it (a symlink loop ends there). `-` is
+/// standard input. A FIFO, socket or device is refused rather than read (it could block).
 pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ManifestError> {
     let mut files = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
     for path in paths {
-        if path.is_dir() {
-            collect_dir(path, &mut files)?;
-        } else if path.is_file() {
-            files.push(path.clone());
-        } else {
+        if path.as_os_str() == STDIN {
+            if seen.insert(PathBuf::from(STDIN)) {
+                files.push(path.clone());
+            }
+            continue;
+        }
+        let Ok(metadata) = std::fs::metadata(path) else {
             return Err(ManifestError::Missing { path: path.clone() });
+        };
+        if metadata.is_dir() {
+            collect_dir(path, &mut files, &mut seen)?;
+        } else if metadata.is_file() {
+            if seen.insert(canonical(path)) {
+                files.push(path.clone());
+            }
+        } else {
+            return Err(ManifestError::Special { path: path.clone() });
         }
     }
     Ok(files)
 }
 
-fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), ManifestError> {
+/// The path a file or directory really is, to know it once.
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn collect_dir(
+    dir: &Path,
+    files: &mut Vec<PathBuf>,
+    seen: &mut std::collections::BTreeSet<PathBuf>,
+) -> Result<(), ManifestError> {
+    // A directory reached again (through a symlink loop, or named twice) adds nothing.
+    if !seen.insert(canonical(dir)) {
+        return Ok(());
+    }
     let read = |source| ManifestError::Read {
         path: dir.to_path_buf(),
         source,
@@ -84,16 +120,39 @@ fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), ManifestError
         .map_err(read)?;
     entries.sort();
     for entry in entries {
-        if entry.is_dir() {
-            collect_dir(&entry, files)?;
+        let Ok(metadata) = std::fs::metadata(&entry) else {
+            // A dangling link names nothing to read.
+            continue;
+        };
+        if metadata.is_dir() {
+            collect_dir(&entry, files, seen)?;
         } else if entry
             .extension()
             .is_some_and(|ext| ext == "yaml" || ext == "yml")
         {
-            files.push(entry);
+            if !metadata.is_file() {
+                return Err(ManifestError::Special { path: entry });
+            }
+            if seen.insert(canonical(&entry)) {
+                files.push(entry);
+            }
         }
     }
     Ok(())
+}
+
+/// The text of one input.
+fn read_input(path: &Path) -> Result<String, ManifestError> {
+    let read = |source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.as_os_str() == STDIN {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(read)?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(path).map_err(read)
 }
 
 /// Reads every AwsConnector and AccessGrant in `paths`. Objects of other kinds are skipped and
@@ -102,12 +161,13 @@ pub fn load(paths: &[PathBuf]) -> Result<(Vec<Loaded>, Vec<Source>), ManifestErr
     let mut loaded = Vec::new();
     let mut skipped = Vec::new();
     for path in manifest_files(paths)? {
-        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let documents: Vec<Value> =
-            serde_saphyr::from_multiple(&text).map_err(|e| ManifestError::Yaml {
+        let text = read_input(&path)?;
+        let mut budget = serde_saphyr::Budget::default();
+        budget.max_documents = MAX_DOCUMENTS;
+        let mut options = serde_saphyr::Options::default();
+        options.budget = Some(budget);
+        let documents: Vec<Value> = serde_saphyr::from_multiple_with_options(&text, options)
+            .map_err(|e| ManifestError::Yaml {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
@@ -160,7 +220,7 @@ fn decode_as<K: DeserializeOwned>(
     // A field the CRD does not declare is refused, as strict field validation in the API
     // server refuses it: a typo must not silently change what the object means.
     let unknown = crate::api::unknown_fields::schema_of(kind)
-        .map(|schema| crate::api::unknown_fields::unknown_fields(&value, &schema))
+        .map(|schema| crate::api::unknown_fields::unknown_fields(&value, schema))
         .unwrap_or_default();
     if !unknown.is_empty() {
         return Document::Undecodable {

@@ -173,3 +173,83 @@ fn validate_refuses_unknown_fields_naming_them() {
         );
     }
 }
+
+fn grant_yaml(name: &str) -> String {
+    format!(
+        "apiVersion: awsaccess.io/v1alpha1\nkind: AccessGrant\nmetadata: {{name: {name}, namespace: team}}\nspec:\n  connectorRef: {{name: prod}}\n  principal: {{kind: SsoUser, name: alice}}\n  target: {{kind: SsoGroupMembership, group: admins}}\n"
+    )
+}
+
+/// `-f -` reads standard input; a symlink loop reads each file once; a FIFO is refused rather
+/// than waited on; thousands of documents are read.
+#[test]
+fn inputs_stdin_links_special_files_and_many_documents() {
+    use std::io::Write as _;
+    let mut child = binary()
+        .args(["validate", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run validate");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(grant_yaml("from-stdin").as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("wait");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("\"name\":\"from-stdin\""), "{stdout}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("grant.yaml"), grant_yaml("once")).expect("write");
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).expect("symlink");
+    std::os::unix::fs::symlink(dir.path().join("grant.yaml"), dir.path().join("again.yaml"))
+        .expect("symlink");
+    let output = binary()
+        .args(["validate", "-f"])
+        .arg(dir.path())
+        .arg(dir.path().join("grant.yaml"))
+        .output()
+        .expect("run validate");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.lines().count(), 1, "each file once: {stdout}");
+
+    let fifo = dir.path().join("pipe.yaml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let output = binary()
+        .args(["validate", "-f"])
+        .arg(&fifo)
+        .output()
+        .expect("run validate");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+
+    let many: Vec<String> = (0..1500).map(|i| grant_yaml(&format!("g-{i}"))).collect();
+    let file = dir.path().join("many.yml");
+    std::fs::write(&file, many.join("---\n")).expect("write");
+    let output = binary()
+        .args(["validate", "-f"])
+        .arg(&file)
+        .output()
+        .expect("run validate");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).lines().count(),
+        1500
+    );
+}

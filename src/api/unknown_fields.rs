@@ -54,15 +54,29 @@ fn walk(value: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
     }
 }
 
-/// The OpenAPI schema of one of our kinds, from the CRD the operator ships.
-pub fn schema_of(kind: &str) -> Option<Value> {
-    crate::crd::all()
-        .into_iter()
-        .find(|crd| crd.spec.names.kind == kind)
-        .and_then(|crd| crd.spec.versions.into_iter().next())
-        .and_then(|version| version.schema)
-        .and_then(|schema| schema.open_api_v3_schema)
-        .and_then(|schema| serde_json::to_value(schema).ok())
+/// The OpenAPI schema of one of our kinds, from the CRD the operator ships (rendered once).
+pub fn schema_of(kind: &str) -> Option<&'static Value> {
+    static SCHEMAS: std::sync::OnceLock<Vec<(String, Value)>> = std::sync::OnceLock::new();
+    let schemas = SCHEMAS.get_or_init(|| {
+        crate::crd::all()
+            .into_iter()
+            .filter_map(|crd| {
+                let kind = crd.spec.names.kind.clone();
+                let schema = crd
+                    .spec
+                    .versions
+                    .into_iter()
+                    .next()?
+                    .schema?
+                    .open_api_v3_schema?;
+                Some((kind, serde_json::to_value(schema).ok()?))
+            })
+            .collect()
+    });
+    schemas
+        .iter()
+        .find(|(k, _)| k == kind)
+        .map(|(_, schema)| schema)
 }
 
 #[cfg(test)]
@@ -80,7 +94,7 @@ mod tests {
                 "target": {"kind": "SsoGroupMembership", "group": "admins"},
                 "duraton": "8h"}});
         assert_eq!(
-            unknown_fields(&grant, &schema),
+            unknown_fields(&grant, schema),
             ["spec.duraton", "spec.principal.nmae"]
         );
         let mut clean = grant.clone();
@@ -92,14 +106,14 @@ mod tests {
             .as_object_mut()
             .expect("principal")
             .remove("nmae");
-        assert!(unknown_fields(&clean, &schema).is_empty());
+        assert!(unknown_fields(&clean, schema).is_empty());
 
         let connector = schema_of("AwsConnector").expect("schema");
         let typo = json!({"spec": {"region": "us-east-1",
             "grantPolicy": {"allowedNamespaces": {"from": "Selector",
                 "selector": {"matchLabels": {"any": "label"}}}, "deniedPermisionSets": ["Admin"]}}});
         assert_eq!(
-            unknown_fields(&typo, &connector),
+            unknown_fields(&typo, connector),
             ["spec.grantPolicy.deniedPermisionSets"],
             "a misspelt deny list would allow everything"
         );
