@@ -10,11 +10,33 @@ pub enum LogFormat {
     Json,
 }
 
+/// The crates of the AWS SDK and its HTTP stack that log credentials when tracing.
+const SECRET_BEARING_TARGETS: &[&str] = &[
+    "aws_sigv4",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http",
+    "aws_smithy_http_client",
+    "aws_runtime",
+    "aws_config",
+    "aws_credential_types",
+    "hyper",
+    "hyper_util",
+    "h2",
+];
+
 /// Installs the global subscriber. Logs go to stderr so that commands can print results on
 /// stdout.
 pub fn init(format: LogFormat, default_level: &str) {
-    let filter =
+    let mut filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // At trace level these write whole requests and signing material (session tokens among
+    // them): never more than debug, whatever RUST_LOG asks for.
+    for target in SECRET_BEARING_TARGETS {
+        if let Ok(directive) = format!("{target}=debug").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     // Colour only for a person at a terminal: `kubectl logs` and files get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -738,3 +738,33 @@ fn access_keys_are_synced_only_when_asked() {
         "no secrets in the inventory"
     );
 }
+
+/// Even at `RUST_LOG=trace`, no credential reaches the logs: the SDK's request and signing
+/// traces (which carry session tokens) are capped.
+#[test]
+fn trace_logs_carry_no_credentials() {
+    let moto = Moto::start();
+    moto.seed(&["--accounts", "1", "--sso-users", "1", "--iam-users", "1"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(
+        dir.path(),
+        json!({"roleArn": "arn:aws:iam::123456789012:role/access-operator",
+            "externalId": "org-external-id-0123456789abcdef"}),
+    );
+    let output = command(&moto, &connector, &[])
+        .env("RUST_LOG", "trace")
+        .output()
+        .expect("run sync");
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.lines().count() > 10, "trace logging is on: {stderr}");
+    for secret in [
+        "x-amz-security-token:",
+        "SessionToken",
+        "SecretAccessKey",
+        "Signature=",
+        "org-external-id-0123456789abcdef",
+    ] {
+        assert!(!stderr.contains(secret), "{secret} in the logs");
+    }
+}
