@@ -253,3 +253,51 @@ fn inputs_stdin_links_special_files_and_many_documents() {
         1500
     );
 }
+
+/// One table of exit codes (README "Exit codes"): 0 done, 1 refused input, 2 could not run.
+#[test]
+fn exit_codes_follow_the_documented_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let valid = dir.path().join("valid.yaml");
+    std::fs::write(&valid, grant_yaml("fine")).expect("write");
+    let invalid_connector = dir.path().join("bad-connector.yaml");
+    std::fs::write(
+        &invalid_connector,
+        "apiVersion: awsaccess.io/v1alpha1\nkind: AwsConnector\nmetadata: {name: prod, namespace: aws}\nspec:\n  region: us-east-1\n  readOnly: maybe\n",
+    )
+    .expect("write");
+    let missing = dir.path().join("missing.yaml");
+    let code = |args: &[&std::ffi::OsStr]| {
+        binary()
+            .args(args)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("run")
+            .status
+            .code()
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let cases: Vec<(Vec<std::ffi::OsString>, i32)> = vec![
+        (vec![os("validate"), os("-f"), valid.clone().into()], 0),
+        (
+            vec![os("validate"), os("-f"), invalid_connector.clone().into()],
+            1,
+        ),
+        (vec![os("validate"), os("-f"), missing.clone().into()], 2),
+        // An undecodable connector is refused input, before any AWS call.
+        (
+            vec![os("sync"), os("-f"), invalid_connector.clone().into()],
+            1,
+        ),
+        (vec![os("plan"), os("-f"), invalid_connector.into()], 1),
+        // No connector where one is needed: the command cannot run.
+        (vec![os("sync"), os("-f"), valid.clone().into()], 2),
+        (vec![os("plan"), os("-f"), valid.into()], 2),
+        (vec![os("sync"), os("-f"), missing.into()], 2),
+        (vec![os("validate"), os("--no-such-flag")], 2),
+    ];
+    for (args, expected) in cases {
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        assert_eq!(code(&refs), Some(expected), "{args:?}");
+    }
+}

@@ -7,6 +7,12 @@ pub mod sync;
 
 pub use args::*;
 
+/// Input that was read but breaks a rule (exit 1), as opposed to input that could not be read
+/// or a command that could not run (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,7 +37,12 @@ pub async fn main(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(2)
+            // See "Exit codes" in the README.
+            if error.downcast_ref::<InvalidInput>().is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
 }

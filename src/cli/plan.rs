@@ -383,7 +383,11 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
                 ));
             }
             Document::Undecodable { message, .. } => {
-                anyhow::bail!("{}: invalid AwsConnector: {message}", document.source)
+                return Err(super::InvalidInput(format!(
+                    "{}: invalid AwsConnector: {message}",
+                    document.source
+                ))
+                .into());
             }
         }
     }

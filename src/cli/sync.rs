@@ -37,7 +37,11 @@ pub fn one_connector(files: &[std::path::PathBuf]) -> anyhow::Result<AwsConnecto
         match document.document {
             Document::Connector(c) => connectors.push(*c),
             Document::Undecodable { kind, message, .. } if kind == "AwsConnector" => {
-                anyhow::bail!("{}: invalid AwsConnector: {message}", document.source)
+                return Err(super::InvalidInput(format!(
+                    "{}: invalid AwsConnector: {message}",
+                    document.source
+                ))
+                .into());
             }
             _ => {}
         }
