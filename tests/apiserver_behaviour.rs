@@ -182,7 +182,15 @@ async fn finalizers_hold_deletion() {
         )
         .await,
     );
-    assert_eq!(add.code, 403, "no new finalizers while deleting");
+    assert_eq!(
+        add.code, 422,
+        "no new finalizers while deleting (Invalid, as the real server answers)"
+    );
+    assert!(
+        add.message.contains("metadata.finalizers"),
+        "{}",
+        add.message
+    );
 
     // The same JSON patch kube-runtime's finalizer helper sends.
     let wrong_test = json_patch::Patch(

@@ -671,9 +671,10 @@ impl Store {
         let deleting = current.pointer("/metadata/deletionTimestamp").is_some();
         let (old_finalizers, new_finalizers) = (finalizers(&current), finalizers(&next));
         if deleting && new_finalizers.iter().any(|f| !old_finalizers.contains(f)) {
-            return Err(ApiError::Forbidden(format!(
-                "{} \"{name}\" is being deleted: no new finalizers can be added",
-                k.plural
+            // The real server answers 422 Invalid, naming the field.
+            return Err(ApiError::Invalid(format!(
+                "{} \"{name}\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted",
+                k.kind
             )));
         }
         if subresource.is_none() {
