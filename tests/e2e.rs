@@ -466,3 +466,47 @@ async fn a_secret_created_after_its_connector_is_noticed() {
     operator.task.await.expect("join").expect("stop");
     cluster.cleanup().await;
 }
+
+/// A two-hop connector whose first hop's external ID comes from a Secret
+/// (`globalExternalIdSecretRef`): refused, naming the field, while the Secret is missing;
+/// authenticated once it exists, with the broker role requiring exactly that external ID.
+#[tokio::test]
+async fn the_first_hop_external_id_can_come_from_a_secret() {
+    let moto = Moto::start();
+    let broker = "arn:aws:iam::999988887777:role/broker";
+    let global_id = "broker-external-id-0123456789abcdef";
+    moto.set_faults(json!({"require_external_id": {broker: global_id}}));
+    let cluster = TestCluster::start("e2e-global").await;
+    let ns = cluster.namespace.clone();
+    let client = cluster.client.clone();
+    let (trigger, operator) = start_operator(&client, &ns, "replica-a", &moto).await;
+    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    connectors
+        .create(
+            &PostParams::default(),
+            &connector(
+                "two-hop",
+                json!({"globalRoleArn": broker,
+                "globalExternalIdSecretRef": {"name": "broker-id", "key": "externalId"},
+                "roleArn": "arn:aws:iam::123456789012:role/ops", "externalId": VALID_ID}),
+            ),
+        )
+        .await
+        .expect("connector");
+    let (_, message) = wait_condition(&connectors, "two-hop", "ExternalIdValid", "False").await;
+    assert!(
+        message.contains("spec.auth.globalExternalIdSecretRef")
+            && message.contains("does not exist"),
+        "{message}"
+    );
+    secrets
+        .create(&PostParams::default(), &secret("broker-id", global_id))
+        .await
+        .expect("secret");
+    let (_, message) = wait_condition(&connectors, "two-hop", "Authenticated", "True").await;
+    assert!(message.contains("123456789012"), "{message}");
+    trigger.fire();
+    operator.task.await.expect("join").expect("stop");
+    cluster.cleanup().await;
+}

@@ -768,3 +768,42 @@ fn trace_logs_carry_no_credentials() {
         assert!(!stderr.contains(secret), "{secret} in the logs");
     }
 }
+
+/// Outside Kubernetes, a first hop's external ID named by `globalExternalIdSecretRef` comes
+/// from `$AWS_ACCESS_OPERATOR_GLOBAL_EXTERNAL_ID`; without it the command says which variable.
+#[test]
+fn a_first_hop_external_id_from_the_environment() {
+    let moto = Moto::start();
+    moto.seed(&["--accounts", "1", "--sso-users", "1", "--iam-users", "1"]);
+    let broker = "arn:aws:iam::999988887777:role/broker";
+    let global_id = "broker-external-id-0123456789abcdef";
+    moto.set_faults(json!({"require_external_id": {broker: global_id}}));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(
+        dir.path(),
+        json!({"globalRoleArn": broker,
+            "globalExternalIdSecretRef": {"name": "broker-id", "key": "externalId"},
+            "roleArn": "arn:aws:iam::123456789012:role/access-operator",
+            "externalId": "org-external-id-0123456789abcdef"}),
+    );
+    let output = command(&moto, &connector, &[]).output().expect("run sync");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("spec.auth.globalExternalIdSecretRef")
+            && stderr.contains("AWS_ACCESS_OPERATOR_GLOBAL_EXTERNAL_ID"),
+        "{stderr}"
+    );
+    let output = command(&moto, &connector, &[])
+        .env("AWS_ACCESS_OPERATOR_GLOBAL_EXTERNAL_ID", global_id)
+        .output()
+        .expect("run sync");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let inventory: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(inventory["identity"]["account"], "123456789012");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains(global_id));
+}

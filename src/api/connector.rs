@@ -70,7 +70,8 @@ impl AwsConnectorSpec {
     validation = kube::core::Rule::new("!has(self.globalRoleArn) || has(self.externalId) || has(self.externalIdSecretRef)").message(rules::TWO_HOP_NEEDS_EXTERNAL_ID),
     validation = kube::core::Rule::new("!(has(self.externalId) && has(self.externalIdSecretRef))").message(rules::EXTERNAL_ID_ONE_SOURCE),
     validation = kube::core::Rule::new("has(self.roleArn) || !(has(self.externalId) || has(self.externalIdSecretRef))").message(rules::EXTERNAL_ID_NEEDS_ROLE),
-    validation = kube::core::Rule::new("has(self.globalRoleArn) || !has(self.globalExternalId)").message(rules::GLOBAL_EXTERNAL_ID_NEEDS_GLOBAL_ROLE)
+    validation = kube::core::Rule::new("has(self.globalRoleArn) || !(has(self.globalExternalId) || has(self.globalExternalIdSecretRef))").message(rules::GLOBAL_EXTERNAL_ID_NEEDS_GLOBAL_ROLE),
+    validation = kube::core::Rule::new("!(has(self.globalExternalId) && has(self.globalExternalIdSecretRef))").message(rules::GLOBAL_EXTERNAL_ID_ONE_SOURCE)
 )]
 pub struct AuthSpec {
     /// The role that does the work, in the organization's management or delegated account.
@@ -102,6 +103,10 @@ pub struct AuthSpec {
     #[schemars(length(max = 256))]
     #[x_kube(validation = rules::external_id_rule("spec.auth.globalExternalId"))]
     pub global_external_id: Option<String>,
+    /// External ID for assuming `globalRoleArn`, read from a Secret in the connector's
+    /// namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_external_id_secret_ref: Option<SecretKeyRef>,
     /// The STS role session name; defaults to `aws-access-operator`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
@@ -119,6 +124,10 @@ impl fmt::Debug for AuthSpec {
             .field("external_id_secret_ref", &self.external_id_secret_ref)
             .field("global_role_arn", &self.global_role_arn)
             .field("global_external_id", &redacted(&self.global_external_id))
+            .field(
+                "global_external_id_secret_ref",
+                &self.global_external_id_secret_ref,
+            )
             .field("session_name", &self.session_name)
             .finish()
     }

@@ -61,7 +61,9 @@ pub const EXTERNAL_ID_ONE_SOURCE: &str =
 pub const EXTERNAL_ID_NEEDS_ROLE: &str =
     "spec.auth.externalId (or externalIdSecretRef) requires spec.auth.roleArn";
 pub const GLOBAL_EXTERNAL_ID_NEEDS_GLOBAL_ROLE: &str =
-    "spec.auth.globalExternalId requires spec.auth.globalRoleArn";
+    "spec.auth.globalExternalId (or globalExternalIdSecretRef) requires spec.auth.globalRoleArn";
+pub const GLOBAL_EXTERNAL_ID_ONE_SOURCE: &str =
+    "spec.auth.globalExternalId and spec.auth.globalExternalIdSecretRef are mutually exclusive";
 pub const ALLOWED_ACCOUNTS_MESSAGE: &str =
     "spec.grantPolicy.allowedAccounts entries must be 12-digit account ids";
 pub const SELECTOR_NEEDED: &str =

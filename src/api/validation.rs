@@ -186,12 +186,28 @@ pub fn validate_connector(spec: &AwsConnectorSpec) -> ConnectorVerdict {
     }
     if let Some(id) = &auth.global_external_id {
         check_external_id("spec.auth.globalExternalId", id, external);
-        if auth.global_role_arn.is_none() {
-            external.push(FieldError::new(
-                "spec.auth.globalExternalId",
-                rules::GLOBAL_EXTERNAL_ID_NEEDS_GLOBAL_ROLE,
-            ));
-        }
+    }
+    let has_global_external_id =
+        auth.global_external_id.is_some() || auth.global_external_id_secret_ref.is_some();
+    if has_global_external_id && auth.global_role_arn.is_none() {
+        external.push(FieldError::new(
+            "spec.auth.globalExternalId",
+            rules::GLOBAL_EXTERNAL_ID_NEEDS_GLOBAL_ROLE,
+        ));
+    }
+    if auth.global_external_id.is_some() && auth.global_external_id_secret_ref.is_some() {
+        external.push(FieldError::new(
+            "spec.auth.globalExternalIdSecretRef",
+            rules::GLOBAL_EXTERNAL_ID_ONE_SOURCE,
+        ));
+    }
+    if let Some(secret) = &auth.global_external_id_secret_ref
+        && (secret.name.is_empty() || secret.key.is_empty())
+    {
+        external.push(FieldError::new(
+            "spec.auth.globalExternalIdSecretRef",
+            "spec.auth.globalExternalIdSecretRef needs a name and a key",
+        ));
     }
     let has_external_id = auth.external_id.is_some() || auth.external_id_secret_ref.is_some();
     if auth.external_id.is_some() && auth.external_id_secret_ref.is_some() {
@@ -606,6 +622,21 @@ mod tests {
             (
                 "invalid global external id",
                 json!({"globalRoleArn": role("broker"), "globalExternalId": "short", "roleArn": role("x"), "externalId": EXT32}),
+                false,
+            ),
+            (
+                "global external id from a Secret",
+                json!({"globalRoleArn": role("broker"), "globalExternalIdSecretRef": {"name": "g", "key": "k"}, "roleArn": role("x"), "externalId": EXT32}),
+                true,
+            ),
+            (
+                "global external id twice",
+                json!({"globalRoleArn": role("broker"), "globalExternalId": EXT32, "globalExternalIdSecretRef": {"name": "g", "key": "k"}, "roleArn": role("x"), "externalId": EXT32}),
+                false,
+            ),
+            (
+                "global external id Secret without a global role",
+                json!({"roleArn": role("x"), "globalExternalIdSecretRef": {"name": "g", "key": "k"}}),
                 false,
             ),
         ];

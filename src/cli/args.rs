@@ -86,6 +86,10 @@ pub struct SyncArgs {
     /// Kubernetes here): this environment variable.
     #[arg(long, default_value = "AWS_ACCESS_OPERATOR_EXTERNAL_ID")]
     pub external_id_env: String,
+    /// Where the first hop's external ID comes from when the connector names a Secret for it
+    /// (`globalExternalIdSecretRef`): this environment variable.
+    #[arg(long, default_value = "AWS_ACCESS_OPERATOR_GLOBAL_EXTERNAL_ID")]
+    pub global_external_id_env: String,
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +120,10 @@ pub struct PlanArgs {
     /// Where the external ID comes from when the connector names a Secret.
     #[arg(long, default_value = "AWS_ACCESS_OPERATOR_EXTERNAL_ID")]
     pub external_id_env: String,
+    /// Where the first hop's external ID comes from when the connector names a Secret for it
+    /// (`globalExternalIdSecretRef`): this environment variable.
+    #[arg(long, default_value = "AWS_ACCESS_OPERATOR_GLOBAL_EXTERNAL_ID")]
+    pub global_external_id_env: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

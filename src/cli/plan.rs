@@ -313,14 +313,18 @@ async fn inventory_and_session(
 ) -> anyhow::Result<Result<(Inventory, Option<Session>), String>> {
     let needs_aws = apply || args.inventory.is_none();
     let session = if needs_aws {
-        let external_id = match super::sync::external_id(connector, &args.external_id_env) {
-            Ok(id) => id,
+        let (resolved, external_id) = match super::sync::chain(
+            connector,
+            &args.external_id_env,
+            &args.global_external_id_env,
+        ) {
+            Ok(found) => found,
             Err(message) => return Ok(Err(message)),
         };
         let limits = RateLimits::parse(&args.rate_limits)
             .map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
         let base = AwsBase::from_env().await;
-        match crate::connect::authenticate(&base, connector, external_id.as_deref(), &limits).await
+        match crate::connect::authenticate(&base, &resolved, external_id.as_deref(), &limits).await
         {
             Ok(authenticated) => Some(authenticated),
             Err(error) => return Ok(Err(format!("cannot authenticate: {error}"))),

@@ -53,25 +53,40 @@ pub fn one_connector(files: &[std::path::PathBuf]) -> anyhow::Result<AwsConnecto
     }
 }
 
-/// The external ID of the connector: inline, or (for `externalIdSecretRef`, as there is no
-/// Kubernetes here) from an environment variable, checked like an inline one.
-pub fn external_id(connector: &AwsConnector, env: &str) -> Result<Option<String>, String> {
-    let auth = &connector.spec.auth;
-    if let Some(id) = &auth.external_id {
-        return Ok(Some(id.clone()));
-    }
-    if auth.external_id_secret_ref.is_none() {
-        return Ok(None);
-    }
+/// An external ID the connector names a Secret for: outside Kubernetes, from an environment
+/// variable, checked like an inline one.
+fn from_env(field: &str, env: &str) -> Result<String, String> {
     let value = std::env::var(env).map_err(|_| {
-        format!("spec.auth.externalIdSecretRef names a Secret; outside Kubernetes set {env} to its value")
+        format!("{field} names a Secret; outside Kubernetes set {env} to its value")
     })?;
     let mut errors: Vec<FieldError> = Vec::new();
     check_external_id(env, &value, &mut errors);
     match errors.is_empty() {
-        true => Ok(Some(value)),
+        true => Ok(value),
         false => Err(describe(&errors)),
     }
+}
+
+/// What the connector's role chain is built from: the connector with its first hop's external
+/// ID in place, and the second hop's external ID (inline, or from the environment variables
+/// that stand for the Secrets).
+pub fn chain(
+    connector: &AwsConnector,
+    env: &str,
+    global_env: &str,
+) -> Result<(AwsConnector, Option<String>), String> {
+    let auth = &connector.spec.auth;
+    let external_id = match &auth.external_id_secret_ref {
+        Some(_) => Some(from_env("spec.auth.externalIdSecretRef", env)?),
+        None => auth.external_id.clone(),
+    };
+    let mut resolved = connector.clone();
+    if auth.global_external_id_secret_ref.is_some() {
+        resolved.spec.auth.global_external_id =
+            Some(from_env("spec.auth.globalExternalIdSecretRef", global_env)?);
+        resolved.spec.auth.global_external_id_secret_ref = None;
+    }
+    Ok((resolved, external_id))
 }
 
 pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
@@ -85,8 +100,12 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     }
-    let external_id = match external_id(&connector, &args.external_id_env) {
-        Ok(id) => id,
+    let (resolved, external_id) = match chain(
+        &connector,
+        &args.external_id_env,
+        &args.global_external_id_env,
+    ) {
+        Ok(found) => found,
         Err(message) => {
             eprintln!("error: {message}");
             return Ok(ExitCode::from(1));
@@ -95,20 +114,15 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let limits =
         RateLimits::parse(&args.rate_limits).map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
     let base = AwsBase::from_env().await;
-    let authenticated = match crate::connect::authenticate(
-        &base,
-        &connector,
-        external_id.as_deref(),
-        &limits,
-    )
-    .await
-    {
-        Ok(a) => a,
-        Err(error) => {
-            eprintln!("error: cannot authenticate AwsConnector {name}: {error}");
-            return Ok(ExitCode::from(1));
-        }
-    };
+    let authenticated =
+        match crate::connect::authenticate(&base, &resolved, external_id.as_deref(), &limits).await
+        {
+            Ok(a) => a,
+            Err(error) => {
+                eprintln!("error: cannot authenticate AwsConnector {name}: {error}");
+                return Ok(ExitCode::from(1));
+            }
+        };
     tracing::info!(account = %authenticated.identity.account, arn = %authenticated.identity.arn, "authenticated");
     let scope = crate::connect::scope(&connector, &authenticated.identity);
     let options = SyncOptions {

@@ -149,7 +149,11 @@ async fn retire(connector: &AwsConnector, ctx: &Context) -> Result<Action, Error
     let name = connector.name_any();
     let key = format!("{namespace}/{name}");
     let session = match session::external_id(ctx, connector).await? {
-        Ok(id) => Some(session::session(ctx, connector, id.as_deref()).await.0),
+        Ok(chain) => Some(
+            session::session(ctx, &chain.connector, chain.external_id.as_deref())
+                .await
+                .0,
+        ),
         Err(_) => ctx.last_session(&session::key(connector)),
     };
     let ledger = ConfigMapLedger::new(ctx.client.clone(), &ctx.ledger_namespace);
@@ -262,9 +266,9 @@ async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, 
 
     // 1. Validate: bad input never reaches AWS.
     let mut verdict = validate_connector(&connector.spec);
-    let external_id = if verdict.is_valid() {
+    let chain = if verdict.is_valid() {
         match session::external_id(ctx, &connector).await? {
-            Ok(id) => id,
+            Ok(chain) => Some(chain),
             Err(error) => {
                 verdict.external_id.push(error);
                 None
@@ -294,9 +298,11 @@ async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, 
     }
 
     // 2. Authenticate through the role chain.
+    let chain = chain.ok_or(Error::MissingField("a role chain"))?;
     let previous_auth = writer.condition_reason("Authenticated");
     let key = session::key(&connector);
-    let (session, fingerprint) = session::session(ctx, &connector, external_id.as_deref()).await;
+    let (session, fingerprint) =
+        session::session(ctx, &chain.connector, chain.external_id.as_deref()).await;
     let authenticated = match crate::aws::sts::who_am_i(&session).await {
         Ok(identity) => {
             ctx.keep_session(&key, fingerprint, session.clone());

@@ -138,8 +138,12 @@ async fn gather(grant: &AccessGrant, ctx: &Context) -> Result<Gathered, Error> {
     // A session from the connector's current settings; failing that (its external-ID Secret
     // is gone), the last one that worked, so that revokes still go through.
     let (session, reachable) = match session::external_id(ctx, &object).await? {
-        Ok(id) => (
-            Some(session::session(ctx, &object, id.as_deref()).await.0),
+        Ok(chain) => (
+            Some(
+                session::session(ctx, &chain.connector, chain.external_id.as_deref())
+                    .await
+                    .0,
+            ),
             Ok(()),
         ),
         Err(error) => match ctx.last_session(&session::key(&object)) {

@@ -230,12 +230,15 @@ async fn run_controllers(
                     .state()
                     .into_iter()
                     .filter(|c| {
+                        let auth = &c.spec.auth;
                         c.namespace() == namespace
-                            && c.spec
-                                .auth
-                                .external_id_secret_ref
-                                .as_ref()
-                                .is_some_and(|r| r.name == name)
+                            && [
+                                &auth.external_id_secret_ref,
+                                &auth.global_external_id_secret_ref,
+                            ]
+                            .into_iter()
+                            .flatten()
+                            .any(|r| r.name == name)
                     })
                     .map(|c| ObjectRef::from_obj(&*c))
                     .collect::<Vec<_>>()

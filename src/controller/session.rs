@@ -32,25 +32,70 @@ pub fn key(connector: &AwsConnector) -> String {
     })
 }
 
-/// The connector's external ID: inline, or read from the Secret `externalIdSecretRef` names and
-/// checked with the same rule. The value never leaves here except to authenticate.
+/// What a connector's role chain is built from: the connector with its first hop's external
+/// ID in place (inline, or read from `globalExternalIdSecretRef`), and the second hop's external
+/// ID (inline, or read from `externalIdSecretRef`). The values never leave here except to
+/// authenticate.
+pub struct Chain {
+    pub connector: AwsConnector,
+    pub external_id: Option<String>,
+}
+
+/// Reads the external IDs a connector names, each checked with the same rule as an inline one.
 pub async fn external_id(
     ctx: &Context,
     connector: &AwsConnector,
-) -> Result<Result<Option<String>, FieldError>, Error> {
-    const FIELD: &str = "spec.auth.externalIdSecretRef";
-    let Some(reference) = &connector.spec.auth.external_id_secret_ref else {
-        return Ok(Ok(connector.spec.auth.external_id.clone()));
+) -> Result<Result<Chain, FieldError>, Error> {
+    let auth = &connector.spec.auth;
+    let external_id = match &auth.external_id_secret_ref {
+        None => auth.external_id.clone(),
+        Some(reference) => {
+            match secret_value(ctx, connector, "spec.auth.externalIdSecretRef", reference).await? {
+                Ok(value) => Some(value),
+                Err(error) => return Ok(Err(error)),
+            }
+        }
     };
+    let mut resolved = connector.clone();
+    if let Some(reference) = &auth.global_external_id_secret_ref {
+        match secret_value(
+            ctx,
+            connector,
+            "spec.auth.globalExternalIdSecretRef",
+            reference,
+        )
+        .await?
+        {
+            Ok(value) => {
+                resolved.spec.auth.global_external_id = Some(value);
+                resolved.spec.auth.global_external_id_secret_ref = None;
+            }
+            Err(error) => return Ok(Err(error)),
+        }
+    }
+    Ok(Ok(Chain {
+        connector: resolved,
+        external_id,
+    }))
+}
+
+/// The value under `reference` in a Secret of the connector's namespace, checked as an
+/// external ID; a missing Secret, key or bad value names `field`, never the value.
+async fn secret_value(
+    ctx: &Context,
+    connector: &AwsConnector,
+    field: &str,
+    reference: &crate::api::connector::SecretKeyRef,
+) -> Result<Result<String, FieldError>, Error> {
     let namespace = connector
         .namespace()
         .ok_or(Error::MissingField("namespace"))?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let Some(secret) = secrets.get_opt(&reference.name).await? else {
         return Ok(Err(FieldError {
-            field: FIELD.into(),
+            field: field.into(),
             message: format!(
-                "{FIELD}: Secret {namespace}/{} does not exist",
+                "{field}: Secret {namespace}/{} does not exist",
                 reference.name
             ),
         }));
@@ -66,18 +111,18 @@ pub async fn external_id(
         });
     let Some(value) = value else {
         return Ok(Err(FieldError {
-            field: FIELD.into(),
+            field: field.into(),
             message: format!(
-                "{FIELD}: Secret {namespace}/{} has no key {}",
+                "{field}: Secret {namespace}/{} has no key {}",
                 reference.name, reference.key
             ),
         }));
     };
     let mut errors = Vec::new();
-    check_external_id(FIELD, &value, &mut errors);
+    check_external_id(field, &value, &mut errors);
     Ok(match errors.pop() {
         Some(error) => Err(error),
-        None => Ok(Some(value)),
+        None => Ok(value),
     })
 }
 

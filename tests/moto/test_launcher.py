@@ -200,3 +200,12 @@ class FaultsAndProvisioningTest(ServerTest):
             sts.assume_role(RoleArn="arn:aws:iam::111122223333:role/x", RoleSessionName="test")
         self.assertEqual(refused.exception.response["Error"]["Code"], "AccessDenied")
         sts.assume_role(RoleArn="arn:aws:iam::111122223333:role/y", RoleSessionName="test")
+
+        self.control("POST", "/_launcher/faults",
+                     {"require_external_id": {"arn:aws:iam::111122223333:role/z": "the-right-external-id"}})
+        for wrong in ({}, {"ExternalId": "a-wrong-external-id"}):
+            with self.assertRaises(ClientError) as refused:
+                sts.assume_role(RoleArn="arn:aws:iam::111122223333:role/z", RoleSessionName="test", **wrong)
+            self.assertEqual(refused.exception.response["Error"]["Code"], "AccessDenied")
+        sts.assume_role(RoleArn="arn:aws:iam::111122223333:role/z", RoleSessionName="test",
+                        ExternalId="the-right-external-id")

@@ -20,7 +20,8 @@ operator depends on, this launcher patches it in memory (installed packages are 
 Faults come from a WSGI middleware in front of moto, set through `POST /_launcher/faults`
 (JSON): `throttle_every` (every Nth AWS request answers Throttling/ThrottlingException),
 `error_every` (every Nth answers 500), `deny_assume_role` (role ARNs whose AssumeRole is
-AccessDenied), `deny_operations` (operations answered AccessDenied), `hang_after` (requests after the Nth wait until the faults change: lets a test
+AccessDenied), `require_external_id` (role ARN → the ExternalId its trust policy requires: any
+other, or none, is AccessDenied), `deny_operations` (operations answered AccessDenied), `hang_after` (requests after the Nth wait until the faults change: lets a test
 stop a client at a known point), `in_progress_polls` (account assignment creations and deletions
 report IN_PROGRESS, and stay so for that many status polls), `fail_assignments` (account
 assignment creations FAILED with this reason, creating nothing). `GET /_launcher/calls` counts the AWS requests moto received,
@@ -352,11 +353,14 @@ class Faults:
             code = "AccessDeniedException" if protocol == "json" else "AccessDenied"
             return self.error(start_response, protocol, "403 Forbidden", code,
                               f"User is not authorized to perform: {operation}")
-        if operation == "AssumeRole" and settings.get("deny_assume_role"):
+        if operation == "AssumeRole" and (settings.get("deny_assume_role") or settings.get("require_external_id")):
             from urllib.parse import parse_qs
 
-            role = parse_qs(body.decode()).get("RoleArn", [""])[0]
-            if role in settings["deny_assume_role"]:
+            params = parse_qs(body.decode())
+            role = params.get("RoleArn", [""])[0]
+            required = (settings.get("require_external_id") or {}).get(role)
+            given = params.get("ExternalId", [None])[0]
+            if role in (settings.get("deny_assume_role") or []) or (required is not None and given != required):
                 return self.error(start_response, protocol, "403 Forbidden", "AccessDenied",
                                   f"User is not authorized to perform: sts:AssumeRole on resource: {role}")
         every = settings.get("throttle_every") or 0
