@@ -296,6 +296,21 @@ fn exit_codes_follow_the_documented_table() {
         (vec![os("sync"), os("-f"), missing.into()], 2),
         (vec![os("validate"), os("--no-such-flag")], 2),
     ];
+    // A --state-dir that is a file is said plainly, before anything else.
+    let output = binary()
+        .args(["sync", "-f"])
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(dir.path().join("valid.yaml"))
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--state-dir") && stderr.contains("not a directory"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("resume"), "{stderr}");
     for (args, expected) in cases {
         let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
         assert_eq!(code(&refs), Some(expected), "{args:?}");

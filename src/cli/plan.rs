@@ -365,6 +365,7 @@ async fn inventory_and_session(
 }
 
 pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
+    super::sync::check_state_dir(args.state_dir.as_deref())?;
     let (loaded, _) = load(&args.files)?;
     let mut connectors = Vec::new();
     let mut grants = Vec::new();

@@ -89,7 +89,21 @@ pub fn chain(
     Ok((resolved, external_id))
 }
 
+/// A `--state-dir` must be a directory (it is created when missing): anything else is said
+/// plainly, before any AWS call, rather than as a failed read of the page state.
+pub fn check_state_dir(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let Some(dir) = dir else {
+        return Ok(());
+    };
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!("--state-dir {}: not a directory", dir.display());
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("--state-dir {}: cannot create it: {e}", dir.display()))
+}
+
 pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
+    check_state_dir(args.state_dir.as_deref())?;
     let connector = one_connector(&args.files)?;
     let name = connector.metadata.name.clone().unwrap_or_default();
     let verdict = validate_connector(&connector.spec);
