@@ -84,6 +84,16 @@ class ChartTest(unittest.TestCase):
             self.assertIn(needle, text)
         self.assertEqual(load_values()["replicaCount"], 2)
 
+    def test_network_policy_lets_each_credential_mode_through(self):
+        text = dict(templates())["templates/networkpolicy.yaml"]
+        # EKS Pod Identity: the node's agent on port 80, IPv4 and IPv6.
+        self.assertIn("{{- if .Values.networkPolicy.podIdentity }}", text)
+        for needle in ["port: 80", "cidr: 169.254.170.23/32", "cidr: fd00:ec2::23/128"]:
+            self.assertIn(needle, text)
+        self.assertTrue(load_values()["networkPolicy"]["podIdentity"], "on by default")
+        # IRSA: STS (global or regional) on 443, like the other AWS endpoints.
+        self.assertIn("port: 443", text)
+
 
 if __name__ == "__main__":
     unittest.main()
