@@ -31,10 +31,17 @@ pub fn init(format: LogFormat, default_level: &str) {
     let mut filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     // At trace level these write whole requests and signing material (session tokens among
-    // them): never more than debug, whatever RUST_LOG asks for.
-    for target in SECRET_BEARING_TARGETS {
-        if let Ok(directive) = format!("{target}=debug").parse() {
-            filter = filter.add_directive(directive);
+    // them): never more than debug, whatever RUST_LOG asks for. (Only a filter that allows
+    // trace somewhere gets the caps: a cap is itself a directive, and would raise a quieter
+    // level to debug.)
+    let traces = filter
+        .max_level_hint()
+        .is_none_or(|level| level >= tracing_subscriber::filter::LevelFilter::TRACE);
+    if traces {
+        for target in SECRET_BEARING_TARGETS {
+            if let Ok(directive) = format!("{target}=debug").parse() {
+                filter = filter.add_directive(directive);
+            }
         }
     }
     // Colour only for a person at a terminal: `kubectl logs` and files get plain text.

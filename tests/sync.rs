@@ -36,6 +36,7 @@ fn command(moto: &Moto, connector: &Path, args: &[&str]) -> Command {
     for variable in AMBIENT_AWS_VARIABLES {
         command.env_remove(variable);
     }
+    command.env_remove("RUST_LOG");
     command.env(
         "HOME",
         connector.parent().unwrap_or(Path::new("/nonexistent")),
@@ -59,6 +60,12 @@ fn sync(moto: &Moto, connector: &Path, args: &[&str]) -> Value {
     assert!(
         !stderr.contains('\u{1b}'),
         "ANSI escape codes in logs that are not on a terminal: {stderr}"
+    );
+    // At the default level nothing below info is written (the caps on the SDK's traces must
+    // not raise any crate to debug).
+    assert!(
+        !stderr.contains(" DEBUG ") && !stderr.contains(" TRACE "),
+        "debug output at the default level: {stderr}"
     );
     serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("inventory JSON: {e}: {stderr}"))
