@@ -214,8 +214,8 @@ impl Election {
             .await
         {
             Ok(_) => Ok(true),
-            // Someone wrote the lease in between: look again at the next renewal.
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(true),
+            // Someone wrote the lease in between (perhaps taking it): this is no renewal, and the
+            // fence is not extended; the next attempt looks again.
             Err(error) => Err(error),
         }
     }
