@@ -219,19 +219,32 @@ fn decode_as<K: DeserializeOwned>(
     let (name, namespace) = (metadata("name"), metadata("namespace"));
     // A field the CRD does not declare is refused, as strict field validation in the API
     // server refuses it: a typo must not silently change what the object means.
-    let unknown = crate::api::unknown_fields::schema_of(kind)
+    let schema = crate::api::unknown_fields::schema_of(kind);
+    let mut problems: Vec<String> = schema
         .map(|schema| crate::api::unknown_fields::unknown_fields(&value, schema))
-        .unwrap_or_default();
-    if !unknown.is_empty() {
+        .unwrap_or_default()
+        .iter()
+        .map(|field| format!("{field}: unknown field (not in the {kind} schema)"))
+        .collect();
+    // What the API server checks before any rule: a name, string lengths, enumerations.
+    match name.as_deref() {
+        None | Some("") => problems.push("metadata.name: required".to_string()),
+        Some(n) if n.len() > 253 => {
+            problems.push("metadata.name: must be no more than 253 characters".to_string())
+        }
+        Some(_) => {}
+    }
+    if let Some(schema) = schema {
+        problems.extend(crate::api::unknown_fields::schema_violations(
+            &value, schema,
+        ));
+    }
+    if !problems.is_empty() {
         return Document::Undecodable {
             kind: kind.to_string(),
             name,
             namespace,
-            message: unknown
-                .iter()
-                .map(|field| format!("{field}: unknown field (not in the {kind} schema)"))
-                .collect::<Vec<_>>()
-                .join("; "),
+            message: problems.join("; "),
         };
     }
     match serde_path_to_error::deserialize::<_, K>(&value) {

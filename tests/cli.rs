@@ -316,3 +316,41 @@ fn exit_codes_follow_the_documented_table() {
         assert_eq!(code(&refs), Some(expected), "{args:?}");
     }
 }
+
+/// What the API server refuses before any rule, `validate` refuses too: a missing name, a
+/// string past its schema's maxLength, a value outside an enumeration, a date with a space.
+#[test]
+fn validate_refuses_what_the_api_server_refuses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("server.yaml");
+    let long = "x".repeat(254);
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: awsaccess.io/v1alpha1\nkind: AccessGrant\nmetadata: {{namespace: team}}\nspec:\n  connectorRef: {{name: prod}}\n  principal: {{kind: SsoUser, name: alice}}\n  target: {{kind: SsoGroupMembership, group: admins}}\n---\napiVersion: awsaccess.io/v1alpha1\nkind: AccessGrant\nmetadata: {{name: long, namespace: team}}\nspec:\n  connectorRef: {{name: {long}}}\n  principal: {{kind: SsoUser, name: alice}}\n  target: {{kind: SsoGroupMembership, group: admins}}\n  deletionPolicy: Sometimes\n---\napiVersion: awsaccess.io/v1alpha1\nkind: AccessGrant\nmetadata: {{name: spaced, namespace: team}}\nspec:\n  connectorRef: {{name: prod}}\n  principal: {{kind: SsoUser, name: alice}}\n  target: {{kind: SsoGroupMembership, group: admins}}\n  expiresAt: \"2030-01-01 00:00:00Z\"\n"
+        ),
+    )
+    .expect("write");
+    let output = binary()
+        .args(["validate", "-f"])
+        .arg(&file)
+        .output()
+        .expect("run validate");
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for (line, needle) in lines.iter().zip([
+        "metadata.name: required",
+        "spec.connectorRef.name: must be no more than 253 characters",
+        "spec.expiresAt must be an RFC 3339 time",
+    ]) {
+        assert!(line.contains("\"valid\":false"), "{line}");
+        assert!(line.contains(needle), "{line}");
+    }
+    assert!(
+        lines[1].contains("spec.deletionPolicy: must be one of"),
+        "{}",
+        lines[1]
+    );
+}

@@ -13,6 +13,51 @@ pub fn unknown_fields(object: &Value, schema: &Value) -> Vec<String> {
     out
 }
 
+/// What else the API server checks against the schema before any rule: string lengths and
+/// enumerations, each as `field: message`.
+pub fn schema_violations(object: &Value, schema: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    check(object, schema, "", &mut out);
+    out
+}
+
+fn check(value: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
+    if let Value::String(text) = value {
+        let length = text.chars().count() as u64;
+        if let Some(max) = schema["maxLength"].as_u64()
+            && length > max
+        {
+            out.push(format!("{path}: must be no more than {max} characters"));
+        }
+        if let Some(min) = schema["minLength"].as_u64()
+            && length < min
+        {
+            out.push(format!("{path}: must be at least {min} characters"));
+        }
+    }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        let shown: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+        out.push(format!("{path}: must be one of {}", shown.join(", ")));
+    }
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                if let Some(child_schema) = schema["properties"].get(key) {
+                    check(child, child_schema, &join(path, key), out);
+                }
+            }
+        }
+        Value::Array(items) if schema["items"].is_object() => {
+            for (index, item) in items.iter().enumerate() {
+                check(item, &schema["items"], &format!("{path}[{index}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
@@ -116,6 +161,32 @@ mod tests {
             unknown_fields(&typo, connector),
             ["spec.grantPolicy.deniedPermisionSets"],
             "a misspelt deny list would allow everything"
+        );
+    }
+
+    #[test]
+    fn lengths_and_enumerations_are_checked_as_the_api_server_does() {
+        let schema = schema_of("AccessGrant").expect("schema");
+        let grant = json!({"spec": {"connectorRef": {"name": "x".repeat(254)},
+            "principal": {"kind": "SsoUser", "name": ""},
+            "target": {"kind": "SsoGroupMembership", "group": "admins"},
+            "deletionPolicy": "Sometimes"}});
+        let found = schema_violations(&grant, schema);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("spec.connectorRef.name: must be no more than 253"))
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("spec.principal.name: must be at least 1"))
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("spec.deletionPolicy: must be one of"))
         );
     }
 }

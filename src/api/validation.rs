@@ -382,8 +382,11 @@ pub fn validate_grant(spec: &AccessGrantSpec) -> Vec<FieldError> {
     if let Some(d) = &spec.duration {
         check_duration("spec.duration", d, &mut errors);
     }
+    // RFC 3339 as the API server's `format: date-time` reads it: a `T` between date and time
+    // (jiff alone would also take a space).
     if let Some(at) = &spec.expires_at
-        && at.parse::<jiff::Timestamp>().is_err()
+        && (at.parse::<jiff::Timestamp>().is_err()
+            || !matches!(at.as_bytes().get(10), Some(b'T' | b't')))
     {
         errors.push(FieldError::new(
             "spec.expiresAt",
@@ -1016,10 +1019,20 @@ mod tests {
             "principal": {"kind": "SsoUser", "name": "a"},
             "target": {"kind": "PermissionSet", "permissionSet": "P", "accountId": ACCOUNT},
             "expiresAt": "tomorrow"});
-        let parsed: AccessGrantSpec = serde_json::from_value(spec).expect("decodes");
+        let parsed: AccessGrantSpec = serde_json::from_value(spec.clone()).expect("decodes");
         let errors = validate_grant(&parsed);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].field, "spec.expiresAt");
+        for (at, valid) in [
+            ("2030-01-01 00:00:00Z", false),
+            ("2030-01-01T00:00:00Z", true),
+            ("2030-01-01T00:00:00+02:00", true),
+        ] {
+            let mut with = spec.clone();
+            with["expiresAt"] = json!(at);
+            let parsed: AccessGrantSpec = serde_json::from_value(with).expect("decodes");
+            assert_eq!(validate_grant(&parsed).is_empty(), valid, "{at}");
+        }
         let crd = serde_json::to_value(AccessGrant::crd()).expect("json");
         let format = crd.pointer(
             "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/expiresAt/format",
