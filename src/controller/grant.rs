@@ -282,7 +282,8 @@ async fn converge(
 /// The status and events a grant's report calls for.
 struct Outcome {
     updates: Vec<ConditionUpdate>,
-    action: Action,
+    /// When to look again; `None` waits for a change.
+    requeue: Option<Duration>,
     events: Vec<(EventType, &'static str, String)>,
 }
 
@@ -406,7 +407,7 @@ async fn apply(
             let reason = shell_reason(&error);
             Outcome {
                 updates: conditions(false, false, reason, &error.to_string()),
-                action: Action::requeue(retry_after(reason, ctx)),
+                requeue: Some(retry_after(reason, ctx)),
                 events,
             }
         }
@@ -438,9 +439,15 @@ async fn apply(
                     reason,
                     message,
                 ));
-                outcome.action = Action::requeue(retry_after(reason, ctx));
+                outcome.requeue = Some(retry_after(reason, ctx));
             }
             outcome.events = events;
+            // Whatever keeps the grant waiting (a connector not Ready, a refusal), its expiry
+            // comes on time.
+            if let Some(at) = report.next_expiry.filter(|at| *at > now) {
+                let until = now.duration_until(at).unsigned_abs() + Duration::from_secs(1);
+                outcome.requeue = Some(outcome.requeue.map_or(until, |r| r.min(until)));
+            }
             outcome
         }
     };
@@ -472,7 +479,7 @@ fn describe_wanted(
             next.access = None;
             return Outcome {
                 updates: conditions(false, false, reason, message),
-                action: Action::requeue(*retry),
+                requeue: Some(*retry),
                 events: Vec::new(),
             };
         }
@@ -532,7 +539,7 @@ fn describe_wanted(
             }
             Outcome {
                 updates: conditions(true, true, reason, &message),
-                action: Action::requeue(next_check(ctx, at, now)),
+                requeue: Some(next_check(ctx, at, now)),
                 events: Vec::new(),
             }
         }
@@ -546,7 +553,7 @@ fn describe_wanted(
             next.last_request_id = Some(request_id);
             Outcome {
                 updates: conditions(false, false, "Pending", &message),
-                action: Action::requeue(PENDING_RETRY),
+                requeue: Some(PENDING_RETRY),
                 events: Vec::new(),
             }
         }
@@ -588,7 +595,7 @@ fn describe_wanted(
         }
         Done::Wait { reason, message } | Done::Refused { reason, message } => Outcome {
             updates: conditions(false, false, reason, &message),
-            action: Action::requeue(
+            requeue: Some(
                 if reason == "ConnectorNotReady"
                     || reason == "ConnectorNotFound"
                     || reason == "ReadOnly"
@@ -610,7 +617,7 @@ fn expired(next: &mut AccessGrantStatus, at: Timestamp) -> Outcome {
     let message = format!("expired at {}; it holds no access", rfc3339(at));
     Outcome {
         updates: conditions(false, true, "Expired", &message),
-        action: Action::await_change(),
+        requeue: None,
         events: Vec::new(),
     }
 }
@@ -621,12 +628,12 @@ fn ended(next: &mut AccessGrantStatus, ending: &Ending) -> Outcome {
         Ending::Expired(at) => expired(next, *at),
         Ending::NotAllowed(rule) => Outcome {
             updates: conditions(false, false, "NotAllowed", rule),
-            action: Action::requeue(RECHECK),
+            requeue: Some(RECHECK),
             events: Vec::new(),
         },
         other => Outcome {
             updates: conditions(false, false, "Revoked", &ending_text(other)),
-            action: Action::requeue(RECHECK),
+            requeue: Some(RECHECK),
             events: Vec::new(),
         },
     }
@@ -682,7 +689,10 @@ async fn write_status(
     for (type_, reason, note) in outcome.events {
         ctx.publish(grant, type_, reason, "Grant", note).await;
     }
-    Ok(outcome.action)
+    Ok(match outcome.requeue {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    })
 }
 
 /// When to look again: the drift check, or the expiry if sooner.

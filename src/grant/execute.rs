@@ -137,6 +137,9 @@ pub struct GrantReport {
     pub wanted: Option<Done>,
     /// What became of other access the grant held (from an older spec).
     pub others: Vec<(Access, Result<Done, ShellError>)>,
+    /// When the earliest access the grant held (as the ledger says) expires: the grant must be
+    /// looked at again by then, whatever else keeps it waiting.
+    pub next_expiry: Option<Timestamp>,
 }
 
 impl GrantReport {
@@ -641,6 +644,12 @@ impl<L: LedgerStore> Shell<'_, L> {
     /// expiry, policy or deletion.
     pub async fn converge(&self, ask: &GrantAsk<'_>) -> Result<GrantReport, ShellError> {
         let held = self.ledger.held_by(self.connector, ask.holder).await?;
+        let next_expiry = held
+            .iter()
+            .filter_map(|s| s.entry.holders.get(ask.holder))
+            .filter_map(|h| h.since.parse().ok())
+            .filter_map(|since| ask.expiry.at(Some(since), ask.now))
+            .min();
         let wanted = match ask.wanted {
             Some(access) => Some(self.run(&single(ask, access, Declared::Yes)).await?),
             None => None,
@@ -656,7 +665,11 @@ impl<L: LedgerStore> Shell<'_, L> {
             let result = self.run(&single(ask, &stored.entry.access, declared)).await;
             others.push((stored.entry.access.clone(), result));
         }
-        Ok(GrantReport { wanted, others })
+        Ok(GrantReport {
+            wanted,
+            others,
+            next_expiry,
+        })
     }
 
     /// One step of deleting the connector: every entry it has is revoked (what the operator
