@@ -11,6 +11,13 @@ pub fn content_hash(bytes: &[u8]) -> String {
     format!("{hash:016x}-{}", bytes.len())
 }
 
+/// The hash part of `content_hash` alone (16 hex digits): short enough for object names and
+/// label values.
+pub fn short_hash(bytes: &[u8]) -> String {
+    let full = content_hash(bytes);
+    full.split('-').next().unwrap_or_default().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -22,5 +29,6 @@ mod tests {
         assert_ne!(content_hash(b""), content_hash(b"\0"));
         // Known FNV-1a 64 value of "a".
         assert_eq!(content_hash(b"a"), "af63dc4c8601ec8c-1");
+        assert_eq!(short_hash(b"a"), "af63dc4c8601ec8c");
     }
 }

@@ -152,12 +152,7 @@ async fn plan_one(
     let expiry = Expiry::of(&grant.spec).at(since, now);
     // AWS as the inventory shows it; the connector as the operator would see a Ready one
     // (`apply` refuses a readOnly connector as a whole).
-    let connector_state = Connector::Present {
-        ready: Ok(()),
-        deleting: false,
-        read_only: false,
-        reachable: Ok(()),
-    };
+    let connector_state = Connector::reachable(false);
     let observed = if actual.contains(&resolved.access) {
         Observed::Present
     } else {
@@ -246,12 +241,7 @@ async fn unlisted(
             )
         })
         .collect();
-    let ready = Connector::Present {
-        ready: Ok(()),
-        deleting: false,
-        read_only: false,
-        reachable: Ok(()),
-    };
+    let ready = Connector::reachable(false);
     let mut lines = Vec::new();
     for stored in ledger.of_connector(connector_key).await? {
         let access = &stored.entry.access;
@@ -533,12 +523,7 @@ async fn execute(
         slots: &slots,
         locks: &locks,
     };
-    let state = Connector::Present {
-        ready: Ok(()),
-        deleting: false,
-        read_only: false,
-        reachable: Ok(()),
-    };
+    let state = Connector::reachable(false);
     let mut failed_prune = false;
     let work: Vec<(usize, AccessGrant, Access)> = lines
         .iter()

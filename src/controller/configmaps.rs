@@ -13,7 +13,7 @@ use kube::{Api, Resource, ResourceExt};
 use super::context::FIELD_MANAGER;
 use crate::api::AwsConnector;
 use crate::fence::Fence;
-use crate::fingerprint::content_hash;
+use crate::fingerprint::{content_hash, short_hash};
 use crate::sync::{StateStore, StoreError};
 
 /// Raw bytes per shard: base64 in `binaryData` grows them by a third, which stays under the
@@ -46,8 +46,7 @@ fn fit(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
-    let hash = content_hash(text.as_bytes());
-    let hash = hash.split('-').next().unwrap_or_default();
+    let hash = short_hash(text.as_bytes());
     let keep = max.saturating_sub(hash.len() + 1);
     let prefix: String = text.chars().take(keep).collect();
     format!("{}-{hash}", prefix.trim_end_matches(['-', '.', '_']))

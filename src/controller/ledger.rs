@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams, Preconditions};
 use kube::{Api, Client, ResourceExt};
 
-use crate::fingerprint::content_hash;
+use crate::fingerprint::short_hash;
 use crate::grant::access::Access;
 use crate::grant::ledger::{LedgerEntry, LedgerError, LedgerStore, Stored, key};
 
@@ -25,11 +25,7 @@ pub struct ConfigMapLedger {
 
 /// A label value for a connector's `namespace/name` (which may not fit one).
 fn connector_label(connector: &str) -> String {
-    content_hash(connector.as_bytes())
-        .split('-')
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    short_hash(connector.as_bytes())
 }
 
 /// The name of the ConfigMap of an entry.

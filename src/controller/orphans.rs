@@ -51,12 +51,7 @@ pub async fn sweep(
         slots: &slots,
         locks: &ctx.access_locks,
     };
-    let state = Connector::Present {
-        ready: Ok(()),
-        deleting: false,
-        read_only: connector.spec.read_only,
-        reachable: Ok(()),
-    };
+    let state = Connector::reachable(connector.spec.read_only);
     let now = jiff::Timestamp::now();
     let mut found = 0;
     for stored in &entries {

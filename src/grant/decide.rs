@@ -31,6 +31,19 @@ pub enum Connector {
     },
 }
 
+impl Connector {
+    /// A connector that is Ready, not being deleted, and through which AWS can be reached:
+    /// how `plan`/`apply` (which authenticated already) and the connector's own sweeps see it.
+    pub fn reachable(read_only: bool) -> Self {
+        Self::Present {
+            ready: Ok(()),
+            deleting: false,
+            read_only,
+            reachable: Ok(()),
+        }
+    }
+}
+
 /// What AWS shows of the access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Observed {
@@ -307,12 +320,7 @@ mod tests {
     }
 
     fn ready() -> Connector {
-        Connector::Present {
-            ready: Ok(()),
-            deleting: false,
-            read_only: false,
-            reachable: Ok(()),
-        }
+        Connector::reachable(false)
     }
 
     fn broken() -> Connector {
@@ -335,12 +343,7 @@ mod tests {
     }
 
     fn read_only() -> Connector {
-        Connector::Present {
-            ready: Ok(()),
-            deleting: false,
-            read_only: true,
-            reachable: Ok(()),
-        }
+        Connector::reachable(true)
     }
 
     fn now() -> Timestamp {

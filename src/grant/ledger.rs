@@ -15,7 +15,7 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 
 use super::access::Access;
-use crate::fingerprint::content_hash;
+use crate::fingerprint::short_hash;
 
 /// Whether the operator made the access, or found it in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,8 +100,7 @@ impl LedgerEntry {
 /// object name, the same in every process.
 pub fn key(connector: &str, access: &Access) -> String {
     let text = serde_json::to_string(&(connector, access)).unwrap_or_default();
-    let hash = content_hash(text.as_bytes());
-    hash.split('-').next().unwrap_or_default().to_string()
+    short_hash(text.as_bytes())
 }
 
 /// An entry as stored, with the version a write must match.
