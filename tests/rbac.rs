@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::support::apiserver::{Access, ApiServer};
 use crate::support::moto::Moto;
 use crate::support::operator::{
-    VALID_ID, aws, grant, secret, settings, wait_condition, wait_grant,
+    VALID_ID, aws, create_org_connector, grant, secret, settings, wait_condition, wait_grant,
 };
 use crate::support::wait;
 
@@ -195,6 +195,19 @@ async fn chart_rbac_is_exactly_what_the_operator_uses() {
     }
 }
 
+async fn create_namespace(client: &kube::Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": name}}))
+            .expect("namespace"),
+        )
+        .await
+        .expect("namespace");
+}
+
 /// With `watchNamespaces` set, the chart binds the operator's ClusterRole with RoleBindings in
 /// those namespaces only, so it cannot list AccessGrants cluster-wide: it must list them
 /// namespace by namespace, and its connector still becomes Ready.
@@ -208,16 +221,7 @@ async fn watching_some_namespaces_never_lists_grants_cluster_wide() {
     })
     .await;
     let client = server.client();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": "team"}}))
-            .expect("namespace"),
-        )
-        .await
-        .expect("namespace");
+    create_namespace(&client, "team").await;
     aws_access_operator::telemetry::init(aws_access_operator::telemetry::LogFormat::Plain, "warn");
     let (trigger, stop) = shutdown::channel();
     let operator = controller::start(
@@ -227,15 +231,7 @@ async fn watching_some_namespaces_never_lists_grants_cluster_wide() {
     )
     .await
     .expect("operator");
-    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), "team");
-    let connector: AwsConnector =
-        serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1",
-        "kind": "AwsConnector", "metadata": {"name": "org"}, "spec": {"region": "us-east-1"}}))
-        .expect("connector");
-    connectors
-        .create(&PostParams::default(), &connector)
-        .await
-        .expect("connector");
+    let connectors = create_org_connector(&client, "team").await;
     let (reason, _) = wait_condition(&connectors, "org", "Ready", "True").await;
     assert_eq!(reason, "Ready");
     trigger.fire();
@@ -255,16 +251,7 @@ async fn a_grant_listing_failure_never_costs_another_sync() {
     })
     .await;
     let client = server.client();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": "ops"}}))
-            .expect("namespace"),
-        )
-        .await
-        .expect("namespace");
+    create_namespace(&client, "ops").await;
     aws_access_operator::telemetry::init(aws_access_operator::telemetry::LogFormat::Plain, "warn");
     let mut watch_all = settings("ops", "replica", aws(&moto).await);
     watch_all.namespaces.clear();
@@ -272,15 +259,7 @@ async fn a_grant_listing_failure_never_costs_another_sync() {
     let operator = controller::start(client.clone(), watch_all, stop)
         .await
         .expect("operator");
-    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), "ops");
-    let connector: AwsConnector =
-        serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1",
-        "kind": "AwsConnector", "metadata": {"name": "org"}, "spec": {"region": "us-east-1"}}))
-        .expect("connector");
-    connectors
-        .create(&PostParams::default(), &connector)
-        .await
-        .expect("connector");
+    let connectors = create_org_connector(&client, "ops").await;
     let (_, message) = wait_condition(&connectors, "org", "Synced", "True").await;
     assert!(
         message.contains("unmanaged access not counted"),

@@ -6,14 +6,16 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use aws_access_operator::api::{AccessGrant, AwsConnector};
+use aws_access_operator::api::AccessGrant;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
 use crate::support::cluster::TestCluster;
 use crate::support::moto::{AMBIENT_AWS_VARIABLES, Moto, SMALL_ORG};
-use crate::support::operator::{grant, start_operator, wait_condition, wait_grant};
+use crate::support::operator::{
+    create_org_connector, grant, start_operator, wait_condition, wait_grant,
+};
 use crate::support::wait;
 
 /// The kubeconfig of the cluster under test: `TEST_KUBECONFIG`, or one written for the
@@ -65,15 +67,7 @@ fn operator(moto: &Moto, kubeconfig: &std::path::Path, namespace: &str) -> Child
 
 /// Creates the AwsConnector `org` (the pod's own credentials) and waits until it is Ready.
 async fn ready_connector(cluster: &TestCluster) {
-    let connectors: Api<AwsConnector> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let connector: AwsConnector =
-        serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1",
-        "kind": "AwsConnector", "metadata": {"name": "org"}, "spec": {"region": "us-east-1"}}))
-        .expect("connector");
-    connectors
-        .create(&PostParams::default(), &connector)
-        .await
-        .expect("connector");
+    let connectors = create_org_connector(&cluster.client, &cluster.namespace).await;
     wait_condition(&connectors, "org", "Ready", "True").await;
 }
 

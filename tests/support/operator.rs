@@ -58,6 +58,20 @@ pub fn connector(name: &str, auth: serde_json::Value) -> AwsConnector {
     .expect("connector")
 }
 
+/// Creates the AwsConnector `org` (the pod's own credentials, us-east-1) in `namespace`;
+/// returns the API to wait on it with.
+pub async fn create_org_connector(client: &Client, namespace: &str) -> Api<AwsConnector> {
+    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), namespace);
+    connectors
+        .create(
+            &kube::api::PostParams::default(),
+            &connector("org", json!({})),
+        )
+        .await
+        .expect("create the connector");
+    connectors
+}
+
 pub fn secret(name: &str, value: &str) -> Secret {
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
