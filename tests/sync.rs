@@ -408,6 +408,221 @@ fn an_interrupted_sync_resumes_from_its_last_page() {
     assert_eq!(content(&resumed), content(&fresh));
 }
 
+/// Something AWS loses between two runs of a sync.
+#[derive(Clone, Copy)]
+enum Deletion {
+    /// The seeded Identity Center group of this index.
+    Group(usize),
+    /// The seeded permission set of this index.
+    PermissionSet(usize),
+}
+
+fn delete(moto: &Moto, seeded: &Value, deletion: Deletion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let config = moto.sdk_config().await;
+        let center = &seeded["identityCenter"];
+        match deletion {
+            Deletion::Group(index) => {
+                aws_sdk_identitystore::Client::new(&config)
+                    .delete_group()
+                    .identity_store_id(center["identityStoreId"].as_str().expect("store"))
+                    .group_id(seeded["ssoGroups"][index]["id"].as_str().expect("group"))
+                    .send()
+                    .await
+                    .expect("delete the group");
+            }
+            Deletion::PermissionSet(index) => {
+                aws_sdk_ssoadmin::Client::new(&config)
+                    .delete_permission_set()
+                    .instance_arn(center["instanceArn"].as_str().expect("instance"))
+                    .permission_set_arn(
+                        seeded["permissionSets"][index]["arn"]
+                            .as_str()
+                            .expect("permission set"),
+                    )
+                    .send()
+                    .await
+                    .expect("delete the permission set");
+            }
+        }
+    });
+}
+
+/// A sync stopped by a refused call at `denied` leaves its page state; then AWS loses what
+/// the state names. The next run lists the affected stream again instead of failing on the
+/// missing item at every retry: it finishes with what a fresh sync of the changed
+/// organization finds, and keeps the rest of the state (fewer calls than a fresh sync).
+fn resume_after(denied: &str, deletion: Deletion) {
+    let moto = Moto::start();
+    let seeded = moto.seed(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(dir.path(), json!({}));
+    let state = dir.path().join("state");
+    let state_arg = state.to_str().expect("utf-8");
+    let with_state = ["--state-dir", state_arg, "--checkpoint-seconds", "0"];
+
+    moto.set_faults(json!({"deny_operations": [denied]}));
+    let stopped = command(&moto, &connector, &with_state)
+        .output()
+        .expect("run sync");
+    assert!(!stopped.status.success(), "the sync stops at {denied}");
+    assert!(
+        state.join("sync-state.json").exists(),
+        "the page state was saved"
+    );
+    moto.set_faults(json!({}));
+    delete(&moto, &seeded, deletion);
+
+    moto.reset_calls();
+    let fresh = sync(&moto, &connector, &[]);
+    let fresh_total: u64 = calls(&fresh).values().sum();
+
+    moto.reset_calls();
+    let output = command(&moto, &connector, &with_state)
+        .output()
+        .expect("run sync");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the resumed sync failed: {stderr}");
+    assert!(
+        stderr.contains("the saved sync state is stale"),
+        "the log says why part of the state was dropped: {stderr}"
+    );
+    let resumed: Value = serde_json::from_slice(&output.stdout).expect("inventory JSON");
+    assert_eq!(resumed["stats"]["resumed"], true);
+    assert_eq!(content(&resumed), content(&fresh));
+    let resumed_calls: u64 = moto.calls().values().sum();
+    assert!(
+        resumed_calls < fresh_total,
+        "the resume kept what was still good: {resumed_calls} calls, a fresh sync {fresh_total}"
+    );
+    assert!(
+        !state.join("sync-state.json").exists(),
+        "a finished sync leaves no page state"
+    );
+}
+
+#[test]
+fn a_group_deleted_while_a_sync_was_stopped_is_listed_again() {
+    resume_after("ListGroupMemberships", Deletion::Group(1));
+}
+
+#[test]
+fn a_permission_set_deleted_while_a_sync_was_stopped_is_listed_again() {
+    resume_after("DescribePermissionSet", Deletion::PermissionSet(2));
+}
+
+#[test]
+fn a_permission_set_deleted_before_its_accounts_were_listed_is_listed_again() {
+    resume_after(
+        "ListAccountsForProvisionedPermissionSet",
+        Deletion::PermissionSet(0),
+    );
+}
+
+/// A page token saved by an interrupted run that AWS no longer accepts restarts that stream
+/// only: the streams finished before it are not listed again.
+#[test]
+fn an_expired_page_token_restarts_its_own_stream() {
+    let moto = Moto::start();
+    moto.seed(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(dir.path(), json!({}));
+    let state = dir.path().join("state");
+    let state_arg = state.to_str().expect("utf-8");
+    let with_state = ["--state-dir", state_arg, "--checkpoint-seconds", "0"];
+    moto.set_faults(json!({"deny_operations": ["ListGroupMemberships"]}));
+    let stopped = command(&moto, &connector, &with_state)
+        .output()
+        .expect("run sync");
+    assert!(!stopped.status.success());
+    moto.set_faults(json!({}));
+
+    // Make the saved state one stopped after the first page of groups, holding a token that
+    // has expired since.
+    let file = state.join("sync-state.json");
+    let mut saved: Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("read state")).expect("state JSON");
+    assert_eq!(saved["phase"], "memberships");
+    saved["phase"] = json!("ssoGroups");
+    saved["item"] = json!(0);
+    saved["nextToken"] = json!("a-token-that-expired");
+    let groups = saved["inventory"]["ssoGroups"]
+        .as_array_mut()
+        .expect("groups");
+    groups.truncate(PAGE as usize);
+    std::fs::write(&file, serde_json::to_vec(&saved).expect("json")).expect("write state");
+
+    moto.reset_calls();
+    let output = command(&moto, &connector, &with_state)
+        .output()
+        .expect("run sync");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("the saved sync state is stale"), "{stderr}");
+    let resumed: Value = serde_json::from_slice(&output.stdout).expect("inventory JSON");
+    let resumed_calls = moto.calls();
+    assert_eq!(
+        resumed_calls.get("ListUsers"),
+        None,
+        "the finished users stream was kept"
+    );
+    assert_eq!(
+        resumed_calls.get("ListGroups"),
+        Some(&(1 + pages(5))),
+        "the refused page, then the groups from the start"
+    );
+    assert_eq!(content(&resumed), content(&sync(&moto, &connector, &[])));
+}
+
+/// Within one run, an item deleted between its listing and the call about it is left out, and
+/// the sync goes on.
+#[test]
+fn an_item_deleted_during_a_sync_is_left_out() {
+    let moto = Moto::start();
+    let seeded = moto.seed(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(dir.path(), json!({}));
+    moto.set_faults(json!({"hold_operations": ["DescribePermissionSet"]}));
+    let child = command(&moto, &connector, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sync");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !moto.calls().contains_key("DescribePermissionSet") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync never reached DescribePermissionSet"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The permission sets are listed; one of them goes before it is described.
+    delete(&moto, &seeded, Deletion::PermissionSet(3));
+    moto.set_faults(json!({}));
+    let output = child.wait_with_output().expect("wait for the sync");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("deleted since it was listed"),
+        "the log says what was left out: {stderr}"
+    );
+    let during: Value = serde_json::from_slice(&output.stdout).expect("inventory JSON");
+    let gone = seeded["permissionSets"][3]["arn"].as_str().expect("arn");
+    let listed: Vec<&str> = during["permissionSets"]
+        .as_array()
+        .expect("permission sets")
+        .iter()
+        .filter_map(|p| p["arn"].as_str())
+        .collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(!listed.contains(&gone));
+    assert_eq!(content(&during), content(&sync(&moto, &connector, &[])));
+}
+
 #[test]
 fn irsa_then_single_and_two_hop_role_chains() {
     let moto = Moto::start();

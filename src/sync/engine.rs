@@ -1,12 +1,12 @@
 //! The sync engine: runs the phases in order over every page, checkpoints the page state so
 //! that an interrupted sync resumes, and uses the cache to spare calls.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::cache::{CachedPermissionSet, SyncCache};
 use super::inventory::Inventory;
-use super::state::{AssignmentListing, PageState, Phase, choose_listing};
+use super::state::{AssignmentListing, PageState, Phase, choose_listing, source_of};
 use super::store::{StateStore, StoreError};
 use crate::api::connector::SyncSpec;
 use crate::aws::error::ErrorKind;
@@ -73,6 +73,11 @@ struct Engine<'a, S> {
     cache: SyncCache,
     cache_hits: u64,
     last_checkpoint: Instant,
+    /// Phases listed in full by this run: their items are fresh. Items of other phases come
+    /// from a saved state and may have been deleted since.
+    listed: BTreeSet<Phase>,
+    /// Whether `state.next_token` came from a saved state (and may have expired).
+    saved_token: bool,
 }
 
 /// What to do with the item index when a page is the last of its item.
@@ -106,6 +111,7 @@ pub async fn run<S: StateStore>(
         tracing::info!(phase = ?state.phase, item = state.item, pages = state.pages, "resuming an interrupted sync");
     }
     let cache = SyncCache::decode(&store.load(CACHE_KEY).await?.unwrap_or_default());
+    let saved_token = state.next_token.is_some();
     let mut engine = Engine {
         session,
         spec,
@@ -115,16 +121,10 @@ pub async fn run<S: StateStore>(
         cache,
         cache_hits: 0,
         last_checkpoint: Instant::now(),
+        listed: BTreeSet::new(),
+        saved_token,
     };
-    match engine.run_phases().await {
-        // A token from an interrupted run may have expired: start over once, from scratch.
-        Err(SyncError::Aws { source, .. }) if resumed && source.kind == ErrorKind::Invalid => {
-            tracing::warn!(error = %source, "the saved sync state no longer works; starting over");
-            engine.state = PageState::fresh(scope.to_string());
-            engine.run_phases().await?;
-        }
-        other => other?,
-    }
+    engine.run_phases().await?;
 
     let mut inventory = std::mem::take(&mut engine.state.inventory);
     inventory.normalize();
@@ -183,6 +183,7 @@ impl<S: StateStore> Engine<'_, S> {
     /// Records that a page was fetched and where the next one starts.
     async fn after_page(&mut self, next: Option<String>, walk: Walk) -> Result<bool, SyncError> {
         self.state.pages += 1;
+        self.saved_token = false;
         let done = next.is_none();
         self.state.next_token = next;
         if done && walk == Walk::PerItem {
@@ -199,7 +200,22 @@ impl<S: StateStore> Engine<'_, S> {
         while self.state.phase != Phase::Done {
             let phase = self.state.phase;
             let before = self.session.caller.stats().total();
-            self.run_phase(phase).await?;
+            if let Err(error) = self.run_phase(phase).await {
+                let Some(to) = self.stale_state(phase, &error) else {
+                    return Err(error);
+                };
+                tracing::warn!(
+                    ?phase,
+                    error = %error.aws().map_or_else(|| error.to_string(), ToString::to_string),
+                    listed_again_from = ?to,
+                    "the saved sync state is stale; listing the affected stream again"
+                );
+                self.state.rewind(to);
+                self.saved_token = false;
+                self.checkpoint(true).await?;
+                continue;
+            }
+            self.listed.insert(phase);
             tracing::info!(
                 ?phase,
                 calls = self.session.caller.stats().total() - before,
@@ -211,6 +227,27 @@ impl<S: StateStore> Engine<'_, S> {
             self.checkpoint(true).await?;
         }
         Ok(())
+    }
+
+    /// Where to list again from when `error` shows that the saved state is stale: a token
+    /// from an interrupted run that AWS no longer accepts restarts its own stream, and an item
+    /// that no longer exists restarts the stream that listed it. `None` when the error is not
+    /// about saved state (every item was listed by this run), so it is a real failure.
+    fn stale_state(&self, phase: Phase, error: &SyncError) -> Option<Phase> {
+        let kind = error.aws()?.kind;
+        if kind == ErrorKind::Invalid && self.saved_token {
+            return Some(phase);
+        }
+        let source = source_of(phase, self.state.listing)?;
+        (kind == ErrorKind::NotFound && !self.listed.contains(&source)).then_some(source)
+    }
+
+    /// Whether `error` says that an item this run listed itself was deleted since: such an
+    /// item is skipped, not a failure. (An item from a saved state is handled by listing its
+    /// stream again; see `stale_state`.)
+    fn deleted_since_listed(&self, phase: Phase, error: &AwsError) -> bool {
+        error.kind == ErrorKind::NotFound
+            && source_of(phase, self.state.listing).is_some_and(|s| self.listed.contains(&s))
     }
 
     fn identity_center(&self) -> Option<(String, String)> {
@@ -307,14 +344,26 @@ impl<S: StateStore> Engine<'_, S> {
         while self.state.item < self.state.inventory.iam_users.len() {
             let index = self.state.item;
             let name = self.state.inventory.iam_users[index].name.clone();
-            let mut page = iam::list_access_keys(
+            let listed = iam::list_access_keys(
                 self.session,
                 &name,
                 self.state.next_token.clone(),
                 self.size(),
             )
-            .await
-            .map_err(|e| self.failed(e))?;
+            .await;
+            let mut page = match listed {
+                Err(e) if self.deleted_since_listed(Phase::AccessKeys, &e) => {
+                    tracing::info!(user = %name, "IAM user deleted since it was listed; left out");
+                    let inventory = &mut self.state.inventory;
+                    inventory.iam_users.remove(index);
+                    for group in &mut inventory.iam_groups {
+                        group.members.retain(|member| member != &name);
+                    }
+                    self.state.next_token = None;
+                    continue;
+                }
+                other => other.map_err(|e| self.failed(e))?,
+            };
             for key in &mut page.items {
                 iam::access_key_last_used(self.session, key)
                     .await
@@ -376,15 +425,23 @@ impl<S: StateStore> Engine<'_, S> {
         while self.state.item < self.state.inventory.sso_groups.len() {
             let index = self.state.item;
             let group = self.state.inventory.sso_groups[index].id.clone();
-            let page = identity_center::list_group_memberships(
+            let listed = identity_center::list_group_memberships(
                 self.session,
                 &store,
                 &group,
                 self.state.next_token.clone(),
                 self.size(),
             )
-            .await
-            .map_err(|e| self.failed(e))?;
+            .await;
+            let page = match listed {
+                Err(e) if self.deleted_since_listed(Phase::Memberships, &e) => {
+                    tracing::info!(%group, "Identity Center group deleted since it was listed; left out");
+                    self.state.inventory.sso_groups.remove(index);
+                    self.state.next_token = None;
+                    continue;
+                }
+                other => other.map_err(|e| self.failed(e))?,
+            };
             self.state.inventory.sso_groups[index]
                 .members
                 .extend(page.items);
@@ -426,10 +483,16 @@ impl<S: StateStore> Engine<'_, S> {
                     cached.clone()
                 }
                 None => {
-                    let details =
+                    let described =
                         identity_center::describe_permission_set(self.session, &instance, &arn)
-                            .await
-                            .map_err(|e| self.failed(e))?;
+                            .await;
+                    let details = match described {
+                        Err(e) if self.deleted_since_listed(Phase::PermissionSetDetails, &e) => {
+                            self.forget_permission_set(&arn);
+                            continue;
+                        }
+                        other => other.map_err(|e| self.failed(e))?,
+                    };
                     self.cache.permission_sets.insert(
                         arn.clone(),
                         CachedPermissionSet {
@@ -447,6 +510,24 @@ impl<S: StateStore> Engine<'_, S> {
         Ok(())
     }
 
+    /// Leaves out a permission set deleted since this run listed it.
+    fn forget_permission_set(&mut self, arn: &str) {
+        tracing::info!(permission_set = %arn, "permission set deleted since it was listed; left out");
+        self.state.permission_set_arns.retain(|a| a != arn);
+        self.state
+            .inventory
+            .permission_sets
+            .retain(|p| p.arn != arn);
+        self.state.provisioned.remove(arn);
+        self.state.next_token = None;
+    }
+
+    /// Moves past the current item of a per-item phase without listing the rest of it.
+    fn skip_item(&mut self) {
+        self.state.item += 1;
+        self.state.next_token = None;
+    }
+
     fn principals(&self) -> usize {
         self.state.inventory.sso_users.len() + self.state.inventory.sso_groups.len()
     }
@@ -460,17 +541,23 @@ impl<S: StateStore> Engine<'_, S> {
             self.state.listing = Some(listing);
             return Ok(());
         }
-        while self.state.item < sets {
+        while self.state.item < self.state.permission_set_arns.len() {
             let arn = self.state.permission_set_arns[self.state.item].clone();
-            let page = identity_center::list_provisioned_accounts(
+            let listed = identity_center::list_provisioned_accounts(
                 self.session,
                 &instance,
                 &arn,
                 self.state.next_token.clone(),
                 self.size(),
             )
-            .await
-            .map_err(|e| self.failed(e))?;
+            .await;
+            let page = match listed {
+                Err(e) if self.deleted_since_listed(Phase::Provisioning, &e) => {
+                    self.forget_permission_set(&arn);
+                    continue;
+                }
+                other => other.map_err(|e| self.failed(e))?,
+            };
             self.state
                 .provisioned
                 .entry(arn)
@@ -479,6 +566,7 @@ impl<S: StateStore> Engine<'_, S> {
             self.after_page(page.next, Walk::PerItem).await?;
         }
         let pairs = self.state.provisioned.values().map(Vec::len).sum();
+        let sets = self.state.permission_set_arns.len();
         self.state.listing = choose_listing(self.principals(), sets, Some(pairs));
         Ok(())
     }
@@ -492,7 +580,7 @@ impl<S: StateStore> Engine<'_, S> {
                 let pairs = self.state.pairs();
                 while self.state.item < pairs.len() {
                     let (ps, account) = &pairs[self.state.item];
-                    let page = identity_center::list_account_assignments(
+                    let listed = identity_center::list_account_assignments(
                         self.session,
                         &instance,
                         account,
@@ -500,8 +588,15 @@ impl<S: StateStore> Engine<'_, S> {
                         self.state.next_token.clone(),
                         self.size(),
                     )
-                    .await
-                    .map_err(|e| self.failed(e))?;
+                    .await;
+                    let page = match listed {
+                        Err(e) if self.deleted_since_listed(Phase::Assignments, &e) => {
+                            tracing::info!(permission_set = %ps, %account, "permission set or account gone since it was listed; left out");
+                            self.skip_item();
+                            continue;
+                        }
+                        other => other.map_err(|e| self.failed(e))?,
+                    };
                     self.state.inventory.assignments.extend(page.items);
                     self.after_page(page.next, Walk::PerItem).await?;
                 }
@@ -524,7 +619,7 @@ impl<S: StateStore> Engine<'_, S> {
                     .collect();
                 while self.state.item < principals.len() {
                     let (kind, id) = &principals[self.state.item];
-                    let page = identity_center::list_assignments_for_principal(
+                    let listed = identity_center::list_assignments_for_principal(
                         self.session,
                         &instance,
                         kind,
@@ -532,8 +627,15 @@ impl<S: StateStore> Engine<'_, S> {
                         self.state.next_token.clone(),
                         self.size(),
                     )
-                    .await
-                    .map_err(|e| self.failed(e))?;
+                    .await;
+                    let page = match listed {
+                        Err(e) if self.deleted_since_listed(Phase::Assignments, &e) => {
+                            tracing::info!(principal = %id, "principal deleted since it was listed; left out");
+                            self.skip_item();
+                            continue;
+                        }
+                        other => other.map_err(|e| self.failed(e))?,
+                    };
                     self.state.inventory.assignments.extend(page.items);
                     self.after_page(page.next, Walk::PerItem).await?;
                 }

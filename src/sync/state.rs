@@ -116,12 +116,80 @@ impl PageState {
             || self.pages > 0
     }
 
+    /// Forgets what phase `to` and every later phase gathered and restarts at `to`: the way a
+    /// stream whose saved items went stale is listed again. Earlier phases are kept.
+    pub fn rewind(&mut self, to: Phase) {
+        let inventory = &mut self.inventory;
+        let from = |phase: Phase| phase >= to;
+        if from(Phase::Accounts) {
+            inventory.accounts.clear();
+        }
+        if from(Phase::IamDetails) {
+            inventory.iam_users.clear();
+            inventory.iam_groups.clear();
+            inventory.iam_roles.clear();
+        }
+        if from(Phase::AccessKeys) {
+            for user in &mut inventory.iam_users {
+                user.access_keys = None;
+            }
+        }
+        if from(Phase::Instance) {
+            inventory.identity_center = None;
+        }
+        if from(Phase::SsoUsers) {
+            inventory.sso_users.clear();
+        }
+        if from(Phase::SsoGroups) {
+            inventory.sso_groups.clear();
+        }
+        if from(Phase::Memberships) {
+            for group in &mut inventory.sso_groups {
+                group.members.clear();
+            }
+        }
+        if from(Phase::PermissionSets) {
+            self.permission_set_arns.clear();
+        }
+        if from(Phase::PermissionSetDetails) {
+            inventory.permission_sets.clear();
+        }
+        if from(Phase::Provisioning) {
+            self.provisioned.clear();
+            self.listing = None;
+        }
+        if from(Phase::Assignments) {
+            inventory.assignments.clear();
+        }
+        self.phase = to;
+        self.item = 0;
+        self.next_token = None;
+    }
+
     /// The (permission set, account) pairs per-account listing walks, in a stable order.
     pub fn pairs(&self) -> Vec<(String, String)> {
         self.provisioned
             .iter()
             .flat_map(|(ps, accounts)| accounts.iter().map(move |a| (ps.clone(), a.clone())))
             .collect()
+    }
+}
+
+/// The phase whose listing produced the items `phase` asks about, one by one or by id: when
+/// AWS says one of them no longer exists, that is the stream to list again. `None` for the
+/// phases that stand on nothing listed before them.
+pub fn source_of(phase: Phase, listing: Option<AssignmentListing>) -> Option<Phase> {
+    use Phase::*;
+    match phase {
+        AccessKeys => Some(IamDetails),
+        SsoUsers | SsoGroups | PermissionSets => Some(Instance),
+        Memberships => Some(SsoGroups),
+        PermissionSetDetails | Provisioning => Some(PermissionSets),
+        Assignments => match listing {
+            Some(AssignmentListing::PerAccount) => Some(PermissionSets),
+            Some(AssignmentListing::PerPrincipal) | None => Some(SsoUsers),
+        },
+        Accounts | IamDetails | Instance | Done => None,
     }
 }
 
@@ -195,6 +263,95 @@ mod tests {
             choose_listing(100, 10, Some(500)),
             Some(AssignmentListing::PerPrincipal)
         );
+    }
+
+    #[test]
+    fn rewinding_forgets_the_stream_and_what_came_after_it_only() {
+        use crate::sync::inventory::{Account, Assignment, SsoGroup, SsoUser};
+        let mut state = PageState::fresh(String::new());
+        state.inventory.accounts.push(Account {
+            id: "111122223333".into(),
+            ..Default::default()
+        });
+        state.inventory.sso_users.push(SsoUser {
+            id: "u1".into(),
+            ..Default::default()
+        });
+        state.inventory.sso_groups.push(SsoGroup {
+            id: "g1".into(),
+            members: vec!["u1".into()],
+            ..Default::default()
+        });
+        state.permission_set_arns.push("ps-1".into());
+        state.provisioned.insert("ps-1".into(), vec!["1".into()]);
+        state.listing = Some(AssignmentListing::PerAccount);
+        state.inventory.assignments.push(Assignment::default());
+        state.phase = Phase::Assignments;
+        state.item = 3;
+        state.next_token = Some("t".into());
+        state.pages = 9;
+
+        let mut memberships = state.clone();
+        memberships.rewind(Phase::Memberships);
+        assert_eq!(memberships.phase, Phase::Memberships);
+        assert_eq!(
+            (memberships.item, memberships.next_token.as_deref()),
+            (0, None)
+        );
+        assert_eq!(memberships.inventory.sso_groups.len(), 1, "the groups stay");
+        assert!(memberships.inventory.sso_groups[0].members.is_empty());
+        assert!(memberships.permission_set_arns.is_empty());
+        assert!(memberships.provisioned.is_empty() && memberships.listing.is_none());
+        assert!(memberships.inventory.assignments.is_empty());
+        assert_eq!(
+            memberships.pages, 9,
+            "pages already paid for are still counted"
+        );
+
+        let mut sets = state.clone();
+        sets.rewind(Phase::PermissionSets);
+        assert_eq!(
+            sets.inventory.sso_groups[0].members,
+            ["u1"],
+            "memberships stay"
+        );
+        assert!(sets.permission_set_arns.is_empty() && sets.inventory.assignments.is_empty());
+
+        let mut groups = state.clone();
+        groups.rewind(Phase::SsoGroups);
+        assert!(groups.inventory.sso_groups.is_empty());
+        assert_eq!(groups.inventory.sso_users.len(), 1);
+        assert_eq!(groups.inventory.accounts.len(), 1);
+    }
+
+    #[test]
+    fn each_stream_is_listed_again_from_where_its_items_came() {
+        use AssignmentListing::*;
+        assert_eq!(source_of(Phase::Memberships, None), Some(Phase::SsoGroups));
+        assert_eq!(
+            source_of(Phase::PermissionSetDetails, None),
+            Some(Phase::PermissionSets)
+        );
+        assert_eq!(
+            source_of(Phase::Assignments, Some(PerAccount)),
+            Some(Phase::PermissionSets)
+        );
+        assert_eq!(
+            source_of(Phase::Assignments, Some(PerPrincipal)),
+            Some(Phase::SsoUsers)
+        );
+        assert_eq!(source_of(Phase::SsoUsers, None), Some(Phase::Instance));
+        assert_eq!(source_of(Phase::Accounts, None), None);
+        // A stream is always listed again from an earlier phase, never a later one.
+        let mut phase = Phase::Accounts;
+        while phase != Phase::Done {
+            for listing in [None, Some(PerAccount), Some(PerPrincipal)] {
+                if let Some(source) = source_of(phase, listing) {
+                    assert!(source < phase, "{phase:?} from {source:?}");
+                }
+            }
+            phase = phase.next();
+        }
     }
 
     #[test]

@@ -133,6 +133,29 @@ class LauncherTest(ServerTest):
         listed = sso.list_account_assignments(InstanceArn=arn, AccountId="111122223333", PermissionSetArn=ps)
         self.assertEqual(len(listed["AccountAssignments"]), 1)
 
+    def test_lists_about_deleted_things_answer_not_found(self):
+        sso, arn, store = self.instance()
+        ids = self.client("identitystore")
+        group = ids.create_group(IdentityStoreId=store, DisplayName="engineers")["GroupId"]
+        self.assertEqual(ids.list_group_memberships(IdentityStoreId=store, GroupId=group)["GroupMemberships"], [])
+        ps = sso.create_permission_set(Name="ReadOnly", InstanceArn=arn)["PermissionSet"]["PermissionSetArn"]
+        self.assertEqual(sso.list_account_assignments(InstanceArn=arn, AccountId="111122223333",
+                                                      PermissionSetArn=ps)["AccountAssignments"], [])
+        self.assertEqual(sso.list_accounts_for_provisioned_permission_set(
+            InstanceArn=arn, PermissionSetArn=ps)["AccountIds"], [])
+
+        ids.delete_group(IdentityStoreId=store, GroupId=group)
+        sso.delete_permission_set(InstanceArn=arn, PermissionSetArn=ps)
+        calls = [
+            lambda: ids.list_group_memberships(IdentityStoreId=store, GroupId=group),
+            lambda: sso.list_account_assignments(InstanceArn=arn, AccountId="111122223333", PermissionSetArn=ps),
+            lambda: sso.list_accounts_for_provisioned_permission_set(InstanceArn=arn, PermissionSetArn=ps),
+        ]
+        for call in calls:
+            with self.assertRaises(ClientError) as missing:
+                call()
+            self.assertEqual(missing.exception.response["Error"]["Code"], "ResourceNotFoundException")
+
     def test_binds_loopback_only(self):
         refused = subprocess.run([sys.executable, LAUNCHER, "--host", "0.0.0.0"], capture_output=True, text=True)
         self.assertNotEqual(refused.returncode, 0)
@@ -174,6 +197,21 @@ class FaultsAndProvisioningTest(ServerTest):
         self.assertEqual(provisioned["PermissionSets"], [ps])
         none = sso.list_permission_sets_provisioned_to_account(InstanceArn=arn, AccountId="999999999999")
         self.assertEqual(none["PermissionSets"], [])
+
+    def test_held_operations_wait_until_the_faults_change(self):
+        import threading
+
+        iam = self.client("iam")
+        self.control("POST", "/_launcher/faults", {"hold_operations": ["ListRoles"]})
+        iam.list_users()  # not held
+        answered = threading.Event()
+        caller = threading.Thread(target=lambda: (iam.list_roles(), answered.set()))
+        caller.start()
+        self.assertFalse(answered.wait(1.0), "a held operation answered before the faults changed")
+        iam.create_role(RoleName="made-while-held", AssumeRolePolicyDocument="{}")
+        self.control("POST", "/_launcher/faults", {})
+        self.assertTrue(answered.wait(10), "the held request was not released")
+        caller.join()
 
     def test_faults_throttle_count_and_deny(self):
         iam = self.client("iam")

@@ -16,13 +16,17 @@ operator depends on, this launcher patches it in memory (installed packages are 
 * sso-admin ListAccountsForProvisionedPermissionSet answers only the caller's account and
   ListPermissionSetsProvisionedToAccount ignores AccountId; neither pages. AWS provisions a
   permission set to every account it is assigned on (or provisioned to), and pages both.
+* identitystore ListGroupMemberships of a group that does not exist, and sso-admin
+  ListAccountAssignments and ListAccountsForProvisionedPermissionSet of a permission set that
+  does not exist, answer an empty list; AWS answers ResourceNotFoundException.
 
 Faults come from a WSGI middleware in front of moto, set through `POST /_launcher/faults`
 (JSON): `throttle_every` (every Nth AWS request answers Throttling/ThrottlingException),
 `error_every` (every Nth answers 500), `deny_assume_role` (role ARNs whose AssumeRole is
 AccessDenied), `require_external_id` (role ARN → the ExternalId its trust policy requires: any
 other, or none, is AccessDenied), `deny_operations` (operations answered AccessDenied), `hang_after` (requests after the Nth wait until the faults change: lets a test
-stop a client at a known point), `in_progress_polls` (account assignment creations and deletions
+stop a client at a known point), `hold_operations` (requests of these operations wait until
+the faults change: lets a test change AWS while a client is between two calls), `in_progress_polls` (account assignment creations and deletions
 report IN_PROGRESS, and stay so for that many status polls), `fail_assignments` (account
 assignment creations FAILED with this reason, creating nothing). `GET /_launcher/calls` counts the AWS requests moto received,
 by operation; `POST /_launcher/calls/reset` zeroes them.
@@ -255,6 +259,43 @@ def patch_provisioning():
     SSOAdminResponse.list_permission_sets_provisioned_to_account = list_permission_sets_provisioned_to_account
 
 
+def patch_unknown_resources():
+    """List calls about a group or permission set that does not exist answer ResourceNotFound, as
+    AWS does; moto answers an empty list, which would hide a sync that names deleted things."""
+    from moto.identitystore.exceptions import ResourceNotFoundException as StoreNotFound
+    from moto.identitystore.models import IdentityStoreBackend
+    from moto.ssoadmin.models import SSOAdminBackend
+    from moto.ssoadmin.responses import SSOAdminResponse
+
+    original_memberships = IdentityStoreBackend.list_group_memberships
+
+    def list_group_memberships(self, identity_store_id, group_id, **kwargs):
+        store = self._IdentityStoreBackend__get_identity_store(identity_store_id)
+        if group_id not in store.groups:
+            raise StoreNotFound(message="Group does not exist", resource_type="GROUP")
+        return original_memberships(self, identity_store_id=identity_store_id, group_id=group_id, **kwargs)
+
+    IdentityStoreBackend.list_group_memberships = list_group_memberships
+
+    original_assignments = SSOAdminBackend.list_account_assignments
+
+    def list_account_assignments(self, instance_arn, account_id, permission_set_arn, **kwargs):
+        self._find_permission_set(instance_arn, permission_set_arn)
+        return original_assignments(self, instance_arn=instance_arn, account_id=account_id,
+                                    permission_set_arn=permission_set_arn, **kwargs)
+
+    SSOAdminBackend.list_account_assignments = list_account_assignments
+
+    # Installed by patch_provisioning, which runs first.
+    original_provisioned = SSOAdminResponse.list_accounts_for_provisioned_permission_set
+
+    def list_accounts_for_provisioned_permission_set(self):
+        self.ssoadmin_backend._find_permission_set(self._get_param("InstanceArn"), self._get_param("PermissionSetArn"))
+        return original_provisioned(self)
+
+    SSOAdminResponse.list_accounts_for_provisioned_permission_set = list_accounts_for_provisioned_permission_set
+
+
 PATCHES = [
     patch_session_duration,
     patch_permission_set_arns,
@@ -262,6 +303,7 @@ PATCHES = [
     patch_iam_paging,
     patch_duplicates,
     patch_provisioning,
+    patch_unknown_resources,
 ]
 
 
@@ -346,7 +388,8 @@ class Faults:
             self.seen += 1
             seen, settings = self.seen, self.settings
             hang_after = settings.get("hang_after")
-            if hang_after is not None and seen > hang_after:
+            held = operation in settings.get("hold_operations", [])
+            if held or (hang_after is not None and seen > hang_after):
                 # Hold the request until the test changes the faults (or a minute passes).
                 self.changed.wait_for(lambda: self.settings is not settings, timeout=60)
         if operation in settings.get("deny_operations", []):
