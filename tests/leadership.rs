@@ -1,6 +1,7 @@
-//! The leader's fence against the API emulator: a holder cut off from the API server stops
-//! writing before another replica can take the lease. (A real cluster cannot be cut off from one
-//! replica on demand, so this runs on the emulator only.)
+//! Losing the API server, against the emulator: a leader cut off from it stops writing before
+//! another replica can take the lease, and the watches of an operator cut off recover within
+//! seconds once it answers again. (A real cluster cannot be cut off from one replica on demand,
+//! so these run on the emulator only.)
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,15 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use tokio::net::{TcpListener, TcpStream};
 
+use aws_access_operator::api::AccessGrant;
+use aws_access_operator::api::conditions::Conditions;
+use aws_access_operator::controller;
+use kube::api::PostParams;
+use serde_json::json;
+
 use crate::support::apiserver::ApiServer;
+use crate::support::moto::Moto;
+use crate::support::operator::{aws, grant, settings, wait_grant};
 use crate::support::wait;
 
 /// A TCP forwarder to the emulator that can be cut: every connection through it is dropped, and
@@ -63,6 +72,11 @@ impl Cable {
     fn client(&self) -> kube::Client {
         let config = kube::Config::new(format!("http://{}", self.addr).parse().expect("url"));
         kube::Client::try_from(config).expect("client")
+    }
+
+    /// Lets connections through again.
+    fn mend(&self) {
+        self.cut.store(false, Ordering::SeqCst);
     }
 
     fn cut(&self) {
@@ -163,3 +177,72 @@ async fn a_leader_cut_off_stops_writing_before_another_can_lead() {
         Some("replica-b")
     );
 }
+
+/// The operator's watches back off while the API server is unreachable, and the history they
+/// would resume from is compacted meanwhile (their resume answers 410 Gone). Once the server
+/// answers again, a new AccessGrant is seen within seconds: the waits between retries stay
+/// short and start over at the first success, instead of growing to half a minute for the
+/// relist that follows the 410 too.
+#[tokio::test]
+async fn watches_recover_within_seconds_after_an_outage() {
+    let moto = Moto::start();
+    let server = ApiServer::start().await;
+    let upstream: SocketAddr = server
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
+    let cable = Cable::to(upstream).await;
+    let ns = "outage";
+    let mut settings = settings(ns, "replica", aws(&moto).await);
+    settings.leader_election = None;
+    let (trigger, stop) = shutdown::channel();
+    let operator = controller::start(cable.client(), settings, stop)
+        .await
+        .expect("operator");
+
+    let grants: Api<AccessGrant> = Api::namespaced(server.client(), ns);
+    let missing_connector = |name: &str| {
+        grant(
+            name,
+            "no-such-connector",
+            json!({"kind": "IamUser", "name": "iam-user-00"}),
+            json!({"kind": "IamGroupMembership", "group": "iam-group-00"}),
+            json!({}),
+        )
+    };
+    grants
+        .create(&PostParams::default(), &missing_connector("before"))
+        .await
+        .expect("grant");
+    wait_grant(&grants, "before", "ConnectorNotFound").await;
+
+    // Long enough for retries that double from under a second to reach half a minute apart.
+    cable.cut();
+    tokio::time::sleep(OUTAGE).await;
+    server.with_store(|store| store.compact());
+    cable.mend();
+
+    grants
+        .create(&PostParams::default(), &missing_connector("after"))
+        .await
+        .expect("grant");
+    wait::until(
+        "the grant created after the outage to be seen",
+        RECOVERY,
+        || async {
+            let grant = grants.get_opt("after").await.ok()??;
+            let ready = grant.status?.conditions.condition("Ready")?.clone();
+            (ready.reason == "ConnectorNotFound").then_some(())
+        },
+    )
+    .await;
+    trigger.fire();
+    operator.task.await.expect("join").expect("stop");
+}
+
+/// How long the API server is unreachable.
+const OUTAGE: Duration = Duration::from_secs(35);
+/// How soon after it answers again the operator must be watching: the longest wait between
+/// retries (5 s), a relist, and a reconciliation, with room for a loaded machine.
+const RECOVERY: Duration = Duration::from_secs(15);

@@ -14,6 +14,7 @@ pub mod orphans;
 pub mod session;
 pub mod shutdown;
 pub mod status;
+pub mod watch_backoff;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,6 +41,7 @@ use error::{Error, backoff};
 use health::Health;
 use metrics::Metrics;
 use shutdown::Shutdown;
+use watch_backoff::{NoWait, watch};
 
 /// How the operator runs.
 #[derive(Clone, Debug)]
@@ -205,8 +207,7 @@ async fn run_controllers(
         // Only spec (generation: deletion moves it too), annotation (sync-now) and finalizer
         // changes start a reconciliation: the operator's own status writes do not wake it again.
         let (reader, writer) = reflector::store();
-        let changes = watcher(api, watcher::Config::default().any_semantic())
-            .default_backoff()
+        let changes = watch(api, watcher::Config::default().any_semantic())
             .reflect(writer)
             .applied_objects()
             .predicate_filter(
@@ -215,14 +216,13 @@ async fn run_controllers(
                     .combine(predicates::finalizers),
                 Default::default(),
             );
-        let controller = Controller::for_stream(changes, reader);
+        // Each watch feeding the controller waits on its own after an error (`watch`).
+        let controller = Controller::for_stream(changes, reader).trigger_backoff(NoWait);
         let store = controller.store();
         // A Secret an AwsConnector names (`externalIdSecretRef`) that appears or changes after
         // the connector re-evaluates it. Only the Secrets' metadata is watched: their values are
         // read when needed, never held.
-        let secret_changes = watcher(secrets, watcher::Config::default())
-            .default_backoff()
-            .touched_objects();
+        let secret_changes = watch(secrets, watcher::Config::default()).touched_objects();
         let run = controller
             .watches_stream(secret_changes, move |secret: PartialObjectMeta<Secret>| {
                 let (name, namespace) = (secret.name_any(), secret.namespace());
@@ -259,40 +259,38 @@ async fn run_controllers(
         // Spec changes, deletion (which moves the generation) and finalizer changes start a
         // reconciliation; the operator's own status writes do not.
         let (reader, writer) = reflector::store();
-        let changes = watcher(grants, watcher::Config::default().any_semantic())
-            .default_backoff()
+        let changes = watch(grants, watcher::Config::default().any_semantic())
             .reflect(writer)
             .applied_objects()
             .predicate_filter(
                 predicates::generation.combine(predicates::finalizers),
                 Default::default(),
             );
-        let controller = Controller::for_stream(changes, reader);
+        // Each watch feeding the controller waits on its own after an error (`watch`).
+        let controller = Controller::for_stream(changes, reader).trigger_backoff(NoWait);
         let store = controller.store();
         // A connector that changes (becomes Ready, changes its policy) re-evaluates the grants
         // that use it.
+        let connector_changes =
+            watch(connectors, watcher::Config::default().any_semantic()).touched_objects();
         let run = controller
-            .watches(
-                connectors,
-                watcher::Config::default().any_semantic(),
-                move |connector| {
-                    let (name, namespace) = (connector.name_any(), connector.namespace());
-                    store
-                        .state()
-                        .into_iter()
-                        .filter(|g| {
-                            g.spec.connector_ref.name == name
-                                && g.spec
-                                    .connector_ref
-                                    .namespace
-                                    .clone()
-                                    .or_else(|| g.namespace())
-                                    == namespace
-                        })
-                        .map(|g| ObjectRef::from_obj(&*g))
-                        .collect::<Vec<_>>()
-                },
-            )
+            .watches_stream(connector_changes, move |connector: AwsConnector| {
+                let (name, namespace) = (connector.name_any(), connector.namespace());
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|g| {
+                        g.spec.connector_ref.name == name
+                            && g.spec
+                                .connector_ref
+                                .namespace
+                                .clone()
+                                .or_else(|| g.namespace())
+                                == namespace
+                    })
+                    .map(|g| ObjectRef::from_obj(&*g))
+                    .collect::<Vec<_>>()
+            })
             .run(
                 |obj, ctx| timed(grant::CONTROLLER, obj, ctx, grant::reconcile),
                 |obj, error, ctx| error_policy(grant::CONTROLLER, obj, error, ctx),
