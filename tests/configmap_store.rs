@@ -24,14 +24,17 @@ async fn large_values_shard_round_trip_and_are_rewritten_only_on_change() {
         .create(&PostParams::default(), &connector)
         .await
         .expect("create");
-    let store = ConnectorConfigMaps::new(client.clone(), &connector).expect("store");
+    let store =
+        ConnectorConfigMaps::new(client.clone(), &cluster.namespace, &connector).expect("store");
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &cluster.namespace);
+    let base = store.base_name("inventory");
+    assert_eq!(base, format!("{}.big-inventory", cluster.namespace));
 
     // A value of two and a half shards.
     let value: Vec<u8> = (0..SHARD_BYTES * 5 / 2).map(|i| (i % 251) as u8).collect();
     assert!(store.write("inventory", &value).await.expect("write"));
     let shards = config_maps
-        .list(&ListParams::default().labels("awsaccess.io/part-of=big-inventory"))
+        .list(&ListParams::default().labels(&format!("awsaccess.io/part-of={base}")))
         .await
         .expect("list");
     assert_eq!(shards.items.len(), 3);
@@ -40,9 +43,12 @@ async fn large_values_shard_round_trip_and_are_rewritten_only_on_change() {
             shard.metadata.annotations.as_ref().expect("annotations")[ANNOTATION_SHARDS],
             "3"
         );
-        let owner = &shard.metadata.owner_references.as_ref().expect("owner")[0];
-        assert_eq!(owner.uid, connector.metadata.uid.clone().expect("uid"));
-        assert_eq!(owner.controller, Some(true));
+        let labels = shard.metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels["awsaccess.io/connector"], "big");
+        assert_eq!(
+            labels["awsaccess.io/connector-namespace"],
+            cluster.namespace.as_str()
+        );
     }
     assert_eq!(
         store.load("inventory").await.expect("load").as_deref(),
@@ -50,7 +56,7 @@ async fn large_values_shard_round_trip_and_are_rewritten_only_on_change() {
     );
 
     let version = config_maps
-        .get("big-inventory-0")
+        .get(&format!("{base}-0"))
         .await
         .expect("get")
         .metadata
@@ -61,7 +67,7 @@ async fn large_values_shard_round_trip_and_are_rewritten_only_on_change() {
     );
     assert_eq!(
         config_maps
-            .get("big-inventory-0")
+            .get(&format!("{base}-0"))
             .await
             .expect("get")
             .metadata
@@ -72,7 +78,7 @@ async fn large_values_shard_round_trip_and_are_rewritten_only_on_change() {
     // Shrinking removes the shards no longer needed.
     assert!(store.write("inventory", b"small").await.expect("write"));
     let shards = config_maps
-        .list(&ListParams::default().labels("awsaccess.io/part-of=big-inventory"))
+        .list(&ListParams::default().labels(&format!("awsaccess.io/part-of={base}")))
         .await
         .expect("list");
     assert_eq!(shards.items.len(), 1);
@@ -84,6 +90,26 @@ async fn large_values_shard_round_trip_and_are_rewritten_only_on_change() {
     store.delete("inventory").await.expect("delete");
     assert_eq!(store.load("inventory").await.expect("load"), None);
     assert_eq!(store.load("never-written").await.expect("load"), None);
+
+    // When the connector goes, all its values go, and nothing of another connector.
+    store.write("cache", b"cached").await.expect("write");
+    store.write("inventory", &value).await.expect("write");
+    let mut other = connector.clone();
+    other.metadata.name = Some("other".into());
+    let other =
+        ConnectorConfigMaps::new(client.clone(), &cluster.namespace, &other).expect("store");
+    other.write("cache", b"kept").await.expect("write");
+    assert_eq!(
+        store.remove_all().await.expect("remove all"),
+        4,
+        "1 + 3 shards"
+    );
+    assert_eq!(store.load("cache").await.expect("load"), None);
+    assert_eq!(store.load("inventory").await.expect("load"), None);
+    assert_eq!(
+        other.load("cache").await.expect("load").as_deref(),
+        Some(&b"kept"[..])
+    );
     cluster.cleanup().await;
 }
 
@@ -104,7 +130,8 @@ async fn a_long_connector_name_still_fits() {
         .create(&PostParams::default(), &connector)
         .await
         .expect("create");
-    let store = ConnectorConfigMaps::new(client.clone(), &connector).expect("store");
+    let store =
+        ConnectorConfigMaps::new(client.clone(), &cluster.namespace, &connector).expect("store");
     let value = b"{\"accounts\": []}".to_vec();
     assert!(store.write("inventory", &value).await.expect("write"));
     assert_eq!(

@@ -2,6 +2,7 @@
 //! names (CRDs from `crds/` installed). The same code runs in both places.
 
 use aws_access_operator::api::{AccessGrant, AwsConnector, GRANT_FINALIZER};
+use aws_access_operator::controller::configmaps::base_name;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -278,16 +279,21 @@ async fn connector_syncs_into_status_and_configmaps() {
     assert_eq!(last.outcome.as_deref(), Some("Succeeded"));
     assert!(last.api_calls > 10, "{last:?}");
 
-    // The inventory is in ConfigMaps owned by the connector, and holds no credentials.
+    // The inventory is in ConfigMaps of the operator's namespace (here the test's), labelled
+    // with the connector, and holds no credentials.
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let name = |key: &str| format!("{}-0", base_name(&ns, "org", key));
     let shard = config_maps
-        .get("org-inventory-0")
+        .get(&name("inventory"))
         .await
         .expect("inventory ConfigMap");
-    let owner = &shard.metadata.owner_references.as_ref().expect("owner")[0];
+    let labels = shard.metadata.labels.as_ref().expect("labels");
     assert_eq!(
-        (owner.kind.as_str(), owner.name.as_str()),
-        ("AwsConnector", "org")
+        (
+            labels["awsaccess.io/connector"].as_str(),
+            labels["awsaccess.io/connector-namespace"].as_str()
+        ),
+        ("org", ns.as_str())
     );
     let bytes = &shard.binary_data.as_ref().expect("binaryData")["content"].0;
     let inventory: serde_json::Value = serde_json::from_slice(bytes).expect("inventory JSON");
@@ -297,13 +303,13 @@ async fn connector_syncs_into_status_and_configmaps() {
         "no credentials in ConfigMaps"
     );
     let cache = config_maps
-        .get("org-cache-0")
+        .get(&name("cache"))
         .await
         .expect("cache ConfigMap");
     assert!(cache.binary_data.is_some());
     assert!(
         config_maps
-            .get_opt("org-sync-state-0")
+            .get_opt(&name("sync-state"))
             .await
             .expect("get")
             .is_none(),
@@ -338,7 +344,7 @@ async fn connector_syncs_into_status_and_configmaps() {
         "a new sync ran"
     );
     let again = config_maps
-        .get("org-inventory-0")
+        .get(&name("inventory"))
         .await
         .expect("inventory ConfigMap");
     assert_eq!(

@@ -908,7 +908,14 @@ async fn unmanaged_access_is_counted_and_listed_never_revoked() {
     let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
     let listed = config_maps
-        .get("org-unmanaged-0")
+        .get(&format!(
+            "{}-0",
+            aws_access_operator::controller::configmaps::base_name(
+                &org.cluster.namespace,
+                "org",
+                "unmanaged"
+            )
+        ))
         .await
         .expect("unmanaged ConfigMap");
     let bytes = &listed.binary_data.expect("binaryData")["content"].0;
@@ -1166,6 +1173,21 @@ async fn deleting_a_connector_revokes_what_it_created() {
             .await
             .contains(&org.user_id(0)),
         "adopted: left in place"
+    );
+    // Its inventory, cache and unmanaged list went with it.
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    let left = config_maps
+        .list(&kube::api::ListParams::default().labels("awsaccess.io/connector=org"))
+        .await
+        .expect("list");
+    assert!(
+        left.items.is_empty(),
+        "the connector's ConfigMaps are deleted with it: {:?}",
+        left.items
+            .iter()
+            .map(|c| c.metadata.name.clone())
+            .collect::<Vec<_>>()
     );
     let message = wait_grant(&org.grants, "made", "ConnectorNotFound").await;
     assert!(message.contains("does not exist"), "{message}");

@@ -1,8 +1,10 @@
-//! The chart's RBAC is exactly what the operator uses: the operator runs a scenario that
-//! exercises every path against the API emulator, which records each request in RBAC terms;
-//! the recorded set must equal the rules of the chart's ClusterRole and leader-election Role.
+//! The chart's RBAC is exactly what the operator uses, and where: the operator runs a scenario
+//! that exercises every path against the API emulator, which records each request in RBAC
+//! terms with its namespace. Every request must be allowed by a rule that applies in that
+//! namespace, every rule must be used where it applies, and nothing is granted cluster-wide
+//! that a Role in one namespace could grant instead.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use aws_access_operator::api::{AccessGrant, AwsConnector};
@@ -19,23 +21,53 @@ use crate::support::operator::{
 };
 use crate::support::wait;
 
-/// Verbs the code uses that the emulator cannot observe: server-side apply that creates a
-/// ConfigMap is a PATCH, but a real apiserver also requires `create` for it; kube-runtime's
-/// event recorder PATCHes an event it repeats within minutes (its series count).
-const UNOBSERVABLE: &[(&str, &str, &str)] = &[
-    ("", "configmaps", "create"),
-    ("events.k8s.io", "events", "patch"),
-];
+/// Verbs the code uses that the emulator cannot observe: kube-runtime's event recorder
+/// PATCHes an event it repeats within minutes (its series count).
+const UNOBSERVABLE: &[(&str, &str, &str)] = &[("events.k8s.io", "events", "patch")];
 
-/// The (group, resource, verb) rules of the Roles and ClusterRoles in a chart template.
-fn rules(template: &str) -> BTreeSet<Access> {
+/// The scenario's namespaces: the operator's own (the chart's release namespace), the one
+/// where connectors are served (`connectorNamespaces`), and a tenant's.
+const HOME: &str = "rbac-operator";
+const PLATFORM: &str = "rbac-platform";
+const TEAM: &str = "rbac-team";
+
+/// Where a rule of the chart applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Scope {
+    /// A ClusterRole, bound cluster-wide (watchNamespaces empty, the default).
+    Cluster,
+    /// A Role in the release namespace.
+    Release,
+    /// A Role in each of `connectorNamespaces`.
+    ConnectorNamespaces,
+}
+
+impl Scope {
+    /// Whether a request in `namespace` ("" for cluster-wide) is allowed by a rule here.
+    fn covers(self, namespace: &str) -> bool {
+        match self {
+            Self::Cluster => true,
+            Self::Release => namespace == HOME,
+            Self::ConnectorNamespaces => namespace == PLATFORM,
+        }
+    }
+}
+
+/// (group, resource, verb) of a rule.
+type Rule = (String, String, String);
+
+/// The rules of the Roles and ClusterRoles in a chart template, with where each applies.
+/// Without helm, the scope is read from the template's text: a ClusterRole applies
+/// cluster-wide; a Role in `{{ .Release.Namespace }}` in the release namespace; a Role in
+/// `{{ . }}` (inside the range over connectorNamespaces) in each connector namespace.
+fn rules(template: &str) -> BTreeSet<(Rule, Scope)> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("charts/aws-access-operator/templates")
         .join(template);
     let text = std::fs::read_to_string(&path).expect("template");
     let mut out = BTreeSet::new();
     for document in text.split("\n---") {
-        // Template lines ({{ ... }}) carry names and labels, never rules.
+        // Template lines ({{ ... }}) carry names, namespaces and labels, never rules.
         let plain: String = document
             .lines()
             .filter(|l| !l.contains("{{"))
@@ -44,12 +76,23 @@ fn rules(template: &str) -> BTreeSet<Access> {
         let Ok(value) = serde_saphyr::from_str::<Value>(&plain) else {
             continue;
         };
+        let namespace_line = document
+            .lines()
+            .find(|l| l.trim_start().starts_with("namespace:"))
+            .unwrap_or_default();
+        let scope = match value["kind"].as_str() {
+            Some("ClusterRole") => Scope::Cluster,
+            Some("Role") if namespace_line.contains(".Release.Namespace") => Scope::Release,
+            Some("Role") if namespace_line.contains("{{ . }}") => Scope::ConnectorNamespaces,
+            Some("Role") => panic!("{template}: a Role in an unknown namespace: {namespace_line}"),
+            _ => continue,
+        };
         for rule in value["rules"].as_array().into_iter().flatten() {
             for group in rule["apiGroups"].as_array().into_iter().flatten() {
                 for resource in rule["resources"].as_array().into_iter().flatten() {
                     for verb in rule["verbs"].as_array().into_iter().flatten() {
                         let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-                        out.insert((s(group), s(resource), s(verb)));
+                        out.insert(((s(group), s(resource), s(verb)), scope));
                     }
                 }
             }
@@ -59,7 +102,7 @@ fn rules(template: &str) -> BTreeSet<Access> {
 }
 
 #[tokio::test]
-async fn chart_rbac_is_exactly_what_the_operator_uses() {
+async fn chart_rbac_is_exactly_what_the_operator_uses_and_where() {
     let moto = Moto::start();
     moto.seed(&[
         "--accounts",
@@ -75,33 +118,38 @@ async fn chart_rbac_is_exactly_what_the_operator_uses() {
     ]);
     let server = ApiServer::start().await;
     let client = server.client();
-    let ns = "rbac";
+    for name in [HOME, PLATFORM] {
+        create_namespace(&client, name).await;
+    }
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns, "labels": {"grants": "yes"}}}))
-                .expect("ns"),
+            &serde_json::from_value(
+                json!({"metadata": {"name": TEAM, "labels": {"grants": "yes"}}}),
+            )
+            .expect("ns"),
         )
         .await
         .expect("namespace");
 
-    // The operator talks to the recording listener; the test to the plain one.
+    // The operator as the chart runs it by default: every namespace watched, connectors served
+    // in one, its ledger and ConfigMaps at home. It talks to the recording listener; the test
+    // to the plain one.
+    let mut settings = settings(HOME, "replica", aws(&moto).await);
+    settings.namespaces.clear();
+    settings.connector_namespaces = vec![PLATFORM.to_string()];
     let (trigger, stop) = shutdown::channel();
-    let operator = controller::start(
-        server.recorded_client(),
-        settings(ns, "replica", aws(&moto).await),
-        stop,
-    )
-    .await
-    .expect("operator");
+    let operator = controller::start(server.recorded_client(), settings, stop)
+        .await
+        .expect("operator");
 
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), PLATFORM);
     secrets
         .create(&PostParams::default(), &secret("external-id", VALID_ID))
         .await
         .expect("secret");
-    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), ns);
+    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), PLATFORM);
     let connector: AwsConnector = serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
         "metadata": {"name": "org"},
         "spec": {"region": "us-east-1",
@@ -114,14 +162,31 @@ async fn chart_rbac_is_exactly_what_the_operator_uses() {
         .expect("connector");
     wait_condition(&connectors, "org", "Ready", "True").await;
 
-    let grants: Api<AccessGrant> = Api::namespaced(client.clone(), ns);
-    let g = grant(
+    // A connector a tenant made in their own namespace, naming a Secret there: refused, and
+    // the Secret is never read.
+    let team_secrets: Api<Secret> = Api::namespaced(client.clone(), TEAM);
+    team_secrets
+        .create(&PostParams::default(), &secret("external-id", VALID_ID))
+        .await
+        .expect("secret");
+    let strays: Api<AwsConnector> = Api::namespaced(client.clone(), TEAM);
+    strays
+        .create(&PostParams::default(), &connector)
+        .await
+        .expect("connector");
+    let (reason, message) = wait_condition(&strays, "org", "Ready", "False").await;
+    assert_eq!(reason, "NamespaceNotAllowed", "{message}");
+    assert!(message.contains(PLATFORM), "{message}");
+
+    let grants: Api<AccessGrant> = Api::namespaced(client.clone(), TEAM);
+    let mut g = grant(
         "member",
         "org",
         json!({"kind": "IamUser", "name": "iam-user-00"}),
         json!({"kind": "IamGroupMembership", "group": "iam-group-00"}),
         json!({}),
     );
+    g.spec.connector_ref.namespace = Some(PLATFORM.to_string());
     grants
         .create(&PostParams::default(), &g)
         .await
@@ -161,38 +226,111 @@ async fn chart_rbac_is_exactly_what_the_operator_uses() {
         || async { grants.get_opt("member").await.ok()?.is_none().then_some(()) },
     )
     .await;
+    for api in [&connectors, &strays] {
+        api.delete("org", &DeleteParams::default())
+            .await
+            .expect("delete the connector");
+    }
+    for api in [&connectors, &strays] {
+        wait::until(
+            "the connector to go",
+            crate::support::operator::TIMEOUT,
+            || async { api.get_opt("org").await.ok()?.is_none().then_some(()) },
+        )
+        .await;
+    }
     trigger.fire();
     operator.task.await.expect("join").expect("stop");
 
-    let used = server.recorded();
-    let granted: BTreeSet<Access> = rules("clusterrole.yaml")
-        .into_iter()
-        .chain(rules("leader-election.yaml"))
-        .chain(rules("ledger.yaml"))
-        .collect();
-    let unobservable: BTreeSet<Access> = UNOBSERVABLE
+    let used: BTreeSet<Access> = server.recorded();
+    let granted: BTreeSet<(Rule, Scope)> = [
+        "clusterrole.yaml",
+        "leader-election.yaml",
+        "configmaps.yaml",
+        "secrets.yaml",
+    ]
+    .into_iter()
+    .flat_map(rules)
+    .collect();
+    let unobservable: BTreeSet<Rule> = UNOBSERVABLE
         .iter()
         .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
         .collect();
-    let missing: Vec<_> = used.difference(&granted).collect();
+
+    // Every request is allowed where it was made.
+    let missing: Vec<&Access> = used
+        .iter()
+        .filter(|(g, r, v, ns)| {
+            !granted
+                .iter()
+                .any(|((rg, rr, rv), scope)| (rg, rr, rv) == (g, r, v) && scope.covers(ns))
+        })
+        .collect();
     assert!(
         missing.is_empty(),
-        "the operator uses what the chart does not grant: {missing:?}"
+        "the operator makes requests the chart does not allow there: {missing:?}"
     );
-    let unused: Vec<_> = granted
-        .difference(&used)
-        .filter(|a| !unobservable.contains(*a))
+
+    // Every rule is used where it applies.
+    let unused: Vec<&(Rule, Scope)> = granted
+        .iter()
+        .filter(|(rule, scope)| {
+            !unobservable.contains(rule)
+                && !used.iter().any(|(g, r, v, ns)| {
+                    (g, r, v) == (&rule.0, &rule.1, &rule.2) && scope.covers(ns)
+                })
+        })
         .collect();
     assert!(
         unused.is_empty(),
-        "the chart grants what the operator never uses: {unused:?}"
+        "the chart grants what the operator never uses there: {unused:?}"
     );
     for extra in &unobservable {
         assert!(
-            granted.contains(extra),
+            granted.iter().any(|(rule, _)| rule == extra),
             "{extra:?} is needed and must stay granted"
         );
     }
+
+    // Nothing cluster-wide that one namespace's Role could grant: a cluster-wide rule is used
+    // across namespaces, or on cluster-scoped resources, or is on the operator's own kinds,
+    // which tenants create in any namespace.
+    let mut namespaces_of: BTreeMap<Rule, BTreeSet<&str>> = BTreeMap::new();
+    for (g, r, v, ns) in &used {
+        namespaces_of
+            .entry((g.clone(), r.clone(), v.clone()))
+            .or_default()
+            .insert(ns);
+    }
+    for (rule, scope) in &granted {
+        if *scope != Scope::Cluster || rule.0 == "awsaccess.io" || unobservable.contains(rule) {
+            continue;
+        }
+        let seen = &namespaces_of[rule];
+        assert!(
+            seen.contains("") || seen.len() > 1,
+            "{rule:?} is granted cluster-wide but used only in {seen:?}: a Role there would do"
+        );
+    }
+
+    // The two that matter most, said plainly: ConfigMaps only at home, Secrets only where
+    // connectors are served.
+    for (g, r, v, ns) in &used {
+        if g.is_empty() && r == "configmaps" {
+            assert_eq!(ns, HOME, "ConfigMaps {v} outside the operator's namespace");
+        }
+        if g.is_empty() && r == "secrets" {
+            assert_eq!(ns, PLATFORM, "Secrets {v} outside the connector namespaces");
+        }
+    }
+    assert!(
+        !granted
+            .iter()
+            .any(|((g, r, _), scope)| *scope == Scope::Cluster
+                && g.is_empty()
+                && (r == "configmaps" || r == "secrets")),
+        "no ClusterRole grants ConfigMaps or Secrets"
+    );
 }
 
 async fn create_namespace(client: &kube::Client, name: &str) {

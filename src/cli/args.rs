@@ -146,8 +146,13 @@ pub struct RunArgs {
     /// Name of the leader Lease.
     #[arg(long, env = "LEASE_NAME", default_value = "aws-access-operator")]
     pub lease_name: String,
-    /// The operator's own namespace: where the leader Lease and the ownership ledger live;
-    /// defaults to the pod's namespace.
+    /// Namespaces where AwsConnectors are served (comma-separated): only there does the
+    /// operator read Secrets. A connector elsewhere is refused (Ready False,
+    /// `NamespaceNotAllowed`). Every namespace when empty.
+    #[arg(long, env = "CONNECTOR_NAMESPACES", value_delimiter = ',')]
+    pub connector_namespaces: Vec<String>,
+    /// The operator's own namespace: where the leader Lease, the ownership ledger and the
+    /// connectors' inventory ConfigMaps live; defaults to the pod's namespace.
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
     /// This replica's identity (the pod name); defaults to the host name.

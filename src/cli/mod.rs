@@ -113,10 +113,11 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
     let settings = Settings {
         namespaces: args.namespaces.clone(),
+        connector_namespaces: args.connector_namespaces.clone(),
         leader_election,
         health_addr: Some(args.metrics_addr),
         instance: identity,
-        ledger_namespace: own_namespace,
+        home_namespace: own_namespace,
         aws: controller::AwsSettings {
             base: crate::aws::AwsBase::from_env().await,
             limits,

@@ -1,14 +1,16 @@
-//! ConfigMaps owned by a connector: the inventory, the sync cache and the page state of an
-//! unfinished sync. A value may exceed what one ConfigMap holds (1 MiB), so each is split into
-//! shards `<name>-<i>`; a content hash lets an unchanged value be left alone.
+//! A connector's ConfigMaps: the inventory, the sync cache, the page state of an unfinished sync
+//! and the unmanaged access. They live in the operator's own namespace, not the connector's,
+//! so that the operator writes ConfigMaps nowhere else (a ConfigMap elsewhere, such as
+//! `kube-system/aws-auth`, can grant cluster access). Labels name the connector; the connector's
+//! finalizer deletes them. A value may exceed what one ConfigMap holds (1 MiB), so each is split
+//! into shards `<name>-<i>`; a content hash lets an unchanged value be left alone.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use super::context::FIELD_MANAGER;
 use crate::api::AwsConnector;
@@ -21,6 +23,7 @@ use crate::sync::{StateStore, StoreError};
 pub const SHARD_BYTES: usize = 700 * 1024;
 
 pub const LABEL_CONNECTOR: &str = "awsaccess.io/connector";
+pub const LABEL_CONNECTOR_NAMESPACE: &str = "awsaccess.io/connector-namespace";
 pub const LABEL_PART_OF: &str = "awsaccess.io/part-of";
 pub const ANNOTATION_HASH: &str = "awsaccess.io/content-hash";
 pub const ANNOTATION_SHARDS: &str = "awsaccess.io/shards";
@@ -52,27 +55,29 @@ fn fit(text: &str, max: usize) -> String {
     format!("{}-{hash}", prefix.trim_end_matches(['-', '.', '_']))
 }
 
-fn owner(connector: &AwsConnector) -> Option<OwnerReference> {
-    connector.controller_owner_ref(&())
+/// The base name of a connector's value: `<namespace>.<connector>-<key>`, shortened (with a
+/// hash) so that `<base>-<shard>` stays a valid object name whatever the connector's name.
+pub fn base_name(namespace: &str, connector: &str, key: &str) -> String {
+    fit(&format!("{namespace}.{connector}-{key}"), 240)
 }
 
-/// A connector's sharded values, in its namespace.
+/// A connector's sharded values, in the operator's namespace.
 #[derive(Clone)]
 pub struct ConnectorConfigMaps {
     api: Api<ConfigMap>,
+    namespace: String,
     connector: String,
-    owner: Option<OwnerReference>,
     /// When set, writes happen only while it is open (only the leader writes).
     fence: Option<Fence>,
 }
 
 impl ConnectorConfigMaps {
-    pub fn new(client: kube::Client, connector: &AwsConnector) -> Option<Self> {
-        let namespace = connector.namespace()?;
+    /// The values of `connector`, kept in `home` (the operator's namespace).
+    pub fn new(client: kube::Client, home: &str, connector: &AwsConnector) -> Option<Self> {
         Some(Self {
-            api: Api::namespaced(client, &namespace),
+            api: Api::namespaced(client, home),
+            namespace: connector.namespace()?,
             connector: connector.name_any(),
-            owner: owner(connector),
             fence: None,
         })
     }
@@ -93,16 +98,24 @@ impl ConnectorConfigMaps {
         }
     }
 
-    /// The base name of a value's ConfigMaps: `<connector>-<key>`, shortened (with a hash) so
-    /// that `<base>-<shard>` stays a valid object name whatever the connector's name.
+    /// The base name of a value's ConfigMaps (see `base_name`).
     pub fn base_name(&self, key: &str) -> String {
-        fit(&format!("{}-{key}", self.connector), 240)
+        base_name(&self.namespace, &self.connector, key)
+    }
+
+    /// Selects every ConfigMap of this connector.
+    fn connector_selector(&self) -> String {
+        format!(
+            "{LABEL_CONNECTOR}={},{LABEL_CONNECTOR_NAMESPACE}={}",
+            label_value(&self.connector),
+            label_value(&self.namespace)
+        )
     }
 
     fn selector(&self, key: &str) -> String {
         format!(
-            "{LABEL_CONNECTOR}={},{LABEL_PART_OF}={}",
-            label_value(&self.connector),
+            "{},{LABEL_PART_OF}={}",
+            self.connector_selector(),
             label_value(&self.base_name(key))
         )
     }
@@ -170,6 +183,10 @@ impl ConnectorConfigMaps {
             annotations.insert(ANNOTATION_SHARDS.to_string(), parts.len().to_string());
             let labels = BTreeMap::from([
                 (LABEL_CONNECTOR.to_string(), label_value(&self.connector)),
+                (
+                    LABEL_CONNECTOR_NAMESPACE.to_string(),
+                    label_value(&self.namespace),
+                ),
                 (LABEL_PART_OF.to_string(), label_value(&base)),
                 (
                     "app.kubernetes.io/managed-by".to_string(),
@@ -181,7 +198,6 @@ impl ConnectorConfigMaps {
                     name: Some(name.clone()),
                     labels: Some(labels),
                     annotations: Some(annotations),
-                    owner_references: self.owner.clone().map(|o| vec![o]),
                     ..ObjectMeta::default()
                 },
                 binary_data: Some(BTreeMap::from([(
@@ -217,7 +233,26 @@ impl ConnectorConfigMaps {
     /// Deletes every shard of a value.
     pub async fn remove(&self, key: &str) -> Result<(), kube::Error> {
         self.may_write()?;
-        for shard in self.shards_of(key).await? {
+        let shards = self.shards_of(key).await?;
+        self.delete_each(shards).await
+    }
+
+    /// Deletes every value of the connector (when the connector goes); returns how many
+    /// ConfigMaps there were.
+    pub async fn remove_all(&self) -> Result<usize, kube::Error> {
+        self.may_write()?;
+        let all = self
+            .api
+            .list(&ListParams::default().labels(&self.connector_selector()))
+            .await?
+            .items;
+        let count = all.len();
+        self.delete_each(all).await?;
+        Ok(count)
+    }
+
+    async fn delete_each(&self, config_maps: Vec<ConfigMap>) -> Result<(), kube::Error> {
+        for shard in config_maps {
             match self
                 .api
                 .delete(&shard.name_any(), &DeleteParams::default())
@@ -277,6 +312,20 @@ mod tests {
         assert_eq!(value, label_value(&long), "stable");
         let name = fit(&"c".repeat(253), 240);
         assert!(name.len() <= 240);
+    }
+
+    #[test]
+    fn connectors_of_the_same_name_in_two_namespaces_never_share_a_config_map() {
+        assert_eq!(
+            base_name("team-a", "org", "inventory"),
+            "team-a.org-inventory"
+        );
+        assert_ne!(
+            base_name("team-a", "org", "cache"),
+            base_name("team-b", "org", "cache")
+        );
+        let long = base_name(&"n".repeat(63), &"c".repeat(253), "sync-state");
+        assert!(long.len() <= 240, "{}", long.len());
     }
 
     #[test]

@@ -72,8 +72,9 @@ struct StatusWriter<'a> {
     generation: Option<i64>,
     written: Option<AwsConnectorStatus>,
     next: AwsConnectorStatus,
-    /// What is wrong with the spec, if anything: then nothing else decides `Ready`.
-    invalid: Option<String>,
+    /// Why the connector is refused before anything else (reason, message), if it is: then
+    /// nothing else decides `Ready`.
+    refused: Option<(&'static str, String)>,
 }
 
 impl StatusWriter<'_> {
@@ -102,9 +103,9 @@ impl StatusWriter<'_> {
                     Some(c) => Some((c.reason.clone(), format!("{t}: {}", c.message))),
                     None => Some(("SyncPending".to_string(), format!("{t}: not yet known"))),
                 });
-        let ready = match (&self.invalid, failing) {
-            (Some(message), _) => {
-                ConditionUpdate::new("Ready", ConditionStatus::False, "InvalidSpec", message)
+        let ready = match (&self.refused, failing) {
+            (Some((reason, message)), _) => {
+                ConditionUpdate::new("Ready", ConditionStatus::False, *reason, message)
             }
             (None, None) => ConditionUpdate::new(
                 "Ready",
@@ -124,6 +125,14 @@ impl StatusWriter<'_> {
         self.written = Some(self.next.clone());
         Ok(())
     }
+}
+
+/// The reason of a connector outside the namespaces where connectors are served.
+pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+
+/// Whether connectors in `namespace` are served (`allowed` empty: everywhere).
+pub fn serves(allowed: &[String], namespace: &str) -> bool {
+    allowed.is_empty() || allowed.iter().any(|n| n == namespace)
 }
 
 pub async fn reconcile(connector: Arc<AwsConnector>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -156,7 +165,7 @@ async fn retire(connector: &AwsConnector, ctx: &Context) -> Result<Action, Error
         ),
         Err(_) => ctx.last_session(&session::key(connector)),
     };
-    let ledger = ConfigMapLedger::new(ctx.client.clone(), &ctx.ledger_namespace);
+    let ledger = ConfigMapLedger::new(ctx.client.clone(), &ctx.home_namespace);
     let slots = session::assignment_slots(ctx, connector);
     let shell = Shell {
         ledger: &ledger,
@@ -243,7 +252,22 @@ async fn retire(connector: &AwsConnector, ctx: &Context) -> Result<Action, Error
         }
         return Err(Error::Pending(message));
     }
-    tracing::info!(connector = %key, "connector deleted; its ownership ledger is empty");
+    // Its inventory, cache, page state and unmanaged list go with it. (They live in the
+    // operator's namespace, where owner references to the connector cannot reach.)
+    if let Some(store) =
+        ConnectorConfigMaps::new(ctx.client.clone(), &ctx.home_namespace, connector)
+    {
+        let removed = store
+            .fenced(ctx.fence.clone())
+            .remove_all()
+            .await
+            .map_err(|e| {
+                Error::Pending(format!(
+                    "deleting the ConfigMaps of AwsConnector {key}: {e}"
+                ))
+            })?;
+        tracing::info!(connector = %key, config_maps = removed, "connector deleted; its ownership ledger is empty and its ConfigMaps are gone");
+    }
     Ok(Action::await_change())
 }
 
@@ -261,8 +285,33 @@ async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, 
         generation: connector.metadata.generation,
         next: current.clone().unwrap_or_default(),
         written: current,
-        invalid: None,
+        refused: None,
     };
+
+    // 0. Served here at all? Outside the connector namespaces the operator may not read the
+    //    connector's Secrets, and the platform team has not placed connectors there.
+    if !serves(&ctx.connector_namespaces, &namespace) {
+        let message = format!(
+            "AwsConnectors are served only in the namespaces {} (the operator's --connector-namespaces, the chart's connectorNamespaces); move the connector to one of them",
+            ctx.connector_namespaces.join(", ")
+        );
+        let was_refused =
+            writer.condition_reason("Ready").as_deref() == Some(NAMESPACE_NOT_ALLOWED);
+        writer.refused = Some((NAMESPACE_NOT_ALLOWED, message.clone()));
+        tracing::info!(connector = %name, %namespace, %message, "connector refused");
+        writer.flush().await?;
+        if !was_refused {
+            ctx.publish(
+                &*connector,
+                EventType::Warning,
+                NAMESPACE_NOT_ALLOWED,
+                "Validate",
+                message,
+            )
+            .await;
+        }
+        return Ok(Action::await_change());
+    }
 
     // 1. Validate: bad input never reaches AWS.
     let mut verdict = validate_connector(&connector.spec);
@@ -281,7 +330,7 @@ async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, 
     writer.set(&verdict.conditions());
     if !verdict.is_valid() {
         let message = describe(&verdict.errors());
-        writer.invalid = Some(message.clone());
+        writer.refused = Some(("InvalidSpec", message.clone()));
         tracing::info!(connector = %name, %namespace, %message, "connector spec is invalid");
         writer.flush().await?;
         if !was_invalid {
@@ -402,7 +451,7 @@ async fn sync(
     writer: &mut StatusWriter<'_>,
 ) -> Result<(), Error> {
     let name = connector.name_any();
-    let store = ConnectorConfigMaps::new(ctx.client.clone(), connector)
+    let store = ConnectorConfigMaps::new(ctx.client.clone(), &ctx.home_namespace, connector)
         .ok_or(Error::MissingField("namespace"))?
         .fenced(ctx.fence.clone());
     // Before the sync, so that the inventory shows what the sweep revoked.

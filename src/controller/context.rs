@@ -35,8 +35,10 @@ pub struct Context {
     slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Whether this replica may write now (it holds the leader lease).
     pub fence: Fence,
-    /// The namespace of the ownership ledger (the operator's own).
-    pub ledger_namespace: String,
+    /// The operator's own namespace: the ownership ledger and the connectors' ConfigMaps.
+    pub home_namespace: String,
+    /// Namespaces whose connectors are served; empty for all.
+    pub connector_namespaces: Vec<String>,
     /// The namespaces the operator watches; empty for all. With some, it may read only there.
     pub namespaces: Vec<String>,
     /// One lock per piece of access, so that two grants declaring the same access never
@@ -72,23 +74,22 @@ impl Context {
         client: Client,
         reporter: Reporter,
         metrics: Arc<Metrics>,
-        aws: AwsSettings,
         fence: Fence,
-        ledger_namespace: String,
-        namespaces: Vec<String>,
+        settings: &super::Settings,
     ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
-            aws,
+            aws: settings.aws.clone(),
             failures: Mutex::default(),
             sessions: Mutex::default(),
             directories: Mutex::default(),
             slots: Mutex::default(),
             fence,
-            ledger_namespace,
-            namespaces,
+            home_namespace: settings.home_namespace.clone(),
+            namespaces: settings.namespaces.clone(),
+            connector_namespaces: settings.connector_namespaces.clone(),
             access_locks: AccessLocks::default(),
             running: tokio::sync::watch::channel(0).0,
             stopping: std::sync::atomic::AtomicBool::new(false),

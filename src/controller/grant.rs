@@ -222,7 +222,7 @@ async fn converge(
     deleting: bool,
     now: Timestamp,
 ) -> Result<GrantReport, ShellError> {
-    let ledger = ConfigMapLedger::new(ctx.client.clone(), &ctx.ledger_namespace);
+    let ledger = ConfigMapLedger::new(ctx.client.clone(), &ctx.home_namespace);
     let slots = match &gathered.object {
         Some(object) => session::assignment_slots(ctx, object),
         None => Arc::new(tokio::sync::Semaphore::new(1)),

@@ -48,15 +48,17 @@ use watch_backoff::{NoWait, watch};
 pub struct Settings {
     /// Namespaces to watch; empty watches every namespace.
     pub namespaces: Vec<String>,
+    /// Namespaces whose AwsConnectors are served (and whose Secrets are read); empty for all.
+    pub connector_namespaces: Vec<String>,
     /// `None` runs without leader election (one replica, or tests).
     pub leader_election: Option<LeaderElection>,
     /// Where `/healthz`, `/readyz` and `/metrics` are served; `None` serves nothing.
     pub health_addr: Option<SocketAddr>,
     /// This replica's name in events (the pod name in a cluster).
     pub instance: String,
-    /// The operator's own namespace, where its ownership ledger lives (tenants cannot write
-    /// there).
-    pub ledger_namespace: String,
+    /// The operator's own namespace, where its ownership ledger and the connectors' ConfigMaps
+    /// live (tenants cannot write there), and the only one where it writes ConfigMaps.
+    pub home_namespace: String,
     pub aws: AwsSettings,
 }
 
@@ -116,10 +118,8 @@ pub async fn start(
         client.clone(),
         reporter,
         metrics.clone(),
-        settings.aws.clone(),
         fence,
-        settings.ledger_namespace.clone(),
-        settings.namespaces.clone(),
+        &settings,
     ));
     health.set_ready(true);
     let task = tokio::spawn({
@@ -192,6 +192,29 @@ where
     }
 }
 
+/// The namespace of each API `scopes` returns: `None` for the whole cluster.
+fn scope_names(namespaces: &[String]) -> Vec<Option<String>> {
+    if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().cloned().map(Some).collect()
+    }
+}
+
+/// Where to watch Secrets for the connectors watched in `scope` (`None`: the whole cluster):
+/// only the namespaces where connectors are served, which are all there are when
+/// `connector_namespaces` is empty. The operator has no right to read Secrets elsewhere.
+fn secret_scopes(scope: Option<&str>, connector_namespaces: &[String]) -> Vec<Option<String>> {
+    match scope {
+        None if connector_namespaces.is_empty() => vec![None],
+        None => connector_namespaces.iter().cloned().map(Some).collect(),
+        Some(namespace) if connector::serves(connector_namespaces, namespace) => {
+            vec![Some(namespace.to_string())]
+        }
+        Some(_) => Vec::new(),
+    }
+}
+
 /// Runs both controllers until shutdown.
 async fn run_controllers(
     client: &Client,
@@ -200,9 +223,9 @@ async fn run_controllers(
     shutdown: Shutdown,
 ) {
     let mut runs = Vec::new();
-    for (api, secrets) in scopes::<AwsConnector>(client, namespaces)
+    for (api, scope) in scopes::<AwsConnector>(client, namespaces)
         .into_iter()
-        .zip(scopes::<PartialObjectMeta<Secret>>(client, namespaces))
+        .zip(scope_names(namespaces))
     {
         // Only spec (generation: deletion moves it too), annotation (sync-now) and finalizer
         // changes start a reconciliation: the operator's own status writes do not wake it again.
@@ -217,32 +240,41 @@ async fn run_controllers(
                 Default::default(),
             );
         // Each watch feeding the controller waits on its own after an error (`watch`).
-        let controller = Controller::for_stream(changes, reader).trigger_backoff(NoWait);
-        let store = controller.store();
+        let mut controller = Controller::for_stream(changes, reader).trigger_backoff(NoWait);
         // A Secret an AwsConnector names (`externalIdSecretRef`) that appears or changes after
-        // the connector re-evaluates it. Only the Secrets' metadata is watched: their values are
-        // read when needed, never held.
-        let secret_changes = watch(secrets, watcher::Config::default()).touched_objects();
+        // the connector re-evaluates it. Only the Secrets' metadata is watched, and only where
+        // connectors are served: their values are read when needed, never held.
+        for secrets_in in secret_scopes(scope.as_deref(), &ctx.connector_namespaces) {
+            let secrets: Api<PartialObjectMeta<Secret>> = match &secrets_in {
+                Some(namespace) => Api::namespaced(client.clone(), namespace),
+                None => Api::all(client.clone()),
+            };
+            let store = controller.store();
+            let secret_changes = watch(secrets, watcher::Config::default()).touched_objects();
+            controller = controller.watches_stream(
+                secret_changes,
+                move |secret: PartialObjectMeta<Secret>| {
+                    let (name, namespace) = (secret.name_any(), secret.namespace());
+                    store
+                        .state()
+                        .into_iter()
+                        .filter(|c| {
+                            let auth = &c.spec.auth;
+                            c.namespace() == namespace
+                                && [
+                                    &auth.external_id_secret_ref,
+                                    &auth.global_external_id_secret_ref,
+                                ]
+                                .into_iter()
+                                .flatten()
+                                .any(|r| r.name == name)
+                        })
+                        .map(|c| ObjectRef::from_obj(&*c))
+                        .collect::<Vec<_>>()
+                },
+            );
+        }
         let run = controller
-            .watches_stream(secret_changes, move |secret: PartialObjectMeta<Secret>| {
-                let (name, namespace) = (secret.name_any(), secret.namespace());
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|c| {
-                        let auth = &c.spec.auth;
-                        c.namespace() == namespace
-                            && [
-                                &auth.external_id_secret_ref,
-                                &auth.global_external_id_secret_ref,
-                            ]
-                            .into_iter()
-                            .flatten()
-                            .any(|r| r.name == name)
-                    })
-                    .map(|c| ObjectRef::from_obj(&*c))
-                    .collect::<Vec<_>>()
-            })
             .run(
                 |obj, ctx| timed(connector::CONTROLLER, obj, ctx, connector::reconcile),
                 |obj, error, ctx| error_policy(connector::CONTROLLER, obj, error, ctx),
@@ -391,3 +423,28 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// How long controllers get to stop by themselves before they are dropped (less than
 /// `SHUTDOWN_GRACE`, so that the lease is still released).
 pub const FORCE_STOP_AFTER: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_watched_only_where_connectors_are_served() {
+        let served = vec!["platform".to_string(), "aws".to_string()];
+        assert_eq!(secret_scopes(None, &[]), [None]);
+        assert_eq!(
+            secret_scopes(None, &served),
+            [Some("platform".to_string()), Some("aws".to_string())]
+        );
+        assert_eq!(
+            secret_scopes(Some("platform"), &served),
+            [Some("platform".to_string())]
+        );
+        assert!(secret_scopes(Some("team-a"), &served).is_empty());
+        assert_eq!(
+            secret_scopes(Some("team-a"), &[]),
+            [Some("team-a".to_string())]
+        );
+        assert_eq!(scope_names(&[]), [None]);
+    }
+}

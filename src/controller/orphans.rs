@@ -31,7 +31,7 @@ pub async fn sweep(
         connector.namespace().unwrap_or_default(),
         connector.name_any()
     );
-    let ledger = ConfigMapLedger::new(ctx.client.clone(), &ctx.ledger_namespace);
+    let ledger = ConfigMapLedger::new(ctx.client.clone(), &ctx.home_namespace);
     // The ledger first, the grants second: a holder was added to the ledger after its grant
     // existed, so a grant created between the two reads cannot be taken for gone.
     let entries = ledger

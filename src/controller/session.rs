@@ -46,6 +46,14 @@ pub async fn external_id(
     ctx: &Context,
     connector: &AwsConnector,
 ) -> Result<Result<Chain, FieldError>, Error> {
+    // Outside the connector namespaces the operator may not read Secrets: nothing is asked.
+    let namespace = connector.namespace().unwrap_or_default();
+    if !super::connector::serves(&ctx.connector_namespaces, &namespace) {
+        return Ok(Err(FieldError::new(
+            "metadata.namespace",
+            format!("AwsConnectors are not served in namespace {namespace}"),
+        )));
+    }
     let auth = &connector.spec.auth;
     let external_id = match &auth.external_id_secret_ref {
         None => auth.external_id.clone(),
@@ -162,7 +170,7 @@ pub async fn directory(ctx: &Context, connector: &AwsConnector) -> Result<Arc<Sy
     if let Some(cache) = ctx.directory(&key) {
         return Ok(cache);
     }
-    let store = ConnectorConfigMaps::new(ctx.client.clone(), connector)
+    let store = ConnectorConfigMaps::new(ctx.client.clone(), &ctx.home_namespace, connector)
         .ok_or(Error::MissingField("namespace"))?;
     let cache = Arc::new(SyncCache::decode(
         &store.read(CACHE_KEY).await?.unwrap_or_default(),

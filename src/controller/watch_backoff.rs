@@ -14,32 +14,52 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use kube::runtime::utils::Backoff;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
 /// A watch of `api` that waits `WatchBackoff` after errors, except after 410 Gone (the
-/// watcher relists at once).
+/// watcher relists at once). The waits start over at the first object or bookmark, not at the
+/// watcher's own `Init` marker, which it sends before every list attempt, failed or not (with
+/// kube-runtime's `StreamBackoff`, a watch that is refused, 403, would retry four times a
+/// second forever).
 pub fn watch<K>(
     api: Api<K>,
     config: watcher::Config,
 ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    watcher(api, config)
-        .filter(|event| futures::future::ready(!is_gone(event)))
-        .backoff(WatchBackoff::new())
+    let events = watcher(api, config).boxed();
+    futures::stream::unfold(
+        (events, WatchBackoff::new(), None::<Duration>),
+        |(mut events, mut backoff, wait)| async move {
+            if let Some(wait) = wait {
+                tokio::time::sleep(wait).await;
+            }
+            loop {
+                let event = events.next().await?;
+                let wait = match &event {
+                    Err(error) if is_gone(error) => continue,
+                    Err(_) => backoff.next(),
+                    Ok(watcher::Event::Init) => None,
+                    Ok(_) => {
+                        backoff.reset();
+                        None
+                    }
+                };
+                return Some((event, (events, backoff, wait)));
+            }
+        },
+    )
 }
 
 /// Whether a watch event is the API server's "your resourceVersion is too old" (410 Gone).
-fn is_gone<K>(event: &Result<watcher::Event<K>, watcher::Error>) -> bool {
-    match event {
-        Err(watcher::Error::WatchError(status)) => status.code == 410,
-        Err(
-            watcher::Error::WatchStartFailed(kube::Error::Api(status))
-            | watcher::Error::WatchFailed(kube::Error::Api(status)),
-        ) => status.code == 410,
+fn is_gone(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::WatchError(status) => status.code == 410,
+        watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code == 410,
         _ => false,
     }
 }
@@ -111,8 +131,9 @@ impl Iterator for WatchBackoff {
     }
 }
 
-impl Backoff for WatchBackoff {
-    fn reset(&mut self) {
+impl WatchBackoff {
+    /// Starts over from the first wait.
+    pub fn reset(&mut self) {
         self.failures = 0;
     }
 }
@@ -138,17 +159,12 @@ mod tests {
             code,
             ..Default::default()
         };
-        let gone: Result<watcher::Event<()>, _> =
-            Err(watcher::Error::WatchError(Box::new(status(410))));
-        assert!(is_gone(&gone));
-        let forbidden: Result<watcher::Event<()>, _> =
-            Err(watcher::Error::WatchError(Box::new(status(403))));
-        assert!(!is_gone(&forbidden));
-        let failed: Result<watcher::Event<()>, _> = Err(watcher::Error::WatchStartFailed(
-            kube::Error::Api(Box::new(status(410))),
-        ));
-        assert!(is_gone(&failed));
-        assert!(!is_gone::<()>(&Ok(watcher::Event::InitDone)));
+        assert!(is_gone(&watcher::Error::WatchError(Box::new(status(410)))));
+        assert!(!is_gone(&watcher::Error::WatchError(Box::new(status(403)))));
+        assert!(is_gone(&watcher::Error::WatchStartFailed(
+            kube::Error::Api(Box::new(status(410)))
+        )));
+        assert!(!is_gone(&watcher::Error::NoResourceVersion));
         assert_eq!(NoWait.next(), Some(Duration::ZERO), "never ends the stream");
     }
 

@@ -20,6 +20,7 @@ pub const VALID_ID: &str = "a-valid-external-id-0123456789abcdef";
 pub fn settings(namespace: &str, identity: &str, aws: AwsSettings) -> Settings {
     Settings {
         namespaces: vec![namespace.to_string()],
+        connector_namespaces: Vec::new(),
         leader_election: Some(LeaderElection {
             lease_name: "aws-access-operator".into(),
             lease_namespace: namespace.to_string(),
@@ -29,7 +30,7 @@ pub fn settings(namespace: &str, identity: &str, aws: AwsSettings) -> Settings {
         }),
         health_addr: None,
         instance: identity.to_string(),
-        ledger_namespace: namespace.to_string(),
+        home_namespace: namespace.to_string(),
         aws,
     }
 }

@@ -49,7 +49,7 @@ pub async fn serve(
     }
 }
 
-/// Records a request as RBAC sees it: (group, resource[/subresource], verb).
+/// Records a request as RBAC sees it: (group, resource[/subresource], verb, namespace).
 fn record(store: &Arc<Mutex<Store>>, recorder: &Recorder, request: &Request<Incoming>) {
     let store = store.lock().unwrap_or_else(|p| p.into_inner());
     let Ok(target) = route(&store, request.uri().path()) else {
@@ -78,6 +78,7 @@ fn record(store: &Arc<Mutex<Store>>, recorder: &Recorder, request: &Request<Inco
         kind.group.to_string(),
         resource,
         verb.to_string(),
+        target.namespace.clone().unwrap_or_default(),
     ));
 }
 
