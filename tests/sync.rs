@@ -784,6 +784,65 @@ fn a_refused_list_call_fails_the_sync_naming_the_operation() {
     );
 }
 
+/// An endpoint that accepts connections and never answers (a black hole, as a broken proxy or
+/// a dropped route looks) fails each attempt after `--aws-attempt-timeout`, is retried like any
+/// transient failure, and then fails the sync naming the operation: it never hangs.
+#[test]
+fn an_endpoint_that_never_answers_fails_the_sync_instead_of_hanging() {
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", hole.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        // Accept and hold every connection, reading nothing and answering nothing.
+        let mut held = Vec::new();
+        for stream in hole.incoming() {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(dir.path(), json!({}));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aws-access-operator"));
+    command.args(["sync", "-f"]).arg(&connector).args([
+        "--aws-attempt-timeout",
+        "1s",
+        "--rate-limits",
+        FAST,
+    ]);
+    for variable in AMBIENT_AWS_VARIABLES {
+        command.env_remove(variable);
+    }
+    command
+        .env("HOME", dir.path())
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("start sync");
+    // Eight attempts of a second each, with the retry waits between them, end well within this;
+    // without a bound on attempts the sync would wait here forever.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the sync hung on an endpoint that never answers");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("GetCallerIdentity") && stderr.to_lowercase().contains("timeout"),
+        "the error names the operation and the timeout: {stderr}"
+    );
+}
+
 #[test]
 fn invalid_connectors_never_reach_aws() {
     let moto = Moto::start();

@@ -37,9 +37,26 @@ pub struct AwsBase {
 
 impl AwsBase {
     /// aws-config's default chain; `AWS_ENDPOINT_URL` and the other standard variables apply.
-    pub async fn from_env() -> Self {
+    /// `attempt` bounds each attempt of each call (`ATTEMPT_TIMEOUT` by default).
+    pub async fn from_env(attempt: std::time::Duration) -> Self {
         let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        Self::from_config(config)
+        Self::from_config(config).with_attempt_timeout(attempt)
+    }
+
+    /// The same base with each attempt of each call bounded by `attempt`.
+    pub fn with_attempt_timeout(self, attempt: std::time::Duration) -> Self {
+        Self {
+            config: self
+                .config
+                .into_builder()
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(CONNECT_TIMEOUT.min(attempt))
+                        .operation_attempt_timeout(attempt)
+                        .build(),
+                )
+                .build(),
+        }
     }
 
     /// A base built elsewhere (tests point it at an emulator without touching the process

@@ -79,6 +79,10 @@ pub struct SyncArgs {
     /// Requests per second per service, e.g. `iam=10,identitycenter=10`.
     #[arg(long, env = "RATE_LIMITS", default_value = "")]
     pub rate_limits: String,
+    /// How long one attempt of one AWS call may take before it fails (and is retried), e.g.
+    /// `30s`: a black-holed endpoint fails the call instead of hanging.
+    #[arg(long, env = "AWS_ATTEMPT_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub aws_attempt_timeout: std::time::Duration,
     /// How often, in seconds, the page state is saved during a phase (0: after every page).
     #[arg(long, default_value_t = 5)]
     pub checkpoint_seconds: u64,
@@ -117,6 +121,10 @@ pub struct PlanArgs {
     /// Requests per second per service, e.g. `iam=10,identitycenter=10`.
     #[arg(long, env = "RATE_LIMITS", default_value = "")]
     pub rate_limits: String,
+    /// How long one attempt of one AWS call may take before it fails (and is retried), e.g.
+    /// `30s`: a black-holed endpoint fails the call instead of hanging.
+    #[arg(long, env = "AWS_ATTEMPT_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub aws_attempt_timeout: std::time::Duration,
     /// Where the external ID comes from when the connector names a Secret.
     #[arg(long, default_value = "AWS_ACCESS_OPERATOR_EXTERNAL_ID")]
     pub external_id_env: String,
@@ -161,9 +169,20 @@ pub struct RunArgs {
     /// Requests per second per AWS service, e.g. `iam=10,identitycenter=10`.
     #[arg(long, env = "RATE_LIMITS", default_value = "")]
     pub rate_limits: String,
+    /// How long one attempt of one AWS call may take before it fails (and is retried), e.g.
+    /// `30s`: a black-holed endpoint fails the call instead of hanging.
+    #[arg(long, env = "AWS_ATTEMPT_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub aws_attempt_timeout: std::time::Duration,
     /// How often granted access is checked in AWS for drift, e.g. `5m`.
     #[arg(long, env = "GRANT_CHECK_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub grant_check_interval: std::time::Duration,
+}
+
+fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err("must be more than 0s".into()),
+        d => Ok(d),
+    }
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

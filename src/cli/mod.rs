@@ -119,7 +119,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         instance: identity,
         home_namespace: own_namespace,
         aws: controller::AwsSettings {
-            base: crate::aws::AwsBase::from_env().await,
+            base: crate::aws::AwsBase::from_env(args.aws_attempt_timeout).await,
             limits,
             sync: crate::sync::SyncOptions::default(),
             grant_check: args.grant_check_interval,

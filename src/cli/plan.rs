@@ -313,7 +313,7 @@ async fn inventory_and_session(
         };
         let limits = RateLimits::parse(&args.rate_limits)
             .map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
-        let base = AwsBase::from_env().await;
+        let base = AwsBase::from_env(args.aws_attempt_timeout).await;
         match crate::connect::authenticate(&base, &resolved, external_id.as_deref(), &limits).await
         {
             Ok(authenticated) => Some(authenticated),

@@ -127,7 +127,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     };
     let limits =
         RateLimits::parse(&args.rate_limits).map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
-    let base = AwsBase::from_env().await;
+    let base = AwsBase::from_env(args.aws_attempt_timeout).await;
     let authenticated =
         match crate::connect::authenticate(&base, &resolved, external_id.as_deref(), &limits).await
         {
