@@ -423,18 +423,43 @@ mod tests {
         format!("arn:aws:iam::{ACCOUNT}:role/{name}")
     }
 
+    /// The CRD's CEL rules, compiled once per kind (compiling is most of the cost).
+    struct CelRules {
+        validator: kube::core::cel::Validator,
+        compiled: kube::core::cel::CompiledSchema,
+    }
+
+    impl CelRules {
+        fn of<K: CustomResourceExt>() -> Self {
+            let crd = K::crd();
+            let schema = crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .expect("the CRD has a schema");
+            let schema = serde_json::to_value(schema).expect("schema is JSON");
+            let compiled = kube::core::cel::compile_schema(&schema);
+            assert!(
+                !compiled.has_errors(),
+                "{:?}",
+                compiled.compilation_errors()
+            );
+            Self {
+                validator: kube::core::cel::Validator::new(),
+                compiled,
+            }
+        }
+
+        fn verdict(&self, object: &Value) -> Result<(), String> {
+            self.validator
+                .validate_compiled(&self.compiled, object, None)
+                .map_err(|e| format!("{e:?}"))
+        }
+    }
+
     /// Runs the CRD's CEL rules over `object`.
     fn cel_verdict<K: CustomResourceExt>(object: &Value) -> Result<(), String> {
-        let crd = K::crd();
-        let schema = crd.spec.versions[0]
-            .schema
-            .as_ref()
-            .and_then(|s| s.open_api_v3_schema.as_ref())
-            .expect("the CRD has a schema");
-        let schema = serde_json::to_value(schema).expect("schema is JSON");
-        kube::core::cel::Validator::new()
-            .validate(&schema, object, None)
-            .map_err(|e| format!("{e:?}"))
+        CelRules::of::<K>().verdict(object)
     }
 
     fn connector(spec: Value) -> Value {
@@ -1042,6 +1067,142 @@ mod tests {
             Some(&json!("date-time")),
             "schema carries the format"
         );
+    }
+
+    /// A small deterministic generator (xorshift): the same cases on every run, no dependency.
+    struct Cases(u64);
+
+    impl Cases {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+
+        /// `seed` with one to three edits: a character inserted, removed or replaced, or the
+        /// text cut short.
+        fn mutate(&mut self, seed: &str, alphabet: &[char]) -> String {
+            let mut chars: Vec<char> = seed.chars().collect();
+            for _ in 0..=self.below(3) {
+                let at = self.below(chars.len() + 1);
+                match self.below(4) {
+                    0 => chars.insert(at, *self.pick(alphabet)),
+                    1 if at < chars.len() => {
+                        chars.remove(at);
+                    }
+                    2 if at < chars.len() => chars[at] = *self.pick(alphabet),
+                    _ => chars.truncate(at.max(1)),
+                }
+            }
+            chars.into_iter().collect()
+        }
+    }
+
+    /// Beyond the hand-written tables: thousands of generated near-misses of valid values,
+    /// each judged by the Rust rules and by the CRD's CEL rules, which must agree on every one.
+    /// (A disagreement is a manifest `validate` passes and the apiserver refuses, or the
+    /// reverse.)
+    #[test]
+    fn rust_and_cel_agree_on_generated_values() {
+        let mut cases = Cases(0x5eed_1234_abcd_ef01);
+        let (connector_rules, grant_rules) = (
+            CelRules::of::<AwsConnector>(),
+            CelRules::of::<AccessGrant>(),
+        );
+        let mut checked = [0usize; 2];
+        let mut agree = |case: String, rust: bool, cel: Result<(), String>| {
+            assert_eq!(rust, cel.is_ok(), "{case}: Rust says {rust}, CEL {cel:?}");
+            checked[usize::from(rust)] += 1;
+        };
+
+        let arn_alphabet: Vec<char> = "arn:aws-cigovu/0123456789roleXYZ+=,.@_-: é*$^\\"
+            .chars()
+            .collect();
+        let seeds = [
+            role("access-operator"),
+            format!("arn:aws-cn:iam::{ACCOUNT}:role/team/ops/x"),
+            format!("arn:aws-us-gov:iam::{ACCOUNT}:role/a+=,.@_-Z9"),
+            role(&"n".repeat(64)),
+        ];
+        for _ in 0..700 {
+            let seed = cases.pick(&seeds).clone();
+            let arn = cases.mutate(&seed, &arn_alphabet);
+            let spec = auth(json!({"roleArn": arn, "externalId": EXT32}));
+            let parsed: AwsConnectorSpec = serde_json::from_value(spec.clone()).expect("decodes");
+            agree(
+                format!("roleArn {arn:?}"),
+                validate_connector(&parsed).is_valid(),
+                connector_rules.verdict(&connector(spec)),
+            );
+        }
+
+        let id_alphabet: Vec<char> = "aZ09+=,.@:/_- !#é\t".chars().collect();
+        for _ in 0..700 {
+            let id = if cases.below(2) == 0 {
+                let seed = *cases.pick(&[EXT32, EXT64]);
+                cases.mutate(seed, &id_alphabet)
+            } else {
+                (0..cases.below(70))
+                    .map(|_| *cases.pick(&id_alphabet))
+                    .collect()
+            };
+            let spec = auth(json!({"roleArn": role("x"), "externalId": id}));
+            let parsed: AwsConnectorSpec = serde_json::from_value(spec.clone()).expect("decodes");
+            agree(
+                format!("externalId of {} characters", id.chars().count()),
+                validate_connector(&parsed).is_valid(),
+                connector_rules.verdict(&connector(spec)),
+            );
+        }
+
+        let units = ["h", "m", "s", "ms", "us", "ns", "d", "", "H", ".5h"];
+        let numbers = [
+            "0", "1", "8", "30", "90", "525600", "8760", "8761", "31536000", "00", "-1", "1.5",
+        ];
+        for _ in 0..700 {
+            let duration: String = (0..=cases.below(3))
+                .map(|_| format!("{}{}", cases.pick(&numbers), cases.pick(&units)))
+                .collect();
+            let mut spec = grant_spec(
+                json!({"kind": "SsoUser", "name": "a"}),
+                json!({"kind": "PermissionSet", "permissionSet": "P", "accountId": ACCOUNT}),
+            );
+            spec["duration"] = json!(duration);
+            let parsed: AccessGrantSpec = serde_json::from_value(spec.clone()).expect("decodes");
+            agree(
+                format!("duration {duration:?}"),
+                validate_grant(&parsed).is_empty(),
+                grant_rules.verdict(&grant(spec)),
+            );
+        }
+
+        let account_alphabet: Vec<char> = "0123456789 a-".chars().collect();
+        for _ in 0..300 {
+            let account = cases.mutate(ACCOUNT, &account_alphabet);
+            let spec = grant_spec(
+                json!({"kind": "SsoUser", "name": "a"}),
+                json!({"kind": "PermissionSet", "permissionSet": "P", "accountId": account}),
+            );
+            let parsed: AccessGrantSpec = serde_json::from_value(spec.clone()).expect("decodes");
+            agree(
+                format!("accountId {account:?}"),
+                validate_grant(&parsed).is_empty(),
+                grant_rules.verdict(&grant(spec)),
+            );
+        }
+        // Both verdicts were reached often: the generator is not trivially one-sided.
+        assert!(checked[0] > 300 && checked[1] > 300, "{checked:?}");
     }
 
     #[test]
