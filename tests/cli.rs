@@ -311,6 +311,31 @@ fn exit_codes_follow_the_documented_table() {
         "{stderr}"
     );
     assert!(!stderr.contains("resume"), "{stderr}");
+    // A ledger that cannot be read stops plan and apply before anything else, and is left as
+    // it is: taking it as empty would forget what apply created.
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("state dir");
+    std::fs::write(state.join("ledger.json"), "{\"entries\": 3").expect("write");
+    for command in ["plan", "apply"] {
+        let output = binary()
+            .args([command, "-f"])
+            .arg(dir.path().join("valid.yaml"))
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("ledger.json") && stderr.contains("not a ledger"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(state.join("ledger.json")).expect("read"),
+        "{\"entries\": 3",
+        "the ledger is untouched"
+    );
     for (args, expected) in cases {
         let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
         assert_eq!(code(&refs), Some(expected), "{args:?}");

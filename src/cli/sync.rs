@@ -99,7 +99,9 @@ pub fn check_state_dir(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
         anyhow::bail!("--state-dir {}: not a directory", dir.display());
     }
     std::fs::create_dir_all(dir)
-        .map_err(|e| anyhow::anyhow!("--state-dir {}: cannot create it: {e}", dir.display()))
+        .map_err(|e| anyhow::anyhow!("--state-dir {}: cannot create it: {e}", dir.display()))?;
+    crate::grant::ledger::FileLedger::check(dir)
+        .map_err(|message| anyhow::anyhow!("--state-dir {message}"))
 }
 
 pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {

@@ -180,6 +180,24 @@ impl FileLedger {
         }
     }
 
+    /// Whether the ledger file in `dir`, if there is one, can be read: a ledger that cannot be
+    /// read is never overwritten or taken as empty (what it records would be lost).
+    pub fn check(dir: &std::path::Path) -> Result<(), String> {
+        let path = dir.join(Self::FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<FileContent>(&bytes)
+                .map(|_| ())
+                .map_err(|e| {
+                    format!(
+                        "{}: not a ledger this version can read ({e}); it records which access apply created, so it is left as it is: restore it, or move it away to start a new ledger (access it recorded would then count as not created here)",
+                        path.display()
+                    )
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
     fn unavailable(action: &'static str, error: impl std::fmt::Display) -> LedgerError {
         LedgerError::Unavailable {
             action,

@@ -100,8 +100,8 @@ pub async fn run<S: StateStore>(
 ) -> Result<Inventory, SyncError> {
     let started = Instant::now();
     let state = match store.load(STATE_KEY).await? {
-        Some(bytes) => PageState::decode(&bytes, scope).unwrap_or_else(|| {
-            tracing::info!("discarding a saved sync state taken with other settings");
+        Some(bytes) => PageState::resume(&bytes, scope).unwrap_or_else(|why| {
+            tracing::info!("not resuming the saved sync state: {why}; starting a fresh sync");
             PageState::fresh(scope.to_string())
         }),
         None => PageState::fresh(scope.to_string()),

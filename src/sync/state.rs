@@ -102,11 +102,23 @@ impl PageState {
         }
     }
 
-    /// Decodes a saved state if it belongs to `scope` and this version.
-    pub fn decode(bytes: &[u8], scope: &str) -> Option<Self> {
-        let state: Self = serde_json::from_slice(bytes).ok()?;
-        (state.version == STATE_VERSION && state.scope == scope && state.phase != Phase::Done)
-            .then_some(state)
+    /// Decodes a saved state to resume, or says why it cannot be resumed.
+    pub fn resume(bytes: &[u8], scope: &str) -> Result<Self, String> {
+        let state: Self = serde_json::from_slice(bytes)
+            .map_err(|e| format!("it cannot be read (damaged or from another version: {e})"))?;
+        if state.version != STATE_VERSION {
+            return Err(format!(
+                "it was saved by another version (state version {}, this one reads {STATE_VERSION})",
+                state.version
+            ));
+        }
+        if state.scope != scope {
+            return Err("it was taken with other settings (scope, regions or identity)".into());
+        }
+        if state.phase == Phase::Done {
+            return Err("it belongs to a sync that finished".into());
+        }
+        Ok(state)
     }
 
     pub fn is_started(&self) -> bool {
@@ -224,14 +236,13 @@ mod tests {
         state.phase = Phase::SsoUsers;
         state.next_token = Some("t".into());
         let bytes = serde_json::to_vec(&state).expect("json");
-        assert_eq!(PageState::decode(&bytes, "scope-a"), Some(state.clone()));
-        assert_eq!(PageState::decode(&bytes, "scope-b"), None);
-        assert_eq!(PageState::decode(b"garbage", "scope-a"), None);
+        assert_eq!(PageState::resume(&bytes, "scope-a"), Ok(state.clone()));
+        let why = |result: Result<PageState, String>| result.expect_err("not resumed");
+        assert!(why(PageState::resume(&bytes, "scope-b")).contains("other settings"));
+        assert!(why(PageState::resume(b"garbage", "scope-a")).contains("cannot be read"));
         state.version = STATE_VERSION + 1;
-        assert_eq!(
-            PageState::decode(&serde_json::to_vec(&state).expect("json"), "scope-a"),
-            None
-        );
+        let newer = serde_json::to_vec(&state).expect("json");
+        assert!(why(PageState::resume(&newer, "scope-a")).contains("another version"));
     }
 
     #[test]
