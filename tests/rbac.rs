@@ -31,43 +31,58 @@ const HOME: &str = "rbac-operator";
 const PLATFORM: &str = "rbac-platform";
 const TEAM: &str = "rbac-team";
 
-/// Where a rule of the chart applies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Scope {
-    /// A ClusterRole, bound cluster-wide (watchNamespaces empty, the default).
-    Cluster,
-    /// A Role in the release namespace.
-    Release,
-    /// A Role in each of `connectorNamespaces`.
-    ConnectorNamespaces,
+/// The release's full name in the scenario (the chart's default for a release of that name):
+/// the leader Lease's name.
+const FULLNAME: &str = "aws-access-operator";
+
+/// A rule of the chart, rendered for the scenario: (group, resource, verb), the namespace it
+/// applies in (`None`: cluster-wide, a ClusterRole), and the object names it is limited to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Granted {
+    rule: Rule,
+    namespace: Option<String>,
+    names: Option<Vec<String>>,
 }
 
-impl Scope {
-    /// Whether a request in `namespace` ("" for cluster-wide) is allowed by a rule here.
-    fn covers(self, namespace: &str) -> bool {
-        match self {
-            Self::Cluster => true,
-            Self::Release => namespace == HOME,
-            Self::ConnectorNamespaces => namespace == PLATFORM,
-        }
+impl Granted {
+    /// Whether this rule allows a request in `namespace` ("" for cluster-wide) on `name` (""
+    /// when the request names no object).
+    fn allows(&self, namespace: &str, name: &str) -> bool {
+        self.namespace.as_deref().is_none_or(|n| n == namespace)
+            && self
+                .names
+                .as_ref()
+                .is_none_or(|names| names.iter().any(|n| n == name))
     }
 }
 
 /// (group, resource, verb) of a rule.
 type Rule = (String, String, String);
 
-/// The rules of the Roles and ClusterRoles in a chart template, with where each applies.
-/// Without helm, the scope is read from the template's text: a ClusterRole applies
-/// cluster-wide; a Role in `{{ .Release.Namespace }}` in the release namespace; a Role in
-/// `{{ . }}` (inside the range over connectorNamespaces) in each connector namespace.
-fn rules(template: &str) -> BTreeSet<(Rule, Scope)> {
+/// The rules of the Roles and ClusterRoles in a chart template, rendered for the scenario.
+/// There is no helm here, so the few expressions that place rules are put in by hand (the
+/// release namespace, the full name, and `{{ . }}` inside the range over connectorNamespaces,
+/// which has one member here); every other template line carries labels or control flow and
+/// is dropped. A ClusterRole applies cluster-wide (watchNamespaces empty, the default).
+fn rules(template: &str) -> BTreeSet<Granted> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("charts/aws-access-operator/templates")
         .join(template);
-    let text = std::fs::read_to_string(&path).expect("template");
+    let text = std::fs::read_to_string(&path)
+        .expect("template")
+        .replace("{{ .Release.Namespace }}", HOME)
+        .replace(
+            r#"{{ include "aws-access-operator.fullname" . | quote }}"#,
+            &format!("{FULLNAME:?}"),
+        )
+        .replace(
+            r#"{{ include "aws-access-operator.fullname" . }}"#,
+            FULLNAME,
+        )
+        .replace("{{ $fullname }}", FULLNAME)
+        .replace("{{ . }}", PLATFORM);
     let mut out = BTreeSet::new();
     for document in text.split("\n---") {
-        // Template lines ({{ ... }}) carry names, namespaces and labels, never rules.
         let plain: String = document
             .lines()
             .filter(|l| !l.contains("{{"))
@@ -76,23 +91,29 @@ fn rules(template: &str) -> BTreeSet<(Rule, Scope)> {
         let Ok(value) = serde_saphyr::from_str::<Value>(&plain) else {
             continue;
         };
-        let namespace_line = document
-            .lines()
-            .find(|l| l.trim_start().starts_with("namespace:"))
-            .unwrap_or_default();
-        let scope = match value["kind"].as_str() {
-            Some("ClusterRole") => Scope::Cluster,
-            Some("Role") if namespace_line.contains(".Release.Namespace") => Scope::Release,
-            Some("Role") if namespace_line.contains("{{ . }}") => Scope::ConnectorNamespaces,
-            Some("Role") => panic!("{template}: a Role in an unknown namespace: {namespace_line}"),
+        let namespace = match value["kind"].as_str() {
+            Some("ClusterRole") => None,
+            Some("Role") => Some(
+                value["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{template}: a Role without a namespace"))
+                    .to_string(),
+            ),
             _ => continue,
         };
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
         for rule in value["rules"].as_array().into_iter().flatten() {
+            let names = rule["resourceNames"]
+                .as_array()
+                .map(|names| names.iter().map(s).collect::<Vec<_>>());
             for group in rule["apiGroups"].as_array().into_iter().flatten() {
                 for resource in rule["resources"].as_array().into_iter().flatten() {
                     for verb in rule["verbs"].as_array().into_iter().flatten() {
-                        let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-                        out.insert(((s(group), s(resource), s(verb)), scope));
+                        out.insert(Granted {
+                            rule: (s(group), s(resource), s(verb)),
+                            namespace: namespace.clone(),
+                            names: names.clone(),
+                        });
                     }
                 }
             }
@@ -243,7 +264,7 @@ async fn chart_rbac_is_exactly_what_the_operator_uses_and_where() {
     operator.task.await.expect("join").expect("stop");
 
     let used: BTreeSet<Access> = server.recorded();
-    let granted: BTreeSet<(Rule, Scope)> = [
+    let granted: BTreeSet<Granted> = [
         "clusterrole.yaml",
         "leader-election.yaml",
         "configmaps.yaml",
@@ -257,13 +278,13 @@ async fn chart_rbac_is_exactly_what_the_operator_uses_and_where() {
         .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
         .collect();
 
-    // Every request is allowed where it was made.
+    // Every request is allowed where it was made, on the object it named.
     let missing: Vec<&Access> = used
         .iter()
-        .filter(|(g, r, v, ns)| {
-            !granted
-                .iter()
-                .any(|((rg, rr, rv), scope)| (rg, rr, rv) == (g, r, v) && scope.covers(ns))
+        .filter(|(g, r, v, ns, name)| {
+            !granted.iter().any(|rule| {
+                (&rule.rule.0, &rule.rule.1, &rule.rule.2) == (g, r, v) && rule.allows(ns, name)
+            })
         })
         .collect();
     assert!(
@@ -272,12 +293,12 @@ async fn chart_rbac_is_exactly_what_the_operator_uses_and_where() {
     );
 
     // Every rule is used where it applies.
-    let unused: Vec<&(Rule, Scope)> = granted
+    let unused: Vec<&Granted> = granted
         .iter()
-        .filter(|(rule, scope)| {
-            !unobservable.contains(rule)
-                && !used.iter().any(|(g, r, v, ns)| {
-                    (g, r, v) == (&rule.0, &rule.1, &rule.2) && scope.covers(ns)
+        .filter(|rule| {
+            !unobservable.contains(&rule.rule)
+                && !used.iter().any(|(g, r, v, ns, name)| {
+                    (g, r, v) == (&rule.rule.0, &rule.rule.1, &rule.rule.2) && rule.allows(ns, name)
                 })
         })
         .collect();
@@ -287,7 +308,7 @@ async fn chart_rbac_is_exactly_what_the_operator_uses_and_where() {
     );
     for extra in &unobservable {
         assert!(
-            granted.iter().any(|(rule, _)| rule == extra),
+            granted.iter().any(|rule| &rule.rule == extra),
             "{extra:?} is needed and must stay granted"
         );
     }
@@ -296,26 +317,30 @@ async fn chart_rbac_is_exactly_what_the_operator_uses_and_where() {
     // across namespaces, or on cluster-scoped resources, or is on the operator's own kinds,
     // which tenants create in any namespace.
     let mut namespaces_of: BTreeMap<Rule, BTreeSet<&str>> = BTreeMap::new();
-    for (g, r, v, ns) in &used {
+    for (g, r, v, ns, _) in &used {
         namespaces_of
             .entry((g.clone(), r.clone(), v.clone()))
             .or_default()
             .insert(ns);
     }
-    for (rule, scope) in &granted {
-        if *scope != Scope::Cluster || rule.0 == "awsaccess.io" || unobservable.contains(rule) {
+    for rule in &granted {
+        if rule.namespace.is_some()
+            || rule.rule.0 == "awsaccess.io"
+            || unobservable.contains(&rule.rule)
+        {
             continue;
         }
-        let seen = &namespaces_of[rule];
+        let seen = &namespaces_of[&rule.rule];
         assert!(
             seen.contains("") || seen.len() > 1,
-            "{rule:?} is granted cluster-wide but used only in {seen:?}: a Role there would do"
+            "{:?} is granted cluster-wide but used only in {seen:?}: a Role there would do",
+            rule.rule
         );
     }
 
-    // The two that matter most, said plainly: ConfigMaps only at home, Secrets only where
-    // connectors are served.
-    for (g, r, v, ns) in &used {
+    // The ones that matter most, said plainly: ConfigMaps only at home, Secrets only where
+    // connectors are served, and the Lease read and renewed by its name only.
+    for (g, r, v, ns, _) in &used {
         if g.is_empty() && r == "configmaps" {
             assert_eq!(ns, HOME, "ConfigMaps {v} outside the operator's namespace");
         }
@@ -324,12 +349,17 @@ async fn chart_rbac_is_exactly_what_the_operator_uses_and_where() {
         }
     }
     assert!(
-        !granted
-            .iter()
-            .any(|((g, r, _), scope)| *scope == Scope::Cluster
-                && g.is_empty()
-                && (r == "configmaps" || r == "secrets")),
+        !granted.iter().any(|rule| rule.namespace.is_none()
+            && rule.rule.0.is_empty()
+            && (rule.rule.1 == "configmaps" || rule.rule.1 == "secrets")),
         "no ClusterRole grants ConfigMaps or Secrets"
+    );
+    assert!(
+        granted
+            .iter()
+            .filter(|rule| rule.rule.1 == "leases" && rule.rule.2 != "create")
+            .all(|rule| rule.names.as_deref() == Some(&[FULLNAME.to_string()][..])),
+        "the Lease is read and renewed only by its name"
     );
 }
 

@@ -49,7 +49,7 @@ pub async fn serve(
     }
 }
 
-/// Records a request as RBAC sees it: (group, resource[/subresource], verb, namespace).
+/// Records a request as RBAC sees it: (group, resource[/subresource], verb, namespace, name).
 fn record(store: &Arc<Mutex<Store>>, recorder: &Recorder, request: &Request<Incoming>) {
     let store = store.lock().unwrap_or_else(|p| p.into_inner());
     let Ok(target) = route(&store, request.uri().path()) else {
@@ -79,6 +79,10 @@ fn record(store: &Arc<Mutex<Store>>, recorder: &Recorder, request: &Request<Inco
         resource,
         verb.to_string(),
         target.namespace.clone().unwrap_or_default(),
+        match verb {
+            "create" => String::new(),
+            _ => target.name.clone().unwrap_or_default(),
+        },
     ));
 }
 

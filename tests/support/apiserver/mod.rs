@@ -51,9 +51,10 @@ impl Default for Options {
 }
 
 /// What a request asked for, in RBAC's terms: (API group, resource[/subresource], verb,
-/// namespace). The namespace is empty for a request across all namespaces and for a
-/// cluster-scoped resource: what only a ClusterRole can allow.
-pub type Access = (String, String, String, String);
+/// namespace, name). The namespace is empty for a request across all namespaces and for a
+/// cluster-scoped resource: what only a ClusterRole can allow. The name is empty for lists,
+/// watches and creates (which RBAC cannot limit by name).
+pub type Access = (String, String, String, String, String);
 
 /// A running emulator; stops when dropped. It listens twice on the same storage: requests on
 /// `recorded_addr` are also recorded in RBAC terms, so that a test can see exactly what one
