@@ -266,7 +266,13 @@ async fn server_side_apply_ownership() {
     .await
     .expect("force");
 
-    // Fields an applier stops sending are removed.
+    // Fields an applier stops sending are removed when nobody else owns them. (Above, b sent
+    // the duration a had set, so both own it; a new value makes b its only owner.)
+    let longer = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "l"}, "spec": {"holderIdentity": "b", "leaseDurationSeconds": 20}});
+    api.patch("l", &PatchParams::apply("b").force(), &Patch::Apply(longer))
+        .await
+        .expect("a new duration");
     let without_duration = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": {"name": "l"}, "spec": {"holderIdentity": "b"}});
     let after = api
@@ -302,6 +308,28 @@ async fn server_side_apply_ownership() {
     api.patch("l", &PatchParams::apply("d"), &Patch::Apply(lease("d")))
         .await
         .expect("a released field is free");
+
+    // A field another manager also applied stays when one of them stops sending it.
+    let duration_only = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "l"}, "spec": {"leaseDurationSeconds": 10}});
+    api.patch("l", &PatchParams::apply("e"), &Patch::Apply(duration_only))
+        .await
+        .expect("co-own the duration");
+    let without_duration = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "l"}, "spec": {"holderIdentity": "d"}});
+    let kept = api
+        .patch(
+            "l",
+            &PatchParams::apply("d"),
+            &Patch::Apply(without_duration),
+        )
+        .await
+        .expect("apply");
+    assert_eq!(
+        kept.spec.and_then(|s| s.lease_duration_seconds),
+        Some(10),
+        "still owned by e"
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
-//! A small model of server-side apply's field ownership: which manager owns each leaf field, so
+//! A small model of server-side apply's field ownership: which managers own each leaf field, so
 //! that an apply without `force` over another manager's value fails with 409 Conflict (leader
-//! election depends on this), and fields an applier stops sending are removed.
+//! election depends on this), two appliers sending the same value both own it, and a field an
+//! applier stops sending is removed only when nobody else owns it.
 //!
 //! Simplifications, written down: lists are atomic leaves (no `listType: map` merging by key),
 //! ownership is kept beside the object rather than in `metadata.managedFields`, and one
@@ -16,7 +17,8 @@ pub struct Owner {
     pub applied: bool,
 }
 
-pub type Owners = BTreeMap<String, Owner>;
+/// The managers that own each leaf, by JSON pointer.
+pub type Owners = BTreeMap<String, Vec<Owner>>;
 
 /// Paths that belong to the server, never to a manager.
 fn ignored(path: &str) -> bool {
@@ -68,12 +70,13 @@ pub fn record_update(owners: &mut Owners, before: &Value, after: &Value, manager
     owners.retain(|path, _| new.contains_key(path));
     for (path, value) in &new {
         if old.get(path) != Some(value) {
+            // Changing a field takes it from whoever owned it.
             owners.insert(
                 path.clone(),
-                Owner {
+                vec![Owner {
                     manager: manager.to_string(),
                     applied: false,
-                },
+                }],
             );
         }
     }
@@ -86,35 +89,51 @@ pub fn conflicts(owners: &Owners, current: &Value, applied: &Value, manager: &st
         .into_iter()
         .filter(|(path, value)| {
             now.get(path).is_some_and(|v| v != value)
-                && owners.get(path).is_some_and(|o| o.manager != manager)
+                && owners
+                    .get(path)
+                    .is_some_and(|all| all.iter().any(|o| o.manager != manager))
         })
         .map(|(path, _)| path)
         .collect()
 }
 
 /// Merges an applied configuration into `current`: objects merge, everything else replaces;
-/// fields `manager` applied before and no longer sends (and nobody else owns) are removed.
+/// fields `manager` applied before and no longer sends are given up, and removed when nobody
+/// else owns them.
 pub fn apply(owners: &mut Owners, current: &Value, applied: &Value, manager: &str) -> Value {
     let sent = leaves(applied);
+    let now = leaves(current);
     let mut result = current.clone();
-    let dropped: Vec<String> = owners
+    let given_up: Vec<String> = owners
         .iter()
-        .filter(|(path, o)| o.manager == manager && o.applied && !sent.contains_key(*path))
+        .filter(|(path, all)| {
+            !sent.contains_key(*path) && all.iter().any(|o| o.manager == manager && o.applied)
+        })
         .map(|(path, _)| path.clone())
         .collect();
-    for path in &dropped {
-        remove_pointer(&mut result, path);
-        owners.remove(path);
+    for path in &given_up {
+        let all = owners.entry(path.clone()).or_default();
+        all.retain(|o| o.manager != manager);
+        if all.is_empty() {
+            owners.remove(path);
+            remove_pointer(&mut result, path);
+        }
     }
     merge(&mut result, applied);
-    for path in sent.keys() {
-        owners.insert(
-            path.clone(),
-            Owner {
-                manager: manager.to_string(),
-                applied: true,
-            },
-        );
+    let me = Owner {
+        manager: manager.to_string(),
+        applied: true,
+    };
+    for (path, value) in &sent {
+        let all = owners.entry(path.clone()).or_default();
+        if now.get(path) == Some(value) {
+            // The same value: owned together with whoever owned it.
+            all.retain(|o| o.manager != manager);
+            all.push(me.clone());
+        } else {
+            // A new value (no conflict, or forced): owned by this manager alone.
+            *all = vec![me.clone()];
+        }
     }
     let remaining = leaves(&result);
     owners.retain(|path, _| remaining.contains_key(path));
