@@ -16,6 +16,11 @@ const ACTIONS: &[(&str, Option<&str>)] = &[
     ),
     ("ListAccessKeys", Some("iam:ListAccessKeys")),
     ("GetAccessKeyLastUsed", Some("iam:GetAccessKeyLastUsed")),
+    (
+        "GenerateCredentialReport",
+        Some("iam:GenerateCredentialReport"),
+    ),
+    ("GetCredentialReport", Some("iam:GetCredentialReport")),
     ("ListGroupsForUser", Some("iam:ListGroupsForUser")),
     ("AddUserToGroup", Some("iam:AddUserToGroup")),
     ("RemoveUserFromGroup", Some("iam:RemoveUserFromGroup")),
@@ -76,7 +81,7 @@ fn repo() -> &'static Path {
 /// Operation names (string literals such as "ListUsers") in the non-test code of src/aws/.
 fn operations_in_code() -> BTreeSet<String> {
     let pattern = regex_lite::Regex::new(
-        r#""((?:List|Get|Describe|Create|Delete|Add|Remove|Assume|Provision)[A-Z][A-Za-z]+)""#,
+        r#""((?:List|Get|Generate|Describe|Create|Delete|Add|Remove|Assume|Provision)[A-Z][A-Za-z]+)""#,
     )
     .expect("regex");
     let mut found = BTreeSet::new();

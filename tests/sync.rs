@@ -988,6 +988,8 @@ fn access_keys_are_synced_only_when_asked() {
     let mut value: Value = serde_json::from_str(&text).expect("json");
     value["spec"]["sync"] = json!({"accessKeys": true});
     std::fs::write(&path, value.to_string()).expect("write");
+    assert!(!calls(&without).contains_key("GenerateCredentialReport"));
+    moto.reset_calls();
     let with = sync(&moto, &path, &[]);
     let users = with["iamUsers"].as_array().expect("users");
     for user in users {
@@ -1004,20 +1006,44 @@ fn access_keys_are_synced_only_when_asked() {
             assert_eq!(key["status"], "Active");
         }
     }
-    let made = calls(&with);
-    assert_eq!(
-        made["ListAccessKeys"],
-        users.len() as u64,
-        "one call per user"
+    // The credential report says which users have keys, and when each was last used: keys
+    // are listed only for those users, and no key's last use is asked one by one.
+    let made = moto.calls();
+    assert_eq!(with["stats"]["accessKeysFrom"], "credentialReport");
+    assert_eq!(made.get("GetCredentialReport"), Some(&1));
+    assert!(
+        made.get("GenerateCredentialReport")
+            .is_some_and(|n| *n >= 1)
     );
     assert_eq!(
-        made["GetAccessKeyLastUsed"], 3,
-        "one call per key: IAM has no list for it"
+        made.get("ListAccessKeys"),
+        Some(&3),
+        "one call per user with keys, of {} users",
+        users.len()
     );
+    assert_eq!(made.get("GetAccessKeyLastUsed"), None);
     assert!(
         !with.to_string().contains("SecretAccessKey"),
         "no secrets in the inventory"
     );
+
+    // Without the report (denied), every user's keys are listed and each key's last use
+    // asked: the same inventory, at a higher price, and the log says so.
+    moto.reset_calls();
+    moto.set_faults(json!({"deny_operations": ["GenerateCredentialReport"]}));
+    let output = command(&moto, &path, &[]).output().expect("run sync");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("IAM credential report unavailable") && stderr.contains("AccessDenied"),
+        "{stderr}"
+    );
+    let per_user: Value = serde_json::from_slice(&output.stdout).expect("inventory JSON");
+    assert_eq!(per_user["stats"]["accessKeysFrom"], "perUser");
+    assert_eq!(content(&per_user), content(&with));
+    let made = moto.calls();
+    assert_eq!(made.get("ListAccessKeys"), Some(&(users.len() as u64)));
+    assert_eq!(made.get("GetAccessKeyLastUsed"), Some(&3));
 }
 
 /// Even at `RUST_LOG=trace`, no credential reaches the logs: the SDK's request and signing

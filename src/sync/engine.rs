@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use super::cache::{CachedPermissionSet, SyncCache};
 use super::inventory::Inventory;
-use super::state::{AssignmentListing, PageState, Phase, choose_listing, source_of};
+use super::state::{AssignmentListing, KeySource, PageState, Phase, choose_listing, source_of};
 use super::store::{StateStore, StoreError};
 use crate::api::connector::SyncSpec;
 use crate::aws::error::ErrorKind;
-use crate::aws::{AwsError, Session, iam, identity_center, organizations};
+use crate::aws::{AwsError, Session, credential_report, iam, identity_center, organizations};
 
 /// Store keys.
 pub const STATE_KEY: &str = "sync-state";
@@ -136,6 +136,13 @@ pub async fn run<S: StateStore>(
     inventory.stats.resumed = resumed;
     inventory.stats.cache_hits = engine.cache_hits;
     inventory.stats.assignment_listing = engine.state.listing.map(|l| l.as_str().to_string());
+    inventory.stats.access_keys_from = engine.state.key_source.as_ref().map(|source| {
+        match source {
+            KeySource::Report(_) => "credentialReport",
+            KeySource::PerUser(_) => "perUser",
+        }
+        .to_string()
+    });
 
     engine.cache.refresh_from(&inventory);
     store
@@ -340,10 +347,42 @@ impl<S: StateStore> Engine<'_, S> {
         Ok(())
     }
 
+    /// Access keys with their last use. The IAM credential report says in two or three calls
+    /// which users have keys and when each was last used; keys are then listed only for those
+    /// users (the report has no key ids). Without the report, every user's keys are listed and
+    /// each key's last use asked.
     async fn access_keys(&mut self) -> Result<(), SyncError> {
+        if self.state.key_source.is_none() {
+            let source = match credential_report::fetch(self.session).await {
+                Ok(report) => {
+                    tracing::info!(
+                        users = report.len(),
+                        with_keys = report.values().filter(|keys| !keys.is_empty()).count(),
+                        "IAM credential report read"
+                    );
+                    KeySource::Report(report)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "IAM credential report unavailable: listing the access keys of every user and asking each key's last use instead");
+                    KeySource::PerUser(error.to_string())
+                }
+            };
+            self.state.key_source = Some(source);
+            self.checkpoint(true).await?;
+        }
         while self.state.item < self.state.inventory.iam_users.len() {
             let index = self.state.item;
             let name = self.state.inventory.iam_users[index].name.clone();
+            // `None`: unknown (no report, or a user newer than it), so listed and asked.
+            let slots = match &self.state.key_source {
+                Some(KeySource::Report(report)) => report.get(&name).cloned(),
+                _ => None,
+            };
+            if slots.as_ref().is_some_and(Vec::is_empty) && self.state.next_token.is_none() {
+                self.state.inventory.iam_users[index].access_keys = Some(Vec::new());
+                self.state.item += 1;
+                continue;
+            }
             let listed = iam::list_access_keys(
                 self.session,
                 &name,
@@ -364,10 +403,15 @@ impl<S: StateStore> Engine<'_, S> {
                 }
                 other => other.map_err(|e| self.failed(e))?,
             };
-            for key in &mut page.items {
-                iam::access_key_last_used(self.session, key)
-                    .await
-                    .map_err(|e| self.failed(e))?;
+            match &slots {
+                Some(slots) => credential_report::fill_last_use(&mut page.items, slots),
+                None => {
+                    for key in &mut page.items {
+                        iam::access_key_last_used(self.session, key)
+                            .await
+                            .map_err(|e| self.failed(e))?;
+                    }
+                }
             }
             self.state.inventory.iam_users[index]
                 .access_keys

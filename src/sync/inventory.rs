@@ -45,6 +45,10 @@ pub struct SyncStats {
     pub assignment_listing: Option<String>,
     /// Permission set details served from the cache instead of DescribePermissionSet.
     pub cache_hits: u64,
+    /// `credentialReport` or `perUser`: where access keys' last use came from (with
+    /// `sync.accessKeys` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_keys_from: Option<String>,
 }
 
 impl Inventory {

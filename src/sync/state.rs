@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::inventory::Inventory;
+use crate::aws::credential_report::Report;
 
 /// Bumped whenever the state's meaning changes; older states are discarded, not misread.
 pub const STATE_VERSION: u32 = 1;
@@ -64,6 +65,17 @@ impl AssignmentListing {
     }
 }
 
+/// Where access keys' last use comes from in this sync.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub enum KeySource {
+    /// The IAM credential report: which users have keys, and each key's last use.
+    Report(Report),
+    /// The report could not be had (why): every user's keys are listed and each key's last use
+    /// asked.
+    PerUser(String),
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PageState {
@@ -82,6 +94,9 @@ pub struct PageState {
     /// Accounts each permission set is provisioned to (per-account listing only).
     pub provisioned: BTreeMap<String, Vec<String>>,
     pub listing: Option<AssignmentListing>,
+    /// Where access keys come from, once the AccessKeys phase has begun.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_source: Option<KeySource>,
     /// Pages fetched in this and interrupted runs.
     pub pages: u64,
 }
@@ -98,6 +113,7 @@ impl PageState {
             permission_set_arns: Vec::new(),
             provisioned: BTreeMap::new(),
             listing: None,
+            key_source: None,
             pages: 0,
         }
     }
@@ -145,6 +161,7 @@ impl PageState {
             for user in &mut inventory.iam_users {
                 user.access_keys = None;
             }
+            self.key_source = None;
         }
         if from(Phase::Instance) {
             inventory.identity_center = None;
@@ -297,6 +314,7 @@ mod tests {
         state.provisioned.insert("ps-1".into(), vec!["1".into()]);
         state.listing = Some(AssignmentListing::PerAccount);
         state.inventory.assignments.push(Assignment::default());
+        state.key_source = Some(KeySource::PerUser("denied".into()));
         state.phase = Phase::Assignments;
         state.item = 3;
         state.next_token = Some("t".into());
@@ -327,6 +345,11 @@ mod tests {
             "memberships stay"
         );
         assert!(sets.permission_set_arns.is_empty() && sets.inventory.assignments.is_empty());
+
+        assert!(sets.key_source.is_some(), "access keys stay");
+        let mut keys = state.clone();
+        keys.rewind(Phase::AccessKeys);
+        assert_eq!(keys.key_source, None, "the credential report is read again");
 
         let mut groups = state.clone();
         groups.rewind(Phase::SsoGroups);
