@@ -756,6 +756,81 @@ async fn changing_a_grant_grants_the_new_access_and_revokes_the_old() {
 
 /// 200 grants applied at once converge, with no duplicate assignment in AWS. The time and the
 /// calls are printed for the record (`--nocapture`); the time is not asserted.
+/// The drift re-checks of many grants on one (account, permission set) pair share one listing
+/// of the pair per check interval, instead of each paging it.
+#[tokio::test]
+async fn rechecks_of_grants_on_one_pair_share_its_listing() {
+    // Re-checked every second.
+    let org = org("grants-shared", SMALL_ORG, json!({}), |_| {}).await;
+    let account = org.seed["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .find(|a| *a != "123456789012")
+        .expect("a member account")
+        .to_string();
+    for user in 0..6 {
+        org.create(assignment(
+            &format!("u{user}"),
+            "org",
+            user,
+            "PermissionSet01",
+            &account,
+            json!({}),
+        ))
+        .await;
+    }
+    for user in 0..6 {
+        let name = format!("u{user}");
+        wait::until(&format!("{name} to hold its access"), TIMEOUT, || async {
+            let grant = org.grants.get_opt(&name).await.ok()??;
+            let status = grant.status?;
+            let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+            ["Granted", "Adopted"]
+                .contains(&ready.reason.as_str())
+                .then_some(())
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    org.moto.reset_calls();
+    let window = Duration::from_secs(6);
+    tokio::time::sleep(window).await;
+    let listings = org
+        .moto
+        .calls()
+        .get("ListAccountAssignments")
+        .copied()
+        .unwrap_or(0);
+    // Each of the six grants paging the pair on its own would make about 36 listings here.
+    assert!(listings >= 3, "the grants are still re-checked: {listings}");
+    assert!(
+        listings <= 12,
+        "{listings} listings of one pair in {window:?}: the re-checks do not share them"
+    );
+    // And drift is still seen: an assignment removed by hand comes back.
+    let sso = aws_sdk_ssoadmin::Client::new(&org.moto.sdk_config().await);
+    sso.delete_account_assignment()
+        .instance_arn(org.instance())
+        .target_id(&account)
+        .target_type(aws_sdk_ssoadmin::types::TargetType::AwsAccount)
+        .permission_set_arn(org.permission_set("PermissionSet01"))
+        .principal_type(aws_sdk_ssoadmin::types::PrincipalType::User)
+        .principal_id(org.user_id(4))
+        .send()
+        .await
+        .expect("remove by hand");
+    wait::until("the assignment to be back", TIMEOUT, || async {
+        org.assigned(&account, &org.permission_set("PermissionSet01"))
+            .await
+            .contains(&org.user_id(4))
+            .then_some(())
+    })
+    .await;
+    org.finish().await;
+}
+
 #[tokio::test]
 async fn two_hundred_grants_converge_without_duplicates() {
     let args = [

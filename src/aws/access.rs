@@ -2,6 +2,7 @@
 //! creating what exists and deleting what is gone are answered as success, with the caller told
 //! which.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use aws_sdk_identitystore::types::{AlternateIdentifier, MemberId, UniqueAttribute};
@@ -77,31 +78,11 @@ pub async fn exists(session: &Session, access: &Access) -> Result<bool, AwsError
             permission_set_arn,
             principal_type,
             principal_id,
-        } => {
-            // The same paged listing the sync uses, for one (account, permission set) pair.
-            let mut token: Option<String> = None;
-            loop {
-                let page = identity_center::list_account_assignments(
-                    session,
-                    instance_arn,
-                    account_id,
-                    permission_set_arn,
-                    token,
-                    identity_center::MAX_PAGE,
-                )
-                .await?;
-                let found = page.items.iter().any(|a| {
-                    a.principal_id == *principal_id && a.principal_type == *principal_type
-                });
-                if found {
-                    return Ok(true);
-                }
-                token = page.next;
-                if token.is_none() {
-                    return Ok(false);
-                }
-            }
-        }
+        } => Ok(
+            pair_assignments(session, instance_arn, account_id, permission_set_arn)
+                .await?
+                .contains(&(principal_type.clone(), principal_id.clone())),
+        ),
         Access::SsoMembership {
             identity_store_id,
             group_id,
@@ -110,33 +91,72 @@ pub async fn exists(session: &Session, access: &Access) -> Result<bool, AwsError
             .await?
             .is_some()),
         Access::IamMembership { group, user } => {
-            let client = aws_sdk_iam::Client::new(&session.global);
-            let mut marker: Option<String> = None;
-            loop {
-                let output = session
-                    .caller
-                    .call(Service::Iam, "ListGroupsForUser", || async {
-                        client
-                            .list_groups_for_user()
-                            .user_name(user)
-                            .set_marker(marker.clone())
-                            .max_items(1000)
-                            .send()
-                            .await
-                            .map_err(|e| AwsError::from_sdk("ListGroupsForUser", e))
-                    })
-                    .await?;
-                if output.groups().iter().any(|g| g.group_name() == group) {
-                    return Ok(true);
-                }
-                marker = output
-                    .marker()
-                    .map(str::to_string)
-                    .filter(|_| output.is_truncated());
-                if marker.is_none() {
-                    return Ok(false);
-                }
-            }
+            Ok(iam_groups_of_user(session, user).await?.contains(group))
+        }
+    }
+}
+
+/// Every principal (type, id) assigned a permission set on an account: the same paged listing
+/// the sync uses, for one (account, permission set) pair.
+pub async fn pair_assignments(
+    session: &Session,
+    instance_arn: &str,
+    account_id: &str,
+    permission_set_arn: &str,
+) -> Result<BTreeSet<(String, String)>, AwsError> {
+    let mut found = BTreeSet::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = identity_center::list_account_assignments(
+            session,
+            instance_arn,
+            account_id,
+            permission_set_arn,
+            token,
+            identity_center::MAX_PAGE,
+        )
+        .await?;
+        found.extend(
+            page.items
+                .into_iter()
+                .map(|a| (a.principal_type, a.principal_id)),
+        );
+        token = page.next;
+        if token.is_none() {
+            return Ok(found);
+        }
+    }
+}
+
+/// The names of the IAM groups a user belongs to.
+pub async fn iam_groups_of_user(
+    session: &Session,
+    user: &str,
+) -> Result<BTreeSet<String>, AwsError> {
+    let client = aws_sdk_iam::Client::new(&session.global);
+    let mut found = BTreeSet::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let output = session
+            .caller
+            .call(Service::Iam, "ListGroupsForUser", || async {
+                client
+                    .list_groups_for_user()
+                    .user_name(user)
+                    .set_marker(marker.clone())
+                    .max_items(1000)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("ListGroupsForUser", e))
+            })
+            .await?;
+        found.extend(output.groups().iter().map(|g| g.group_name().to_string()));
+        marker = output
+            .marker()
+            .map(str::to_string)
+            .filter(|_| output.is_truncated());
+        if marker.is_none() {
+            return Ok(found);
         }
     }
 }

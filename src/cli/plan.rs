@@ -522,6 +522,7 @@ async fn execute(
         fence: &fence,
         slots: &slots,
         locks: &locks,
+        observations: None,
     };
     let state = Connector::reachable(false);
     let mut failed_prune = false;

@@ -174,6 +174,7 @@ async fn retire(connector: &AwsConnector, ctx: &Context) -> Result<Action, Error
         fence: &ctx.fence,
         slots: &slots,
         locks: &ctx.access_locks,
+        observations: None,
     };
     let retain =
         connector.spec.read_only || connector.spec.deletion_policy == Some(DeletionPolicy::Retain);
@@ -268,6 +269,7 @@ async fn retire(connector: &AwsConnector, ctx: &Context) -> Result<Action, Error
             })?;
         tracing::info!(connector = %key, config_maps = removed, "connector deleted; its ownership ledger is empty and its ConfigMaps are gone");
     }
+    ctx.forget_connector(&session::key(connector));
     Ok(Action::await_change())
 }
 

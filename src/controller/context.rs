@@ -13,6 +13,7 @@ use super::metrics::Metrics;
 use crate::aws::{AwsBase, RateLimits, Session};
 use crate::fence::Fence;
 use crate::grant::execute::AccessLocks;
+use crate::grant::observations::Observations;
 use crate::sync::SyncOptions;
 use crate::sync::cache::SyncCache;
 use tokio::sync::Semaphore;
@@ -33,6 +34,8 @@ pub struct Context {
     directories: Mutex<HashMap<String, Arc<SyncCache>>>,
     /// Each connector's permits for assignment operations in flight.
     slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Each connector's listings shared by its grants' re-checks.
+    observations: Mutex<HashMap<String, Arc<Observations>>>,
     /// Whether this replica may write now (it holds the leader lease).
     pub fence: Fence,
     /// The operator's own namespace: the ownership ledger and the connectors' ConfigMaps.
@@ -86,6 +89,7 @@ impl Context {
             sessions: Mutex::default(),
             directories: Mutex::default(),
             slots: Mutex::default(),
+            observations: Mutex::default(),
             fence,
             home_namespace: settings.home_namespace.clone(),
             namespaces: settings.namespaces.clone(),
@@ -139,6 +143,34 @@ impl Context {
             .entry(key.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(permits)))
             .clone()
+    }
+
+    /// The listings `key`'s grants share, fresh for one drift-check interval.
+    pub fn observations(&self, key: &str) -> Arc<Observations> {
+        self.observations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_string())
+            .or_insert_with(|| Arc::new(Observations::new(self.aws.grant_check)))
+            .clone()
+    }
+
+    /// Frees what was kept for a connector that is gone: its session, directory, permits and
+    /// listings.
+    pub fn forget_connector(&self, key: &str) {
+        self.forget_session(key);
+        self.directories
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        self.observations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     /// Every AccessGrant the operator may see: cluster-wide, or namespace by namespace when it

@@ -227,6 +227,12 @@ async fn converge(
         Some(object) => session::assignment_slots(ctx, object),
         None => Arc::new(tokio::sync::Semaphore::new(1)),
     };
+    let observations = ctx.observations(
+        &gathered
+            .object
+            .as_ref()
+            .map_or_else(|| gathered.connector_key.clone(), session::key),
+    );
     let shell = crate::grant::execute::Shell {
         ledger: &ledger,
         connector: &gathered.connector_key,
@@ -234,6 +240,7 @@ async fn converge(
         fence: &ctx.fence,
         slots: &slots,
         locks: &ctx.access_locks,
+        observations: Some(&observations),
     };
     let holder = grant.uid().unwrap_or_default();
     let name = format!(

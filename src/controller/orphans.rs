@@ -50,6 +50,7 @@ pub async fn sweep(
         fence: &ctx.fence,
         slots: &slots,
         locks: &ctx.access_locks,
+        observations: None,
     };
     let state = Connector::reachable(connector.spec.read_only);
     let now = jiff::Timestamp::now();

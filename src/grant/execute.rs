@@ -17,6 +17,7 @@ use super::expiry::Expiry;
 use super::ledger::{
     Holder, LedgerEntry, LedgerError, LedgerStore, Operation, OperationKind, Origin, Stored,
 };
+use super::observations::Observations;
 use crate::api::grant::DeletionPolicy;
 use crate::aws::access::{self as aws_access, Change, Direction, Progress};
 use crate::aws::{AwsError, Session};
@@ -164,6 +165,9 @@ pub struct Shell<'a, L: LedgerStore> {
     /// Permits for assignment operations in flight.
     pub slots: &'a Semaphore,
     pub locks: &'a AccessLocks,
+    /// Listings shared by the connector's grants for their re-checks; `None` asks AWS afresh
+    /// every time.
+    pub observations: Option<&'a Observations>,
 }
 
 fn stamp(now: Timestamp) -> String {
@@ -185,8 +189,14 @@ impl<L: LedgerStore> Shell<'_, L> {
         self.session.ok_or(ShellError::NoSession(what))
     }
 
-    async fn observe(&self, access: &Access) -> Result<Observed, ShellError> {
-        let exists = aws_access::exists(self.session("look at the access")?, access).await?;
+    /// What AWS shows of `access`. A `recheck` of access already held may be answered by a
+    /// listing another grant of the connector made within the check interval.
+    async fn observe(&self, access: &Access, recheck: bool) -> Result<Observed, ShellError> {
+        let session = self.session("look at the access")?;
+        let exists = match self.observations {
+            Some(observations) => observations.exists(session, access, recheck).await?,
+            None => aws_access::exists(session, access).await?,
+        };
         Ok(if exists {
             Observed::Present
         } else {
@@ -219,10 +229,19 @@ impl<L: LedgerStore> Shell<'_, L> {
             None
         };
         self.fence.check()?;
-        Ok(match kind {
-            OperationKind::Grant => aws_access::grant(session, access).await?,
-            OperationKind::Revoke => aws_access::revoke(session, access).await?,
-        })
+        let change = match kind {
+            OperationKind::Grant => aws_access::grant(session, access).await,
+            OperationKind::Revoke => aws_access::revoke(session, access).await,
+        };
+        self.written(access);
+        Ok(change?)
+    }
+
+    /// Forgets the shared listing `access` is part of: what it said is out of date.
+    fn written(&self, access: &Access) {
+        if let Some(observations) = self.observations {
+            observations.forget(access);
+        }
     }
 
     /// Polls an assignment operation AWS is working on.
@@ -241,14 +260,16 @@ impl<L: LedgerStore> Shell<'_, L> {
             OperationKind::Grant => Direction::Create,
             OperationKind::Revoke => Direction::Delete,
         };
-        Ok(aws_access::settle(
+        let change = aws_access::settle(
             session,
             instance_arn,
             request,
             Progress::InProgress,
             direction,
         )
-        .await?)
+        .await;
+        self.written(access);
+        Ok(change?)
     }
 
     /// Carries out one grant's decision on one piece of access, deciding again after looking
@@ -282,10 +303,14 @@ impl<L: LedgerStore> Shell<'_, L> {
             };
             let decision = decide(&facts);
             let ending = super::decide::ending(&facts);
+            // A re-check of access this grant already holds, with nothing under way.
+            let recheck = facts
+                .entry
+                .is_some_and(|e| e.operation.is_none() && e.holders.contains_key(ask.holder));
             drop(facts);
             tracing::debug!(grant = ask.grant, access = %ask.access, ?decision, "decided");
             match (decision, stored) {
-                (Decision::Observe, _) => observed = self.observe(ask.access).await?,
+                (Decision::Observe, _) => observed = self.observe(ask.access, recheck).await?,
                 (Decision::Resume(operation), Some(stored)) => {
                     let wanted = ask.declared == Declared::Yes && ending.is_none();
                     match self.resume(stored, &operation, wanted, ask.now).await? {
@@ -585,7 +610,7 @@ impl<L: LedgerStore> Shell<'_, L> {
             }
             None => {
                 // The write may or may not have reached AWS: look.
-                let seen = self.observe(&entry.access).await?;
+                let seen = self.observe(&entry.access, false).await?;
                 match (operation.kind, seen) {
                     (OperationKind::Grant, Observed::Present) => Change::Done(None),
                     (OperationKind::Grant, _) if !wanted => {
