@@ -31,6 +31,10 @@ const ACTIONS: &[(&str, Option<&str>)] = &[
         "ListAccountsForProvisionedPermissionSet",
         Some("sso:ListAccountsForProvisionedPermissionSet"),
     ),
+    (
+        "ListPermissionSetsProvisionedToAccount",
+        Some("sso:ListPermissionSetsProvisionedToAccount"),
+    ),
     ("ListAccountAssignments", Some("sso:ListAccountAssignments")),
     (
         "ListAccountAssignmentsForPrincipal",

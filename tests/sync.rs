@@ -894,7 +894,8 @@ fn calls_stay_within_a_quarter_of_the_lower_bound() {
         .chain(seed["ssoGroups"].as_array().into_iter().flatten())
         .map(|p| p["id"].as_str().unwrap_or_default().to_string())
         .collect();
-    let per_account_cost: u64 = seed["permissionSets"]
+    // The pairs are found per permission set or per account, whichever is cheaper.
+    let per_set_discovery: u64 = seed["permissionSets"]
         .as_array()
         .into_iter()
         .flatten()
@@ -905,7 +906,19 @@ fn calls_stay_within_a_quarter_of_the_lower_bound() {
                     .map_or(0, BTreeSet::len),
             )
         })
-        .sum::<u64>()
+        .sum();
+    let per_account_discovery: u64 = strings(&seed["accounts"])
+        .iter()
+        .map(|account| {
+            pages(
+                accounts_of_set
+                    .values()
+                    .filter(|accounts| accounts.contains(account))
+                    .count(),
+            )
+        })
+        .sum();
+    let per_account_cost: u64 = per_set_discovery.min(per_account_discovery)
         + per_pair.values().map(|&c| pages(c)).sum::<u64>();
     let per_principal_cost: u64 = principals
         .iter()
@@ -965,6 +978,76 @@ fn calls_stay_within_a_quarter_of_the_lower_bound() {
         inventory["stats"]["assignmentListing"], chosen,
         "the cheaper listing was chosen"
     );
+}
+
+/// With fewer accounts than permission sets, the (account, permission set) pairs are found
+/// per account (ListPermissionSetsProvisionedToAccount), not per permission set, and the
+/// assignments listed are exactly the seeded ones.
+#[test]
+fn pairs_are_found_per_account_when_accounts_are_fewer() {
+    let moto = Moto::start();
+    let seed = moto.seed(&[
+        "--accounts",
+        "2",
+        "--permission-sets",
+        "8",
+        "--sso-users",
+        "30",
+        "--sso-groups",
+        "3",
+        "--assigned-users",
+        "20",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(dir.path(), json!({}));
+    let inventory = sync(&moto, &connector, &[]);
+    assert_eq!(inventory["stats"]["assignmentListing"], "perAccount");
+    assert_eq!(inventory["stats"]["pairDiscovery"], "perAccount");
+    let made = calls(&inventory);
+    // Every page of every account, and nothing more.
+    let expected: u64 = strings(&seed["accounts"])
+        .iter()
+        .map(|account| {
+            let sets: BTreeSet<&str> = seed["assignments"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|a| a["accountId"] == account.as_str())
+                .filter_map(|a| a["permissionSetArn"].as_str())
+                .collect();
+            pages(sets.len())
+        })
+        .sum();
+    assert_eq!(
+        made.get("ListPermissionSetsProvisionedToAccount"),
+        Some(&expected),
+        "{made:?}"
+    );
+    assert!(!made.contains_key("ListAccountsForProvisionedPermissionSet"));
+    let key = |a: &Value| {
+        (
+            a["accountId"].as_str().unwrap_or_default().to_string(),
+            a["permissionSetArn"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            a["principalType"].as_str().unwrap_or_default().to_string(),
+            a["principalId"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let listed: BTreeSet<_> = inventory["assignments"]
+        .as_array()
+        .expect("assignments")
+        .iter()
+        .map(key)
+        .collect();
+    let seeded: BTreeSet<_> = seed["assignments"]
+        .as_array()
+        .expect("assignments")
+        .iter()
+        .map(key)
+        .collect();
+    assert_eq!(listed, seeded);
 }
 
 #[test]

@@ -233,6 +233,40 @@ pub async fn list_provisioned_accounts(
     ))
 }
 
+/// One page of the permission sets provisioned to an account: the other way to find the
+/// (account, permission set) pairs, cheaper when there are fewer accounts than sets.
+pub async fn list_provisioned_permission_sets(
+    session: &Session,
+    instance: &str,
+    account: &str,
+    token: Option<String>,
+    size: i32,
+) -> Result<Page<Vec<String>>, AwsError> {
+    let client = sso_admin(session);
+    let output = session
+        .caller
+        .call(
+            Service::IdentityCenter,
+            "ListPermissionSetsProvisionedToAccount",
+            || async {
+                client
+                    .list_permission_sets_provisioned_to_account()
+                    .instance_arn(instance)
+                    .account_id(account)
+                    .set_next_token(token.clone())
+                    .max_results(size.min(MAX_PAGE))
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("ListPermissionSetsProvisionedToAccount", e))
+            },
+        )
+        .await?;
+    Ok(Page::new(
+        output.permission_sets().to_vec(),
+        output.next_token().map(str::to_string),
+    ))
+}
+
 /// One page of the assignments of a permission set on an account.
 pub async fn list_account_assignments(
     session: &Session,

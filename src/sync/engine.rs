@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use super::cache::{CachedPermissionSet, SyncCache};
 use super::inventory::Inventory;
-use super::state::{AssignmentListing, KeySource, PageState, Phase, choose_listing, source_of};
+use super::state::{
+    AssignmentListing, KeySource, PageState, PairDiscovery, Phase, choose_discovery,
+    choose_listing, source_of,
+};
 use super::store::{StateStore, StoreError};
 use crate::api::connector::SyncSpec;
 use crate::aws::error::ErrorKind;
@@ -136,6 +139,12 @@ pub async fn run<S: StateStore>(
     inventory.stats.resumed = resumed;
     inventory.stats.cache_hits = engine.cache_hits;
     inventory.stats.assignment_listing = engine.state.listing.map(|l| l.as_str().to_string());
+    inventory.stats.pair_discovery = match engine.state.listing {
+        Some(AssignmentListing::PerAccount) => {
+            engine.state.discovery.map(|d| d.as_str().to_string())
+        }
+        _ => None,
+    };
     inventory.stats.access_keys_from = engine.state.key_source.as_ref().map(|source| {
         match source {
             KeySource::Report(_) => "credentialReport",
@@ -245,7 +254,7 @@ impl<S: StateStore> Engine<'_, S> {
         if kind == ErrorKind::Invalid && self.saved_token {
             return Some(phase);
         }
-        let source = source_of(phase, self.state.listing)?;
+        let source = source_of(phase, self.state.listing, self.state.discovery)?;
         (kind == ErrorKind::NotFound && !self.listed.contains(&source)).then_some(source)
     }
 
@@ -254,7 +263,8 @@ impl<S: StateStore> Engine<'_, S> {
     /// stream again; see `stale_state`.)
     fn deleted_since_listed(&self, phase: Phase, error: &AwsError) -> bool {
         error.kind == ErrorKind::NotFound
-            && source_of(phase, self.state.listing).is_some_and(|s| self.listed.contains(&s))
+            && source_of(phase, self.state.listing, self.state.discovery)
+                .is_some_and(|s| self.listed.contains(&s))
     }
 
     fn identity_center(&self) -> Option<(String, String)> {
@@ -581,15 +591,58 @@ impl<S: StateStore> Engine<'_, S> {
             return Ok(());
         };
         let sets = self.state.permission_set_arns.len();
-        if let Some(listing) = choose_listing(self.principals(), sets, None) {
+        let accounts: Vec<String> = self
+            .state
+            .inventory
+            .accounts
+            .iter()
+            .map(|a| a.id.clone())
+            .collect();
+        let known = self.spec.organizations.then_some(accounts.len());
+        let discovery = *self
+            .state
+            .discovery
+            .get_or_insert_with(|| choose_discovery(sets, known));
+        let cost = match discovery {
+            PairDiscovery::PerPermissionSet => sets,
+            PairDiscovery::PerAccount => accounts.len(),
+        };
+        if let Some(listing) = choose_listing(self.principals(), cost, None) {
+            tracing::info!(
+                principals = self.principals(),
+                discovery_calls = cost,
+                "assignments listed per principal: fewer principals than calls to find the pairs"
+            );
             self.state.listing = Some(listing);
             return Ok(());
         }
+        if discovery == PairDiscovery::PerAccount {
+            self.pairs_per_account(&instance, &accounts).await?;
+        } else {
+            self.pairs_per_permission_set(&instance).await?;
+        }
+        let pairs: usize = self.state.provisioned.values().map(Vec::len).sum();
+        let sets = self.state.permission_set_arns.len();
+        self.state.listing = choose_listing(self.principals(), cost, Some(pairs));
+        tracing::info!(
+            discovery = discovery.as_str(),
+            permission_sets = sets,
+            accounts = accounts.len(),
+            pairs,
+            principals = self.principals(),
+            listing = self.state.listing.map(AssignmentListing::as_str),
+            "assignment listing chosen"
+        );
+        Ok(())
+    }
+
+    /// The pairs from ListAccountsForProvisionedPermissionSet, one permission set at a time.
+    async fn pairs_per_permission_set(&mut self, instance: &str) -> Result<(), SyncError> {
         while self.state.item < self.state.permission_set_arns.len() {
             let arn = self.state.permission_set_arns[self.state.item].clone();
             let listed = identity_center::list_provisioned_accounts(
                 self.session,
-                &instance,
+                instance,
                 &arn,
                 self.state.next_token.clone(),
                 self.size(),
@@ -609,9 +662,46 @@ impl<S: StateStore> Engine<'_, S> {
                 .extend(page.items);
             self.after_page(page.next, Walk::PerItem).await?;
         }
-        let pairs = self.state.provisioned.values().map(Vec::len).sum();
-        let sets = self.state.permission_set_arns.len();
-        self.state.listing = choose_listing(self.principals(), sets, Some(pairs));
+        Ok(())
+    }
+
+    /// The pairs from ListPermissionSetsProvisionedToAccount, one account at a time: fewer
+    /// calls when the organization has fewer accounts than permission sets.
+    async fn pairs_per_account(
+        &mut self,
+        instance: &str,
+        accounts: &[String],
+    ) -> Result<(), SyncError> {
+        while self.state.item < accounts.len() {
+            let account = &accounts[self.state.item];
+            let listed = identity_center::list_provisioned_permission_sets(
+                self.session,
+                instance,
+                account,
+                self.state.next_token.clone(),
+                self.size(),
+            )
+            .await;
+            let page = match listed {
+                Err(e) if self.deleted_since_listed(Phase::Provisioning, &e) => {
+                    tracing::info!(%account, "account gone since it was listed; left out");
+                    self.skip_item();
+                    continue;
+                }
+                other => other.map_err(|e| self.failed(e))?,
+            };
+            for arn in page.items {
+                // Only the permission sets this sync described.
+                if self.state.permission_set_arns.contains(&arn) {
+                    self.state
+                        .provisioned
+                        .entry(arn)
+                        .or_default()
+                        .push(account.clone());
+                }
+            }
+            self.after_page(page.next, Walk::PerItem).await?;
+        }
         Ok(())
     }
 

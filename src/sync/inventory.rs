@@ -45,6 +45,10 @@ pub struct SyncStats {
     pub assignment_listing: Option<String>,
     /// Permission set details served from the cache instead of DescribePermissionSet.
     pub cache_hits: u64,
+    /// `perPermissionSet` or `perAccount`: how the (account, permission set) pairs were found,
+    /// when assignments were listed per pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair_discovery: Option<String>,
     /// `credentialReport` or `perUser`: where access keys' last use came from (with
     /// `sync.accessKeys` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]

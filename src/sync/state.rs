@@ -48,6 +48,33 @@ impl Phase {
     }
 }
 
+/// How the (permission set, account) pairs are found, before listing per pair: per permission
+/// set (ListAccountsForProvisionedPermissionSet) or per account
+/// (ListPermissionSetsProvisionedToAccount), whichever takes fewer calls.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum PairDiscovery {
+    PerPermissionSet,
+    PerAccount,
+}
+
+impl PairDiscovery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PerPermissionSet => "perPermissionSet",
+            Self::PerAccount => "perAccount",
+        }
+    }
+}
+
+/// Per account when the accounts are known and fewer than the permission sets.
+pub fn choose_discovery(permission_sets: usize, accounts: Option<usize>) -> PairDiscovery {
+    match accounts {
+        Some(accounts) if accounts < permission_sets => PairDiscovery::PerAccount,
+        _ => PairDiscovery::PerPermissionSet,
+    }
+}
+
 /// How assignments are listed: per (account, permission set) pair, or per user and group.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -94,6 +121,9 @@ pub struct PageState {
     /// Accounts each permission set is provisioned to (per-account listing only).
     pub provisioned: BTreeMap<String, Vec<String>>,
     pub listing: Option<AssignmentListing>,
+    /// How the pairs are found, once decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<PairDiscovery>,
     /// Where access keys come from, once the AccessKeys phase has begun.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_source: Option<KeySource>,
@@ -113,6 +143,7 @@ impl PageState {
             permission_set_arns: Vec::new(),
             provisioned: BTreeMap::new(),
             listing: None,
+            discovery: None,
             key_source: None,
             pages: 0,
         }
@@ -186,6 +217,7 @@ impl PageState {
         if from(Phase::Provisioning) {
             self.provisioned.clear();
             self.listing = None;
+            self.discovery = None;
         }
         if from(Phase::Assignments) {
             inventory.assignments.clear();
@@ -207,12 +239,17 @@ impl PageState {
 /// The phase whose listing produced the items `phase` asks about, one by one or by id: when
 /// AWS says one of them no longer exists, that is the stream to list again. `None` for the
 /// phases that stand on nothing listed before them.
-pub fn source_of(phase: Phase, listing: Option<AssignmentListing>) -> Option<Phase> {
+pub fn source_of(
+    phase: Phase,
+    listing: Option<AssignmentListing>,
+    discovery: Option<PairDiscovery>,
+) -> Option<Phase> {
     use Phase::*;
     match phase {
         AccessKeys => Some(IamDetails),
         SsoUsers | SsoGroups | PermissionSets => Some(Instance),
         Memberships => Some(SsoGroups),
+        Provisioning if discovery == Some(PairDiscovery::PerAccount) => Some(Accounts),
         PermissionSetDetails | Provisioning => Some(PermissionSets),
         Assignments => match listing {
             Some(AssignmentListing::PerAccount) => Some(PermissionSets),
@@ -224,13 +261,13 @@ pub fn source_of(phase: Phase, listing: Option<AssignmentListing>) -> Option<Pha
 
 /// Decides how to list assignments from what is known: per-principal costs at least one call
 /// per user and group; per-account one per provisioned (account, permission set) pair, after
-/// one call per permission set to learn the pairs.
+/// `discovery` calls to learn the pairs (one per permission set, or one per account).
 pub fn choose_listing(
     principals: usize,
-    permission_sets: usize,
+    discovery: usize,
     pairs: Option<usize>,
 ) -> Option<AssignmentListing> {
-    if principals <= permission_sets {
+    if principals <= discovery {
         return Some(AssignmentListing::PerPrincipal);
     }
     pairs.map(|pairs| {
@@ -361,31 +398,63 @@ mod tests {
     #[test]
     fn each_stream_is_listed_again_from_where_its_items_came() {
         use AssignmentListing::*;
-        assert_eq!(source_of(Phase::Memberships, None), Some(Phase::SsoGroups));
         assert_eq!(
-            source_of(Phase::PermissionSetDetails, None),
+            source_of(Phase::Memberships, None, None),
+            Some(Phase::SsoGroups)
+        );
+        assert_eq!(
+            source_of(Phase::PermissionSetDetails, None, None),
             Some(Phase::PermissionSets)
         );
         assert_eq!(
-            source_of(Phase::Assignments, Some(PerAccount)),
+            source_of(Phase::Assignments, Some(PerAccount), None),
             Some(Phase::PermissionSets)
         );
         assert_eq!(
-            source_of(Phase::Assignments, Some(PerPrincipal)),
+            source_of(Phase::Assignments, Some(PerPrincipal), None),
             Some(Phase::SsoUsers)
         );
-        assert_eq!(source_of(Phase::SsoUsers, None), Some(Phase::Instance));
-        assert_eq!(source_of(Phase::Accounts, None), None);
+        assert_eq!(
+            source_of(Phase::SsoUsers, None, None),
+            Some(Phase::Instance)
+        );
+        assert_eq!(source_of(Phase::Accounts, None, None), None);
+        assert_eq!(
+            source_of(Phase::Provisioning, None, Some(PairDiscovery::PerAccount)),
+            Some(Phase::Accounts),
+            "pairs found per account stand on the accounts"
+        );
         // A stream is always listed again from an earlier phase, never a later one.
         let mut phase = Phase::Accounts;
         while phase != Phase::Done {
             for listing in [None, Some(PerAccount), Some(PerPrincipal)] {
-                if let Some(source) = source_of(phase, listing) {
+                if let Some(source) = source_of(phase, listing, None) {
                     assert!(source < phase, "{phase:?} from {source:?}");
                 }
             }
             phase = phase.next();
         }
+    }
+
+    #[test]
+    fn pairs_are_found_the_cheaper_way() {
+        assert_eq!(choose_discovery(100, Some(50)), PairDiscovery::PerAccount);
+        assert_eq!(
+            choose_discovery(4, Some(13)),
+            PairDiscovery::PerPermissionSet
+        );
+        assert_eq!(
+            choose_discovery(100, None),
+            PairDiscovery::PerPermissionSet,
+            "accounts not synced: not known"
+        );
+        // Discovering costs min(sets, accounts); fewer principals than that: per principal,
+        // without discovering at all.
+        assert_eq!(
+            choose_listing(40, 50, None),
+            Some(AssignmentListing::PerPrincipal)
+        );
+        assert_eq!(choose_listing(60, 50, None), None);
     }
 
     #[test]
