@@ -26,6 +26,7 @@ const ACTIONS: &[(&str, Option<&str>)] = &[
     ("RemoveUserFromGroup", Some("iam:RemoveUserFromGroup")),
     ("ListInstances", Some("sso:ListInstances")),
     ("ListPermissionSets", Some("sso:ListPermissionSets")),
+    ("DescribeAccount", Some("organizations:DescribeAccount")),
     ("DescribePermissionSet", Some("sso:DescribePermissionSet")),
     (
         "ListAccountsForProvisionedPermissionSet",

@@ -120,13 +120,66 @@ fn plan_of_a_mixed_directory_then_apply() {
     );
     let dir_arg = dir.path().to_str().expect("utf-8");
 
+    // What the grants name, looked up in AWS: no sync of the organization.
+    moto.reset_calls();
     let output = run(&moto, &["plan", "-f", dir_arg, "--output", "json"]);
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let targeted: Value = serde_json::from_slice(&output.stdout).expect("plan JSON");
+    let looked_up = moto.calls();
+    for listing in [
+        "ListUsers",
+        "ListGroups",
+        "ListAccounts",
+        "GetAccountAuthorizationDetails",
+    ] {
+        assert!(
+            !looked_up.contains_key(listing),
+            "a plan of a few grants lists no whole directory ({listing}): {looked_up:?}"
+        );
+    }
+    assert!(
+        targeted["unmanagedFrom"]
+            .as_str()
+            .is_some_and(|f| f.contains("--unmanaged")),
+        "{}",
+        targeted["unmanagedFrom"]
+    );
+    assert_eq!(targeted["unmanaged"], json!([]));
+
+    // With --unmanaged, the whole organization is synced: the same plan, and the access no
+    // grant declares.
+    let output = run(
+        &moto,
+        &["plan", "-f", dir_arg, "--output", "json", "--unmanaged"],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let plan: Value = serde_json::from_slice(&output.stdout).expect("plan JSON");
+    assert_eq!(
+        actions(&targeted),
+        actions(&plan),
+        "the same plan either way"
+    );
+    let access = |plan: &Value| -> Vec<String> {
+        plan["grants"]
+            .as_array()
+            .expect("grants")
+            .iter()
+            .map(|g| g["access"].to_string())
+            .collect()
+    };
+    assert_eq!(
+        access(&targeted),
+        access(&plan),
+        "described with the same names"
+    );
     let expected = [
         ("create", "create"),
         ("existing", "noChange"),
@@ -421,7 +474,7 @@ fn apply_keeps_a_ledger_of_what_it_created() {
         [("DeleteAccountAssignment".to_string(), 1)],
         "{applied}"
     );
-    let output = run(&moto, &["plan", "-f", dir_arg, "-o", "json"]);
+    let output = run(&moto, &["plan", "-f", dir_arg, "-o", "json", "--unmanaged"]);
     let plan: Value = serde_json::from_slice(&output.stdout).expect("json");
     assert!(actions(&plan).iter().all(|(_, a)| a == "expired"), "{plan}");
     let unmanaged = plan["unmanaged"].to_string();
@@ -533,5 +586,101 @@ fn grants_dropped_from_the_files_are_revoked_only_with_prune() {
     assert!(
         actions(&after).is_empty(),
         "the ledger has nothing left for them: {after}"
+    );
+}
+
+/// A pipeline pays for its grants, not for the organization: planning one grant looks up its
+/// user, its permission set (from the cached list in --state-dir after the first run), its
+/// account and its (account, permission set) pair, in at most 10 calls whatever the size of the
+/// organization. A whole sync (--unmanaged) costs many times that.
+#[test]
+fn a_plan_of_one_grant_pays_for_that_grant() {
+    let moto = Moto::start();
+    moto.seed(&[
+        "--accounts",
+        "8",
+        "--sso-users",
+        "60",
+        "--sso-groups",
+        "6",
+        "--iam-users",
+        "20",
+        "--permission-sets",
+        "12",
+        "--assigned-users",
+        "40",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "connector.yaml",
+        &[
+            json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+            "metadata": {"name": "org", "namespace": "aws"}, "spec": {"region": "us-east-1"}}),
+        ],
+    );
+    let ps = json!({"kind": "PermissionSet", "permissionSet": "PermissionSet07", "accountId": "123456789012"});
+    write(
+        dir.path(),
+        "grant.yaml",
+        &[grant("one", user(42), ps, json!({}))],
+    );
+    let dir_arg = dir.path().to_str().expect("utf-8");
+    let state = dir.path().join("state");
+    let state_arg = state.to_str().expect("utf-8");
+    let plan = |extra: &[&str]| {
+        moto.reset_calls();
+        let mut args = vec!["plan", "-f", dir_arg, "-o", "json"];
+        args.extend_from_slice(extra);
+        let output = run(&moto, &args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let plan: Value = serde_json::from_slice(&output.stdout).expect("plan JSON");
+        (plan, moto.calls().values().sum::<u64>(), moto.calls())
+    };
+
+    // The first run lists the permission sets to find the one named, and keeps the list.
+    let (first, _, _) = plan(&["--state-dir", state_arg]);
+    assert_eq!(actions(&first), [("one".to_string(), "create".to_string())]);
+    // From then on, at most 10 calls.
+    let (again, calls, made) = plan(&["--state-dir", state_arg]);
+    assert_eq!(actions(&again), actions(&first));
+    assert!(calls <= 10, "{calls} calls for one grant: {made:?}");
+    assert!(
+        !made.contains_key("DescribePermissionSet"),
+        "the permission set came from the cached list: {made:?}"
+    );
+    assert!(
+        again["grants"][0]["access"]
+            .as_str()
+            .is_some_and(|a| a.contains("user-42@example.com") && a.contains("PermissionSet07")),
+        "named as the grant names it: {}",
+        again["grants"][0]["access"]
+    );
+    let (whole, whole_calls, _) = plan(&["--unmanaged"]);
+    assert_eq!(actions(&whole), actions(&first));
+    eprintln!("one grant: {calls} calls; with --unmanaged: {whole_calls}");
+    assert!(whole_calls > 5 * calls, "{whole_calls} against {calls}");
+
+    // An account outside the organization is refused, as the operator refuses it.
+    let outside = json!({"kind": "PermissionSet", "permissionSet": "PermissionSet07", "accountId": "999988887777"});
+    write(
+        dir.path(),
+        "grant.yaml",
+        &[grant("elsewhere", user(42), outside, json!({}))],
+    );
+    let (refused, _, _) = plan(&["--state-dir", state_arg]);
+    assert_eq!(
+        actions(&refused),
+        [("elsewhere".to_string(), "notAllowed".to_string())]
+    );
+    assert!(
+        refused["grants"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not an account of the organization")),
+        "{refused}"
     );
 }

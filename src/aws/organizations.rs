@@ -6,6 +6,24 @@ use super::model::Account;
 use super::model::Page;
 use super::ratelimit::Service;
 
+/// Whether `account` is an account of the organization: `Ok` if so, a NotFound error
+/// (AccountNotFoundException) if not.
+pub async fn describe_account(session: &Session, account: &str) -> Result<(), AwsError> {
+    let client = aws_sdk_organizations::Client::new(&session.global);
+    session
+        .caller
+        .call(Service::Organizations, "DescribeAccount", || async {
+            client
+                .describe_account()
+                .account_id(account)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("DescribeAccount", e))
+        })
+        .await
+        .map(|_| ())
+}
+
 /// The most ListAccounts returns per page.
 pub const MAX_PAGE: i32 = 20;
 

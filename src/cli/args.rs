@@ -109,6 +109,10 @@ pub struct PlanArgs {
     /// Plan against this inventory (from `sync -o`) instead of syncing: no AWS call at all.
     #[arg(long)]
     pub inventory: Option<PathBuf>,
+    /// Sync the whole organization first, to report the access no grant declares. Without it
+    /// (or --inventory), only what the grants name is looked up in AWS.
+    #[arg(long, conflicts_with = "inventory")]
+    pub unmanaged: bool,
     /// Keep sync state and cache here between runs (see `sync`).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,

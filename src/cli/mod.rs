@@ -2,6 +2,7 @@
 //! command over the same core.
 
 mod args;
+mod lookup;
 pub mod plan;
 pub mod sync;
 

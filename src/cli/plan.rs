@@ -12,6 +12,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::args::{OutputFormat, PlanArgs};
+use super::lookup::{Actual, look_up};
 use crate::api::connector::NamespacesFrom;
 use crate::api::validation::{describe, validate_connector, validate_grant};
 use crate::api::{AccessGrant, AwsConnector};
@@ -29,7 +30,8 @@ use crate::grant::policy::{check_grant, namespace_allowed};
 use crate::grant::resolve::{Directory, resolve};
 use crate::manifest::{Document, load};
 use crate::sync::cache::SyncCache;
-use crate::sync::{Inventory, SyncOptions};
+use crate::sync::engine::CACHE_KEY;
+use crate::sync::{DirStore, Inventory, StateStore, SyncOptions};
 use tokio::sync::Semaphore;
 
 /// Assignment operations `apply` runs at once (AWS allows 15 in flight, shared).
@@ -64,6 +66,8 @@ pub struct Plan {
     pub grants: Vec<PlanLine>,
     /// Access in AWS that no grant declares: reported, never revoked.
     pub unmanaged: Vec<String>,
+    /// Where `unmanaged` comes from, or why it is empty.
+    pub unmanaged_from: String,
     pub summary: BTreeMap<&'static str, usize>,
 }
 
@@ -92,8 +96,9 @@ async fn plan_one(
     grant: &AccessGrant,
     connector: &AwsConnector,
     directory: &Directory<'_>,
-    actual: &BTreeSet<Access>,
-    names: &Names,
+    actual: &Actual,
+    names: &mut Names,
+    outside: &BTreeSet<String>,
     ledger: &FileLedger,
     now: Timestamp,
 ) -> anyhow::Result<PlanLine> {
@@ -132,6 +137,15 @@ async fn plan_one(
             return Ok(refusal(namespace, name, Action::Unresolved, detail));
         }
     };
+    names.learn(&grant.spec, &resolved.access);
+    if let Access::Assignment { account_id, .. } = &resolved.access
+        && outside.contains(account_id)
+    {
+        let detail = format!(
+            "spec.target.accountId: {account_id} is not an account of the organization (DescribeAccount)"
+        );
+        return Ok(refusal(namespace, name, Action::NotAllowed, detail));
+    }
     let allowed = namespace_ok.and_then(|()| {
         check_grant(
             &connector.spec.grant_policy,
@@ -153,7 +167,7 @@ async fn plan_one(
     // AWS as the inventory shows it; the connector as the operator would see a Ready one
     // (`apply` refuses a readOnly connector as a whole).
     let connector_state = Connector::reachable(false);
-    let observed = if actual.contains(&resolved.access) {
+    let observed = if actual.has(&resolved.access).await? {
         Observed::Present
     } else {
         Observed::Absent
@@ -226,7 +240,7 @@ async fn unlisted(
     ledger: &FileLedger,
     connector_key: &str,
     grants: &[AccessGrant],
-    actual: &BTreeSet<Access>,
+    actual: &Actual,
     names: &Names,
     prune: bool,
     now: Timestamp,
@@ -258,7 +272,7 @@ async fn unlisted(
                     allowed: Ok(()),
                     connector: &ready,
                     entry: Some(&stored.entry),
-                    observed: if actual.contains(access) {
+                    observed: if actual.has(access).await? {
                         Observed::Present
                     } else {
                         Observed::Absent
@@ -296,11 +310,16 @@ async fn unlisted(
     Ok(lines)
 }
 
+/// The inventory to plan against, with where it came from (`--inventory`, or a whole sync for
+/// `--unmanaged`), or none: then only what the grants name is looked up. And a session, when
+/// AWS is needed.
+type Prepared = (Option<(Inventory, String)>, Option<Session>);
+
 async fn inventory_and_session(
     args: &PlanArgs,
     connector: &AwsConnector,
     apply: bool,
-) -> anyhow::Result<Result<(Inventory, Option<Session>), String>> {
+) -> anyhow::Result<Result<Prepared, String>> {
     let needs_aws = apply || args.inventory.is_none();
     let session = if needs_aws {
         let (resolved, external_id) = match super::sync::chain(
@@ -326,9 +345,12 @@ async fn inventory_and_session(
         (Some(path), _) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("{}: not an inventory", path.display()))?
+            let inventory: Inventory = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not an inventory", path.display()))?;
+            Some((inventory, format!("the inventory in {}", path.display())))
         }
+        // Only what the grants name is looked up (see `lookup`).
+        (None, _) if !args.unmanaged => None,
         // Without an inventory file the command authenticated above, so there is a session.
         (None, None) => anyhow::bail!("no inventory: pass --inventory or let the command sync"),
         (None, Some(authenticated)) => {
@@ -346,7 +368,7 @@ async fn inventory_and_session(
             )
             .await;
             match result {
-                Ok(inventory) => inventory,
+                Ok(inventory) => Some((inventory, "a sync of the whole organization".to_string())),
                 Err(error) => return Ok(Err(error.to_string())),
             }
         }
@@ -407,15 +429,55 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let mut cache = SyncCache::default();
-    cache.refresh_from(&inventory);
+    let (cache, identity_center, mut names, actual, outside) = match &inventory {
+        Some((inventory, _)) => {
+            let mut cache = SyncCache::default();
+            cache.refresh_from(inventory);
+            (
+                cache,
+                inventory.identity_center.clone(),
+                Names::new(inventory),
+                Actual::Known(actual_access(inventory)),
+                BTreeSet::new(),
+            )
+        }
+        None => {
+            let Some(session) = &session else {
+                anyhow::bail!("no inventory and no session");
+            };
+            let store = args.state_dir.as_ref().map(DirStore::new);
+            let stored = match &store {
+                Some(store) => store.load(CACHE_KEY).await?.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let found =
+                match look_up(session, &connector, &grants, SyncCache::decode(&stored)).await {
+                    Ok(found) => found,
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        return Ok(ExitCode::from(1));
+                    }
+                };
+            if let Some(store) = &store {
+                store
+                    .save(CACHE_KEY, &serde_json::to_vec(&found.cache)?)
+                    .await?;
+            }
+            let names = Names::from_cache(&found.cache);
+            (
+                found.cache,
+                found.identity_center,
+                names,
+                Actual::asked(session.clone()),
+                found.outside,
+            )
+        }
+    };
     let directory = Directory {
         cache: &cache,
-        identity_center: inventory.identity_center.as_ref(),
+        identity_center: identity_center.as_ref(),
         session: session.as_ref(),
     };
-    let actual = actual_access(&inventory);
-    let names = Names::new(&inventory);
     let now = Timestamp::now();
     // The ownership ledger: in the state directory, so that a later apply knows what an
     // earlier one created. Without one it lives only as long as this run.
@@ -434,7 +496,12 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
     };
     let ledger = FileLedger::new(&ledger_dir);
     for grant in &grants {
-        lines.push(plan_one(grant, &connector, &directory, &actual, &names, &ledger, now).await?);
+        lines.push(
+            plan_one(
+                grant, &connector, &directory, &actual, &mut names, &outside, &ledger, now,
+            )
+            .await?,
+        );
     }
     let connector_key = format!(
         "{}/{}",
@@ -460,10 +527,19 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
             namespace_of(connector.metadata.namespace.as_ref()),
             connector.metadata.name.clone().unwrap_or_default()
         ),
-        unmanaged: unmanaged(&inventory, &declared)
-            .iter()
-            .map(|a| names.describe(a))
-            .collect(),
+        unmanaged: inventory
+            .as_ref()
+            .map(|(inventory, _)| {
+                unmanaged(inventory, &declared)
+                    .iter()
+                    .map(|a| names.describe(a))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        unmanaged_from: inventory.as_ref().map_or_else(
+            || "not looked for: pass --unmanaged (a sync of the whole organization) or --inventory FILE".to_string(),
+            |(_, from)| from.clone(),
+        ),
         summary: BTreeMap::new(),
         grants: lines,
     };
@@ -724,7 +800,8 @@ fn print_table(plan: &Plan, applied: bool) -> anyhow::Result<()> {
     const SHOWN: usize = 5;
     writeln!(
         out,
-        "\nUnmanaged access (reported, never revoked): {}",
+        "\nUnmanaged access (reported, never revoked), from {}: {}",
+        plan.unmanaged_from,
         plan.unmanaged.len()
     )?;
     for access in plan.unmanaged.iter().take(SHOWN) {

@@ -173,6 +173,39 @@ impl Names {
         }
     }
 
+    /// Learns the names a grant wrote for the ids its access resolved to (what `plan` knows of
+    /// names when it looked up only what the grants name).
+    pub fn learn(&mut self, spec: &crate::api::grant::AccessGrantSpec, access: &Access) {
+        let principal = spec.principal.name.clone();
+        match access {
+            Access::Assignment {
+                principal_type,
+                principal_id,
+                ..
+            } => {
+                let known = if principal_type == "GROUP" {
+                    &mut self.groups
+                } else {
+                    &mut self.users
+                };
+                if let Some(name) = principal {
+                    known.entry(principal_id.clone()).or_insert(name);
+                }
+            }
+            Access::SsoMembership {
+                group_id, user_id, ..
+            } => {
+                if let Some(name) = principal {
+                    self.users.entry(user_id.clone()).or_insert(name);
+                }
+                if let Some(group) = spec.target.group.clone() {
+                    self.groups.entry(group_id.clone()).or_insert(group);
+                }
+            }
+            Access::IamMembership { .. } => {}
+        }
+    }
+
     /// Names from a connector's cache of its last sync (the operator has no inventory at hand
     /// when it reports on a grant).
     pub fn from_cache(cache: &crate::sync::cache::SyncCache) -> Self {

@@ -1,0 +1,170 @@
+//! What `plan` and `apply` look up in AWS when they have no inventory: only what the grants
+//! name. The principals by name (one identitystore call each, through the directory), the
+//! permission sets by name (from the cached list in `--state-dir`, else listed and described
+//! until every name is found), the accounts the grants target (DescribeAccount, once), and
+//! whether each piece of access exists (one listing per (account, permission set) pair). A
+//! pipeline pays for its grants, not for the size of the organization; the access no grant
+//! declares is reported only with `--unmanaged` or `--inventory`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::api::connector::IdentityCenterRef;
+use crate::api::grant::TargetKind;
+use crate::api::{AccessGrant, AwsConnector};
+use crate::aws::error::ErrorKind;
+use crate::aws::{AwsError, Session, identity_center, organizations};
+use crate::grant::access::Access;
+use crate::grant::observations::Observations;
+use crate::sync::cache::{CachedPermissionSet, SyncCache};
+
+/// What the grants need to be planned.
+pub struct Lookup {
+    pub cache: SyncCache,
+    pub identity_center: Option<IdentityCenterRef>,
+    /// Accounts the grants target that AWS says are not in the organization.
+    pub outside: BTreeSet<String>,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Looks up what `grants` name that `cache` (from `--state-dir`, possibly empty) does not know.
+pub async fn look_up(
+    session: &Session,
+    connector: &AwsConnector,
+    grants: &[AccessGrant],
+    mut cache: SyncCache,
+) -> Result<Lookup, AwsError> {
+    let uses_identity_center = grants.iter().any(|g| {
+        matches!(
+            g.spec.target.kind,
+            TargetKind::PermissionSet | TargetKind::SsoGroupMembership
+        )
+    });
+    let identity_center = if uses_identity_center {
+        identity_center::instance(session).await?
+    } else {
+        None
+    };
+
+    // Permission sets by name: those the grants name and those the connector's policy names.
+    let policy = &connector.spec.grant_policy;
+    let mut wanted: BTreeSet<String> = grants
+        .iter()
+        .filter(|g| g.spec.target.kind == TargetKind::PermissionSet)
+        .filter_map(|g| g.spec.target.permission_set.clone())
+        .filter(|name| !name.starts_with("arn:"))
+        .chain(policy.allowed_permission_sets.iter().cloned())
+        .chain(policy.denied_permission_sets.iter().cloned())
+        .filter(|name| !cache.permission_set_arns.contains_key(name))
+        .collect();
+    if let (Some(ic), false) = (&identity_center, wanted.is_empty()) {
+        let mut token = None;
+        'pages: loop {
+            let page = identity_center::list_permission_sets(
+                session,
+                &ic.instance_arn,
+                token,
+                identity_center::MAX_PAGE,
+            )
+            .await?;
+            for arn in page.items {
+                if cache.permission_sets.contains_key(&arn) {
+                    continue;
+                }
+                let details =
+                    identity_center::describe_permission_set(session, &ic.instance_arn, &arn)
+                        .await?;
+                wanted.remove(&details.name);
+                cache
+                    .permission_set_arns
+                    .insert(details.name.clone(), arn.clone());
+                cache.permission_sets.insert(
+                    arn,
+                    CachedPermissionSet {
+                        details,
+                        fetched_at: unix_now(),
+                    },
+                );
+                if wanted.is_empty() {
+                    break 'pages;
+                }
+            }
+            token = page.next;
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+
+    // The accounts the grants target, when the policy allows any account of the organization.
+    let mut outside = BTreeSet::new();
+    if policy.allowed_accounts.is_empty() && connector.spec.sync.organizations {
+        let targeted: BTreeSet<String> = grants
+            .iter()
+            .filter(|g| g.spec.target.kind == TargetKind::PermissionSet)
+            .filter_map(|g| g.spec.target.account_id.clone())
+            .filter(|account| !cache.accounts.contains(account))
+            .collect();
+        for account in targeted {
+            match organizations::describe_account(session, &account).await {
+                Ok(()) => cache.accounts.push(account),
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    outside.insert(account);
+                }
+                Err(e) if e.kind == ErrorKind::AccessDenied => {
+                    tracing::warn!(error = %e, "cannot tell whether the targeted accounts are in the organization: not checked");
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        cache.accounts.sort();
+        cache.accounts.dedup();
+    }
+    Ok(Lookup {
+        cache,
+        identity_center,
+        outside,
+    })
+}
+
+/// Whether access exists, from an inventory or asked of AWS.
+pub enum Actual {
+    /// Every piece of access an inventory shows.
+    Known(BTreeSet<Access>),
+    /// Asked of AWS, one listing per (account, permission set) pair shared by its grants.
+    Asked(Box<Asked>),
+}
+
+/// A session and the listings it made.
+pub struct Asked {
+    session: Session,
+    observations: Observations,
+}
+
+impl Actual {
+    pub fn asked(session: Session) -> Self {
+        // One run of plan: a listing serves it whole.
+        Self::Asked(Box::new(Asked {
+            session,
+            observations: Observations::new(Duration::from_secs(3600)),
+        }))
+    }
+
+    pub async fn has(&self, access: &Access) -> Result<bool, AwsError> {
+        match self {
+            Self::Known(all) => Ok(all.contains(access)),
+            Self::Asked(asked) => {
+                asked
+                    .observations
+                    .exists(&asked.session, access, true)
+                    .await
+            }
+        }
+    }
+}
