@@ -192,6 +192,16 @@ where
     }
 }
 
+/// What the controllers' caches keep of an object: not its `managedFields` nor kubectl's
+/// last-applied copy of it, which together can be larger than the object and which nothing
+/// here reads (with a thousand AccessGrants, most of what the caches would hold).
+fn slim<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+    if let Some(annotations) = object.meta_mut().annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
 /// The namespace of each API `scopes` returns: `None` for the whole cluster.
 fn scope_names(namespaces: &[String]) -> Vec<Option<String>> {
     if namespaces.is_empty() {
@@ -231,6 +241,7 @@ async fn run_controllers(
         // changes start a reconciliation: the operator's own status writes do not wake it again.
         let (reader, writer) = reflector::store();
         let changes = watch(api, watcher::Config::default().any_semantic())
+            .modify(slim)
             .reflect(writer)
             .applied_objects()
             .predicate_filter(
@@ -292,6 +303,7 @@ async fn run_controllers(
         // reconciliation; the operator's own status writes do not.
         let (reader, writer) = reflector::store();
         let changes = watch(grants, watcher::Config::default().any_semantic())
+            .modify(slim)
             .reflect(writer)
             .applied_objects()
             .predicate_filter(
@@ -427,6 +439,27 @@ pub const FORCE_STOP_AFTER: Duration = Duration::from_secs(10);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caches_keep_neither_managed_fields_nor_the_last_applied_copy() {
+        let mut grant: AccessGrant = serde_json::from_value(serde_json::json!({
+            "apiVersion": "awsaccess.io/v1alpha1", "kind": "AccessGrant",
+            "metadata": {"name": "g", "namespace": "team",
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}", "team": "payments"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"connectorRef": {"name": "org"}, "principal": {"kind": "SsoUser", "name": "a"},
+                     "target": {"kind": "SsoGroupMembership", "group": "g"}}}))
+        .expect("grant");
+        slim(&mut grant);
+        assert_eq!(grant.metadata.managed_fields, None);
+        let annotations = grant.metadata.annotations.expect("annotations");
+        assert_eq!(
+            annotations.len(),
+            1,
+            "other annotations stay: {annotations:?}"
+        );
+        assert_eq!(annotations["team"], "payments");
+    }
 
     #[test]
     fn secrets_are_watched_only_where_connectors_are_served() {
