@@ -141,13 +141,7 @@ fn plan_of_a_mixed_directory_then_apply() {
             "a plan of a few grants lists no whole directory ({listing}): {looked_up:?}"
         );
     }
-    assert!(
-        targeted["unmanagedFrom"]
-            .as_str()
-            .is_some_and(|f| f.contains("--unmanaged")),
-        "{}",
-        targeted["unmanagedFrom"]
-    );
+    assert_eq!(targeted["unmanagedFrom"], "notLookedFor");
     assert_eq!(targeted["unmanaged"], json!([]));
 
     // With --unmanaged, the whole organization is synced: the same plan, and the access no
@@ -162,6 +156,7 @@ fn plan_of_a_mixed_directory_then_apply() {
         String::from_utf8_lossy(&output.stderr)
     );
     let plan: Value = serde_json::from_slice(&output.stdout).expect("plan JSON");
+    assert_eq!(plan["unmanagedFrom"], "sync");
     assert_eq!(
         actions(&targeted),
         actions(&plan),

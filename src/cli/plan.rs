@@ -66,9 +66,18 @@ pub struct Plan {
     pub grants: Vec<PlanLine>,
     /// Access in AWS that no grant declares: reported, never revoked.
     pub unmanaged: Vec<String>,
-    /// Where `unmanaged` comes from, or why it is empty.
-    pub unmanaged_from: String,
+    /// Where `unmanaged` comes from: `inventory` (--inventory), `sync` (--unmanaged), or
+    /// `notLookedFor` (only what the grants name was looked up).
+    pub unmanaged_from: UnmanagedFrom,
     pub summary: BTreeMap<&'static str, usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UnmanagedFrom {
+    Inventory,
+    Sync,
+    NotLookedFor,
 }
 
 fn namespace_of(namespace: Option<&String>) -> String {
@@ -313,7 +322,7 @@ async fn unlisted(
 /// The inventory to plan against, with where it came from (`--inventory`, or a whole sync for
 /// `--unmanaged`), or none: then only what the grants name is looked up. And a session, when
 /// AWS is needed.
-type Prepared = (Option<(Inventory, String)>, Option<Session>);
+type Prepared = (Option<(Inventory, UnmanagedFrom)>, Option<Session>);
 
 async fn inventory_and_session(
     args: &PlanArgs,
@@ -347,7 +356,7 @@ async fn inventory_and_session(
                 .with_context(|| format!("cannot read {}", path.display()))?;
             let inventory: Inventory = serde_json::from_str(&text)
                 .with_context(|| format!("{}: not an inventory", path.display()))?;
-            Some((inventory, format!("the inventory in {}", path.display())))
+            Some((inventory, UnmanagedFrom::Inventory))
         }
         // Only what the grants name is looked up (see `lookup`).
         (None, _) if !args.unmanaged => None,
@@ -368,7 +377,7 @@ async fn inventory_and_session(
             )
             .await;
             match result {
-                Ok(inventory) => Some((inventory, "a sync of the whole organization".to_string())),
+                Ok(inventory) => Some((inventory, UnmanagedFrom::Sync)),
                 Err(error) => return Ok(Err(error.to_string())),
             }
         }
@@ -536,10 +545,9 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
                     .collect()
             })
             .unwrap_or_default(),
-        unmanaged_from: inventory.as_ref().map_or_else(
-            || "not looked for: pass --unmanaged (a sync of the whole organization) or --inventory FILE".to_string(),
-            |(_, from)| from.clone(),
-        ),
+        unmanaged_from: inventory
+            .as_ref()
+            .map_or(UnmanagedFrom::NotLookedFor, |(_, from)| *from),
         summary: BTreeMap::new(),
         grants: lines,
     };
@@ -798,10 +806,16 @@ fn print_table(plan: &Plan, applied: bool) -> anyhow::Result<()> {
         summary.join(", ")
     )?;
     const SHOWN: usize = 5;
+    if plan.unmanaged_from == UnmanagedFrom::NotLookedFor {
+        writeln!(
+            out,
+            "\nUnmanaged access: not looked for (--unmanaged syncs the whole organization to report it; --inventory FILE reads it from a saved inventory)"
+        )?;
+        return Ok(());
+    }
     writeln!(
         out,
-        "\nUnmanaged access (reported, never revoked), from {}: {}",
-        plan.unmanaged_from,
+        "\nUnmanaged access (reported, never revoked): {}",
         plan.unmanaged.len()
     )?;
     for access in plan.unmanaged.iter().take(SHOWN) {
