@@ -21,6 +21,7 @@ pub async fn authenticate(
 ) -> Result<Authenticated, AwsError> {
     let session = session(base, connector, external_id, limits).await;
     let identity = sts::who_am_i(&session).await?;
+    session.share_limits(&identity.account);
     Ok(Authenticated { session, identity })
 }
 

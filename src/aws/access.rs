@@ -170,7 +170,7 @@ async fn membership_id(
     let client = aws_sdk_identitystore::Client::new(&session.sso);
     let result = session
         .caller
-        .call(Service::IdentityCenter, "GetGroupMembershipId", || async {
+        .call(Service::IdentityStore, "GetGroupMembershipId", || async {
             client
                 .get_group_membership_id()
                 .identity_store_id(store)
@@ -201,10 +201,9 @@ pub async fn grant(session: &Session, access: &Access) -> Result<Change, AwsErro
         } => {
             let client = aws_sdk_ssoadmin::Client::new(&session.sso);
             let output = through_conflicts(|| {
-                session.caller.call(
-                    Service::IdentityCenter,
-                    "CreateAccountAssignment",
-                    || async {
+                session
+                    .caller
+                    .call(Service::SsoAdmin, "CreateAccountAssignment", || async {
                         client
                             .create_account_assignment()
                             .instance_arn(instance_arn)
@@ -216,8 +215,7 @@ pub async fn grant(session: &Session, access: &Access) -> Result<Change, AwsErro
                             .send()
                             .await
                             .map_err(|e| AwsError::from_sdk("CreateAccountAssignment", e))
-                    },
-                )
+                    })
             })
             .await?;
             let status = output.account_assignment_creation_status();
@@ -239,7 +237,7 @@ pub async fn grant(session: &Session, access: &Access) -> Result<Change, AwsErro
             let client = aws_sdk_identitystore::Client::new(&session.sso);
             let result = session
                 .caller
-                .call(Service::IdentityCenter, "CreateGroupMembership", || async {
+                .call(Service::IdentityStore, "CreateGroupMembership", || async {
                     client
                         .create_group_membership()
                         .identity_store_id(identity_store_id)
@@ -288,10 +286,9 @@ pub async fn revoke(session: &Session, access: &Access) -> Result<Change, AwsErr
         } => {
             let client = aws_sdk_ssoadmin::Client::new(&session.sso);
             let result = through_conflicts(|| {
-                session.caller.call(
-                    Service::IdentityCenter,
-                    "DeleteAccountAssignment",
-                    || async {
+                session
+                    .caller
+                    .call(Service::SsoAdmin, "DeleteAccountAssignment", || async {
                         client
                             .delete_account_assignment()
                             .instance_arn(instance_arn)
@@ -303,8 +300,7 @@ pub async fn revoke(session: &Session, access: &Access) -> Result<Change, AwsErr
                             .send()
                             .await
                             .map_err(|e| AwsError::from_sdk("DeleteAccountAssignment", e))
-                    },
-                )
+                    })
             })
             .await;
             let output = match result {
@@ -335,7 +331,7 @@ pub async fn revoke(session: &Session, access: &Access) -> Result<Change, AwsErr
             let client = aws_sdk_identitystore::Client::new(&session.sso);
             let result = session
                 .caller
-                .call(Service::IdentityCenter, "DeleteGroupMembership", || async {
+                .call(Service::IdentityStore, "DeleteGroupMembership", || async {
                     client
                         .delete_group_membership()
                         .identity_store_id(identity_store_id)
@@ -427,7 +423,7 @@ pub async fn poll(
             let output = session
                 .caller
                 .call(
-                    Service::IdentityCenter,
+                    Service::SsoAdmin,
                     "DescribeAccountAssignmentCreationStatus",
                     || async {
                         client
@@ -452,7 +448,7 @@ pub async fn poll(
             let output = session
                 .caller
                 .call(
-                    Service::IdentityCenter,
+                    Service::SsoAdmin,
                     "DescribeAccountAssignmentDeletionStatus",
                     || async {
                         client
@@ -526,7 +522,7 @@ pub async fn principal_id(
     let result = if group {
         session
             .caller
-            .call(Service::IdentityCenter, operation, || async {
+            .call(Service::IdentityStore, operation, || async {
                 client
                     .get_group_id()
                     .identity_store_id(store)
@@ -540,7 +536,7 @@ pub async fn principal_id(
     } else {
         session
             .caller
-            .call(Service::IdentityCenter, operation, || async {
+            .call(Service::IdentityStore, operation, || async {
                 client
                     .get_user_id()
                     .identity_store_id(store)

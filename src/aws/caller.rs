@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::error::AwsError;
-use super::ratelimit::{RateLimits, Service, TokenBucket};
+use super::ratelimit::{RateLimits, SHARED, Service, TokenBucket};
 
 /// Calls made, by operation, and how many were throttled.
 #[derive(Default)]
@@ -89,7 +89,10 @@ pub type CallObserver = Arc<dyn Fn(&'static str, &'static str, &'static str) + S
 /// Rate limiting, retries and counting for one connector's AWS calls.
 #[derive(Clone)]
 pub struct Caller {
-    buckets: Arc<HashMap<Service, TokenBucket>>,
+    /// The bucket of each lane: this caller's own until `share` swaps in the buckets of the
+    /// place the session reaches (for every clone at once).
+    buckets: Arc<Mutex<HashMap<Service, Arc<TokenBucket>>>>,
+    limits: RateLimits,
     stats: Arc<CallStats>,
     retry: RetryPolicy,
     observer: Option<CallObserver>,
@@ -99,10 +102,11 @@ impl Caller {
     pub fn new(limits: &RateLimits, retry: RetryPolicy) -> Self {
         let buckets = Service::ALL
             .into_iter()
-            .map(|s| (s, TokenBucket::new(limits.rate(s))))
+            .map(|s| (s, Arc::new(TokenBucket::new(limits.rate(s)))))
             .collect();
         Self {
-            buckets: Arc::new(buckets),
+            buckets: Arc::new(Mutex::new(buckets)),
+            limits: limits.clone(),
             stats: Arc::default(),
             retry,
             observer: None,
@@ -128,10 +132,28 @@ impl Caller {
     pub fn with_fresh_stats(&self) -> Self {
         Self {
             buckets: self.buckets.clone(),
+            limits: self.limits.clone(),
             stats: Arc::default(),
             retry: self.retry.clone(),
             observer: self.observer.clone(),
         }
+    }
+
+    /// Uses the buckets every session reaching `account` shares: AWS meters each service per
+    /// account and region (`region_of` says which region a lane's calls go to), so two
+    /// connectors, or a connector's fresh session, never get a quota of their own.
+    pub fn share(&self, account: &str, region_of: impl Fn(Service) -> String) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        for service in Service::ALL {
+            let key = (account.to_string(), region_of(service), service);
+            buckets.insert(service, SHARED.bucket(key, self.limits.rate(service)));
+        }
+    }
+
+    /// The bucket `service`'s calls wait on now.
+    pub fn bucket(&self, service: Service) -> Option<Arc<TokenBucket>> {
+        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        buckets.get(&service).cloned()
     }
 
     /// How this caller retries; credential providers retry by the same policy.
@@ -162,7 +184,7 @@ impl Caller {
     {
         let mut attempt = 0;
         loop {
-            if let Some(bucket) = self.buckets.get(&service) {
+            if let Some(bucket) = self.bucket(service) {
                 bucket.acquire().await;
             }
             self.stats.count(operation);
@@ -252,6 +274,36 @@ mod tests {
         assert!(denied.is_err());
         assert_eq!(caller.stats().by_operation()["AssumeRole"], 1);
         assert_eq!(caller.stats().total(), 5);
+    }
+
+    #[test]
+    fn sessions_reaching_one_account_share_its_buckets() {
+        let region = |_: Service| "us-east-1".to_string();
+        let (a, b, c) = (fast(), fast(), fast());
+        let (before_a, before_b) = (
+            a.bucket(Service::SsoAdmin).expect("bucket"),
+            b.bucket(Service::SsoAdmin).expect("bucket"),
+        );
+        assert!(!Arc::ptr_eq(&before_a, &before_b), "each its own at first");
+        let early = a.with_fresh_stats();
+        a.share("210987654321", region);
+        b.share("210987654321", region);
+        c.share("109876543210", region);
+        let shared = |caller: &Caller| caller.bucket(Service::SsoAdmin).expect("bucket");
+        assert!(
+            Arc::ptr_eq(&shared(&a), &shared(&b)),
+            "one account, one bucket"
+        );
+        assert!(!Arc::ptr_eq(&shared(&a), &shared(&c)));
+        // Clones made before sharing (a sync's fresh counters) use the shared bucket too.
+        assert!(Arc::ptr_eq(&shared(&early), &shared(&b)));
+        assert!(
+            !Arc::ptr_eq(
+                &shared(&a),
+                &a.bucket(Service::IdentityStore).expect("bucket")
+            ),
+            "each lane its own"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 
 use super::caller::{Caller, jitter_random};
 use super::error::{ErrorKind, classify};
+use super::ratelimit::Service;
 use crate::api::AwsConnectorSpec;
 
 /// How long connecting to an AWS endpoint may take.
@@ -330,6 +331,20 @@ pub struct Session {
 }
 
 impl Session {
+    /// Shares the rate limits of every session that reaches `account` (see
+    /// `Caller::share`), once the role chain says which account that is.
+    pub fn share_limits(&self, account: &str) {
+        let region =
+            |config: &SdkConfig| config.region().map(ToString::to_string).unwrap_or_default();
+        let (global, sso) = (region(&self.global), region(&self.sso));
+        self.caller.share(account, |service| match service {
+            Service::SsoAdmin | Service::IdentityStore => sso.clone(),
+            // IAM and Organizations are metered globally.
+            Service::Iam | Service::Organizations => String::new(),
+            Service::Sts => global.clone(),
+        });
+    }
+
     /// The same credentials with fresh call counters (one sync's cost).
     pub fn with_caller(&self, caller: Caller) -> Self {
         Self {

@@ -26,7 +26,7 @@ pub async fn instance(session: &Session) -> Result<Option<IdentityCenterRef>, Aw
     let client = sso_admin(session);
     let output = session
         .caller
-        .call(Service::IdentityCenter, "ListInstances", || async {
+        .call(Service::SsoAdmin, "ListInstances", || async {
             client
                 .list_instances()
                 .send()
@@ -49,7 +49,7 @@ pub async fn list_users(
     let client = identity_store(session);
     let output = session
         .caller
-        .call(Service::IdentityCenter, "ListUsers", || async {
+        .call(Service::IdentityStore, "ListUsers", || async {
             client
                 .list_users()
                 .identity_store_id(store)
@@ -87,7 +87,7 @@ pub async fn list_groups(
     let client = identity_store(session);
     let output = session
         .caller
-        .call(Service::IdentityCenter, "ListGroups", || async {
+        .call(Service::IdentityStore, "ListGroups", || async {
             client
                 .list_groups()
                 .identity_store_id(store)
@@ -121,7 +121,7 @@ pub async fn list_group_memberships(
     let client = identity_store(session);
     let output = session
         .caller
-        .call(Service::IdentityCenter, "ListGroupMemberships", || async {
+        .call(Service::IdentityStore, "ListGroupMemberships", || async {
             client
                 .list_group_memberships()
                 .identity_store_id(store)
@@ -154,7 +154,7 @@ pub async fn list_permission_sets(
     let client = sso_admin(session);
     let output = session
         .caller
-        .call(Service::IdentityCenter, "ListPermissionSets", || async {
+        .call(Service::SsoAdmin, "ListPermissionSets", || async {
             client
                 .list_permission_sets()
                 .instance_arn(instance)
@@ -180,7 +180,7 @@ pub async fn describe_permission_set(
     let client = sso_admin(session);
     let output = session
         .caller
-        .call(Service::IdentityCenter, "DescribePermissionSet", || async {
+        .call(Service::SsoAdmin, "DescribePermissionSet", || async {
             client
                 .describe_permission_set()
                 .instance_arn(instance)
@@ -212,7 +212,7 @@ pub async fn list_provisioned_accounts(
     let output = session
         .caller
         .call(
-            Service::IdentityCenter,
+            Service::SsoAdmin,
             "ListAccountsForProvisionedPermissionSet",
             || async {
                 client
@@ -246,7 +246,7 @@ pub async fn list_provisioned_permission_sets(
     let output = session
         .caller
         .call(
-            Service::IdentityCenter,
+            Service::SsoAdmin,
             "ListPermissionSetsProvisionedToAccount",
             || async {
                 client
@@ -279,22 +279,18 @@ pub async fn list_account_assignments(
     let client = sso_admin(session);
     let output = session
         .caller
-        .call(
-            Service::IdentityCenter,
-            "ListAccountAssignments",
-            || async {
-                client
-                    .list_account_assignments()
-                    .instance_arn(instance)
-                    .account_id(account)
-                    .permission_set_arn(permission_set)
-                    .set_next_token(token.clone())
-                    .max_results(size.min(MAX_PAGE))
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("ListAccountAssignments", e))
-            },
-        )
+        .call(Service::SsoAdmin, "ListAccountAssignments", || async {
+            client
+                .list_account_assignments()
+                .instance_arn(instance)
+                .account_id(account)
+                .permission_set_arn(permission_set)
+                .set_next_token(token.clone())
+                .max_results(size.min(MAX_PAGE))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("ListAccountAssignments", e))
+        })
         .await?;
     let assignments = output
         .account_assignments()
@@ -329,7 +325,7 @@ pub async fn list_assignments_for_principal(
     let output = session
         .caller
         .call(
-            Service::IdentityCenter,
+            Service::SsoAdmin,
             "ListAccountAssignmentsForPrincipal",
             || async {
                 client

@@ -356,6 +356,7 @@ async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, 
         session::session(ctx, &chain.connector, chain.external_id.as_deref()).await;
     let authenticated = match crate::aws::sts::who_am_i(&session).await {
         Ok(identity) => {
+            session.share_limits(&identity.account);
             ctx.keep_session(&key, fingerprint, session.clone());
             Authenticated {
                 session: session.with_caller(session.caller.with_fresh_stats()),

@@ -160,6 +160,11 @@ pub async fn session(
             .with_observer(Arc::new(move |service, operation, outcome| {
                 metrics.observe_call(&name, service, operation, outcome)
             }));
+    // The account the connector last authenticated as, so that a session built here (for a
+    // grant, before the connector's own) shares its rate limits from the first call.
+    if let Some(identity) = connector.status.as_ref().and_then(|s| s.identity.as_ref()) {
+        session.share_limits(&identity.account);
+    }
     (session, fingerprint)
 }
 
