@@ -180,6 +180,10 @@ pub struct RunArgs {
     /// How often granted access is checked in AWS for drift, e.g. `5m`.
     #[arg(long, env = "GRANT_CHECK_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub grant_check_interval: std::time::Duration,
+    /// The most, in percent of each rate-limit lane, that drift checks may use: with many
+    /// grants they come less often than --grant-check-interval instead.
+    #[arg(long, env = "DRIFT_CHECK_SHARE", default_value_t = 25, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub drift_check_share: u8,
 }
 
 fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {

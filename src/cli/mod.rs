@@ -124,6 +124,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             limits,
             sync: crate::sync::SyncOptions::default(),
             grant_check: args.grant_check_interval,
+            drift_share: f64::from(args.drift_check_share) / 100.0,
         },
     };
     let (trigger, stop) = shutdown::channel();

@@ -70,6 +70,9 @@ pub struct AwsSettings {
     pub sync: SyncOptions,
     /// How often a granted access is checked for drift (removed outside the operator).
     pub grant_check: std::time::Duration,
+    /// The share (0–1] of each rate-limit lane drift re-checks may use: with many grants, they
+    /// come less often than `grant_check` rather than crowd out syncs and grants.
+    pub drift_share: f64,
 }
 
 impl Context {

@@ -27,6 +27,7 @@ use crate::grant::decide::{Connector, Ending, Kept};
 use crate::grant::execute::{Done, GrantAsk, GrantReport, HeldChange, ShellError};
 use crate::grant::expiry::Expiry;
 use crate::grant::ledger::{OperationKind, Origin};
+use crate::grant::observations::Observations;
 use crate::grant::plan::Names;
 use crate::grant::policy::{check_grant, namespace_allowed};
 use crate::grant::resolve::{Directory, resolve};
@@ -214,6 +215,16 @@ async fn wanted(grant: &AccessGrant, gathered: &Gathered) -> Wanted {
 }
 
 /// Runs the grant through the shell with its connector's ledger, session and limits.
+/// The listings the connector's grants share (keyed like the connector's other kept state).
+fn observations(ctx: &Context, gathered: &Gathered) -> Arc<Observations> {
+    ctx.observations(
+        &gathered
+            .object
+            .as_ref()
+            .map_or_else(|| gathered.connector_key.clone(), session::key),
+    )
+}
+
 async fn converge(
     grant: &AccessGrant,
     ctx: &Context,
@@ -227,12 +238,7 @@ async fn converge(
         Some(object) => session::assignment_slots(ctx, object),
         None => Arc::new(tokio::sync::Semaphore::new(1)),
     };
-    let observations = ctx.observations(
-        &gathered
-            .object
-            .as_ref()
-            .map_or_else(|| gathered.connector_key.clone(), session::key),
-    );
+    let observations = observations(ctx, gathered);
     let shell = crate::grant::execute::Shell {
         ledger: &ledger,
         connector: &gathered.connector_key,
@@ -421,6 +427,7 @@ async fn apply(
         Ok(report) => {
             let names = Names::from_cache(&gathered.cache);
             let problem = report_others(&report, access, &names, &mut events);
+            let observations = observations(ctx, &gathered);
             let mut outcome = describe_wanted(
                 grant,
                 &report,
@@ -429,6 +436,7 @@ async fn apply(
                 &mut next,
                 &mut events,
                 ctx,
+                &observations,
                 now,
             );
             if let (Some((reason, message)), true) = (
@@ -471,6 +479,7 @@ fn describe_wanted(
     next: &mut AccessGrantStatus,
     events: &mut Vec<(EventType, &'static str, String)>,
     ctx: &Context,
+    observations: &Observations,
     now: Timestamp,
 ) -> Outcome {
     let expiry = Expiry::of(&grant.spec);
@@ -546,7 +555,7 @@ fn describe_wanted(
             }
             Outcome {
                 updates: conditions(true, true, reason, &message),
-                requeue: Some(next_check(ctx, at, now)),
+                requeue: Some(next_check(ctx, observations, at, now)),
                 events: Vec::new(),
             }
         }
@@ -702,9 +711,17 @@ async fn write_status(
     })
 }
 
-/// When to look again: the drift check, or the expiry if sooner.
-fn next_check(ctx: &Context, expiry: Option<Timestamp>, now: Timestamp) -> Duration {
-    let check = ctx.aws.grant_check;
+/// When to look again: the drift check, or the expiry if sooner. The drift check comes less
+/// often than configured when the connector's re-checks would otherwise use more than their
+/// share of a rate-limit lane.
+fn next_check(
+    ctx: &Context,
+    observations: &Observations,
+    expiry: Option<Timestamp>,
+    now: Timestamp,
+) -> Duration {
+    let check =
+        observations.recheck_interval(ctx.aws.grant_check, &ctx.aws.limits, ctx.aws.drift_share);
     match expiry {
         Some(at) => {
             let until = now.duration_until(at).unsigned_abs();

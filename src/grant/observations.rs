@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::aws::{AwsError, Session, access as aws_access};
+use crate::aws::{AwsError, RateLimits, Service, Session, access as aws_access};
 
 use super::access::Access;
 
@@ -30,6 +30,14 @@ enum Listing {
 }
 
 impl Listing {
+    /// The rate-limit lane its calls go through.
+    fn lane(&self) -> Service {
+        match self {
+            Self::Pair { .. } => Service::SsoAdmin,
+            Self::IamUser(_) => Service::Iam,
+        }
+    }
+
     /// The listing that says whether `access` exists, and the member it looks for; `None` for
     /// access asked about one by one (an Identity Center membership is one call either way).
     fn of(access: &Access) -> Option<(Self, (String, String))> {
@@ -87,6 +95,9 @@ type Slot = Arc<tokio::sync::Mutex<Option<Seen>>>;
 pub struct Observations {
     max_age: Duration,
     slots: Mutex<HashMap<Listing, Slot>>,
+    /// When each re-check target (a listing, or an Identity Center membership asked on its own)
+    /// was last looked at, and through which lane: what the re-checks cost per interval.
+    checked: Mutex<HashMap<String, (Service, Instant)>>,
 }
 
 impl Observations {
@@ -95,6 +106,7 @@ impl Observations {
         Self {
             max_age,
             slots: Mutex::default(),
+            checked: Mutex::default(),
         }
     }
 
@@ -116,8 +128,10 @@ impl Observations {
         recheck: bool,
     ) -> Result<bool, AwsError> {
         let Some((listing, member)) = Listing::of(access) else {
+            self.touch(format!("{access}"), Service::IdentityStore);
             return aws_access::exists(session, access).await;
         };
+        self.touch(format!("{listing:?}"), listing.lane());
         let slot = self.slot(&listing);
         let mut seen = slot.lock().await;
         if recheck && let Some(fresh) = seen.as_ref().filter(|s| s.at.elapsed() < self.max_age) {
@@ -130,6 +144,33 @@ impl Observations {
             members,
         });
         Ok(found)
+    }
+
+    fn touch(&self, target: String, lane: Service) {
+        self.checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(target, (lane, Instant::now()));
+    }
+
+    /// How often re-checks may come so that they use at most `share` of each lane's rate:
+    /// never more often than `base`, and less often when the listings and memberships looked
+    /// at recently would need more calls per second than that.
+    pub fn recheck_interval(&self, base: Duration, limits: &RateLimits, share: f64) -> Duration {
+        let recent = self.max_age.max(base).saturating_mul(3);
+        let mut per_lane: HashMap<Service, usize> = HashMap::new();
+        let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        checked.retain(|_, (_, at)| at.elapsed() < recent);
+        for (lane, _) in checked.values() {
+            *per_lane.entry(*lane).or_default() += 1;
+        }
+        per_lane
+            .into_iter()
+            .map(|(lane, calls)| {
+                let budget = (limits.rate(lane) * share.clamp(0.01, 1.0)).max(0.01);
+                Duration::from_secs_f64(calls as f64 / budget)
+            })
+            .fold(base, Duration::max)
     }
 
     /// Forgets the listing `access` is part of: it was just written.
@@ -164,6 +205,34 @@ mod tests {
             principal_type: "USER".into(),
             principal_id: principal.into(),
         }
+    }
+
+    #[test]
+    fn rechecks_slow_down_to_stay_within_a_share_of_each_lane() {
+        let observations = Observations::new(Duration::from_secs(60));
+        let limits = RateLimits::default();
+        let base = Duration::from_secs(300);
+        assert_eq!(observations.recheck_interval(base, &limits, 0.25), base);
+        // 1,000 memberships re-checked one by one on Identity Store's 20/s: a quarter of it
+        // is 5 calls a second, so every 200 s at best; the 300 s base stands.
+        for i in 0..1000 {
+            observations.touch(format!("m{i}"), Service::IdentityStore);
+        }
+        assert_eq!(observations.recheck_interval(base, &limits, 0.25), base);
+        // 3,000 of them need 600 s.
+        for i in 1000..3000 {
+            observations.touch(format!("m{i}"), Service::IdentityStore);
+        }
+        assert_eq!(
+            observations.recheck_interval(base, &limits, 0.25),
+            Duration::from_secs(600)
+        );
+        // 50 pairs cost nothing worth slowing down for.
+        let few = Observations::new(Duration::from_secs(60));
+        for i in 0..50 {
+            few.touch(format!("p{i}"), Service::SsoAdmin);
+        }
+        assert_eq!(few.recheck_interval(base, &limits, 0.25), base);
     }
 
     #[test]

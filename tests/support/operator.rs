@@ -47,6 +47,7 @@ pub async fn aws(moto: &Moto) -> AwsSettings {
             ..SyncOptions::default()
         },
         grant_check: Duration::from_secs(1),
+        drift_share: 0.25,
     }
 }
 
