@@ -2,7 +2,7 @@
 
 use aws_access_operator::api::AwsConnector;
 use aws_access_operator::controller::configmaps::{
-    ANNOTATION_SHARDS, ConnectorConfigMaps, SHARD_BYTES,
+    ANNOTATION_SHARD_HASH, ANNOTATION_SHARDS, ConnectorConfigMaps, SHARD_BYTES,
 };
 use aws_access_operator::sync::StateStore;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -32,17 +32,21 @@ async fn large_values_shard_round_trip_and_are_rewritten_only_on_change() {
 
     // A value of two and a half shards.
     let value: Vec<u8> = (0..SHARD_BYTES * 5 / 2).map(|i| (i % 251) as u8).collect();
-    assert!(store.write("inventory", &value).await.expect("write"));
+    assert_eq!(store.write("inventory", &value).await.expect("write"), 3);
     let shards = config_maps
         .list(&ListParams::default().labels(&format!("awsaccess.io/part-of={base}")))
         .await
         .expect("list");
     assert_eq!(shards.items.len(), 3);
     for shard in &shards.items {
-        assert_eq!(
-            shard.metadata.annotations.as_ref().expect("annotations")[ANNOTATION_SHARDS],
-            "3"
-        );
+        let annotations = shard.metadata.annotations.as_ref().expect("annotations");
+        assert!(annotations.contains_key(ANNOTATION_SHARD_HASH));
+        if shard.metadata.name.as_deref() == Some(&format!("{base}-0")) {
+            assert_eq!(
+                annotations[ANNOTATION_SHARDS], "3",
+                "the first says how many"
+            );
+        }
         let labels = shard.metadata.labels.as_ref().expect("labels");
         assert_eq!(labels["awsaccess.io/connector"], "big");
         assert_eq!(
@@ -61,8 +65,9 @@ async fn large_values_shard_round_trip_and_are_rewritten_only_on_change() {
         .expect("get")
         .metadata
         .resource_version;
-    assert!(
-        !store.write("inventory", &value).await.expect("write"),
+    assert_eq!(
+        store.write("inventory", &value).await.expect("write"),
+        0,
         "same content: no write"
     );
     assert_eq!(
@@ -75,8 +80,41 @@ async fn large_values_shard_round_trip_and_are_rewritten_only_on_change() {
         version
     );
 
+    // A change in the last shard only rewrites it and the first (whose hash of the whole
+    // changes); the middle shard is left alone.
+    let version_of = |index: usize| {
+        let config_maps = config_maps.clone();
+        let name = format!("{base}-{index}");
+        async move {
+            config_maps
+                .get(&name)
+                .await
+                .expect("get")
+                .metadata
+                .resource_version
+        }
+    };
+    let before: Vec<_> = futures::future::join_all((0..3).map(version_of)).await;
+    let mut changed = value.clone();
+    if let Some(last) = changed.last_mut() {
+        *last = last.wrapping_add(1);
+    }
+    assert_eq!(
+        store.write("inventory", &changed).await.expect("write"),
+        2,
+        "the changed shard and the first"
+    );
+    let after: Vec<_> = futures::future::join_all((0..3).map(version_of)).await;
+    assert_ne!(after[0], before[0], "the first shard carries the new hash");
+    assert_eq!(after[1], before[1], "an unchanged shard is not rewritten");
+    assert_ne!(after[2], before[2]);
+    assert_eq!(
+        store.load("inventory").await.expect("load").as_deref(),
+        Some(changed.as_slice())
+    );
+
     // Shrinking removes the shards no longer needed.
-    assert!(store.write("inventory", b"small").await.expect("write"));
+    assert_eq!(store.write("inventory", b"small").await.expect("write"), 1);
     let shards = config_maps
         .list(&ListParams::default().labels(&format!("awsaccess.io/part-of={base}")))
         .await
@@ -133,7 +171,7 @@ async fn a_long_connector_name_still_fits() {
     let store =
         ConnectorConfigMaps::new(client.clone(), &cluster.namespace, &connector).expect("store");
     let value = b"{\"accounts\": []}".to_vec();
-    assert!(store.write("inventory", &value).await.expect("write"));
+    assert_eq!(store.write("inventory", &value).await.expect("write"), 1);
     assert_eq!(
         store.load("inventory").await.expect("load").as_deref(),
         Some(value.as_slice())

@@ -83,8 +83,8 @@ pub struct SyncArgs {
     /// `30s`: a black-holed endpoint fails the call instead of hanging.
     #[arg(long, env = "AWS_ATTEMPT_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
     pub aws_attempt_timeout: std::time::Duration,
-    /// How often, in seconds, the page state is saved during a phase (0: after every page).
-    #[arg(long, default_value_t = 5)]
+    /// How often, at most, in seconds, the page state is saved (0: after every page).
+    #[arg(long, default_value_t = 30)]
     pub checkpoint_seconds: u64,
     /// Where the external ID comes from when the connector names a Secret (there is no
     /// Kubernetes here): this environment variable.

@@ -27,6 +27,8 @@ pub const LABEL_CONNECTOR_NAMESPACE: &str = "awsaccess.io/connector-namespace";
 pub const LABEL_PART_OF: &str = "awsaccess.io/part-of";
 pub const ANNOTATION_HASH: &str = "awsaccess.io/content-hash";
 pub const ANNOTATION_SHARDS: &str = "awsaccess.io/shards";
+/// The hash of one shard's own bytes: a shard whose bytes did not change is not rewritten.
+pub const ANNOTATION_SHARD_HASH: &str = "awsaccess.io/shard-hash";
 const KEY: &str = "content";
 
 /// Splits `bytes` into shards of at most `size` (one empty shard for empty content).
@@ -161,8 +163,9 @@ impl ConnectorConfigMaps {
         Ok((expected_hash.as_deref() == Some(content_hash(&bytes).as_str())).then_some(bytes))
     }
 
-    /// Writes a value unless its content is unchanged; returns whether it wrote.
-    pub async fn write(&self, key: &str, bytes: &[u8]) -> Result<bool, kube::Error> {
+    /// Writes a value unless its content is unchanged; returns how many shards it wrote (0:
+    /// nothing changed).
+    pub async fn write(&self, key: &str, bytes: &[u8]) -> Result<usize, kube::Error> {
         let base = self.base_name(key);
         let hash = content_hash(bytes);
         let existing = self.shards_of(key).await?;
@@ -171,16 +174,32 @@ impl ConnectorConfigMaps {
             .find(|cm| cm.name_any() == format!("{base}-0"))
             .is_some_and(|cm| cm.annotations().get(ANNOTATION_HASH) == Some(&hash));
         if unchanged {
-            return Ok(false);
+            return Ok(0);
         }
+        let mut written = 0;
         self.may_write()?;
         let parts = shards(bytes, SHARD_BYTES);
-        // Later shards first, the first (which carries the hash readers check) last.
+        let shard_hash = |name: &str| {
+            existing
+                .iter()
+                .find(|cm| cm.name_any() == name)
+                .and_then(|cm| cm.annotations().get(ANNOTATION_SHARD_HASH).cloned())
+        };
+        // Later shards first, the first (which carries the hash readers check, and so changes
+        // with any shard) last. A later shard whose bytes are the same is left alone: a large
+        // inventory that changes in one place costs two writes, not one per shard.
         for (index, part) in parts.iter().enumerate().rev() {
             let name = format!("{base}-{index}");
-            let mut annotations = BTreeMap::new();
-            annotations.insert(ANNOTATION_HASH.to_string(), hash.clone());
-            annotations.insert(ANNOTATION_SHARDS.to_string(), parts.len().to_string());
+            let own_hash = content_hash(part);
+            if index > 0 && shard_hash(&name).as_deref() == Some(own_hash.as_str()) {
+                continue;
+            }
+            written += 1;
+            let mut annotations = BTreeMap::from([(ANNOTATION_SHARD_HASH.to_string(), own_hash)]);
+            if index == 0 {
+                annotations.insert(ANNOTATION_HASH.to_string(), hash.clone());
+                annotations.insert(ANNOTATION_SHARDS.to_string(), parts.len().to_string());
+            }
             let labels = BTreeMap::from([
                 (LABEL_CONNECTOR.to_string(), label_value(&self.connector)),
                 (
@@ -227,7 +246,7 @@ impl ConnectorConfigMaps {
                 .delete(&stale.name_any(), &DeleteParams::default())
                 .await?;
         }
-        Ok(true)
+        Ok(written)
     }
 
     /// Deletes every shard of a value.

@@ -605,6 +605,10 @@ async fn write_inventory(store: &ConnectorConfigMaps, inventory: &Inventory) -> 
     stored.stats = Default::default();
     let bytes = serde_json::to_vec(&stored).map_err(|e| Error::Serialize(e.to_string()))?;
     let wrote = store.write(INVENTORY_KEY, &bytes).await?;
-    tracing::debug!(wrote, bytes = bytes.len(), "inventory ConfigMaps");
+    tracing::debug!(
+        shards_written = wrote,
+        bytes = bytes.len(),
+        "inventory ConfigMaps"
+    );
     Ok(())
 }

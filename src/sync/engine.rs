@@ -24,7 +24,7 @@ pub struct SyncOptions {
     /// Items per page asked of every list call (capped at each call's maximum). Small values
     /// exercise pagination in tests.
     pub page_size: i32,
-    /// How often the page state is saved while a phase runs (always at phase ends).
+    /// How often, at most, the page state is saved.
     pub checkpoint_every: Duration,
     /// How long cached permission set details are trusted.
     pub cache_ttl: Duration,
@@ -34,7 +34,7 @@ impl Default for SyncOptions {
     fn default() -> Self {
         Self {
             page_size: i32::MAX,
-            checkpoint_every: Duration::from_secs(5),
+            checkpoint_every: Duration::from_secs(30),
             cache_ttl: Duration::from_secs(24 * 3600),
         }
     }
@@ -127,7 +127,13 @@ pub async fn run<S: StateStore>(
         listed: BTreeSet::new(),
         saved_token,
     };
-    engine.run_phases().await?;
+    if let Err(error) = engine.run_phases().await {
+        // What was fetched since the last checkpoint is kept for the next run.
+        if let Err(saving) = engine.save_state().await {
+            tracing::warn!(error = %saving, "could not save the page state of the failed sync");
+        }
+        return Err(error);
+    }
 
     let mut inventory = std::mem::take(&mut engine.state.inventory);
     inventory.normalize();
@@ -186,10 +192,16 @@ impl<S: StateStore> Engine<'_, S> {
         }
     }
 
-    async fn checkpoint(&mut self, force: bool) -> Result<(), SyncError> {
-        if !force && self.last_checkpoint.elapsed() < self.options.checkpoint_every {
+    /// Saves the page state, at most once per `checkpoint_every`: each save rewrites the
+    /// state's ConfigMaps, and a restart costs at most the pages fetched since the last one.
+    async fn checkpoint(&mut self) -> Result<(), SyncError> {
+        if self.last_checkpoint.elapsed() < self.options.checkpoint_every {
             return Ok(());
         }
+        self.save_state().await
+    }
+
+    async fn save_state(&mut self) -> Result<(), SyncError> {
         let bytes = serde_json::to_vec(&self.state).unwrap_or_default();
         self.store.save(STATE_KEY, &bytes).await?;
         self.last_checkpoint = Instant::now();
@@ -208,7 +220,7 @@ impl<S: StateStore> Engine<'_, S> {
         if self.state.pages.is_multiple_of(50) {
             tracing::info!(phase = ?self.state.phase, pages = self.state.pages, calls = self.session.caller.stats().total(), "sync progress");
         }
-        self.checkpoint(false).await?;
+        self.checkpoint().await?;
         Ok(done)
     }
 
@@ -228,7 +240,7 @@ impl<S: StateStore> Engine<'_, S> {
                 );
                 self.state.rewind(to);
                 self.saved_token = false;
-                self.checkpoint(true).await?;
+                self.checkpoint().await?;
                 continue;
             }
             self.listed.insert(phase);
@@ -240,7 +252,7 @@ impl<S: StateStore> Engine<'_, S> {
             self.state.phase = phase.next();
             self.state.item = 0;
             self.state.next_token = None;
-            self.checkpoint(true).await?;
+            self.checkpoint().await?;
         }
         Ok(())
     }
@@ -378,7 +390,7 @@ impl<S: StateStore> Engine<'_, S> {
                 }
             };
             self.state.key_source = Some(source);
-            self.checkpoint(true).await?;
+            self.checkpoint().await?;
         }
         while self.state.item < self.state.inventory.iam_users.len() {
             let index = self.state.item;
@@ -559,7 +571,7 @@ impl<S: StateStore> Engine<'_, S> {
             };
             self.state.inventory.permission_sets.push(details);
             self.state.item += 1;
-            self.checkpoint(false).await?;
+            self.checkpoint().await?;
         }
         Ok(())
     }
