@@ -307,14 +307,16 @@ async fn connector_syncs_into_status_and_configmaps() {
         .await
         .expect("cache ConfigMap");
     assert!(cache.binary_data.is_some());
-    assert!(
-        config_maps
-            .get_opt(&name("sync-state"))
-            .await
-            .expect("get")
-            .is_none(),
-        "no page state after a finished sync"
-    );
+    for stream in ["organizations", "iam", "identity-center"] {
+        assert!(
+            config_maps
+                .get_opt(&name(&format!("sync-state-{stream}")))
+                .await
+                .expect("get")
+                .is_none(),
+            "no page state of the {stream} stream after a finished sync"
+        );
+    }
 
     // sync-now starts a sync at once; an unchanged organization leaves the inventory alone.
     let version = shard.metadata.resource_version.clone();

@@ -93,6 +93,15 @@ fn content(inventory: &Value) -> Value {
     v
 }
 
+/// Whether a state directory holds the page state of an unfinished sync (one file per stream).
+fn page_state_saved(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("sync-state-"))
+    })
+}
+
 fn pages(items: usize) -> u64 {
     (items as u64).div_ceil(PAGE).max(1)
 }
@@ -335,7 +344,7 @@ fn second_sync_uses_the_cache() {
     assert_eq!(first["stats"]["cacheHits"], 0);
     assert!(state.join("cache.json").exists());
     assert!(
-        !state.join("sync-state.json").exists(),
+        !page_state_saved(&state),
         "a finished sync leaves no page state"
     );
     let second = sync(&moto, &connector, &["--state-dir", state_arg]);
@@ -387,10 +396,7 @@ fn an_interrupted_sync_resumes_from_its_last_page() {
     }
     child.kill().expect("kill the sync");
     child.wait().expect("reap");
-    assert!(
-        state.join("sync-state.json").exists(),
-        "the page state survived the kill"
-    );
+    assert!(page_state_saved(&state), "the page state survived the kill");
     moto.set_faults(json!({}));
     moto.reset_calls();
 
@@ -470,10 +476,7 @@ fn resume_after(denied: &str, deletion: Deletion) {
         .output()
         .expect("run sync");
     assert!(!stopped.status.success(), "the sync stops at {denied}");
-    assert!(
-        state.join("sync-state.json").exists(),
-        "the page state was saved"
-    );
+    assert!(page_state_saved(&state), "the page state was saved");
     moto.set_faults(json!({}));
     delete(&moto, &seeded, deletion);
 
@@ -500,7 +503,7 @@ fn resume_after(denied: &str, deletion: Deletion) {
         "the resume kept what was still good: {resumed_calls} calls, a fresh sync {fresh_total}"
     );
     assert!(
-        !state.join("sync-state.json").exists(),
+        !page_state_saved(&state),
         "a finished sync leaves no page state"
     );
 }
@@ -523,6 +526,69 @@ fn a_permission_set_deleted_before_its_accounts_were_listed_is_listed_again() {
     );
 }
 
+/// The streams run at once: while IAM is held up (its one listing waits), Identity Center and
+/// Organizations carry on to the end of their streams; released, the sync finishes with what a
+/// sync finds when nothing is held.
+#[test]
+fn iam_held_up_does_not_hold_up_identity_center() {
+    let moto = Moto::start();
+    moto.seed(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(dir.path(), json!({}));
+    let reference = sync(&moto, &connector, &[]);
+    moto.reset_calls();
+    moto.set_faults(json!({"hold_operations": ["GetAccountAuthorizationDetails"]}));
+    let child = command(&moto, &connector, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sync");
+    // Every Identity Center listing, up to the assignments, comes while IAM waits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let listed = |calls: &BTreeMap<String, u64>, operation: &str| {
+        calls.get(operation).copied().unwrap_or(0) >= calls_of(&reference, operation)
+    };
+    loop {
+        let calls = moto.calls();
+        if [
+            "ListUsers",
+            "ListGroupMemberships",
+            "DescribePermissionSet",
+            "ListAccounts",
+        ]
+        .iter()
+        .all(|op| listed(&calls, op))
+        {
+            assert_eq!(
+                calls.get("GetAccountAuthorizationDetails"),
+                Some(&1),
+                "IAM is still waiting on its first page: {calls:?}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Identity Center waited for IAM: {calls:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    moto.set_faults(json!({}));
+    let output = child.wait_with_output().expect("wait for the sync");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let inventory: Value = serde_json::from_slice(&output.stdout).expect("inventory JSON");
+    assert_eq!(content(&inventory), content(&reference));
+}
+
+fn calls_of(inventory: &Value, operation: &str) -> u64 {
+    inventory["stats"]["apiCalls"][operation]
+        .as_u64()
+        .unwrap_or(0)
+}
+
 /// A page token saved by an interrupted run that AWS no longer accepts restarts that stream
 /// only: the streams finished before it are not listed again.
 #[test]
@@ -543,7 +609,7 @@ fn an_expired_page_token_restarts_its_own_stream() {
 
     // Make the saved state one stopped after the first page of groups, holding a token that
     // has expired since.
-    let file = state.join("sync-state.json");
+    let file = state.join("sync-state-identity-center.json");
     let mut saved: Value =
         serde_json::from_slice(&std::fs::read(&file).expect("read state")).expect("state JSON");
     assert_eq!(saved["phase"], "memberships");

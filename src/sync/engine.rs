@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::cache::{CachedPermissionSet, SyncCache};
 use super::inventory::Inventory;
 use super::state::{
-    AssignmentListing, KeySource, PageState, PairDiscovery, Phase, choose_discovery,
+    AssignmentListing, KeySource, PageState, PairDiscovery, Phase, Stream, choose_discovery,
     choose_listing, source_of,
 };
 use super::store::{StateStore, StoreError};
@@ -72,6 +72,9 @@ struct Engine<'a, S> {
     spec: &'a SyncSpec,
     store: &'a S,
     options: &'a SyncOptions,
+    /// The stream this engine runs, and whether it resumes an interrupted run.
+    stream: Stream,
+    resumed: bool,
     state: PageState,
     cache: SyncCache,
     cache_hits: u64,
@@ -81,6 +84,8 @@ struct Engine<'a, S> {
     listed: BTreeSet<Phase>,
     /// Whether `state.next_token` came from a saved state (and may have expired).
     saved_token: bool,
+    /// The Identity Center stream's view of the accounts the Organizations stream lists.
+    accounts: Option<tokio::sync::watch::Receiver<Option<Option<Vec<String>>>>>,
 }
 
 /// What to do with the item index when a page is the last of its item.
@@ -92,8 +97,18 @@ enum Walk {
     PerItem,
 }
 
-/// Runs one sync of the organization `session` reaches. `scope` fingerprints the settings; a
-/// saved state of another scope is ignored.
+/// The page state key of a stream.
+fn state_key(stream: Stream) -> String {
+    format!("{STATE_KEY}-{}", stream.key())
+}
+
+/// What the Organizations stream tells the Identity Center stream: the account ids, once
+/// listed (`Some(None)`: they could not be).
+type AccountsSeen = tokio::sync::watch::Sender<Option<Option<Vec<String>>>>;
+
+/// Runs one sync of the organization `session` reaches: its streams (Organizations, IAM,
+/// Identity Center) at once, each through its own rate-limit lanes and with its own page
+/// state. `scope` fingerprints the settings; a saved state of another scope is ignored.
 pub async fn run<S: StateStore>(
     session: &Session,
     spec: &SyncSpec,
@@ -102,38 +117,40 @@ pub async fn run<S: StateStore>(
     options: &SyncOptions,
 ) -> Result<Inventory, SyncError> {
     let started = Instant::now();
-    let state = match store.load(STATE_KEY).await? {
-        Some(bytes) => PageState::resume(&bytes, scope).unwrap_or_else(|why| {
-            tracing::info!("not resuming the saved sync state: {why}; starting a fresh sync");
-            PageState::fresh(scope.to_string())
-        }),
-        None => PageState::fresh(scope.to_string()),
-    };
-    let resumed = state.is_started();
-    if resumed {
-        tracing::info!(phase = ?state.phase, item = state.item, pages = state.pages, "resuming an interrupted sync");
-    }
     let cache = SyncCache::decode(&store.load(CACHE_KEY).await?.unwrap_or_default());
-    let saved_token = state.next_token.is_some();
-    let mut engine = Engine {
-        session,
-        spec,
-        store,
-        options,
-        state,
-        cache,
-        cache_hits: 0,
-        last_checkpoint: Instant::now(),
-        listed: BTreeSet::new(),
-        saved_token,
+    let open = |stream: Stream, cache: SyncCache| {
+        Engine::open(session, spec, store, options, scope, stream, cache)
     };
-    if let Err(error) = engine.run_phases().await {
-        // What was fetched since the last checkpoint is kept for the next run.
-        if let Err(saving) = engine.save_state().await {
-            tracing::warn!(error = %saving, "could not save the page state of the failed sync");
+    let mut organizations = open(Stream::Organizations, SyncCache::default()).await?;
+    let mut iam = open(Stream::Iam, SyncCache::default()).await?;
+    let mut center = open(Stream::IdentityCenter, cache).await?;
+    let (seen, accounts) = tokio::sync::watch::channel(None);
+    center.accounts = Some(accounts);
+    let results = futures::join!(
+        organizations.run_organizations(seen),
+        iam.run_stream(),
+        center.run_stream(),
+    );
+    let failed = [results.0, results.1, results.2]
+        .into_iter()
+        .find_map(Result::err);
+    if let Some(error) = failed {
+        // Every stream's page state is kept, finished or not, so that the next run resumes
+        // each where it stopped.
+        for engine in [&mut organizations, &mut iam, &mut center] {
+            if let Err(saving) = engine.save_state().await {
+                tracing::warn!(error = %saving, "could not save the page state of the failed sync");
+            }
         }
         return Err(error);
     }
+    let resumed = organizations.resumed || iam.resumed || center.resumed;
+    let mut engine = center;
+    engine.state.inventory.accounts = std::mem::take(&mut organizations.state.inventory.accounts);
+    engine.state.inventory.iam_users = std::mem::take(&mut iam.state.inventory.iam_users);
+    engine.state.inventory.iam_groups = std::mem::take(&mut iam.state.inventory.iam_groups);
+    engine.state.inventory.iam_roles = std::mem::take(&mut iam.state.inventory.iam_roles);
+    engine.state.key_source = iam.state.key_source.take();
 
     let mut inventory = std::mem::take(&mut engine.state.inventory);
     inventory.normalize();
@@ -166,6 +183,10 @@ pub async fn run<S: StateStore>(
             &serde_json::to_vec(&engine.cache).unwrap_or_default(),
         )
         .await?;
+    for stream in Stream::ALL {
+        store.delete(&state_key(stream)).await?;
+    }
+    // A page state of an earlier version, kept under the old name.
     store.delete(STATE_KEY).await?;
     tracing::info!(
         calls = inventory.stats.total_calls,
@@ -180,7 +201,76 @@ pub async fn run<S: StateStore>(
     Ok(inventory)
 }
 
-impl<S: StateStore> Engine<'_, S> {
+impl<'a, S: StateStore> Engine<'a, S> {
+    /// An engine for `stream`, resuming its saved page state if there is one for `scope`.
+    async fn open(
+        session: &'a Session,
+        spec: &'a SyncSpec,
+        store: &'a S,
+        options: &'a SyncOptions,
+        scope: &str,
+        stream: Stream,
+        cache: SyncCache,
+    ) -> Result<Self, SyncError> {
+        let state = match store.load(&state_key(stream)).await? {
+            Some(bytes) => PageState::resume(&bytes, scope).unwrap_or_else(|why| {
+                tracing::info!(
+                    stream = stream.key(),
+                    "not resuming the saved sync state: {why}; starting afresh"
+                );
+                PageState::fresh_for(scope.to_string(), stream)
+            }),
+            None => PageState::fresh_for(scope.to_string(), stream),
+        };
+        let resumed = state.is_started(stream);
+        if resumed {
+            tracing::info!(stream = stream.key(), phase = ?state.phase, item = state.item, pages = state.pages, "resuming an interrupted sync");
+        }
+        Ok(Self {
+            session,
+            spec,
+            store,
+            options,
+            stream,
+            resumed,
+            saved_token: state.next_token.is_some(),
+            state,
+            cache,
+            cache_hits: 0,
+            last_checkpoint: Instant::now(),
+            listed: BTreeSet::new(),
+            accounts: None,
+        })
+    }
+
+    /// Runs the stream to its end (at once if an interrupted run finished it).
+    async fn run_stream(&mut self) -> Result<(), SyncError> {
+        self.run_phases().await
+    }
+
+    /// Runs the Organizations stream, then tells the Identity Center stream the accounts.
+    async fn run_organizations(&mut self, seen: AccountsSeen) -> Result<(), SyncError> {
+        let result = self.run_phases().await;
+        let accounts = (result.is_ok() && self.spec.organizations).then(|| {
+            self.state
+                .inventory
+                .accounts
+                .iter()
+                .map(|a| a.id.clone())
+                .collect()
+        });
+        seen.send_replace(Some(accounts));
+        result
+    }
+
+    /// The organization's account ids once the Organizations stream has listed them; `None`
+    /// when it does not (or could not).
+    async fn organization_accounts(&mut self) -> Option<Vec<String>> {
+        let accounts = self.accounts.as_mut()?;
+        let seen = accounts.wait_for(Option::is_some).await.ok()?;
+        seen.clone().flatten()
+    }
+
     fn size(&self) -> i32 {
         self.options.page_size.max(1)
     }
@@ -203,7 +293,7 @@ impl<S: StateStore> Engine<'_, S> {
 
     async fn save_state(&mut self) -> Result<(), SyncError> {
         let bytes = serde_json::to_vec(&self.state).unwrap_or_default();
-        self.store.save(STATE_KEY, &bytes).await?;
+        self.store.save(&state_key(self.stream), &bytes).await?;
         self.last_checkpoint = Instant::now();
         Ok(())
     }
@@ -233,6 +323,7 @@ impl<S: StateStore> Engine<'_, S> {
                     return Err(error);
                 };
                 tracing::warn!(
+                    stream = self.stream.key(),
                     ?phase,
                     error = %error.aws().map_or_else(|| error.to_string(), ToString::to_string),
                     listed_again_from = ?to,
@@ -245,11 +336,12 @@ impl<S: StateStore> Engine<'_, S> {
             }
             self.listed.insert(phase);
             tracing::info!(
+                stream = self.stream.key(),
                 ?phase,
                 calls = self.session.caller.stats().total() - before,
                 "sync phase done"
             );
-            self.state.phase = phase.next();
+            self.state.phase = self.stream.next(phase);
             self.state.item = 0;
             self.state.next_token = None;
             self.checkpoint().await?;
@@ -603,14 +695,15 @@ impl<S: StateStore> Engine<'_, S> {
             return Ok(());
         };
         let sets = self.state.permission_set_arns.len();
-        let accounts: Vec<String> = self
-            .state
-            .inventory
-            .accounts
-            .iter()
-            .map(|a| a.id.clone())
-            .collect();
-        let known = self.spec.organizations.then_some(accounts.len());
+        // Per-account discovery needs the accounts: wait for the Organizations stream, unless
+        // the choice was made before (a resumed run) and does not need them.
+        let accounts = match self.state.discovery {
+            Some(PairDiscovery::PerPermissionSet) => None,
+            _ if self.spec.organizations => self.organization_accounts().await,
+            _ => None,
+        };
+        let known = accounts.as_ref().map(Vec::len);
+        let accounts = accounts.unwrap_or_default();
         let discovery = *self
             .state
             .discovery
@@ -695,7 +788,9 @@ impl<S: StateStore> Engine<'_, S> {
             )
             .await;
             let page = match listed {
-                Err(e) if self.deleted_since_listed(Phase::Provisioning, &e) => {
+                // The accounts are the Organizations stream's, listed moments ago or by an
+                // interrupted run: one AWS no longer knows has no pairs to find.
+                Err(e) if e.kind == ErrorKind::NotFound => {
                     tracing::info!(%account, "account gone since it was listed; left out");
                     self.skip_item();
                     continue;

@@ -9,7 +9,8 @@ use super::inventory::Inventory;
 use crate::aws::credential_report::Report;
 
 /// Bumped whenever the state's meaning changes; older states are discarded, not misread.
-pub const STATE_VERSION: u32 = 1;
+/// (2: one state per stream.)
+pub const STATE_VERSION: u32 = 2;
 
 /// The phases of a sync, in order.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -75,6 +76,62 @@ pub fn choose_discovery(permission_sets: usize, accounts: Option<usize>) -> Pair
     }
 }
 
+/// The independent parts of a sync, each through rate-limit lanes of its own, run at once:
+/// while Identity Center pages, IAM and Organizations page too. Each keeps its own page state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Organizations,
+    Iam,
+    IdentityCenter,
+}
+
+impl Stream {
+    pub const ALL: [Stream; 3] = [Self::Organizations, Self::Iam, Self::IdentityCenter];
+
+    /// Its phases, in order.
+    pub fn phases(self) -> &'static [Phase] {
+        use Phase::*;
+        match self {
+            Self::Organizations => &[Accounts],
+            Self::Iam => &[IamDetails, AccessKeys],
+            Self::IdentityCenter => &[
+                Instance,
+                SsoUsers,
+                SsoGroups,
+                Memberships,
+                PermissionSets,
+                PermissionSetDetails,
+                Provisioning,
+                Assignments,
+            ],
+        }
+    }
+
+    /// The name of its page state in the store.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Organizations => "organizations",
+            Self::Iam => "iam",
+            Self::IdentityCenter => "identity-center",
+        }
+    }
+
+    pub fn first(self) -> Phase {
+        self.phases()[0]
+    }
+
+    /// The phase after `phase` in this stream, `Done` after its last.
+    pub fn next(self, phase: Phase) -> Phase {
+        let phases = self.phases();
+        phases
+            .iter()
+            .position(|p| *p == phase)
+            .and_then(|at| phases.get(at + 1))
+            .copied()
+            .unwrap_or(Phase::Done)
+    }
+}
+
 /// How assignments are listed: per (account, permission set) pair, or per user and group.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -133,10 +190,15 @@ pub struct PageState {
 
 impl PageState {
     pub fn fresh(scope: String) -> Self {
+        Self::fresh_for(scope, Stream::Organizations)
+    }
+
+    /// A state that starts at `stream`'s first phase.
+    pub fn fresh_for(scope: String, stream: Stream) -> Self {
         Self {
             version: STATE_VERSION,
             scope,
-            phase: Phase::Accounts,
+            phase: stream.first(),
             item: 0,
             next_token: None,
             inventory: Inventory::default(),
@@ -162,17 +224,13 @@ impl PageState {
         if state.scope != scope {
             return Err("it was taken with other settings (scope, regions or identity)".into());
         }
-        if state.phase == Phase::Done {
-            return Err("it belongs to a sync that finished".into());
-        }
         Ok(state)
     }
 
-    pub fn is_started(&self) -> bool {
-        self.phase != Phase::Accounts
-            || self.item > 0
-            || self.next_token.is_some()
-            || self.pages > 0
+    /// Whether a run of `stream` got anywhere (a stream that finished in an interrupted sync
+    /// counts: it is not run again).
+    pub fn is_started(&self, stream: Stream) -> bool {
+        self.phase != stream.first() || self.item > 0 || self.next_token.is_some() || self.pages > 0
     }
 
     /// Forgets what phase `to` and every later phase gathered and restarts at `to`: the way a
@@ -249,7 +307,8 @@ pub fn source_of(
         AccessKeys => Some(IamDetails),
         SsoUsers | SsoGroups | PermissionSets => Some(Instance),
         Memberships => Some(SsoGroups),
-        Provisioning if discovery == Some(PairDiscovery::PerAccount) => Some(Accounts),
+        // The accounts come from another stream: one gone is skipped, not listed again.
+        Provisioning if discovery == Some(PairDiscovery::PerAccount) => None,
         PermissionSetDetails | Provisioning => Some(PermissionSets),
         Assignments => match listing {
             Some(AssignmentListing::PerAccount) => Some(PermissionSets),
@@ -286,7 +345,7 @@ mod tests {
     #[test]
     fn state_round_trips_and_rejects_other_scopes() {
         let mut state = PageState::fresh("scope-a".into());
-        assert!(!state.is_started());
+        assert!(!state.is_started(Stream::Organizations));
         state.phase = Phase::SsoUsers;
         state.next_token = Some("t".into());
         let bytes = serde_json::to_vec(&state).expect("json");
@@ -297,6 +356,32 @@ mod tests {
         state.version = STATE_VERSION + 1;
         let newer = serde_json::to_vec(&state).expect("json");
         assert!(why(PageState::resume(&newer, "scope-a")).contains("another version"));
+    }
+
+    #[test]
+    fn every_phase_belongs_to_one_stream_in_order() {
+        let mut all: Vec<Phase> = Stream::ALL
+            .iter()
+            .flat_map(|s| s.phases().iter().copied())
+            .collect();
+        let count = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), count, "no phase in two streams");
+        assert_eq!(count, 11, "every phase but Done");
+        for stream in Stream::ALL {
+            let mut phase = stream.first();
+            let mut seen = vec![phase];
+            while phase != Phase::Done {
+                phase = stream.next(phase);
+                seen.push(phase);
+            }
+            assert_eq!(seen.len(), stream.phases().len() + 1);
+            assert!(seen.windows(2).all(|w| w[0] < w[1]), "{stream:?}");
+        }
+        let iam = PageState::fresh_for(String::new(), Stream::Iam);
+        assert_eq!(iam.phase, Phase::IamDetails);
+        assert!(!iam.is_started(Stream::Iam));
     }
 
     #[test]
@@ -421,8 +506,8 @@ mod tests {
         assert_eq!(source_of(Phase::Accounts, None, None), None);
         assert_eq!(
             source_of(Phase::Provisioning, None, Some(PairDiscovery::PerAccount)),
-            Some(Phase::Accounts),
-            "pairs found per account stand on the accounts"
+            None,
+            "the accounts are another stream's"
         );
         // A stream is always listed again from an earlier phase, never a later one.
         let mut phase = Phase::Accounts;
