@@ -10,13 +10,13 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::metrics::Metrics;
+use super::runtime::{ConnectorRuntime, Runtimes};
 use crate::aws::{AwsBase, RateLimits, Session};
 use crate::fence::Fence;
 use crate::grant::execute::AccessLocks;
 use crate::grant::observations::Observations;
 use crate::sync::SyncOptions;
 use crate::sync::cache::SyncCache;
-use tokio::sync::Semaphore;
 
 /// The field manager of every status the operator writes.
 pub const FIELD_MANAGER: &str = "aws-access-operator";
@@ -27,15 +27,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub aws: AwsSettings,
     failures: Mutex<HashMap<String, u32>>,
-    /// Role chains by connector, so that credentials are reused (and refreshed by the SDK
-    /// before they expire) rather than assumed again on every reconciliation.
-    sessions: Mutex<HashMap<String, (String, Session)>>,
-    /// Each connector's directory of names from its last sync.
-    directories: Mutex<HashMap<String, Arc<SyncCache>>>,
-    /// Each connector's permits for assignment operations in flight.
-    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
-    /// Each connector's listings shared by its grants' re-checks.
-    observations: Mutex<HashMap<String, Arc<Observations>>>,
+    /// What is kept for each connector between reconciliations, freed with it.
+    runtimes: Runtimes,
     /// Whether this replica may write now (it holds the leader lease).
     pub fence: Fence,
     /// The operator's own namespace: the ownership ledger and the connectors' ConfigMaps.
@@ -89,10 +82,7 @@ impl Context {
             metrics,
             aws: settings.aws.clone(),
             failures: Mutex::default(),
-            sessions: Mutex::default(),
-            directories: Mutex::default(),
-            slots: Mutex::default(),
-            observations: Mutex::default(),
+            runtimes: Runtimes::new(settings.aws.grant_check),
             fence,
             home_namespace: settings.home_namespace.clone(),
             namespaces: settings.namespaces.clone(),
@@ -124,56 +114,28 @@ impl Context {
         let _ = running.wait_for(|n| *n == 0).await;
     }
 
+    /// The connector's kept state (session, directory, permits, shared listings).
+    pub fn runtime(&self, key: &str) -> Arc<ConnectorRuntime> {
+        self.runtimes.of(key)
+    }
+
     pub fn directory(&self, key: &str) -> Option<Arc<SyncCache>> {
-        self.directories
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned()
+        self.runtimes.get(key)?.directory()
     }
 
     pub fn keep_directory(&self, key: &str, cache: Arc<SyncCache>) {
-        self.directories
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_string(), cache);
-    }
-
-    pub fn slots(&self, key: &str, permits: usize) -> Arc<Semaphore> {
-        self.slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(permits)))
-            .clone()
+        self.runtimes.of(key).keep_directory(cache);
     }
 
     /// The listings `key`'s grants share, fresh for one drift-check interval.
     pub fn observations(&self, key: &str) -> Arc<Observations> {
-        self.observations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key.to_string())
-            .or_insert_with(|| Arc::new(Observations::new(self.aws.grant_check)))
-            .clone()
+        self.runtimes.of(key).observations.clone()
     }
 
     /// Frees what was kept for a connector that is gone: its session, directory, permits and
     /// listings.
     pub fn forget_connector(&self, key: &str) {
-        self.forget_session(key);
-        self.directories
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-        self.slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-        self.observations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        self.runtimes.forget(key);
     }
 
     /// Every AccessGrant the operator may see: cluster-wide, or namespace by namespace when it
@@ -196,27 +158,22 @@ impl Context {
     /// The last session that worked for `key`, whatever it was built from: what a revoke uses
     /// when the connector can no longer build one (its external-ID Secret is gone).
     pub fn last_session(&self, key: &str) -> Option<Session> {
-        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions.get(key).map(|(_, s)| s.clone())
+        self.runtimes.get(key)?.last_session()
     }
 
-    /// The cached session of `key` if it was built for `fingerprint`.
+    /// The kept session of `key` if it was built for `fingerprint`.
     pub fn session(&self, key: &str, fingerprint: &str) -> Option<Session> {
-        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions
-            .get(key)
-            .filter(|(f, _)| f == fingerprint)
-            .map(|(_, s)| s.clone())
+        self.runtimes.get(key)?.session(fingerprint)
     }
 
     pub fn keep_session(&self, key: &str, fingerprint: String, session: Session) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions.insert(key.to_string(), (fingerprint, session));
+        self.runtimes.of(key).keep_session(fingerprint, session);
     }
 
     pub fn forget_session(&self, key: &str) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions.remove(key);
+        if let Some(runtime) = self.runtimes.get(key) {
+            runtime.forget_session();
+        }
     }
 
     fn key<K: Resource<DynamicType = ()>>(object: &K) -> String {

@@ -11,6 +11,7 @@ pub mod leader;
 pub mod ledger;
 pub mod metrics;
 pub mod orphans;
+pub mod runtime;
 pub mod session;
 pub mod shutdown;
 pub mod status;

@@ -18,9 +18,6 @@ use crate::connect;
 use crate::sync::cache::SyncCache;
 use crate::sync::engine::CACHE_KEY;
 
-/// Assignment operations in flight per connector: AWS allows 15 and others share them.
-pub const ASSIGNMENTS_IN_FLIGHT: usize = 10;
-
 /// The key of a connector in the operator's memory.
 pub fn key(connector: &AwsConnector) -> String {
     connector.uid().unwrap_or_else(|| {
@@ -186,5 +183,5 @@ pub async fn directory(ctx: &Context, connector: &AwsConnector) -> Result<Arc<Sy
 
 /// The connector's permits for assignment operations.
 pub fn assignment_slots(ctx: &Context, connector: &AwsConnector) -> Arc<Semaphore> {
-    ctx.slots(&key(connector), ASSIGNMENTS_IN_FLIGHT)
+    ctx.runtime(&key(connector)).slots.clone()
 }
