@@ -526,49 +526,38 @@ fn a_permission_set_deleted_before_its_accounts_were_listed_is_listed_again() {
     );
 }
 
-/// The streams run at once: while IAM is held up (its one listing waits), Identity Center and
-/// Organizations carry on to the end of their streams; released, the sync finishes with what a
-/// sync finds when nothing is held.
-#[test]
-fn iam_held_up_does_not_hold_up_identity_center() {
+/// The streams run at once: while one is held up (its listing waits), the others carry on to
+/// where they need it; released, the sync finishes with what a sync finds when nothing is held.
+fn held_up(held: &str, carry_on: &[&str]) {
     let moto = Moto::start();
     moto.seed(&[]);
     let dir = tempfile::tempdir().expect("tempdir");
     let connector = write_connector(dir.path(), json!({}));
     let reference = sync(&moto, &connector, &[]);
     moto.reset_calls();
-    moto.set_faults(json!({"hold_operations": ["GetAccountAuthorizationDetails"]}));
+    moto.set_faults(json!({"hold_operations": [held]}));
     let child = command(&moto, &connector, &[])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start sync");
-    // Every Identity Center listing, up to the assignments, comes while IAM waits.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let listed = |calls: &BTreeMap<String, u64>, operation: &str| {
         calls.get(operation).copied().unwrap_or(0) >= calls_of(&reference, operation)
     };
     loop {
         let calls = moto.calls();
-        if [
-            "ListUsers",
-            "ListGroupMemberships",
-            "DescribePermissionSet",
-            "ListAccounts",
-        ]
-        .iter()
-        .all(|op| listed(&calls, op))
-        {
+        if carry_on.iter().all(|op| listed(&calls, op)) {
             assert_eq!(
-                calls.get("GetAccountAuthorizationDetails"),
+                calls.get(held),
                 Some(&1),
-                "IAM is still waiting on its first page: {calls:?}"
+                "{held} is still waiting on its first call: {calls:?}"
             );
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "Identity Center waited for IAM: {calls:?}"
+            "the other streams waited for {held}: {calls:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -581,6 +570,32 @@ fn iam_held_up_does_not_hold_up_identity_center() {
     );
     let inventory: Value = serde_json::from_slice(&output.stdout).expect("inventory JSON");
     assert_eq!(content(&inventory), content(&reference));
+}
+
+#[test]
+fn iam_held_up_does_not_hold_up_identity_center() {
+    held_up(
+        "GetAccountAuthorizationDetails",
+        &[
+            "ListAccounts",
+            "ListUsers",
+            "ListGroupMemberships",
+            "DescribePermissionSet",
+        ],
+    );
+}
+
+#[test]
+fn identity_store_held_up_does_not_hold_up_permission_sets_or_iam() {
+    held_up(
+        "ListGroupMemberships",
+        &[
+            "ListAccounts",
+            "GetAccountAuthorizationDetails",
+            "ListPermissionSets",
+            "DescribePermissionSet",
+        ],
+    );
 }
 
 fn calls_of(inventory: &Value, operation: &str) -> u64 {
@@ -609,7 +624,7 @@ fn an_expired_page_token_restarts_its_own_stream() {
 
     // Make the saved state one stopped after the first page of groups, holding a token that
     // has expired since.
-    let file = state.join("sync-state-identity-center.json");
+    let file = state.join("sync-state-identity-store.json");
     let mut saved: Value =
         serde_json::from_slice(&std::fs::read(&file).expect("read state")).expect("state JSON");
     assert_eq!(saved["phase"], "memberships");

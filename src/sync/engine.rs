@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::cache::{CachedPermissionSet, SyncCache};
-use super::inventory::Inventory;
+use super::inventory::{Inventory, SsoGroup, SsoUser};
 use super::state::{
     AssignmentListing, KeySource, PageState, PairDiscovery, Phase, Stream, choose_discovery,
     choose_listing, source_of,
 };
 use super::store::{StateStore, StoreError};
-use crate::api::connector::SyncSpec;
+use crate::api::connector::{IdentityCenterRef, SyncSpec};
 use crate::aws::error::ErrorKind;
 use crate::aws::{AwsError, Session, credential_report, iam, identity_center, organizations};
 
@@ -50,13 +50,15 @@ pub enum SyncError {
     },
     #[error("sync state: {0}")]
     Store(#[from] StoreError),
+    #[error("sync stopped: {0}")]
+    Stopped(String),
 }
 
 impl SyncError {
     pub fn aws(&self) -> Option<&AwsError> {
         match self {
             Self::Aws { source, .. } => Some(source),
-            Self::Store(_) => None,
+            Self::Store(_) | Self::Stopped(_) => None,
         }
     }
 }
@@ -85,7 +87,13 @@ struct Engine<'a, S> {
     /// Whether `state.next_token` came from a saved state (and may have expired).
     saved_token: bool,
     /// The Identity Center stream's view of the accounts the Organizations stream lists.
-    accounts: Option<tokio::sync::watch::Receiver<Option<Option<Vec<String>>>>>,
+    accounts: Option<Heard<Vec<String>>>,
+    /// The Identity Center stream's view of the users and groups of the Identity Store stream.
+    principals: Option<Heard<Principals>>,
+    /// Where the Identity Center stream tells the instance it found.
+    instance_told: Option<Told<IdentityCenterRef>>,
+    /// The Identity Store stream's view of that instance.
+    instance: Option<Heard<IdentityCenterRef>>,
 }
 
 /// What to do with the item index when a page is the last of its item.
@@ -102,9 +110,21 @@ fn state_key(stream: Stream) -> String {
     format!("{STATE_KEY}-{}", stream.key())
 }
 
-/// What the Organizations stream tells the Identity Center stream: the account ids, once
-/// listed (`Some(None)`: they could not be).
-type AccountsSeen = tokio::sync::watch::Sender<Option<Option<Vec<String>>>>;
+/// What one stream tells another once it knows (`Some(None)`: it could not find out): the
+/// account ids (Organizations to Identity Center), the instance (Identity Center to Identity
+/// Store), the users and groups (Identity Store to Identity Center).
+type Told<T> = tokio::sync::watch::Sender<Option<Option<T>>>;
+type Heard<T> = tokio::sync::watch::Receiver<Option<Option<T>>>;
+
+/// Waits until `heard` is told; `None` if it was told that the answer could not be had, or
+/// will never be told.
+async fn hear<T: Clone>(heard: &mut Heard<T>) -> Option<T> {
+    let told = heard.wait_for(Option::is_some).await.ok()?;
+    told.clone().flatten()
+}
+
+/// The users and groups the Identity Store stream found.
+type Principals = (Vec<SsoUser>, Vec<SsoGroup>);
 
 /// Runs one sync of the organization `session` reaches: its streams (Organizations, IAM,
 /// Identity Center) at once, each through its own rate-limit lanes and with its own page
@@ -123,29 +143,39 @@ pub async fn run<S: StateStore>(
     };
     let mut organizations = open(Stream::Organizations, SyncCache::default()).await?;
     let mut iam = open(Stream::Iam, SyncCache::default()).await?;
+    let mut store_stream = open(Stream::IdentityStore, SyncCache::default()).await?;
     let mut center = open(Stream::IdentityCenter, cache).await?;
-    let (seen, accounts) = tokio::sync::watch::channel(None);
+    let (accounts_told, accounts) = tokio::sync::watch::channel(None);
+    let (instance_told, instance) = tokio::sync::watch::channel(None);
+    let (principals_told, principals) = tokio::sync::watch::channel(None);
     center.accounts = Some(accounts);
+    center.principals = Some(principals);
+    center.instance_told = Some(instance_told);
+    store_stream.instance = Some(instance);
     let results = futures::join!(
-        organizations.run_organizations(seen),
+        organizations.run_organizations(accounts_told),
         iam.run_stream(),
-        center.run_stream(),
+        store_stream.run_identity_store(principals_told),
+        center.run_identity_center(),
     );
-    let failed = [results.0, results.1, results.2]
+    let failed = [results.0, results.1, results.2, results.3]
         .into_iter()
         .find_map(Result::err);
     if let Some(error) = failed {
         // Every stream's page state is kept, finished or not, so that the next run resumes
         // each where it stopped.
-        for engine in [&mut organizations, &mut iam, &mut center] {
+        for engine in [&mut organizations, &mut iam, &mut store_stream, &mut center] {
             if let Err(saving) = engine.save_state().await {
                 tracing::warn!(error = %saving, "could not save the page state of the failed sync");
             }
         }
         return Err(error);
     }
-    let resumed = organizations.resumed || iam.resumed || center.resumed;
+    let resumed = organizations.resumed || iam.resumed || store_stream.resumed || center.resumed;
     let mut engine = center;
+    engine.state.inventory.sso_users = std::mem::take(&mut store_stream.state.inventory.sso_users);
+    engine.state.inventory.sso_groups =
+        std::mem::take(&mut store_stream.state.inventory.sso_groups);
     engine.state.inventory.accounts = std::mem::take(&mut organizations.state.inventory.accounts);
     engine.state.inventory.iam_users = std::mem::take(&mut iam.state.inventory.iam_users);
     engine.state.inventory.iam_groups = std::mem::take(&mut iam.state.inventory.iam_groups);
@@ -240,6 +270,9 @@ impl<'a, S: StateStore> Engine<'a, S> {
             last_checkpoint: Instant::now(),
             listed: BTreeSet::new(),
             accounts: None,
+            principals: None,
+            instance_told: None,
+            instance: None,
         })
     }
 
@@ -248,8 +281,69 @@ impl<'a, S: StateStore> Engine<'a, S> {
         self.run_phases().await
     }
 
+    /// Runs the Identity Store stream once the instance is known, then tells the Identity
+    /// Center stream the users and groups.
+    async fn run_identity_store(&mut self, told: Told<Principals>) -> Result<(), SyncError> {
+        if self.state.inventory.identity_center.is_none()
+            && let Some(heard) = self.instance.as_mut()
+        {
+            self.state.inventory.identity_center = hear(heard).await;
+        }
+        let result = self.run_phases().await;
+        let principals = result.is_ok().then(|| {
+            let inventory = &self.state.inventory;
+            (
+                inventory
+                    .sso_users
+                    .iter()
+                    .map(|u| SsoUser {
+                        id: u.id.clone(),
+                        ..SsoUser::default()
+                    })
+                    .collect(),
+                inventory
+                    .sso_groups
+                    .iter()
+                    .map(|g| SsoGroup {
+                        id: g.id.clone(),
+                        ..SsoGroup::default()
+                    })
+                    .collect(),
+            )
+        });
+        told.send_replace(Some(principals));
+        result
+    }
+
+    /// Runs the Identity Center stream, telling the Identity Store stream the instance as soon
+    /// as it is known (or that it will not be).
+    async fn run_identity_center(&mut self) -> Result<(), SyncError> {
+        if self.state.phase > Phase::Instance {
+            self.tell_instance();
+        }
+        let result = self.run_phases().await;
+        self.tell_instance();
+        result
+    }
+
+    fn tell_instance(&self) {
+        if let Some(told) = &self.instance_told {
+            told.send_replace(Some(self.state.inventory.identity_center.clone()));
+        }
+    }
+
+    /// The users and groups (ids only) the Identity Store stream found, waited for.
+    async fn identity_store_principals(&mut self) -> Result<Principals, SyncError> {
+        let Some(heard) = self.principals.as_mut() else {
+            return Ok(Default::default());
+        };
+        hear(heard)
+            .await
+            .ok_or_else(|| SyncError::Stopped("the Identity Store stream did not finish".into()))
+    }
+
     /// Runs the Organizations stream, then tells the Identity Center stream the accounts.
-    async fn run_organizations(&mut self, seen: AccountsSeen) -> Result<(), SyncError> {
+    async fn run_organizations(&mut self, seen: Told<Vec<String>>) -> Result<(), SyncError> {
         let result = self.run_phases().await;
         let accounts = (result.is_ok() && self.spec.organizations).then(|| {
             self.state
@@ -266,9 +360,7 @@ impl<'a, S: StateStore> Engine<'a, S> {
     /// The organization's account ids once the Organizations stream has listed them; `None`
     /// when it does not (or could not).
     async fn organization_accounts(&mut self) -> Option<Vec<String>> {
-        let accounts = self.accounts.as_mut()?;
-        let seen = accounts.wait_for(Option::is_some).await.ok()?;
-        seen.clone().flatten()
+        hear(self.accounts.as_mut()?).await
     }
 
     fn size(&self) -> i32 {
@@ -393,6 +485,7 @@ impl<'a, S: StateStore> Engine<'a, S> {
                     tracing::warn!("no IAM Identity Center instance: skipping Identity Center");
                 }
                 self.state.inventory.identity_center = instance;
+                self.tell_instance();
                 Ok(())
             }
             _ if !sso || self.identity_center().is_none() => Ok(()),
@@ -694,6 +787,13 @@ impl<'a, S: StateStore> Engine<'a, S> {
         let Some((instance, _)) = self.identity_center() else {
             return Ok(());
         };
+        // The principals come from the Identity Store stream (kept here, ids only, for the
+        // listing per principal and for a resumed run).
+        if self.state.inventory.sso_users.is_empty() && self.state.inventory.sso_groups.is_empty() {
+            let (users, groups) = self.identity_store_principals().await?;
+            self.state.inventory.sso_users = users;
+            self.state.inventory.sso_groups = groups;
+        }
         let sets = self.state.permission_set_arns.len();
         // Per-account discovery needs the accounts: wait for the Organizations stream, unless
         // the choice was made before (a resumed run) and does not need them.
@@ -870,7 +970,9 @@ impl<'a, S: StateStore> Engine<'a, S> {
                     )
                     .await;
                     let page = match listed {
-                        Err(e) if self.deleted_since_listed(Phase::Assignments, &e) => {
+                        // The principals are the Identity Store stream's: one AWS no longer
+                        // knows has no assignments to list.
+                        Err(e) if e.kind == ErrorKind::NotFound => {
                             tracing::info!(principal = %id, "principal deleted since it was listed; left out");
                             self.skip_item();
                             continue;

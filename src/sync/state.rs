@@ -82,11 +82,19 @@ pub fn choose_discovery(permission_sets: usize, accounts: Option<usize>) -> Pair
 pub enum Stream {
     Organizations,
     Iam,
+    /// Identity Store: users, groups, memberships.
+    IdentityStore,
+    /// sso-admin: the instance, permission sets, pairs, assignments.
     IdentityCenter,
 }
 
 impl Stream {
-    pub const ALL: [Stream; 3] = [Self::Organizations, Self::Iam, Self::IdentityCenter];
+    pub const ALL: [Stream; 4] = [
+        Self::Organizations,
+        Self::Iam,
+        Self::IdentityStore,
+        Self::IdentityCenter,
+    ];
 
     /// Its phases, in order.
     pub fn phases(self) -> &'static [Phase] {
@@ -94,11 +102,9 @@ impl Stream {
         match self {
             Self::Organizations => &[Accounts],
             Self::Iam => &[IamDetails, AccessKeys],
+            Self::IdentityStore => &[SsoUsers, SsoGroups, Memberships],
             Self::IdentityCenter => &[
                 Instance,
-                SsoUsers,
-                SsoGroups,
-                Memberships,
                 PermissionSets,
                 PermissionSetDetails,
                 Provisioning,
@@ -112,6 +118,7 @@ impl Stream {
         match self {
             Self::Organizations => "organizations",
             Self::Iam => "iam",
+            Self::IdentityStore => "identity-store",
             Self::IdentityCenter => "identity-center",
         }
     }
@@ -120,14 +127,13 @@ impl Stream {
         self.phases()[0]
     }
 
-    /// The phase after `phase` in this stream, `Done` after its last.
+    /// The phase of this stream after `phase` (which may be another stream's, when a stale
+    /// state sent it back there), `Done` after its last.
     pub fn next(self, phase: Phase) -> Phase {
-        let phases = self.phases();
-        phases
+        self.phases()
             .iter()
-            .position(|p| *p == phase)
-            .and_then(|at| phases.get(at + 1))
             .copied()
+            .find(|p| *p > phase)
             .unwrap_or(Phase::Done)
     }
 }
@@ -312,7 +318,8 @@ pub fn source_of(
         PermissionSetDetails | Provisioning => Some(PermissionSets),
         Assignments => match listing {
             Some(AssignmentListing::PerAccount) => Some(PermissionSets),
-            Some(AssignmentListing::PerPrincipal) | None => Some(SsoUsers),
+            // The principals come from another stream: one gone is skipped, not listed again.
+            Some(AssignmentListing::PerPrincipal) | None => None,
         },
         Accounts | IamDetails | Instance | Done => None,
     }
@@ -497,7 +504,8 @@ mod tests {
         );
         assert_eq!(
             source_of(Phase::Assignments, Some(PerPrincipal), None),
-            Some(Phase::SsoUsers)
+            None,
+            "the principals are another stream's"
         );
         assert_eq!(
             source_of(Phase::SsoUsers, None, None),
