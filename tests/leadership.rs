@@ -69,6 +69,16 @@ impl Cable {
         }
     }
 
+    /// A cable to the emulator `server`.
+    async fn to_server(server: &ApiServer) -> Self {
+        let upstream: SocketAddr = server
+            .url()
+            .trim_start_matches("http://")
+            .parse()
+            .expect("addr");
+        Self::to(upstream).await
+    }
+
     fn client(&self) -> kube::Client {
         let config = kube::Config::new(format!("http://{}", self.addr).parse().expect("url"));
         kube::Client::try_from(config).expect("client")
@@ -101,12 +111,7 @@ impl Drop for Cable {
 #[tokio::test]
 async fn a_leader_cut_off_stops_writing_before_another_can_lead() {
     let server = ApiServer::start().await;
-    let upstream: SocketAddr = server
-        .url()
-        .trim_start_matches("http://")
-        .parse()
-        .expect("addr");
-    let cable = Cable::to(upstream).await;
+    let cable = Cable::to_server(&server).await;
     let timing = Timing {
         duration: Duration::from_secs(4),
         grace: Duration::from_secs(2),
@@ -187,12 +192,7 @@ async fn a_leader_cut_off_stops_writing_before_another_can_lead() {
 async fn watches_recover_within_seconds_after_an_outage() {
     let moto = Moto::start();
     let server = ApiServer::start().await;
-    let upstream: SocketAddr = server
-        .url()
-        .trim_start_matches("http://")
-        .parse()
-        .expect("addr");
-    let cable = Cable::to(upstream).await;
+    let cable = Cable::to_server(&server).await;
     let ns = "outage";
     let mut settings = settings(ns, "replica", aws(&moto).await);
     settings.leader_election = None;

@@ -47,6 +47,15 @@ fn command(moto: &Moto, connector: &Path, args: &[&str]) -> Command {
     command
 }
 
+/// The inventory and the log of a sync that must have succeeded.
+fn succeeded(output: Output) -> (Value, String) {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "sync failed: {stderr}");
+    let inventory = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("inventory JSON: {e}: {stderr}"));
+    (inventory, stderr)
+}
+
 /// Runs a sync that must succeed; returns its inventory.
 fn sync(moto: &Moto, connector: &Path, args: &[&str]) -> Value {
     let output = command(moto, connector, args).output().expect("run sync");
@@ -485,16 +494,15 @@ fn resume_after(denied: &str, deletion: Deletion) {
     let fresh_total: u64 = calls(&fresh).values().sum();
 
     moto.reset_calls();
-    let output = command(&moto, &connector, &with_state)
-        .output()
-        .expect("run sync");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the resumed sync failed: {stderr}");
+    let (resumed, stderr) = succeeded(
+        command(&moto, &connector, &with_state)
+            .output()
+            .expect("run sync"),
+    );
     assert!(
         stderr.contains("the saved sync state is stale"),
         "the log says why part of the state was dropped: {stderr}"
     );
-    let resumed: Value = serde_json::from_slice(&output.stdout).expect("inventory JSON");
     assert_eq!(resumed["stats"]["resumed"], true);
     assert_eq!(content(&resumed), content(&fresh));
     let resumed_calls: u64 = moto.calls().values().sum();
@@ -562,13 +570,7 @@ fn held_up(held: &str, carry_on: &[&str]) {
         std::thread::sleep(Duration::from_millis(100));
     }
     moto.set_faults(json!({}));
-    let output = child.wait_with_output().expect("wait for the sync");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let inventory: Value = serde_json::from_slice(&output.stdout).expect("inventory JSON");
+    let (inventory, _) = succeeded(child.wait_with_output().expect("wait for the sync"));
     assert_eq!(content(&inventory), content(&reference));
 }
 
@@ -638,13 +640,12 @@ fn an_expired_page_token_restarts_its_own_stream() {
     std::fs::write(&file, serde_json::to_vec(&saved).expect("json")).expect("write state");
 
     moto.reset_calls();
-    let output = command(&moto, &connector, &with_state)
-        .output()
-        .expect("run sync");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let (resumed, stderr) = succeeded(
+        command(&moto, &connector, &with_state)
+            .output()
+            .expect("run sync"),
+    );
     assert!(stderr.contains("the saved sync state is stale"), "{stderr}");
-    let resumed: Value = serde_json::from_slice(&output.stdout).expect("inventory JSON");
     let resumed_calls = moto.calls();
     assert_eq!(
         resumed_calls.get("ListUsers"),
@@ -684,14 +685,11 @@ fn an_item_deleted_during_a_sync_is_left_out() {
     // The permission sets are listed; one of them goes before it is described.
     delete(&moto, &seeded, Deletion::PermissionSet(3));
     moto.set_faults(json!({}));
-    let output = child.wait_with_output().expect("wait for the sync");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let (during, stderr) = succeeded(child.wait_with_output().expect("wait for the sync"));
     assert!(
         stderr.contains("deleted since it was listed"),
         "the log says what was left out: {stderr}"
     );
-    let during: Value = serde_json::from_slice(&output.stdout).expect("inventory JSON");
     let gone = seeded["permissionSets"][3]["arn"].as_str().expect("arn");
     let listed: Vec<&str> = during["permissionSets"]
         .as_array()
@@ -1195,14 +1193,11 @@ fn access_keys_are_synced_only_when_asked() {
     // asked: the same inventory, at a higher price, and the log says so.
     moto.reset_calls();
     moto.set_faults(json!({"deny_operations": ["GenerateCredentialReport"]}));
-    let output = command(&moto, &path, &[]).output().expect("run sync");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let (per_user, stderr) = succeeded(command(&moto, &path, &[]).output().expect("run sync"));
     assert!(
         stderr.contains("IAM credential report unavailable") && stderr.contains("AccessDenied"),
         "{stderr}"
     );
-    let per_user: Value = serde_json::from_slice(&output.stdout).expect("inventory JSON");
     assert_eq!(per_user["stats"]["accessKeysFrom"], "perUser");
     assert_eq!(content(&per_user), content(&with));
     let made = moto.calls();

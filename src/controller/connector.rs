@@ -273,6 +273,25 @@ async fn retire(connector: &AwsConnector, ctx: &Context) -> Result<Action, Error
     Ok(Action::await_change())
 }
 
+/// Refuses the connector before anything else decides `Ready`: writes the reason, and warns
+/// with an event unless it was refused for the same reason already.
+async fn refuse(
+    connector: &AwsConnector,
+    ctx: &Context,
+    writer: &mut StatusWriter<'_>,
+    reason: &'static str,
+    message: String,
+    already: bool,
+) -> Result<(), Error> {
+    writer.refused = Some((reason, message.clone()));
+    writer.flush().await?;
+    if !already {
+        ctx.publish(connector, EventType::Warning, reason, "Validate", message)
+            .await;
+    }
+    Ok(())
+}
+
 async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, Error> {
     let namespace = connector
         .namespace()
@@ -299,19 +318,16 @@ async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, 
         );
         let was_refused =
             writer.condition_reason("Ready").as_deref() == Some(NAMESPACE_NOT_ALLOWED);
-        writer.refused = Some((NAMESPACE_NOT_ALLOWED, message.clone()));
         tracing::info!(connector = %name, %namespace, %message, "connector refused");
-        writer.flush().await?;
-        if !was_refused {
-            ctx.publish(
-                &*connector,
-                EventType::Warning,
-                NAMESPACE_NOT_ALLOWED,
-                "Validate",
-                message,
-            )
-            .await;
-        }
+        refuse(
+            &connector,
+            ctx,
+            &mut writer,
+            NAMESPACE_NOT_ALLOWED,
+            message,
+            was_refused,
+        )
+        .await?;
         return Ok(Action::await_change());
     }
 
@@ -332,19 +348,16 @@ async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, 
     writer.set(&verdict.conditions());
     if !verdict.is_valid() {
         let message = describe(&verdict.errors());
-        writer.refused = Some(("InvalidSpec", message.clone()));
         tracing::info!(connector = %name, %namespace, %message, "connector spec is invalid");
-        writer.flush().await?;
-        if !was_invalid {
-            ctx.publish(
-                &*connector,
-                EventType::Warning,
-                "InvalidSpec",
-                "Validate",
-                message,
-            )
-            .await;
-        }
+        refuse(
+            &connector,
+            ctx,
+            &mut writer,
+            "InvalidSpec",
+            message,
+            was_invalid,
+        )
+        .await?;
         return Ok(Action::await_change());
     }
 
