@@ -9,7 +9,7 @@ CLEAN_AWS_ENV := env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_CA_BUNDLE -u A
 	-u AWS_SHARED_CREDENTIALS_FILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
 	-u AWS_REGION -u AWS_DEFAULT_REGION -u AWS_ENDPOINT_URL -u AWS_ROLE_ARN -u AWS_WEB_IDENTITY_TOKEN_FILE
 
-.PHONY: demo test venv build crds check-crds lint fmt clean
+.PHONY: demo test bench venv build crds check-crds lint fmt clean
 
 ## demo: seed a local AWS emulator with a sample organization and sync it with the operator
 demo: venv build
@@ -21,6 +21,13 @@ test: venv
 	for suite in tests/moto tests/chart tests/health; do \
 		$(CLEAN_AWS_ENV) $(VENV)/bin/python -m unittest discover -s $$suite || exit 1; \
 	done
+
+## bench: sync a seeded organization with the release build; prints wall time against the
+## busiest rate-limit lane, calls and peak memory (BENCH_SIZE=design for the performance bars' org)
+BENCH_SIZE ?= medium
+bench: venv
+	$(CARGO) build --release --locked
+	$(CLEAN_AWS_ENV) $(VENV)/bin/python scripts/bench.py --size $(BENCH_SIZE)
 
 ## venv: moto's server and boto3 for the tests, in .venv
 venv: $(VENV)/.installed
