@@ -127,8 +127,8 @@ async fn hear<T: Clone>(heard: &mut Heard<T>) -> Option<T> {
 type Principals = (Vec<SsoUser>, Vec<SsoGroup>);
 
 /// Runs one sync of the organization `session` reaches: its streams (Organizations, IAM,
-/// Identity Center) at once, each through its own rate-limit lanes and with its own page
-/// state. `scope` fingerprints the settings; a saved state of another scope is ignored.
+/// Identity Store, Identity Center's sso-admin) at once, each through its own rate-limit lanes
+/// and with its own page state. `scope` fingerprints the settings; a saved state of another scope is ignored.
 pub async fn run<S: StateStore>(
     session: &Session,
     spec: &SyncSpec,
