@@ -1,5 +1,6 @@
-//! The sync engine: runs the phases in order over every page, checkpoints the page state so
-//! that an interrupted sync resumes, and uses the cache to spare calls.
+//! The sync engine: runs its streams at once, each stream's phases in order over every page;
+//! checkpoints each stream's page state so that an interrupted sync resumes, and uses the cache
+//! to spare calls.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
