@@ -12,9 +12,9 @@ use crate::api::AwsConnector;
 use crate::api::validation::{FieldError, check_external_id, describe, validate_connector};
 use crate::aws::{AwsBase, RateLimits};
 use crate::manifest::{Document, load};
-use crate::sync::{DirStore, Inventory, MemoryStore, SyncOptions};
+use crate::sync::{DirStore, Inventory, NoStore, SyncOptions};
 
-/// One sync with the page state and cache in `state_dir` (resumable), or in memory.
+/// One sync with the page state and cache in `state_dir` (resumable), or kept nowhere.
 pub async fn sync_once(
     session: &crate::aws::Session,
     connector: &AwsConnector,
@@ -25,7 +25,7 @@ pub async fn sync_once(
     let sync = &connector.spec.sync;
     match state_dir {
         Some(dir) => crate::sync::run(session, sync, scope, &DirStore::new(dir), options).await,
-        None => crate::sync::run(session, sync, scope, &MemoryStore::default(), options).await,
+        None => crate::sync::run(session, sync, scope, &NoStore, options).await,
     }
 }
 
@@ -158,16 +158,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
             )
             .await
         }
-        None => {
-            crate::sync::run(
-                session,
-                &connector.spec.sync,
-                &scope,
-                &MemoryStore::default(),
-                &options,
-            )
-            .await
-        }
+        None => crate::sync::run(session, &connector.spec.sync, &scope, &NoStore, &options).await,
     };
     let inventory = match result {
         Ok(mut inventory) => {
@@ -187,17 +178,20 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes the inventory as it is serialized, without holding its JSON in memory too.
 fn write(inventory: &Inventory, output: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let json = serde_json::to_string_pretty(inventory)?;
-    match output {
-        Some(path) => std::fs::write(path, json + "\n")
-            .with_context(|| format!("cannot write {}", path.display())),
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "{json}")?;
-            Ok(())
-        }
-    }
+    let mut out: Box<dyn Write> = match output {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = std::io::BufWriter::new(&mut out);
+    serde_json::to_writer_pretty(&mut out, inventory)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
 }
 
 /// A human summary of an inventory and what it cost.

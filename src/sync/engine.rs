@@ -91,6 +91,8 @@ struct Engine<'a, S> {
     accounts: Option<Heard<Vec<String>>>,
     /// The Identity Center stream's view of the users and groups of the Identity Store stream.
     principals: Option<Heard<Principals>>,
+    /// Where the Identity Store stream tells the users and groups it listed.
+    principals_told: Option<Told<Principals>>,
     /// Where the Identity Center stream tells the instance it found.
     instance_told: Option<Told<IdentityCenterRef>>,
     /// The Identity Store stream's view of that instance.
@@ -272,6 +274,7 @@ impl<'a, S: StateStore> Engine<'a, S> {
             listed: BTreeSet::new(),
             accounts: None,
             principals: None,
+            principals_told: None,
             instance_told: None,
             instance: None,
         })
@@ -282,38 +285,49 @@ impl<'a, S: StateStore> Engine<'a, S> {
         self.run_phases().await
     }
 
-    /// Runs the Identity Store stream once the instance is known, then tells the Identity
-    /// Center stream the users and groups.
+    /// Runs the Identity Store stream once the instance is known, telling the Identity Center
+    /// stream the users and groups as soon as they are listed: it needs their ids, not the
+    /// memberships, which are listed meanwhile.
     async fn run_identity_store(&mut self, told: Told<Principals>) -> Result<(), SyncError> {
         if self.state.inventory.identity_center.is_none()
             && let Some(heard) = self.instance.as_mut()
         {
             self.state.inventory.identity_center = hear(heard).await;
         }
+        if self.state.phase > Phase::SsoGroups {
+            told.send_replace(Some(Some(self.principal_ids())));
+        }
+        self.principals_told = Some(told);
         let result = self.run_phases().await;
-        let principals = result.is_ok().then(|| {
-            let inventory = &self.state.inventory;
-            (
-                inventory
-                    .sso_users
-                    .iter()
-                    .map(|u| SsoUser {
-                        id: u.id.clone(),
-                        ..SsoUser::default()
-                    })
-                    .collect(),
-                inventory
-                    .sso_groups
-                    .iter()
-                    .map(|g| SsoGroup {
-                        id: g.id.clone(),
-                        ..SsoGroup::default()
-                    })
-                    .collect(),
-            )
-        });
-        told.send_replace(Some(principals));
+        if let Some(told) = self.principals_told.take()
+            && told.borrow().is_none()
+        {
+            told.send_replace(Some(result.is_ok().then(|| self.principal_ids())));
+        }
         result
+    }
+
+    /// The ids of the users and groups listed.
+    fn principal_ids(&self) -> Principals {
+        let inventory = &self.state.inventory;
+        (
+            inventory
+                .sso_users
+                .iter()
+                .map(|u| SsoUser {
+                    id: u.id.clone(),
+                    ..SsoUser::default()
+                })
+                .collect(),
+            inventory
+                .sso_groups
+                .iter()
+                .map(|g| SsoGroup {
+                    id: g.id.clone(),
+                    ..SsoGroup::default()
+                })
+                .collect(),
+        )
     }
 
     /// Runs the Identity Center stream, telling the Identity Store stream the instance as soon
@@ -338,9 +352,11 @@ impl<'a, S: StateStore> Engine<'a, S> {
         let Some(heard) = self.principals.as_mut() else {
             return Ok(Default::default());
         };
-        hear(heard)
-            .await
-            .ok_or_else(|| SyncError::Stopped("the Identity Store stream did not finish".into()))
+        hear(heard).await.ok_or_else(|| {
+            SyncError::Stopped(
+                "the Identity Store stream could not list the users and groups".into(),
+            )
+        })
     }
 
     /// Runs the Organizations stream, then tells the Identity Center stream the accounts.
@@ -428,6 +444,11 @@ impl<'a, S: StateStore> Engine<'a, S> {
                 continue;
             }
             self.listed.insert(phase);
+            if phase == Phase::SsoGroups
+                && let Some(told) = &self.principals_told
+            {
+                told.send_replace(Some(Some(self.principal_ids())));
+            }
             tracing::info!(
                 stream = self.stream.key(),
                 ?phase,

@@ -11,6 +11,6 @@ pub use crate::aws::trust;
 
 pub use engine::{SyncError, SyncOptions, run};
 pub use inventory::Inventory;
-pub use store::{DirStore, MemoryStore, StateStore, StoreError};
+pub use store::{DirStore, NoStore, StateStore, StoreError};
 
 pub use crate::aws::model::Page;

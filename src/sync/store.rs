@@ -93,35 +93,21 @@ mod tests {
     }
 }
 
-/// State kept in memory only: a sync that cannot be resumed after the process ends.
+/// Nothing kept: a one-shot sync (no --state-dir) that nothing resumes. Its page states and
+/// cache would only be copies held in memory until the process ends.
 #[derive(Default)]
-pub struct MemoryStore {
-    entries: std::sync::Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
-}
+pub struct NoStore;
 
-impl StateStore for MemoryStore {
-    async fn load(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned())
+impl StateStore for NoStore {
+    async fn load(&self, _key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
     }
 
-    async fn save(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_string(), value.to_vec());
+    async fn save(&self, _key: &str, _value: &[u8]) -> Result<(), StoreError> {
         Ok(())
     }
 
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+    async fn delete(&self, _key: &str) -> Result<(), StoreError> {
         Ok(())
     }
 }
