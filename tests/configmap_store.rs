@@ -11,19 +11,24 @@ use kube::api::{ListParams, PostParams};
 
 use crate::support::cluster::TestCluster;
 
+/// Creates an AwsConnector named `name` in the test's namespace.
+async fn create_connector(cluster: &TestCluster, name: &str) -> AwsConnector {
+    let connectors: Api<AwsConnector> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let connector: AwsConnector = serde_json::from_value(serde_json::json!({
+        "apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+        "metadata": {"name": name}, "spec": {"region": "us-east-1"}}))
+    .expect("connector");
+    connectors
+        .create(&PostParams::default(), &connector)
+        .await
+        .expect("create")
+}
+
 #[tokio::test]
 async fn large_values_shard_round_trip_and_are_rewritten_only_on_change() {
     let cluster = TestCluster::start("cm-store").await;
     let client = cluster.client.clone();
-    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), &cluster.namespace);
-    let connector: AwsConnector = serde_json::from_value(serde_json::json!({
-        "apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
-        "metadata": {"name": "big"}, "spec": {"region": "us-east-1"}}))
-    .expect("connector");
-    let connector = connectors
-        .create(&PostParams::default(), &connector)
-        .await
-        .expect("create");
+    let connector = create_connector(&cluster, "big").await;
     let store =
         ConnectorConfigMaps::new(client.clone(), &cluster.namespace, &connector).expect("store");
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &cluster.namespace);
@@ -157,17 +162,9 @@ async fn large_values_shard_round_trip_and_are_rewritten_only_on_change() {
 async fn a_long_connector_name_still_fits() {
     let cluster = TestCluster::start("cm-long").await;
     let client = cluster.client.clone();
-    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), &cluster.namespace);
     let name = format!("prod-{}", "x".repeat(58));
     assert_eq!(name.len(), 63);
-    let connector: AwsConnector = serde_json::from_value(serde_json::json!({
-        "apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
-        "metadata": {"name": name}, "spec": {"region": "us-east-1"}}))
-    .expect("connector");
-    let connector = connectors
-        .create(&PostParams::default(), &connector)
-        .await
-        .expect("create");
+    let connector = create_connector(&cluster, &name).await;
     let store =
         ConnectorConfigMaps::new(client.clone(), &cluster.namespace, &connector).expect("store");
     let value = b"{\"accounts\": []}".to_vec();

@@ -738,13 +738,7 @@ fn irsa_then_single_and_two_hop_role_chains() {
     };
 
     // IRSA alone: moto puts the web identity in the role's account.
-    let output = run(json!({}));
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let inventory: Value = serde_json::from_slice(&output.stdout).expect("json");
+    let (inventory, _) = succeeded(run(json!({})));
     assert_eq!(inventory["identity"]["account"], "555566667777");
     assert!(
         inventory["identity"]["arn"]
@@ -755,15 +749,9 @@ fn irsa_then_single_and_two_hop_role_chains() {
 
     // Single hop into the organization's account, where the seeded data lives.
     moto.reset_calls();
-    let output = run(
+    let (inventory, _) = succeeded(run(
         json!({"roleArn": "arn:aws:iam::123456789012:role/access-operator", "sessionName": "single"}),
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let inventory: Value = serde_json::from_slice(&output.stdout).expect("json");
+    ));
     assert_eq!(inventory["identity"]["account"], "123456789012");
     assert!(
         inventory["identity"]["arn"]
@@ -785,16 +773,9 @@ fn irsa_then_single_and_two_hop_role_chains() {
         "globalExternalId": "broker-external-id-0123456789abcdef",
         "roleArn": "arn:aws:iam::123456789012:role/access-operator",
         "externalId": "org-external-id-0123456789abcdef"});
-    let output = run(two_hop.clone());
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let inventory: Value = serde_json::from_slice(&output.stdout).expect("json");
+    let (inventory, stderr) = succeeded(run(two_hop.clone()));
     assert_eq!(inventory["identity"]["account"], "123456789012");
     assert_eq!(moto.calls().get("AssumeRole"), Some(&2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !stderr.contains("org-external-id") && !stderr.contains("broker-external-id"),
         "no external ID in logs"
@@ -1260,16 +1241,12 @@ fn a_first_hop_external_id_from_the_environment() {
             && stderr.contains("AWS_ACCESS_OPERATOR_GLOBAL_EXTERNAL_ID"),
         "{stderr}"
     );
-    let output = command(&moto, &connector, &[])
-        .env("AWS_ACCESS_OPERATOR_GLOBAL_EXTERNAL_ID", global_id)
-        .output()
-        .expect("run sync");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let (inventory, stderr) = succeeded(
+        command(&moto, &connector, &[])
+            .env("AWS_ACCESS_OPERATOR_GLOBAL_EXTERNAL_ID", global_id)
+            .output()
+            .expect("run sync"),
     );
-    let inventory: Value = serde_json::from_slice(&output.stdout).expect("json");
     assert_eq!(inventory["identity"]["account"], "123456789012");
-    assert!(!String::from_utf8_lossy(&output.stderr).contains(global_id));
+    assert!(!stderr.contains(global_id));
 }

@@ -53,12 +53,6 @@ impl Service {
             Self::IdentityStore => 20.0,
         }
     }
-
-    /// Whether AWS meters the service per region (else globally, in the partition's home
-    /// region): what its shared bucket is keyed by.
-    pub fn regional(self) -> bool {
-        matches!(self, Self::Sts | Self::SsoAdmin | Self::IdentityStore)
-    }
 }
 
 /// The services a name in `--rate-limits` sets: a service's own name, or `identitycenter`
@@ -157,7 +151,8 @@ impl SharedBuckets {
     }
 
     /// How many buckets are in use.
-    pub fn in_use(&self) -> usize {
+    #[cfg(test)]
+    fn in_use(&self) -> usize {
         let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         buckets.values().filter(|b| b.strong_count() > 0).count()
     }

@@ -16,7 +16,7 @@ use crate::aws::error::ErrorKind;
 use crate::aws::{AwsError, Session, identity_center, organizations};
 use crate::grant::access::Access;
 use crate::grant::observations::Observations;
-use crate::sync::cache::{CachedPermissionSet, SyncCache};
+use crate::sync::cache::SyncCache;
 
 /// What the grants need to be planned.
 pub struct Lookup {
@@ -24,12 +24,6 @@ pub struct Lookup {
     pub identity_center: Option<IdentityCenterRef>,
     /// Accounts the grants target that AWS says are not in the organization.
     pub outside: BTreeSet<String>,
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Looks up what `grants` name that `cache` (from `--state-dir`, possibly empty) does not know.
@@ -80,16 +74,7 @@ pub async fn look_up(
                     identity_center::describe_permission_set(session, &ic.instance_arn, &arn)
                         .await?;
                 wanted.remove(&details.name);
-                cache
-                    .permission_set_arns
-                    .insert(details.name.clone(), arn.clone());
-                cache.permission_sets.insert(
-                    arn,
-                    CachedPermissionSet {
-                        details,
-                        fetched_at: unix_now(),
-                    },
-                );
+                cache.remember(&arn, details);
                 if wanted.is_empty() {
                     break 'pages;
                 }

@@ -113,15 +113,12 @@ impl Runtimes {
     }
 
     /// How many connectors have kept state.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.by_connector
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

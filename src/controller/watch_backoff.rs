@@ -18,6 +18,8 @@ use kube::runtime::watcher;
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
+use crate::aws::caller::jitter_random;
+
 /// A watch of `api` that waits `WatchBackoff` after errors, except after 410 Gone (the
 /// watcher relists at once). The waits start over at the first object or bookmark, not at the
 /// watcher's own `Init` marker, which it sends before every list attempt, failed or not (with
@@ -89,17 +91,14 @@ pub const MAX: Duration = Duration::from_secs(5);
 
 /// Doubling waits from `FIRST` up to `MAX`, each with up to a fifth added at random so that
 /// replicas do not retry in step.
+#[derive(Default)]
 pub struct WatchBackoff {
     failures: u32,
-    seed: u64,
 }
 
 impl WatchBackoff {
     pub fn new() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::from(d.subsec_nanos()));
-        Self { failures: 0, seed }
+        Self::default()
     }
 
     /// The wait after `failures` errors in a row, with `jitter_seed` choosing the added part.
@@ -110,23 +109,12 @@ impl WatchBackoff {
     }
 }
 
-impl Default for WatchBackoff {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Iterator for WatchBackoff {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        let delay = Self::delay(self.failures, self.seed);
+        let delay = Self::delay(self.failures, (jitter_random() * 21.0) as u64);
         self.failures = self.failures.saturating_add(1);
-        // A cheap step (an LCG) so that each wait draws another jitter.
-        self.seed = self
-            .seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
         Some(delay)
     }
 }
@@ -170,10 +158,7 @@ mod tests {
 
     #[test]
     fn a_success_starts_over() {
-        let mut backoff = WatchBackoff {
-            failures: 0,
-            seed: 0,
-        };
+        let mut backoff = WatchBackoff::new();
         let waits: Vec<Duration> = (0..20).filter_map(|_| backoff.next()).collect();
         assert!(waits.iter().all(|w| *w <= MAX));
         assert!(waits[19] >= Duration::from_secs(4), "{waits:?}");

@@ -184,12 +184,9 @@ impl Observations {
     }
 
     /// How many listings are kept.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -258,8 +255,9 @@ mod tests {
         let _ = observations.slot(&Listing::of(&a).expect("listed").0);
         assert_eq!(observations.len(), 1);
         observations.forget(&b);
-        assert!(
-            observations.is_empty(),
+        assert_eq!(
+            observations.len(),
+            0,
             "a write to the pair forgets its listing"
         );
     }

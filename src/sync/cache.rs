@@ -36,7 +36,27 @@ pub struct SyncCache {
     pub accounts: Vec<String>,
 }
 
+/// Now, in the seconds `fetched_at` counts.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 impl SyncCache {
+    /// Keeps a permission set just described, by ARN and by name.
+    pub fn remember(&mut self, arn: &str, details: PermissionSet) {
+        self.permission_set_arns
+            .insert(details.name.clone(), arn.to_string());
+        self.permission_sets.insert(
+            arn.to_string(),
+            CachedPermissionSet {
+                details,
+                fetched_at: unix_now(),
+            },
+        );
+    }
+
     pub fn decode(bytes: &[u8]) -> Self {
         serde_json::from_slice::<Self>(bytes)
             .ok()

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use super::cache::{CachedPermissionSet, SyncCache};
+use super::cache::{SyncCache, unix_now};
 use super::inventory::{Inventory, SsoGroup, SsoUser};
 use super::state::{
     AssignmentListing, KeySource, PageState, PairDiscovery, Phase, Stream, choose_discovery,
@@ -62,12 +62,6 @@ impl SyncError {
             Self::Store(_) | Self::Stopped(_) => None,
         }
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 struct Engine<'a, S> {
@@ -157,7 +151,7 @@ pub async fn run<S: StateStore>(
     store_stream.instance = Some(instance);
     let results = futures::join!(
         organizations.run_organizations(accounts_told),
-        iam.run_stream(),
+        iam.run_phases(),
         store_stream.run_identity_store(principals_told),
         center.run_identity_center(),
     );
@@ -278,11 +272,6 @@ impl<'a, S: StateStore> Engine<'a, S> {
             instance_told: None,
             instance: None,
         })
-    }
-
-    /// Runs the stream to its end (at once if an interrupted run finished it).
-    async fn run_stream(&mut self) -> Result<(), SyncError> {
-        self.run_phases().await
     }
 
     /// Runs the Identity Store stream once the instance is known, telling the Identity Center
@@ -766,13 +755,7 @@ impl<'a, S: StateStore> Engine<'a, S> {
                         }
                         other => other.map_err(|e| self.failed(e))?,
                     };
-                    self.cache.permission_sets.insert(
-                        arn.clone(),
-                        CachedPermissionSet {
-                            details: details.clone(),
-                            fetched_at: now,
-                        },
-                    );
+                    self.cache.remember(&arn, details.clone());
                     details
                 }
             };

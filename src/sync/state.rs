@@ -195,10 +195,6 @@ pub struct PageState {
 }
 
 impl PageState {
-    pub fn fresh(scope: String) -> Self {
-        Self::fresh_for(scope, Stream::Organizations)
-    }
-
     /// A state that starts at `stream`'s first phase.
     pub fn fresh_for(scope: String, stream: Stream) -> Self {
         Self {
@@ -351,7 +347,7 @@ mod tests {
 
     #[test]
     fn state_round_trips_and_rejects_other_scopes() {
-        let mut state = PageState::fresh("scope-a".into());
+        let mut state = PageState::fresh_for("scope-a".into(), Stream::Organizations);
         assert!(!state.is_started(Stream::Organizations));
         state.phase = Phase::SsoUsers;
         state.next_token = Some("t".into());
@@ -425,7 +421,7 @@ mod tests {
     #[test]
     fn rewinding_forgets_the_stream_and_what_came_after_it_only() {
         use crate::sync::inventory::{Account, Assignment, SsoGroup, SsoUser};
-        let mut state = PageState::fresh(String::new());
+        let mut state = PageState::fresh_for(String::new(), Stream::IdentityCenter);
         state.inventory.accounts.push(Account {
             id: "111122223333".into(),
             ..Default::default()
@@ -552,7 +548,7 @@ mod tests {
 
     #[test]
     fn pairs_are_stable() {
-        let mut state = PageState::fresh(String::new());
+        let mut state = PageState::fresh_for(String::new(), Stream::IdentityCenter);
         state.provisioned.insert("ps-b".into(), vec!["2".into()]);
         state
             .provisioned
