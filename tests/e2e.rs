@@ -5,7 +5,7 @@ use aws_access_operator::api::{AccessGrant, AwsConnector, GRANT_FINALIZER};
 use aws_access_operator::controller::configmaps::base_name;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::support::cluster::TestCluster;
@@ -317,6 +317,19 @@ async fn connector_syncs_into_status_and_configmaps() {
             "no page state of the {stream} stream after a finished sync"
         );
     }
+    let left: Vec<String> = config_maps
+        .list(&ListParams::default().labels("awsaccess.io/connector=org"))
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|cm| cm.metadata.name)
+        .filter(|name| name.contains("-sync-"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "no page state or journal after a finished sync: {left:?}"
+    );
 
     // sync-now starts a sync at once; an unchanged organization leaves the inventory alone.
     let version = shard.metadata.resource_version.clone();

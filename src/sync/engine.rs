@@ -1,24 +1,32 @@
-//! The sync engine: runs its streams at once, each stream's phases in order over every page;
-//! checkpoints each stream's page state so that an interrupted sync resumes, and uses the cache
-//! to spare calls.
+//! The sync engine: runs its streams at once, each stream's phases in order over every page
+//! (several items of a per-item phase at once); journals what each stream learns and
+//! checkpoints its cursors so that an interrupted sync resumes, and uses the cache to spare
+//! calls.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+
 use super::cache::{SyncCache, unix_now};
-use super::inventory::{Inventory, SsoGroup, SsoUser};
+use super::facts::{self, Fact};
+use super::fetch::{self, Fetched};
+use super::inventory::{AccessKey, Assignment, Inventory, PermissionSet};
 use super::state::{
     AssignmentListing, KeySource, PageState, PairDiscovery, Phase, Stream, choose_discovery,
     choose_listing, source_of,
 };
 use super::store::{StateStore, StoreError};
 use crate::api::connector::{IdentityCenterRef, SyncSpec};
+use crate::aws::credential_report::ReportKey;
 use crate::aws::error::ErrorKind;
 use crate::aws::{AwsError, Session, credential_report, iam, identity_center, organizations};
 
 /// Store keys.
 pub const STATE_KEY: &str = "sync-state";
 pub const CACHE_KEY: &str = "cache";
+/// Store keys of the journal segments: `sync-journal-<stream>-<n>`.
+pub const JOURNAL_KEY: &str = "sync-journal";
 
 #[derive(Clone, Debug)]
 pub struct SyncOptions {
@@ -76,6 +84,9 @@ struct Engine<'a, S> {
     cache: SyncCache,
     cache_hits: u64,
     last_checkpoint: Instant,
+    /// The facts learned since the last checkpoint, as the journal segment the next one saves
+    /// (empty when the store keeps nothing).
+    journal: Vec<u8>,
     /// Phases listed in full by this run: their items are fresh. Items of other phases come
     /// from a saved state and may have been deleted since.
     listed: BTreeSet<Phase>,
@@ -93,18 +104,52 @@ struct Engine<'a, S> {
     instance: Option<Heard<IdentityCenterRef>>,
 }
 
-/// What to do with the item index when a page is the last of its item.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Walk {
-    /// One list for the whole phase.
-    Single,
-    /// One list per item of the phase.
-    PerItem,
-}
-
 /// The page state key of a stream.
 fn state_key(stream: Stream) -> String {
     format!("{STATE_KEY}-{}", stream.key())
+}
+
+/// The key of a stream's journal segment `n`.
+fn segment_key(stream: Stream, n: u32) -> String {
+    format!("{JOURNAL_KEY}-{}-{n}", stream.key())
+}
+
+/// Deletes a stream's journal segments, from the last to the first, so that one interrupted
+/// here leaves a run of segments from the first that the next call finds. Segments beyond a
+/// state's count (left by a run that was not resumed) are found the same way.
+async fn forget_journal<S: StateStore>(store: &S, stream: Stream) -> Result<(), StoreError> {
+    let mut count = 0;
+    while store.load(&segment_key(stream, count)).await?.is_some() {
+        count += 1;
+    }
+    for n in (0..count).rev() {
+        store.delete(&segment_key(stream, n)).await?;
+    }
+    Ok(())
+}
+
+/// The saved state of `stream` with what its journal segments say it learned, or why it cannot
+/// be resumed.
+async fn resume<S: StateStore>(
+    store: &S,
+    stream: Stream,
+    bytes: &[u8],
+    scope: &str,
+) -> Result<Result<PageState, String>, StoreError> {
+    let mut state = match PageState::resume(bytes, scope) {
+        Ok(state) => state,
+        Err(why) => return Ok(Err(why)),
+    };
+    for n in 0..state.segments {
+        let Some(segment) = store.load(&segment_key(stream, n)).await? else {
+            return Ok(Err(format!("its journal segment {n} is missing")));
+        };
+        match facts::replay(&segment) {
+            Ok(facts) => facts.into_iter().for_each(|fact| state.apply(fact)),
+            Err(e) => return Ok(Err(format!("its journal segment {n} cannot be read ({e})"))),
+        }
+    }
+    Ok(Ok(state))
 }
 
 /// What one stream tells another once it knows (`Some(None)`: it could not find out): the
@@ -120,8 +165,8 @@ async fn hear<T: Clone>(heard: &mut Heard<T>) -> Option<T> {
     told.clone().flatten()
 }
 
-/// The users and groups the Identity Store stream found.
-type Principals = (Vec<SsoUser>, Vec<SsoGroup>);
+/// The ids of the users and groups the Identity Store stream found.
+type Principals = (Vec<String>, Vec<String>);
 
 /// Runs one sync of the organization `session` reaches: its streams (Organizations, IAM,
 /// Identity Store, Identity Center's sso-admin) at once, each through its own rate-limit lanes
@@ -180,6 +225,7 @@ pub async fn run<S: StateStore>(
     engine.state.key_source = iam.state.key_source.take();
 
     let mut inventory = std::mem::take(&mut engine.state.inventory);
+    inventory.derive_iam_group_members();
     inventory.normalize();
     let stats = session.caller.stats();
     inventory.stats.api_calls = stats.by_operation();
@@ -211,6 +257,9 @@ pub async fn run<S: StateStore>(
         )
         .await?;
     for stream in Stream::ALL {
+        if store.keeps_state() {
+            forget_journal(store, stream).await?;
+        }
         store.delete(&state_key(stream)).await?;
     }
     // A page state of an earlier version, kept under the old name.
@@ -240,13 +289,15 @@ impl<'a, S: StateStore> Engine<'a, S> {
         cache: SyncCache,
     ) -> Result<Self, SyncError> {
         let state = match store.load(&state_key(stream)).await? {
-            Some(bytes) => PageState::resume(&bytes, scope).unwrap_or_else(|why| {
-                tracing::info!(
-                    stream = stream.key(),
-                    "not resuming the saved sync state: {why}; starting afresh"
-                );
-                PageState::fresh_for(scope.to_string(), stream)
-            }),
+            Some(bytes) => resume(store, stream, &bytes, scope)
+                .await?
+                .unwrap_or_else(|why| {
+                    tracing::info!(
+                        stream = stream.key(),
+                        "not resuming the saved sync state: {why}; starting afresh"
+                    );
+                    PageState::fresh_for(scope.to_string(), stream)
+                }),
             None => PageState::fresh_for(scope.to_string(), stream),
         };
         let resumed = state.is_started(stream);
@@ -265,6 +316,7 @@ impl<'a, S: StateStore> Engine<'a, S> {
             cache,
             cache_hits: 0,
             last_checkpoint: Instant::now(),
+            journal: Vec::new(),
             listed: BTreeSet::new(),
             accounts: None,
             principals: None,
@@ -300,22 +352,8 @@ impl<'a, S: StateStore> Engine<'a, S> {
     fn principal_ids(&self) -> Principals {
         let inventory = &self.state.inventory;
         (
-            inventory
-                .sso_users
-                .iter()
-                .map(|u| SsoUser {
-                    id: u.id.clone(),
-                    ..SsoUser::default()
-                })
-                .collect(),
-            inventory
-                .sso_groups
-                .iter()
-                .map(|g| SsoGroup {
-                    id: g.id.clone(),
-                    ..SsoGroup::default()
-                })
-                .collect(),
+            inventory.sso_users.iter().map(|u| u.id.clone()).collect(),
+            inventory.sso_groups.iter().map(|g| g.id.clone()).collect(),
         )
     }
 
@@ -380,8 +418,25 @@ impl<'a, S: StateStore> Engine<'a, S> {
         }
     }
 
-    /// Saves the page state, at most once per `checkpoint_every`: each save rewrites the
-    /// state's ConfigMaps, and a restart costs at most the pages fetched since the last one.
+    /// Applies what was learned, and journals it for the next checkpoint.
+    fn learn(&mut self, fact: Fact) {
+        if self.store.keeps_state() {
+            facts::record(&mut self.journal, &fact);
+        }
+        self.state.apply(fact);
+    }
+
+    /// Forgets what `to` and the phases after it gathered, and lists again from `to`.
+    fn rewind(&mut self, to: Phase) {
+        if self.store.keeps_state() {
+            facts::record(&mut self.journal, &Fact::Rewound(to));
+        }
+        self.state.rewind(to);
+        self.saved_token = false;
+    }
+
+    /// Saves the page state, at most once per `checkpoint_every`, and a restart costs at most
+    /// the pages fetched since the last one.
     async fn checkpoint(&mut self) -> Result<(), SyncError> {
         if self.last_checkpoint.elapsed() < self.options.checkpoint_every {
             return Ok(());
@@ -389,27 +444,51 @@ impl<'a, S: StateStore> Engine<'a, S> {
         self.save_state().await
     }
 
+    /// Saves what was learned since the last save as a new journal segment, written once,
+    /// then the cursors, which count it: a save interrupted between the two leaves the old
+    /// cursors, which do not.
     async fn save_state(&mut self) -> Result<(), SyncError> {
+        if !self.store.keeps_state() {
+            return Ok(());
+        }
+        if !self.journal.is_empty() {
+            let key = segment_key(self.stream, self.state.segments);
+            self.store.save(&key, &self.journal).await?;
+            self.state.segments += 1;
+            self.journal = Vec::new();
+        }
         let bytes = serde_json::to_vec(&self.state).unwrap_or_default();
         self.store.save(&state_key(self.stream), &bytes).await?;
         self.last_checkpoint = Instant::now();
         Ok(())
     }
 
-    /// Records that a page was fetched and where the next one starts.
-    async fn after_page(&mut self, next: Option<String>, walk: Walk) -> Result<bool, SyncError> {
-        self.state.pages += 1;
+    /// Counts pages fetched, with a progress line every 50.
+    fn count_pages(&mut self, pages: u64) {
+        let before = self.state.pages;
+        self.state.pages += pages;
+        if before / 50 != self.state.pages / 50 {
+            tracing::info!(stream = self.stream.key(), phase = ?self.state.phase, pages = self.state.pages, calls = self.session.caller.stats().total(), "sync progress");
+        }
+    }
+
+    /// Records that a page of a phase's single list was fetched and where the next one starts;
+    /// whether it was the last.
+    async fn after_page(&mut self, next: Option<String>) -> Result<bool, SyncError> {
+        self.count_pages(1);
         self.saved_token = false;
         let done = next.is_none();
         self.state.next_token = next;
-        if done && walk == Walk::PerItem {
-            self.state.item += 1;
-        }
-        if self.state.pages.is_multiple_of(50) {
-            tracing::info!(phase = ?self.state.phase, pages = self.state.pages, calls = self.session.caller.stats().total(), "sync progress");
-        }
         self.checkpoint().await?;
         Ok(done)
+    }
+
+    /// Records that an item of a per-item phase was fetched whole, in `pages` pages.
+    async fn after_item(&mut self, pages: u64) -> Result<(), SyncError> {
+        self.count_pages(pages);
+        self.state.item += 1;
+        self.state.next_token = None;
+        self.checkpoint().await
     }
 
     async fn run_phases(&mut self) -> Result<(), SyncError> {
@@ -427,8 +506,7 @@ impl<'a, S: StateStore> Engine<'a, S> {
                     listed_again_from = ?to,
                     "the saved sync state is stale; listing the affected stream again"
                 );
-                self.state.rewind(to);
-                self.saved_token = false;
+                self.rewind(to);
                 self.checkpoint().await?;
                 continue;
             }
@@ -495,7 +573,7 @@ impl<'a, S: StateStore> Engine<'a, S> {
                 if instance.is_none() {
                     tracing::warn!("no IAM Identity Center instance: skipping Identity Center");
                 }
-                self.state.inventory.identity_center = instance;
+                self.learn(Fact::Instance(instance));
                 self.tell_instance();
                 Ok(())
             }
@@ -520,8 +598,8 @@ impl<'a, S: StateStore> Engine<'a, S> {
             )
             .await
             .map_err(|e| self.failed(e))?;
-            self.state.inventory.accounts.extend(page.items);
-            if self.after_page(page.next, Walk::Single).await? {
+            self.learn(Fact::Accounts(page.items));
+            if self.after_page(page.next).await? {
                 return Ok(());
             }
         }
@@ -536,33 +614,15 @@ impl<'a, S: StateStore> Engine<'a, S> {
             )
             .await
             .map_err(|e| self.failed(e))?;
-            let inventory = &mut self.state.inventory;
-            inventory.iam_users.extend(page.items.users);
-            inventory.iam_groups.extend(page.items.groups);
-            inventory.iam_roles.extend(page.items.roles);
-            if self.after_page(page.next, Walk::Single).await? {
-                break;
+            self.learn(Fact::IamDetails {
+                users: page.items.users,
+                groups: page.items.groups,
+                roles: page.items.roles,
+            });
+            if self.after_page(page.next).await? {
+                return Ok(());
             }
         }
-        // Group members come from the users' group lists: no GetGroup per group.
-        let inventory = &mut self.state.inventory;
-        let mut members: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for user in &inventory.iam_users {
-            for group in &user.groups {
-                members
-                    .entry(group.as_str())
-                    .or_default()
-                    .push(user.name.clone());
-            }
-        }
-        let members: BTreeMap<String, Vec<String>> = members
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        for group in &mut inventory.iam_groups {
-            group.members = members.get(&group.name).cloned().unwrap_or_default();
-        }
-        Ok(())
     }
 
     /// Access keys with their last use. The IAM credential report says in two or three calls
@@ -585,57 +645,40 @@ impl<'a, S: StateStore> Engine<'a, S> {
                     KeySource::PerUser(error.to_string())
                 }
             };
-            self.state.key_source = Some(source);
+            self.learn(Fact::KeySource(source));
             self.checkpoint().await?;
         }
-        while self.state.item < self.state.inventory.iam_users.len() {
-            let index = self.state.item;
-            let name = self.state.inventory.iam_users[index].name.clone();
-            // `None`: unknown (no report, or a user newer than it), so listed and asked.
-            let slots = match &self.state.key_source {
-                Some(KeySource::Report(report)) => report.get(&name).cloned(),
-                _ => None,
-            };
-            if slots.as_ref().is_some_and(Vec::is_empty) && self.state.next_token.is_none() {
-                self.state.inventory.iam_users[index].access_keys = Some(Vec::new());
-                self.state.item += 1;
-                continue;
-            }
-            let listed = iam::list_access_keys(
-                self.session,
-                &name,
-                self.state.next_token.clone(),
-                self.size(),
-            )
-            .await;
-            let mut page = match listed {
+        // `None`: unknown (no report, or a user newer than it), so listed and asked.
+        let report = match &self.state.key_source {
+            Some(KeySource::Report(report)) => Some(report),
+            _ => None,
+        };
+        let users: Vec<(String, Option<Vec<ReportKey>>)> = self.state.inventory.iam_users
+            [self.state.item..]
+            .iter()
+            .map(|u| (u.name.clone(), report.and_then(|r| r.get(&u.name).cloned())))
+            .collect();
+        let (session, size) = (self.session, self.size());
+        let mut answers = fetch::in_order(users, |(name, slots)| async move {
+            let keys = user_access_keys(session, &name, slots, size).await;
+            (name, keys)
+        });
+        while let Some((name, keys)) = answers.next().await {
+            match keys {
                 Err(e) if self.deleted_since_listed(Phase::AccessKeys, &e) => {
                     tracing::info!(user = %name, "IAM user deleted since it was listed; left out");
-                    let inventory = &mut self.state.inventory;
-                    inventory.iam_users.remove(index);
-                    for group in &mut inventory.iam_groups {
-                        group.members.retain(|member| member != &name);
-                    }
-                    self.state.next_token = None;
-                    continue;
+                    self.learn(Fact::IamUserGone(name));
                 }
-                other => other.map_err(|e| self.failed(e))?,
-            };
-            match &slots {
-                Some(slots) => credential_report::fill_last_use(&mut page.items, slots),
-                None => {
-                    for key in &mut page.items {
-                        iam::access_key_last_used(self.session, key)
-                            .await
-                            .map_err(|e| self.failed(e))?;
-                    }
+                Err(e) => return Err(self.failed(e)),
+                Ok(keys) => {
+                    let pages = keys.pages;
+                    self.learn(Fact::AccessKeys {
+                        user: name,
+                        keys: keys.items,
+                    });
+                    self.after_item(pages).await?;
                 }
             }
-            self.state.inventory.iam_users[index]
-                .access_keys
-                .get_or_insert_with(Vec::new)
-                .extend(page.items);
-            self.after_page(page.next, Walk::PerItem).await?;
         }
         Ok(())
     }
@@ -653,8 +696,8 @@ impl<'a, S: StateStore> Engine<'a, S> {
             )
             .await
             .map_err(|e| self.failed(e))?;
-            self.state.inventory.sso_users.extend(page.items);
-            if self.after_page(page.next, Walk::Single).await? {
+            self.learn(Fact::SsoUsers(page.items));
+            if self.after_page(page.next).await? {
                 return Ok(());
             }
         }
@@ -673,8 +716,8 @@ impl<'a, S: StateStore> Engine<'a, S> {
             )
             .await
             .map_err(|e| self.failed(e))?;
-            self.state.inventory.sso_groups.extend(page.items);
-            if self.after_page(page.next, Walk::Single).await? {
+            self.learn(Fact::SsoGroups(page.items));
+            if self.after_page(page.next).await? {
                 return Ok(());
             }
         }
@@ -684,30 +727,34 @@ impl<'a, S: StateStore> Engine<'a, S> {
         let Some((_, store)) = self.identity_center() else {
             return Ok(());
         };
-        while self.state.item < self.state.inventory.sso_groups.len() {
-            let index = self.state.item;
-            let group = self.state.inventory.sso_groups[index].id.clone();
-            let listed = identity_center::list_group_memberships(
-                self.session,
-                &store,
-                &group,
-                self.state.next_token.clone(),
-                self.size(),
-            )
+        let groups: Vec<String> = self.state.inventory.sso_groups[self.state.item..]
+            .iter()
+            .map(|g| g.id.clone())
+            .collect();
+        let (session, size, store) = (self.session, self.size(), store.as_str());
+        let mut answers = fetch::in_order(groups, |group| async move {
+            let members = fetch::all_pages(|token| {
+                identity_center::list_group_memberships(session, store, &group, token, size)
+            })
             .await;
-            let page = match listed {
+            (group, members)
+        });
+        while let Some((group, members)) = answers.next().await {
+            match members {
                 Err(e) if self.deleted_since_listed(Phase::Memberships, &e) => {
                     tracing::info!(%group, "Identity Center group deleted since it was listed; left out");
-                    self.state.inventory.sso_groups.remove(index);
-                    self.state.next_token = None;
-                    continue;
+                    self.learn(Fact::SsoGroupGone(group));
                 }
-                other => other.map_err(|e| self.failed(e))?,
-            };
-            self.state.inventory.sso_groups[index]
-                .members
-                .extend(page.items);
-            self.after_page(page.next, Walk::PerItem).await?;
+                Err(e) => return Err(self.failed(e)),
+                Ok(members) => {
+                    let pages = members.pages;
+                    self.learn(Fact::Members {
+                        group,
+                        users: members.items,
+                    });
+                    self.after_item(pages).await?;
+                }
+            }
         }
         Ok(())
     }
@@ -725,8 +772,8 @@ impl<'a, S: StateStore> Engine<'a, S> {
             )
             .await
             .map_err(|e| self.failed(e))?;
-            self.state.permission_set_arns.extend(page.items);
-            if self.after_page(page.next, Walk::Single).await? {
+            self.learn(Fact::PermissionSetArns(page.items));
+            if self.after_page(page.next).await? {
                 return Ok(());
             }
         }
@@ -737,45 +784,48 @@ impl<'a, S: StateStore> Engine<'a, S> {
             return Ok(());
         };
         let (now, ttl) = (unix_now(), self.options.cache_ttl.as_secs() as i64);
-        while self.state.item < self.state.permission_set_arns.len() {
-            let arn = self.state.permission_set_arns[self.state.item].clone();
-            let details = match self.cache.fresh_permission_set(&arn, now, ttl) {
-                Some(cached) => {
-                    self.cache_hits += 1;
-                    cached.clone()
-                }
-                None => {
-                    let described =
-                        identity_center::describe_permission_set(self.session, &instance, &arn)
-                            .await;
-                    let details = match described {
-                        Err(e) if self.deleted_since_listed(Phase::PermissionSetDetails, &e) => {
-                            self.forget_permission_set(&arn);
-                            continue;
-                        }
-                        other => other.map_err(|e| self.failed(e))?,
-                    };
-                    self.cache.remember(&arn, details.clone());
-                    details
-                }
+        let sets: Vec<(String, Option<PermissionSet>)> = self.state.permission_set_arns
+            [self.state.item..]
+            .iter()
+            .map(|arn| {
+                let cached = self.cache.fresh_permission_set(arn, now, ttl).cloned();
+                (arn.clone(), cached)
+            })
+            .collect();
+        let (session, instance) = (self.session, instance.as_str());
+        let mut answers = fetch::in_order(sets, |(arn, cached)| async move {
+            let details = match cached {
+                Some(cached) => Ok((cached, true)),
+                None => identity_center::describe_permission_set(session, instance, &arn)
+                    .await
+                    .map(|details| (details, false)),
             };
-            self.state.inventory.permission_sets.push(details);
-            self.state.item += 1;
-            self.checkpoint().await?;
+            (arn, details)
+        });
+        while let Some((arn, details)) = answers.next().await {
+            match details {
+                Err(e) if self.deleted_since_listed(Phase::PermissionSetDetails, &e) => {
+                    self.forget_permission_set(arn);
+                }
+                Err(e) => return Err(self.failed(e)),
+                Ok((details, cached)) => {
+                    if cached {
+                        self.cache_hits += 1;
+                    } else {
+                        self.cache.remember(&arn, details.clone());
+                    }
+                    self.learn(Fact::PermissionSet(details));
+                    self.after_item(0).await?;
+                }
+            }
         }
         Ok(())
     }
 
     /// Leaves out a permission set deleted since this run listed it.
-    fn forget_permission_set(&mut self, arn: &str) {
+    fn forget_permission_set(&mut self, arn: String) {
         tracing::info!(permission_set = %arn, "permission set deleted since it was listed; left out");
-        self.state.permission_set_arns.retain(|a| a != arn);
-        self.state
-            .inventory
-            .permission_sets
-            .retain(|p| p.arn != arn);
-        self.state.provisioned.remove(arn);
-        self.state.next_token = None;
+        self.learn(Fact::PermissionSetGone(arn));
     }
 
     /// Moves past the current item of a per-item phase without listing the rest of it.
@@ -796,8 +846,7 @@ impl<'a, S: StateStore> Engine<'a, S> {
         // listing per principal and for a resumed run).
         if self.state.inventory.sso_users.is_empty() && self.state.inventory.sso_groups.is_empty() {
             let (users, groups) = self.identity_store_principals().await?;
-            self.state.inventory.sso_users = users;
-            self.state.inventory.sso_groups = groups;
+            self.learn(Fact::Principals { users, groups });
         }
         let sets = self.state.permission_set_arns.len();
         // Per-account discovery needs the accounts: wait for the Organizations stream, unless
@@ -848,29 +897,30 @@ impl<'a, S: StateStore> Engine<'a, S> {
 
     /// The pairs from ListAccountsForProvisionedPermissionSet, one permission set at a time.
     async fn pairs_per_permission_set(&mut self, instance: &str) -> Result<(), SyncError> {
-        while self.state.item < self.state.permission_set_arns.len() {
-            let arn = self.state.permission_set_arns[self.state.item].clone();
-            let listed = identity_center::list_provisioned_accounts(
-                self.session,
-                instance,
-                &arn,
-                self.state.next_token.clone(),
-                self.size(),
-            )
+        let sets = self.state.permission_set_arns[self.state.item..].to_vec();
+        let (session, size) = (self.session, self.size());
+        let mut answers = fetch::in_order(sets, |arn| async move {
+            let accounts = fetch::all_pages(|token| {
+                identity_center::list_provisioned_accounts(session, instance, &arn, token, size)
+            })
             .await;
-            let page = match listed {
+            (arn, accounts)
+        });
+        while let Some((arn, accounts)) = answers.next().await {
+            match accounts {
                 Err(e) if self.deleted_since_listed(Phase::Provisioning, &e) => {
-                    self.forget_permission_set(&arn);
-                    continue;
+                    self.forget_permission_set(arn);
                 }
-                other => other.map_err(|e| self.failed(e))?,
-            };
-            self.state
-                .provisioned
-                .entry(arn)
-                .or_default()
-                .extend(page.items);
-            self.after_page(page.next, Walk::PerItem).await?;
+                Err(e) => return Err(self.failed(e)),
+                Ok(accounts) => {
+                    let pages = accounts.pages;
+                    self.learn(Fact::ProvisionedTo {
+                        permission_set: arn,
+                        accounts: accounts.items,
+                    });
+                    self.after_item(pages).await?;
+                }
+            }
         }
         Ok(())
     }
@@ -882,37 +932,35 @@ impl<'a, S: StateStore> Engine<'a, S> {
         instance: &str,
         accounts: &[String],
     ) -> Result<(), SyncError> {
-        while self.state.item < accounts.len() {
-            let account = &accounts[self.state.item];
-            let listed = identity_center::list_provisioned_permission_sets(
-                self.session,
-                instance,
-                account,
-                self.state.next_token.clone(),
-                self.size(),
-            )
+        let accounts = accounts.get(self.state.item..).unwrap_or_default().to_vec();
+        let (session, size) = (self.session, self.size());
+        let mut answers = fetch::in_order(accounts, |account| async move {
+            let sets = fetch::all_pages(|token| {
+                identity_center::list_provisioned_permission_sets(
+                    session, instance, &account, token, size,
+                )
+            })
             .await;
-            let page = match listed {
+            (account, sets)
+        });
+        while let Some((account, sets)) = answers.next().await {
+            match sets {
                 // The accounts are the Organizations stream's, listed moments ago or by an
                 // interrupted run: one AWS no longer knows has no pairs to find.
                 Err(e) if e.kind == ErrorKind::NotFound => {
                     tracing::info!(%account, "account gone since it was listed; left out");
                     self.skip_item();
-                    continue;
                 }
-                other => other.map_err(|e| self.failed(e))?,
-            };
-            for arn in page.items {
-                // Only the permission sets this sync described.
-                if self.state.permission_set_arns.contains(&arn) {
-                    self.state
-                        .provisioned
-                        .entry(arn)
-                        .or_default()
-                        .push(account.clone());
+                Err(e) => return Err(self.failed(e)),
+                Ok(sets) => {
+                    let pages = sets.pages;
+                    self.learn(Fact::ProvisionedIn {
+                        account,
+                        permission_sets: sets.items,
+                    });
+                    self.after_item(pages).await?;
                 }
             }
-            self.after_page(page.next, Walk::PerItem).await?;
         }
         Ok(())
     }
@@ -921,74 +969,99 @@ impl<'a, S: StateStore> Engine<'a, S> {
         let Some((instance, _)) = self.identity_center() else {
             return Ok(());
         };
+        let (session, size, instance) = (self.session, self.size(), instance.as_str());
         match self.state.listing {
             Some(AssignmentListing::PerAccount) => {
-                let pairs = self.state.pairs();
-                while self.state.item < pairs.len() {
-                    let (ps, account) = &pairs[self.state.item];
-                    let listed = identity_center::list_account_assignments(
-                        self.session,
-                        &instance,
-                        account,
-                        ps,
-                        self.state.next_token.clone(),
-                        self.size(),
-                    )
+                let mut pairs = self.state.pairs();
+                let pairs = pairs.split_off(self.state.item.min(pairs.len()));
+                let mut answers = fetch::in_order(pairs, |(ps, account)| async move {
+                    let assignments = fetch::all_pages(|token| {
+                        identity_center::list_account_assignments(
+                            session, instance, &account, &ps, token, size,
+                        )
+                    })
                     .await;
-                    let page = match listed {
+                    (ps, account, assignments)
+                });
+                while let Some((ps, account, assignments)) = answers.next().await {
+                    match assignments {
                         Err(e) if self.deleted_since_listed(Phase::Assignments, &e) => {
                             tracing::info!(permission_set = %ps, %account, "permission set or account gone since it was listed; left out");
                             self.skip_item();
-                            continue;
                         }
-                        other => other.map_err(|e| self.failed(e))?,
-                    };
-                    self.state.inventory.assignments.extend(page.items);
-                    self.after_page(page.next, Walk::PerItem).await?;
+                        Err(e) => return Err(self.failed(e)),
+                        Ok(assignments) => self.learn_assignments(assignments).await?,
+                    }
                 }
             }
             Some(AssignmentListing::PerPrincipal) | None => {
                 self.state.listing = Some(AssignmentListing::PerPrincipal);
-                let principals: Vec<(&str, String)> = self
-                    .state
-                    .inventory
+                let inventory = &self.state.inventory;
+                // (is a group, id)
+                let principals: Vec<(bool, String)> = inventory
                     .sso_users
                     .iter()
-                    .map(|u| ("USER", u.id.clone()))
-                    .chain(
-                        self.state
-                            .inventory
-                            .sso_groups
-                            .iter()
-                            .map(|g| ("GROUP", g.id.clone())),
-                    )
+                    .map(|u| (false, u.id.clone()))
+                    .chain(inventory.sso_groups.iter().map(|g| (true, g.id.clone())))
+                    .skip(self.state.item)
                     .collect();
-                while self.state.item < principals.len() {
-                    let (kind, id) = &principals[self.state.item];
-                    let listed = identity_center::list_assignments_for_principal(
-                        self.session,
-                        &instance,
-                        kind,
-                        id,
-                        self.state.next_token.clone(),
-                        self.size(),
-                    )
+                let mut answers = fetch::in_order(principals, |(group, id)| async move {
+                    let kind = if group { "GROUP" } else { "USER" };
+                    let assignments = fetch::all_pages(|token| {
+                        identity_center::list_assignments_for_principal(
+                            session, instance, kind, &id, token, size,
+                        )
+                    })
                     .await;
-                    let page = match listed {
+                    (id, assignments)
+                });
+                while let Some((id, assignments)) = answers.next().await {
+                    match assignments {
                         // The principals are the Identity Store stream's: one AWS no longer
                         // knows has no assignments to list.
                         Err(e) if e.kind == ErrorKind::NotFound => {
                             tracing::info!(principal = %id, "principal deleted since it was listed; left out");
                             self.skip_item();
-                            continue;
                         }
-                        other => other.map_err(|e| self.failed(e))?,
-                    };
-                    self.state.inventory.assignments.extend(page.items);
-                    self.after_page(page.next, Walk::PerItem).await?;
+                        Err(e) => return Err(self.failed(e)),
+                        Ok(assignments) => self.learn_assignments(assignments).await?,
+                    }
                 }
             }
         }
         Ok(())
     }
+
+    async fn learn_assignments(
+        &mut self,
+        assignments: Fetched<Assignment>,
+    ) -> Result<(), SyncError> {
+        let pages = assignments.pages;
+        self.learn(Fact::Assignments(assignments.items));
+        self.after_item(pages).await
+    }
+}
+
+/// One user's access keys with their last use: from the credential report's `slots` when it
+/// has the user (no call at all when it shows no keys), otherwise asked of IAM key by key.
+async fn user_access_keys(
+    session: &Session,
+    name: &str,
+    slots: Option<Vec<ReportKey>>,
+    size: i32,
+) -> Result<Fetched<AccessKey>, AwsError> {
+    if slots.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(Fetched::known(Vec::new()));
+    }
+    let mut keys =
+        fetch::all_pages(|token| iam::list_access_keys(session, name, token, size)).await?;
+    match &slots {
+        Some(slots) => credential_report::fill_last_use(&mut keys.items, slots),
+        None => {
+            for key in &mut keys.items {
+                iam::access_key_last_used(session, key).await?;
+            }
+        }
+    }
+    Ok(keys)
 }

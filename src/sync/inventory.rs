@@ -56,6 +56,22 @@ pub struct SyncStats {
 }
 
 impl Inventory {
+    /// IAM groups' members, from the users' group lists: no GetGroup per group.
+    pub fn derive_iam_group_members(&mut self) {
+        let mut members: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for user in &self.iam_users {
+            for group in &user.groups {
+                members
+                    .entry(group.as_str())
+                    .or_default()
+                    .push(user.name.clone());
+            }
+        }
+        for group in &mut self.iam_groups {
+            group.members = members.remove(group.name.as_str()).unwrap_or_default();
+        }
+    }
+
     /// Sorts every list so that two syncs of the same organization are byte-identical.
     pub fn normalize(&mut self) {
         self.accounts.sort_by(|a, b| a.id.cmp(&b.id));

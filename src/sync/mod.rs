@@ -3,6 +3,8 @@
 
 pub mod cache;
 pub mod engine;
+pub mod facts;
+pub mod fetch;
 pub mod inventory;
 pub mod schedule;
 pub mod state;

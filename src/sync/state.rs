@@ -1,5 +1,6 @@
 //! The page state of an unfinished sync: which phase, which item of it, which NextToken, and
-//! the inventory gathered so far. Saved at checkpoints; a restarted sync continues from it.
+//! how many journal segments hold what was learned so far (see `facts`). The cursors are saved
+//! at checkpoints; a restarted sync replays the segments and continues from the cursors.
 
 use std::collections::BTreeMap;
 
@@ -9,8 +10,8 @@ use super::inventory::Inventory;
 use crate::aws::credential_report::Report;
 
 /// Bumped whenever the state's meaning changes; older states are discarded, not misread.
-/// (2: one state per stream.)
-pub const STATE_VERSION: u32 = 2;
+/// (2: one state per stream; 3: the gathered items in journal segments, not in the state.)
+pub const STATE_VERSION: u32 = 3;
 
 /// The phases of a sync, in order.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -178,20 +179,27 @@ pub struct PageState {
     pub item: usize,
     /// The token of the next page of the current item.
     pub next_token: Option<String>,
-    pub inventory: Inventory,
-    /// Permission set ARNs, before their details are known.
-    pub permission_set_arns: Vec<String>,
-    /// Accounts each permission set is provisioned to (per-account listing only).
-    pub provisioned: BTreeMap<String, Vec<String>>,
     pub listing: Option<AssignmentListing>,
     /// How the pairs are found, once decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovery: Option<PairDiscovery>,
-    /// Where access keys come from, once the AccessKeys phase has begun.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_source: Option<KeySource>,
     /// Pages fetched in this and interrupted runs.
     pub pages: u64,
+    /// Journal segments saved so far: what the stream learned up to these cursors.
+    #[serde(default)]
+    pub segments: u32,
+    /// What was learned, rebuilt from the journal: never saved with the cursors.
+    #[serde(skip)]
+    pub inventory: Inventory,
+    /// Permission set ARNs, before their details are known.
+    #[serde(skip)]
+    pub permission_set_arns: Vec<String>,
+    /// Accounts each permission set is provisioned to (per-account listing only).
+    #[serde(skip)]
+    pub provisioned: BTreeMap<String, Vec<String>>,
+    /// Where access keys come from, once the AccessKeys phase has begun.
+    #[serde(skip)]
+    pub key_source: Option<KeySource>,
 }
 
 impl PageState {
@@ -210,6 +218,7 @@ impl PageState {
             discovery: None,
             key_source: None,
             pages: 0,
+            segments: 0,
         }
     }
 
@@ -238,6 +247,18 @@ impl PageState {
     /// Forgets what phase `to` and every later phase gathered and restarts at `to`: the way a
     /// stream whose saved items went stale is listed again. Earlier phases are kept.
     pub fn rewind(&mut self, to: Phase) {
+        self.forget_from(to);
+        if to <= Phase::Provisioning {
+            self.listing = None;
+            self.discovery = None;
+        }
+        self.phase = to;
+        self.item = 0;
+        self.next_token = None;
+    }
+
+    /// Forgets what phase `to` and every later phase gathered (the items, not the cursors).
+    pub fn forget_from(&mut self, to: Phase) {
         let inventory = &mut self.inventory;
         let from = |phase: Phase| phase >= to;
         if from(Phase::Accounts) {
@@ -276,15 +297,10 @@ impl PageState {
         }
         if from(Phase::Provisioning) {
             self.provisioned.clear();
-            self.listing = None;
-            self.discovery = None;
         }
         if from(Phase::Assignments) {
             inventory.assignments.clear();
         }
-        self.phase = to;
-        self.item = 0;
-        self.next_token = None;
     }
 
     /// The (permission set, account) pairs per-account listing walks, in a stable order.
@@ -353,6 +369,19 @@ mod tests {
         state.next_token = Some("t".into());
         let bytes = serde_json::to_vec(&state).expect("json");
         assert_eq!(PageState::resume(&bytes, "scope-a"), Ok(state.clone()));
+        // What was learned is in the journal, never in the saved cursors.
+        let mut learned = state.clone();
+        learned
+            .inventory
+            .sso_users
+            .push(crate::sync::inventory::SsoUser {
+                id: "user-in-the-journal".into(),
+                ..Default::default()
+            });
+        learned
+            .permission_set_arns
+            .push("arn:ps-in-the-journal".into());
+        assert_eq!(serde_json::to_vec(&learned).expect("json"), bytes);
         let why = |result: Result<PageState, String>| result.expect_err("not resumed");
         assert!(why(PageState::resume(&bytes, "scope-b")).contains("other settings"));
         assert!(why(PageState::resume(b"garbage", "scope-a")).contains("cannot be read"));

@@ -17,6 +17,10 @@ pub trait StateStore: Send + Sync {
     fn load(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
     fn save(&self, key: &str, value: &[u8]) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Whether what is saved is kept for a later run: when not, a sync journals nothing.
+    fn keeps_state(&self) -> bool {
+        true
+    }
 }
 
 /// Files `<dir>/<key>.json`, written atomically (a crash leaves the old or the new file).
@@ -109,5 +113,9 @@ impl StateStore for NoStore {
 
     async fn delete(&self, _key: &str) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn keeps_state(&self) -> bool {
+        false
     }
 }

@@ -1,0 +1,243 @@
+//! What a stream learns, one fact at a time. A fact is applied to the stream's page state as it
+//! is learned and, when the sync keeps state, appended to the stream's journal: a checkpoint
+//! writes only the facts learned since the previous one, as a new segment written once, and a
+//! resumed run replays the segments. The saved page state itself holds only cursors, so no
+//! checkpoint rewrites the inventory gathered so far.
+
+use serde::{Deserialize, Serialize};
+
+use super::inventory::{
+    AccessKey, Account, Assignment, IamGroup, IamRole, IamUser, PermissionSet, SsoGroup, SsoUser,
+};
+use super::state::{KeySource, PageState, Phase};
+use crate::api::connector::IdentityCenterRef;
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub enum Fact {
+    Accounts(Vec<Account>),
+    IamDetails {
+        users: Vec<IamUser>,
+        groups: Vec<IamGroup>,
+        roles: Vec<IamRole>,
+    },
+    /// Where access keys' last use comes from.
+    KeySource(KeySource),
+    /// A user's access keys, all of them.
+    AccessKeys {
+        user: String,
+        keys: Vec<AccessKey>,
+    },
+    /// An IAM user deleted after it was listed.
+    IamUserGone(String),
+    Instance(Option<IdentityCenterRef>),
+    SsoUsers(Vec<SsoUser>),
+    SsoGroups(Vec<SsoGroup>),
+    /// A group's members, all of them.
+    Members {
+        group: String,
+        users: Vec<String>,
+    },
+    /// An Identity Center group deleted after it was listed.
+    SsoGroupGone(String),
+    /// The ids of the Identity Store stream's users and groups, as the Identity Center stream
+    /// holds them for its listing choice and its listing per principal.
+    Principals {
+        users: Vec<String>,
+        groups: Vec<String>,
+    },
+    PermissionSetArns(Vec<String>),
+    PermissionSet(PermissionSet),
+    /// A permission set deleted after it was listed.
+    PermissionSetGone(String),
+    /// The accounts a permission set is provisioned to, all of them.
+    ProvisionedTo {
+        permission_set: String,
+        accounts: Vec<String>,
+    },
+    /// The permission sets provisioned to an account, all of them; only those listed by this
+    /// stream are kept.
+    ProvisionedIn {
+        account: String,
+        permission_sets: Vec<String>,
+    },
+    Assignments(Vec<Assignment>),
+    /// What `Phase` and every later phase of the stream gathered was forgotten, to be listed
+    /// again.
+    Rewound(Phase),
+}
+
+impl PageState {
+    /// Applies what was learned: live, and again when a journal is replayed.
+    pub fn apply(&mut self, fact: Fact) {
+        let inventory = &mut self.inventory;
+        match fact {
+            Fact::Accounts(accounts) => inventory.accounts.extend(accounts),
+            Fact::IamDetails {
+                users,
+                groups,
+                roles,
+            } => {
+                inventory.iam_users.extend(users);
+                inventory.iam_groups.extend(groups);
+                inventory.iam_roles.extend(roles);
+            }
+            Fact::KeySource(source) => self.key_source = Some(source),
+            Fact::AccessKeys { user, keys } => {
+                if let Some(user) = inventory.iam_users.iter_mut().find(|u| u.name == user) {
+                    user.access_keys = Some(keys);
+                }
+            }
+            Fact::IamUserGone(name) => inventory.iam_users.retain(|u| u.name != name),
+            Fact::Instance(instance) => inventory.identity_center = instance,
+            Fact::SsoUsers(users) => inventory.sso_users.extend(users),
+            Fact::SsoGroups(groups) => inventory.sso_groups.extend(groups),
+            Fact::Members { group, users } => {
+                if let Some(group) = inventory.sso_groups.iter_mut().find(|g| g.id == group) {
+                    group.members = users;
+                }
+            }
+            Fact::SsoGroupGone(id) => inventory.sso_groups.retain(|g| g.id != id),
+            Fact::Principals { users, groups } => {
+                inventory.sso_users = users
+                    .into_iter()
+                    .map(|id| SsoUser {
+                        id,
+                        ..SsoUser::default()
+                    })
+                    .collect();
+                inventory.sso_groups = groups
+                    .into_iter()
+                    .map(|id| SsoGroup {
+                        id,
+                        ..SsoGroup::default()
+                    })
+                    .collect();
+            }
+            Fact::PermissionSetArns(arns) => self.permission_set_arns.extend(arns),
+            Fact::PermissionSet(details) => inventory.permission_sets.push(details),
+            Fact::PermissionSetGone(arn) => {
+                self.permission_set_arns.retain(|a| a != &arn);
+                inventory.permission_sets.retain(|p| p.arn != arn);
+                self.provisioned.remove(&arn);
+            }
+            Fact::ProvisionedTo {
+                permission_set,
+                accounts,
+            } => {
+                self.provisioned.insert(permission_set, accounts);
+            }
+            Fact::ProvisionedIn {
+                account,
+                permission_sets,
+            } => {
+                for arn in permission_sets {
+                    if self.permission_set_arns.contains(&arn) {
+                        self.provisioned
+                            .entry(arn)
+                            .or_default()
+                            .push(account.clone());
+                    }
+                }
+            }
+            Fact::Assignments(assignments) => inventory.assignments.extend(assignments),
+            Fact::Rewound(phase) => self.forget_from(phase),
+        }
+    }
+}
+
+/// Appends `fact` to a journal segment being gathered: one JSON document per line.
+pub fn record(segment: &mut Vec<u8>, fact: &Fact) {
+    // Serializing these plain data types cannot fail; a failure would only lose the fact from
+    // the journal, and a resume replaying it would then list that item again.
+    if serde_json::to_writer(&mut *segment, fact).is_ok() {
+        segment.push(b'\n');
+    }
+}
+
+/// The facts of a saved segment, in order.
+pub fn replay(segment: &[u8]) -> Result<Vec<Fact>, serde_json::Error> {
+    segment
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(serde_json::from_slice)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::state::Stream;
+
+    fn user(name: &str) -> IamUser {
+        IamUser {
+            name: name.into(),
+            ..IamUser::default()
+        }
+    }
+
+    #[test]
+    fn a_replayed_journal_rebuilds_what_was_learned() {
+        let facts = vec![
+            Fact::IamDetails {
+                users: vec![user("a"), user("b"), user("c")],
+                groups: Vec::new(),
+                roles: Vec::new(),
+            },
+            Fact::AccessKeys {
+                user: "a".into(),
+                keys: vec![AccessKey {
+                    id: "AKIA1".into(),
+                    ..AccessKey::default()
+                }],
+            },
+            Fact::IamUserGone("b".into()),
+            Fact::PermissionSetArns(vec!["ps-1".into(), "ps-2".into()]),
+            Fact::ProvisionedIn {
+                account: "111".into(),
+                permission_sets: vec!["ps-2".into(), "ps-unknown".into()],
+            },
+            Fact::PermissionSetGone("ps-1".into()),
+        ];
+        let mut live = PageState::fresh_for(String::new(), Stream::Iam);
+        let mut journal = Vec::new();
+        for fact in facts {
+            record(&mut journal, &fact);
+            live.apply(fact);
+        }
+        let mut replayed = PageState::fresh_for(String::new(), Stream::Iam);
+        for fact in replay(&journal).expect("replayed") {
+            replayed.apply(fact);
+        }
+        assert_eq!(replayed, live);
+        let names: Vec<&str> = live
+            .inventory
+            .iam_users
+            .iter()
+            .map(|u| u.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "c"]);
+        assert_eq!(
+            live.inventory.iam_users[0]
+                .access_keys
+                .as_ref()
+                .map(Vec::len),
+            Some(1)
+        );
+        assert_eq!(live.permission_set_arns, ["ps-2"]);
+        assert_eq!(
+            live.provisioned.get("ps-2").map(Vec::as_slice),
+            Some(&["111".to_string()][..]),
+            "only the permission sets this stream listed"
+        );
+        assert!(!live.provisioned.contains_key("ps-unknown"));
+    }
+
+    #[test]
+    fn a_damaged_segment_is_refused() {
+        let mut journal = Vec::new();
+        record(&mut journal, &Fact::Accounts(Vec::new()));
+        journal.extend_from_slice(b"{\"accounts\":[tru\n");
+        assert!(replay(&journal).is_err());
+    }
+}
