@@ -307,7 +307,13 @@ async fn connector_syncs_into_status_and_configmaps() {
         .await
         .expect("cache ConfigMap");
     assert!(cache.binary_data.is_some());
-    for stream in ["organizations", "iam", "identity-store", "identity-center"] {
+    for stream in [
+        "organizations",
+        "iam",
+        "identity-store-users",
+        "identity-store-groups",
+        "identity-center",
+    ] {
         assert!(
             config_maps
                 .get_opt(&name(&format!("sync-state-{stream}")))

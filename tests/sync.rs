@@ -628,7 +628,7 @@ fn an_expired_page_token_restarts_its_own_stream() {
     // Make the saved state one stopped after the first page of groups, holding a token that
     // has expired since: its cursors at that page, and its journal up to the segment that
     // learned that page (one segment per page, with checkpoints at every page).
-    let file = state.join("sync-state-identity-store.json");
+    let file = state.join("sync-state-identity-store-groups.json");
     let mut saved: Value =
         serde_json::from_slice(&std::fs::read(&file).expect("read state")).expect("state JSON");
     assert_eq!(saved["phase"], "memberships");
@@ -638,7 +638,7 @@ fn an_expired_page_token_restarts_its_own_stream() {
     );
     let first_groups = (0..saved["segments"].as_u64().expect("segments"))
         .find(|n| {
-            let segment = state.join(format!("sync-journal-identity-store-{n}.json"));
+            let segment = state.join(format!("sync-journal-identity-store-groups-{n}.json"));
             let facts = std::fs::read_to_string(segment).expect("read segment");
             facts
                 .lines()

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 
 use super::cache::{SyncCache, unix_now};
+use super::census::{self, Census};
 use super::facts::{self, Fact};
 use super::fetch::{self, Fetched};
 use super::inventory::{AccessKey, Assignment, Inventory, PermissionSet};
@@ -94,13 +95,14 @@ struct Engine<'a, S> {
     saved_token: bool,
     /// The Identity Center stream's view of the accounts the Organizations stream lists.
     accounts: Option<Heard<Vec<String>>>,
-    /// The Identity Center stream's view of the users and groups of the Identity Store stream.
-    principals: Option<Heard<Principals>>,
-    /// Where the Identity Store stream tells the users and groups it listed.
-    principals_told: Option<Told<Principals>>,
+    /// The Identity Center stream's view of the users and groups the Identity Store streams
+    /// list.
+    census: Option<census::Heard>,
+    /// Where an Identity Store stream tells how far its list got.
+    census_told: Option<census::Told>,
     /// Where the Identity Center stream tells the instance it found.
     instance_told: Option<Told<IdentityCenterRef>>,
-    /// The Identity Store stream's view of that instance.
+    /// The Identity Store streams' view of that instance.
     instance: Option<Heard<IdentityCenterRef>>,
 }
 
@@ -165,12 +167,9 @@ async fn hear<T: Clone>(heard: &mut Heard<T>) -> Option<T> {
     told.clone().flatten()
 }
 
-/// The ids of the users and groups the Identity Store stream found.
-type Principals = (Vec<String>, Vec<String>);
-
 /// Runs one sync of the organization `session` reaches: its streams (Organizations, IAM,
-/// Identity Store, Identity Center's sso-admin) at once, each through its own rate-limit lanes
-/// and with its own page state. `scope` fingerprints the settings; a saved state of another scope is ignored.
+/// Identity Store's users, its groups, Identity Center's sso-admin) at once, each through its
+/// own rate-limit lanes and with its own page state. `scope` fingerprints the settings; a saved state of another scope is ignored.
 pub async fn run<S: StateStore>(
     session: &Session,
     spec: &SyncSpec,
@@ -185,39 +184,50 @@ pub async fn run<S: StateStore>(
     };
     let mut organizations = open(Stream::Organizations, SyncCache::default()).await?;
     let mut iam = open(Stream::Iam, SyncCache::default()).await?;
-    let mut store_stream = open(Stream::IdentityStore, SyncCache::default()).await?;
+    let mut users = open(Stream::IdentityStoreUsers, SyncCache::default()).await?;
+    let mut groups = open(Stream::IdentityStoreGroups, SyncCache::default()).await?;
     let mut center = open(Stream::IdentityCenter, cache).await?;
     let (accounts_told, accounts) = tokio::sync::watch::channel(None);
     let (instance_told, instance) = tokio::sync::watch::channel(None);
-    let (principals_told, principals) = tokio::sync::watch::channel(None);
+    let (census_told, census) = tokio::sync::watch::channel(Census::default());
     center.accounts = Some(accounts);
-    center.principals = Some(principals);
+    center.census = Some(census);
     center.instance_told = Some(instance_told);
-    store_stream.instance = Some(instance);
+    users.instance = Some(instance.clone());
+    groups.instance = Some(instance);
+    users.census_told = Some(census_told.clone());
+    groups.census_told = Some(census_told);
     let results = futures::join!(
         organizations.run_organizations(accounts_told),
         iam.run_phases(),
-        store_stream.run_identity_store(principals_told),
+        users.run_identity_store(),
+        groups.run_identity_store(),
         center.run_identity_center(),
     );
-    let failed = [results.0, results.1, results.2, results.3]
+    let failed = [results.0, results.1, results.2, results.3, results.4]
         .into_iter()
         .find_map(Result::err);
+    let streams = [
+        &mut organizations,
+        &mut iam,
+        &mut users,
+        &mut groups,
+        &mut center,
+    ];
     if let Some(error) = failed {
         // Every stream's page state is kept, finished or not, so that the next run resumes
         // each where it stopped.
-        for engine in [&mut organizations, &mut iam, &mut store_stream, &mut center] {
+        for engine in streams {
             if let Err(saving) = engine.save_state().await {
                 tracing::warn!(error = %saving, "could not save the page state of the failed sync");
             }
         }
         return Err(error);
     }
-    let resumed = organizations.resumed || iam.resumed || store_stream.resumed || center.resumed;
+    let resumed = streams.iter().any(|engine| engine.resumed);
     let mut engine = center;
-    engine.state.inventory.sso_users = std::mem::take(&mut store_stream.state.inventory.sso_users);
-    engine.state.inventory.sso_groups =
-        std::mem::take(&mut store_stream.state.inventory.sso_groups);
+    engine.state.inventory.sso_users = std::mem::take(&mut users.state.inventory.sso_users);
+    engine.state.inventory.sso_groups = std::mem::take(&mut groups.state.inventory.sso_groups);
     engine.state.inventory.accounts = std::mem::take(&mut organizations.state.inventory.accounts);
     engine.state.inventory.iam_users = std::mem::take(&mut iam.state.inventory.iam_users);
     engine.state.inventory.iam_groups = std::mem::take(&mut iam.state.inventory.iam_groups);
@@ -262,8 +272,9 @@ pub async fn run<S: StateStore>(
         }
         store.delete(&state_key(stream)).await?;
     }
-    // A page state of an earlier version, kept under the old name.
+    // Page states of earlier versions, kept under old names.
     store.delete(STATE_KEY).await?;
+    store.delete(&format!("{STATE_KEY}-identity-store")).await?;
     tracing::info!(
         calls = inventory.stats.total_calls,
         throttled = inventory.stats.throttled,
@@ -319,42 +330,66 @@ impl<'a, S: StateStore> Engine<'a, S> {
             journal: Vec::new(),
             listed: BTreeSet::new(),
             accounts: None,
-            principals: None,
-            principals_told: None,
+            census: None,
+            census_told: None,
             instance_told: None,
             instance: None,
         })
     }
 
-    /// Runs the Identity Store stream once the instance is known, telling the Identity Center
-    /// stream the users and groups as soon as they are listed: it needs their ids, not the
-    /// memberships, which are listed meanwhile.
-    async fn run_identity_store(&mut self, told: Told<Principals>) -> Result<(), SyncError> {
+    /// Runs an Identity Store stream once the instance is known, telling the Identity Center
+    /// stream how far its list got as it goes: a count for its choice of listing, the ids as
+    /// soon as the list is complete (the group members are not needed; they are listed
+    /// meanwhile).
+    async fn run_identity_store(&mut self) -> Result<(), SyncError> {
         if self.state.inventory.identity_center.is_none()
             && let Some(heard) = self.instance.as_mut()
         {
             self.state.inventory.identity_center = hear(heard).await;
         }
-        if self.state.phase > Phase::SsoGroups {
-            told.send_replace(Some(Some(self.principal_ids())));
-        }
-        self.principals_told = Some(told);
+        self.tell_census(false);
         let result = self.run_phases().await;
-        if let Some(told) = self.principals_told.take()
-            && told.borrow().is_none()
-        {
-            told.send_replace(Some(result.is_ok().then(|| self.principal_ids())));
-        }
+        self.tell_census(result.is_err());
         result
     }
 
-    /// The ids of the users and groups listed.
-    fn principal_ids(&self) -> Principals {
+    /// Tells the Identity Center stream how many users (or groups) are listed, and their ids
+    /// once the list is complete, or that it never will be (`failed`).
+    fn tell_census(&self, failed: bool) {
+        let Some(told) = &self.census_told else {
+            return;
+        };
         let inventory = &self.state.inventory;
-        (
-            inventory.sso_users.iter().map(|u| u.id.clone()).collect(),
-            inventory.sso_groups.iter().map(|g| g.id.clone()).collect(),
-        )
+        let users = self.stream == Stream::IdentityStoreUsers;
+        let (count, complete) = if users {
+            (
+                inventory.sso_users.len(),
+                self.state.phase > Phase::SsoUsers,
+            )
+        } else {
+            (
+                inventory.sso_groups.len(),
+                self.state.phase > Phase::SsoGroups,
+            )
+        };
+        told.send_modify(|census| {
+            let listed = if users {
+                &mut census.users
+            } else {
+                &mut census.groups
+            };
+            listed.count = count;
+            if listed.ids.is_none() && complete {
+                let ids = if users {
+                    inventory.sso_users.iter().map(|u| u.id.clone()).collect()
+                } else {
+                    inventory.sso_groups.iter().map(|g| g.id.clone()).collect()
+                };
+                listed.ids = Some(Some(ids));
+            } else if listed.ids.is_none() && failed {
+                listed.ids = Some(None);
+            }
+        });
     }
 
     /// Runs the Identity Center stream, telling the Identity Store stream the instance as soon
@@ -374,16 +409,32 @@ impl<'a, S: StateStore> Engine<'a, S> {
         }
     }
 
-    /// The users and groups (ids only) the Identity Store stream found, waited for.
-    async fn identity_store_principals(&mut self) -> Result<Principals, SyncError> {
-        let Some(heard) = self.principals.as_mut() else {
-            return Ok(Default::default());
+    /// Whether the Identity Store streams list more than `n` users and groups, waited for only
+    /// until that is known, and how many were known to be listed then.
+    async fn principals_more_than(&mut self, n: usize) -> (bool, usize) {
+        match self.census.as_mut() {
+            Some(heard) => census::more_than(heard, n).await,
+            None => (false, 0),
+        }
+    }
+
+    /// The ids of every user and group (kept in this stream, ids only, for the listing per
+    /// principal and for a resumed run), once the Identity Store streams have listed them.
+    async fn learn_principals(&mut self) -> Result<(), SyncError> {
+        let inventory = &self.state.inventory;
+        if !inventory.sso_users.is_empty() || !inventory.sso_groups.is_empty() {
+            return Ok(());
+        }
+        let Some(heard) = self.census.as_mut() else {
+            return Ok(());
         };
-        hear(heard).await.ok_or_else(|| {
+        let (users, groups) = census::ids(heard).await.ok_or_else(|| {
             SyncError::Stopped(
-                "the Identity Store stream could not list the users and groups".into(),
+                "the Identity Store streams could not list the users and groups".into(),
             )
-        })
+        })?;
+        self.learn(Fact::Principals { users, groups });
+        Ok(())
     }
 
     /// Runs the Organizations stream, then tells the Identity Center stream the accounts.
@@ -511,11 +562,6 @@ impl<'a, S: StateStore> Engine<'a, S> {
                 continue;
             }
             self.listed.insert(phase);
-            if phase == Phase::SsoGroups
-                && let Some(told) = &self.principals_told
-            {
-                told.send_replace(Some(Some(self.principal_ids())));
-            }
             tracing::info!(
                 stream = self.stream.key(),
                 ?phase,
@@ -525,6 +571,7 @@ impl<'a, S: StateStore> Engine<'a, S> {
             self.state.phase = self.stream.next(phase);
             self.state.item = 0;
             self.state.next_token = None;
+            self.tell_census(false);
             self.checkpoint().await?;
         }
         Ok(())
@@ -697,6 +744,7 @@ impl<'a, S: StateStore> Engine<'a, S> {
             .await
             .map_err(|e| self.failed(e))?;
             self.learn(Fact::SsoUsers(page.items));
+            self.tell_census(false);
             if self.after_page(page.next).await? {
                 return Ok(());
             }
@@ -717,6 +765,7 @@ impl<'a, S: StateStore> Engine<'a, S> {
             .await
             .map_err(|e| self.failed(e))?;
             self.learn(Fact::SsoGroups(page.items));
+            self.tell_census(false);
             if self.after_page(page.next).await? {
                 return Ok(());
             }
@@ -834,20 +883,10 @@ impl<'a, S: StateStore> Engine<'a, S> {
         self.state.next_token = None;
     }
 
-    fn principals(&self) -> usize {
-        self.state.inventory.sso_users.len() + self.state.inventory.sso_groups.len()
-    }
-
     async fn provisioning(&mut self) -> Result<(), SyncError> {
         let Some((instance, _)) = self.identity_center() else {
             return Ok(());
         };
-        // The principals come from the Identity Store stream (kept here, ids only, for the
-        // listing per principal and for a resumed run).
-        if self.state.inventory.sso_users.is_empty() && self.state.inventory.sso_groups.is_empty() {
-            let (users, groups) = self.identity_store_principals().await?;
-            self.learn(Fact::Principals { users, groups });
-        }
         let sets = self.state.permission_set_arns.len();
         // Per-account discovery needs the accounts: wait for the Organizations stream, unless
         // the choice was made before (a resumed run) and does not need them.
@@ -866,11 +905,14 @@ impl<'a, S: StateStore> Engine<'a, S> {
             PairDiscovery::PerPermissionSet => sets,
             PairDiscovery::PerAccount => accounts.len(),
         };
-        if let Some(listing) = choose_listing(self.principals(), cost, None) {
+        // The principals are the Identity Store streams', still being listed: a count past
+        // the cost settles it as well as the whole list would.
+        let (_, principals) = self.principals_more_than(cost).await;
+        if let Some(listing) = choose_listing(principals, cost, None) {
             tracing::info!(
-                principals = self.principals(),
+                principals,
                 discovery_calls = cost,
-                "assignments listed per principal: fewer principals than calls to find the pairs"
+                "assignments listed per principal: no more principals than calls to find the pairs"
             );
             self.state.listing = Some(listing);
             return Ok(());
@@ -882,13 +924,14 @@ impl<'a, S: StateStore> Engine<'a, S> {
         }
         let pairs: usize = self.state.provisioned.values().map(Vec::len).sum();
         let sets = self.state.permission_set_arns.len();
-        self.state.listing = choose_listing(self.principals(), cost, Some(pairs));
+        let (_, principals) = self.principals_more_than(pairs.saturating_sub(1)).await;
+        self.state.listing = choose_listing(principals, cost, Some(pairs));
         tracing::info!(
             discovery = discovery.as_str(),
             permission_sets = sets,
             accounts = accounts.len(),
             pairs,
-            principals = self.principals(),
+            principals_at_least = principals,
             listing = self.state.listing.map(AssignmentListing::as_str),
             "assignment listing chosen"
         );
@@ -996,6 +1039,7 @@ impl<'a, S: StateStore> Engine<'a, S> {
             }
             Some(AssignmentListing::PerPrincipal) | None => {
                 self.state.listing = Some(AssignmentListing::PerPrincipal);
+                self.learn_principals().await?;
                 let inventory = &self.state.inventory;
                 // (is a group, id)
                 let principals: Vec<(bool, String)> = inventory

@@ -2,6 +2,7 @@
 //! with a cache that spares calls on the next sync.
 
 pub mod cache;
+pub mod census;
 pub mod engine;
 pub mod facts;
 pub mod fetch;

@@ -83,17 +83,22 @@ pub fn choose_discovery(permission_sets: usize, accounts: Option<usize>) -> Pair
 pub enum Stream {
     Organizations,
     Iam,
-    /// Identity Store: users, groups, memberships.
-    IdentityStore,
+    /// Identity Store's users.
+    IdentityStoreUsers,
+    /// Identity Store's groups and their members; through the same lane as the users, whose
+    /// single list is paged one page after another, so that the lane's spare rate lists the
+    /// members meanwhile.
+    IdentityStoreGroups,
     /// sso-admin: the instance, permission sets, pairs, assignments.
     IdentityCenter,
 }
 
 impl Stream {
-    pub const ALL: [Stream; 4] = [
+    pub const ALL: [Stream; 5] = [
         Self::Organizations,
         Self::Iam,
-        Self::IdentityStore,
+        Self::IdentityStoreUsers,
+        Self::IdentityStoreGroups,
         Self::IdentityCenter,
     ];
 
@@ -103,7 +108,8 @@ impl Stream {
         match self {
             Self::Organizations => &[Accounts],
             Self::Iam => &[IamDetails, AccessKeys],
-            Self::IdentityStore => &[SsoUsers, SsoGroups, Memberships],
+            Self::IdentityStoreUsers => &[SsoUsers],
+            Self::IdentityStoreGroups => &[SsoGroups, Memberships],
             Self::IdentityCenter => &[
                 Instance,
                 PermissionSets,
@@ -119,7 +125,8 @@ impl Stream {
         match self {
             Self::Organizations => "organizations",
             Self::Iam => "iam",
-            Self::IdentityStore => "identity-store",
+            Self::IdentityStoreUsers => "identity-store-users",
+            Self::IdentityStoreGroups => "identity-store-groups",
             Self::IdentityCenter => "identity-center",
         }
     }
