@@ -418,7 +418,96 @@ fn an_interrupted_sync_resumes_from_its_last_page() {
     );
     assert!(
         resumed_total + 30 >= fresh_total,
-        "the resume skipped work only up to the last page saved"
+        "the resume skipped work only up to the last page saved: resume {:?}, fresh {:?}",
+        calls(&resumed),
+        calls(&fresh)
+    );
+    assert_eq!(content(&resumed), content(&fresh));
+}
+
+/// Calls but the credential report's generation polls, whose number depends on how long the
+/// report takes, not on the work.
+fn work_calls(calls: &BTreeMap<String, u64>) -> u64 {
+    calls
+        .iter()
+        .filter(|(operation, _)| *operation != "GenerateCredentialReport")
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// A sync killed (SIGKILL, no chance to save anything more) once half of a fresh sync's calls
+/// were answered resumes with the other half: every page answered before the kill was kept,
+/// in whichever stream and item it was, so the resume makes no call the first run had made,
+/// but its own GetCallerIdentity.
+#[test]
+fn a_sync_killed_halfway_resumes_with_the_other_half() {
+    let moto = Moto::start();
+    moto.seed(&[
+        "--sso-users",
+        "40",
+        "--sso-groups",
+        "8",
+        "--permission-sets",
+        "6",
+        "--access-keys",
+        "3",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(dir.path(), json!({}));
+    let mut value: Value =
+        serde_json::from_str(&std::fs::read_to_string(&connector).expect("read")).expect("json");
+    value["spec"]["sync"] = json!({"accessKeys": true});
+    std::fs::write(&connector, value.to_string()).expect("write");
+    let fresh = sync(&moto, &connector, &[]);
+    let fresh_total = work_calls(&calls(&fresh));
+
+    let half = fresh_total / 2;
+    let fresh_polls = calls_of(&fresh, "GenerateCredentialReport");
+    let state = dir.path().join("state");
+    let state_arg = state.to_str().expect("utf-8");
+    moto.reset_calls();
+    // Half the work answered, when the report takes as many polls as in the fresh sync.
+    let hang_after = half + fresh_polls;
+    moto.set_faults(json!({"hang_after": hang_after}));
+    let mut child = command(
+        &moto,
+        &connector,
+        &["--state-dir", state_arg, "--checkpoint-seconds", "0"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start sync");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while moto.calls().values().sum::<u64>() <= hang_after {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync did not reach {hang_after} calls"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every request from here on waits: give the answered ones time to be learned and saved.
+    std::thread::sleep(Duration::from_secs(1));
+    child.kill().expect("kill the sync");
+    child.wait().expect("reap");
+    let polls = moto
+        .calls()
+        .get("GenerateCredentialReport")
+        .copied()
+        .unwrap_or(0);
+    let answered = hang_after - polls;
+    moto.set_faults(json!({}));
+    moto.reset_calls();
+
+    let resumed = sync(&moto, &connector, &["--state-dir", state_arg]);
+    assert_eq!(resumed["stats"]["resumed"], true);
+    let resumed_total = work_calls(&moto.calls());
+    eprintln!("fresh {fresh_total} calls, {answered} answered before the kill, resume {resumed_total}");
+    assert!(
+        resumed_total <= fresh_total - answered + 1,
+        "a fresh sync made {fresh_total} calls and the killed one had {answered} answered, \
+         but the resume made {resumed_total}: {:?}",
+        moto.calls()
     );
     assert_eq!(content(&resumed), content(&fresh));
 }

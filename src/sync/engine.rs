@@ -4,6 +4,7 @@
 //! calls.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -11,16 +12,16 @@ use futures::StreamExt;
 use super::cache::{SyncCache, unix_now};
 use super::census::{self, Census};
 use super::facts::{self, Fact};
-use super::fetch::{self, Fetched};
-use super::inventory::{AccessKey, Assignment, Inventory, PermissionSet};
+use super::fetch;
+use super::inventory::Inventory;
 use super::state::{
     AssignmentListing, KeySource, PageState, PairDiscovery, Phase, Stream, choose_discovery,
     choose_listing, source_of,
 };
 use super::store::{StateStore, StoreError};
 use crate::api::connector::{IdentityCenterRef, SyncSpec};
-use crate::aws::credential_report::ReportKey;
 use crate::aws::error::ErrorKind;
+use crate::aws::model::Page;
 use crate::aws::{AwsError, Session, credential_report, iam, identity_center, organizations};
 
 /// Store keys.
@@ -534,12 +535,52 @@ impl<'a, S: StateStore> Engine<'a, S> {
         Ok(done)
     }
 
-    /// Records that an item of a per-item phase was fetched whole, in `pages` pages.
-    async fn after_item(&mut self, pages: u64) -> Result<(), SyncError> {
-        self.count_pages(pages);
-        self.state.item += 1;
-        self.state.next_token = None;
+    /// Records a page of item `key` of per-item `phase`: where its next page starts, or that
+    /// it is done.
+    async fn after_item_page(
+        &mut self,
+        phase: Phase,
+        key: String,
+        next: Option<String>,
+    ) -> Result<(), SyncError> {
+        self.count_pages(1);
+        match next {
+            Some(token) => {
+                self.state.ahead.insert(key, token);
+            }
+            None => {
+                self.state.ahead.remove(&key);
+                self.learn(Fact::ItemDone(phase, key));
+            }
+        }
         self.checkpoint().await
+    }
+
+    /// Records that item `key` of per-item `phase` was left out (gone since it was listed).
+    fn item_left_out(&mut self, phase: Phase, key: String) {
+        self.state.ahead.remove(&key);
+        self.learn(Fact::ItemDone(phase, key));
+    }
+
+    /// The items of per-item `phase` not yet listed whole, each with the token of its next
+    /// page (`None`: from its first).
+    fn still_to_list(&self, phase: Phase, keys: Vec<String>) -> Vec<(String, Option<String>)> {
+        keys.into_iter()
+            .filter(|key| !self.state.done.contains(&(phase, key.clone())))
+            .map(|key| {
+                let token = self.state.ahead.get(&key).cloned();
+                (key, token)
+            })
+            .collect()
+    }
+
+    /// The failure of an item's page. One asked with a token from a saved state that AWS
+    /// refuses is stale state (see `stale_state`), not a failure.
+    fn item_failed(&mut self, key: &str, resumed: &BTreeSet<String>, error: AwsError) -> SyncError {
+        if error.kind == ErrorKind::Invalid && resumed.contains(key) {
+            self.saved_token = true;
+        }
+        self.failed(error)
     }
 
     async fn run_phases(&mut self) -> Result<(), SyncError> {
@@ -571,6 +612,8 @@ impl<'a, S: StateStore> Engine<'a, S> {
             self.state.phase = self.stream.next(phase);
             self.state.item = 0;
             self.state.next_token = None;
+            self.state.ahead.clear();
+            self.state.done.retain(|(done, _)| *done != phase);
             self.tell_census(false);
             self.checkpoint().await?;
         }
@@ -695,35 +738,67 @@ impl<'a, S: StateStore> Engine<'a, S> {
             self.learn(Fact::KeySource(source));
             self.checkpoint().await?;
         }
-        // `None`: unknown (no report, or a user newer than it), so listed and asked.
+        let phase = Phase::AccessKeys;
         let report = match &self.state.key_source {
-            Some(KeySource::Report(report)) => Some(report),
+            Some(KeySource::Report(report)) => Some(Arc::new(report.clone())),
             _ => None,
         };
-        let users: Vec<(String, Option<Vec<ReportKey>>)> = self.state.inventory.iam_users
-            [self.state.item..]
+        let users = self
+            .state
+            .inventory
+            .iam_users
             .iter()
-            .map(|u| (u.name.clone(), report.and_then(|r| r.get(&u.name).cloned())))
+            .map(|u| u.name.clone())
             .collect();
+        let mut to_list = Vec::new();
+        for (name, token) in self.still_to_list(phase, users) {
+            let no_keys = report
+                .as_ref()
+                .and_then(|report| report.get(&name))
+                .is_some_and(Vec::is_empty);
+            if no_keys && token.is_none() {
+                // The report shows no keys: known without a call.
+                self.learn(Fact::AccessKeys {
+                    user: name.clone(),
+                    keys: Vec::new(),
+                });
+                self.learn(Fact::ItemDone(phase, name));
+            } else {
+                to_list.push((name, token));
+            }
+        }
+        let resumed = resumed_keys(&to_list);
         let (session, size) = (self.session, self.size());
-        let mut answers = fetch::in_order(users, |(name, slots)| async move {
-            let keys = user_access_keys(session, &name, slots, size).await;
-            (name, keys)
-        });
-        while let Some((name, keys)) = answers.next().await {
-            match keys {
-                Err(e) if self.deleted_since_listed(Phase::AccessKeys, &e) => {
-                    tracing::info!(user = %name, "IAM user deleted since it was listed; left out");
-                    self.learn(Fact::IamUserGone(name));
+        let mut pages = fetch::pages_of(to_list, move |name, token| {
+            let report = report.clone();
+            async move {
+                let mut page = iam::list_access_keys(session, &name, token, size).await?;
+                // `None`: unknown (no report, or a user newer than it), so each key is asked.
+                match report.as_ref().and_then(|report| report.get(&name)) {
+                    Some(slots) => credential_report::fill_last_use(&mut page.items, slots),
+                    None => {
+                        for key in &mut page.items {
+                            iam::access_key_last_used(session, key).await?;
+                        }
+                    }
                 }
-                Err(e) => return Err(self.failed(e)),
-                Ok(keys) => {
-                    let pages = keys.pages;
+                Ok(page)
+            }
+        });
+        while let Some((name, page)) = pages.next().await {
+            match page {
+                Err(e) if self.deleted_since_listed(phase, &e) => {
+                    tracing::info!(user = %name, "IAM user deleted since it was listed; left out");
+                    self.learn(Fact::IamUserGone(name.clone()));
+                    self.item_left_out(phase, name);
+                }
+                Err(e) => return Err(self.item_failed(&name, &resumed, e)),
+                Ok(page) => {
                     self.learn(Fact::AccessKeys {
-                        user: name,
-                        keys: keys.items,
+                        user: name.clone(),
+                        keys: page.items,
                     });
-                    self.after_item(pages).await?;
+                    self.after_item_page(phase, name, page.next).await?;
                 }
             }
         }
@@ -776,32 +851,34 @@ impl<'a, S: StateStore> Engine<'a, S> {
         let Some((_, store)) = self.identity_center() else {
             return Ok(());
         };
-        let groups: Vec<String> = self.state.inventory.sso_groups[self.state.item..]
+        let phase = Phase::Memberships;
+        let groups = self
+            .state
+            .inventory
+            .sso_groups
             .iter()
             .map(|g| g.id.clone())
             .collect();
+        let items = self.still_to_list(phase, groups);
+        let resumed = resumed_keys(&items);
         let (session, size, store) = (self.session, self.size(), store.as_str());
-        let mut answers = fetch::in_order(groups, |group| async move {
-            let members = fetch::all_pages(|token| {
-                identity_center::list_group_memberships(session, store, &group, token, size)
-            })
-            .await;
-            (group, members)
+        let mut pages = fetch::pages_of(items, move |group, token| async move {
+            identity_center::list_group_memberships(session, store, &group, token, size).await
         });
-        while let Some((group, members)) = answers.next().await {
-            match members {
-                Err(e) if self.deleted_since_listed(Phase::Memberships, &e) => {
+        while let Some((group, page)) = pages.next().await {
+            match page {
+                Err(e) if self.deleted_since_listed(phase, &e) => {
                     tracing::info!(%group, "Identity Center group deleted since it was listed; left out");
-                    self.learn(Fact::SsoGroupGone(group));
+                    self.learn(Fact::SsoGroupGone(group.clone()));
+                    self.item_left_out(phase, group);
                 }
-                Err(e) => return Err(self.failed(e)),
-                Ok(members) => {
-                    let pages = members.pages;
+                Err(e) => return Err(self.item_failed(&group, &resumed, e)),
+                Ok(page) => {
                     self.learn(Fact::Members {
-                        group,
-                        users: members.items,
+                        group: group.clone(),
+                        users: page.items,
                     });
-                    self.after_item(pages).await?;
+                    self.after_item_page(phase, group, page.next).await?;
                 }
             }
         }
@@ -832,39 +909,38 @@ impl<'a, S: StateStore> Engine<'a, S> {
         let Some((instance, _)) = self.identity_center() else {
             return Ok(());
         };
+        let phase = Phase::PermissionSetDetails;
         let (now, ttl) = (unix_now(), self.options.cache_ttl.as_secs() as i64);
-        let sets: Vec<(String, Option<PermissionSet>)> = self.state.permission_set_arns
-            [self.state.item..]
-            .iter()
-            .map(|arn| {
-                let cached = self.cache.fresh_permission_set(arn, now, ttl).cloned();
-                (arn.clone(), cached)
-            })
-            .collect();
+        let mut to_describe = Vec::new();
+        for (arn, _) in self.still_to_list(phase, self.state.permission_set_arns.clone()) {
+            match self.cache.fresh_permission_set(&arn, now, ttl).cloned() {
+                Some(cached) => {
+                    self.cache_hits += 1;
+                    self.learn(Fact::PermissionSet(cached));
+                    self.learn(Fact::ItemDone(phase, arn));
+                }
+                None => to_describe.push((arn, None)),
+            }
+        }
         let (session, instance) = (self.session, instance.as_str());
-        let mut answers = fetch::in_order(sets, |(arn, cached)| async move {
-            let details = match cached {
-                Some(cached) => Ok((cached, true)),
-                None => identity_center::describe_permission_set(session, instance, &arn)
-                    .await
-                    .map(|details| (details, false)),
-            };
-            (arn, details)
+        let mut pages = fetch::pages_of(to_describe, move |arn, _| async move {
+            identity_center::describe_permission_set(session, instance, &arn)
+                .await
+                .map(|details| Page::new(vec![details], None))
         });
-        while let Some((arn, details)) = answers.next().await {
-            match details {
-                Err(e) if self.deleted_since_listed(Phase::PermissionSetDetails, &e) => {
-                    self.forget_permission_set(arn);
+        while let Some((arn, page)) = pages.next().await {
+            match page {
+                Err(e) if self.deleted_since_listed(phase, &e) => {
+                    self.forget_permission_set(arn.clone());
+                    self.item_left_out(phase, arn);
                 }
                 Err(e) => return Err(self.failed(e)),
-                Ok((details, cached)) => {
-                    if cached {
-                        self.cache_hits += 1;
-                    } else {
+                Ok(page) => {
+                    for details in page.items {
                         self.cache.remember(&arn, details.clone());
+                        self.learn(Fact::PermissionSet(details));
                     }
-                    self.learn(Fact::PermissionSet(details));
-                    self.after_item(0).await?;
+                    self.after_item_page(phase, arn, None).await?;
                 }
             }
         }
@@ -875,12 +951,6 @@ impl<'a, S: StateStore> Engine<'a, S> {
     fn forget_permission_set(&mut self, arn: String) {
         tracing::info!(permission_set = %arn, "permission set deleted since it was listed; left out");
         self.learn(Fact::PermissionSetGone(arn));
-    }
-
-    /// Moves past the current item of a per-item phase without listing the rest of it.
-    fn skip_item(&mut self) {
-        self.state.item += 1;
-        self.state.next_token = None;
     }
 
     async fn provisioning(&mut self) -> Result<(), SyncError> {
@@ -940,28 +1010,26 @@ impl<'a, S: StateStore> Engine<'a, S> {
 
     /// The pairs from ListAccountsForProvisionedPermissionSet, one permission set at a time.
     async fn pairs_per_permission_set(&mut self, instance: &str) -> Result<(), SyncError> {
-        let sets = self.state.permission_set_arns[self.state.item..].to_vec();
+        let phase = Phase::Provisioning;
+        let items = self.still_to_list(phase, self.state.permission_set_arns.clone());
+        let resumed = resumed_keys(&items);
         let (session, size) = (self.session, self.size());
-        let mut answers = fetch::in_order(sets, |arn| async move {
-            let accounts = fetch::all_pages(|token| {
-                identity_center::list_provisioned_accounts(session, instance, &arn, token, size)
-            })
-            .await;
-            (arn, accounts)
+        let mut pages = fetch::pages_of(items, move |arn, token| async move {
+            identity_center::list_provisioned_accounts(session, instance, &arn, token, size).await
         });
-        while let Some((arn, accounts)) = answers.next().await {
-            match accounts {
-                Err(e) if self.deleted_since_listed(Phase::Provisioning, &e) => {
-                    self.forget_permission_set(arn);
+        while let Some((arn, page)) = pages.next().await {
+            match page {
+                Err(e) if self.deleted_since_listed(phase, &e) => {
+                    self.forget_permission_set(arn.clone());
+                    self.item_left_out(phase, arn);
                 }
-                Err(e) => return Err(self.failed(e)),
-                Ok(accounts) => {
-                    let pages = accounts.pages;
+                Err(e) => return Err(self.item_failed(&arn, &resumed, e)),
+                Ok(page) => {
                     self.learn(Fact::ProvisionedTo {
-                        permission_set: arn,
-                        accounts: accounts.items,
+                        permission_set: arn.clone(),
+                        accounts: page.items,
                     });
-                    self.after_item(pages).await?;
+                    self.after_item_page(phase, arn, page.next).await?;
                 }
             }
         }
@@ -975,33 +1043,31 @@ impl<'a, S: StateStore> Engine<'a, S> {
         instance: &str,
         accounts: &[String],
     ) -> Result<(), SyncError> {
-        let accounts = accounts.get(self.state.item..).unwrap_or_default().to_vec();
+        let phase = Phase::Provisioning;
+        let items = self.still_to_list(phase, accounts.to_vec());
+        let resumed = resumed_keys(&items);
         let (session, size) = (self.session, self.size());
-        let mut answers = fetch::in_order(accounts, |account| async move {
-            let sets = fetch::all_pages(|token| {
-                identity_center::list_provisioned_permission_sets(
-                    session, instance, &account, token, size,
-                )
-            })
-            .await;
-            (account, sets)
+        let mut pages = fetch::pages_of(items, move |account, token| async move {
+            identity_center::list_provisioned_permission_sets(
+                session, instance, &account, token, size,
+            )
+            .await
         });
-        while let Some((account, sets)) = answers.next().await {
-            match sets {
+        while let Some((account, page)) = pages.next().await {
+            match page {
                 // The accounts are the Organizations stream's, listed moments ago or by an
                 // interrupted run: one AWS no longer knows has no pairs to find.
                 Err(e) if e.kind == ErrorKind::NotFound => {
                     tracing::info!(%account, "account gone since it was listed; left out");
-                    self.skip_item();
+                    self.item_left_out(phase, account);
                 }
-                Err(e) => return Err(self.failed(e)),
-                Ok(sets) => {
-                    let pages = sets.pages;
+                Err(e) => return Err(self.item_failed(&account, &resumed, e)),
+                Ok(page) => {
                     self.learn(Fact::ProvisionedIn {
-                        account,
-                        permission_sets: sets.items,
+                        account: account.clone(),
+                        permission_sets: page.items,
                     });
-                    self.after_item(pages).await?;
+                    self.after_item_page(phase, account, page.next).await?;
                 }
             }
         }
@@ -1012,100 +1078,76 @@ impl<'a, S: StateStore> Engine<'a, S> {
         let Some((instance, _)) = self.identity_center() else {
             return Ok(());
         };
+        let phase = Phase::Assignments;
         let (session, size, instance) = (self.session, self.size(), instance.as_str());
-        match self.state.listing {
-            Some(AssignmentListing::PerAccount) => {
-                let mut pairs = self.state.pairs();
-                let pairs = pairs.split_off(self.state.item.min(pairs.len()));
-                let mut answers = fetch::in_order(pairs, |(ps, account)| async move {
-                    let assignments = fetch::all_pages(|token| {
-                        identity_center::list_account_assignments(
-                            session, instance, &account, &ps, token, size,
-                        )
-                    })
-                    .await;
-                    (ps, account, assignments)
-                });
-                while let Some((ps, account, assignments)) = answers.next().await {
-                    match assignments {
-                        Err(e) if self.deleted_since_listed(Phase::Assignments, &e) => {
-                            tracing::info!(permission_set = %ps, %account, "permission set or account gone since it was listed; left out");
-                            self.skip_item();
-                        }
-                        Err(e) => return Err(self.failed(e)),
-                        Ok(assignments) => self.learn_assignments(assignments).await?,
-                    }
-                }
+        // Each item's key names what it lists: `<account>/<permission set ARN>` for a pair
+        // (an account id has no slash), `USER <id>` or `GROUP <id>` for a principal.
+        let per_account = self.state.listing == Some(AssignmentListing::PerAccount);
+        let keys: Vec<String> = if per_account {
+            self.state
+                .pairs()
+                .into_iter()
+                .map(|(ps, account)| format!("{account}/{ps}"))
+                .collect()
+        } else {
+            self.state.listing = Some(AssignmentListing::PerPrincipal);
+            self.learn_principals().await?;
+            let inventory = &self.state.inventory;
+            inventory
+                .sso_users
+                .iter()
+                .map(|u| format!("USER {}", u.id))
+                .chain(
+                    inventory
+                        .sso_groups
+                        .iter()
+                        .map(|g| format!("GROUP {}", g.id)),
+                )
+                .collect()
+        };
+        let items = self.still_to_list(phase, keys);
+        let resumed = resumed_keys(&items);
+        let mut pages = fetch::pages_of(items, move |key, token| async move {
+            if let Some((account, ps)) = key.split_once('/') {
+                identity_center::list_account_assignments(
+                    session, instance, account, ps, token, size,
+                )
+                .await
+            } else {
+                let (kind, id) = key.split_once(' ').unwrap_or(("USER", key.as_str()));
+                identity_center::list_assignments_for_principal(
+                    session, instance, kind, id, token, size,
+                )
+                .await
             }
-            Some(AssignmentListing::PerPrincipal) | None => {
-                self.state.listing = Some(AssignmentListing::PerPrincipal);
-                self.learn_principals().await?;
-                let inventory = &self.state.inventory;
-                // (is a group, id)
-                let principals: Vec<(bool, String)> = inventory
-                    .sso_users
-                    .iter()
-                    .map(|u| (false, u.id.clone()))
-                    .chain(inventory.sso_groups.iter().map(|g| (true, g.id.clone())))
-                    .skip(self.state.item)
-                    .collect();
-                let mut answers = fetch::in_order(principals, |(group, id)| async move {
-                    let kind = if group { "GROUP" } else { "USER" };
-                    let assignments = fetch::all_pages(|token| {
-                        identity_center::list_assignments_for_principal(
-                            session, instance, kind, &id, token, size,
-                        )
-                    })
-                    .await;
-                    (id, assignments)
-                });
-                while let Some((id, assignments)) = answers.next().await {
-                    match assignments {
-                        // The principals are the Identity Store stream's: one AWS no longer
-                        // knows has no assignments to list.
-                        Err(e) if e.kind == ErrorKind::NotFound => {
-                            tracing::info!(principal = %id, "principal deleted since it was listed; left out");
-                            self.skip_item();
-                        }
-                        Err(e) => return Err(self.failed(e)),
-                        Ok(assignments) => self.learn_assignments(assignments).await?,
-                    }
+        });
+        while let Some((key, page)) = pages.next().await {
+            match page {
+                // A pair whose permission set or account went since it was listed, or a
+                // principal (the Identity Store streams') AWS no longer knows: nothing to list.
+                Err(e)
+                    if (per_account && self.deleted_since_listed(phase, &e))
+                        || (!per_account && e.kind == ErrorKind::NotFound) =>
+                {
+                    tracing::info!(item = %key, "gone since it was listed; left out");
+                    self.item_left_out(phase, key);
+                }
+                Err(e) => return Err(self.item_failed(&key, &resumed, e)),
+                Ok(page) => {
+                    self.learn(Fact::Assignments(page.items));
+                    self.after_item_page(phase, key, page.next).await?;
                 }
             }
         }
         Ok(())
     }
-
-    async fn learn_assignments(
-        &mut self,
-        assignments: Fetched<Assignment>,
-    ) -> Result<(), SyncError> {
-        let pages = assignments.pages;
-        self.learn(Fact::Assignments(assignments.items));
-        self.after_item(pages).await
-    }
 }
 
-/// One user's access keys with their last use: from the credential report's `slots` when it
-/// has the user (no call at all when it shows no keys), otherwise asked of IAM key by key.
-async fn user_access_keys(
-    session: &Session,
-    name: &str,
-    slots: Option<Vec<ReportKey>>,
-    size: i32,
-) -> Result<Fetched<AccessKey>, AwsError> {
-    if slots.as_ref().is_some_and(Vec::is_empty) {
-        return Ok(Fetched::known(Vec::new()));
-    }
-    let mut keys =
-        fetch::all_pages(|token| iam::list_access_keys(session, name, token, size)).await?;
-    match &slots {
-        Some(slots) => credential_report::fill_last_use(&mut keys.items, slots),
-        None => {
-            for key in &mut keys.items {
-                iam::access_key_last_used(session, key).await?;
-            }
-        }
-    }
-    Ok(keys)
+/// The keys of the items that start from a saved token.
+fn resumed_keys(items: &[(String, Option<String>)]) -> BTreeSet<String> {
+    items
+        .iter()
+        .filter(|(_, token)| token.is_some())
+        .map(|(key, _)| key.clone())
+        .collect()
 }

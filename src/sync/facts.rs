@@ -23,7 +23,7 @@ pub enum Fact {
     },
     /// Where access keys' last use comes from.
     KeySource(KeySource),
-    /// A user's access keys, all of them.
+    /// A page of a user's access keys.
     AccessKeys {
         user: String,
         keys: Vec<AccessKey>,
@@ -33,7 +33,7 @@ pub enum Fact {
     Instance(Option<IdentityCenterRef>),
     SsoUsers(Vec<SsoUser>),
     SsoGroups(Vec<SsoGroup>),
-    /// A group's members, all of them.
+    /// A page of a group's members.
     Members {
         group: String,
         users: Vec<String>,
@@ -50,18 +50,20 @@ pub enum Fact {
     PermissionSet(PermissionSet),
     /// A permission set deleted after it was listed.
     PermissionSetGone(String),
-    /// The accounts a permission set is provisioned to, all of them.
+    /// A page of the accounts a permission set is provisioned to.
     ProvisionedTo {
         permission_set: String,
         accounts: Vec<String>,
     },
-    /// The permission sets provisioned to an account, all of them; only those listed by this
+    /// A page of the permission sets provisioned to an account; only those listed by this
     /// stream are kept.
     ProvisionedIn {
         account: String,
         permission_sets: Vec<String>,
     },
     Assignments(Vec<Assignment>),
+    /// An item of a per-item phase was listed whole (or left out): a resumed run skips it.
+    ItemDone(Phase, String),
     /// What `Phase` and every later phase of the stream gathered was forgotten, to be listed
     /// again.
     Rewound(Phase),
@@ -85,7 +87,7 @@ impl PageState {
             Fact::KeySource(source) => self.key_source = Some(source),
             Fact::AccessKeys { user, keys } => {
                 if let Some(user) = inventory.iam_users.iter_mut().find(|u| u.name == user) {
-                    user.access_keys = Some(keys);
+                    user.access_keys.get_or_insert_with(Vec::new).extend(keys);
                 }
             }
             Fact::IamUserGone(name) => inventory.iam_users.retain(|u| u.name != name),
@@ -94,7 +96,7 @@ impl PageState {
             Fact::SsoGroups(groups) => inventory.sso_groups.extend(groups),
             Fact::Members { group, users } => {
                 if let Some(group) = inventory.sso_groups.iter_mut().find(|g| g.id == group) {
-                    group.members = users;
+                    group.members.extend(users);
                 }
             }
             Fact::SsoGroupGone(id) => inventory.sso_groups.retain(|g| g.id != id),
@@ -125,7 +127,10 @@ impl PageState {
                 permission_set,
                 accounts,
             } => {
-                self.provisioned.insert(permission_set, accounts);
+                self.provisioned
+                    .entry(permission_set)
+                    .or_default()
+                    .extend(accounts);
             }
             Fact::ProvisionedIn {
                 account,
@@ -141,6 +146,9 @@ impl PageState {
                 }
             }
             Fact::Assignments(assignments) => inventory.assignments.extend(assignments),
+            Fact::ItemDone(phase, key) => {
+                self.done.insert((phase, key));
+            }
             Fact::Rewound(phase) => self.forget_from(phase),
         }
     }

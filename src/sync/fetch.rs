@@ -2,6 +2,8 @@
 //! pair's assignments): every page of one item one after another, since its pages chain by
 //! token, and several items at once, so that a lane stays busy while a request is on the wire.
 //! The rate limit is the lane's token bucket, not this: more items in flight only hide latency.
+//! Pages are handed over as they come, so that each is learned, and its item's next token
+//! saved, without waiting for slower items.
 
 use std::future::Future;
 
@@ -14,54 +16,36 @@ use crate::aws::model::Page;
 /// keeps the lane busy with answers up to about 400 ms away.
 pub const IN_FLIGHT: usize = 8;
 
-/// Everything one item's list returned, over all its pages.
-#[derive(Debug)]
-pub struct Fetched<T> {
-    pub items: Vec<T>,
-    pub pages: u64,
-}
-
-impl<T> Fetched<T> {
-    /// What an item whose answer is already known (cached, or known empty) costs: nothing.
-    pub fn known(items: Vec<T>) -> Self {
-        Self { items, pages: 0 }
-    }
-}
-
-/// Every page of one list, each asked with the previous page's token.
-pub async fn all_pages<T, F, Fut>(mut list: F) -> Result<Fetched<T>, AwsError>
+/// Every page of each item (`key`, and the token to start from: `None` for its first page),
+/// up to `IN_FLIGHT` items at once, each page handed over with its item's key as it comes. An
+/// item's pages stop after its last page or its first error. Pages not yet handed over when the
+/// consumer stops are dropped.
+pub fn pages_of<T, F, Fut>(
+    items: Vec<(String, Option<String>)>,
+    list: F,
+) -> impl Stream<Item = (String, Result<Page<Vec<T>>, AwsError>)>
 where
-    F: FnMut(Option<String>) -> Fut,
+    F: Fn(String, Option<String>) -> Fut + Clone,
     Fut: Future<Output = Result<Page<Vec<T>>, AwsError>>,
 {
-    let mut fetched = Fetched {
-        items: Vec::new(),
-        pages: 0,
-    };
-    let mut token = None;
-    loop {
-        let page = list(token.take()).await?;
-        fetched.pages += 1;
-        fetched.items.extend(page.items);
-        match page.next {
-            Some(next) => token = Some(next),
-            None => return Ok(fetched),
-        }
-    }
-}
-
-/// `fetch` of each item, up to `IN_FLIGHT` at once, handed over in the items' order: when the
-/// n-th answer is handed over, every earlier item is done, so a checkpoint after it resumes at
-/// the next item. Answers not yet handed over when the consumer stops are dropped.
-pub fn in_order<I, F, Fut>(
-    items: impl IntoIterator<Item = I>,
-    fetch: F,
-) -> impl Stream<Item = Fut::Output>
-where
-    F: FnMut(I) -> Fut,
-    Fut: Future,
-{
-    futures::stream::iter(items).map(fetch).buffered(IN_FLIGHT)
+    futures::stream::iter(items)
+        .map(move |(key, token)| {
+            let list = list.clone();
+            // The state: `Some(token)` while there is a page to ask for.
+            Box::pin(futures::stream::unfold(Some(token), move |next| {
+                let (list, key) = (list.clone(), key.clone());
+                async move {
+                    let token = next?;
+                    let page = list(key.clone(), token).await;
+                    let next = match &page {
+                        Ok(page) => page.next.clone().map(Some),
+                        Err(_) => None,
+                    };
+                    Some(((key, page), next))
+                }
+            }))
+        })
+        .flatten_unordered(IN_FLIGHT)
 }
 
 #[cfg(test)]
@@ -71,47 +55,65 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    #[tokio::test]
-    async fn pages_chain_by_token_and_are_counted() {
-        let asked = std::sync::Mutex::new(Vec::new());
-        let fetched = all_pages(|token: Option<String>| {
-            asked.lock().expect("lock").push(token.clone());
-            async move {
-                Ok(match token.as_deref() {
-                    None => Page::new(vec![1, 2], Some("a".into())),
-                    Some("a") => Page::new(vec![3], Some("b".into())),
-                    _ => Page::new(vec![4], None),
-                })
-            }
-        })
-        .await
-        .expect("fetched");
-        assert_eq!(fetched.items, [1, 2, 3, 4]);
-        assert_eq!(fetched.pages, 3);
-        assert_eq!(
-            *asked.lock().expect("lock"),
-            [None, Some("a".into()), Some("b".into())]
-        );
-    }
-
     #[tokio::test(start_paused = true)]
-    async fn items_overlap_but_are_handed_over_in_order() {
+    async fn items_overlap_and_each_pages_from_its_token() {
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
-        // Later items answer sooner: the order handed over must still be the items' order.
-        let answers: Vec<usize> = in_order(0..20usize, |i| {
+        // Item i has i % 3 + 1 pages; item 5 resumes at its token "2" (its last page); item 7
+        // fails on its first page.
+        let mut items: Vec<(String, Option<String>)> =
+            (0..20).map(|i| (i.to_string(), None)).collect();
+        items[5].1 = Some("2".into());
+        let list = {
             let (running, most) = (running.clone(), most.clone());
-            async move {
-                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                most.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(100 - i as u64 * 3)).await;
-                running.fetch_sub(1, Ordering::SeqCst);
-                i
+            move |key: String, token: Option<String>| {
+                let (running, most) = (running.clone(), most.clone());
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    let item: u64 = key.parse().expect("number");
+                    // Later items answer sooner.
+                    tokio::time::sleep(Duration::from_millis(100 - item * 3)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    if item == 7 {
+                        return Err(AwsError::new(
+                            "ListThings",
+                            crate::aws::error::ErrorKind::AccessDenied,
+                            "denied",
+                        ));
+                    }
+                    let page: u64 = token.map_or(0, |t| t.parse().expect("number"));
+                    let next = (page < item % 3).then(|| (page + 1).to_string());
+                    Ok(Page::new(vec![(item, page)], next))
+                }
             }
-        })
-        .collect()
-        .await;
-        assert_eq!(answers, (0..20).collect::<Vec<_>>());
+        };
+        let answers: Vec<(String, Result<Page<Vec<(u64, u64)>>, AwsError>)> =
+            pages_of(items, list).collect().await;
+        let mut pages: Vec<(u64, u64)> = answers
+            .iter()
+            .filter_map(|(_, page)| page.as_ref().ok())
+            .flat_map(|page| page.items.clone())
+            .collect();
+        let failed: Vec<&str> = answers
+            .iter()
+            .filter(|(_, page)| page.is_err())
+            .map(|(key, _)| key.as_str())
+            .collect();
+        assert_eq!(failed, ["7"], "one error, not retried here");
+        let mut expected: Vec<(u64, u64)> = (0..20u64)
+            .filter(|i| *i != 7)
+            .flat_map(|i| {
+                let first = if i == 5 { 2 } else { 0 };
+                (first..=i % 3).map(move |page| (i, page))
+            })
+            .collect();
+        pages.sort();
+        expected.sort();
+        assert_eq!(pages, expected);
+        // Handed over as they came: a later, quicker item before an earlier one.
+        let first = answers.first().expect("answers").0.clone();
+        assert_ne!(first, "0");
         assert_eq!(most.load(Ordering::SeqCst), IN_FLIGHT);
     }
 }

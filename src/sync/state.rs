@@ -2,7 +2,7 @@
 //! how many journal segments hold what was learned so far (see `facts`). The cursors are saved
 //! at checkpoints; a restarted sync replays the segments and continues from the cursors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -195,6 +195,12 @@ pub struct PageState {
     /// Journal segments saved so far: what the stream learned up to these cursors.
     #[serde(default)]
     pub segments: u32,
+    /// Items of a per-item phase listed in part: the token of each one's next page.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ahead: BTreeMap<String, String>,
+    /// Items of per-item phases listed whole, by phase (rebuilt from the journal).
+    #[serde(skip)]
+    pub done: BTreeSet<(Phase, String)>,
     /// What was learned, rebuilt from the journal: never saved with the cursors.
     #[serde(skip)]
     pub inventory: Inventory,
@@ -226,6 +232,8 @@ impl PageState {
             key_source: None,
             pages: 0,
             segments: 0,
+            ahead: BTreeMap::new(),
+            done: BTreeSet::new(),
         }
     }
 
@@ -248,7 +256,11 @@ impl PageState {
     /// Whether a run of `stream` got anywhere (a stream that finished in an interrupted sync
     /// counts: it is not run again).
     pub fn is_started(&self, stream: Stream) -> bool {
-        self.phase != stream.first() || self.item > 0 || self.next_token.is_some() || self.pages > 0
+        self.phase != stream.first()
+            || self.item > 0
+            || self.next_token.is_some()
+            || !self.ahead.is_empty()
+            || self.pages > 0
     }
 
     /// Forgets what phase `to` and every later phase gathered and restarts at `to`: the way a
@@ -262,10 +274,12 @@ impl PageState {
         self.phase = to;
         self.item = 0;
         self.next_token = None;
+        self.ahead.clear();
     }
 
     /// Forgets what phase `to` and every later phase gathered (the items, not the cursors).
     pub fn forget_from(&mut self, to: Phase) {
+        self.done.retain(|(phase, _)| *phase < to);
         let inventory = &mut self.inventory;
         let from = |phase: Phase| phase >= to;
         if from(Phase::Accounts) {
