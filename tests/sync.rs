@@ -502,7 +502,9 @@ fn a_sync_killed_halfway_resumes_with_the_other_half() {
     let resumed = sync(&moto, &connector, &["--state-dir", state_arg]);
     assert_eq!(resumed["stats"]["resumed"], true);
     let resumed_total = work_calls(&moto.calls());
-    eprintln!("fresh {fresh_total} calls, {answered} answered before the kill, resume {resumed_total}");
+    eprintln!(
+        "fresh {fresh_total} calls, {answered} answered before the kill, resume {resumed_total}"
+    );
     assert!(
         resumed_total <= fresh_total - answered + 1,
         "a fresh sync made {fresh_total} calls and the killed one had {answered} answered, \

@@ -88,8 +88,8 @@ mod tests {
                 }
             }
         };
-        let answers: Vec<(String, Result<Page<Vec<(u64, u64)>>, AwsError>)> =
-            pages_of(items, list).collect().await;
+        type Answer = (String, Result<Page<Vec<(u64, u64)>>, AwsError>);
+        let answers: Vec<Answer> = pages_of(items, list).collect().await;
         let mut pages: Vec<(u64, u64)> = answers
             .iter()
             .filter_map(|(_, page)| page.as_ref().ok())
