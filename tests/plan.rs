@@ -678,4 +678,23 @@ fn a_plan_of_one_grant_pays_for_that_grant() {
             .is_some_and(|d| d.contains("not an account of the organization")),
         "{refused}"
     );
+
+    // Without organizations:DescribeAccount, membership is not checked (AWS refuses an
+    // assignment outside the organization itself), and the plan says so on the grant.
+    moto.set_faults(json!({"deny_operations": ["DescribeAccount"]}));
+    let (unchecked, unchecked_calls, made) = plan(&["--state-dir", state_arg]);
+    moto.set_faults(json!({}));
+    assert_eq!(
+        actions(&unchecked),
+        [("elsewhere".to_string(), "create".to_string())]
+    );
+    assert!(
+        unchecked["grants"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not checked whether account 999988887777")
+                && d.contains("DescribeAccount denied")),
+        "{unchecked}"
+    );
+    assert_eq!(made.get("DescribeAccount"), Some(&1), "{made:?}");
+    assert!(unchecked_calls <= 10, "{unchecked_calls} calls: {made:?}");
 }

@@ -22,8 +22,18 @@ use crate::sync::cache::SyncCache;
 pub struct Lookup {
     pub cache: SyncCache,
     pub identity_center: Option<IdentityCenterRef>,
-    /// Accounts the grants target that AWS says are not in the organization.
+    /// Whether the accounts the grants target are in the organization.
+    pub accounts: AccountCheck,
+}
+
+/// What DescribeAccount said of the accounts the grants target.
+#[derive(Debug, Default)]
+pub struct AccountCheck {
+    /// Not in the organization.
     pub outside: BTreeSet<String>,
+    /// Not checked: DescribeAccount was denied (AWS refuses an assignment to an account outside
+    /// the organization anyway; the plan says so).
+    pub unchecked: BTreeSet<String>,
 }
 
 /// Looks up what `grants` name that `cache` (from `--state-dir`, possibly empty) does not know.
@@ -87,7 +97,7 @@ pub async fn look_up(
     }
 
     // The accounts the grants target, when the policy allows any account of the organization.
-    let mut outside = BTreeSet::new();
+    let mut accounts = AccountCheck::default();
     if policy.allowed_accounts.is_empty() && connector.spec.sync.organizations {
         let targeted: BTreeSet<String> = grants
             .iter()
@@ -95,15 +105,21 @@ pub async fn look_up(
             .filter_map(|g| g.spec.target.account_id.clone())
             .filter(|account| !cache.accounts.contains(account))
             .collect();
+        let mut denied = false;
         for account in targeted {
+            if denied {
+                accounts.unchecked.insert(account);
+                continue;
+            }
             match organizations::describe_account(session, &account).await {
                 Ok(()) => cache.accounts.push(account),
                 Err(e) if e.kind == ErrorKind::NotFound => {
-                    outside.insert(account);
+                    accounts.outside.insert(account);
                 }
                 Err(e) if e.kind == ErrorKind::AccessDenied => {
                     tracing::warn!(error = %e, "cannot tell whether the targeted accounts are in the organization: not checked");
-                    break;
+                    accounts.unchecked.insert(account);
+                    denied = true;
                 }
                 Err(e) => return Err(e),
             }
@@ -114,7 +130,7 @@ pub async fn look_up(
     Ok(Lookup {
         cache,
         identity_center,
-        outside,
+        accounts,
     })
 }
 

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::args::{OutputFormat, PlanArgs};
-use super::lookup::{Actual, look_up};
+use super::lookup::{AccountCheck, Actual, look_up};
 use crate::api::connector::NamespacesFrom;
 use crate::api::validation::{describe, validate_connector, validate_grant};
 use crate::api::{AccessGrant, AwsConnector};
@@ -107,7 +107,7 @@ async fn plan_one(
     directory: &Directory<'_>,
     actual: &Actual,
     names: &mut Names,
-    outside: &BTreeSet<String>,
+    accounts: &AccountCheck,
     ledger: &FileLedger,
     now: Timestamp,
 ) -> anyhow::Result<PlanLine> {
@@ -147,21 +147,30 @@ async fn plan_one(
         }
     };
     names.learn(&grant.spec, &resolved.access);
-    if let Access::Assignment { account_id, .. } = &resolved.access
-        && outside.contains(account_id)
-    {
-        let detail = format!(
-            "spec.target.accountId: {account_id} is not an account of the organization (DescribeAccount)"
-        );
-        return Ok(refusal(namespace, name, Action::NotAllowed, detail));
+    if let Access::Assignment { account_id, .. } = &resolved.access {
+        if accounts.outside.contains(account_id) {
+            let detail = format!(
+                "spec.target.accountId: {account_id} is not an account of the organization (DescribeAccount)"
+            );
+            return Ok(refusal(namespace, name, Action::NotAllowed, detail));
+        }
+        if accounts.unchecked.contains(account_id) {
+            notes.push(format!(
+                "not checked whether account {account_id} is in the organization: organizations:DescribeAccount denied"
+            ));
+        }
     }
+    // An account DescribeAccount could not be asked about is not known to be outside the
+    // organization: the policy checks the others (and says so, above).
+    let mut organization = directory.cache.accounts.clone();
+    organization.extend(accounts.unchecked.iter().cloned());
     let allowed = namespace_ok.and_then(|()| {
         check_grant(
             &connector.spec.grant_policy,
             &grant.spec,
             &resolved.access,
             &directory.cache.permission_set_arns,
-            &directory.cache.accounts,
+            &organization,
             now,
         )
     });
@@ -438,7 +447,7 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let (cache, identity_center, mut names, actual, outside) = match &inventory {
+    let (cache, identity_center, mut names, actual, accounts) = match &inventory {
         Some((inventory, _)) => {
             let mut cache = SyncCache::default();
             cache.refresh_from(inventory);
@@ -447,7 +456,7 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
                 inventory.identity_center.clone(),
                 Names::new(inventory),
                 Actual::Known(actual_access(inventory)),
-                BTreeSet::new(),
+                AccountCheck::default(),
             )
         }
         None => {
@@ -478,7 +487,7 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
                 found.identity_center,
                 names,
                 Actual::asked(session.clone()),
-                found.outside,
+                found.accounts,
             )
         }
     };
@@ -507,7 +516,7 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
     for grant in &grants {
         lines.push(
             plan_one(
-                grant, &connector, &directory, &actual, &mut names, &outside, &ledger, now,
+                grant, &connector, &directory, &actual, &mut names, &accounts, &ledger, now,
             )
             .await?,
         );
