@@ -9,7 +9,7 @@ CLEAN_AWS_ENV := env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_CA_BUNDLE -u A
 	-u AWS_SHARED_CREDENTIALS_FILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
 	-u AWS_REGION -u AWS_DEFAULT_REGION -u AWS_ENDPOINT_URL -u AWS_ROLE_ARN -u AWS_WEB_IDENTITY_TOKEN_FILE
 
-.PHONY: demo test bench venv build crds check-crds lint fmt clean
+.PHONY: demo test bench bench-idle venv build crds check-crds lint fmt clean
 
 ## demo: seed a local AWS emulator with a sample organization and sync it with the operator
 demo: venv build
@@ -28,6 +28,12 @@ BENCH_SIZE ?= medium
 bench: venv
 	$(CARGO) build --release --locked
 	$(CLEAN_AWS_ENV) $(VENV)/bin/python scripts/bench.py --size $(BENCH_SIZE)
+
+## bench-idle: the release operator converges 1,000 AccessGrants on the 3-account organization
+## (API emulator, or TEST_KUBECONFIG's cluster) and idles; prints convergence time and its memory
+bench-idle: venv
+	$(CARGO) build --release --locked
+	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration idle_memory -- --ignored --nocapture
 
 ## venv: moto's server and boto3 for the tests, in .venv
 venv: $(VENV)/.installed

@@ -8,6 +8,7 @@ mod cli;
 mod configmap_store;
 mod e2e;
 mod grants;
+mod idle_memory;
 mod iam_policies;
 mod leadership;
 mod moto_launcher;

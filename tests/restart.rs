@@ -3,7 +3,7 @@
 //! ledger (it neither adopts the access nor creates it again). Then two replicas, the leader
 //! aborted in the middle of applying grants: every grant is applied exactly once.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use aws_access_operator::api::AccessGrant;
@@ -12,57 +12,24 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
 use crate::support::cluster::TestCluster;
-use crate::support::moto::{AMBIENT_AWS_VARIABLES, Moto, SMALL_ORG};
+use crate::support::moto::{Moto, SMALL_ORG};
 use crate::support::operator::{
-    create_org_connector, grant, start_operator, wait_condition, wait_grant,
+    create_org_connector, grant, spawn_operator, start_operator, wait_condition, wait_grant,
 };
 use crate::support::wait;
 
-/// The kubeconfig of the cluster under test: `TEST_KUBECONFIG`, or one written for the
-/// emulator.
-fn kubeconfig(cluster: &TestCluster, dir: &std::path::Path) -> std::path::PathBuf {
-    match &cluster.emulator {
-        Some(server) => {
-            let path = dir.join("kubeconfig");
-            std::fs::write(&path, server.kubeconfig(&cluster.namespace)).expect("kubeconfig");
-            path
-        }
-        None => {
-            std::path::PathBuf::from(std::env::var("TEST_KUBECONFIG").expect("TEST_KUBECONFIG"))
-        }
-    }
-}
-
+/// The real binary, against `moto` with rate limits that keep the tests quick.
 fn operator(moto: &Moto, kubeconfig: &std::path::Path, namespace: &str) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aws-access-operator"));
-    command
-        .args([
-            "run",
-            "--namespaces",
-            namespace,
-            "--lease-namespace",
-            namespace,
-        ])
-        .args(["--identity", "pod-0", "--metrics-addr", "127.0.0.1:0"])
-        .args([
+    spawn_operator(
+        std::path::Path::new(env!("CARGO_BIN_EXE_aws-access-operator")),
+        moto,
+        kubeconfig,
+        namespace,
+        &[
             "--rate-limits",
             "sts=1000,iam=1000,organizations=1000,identitycenter=1000",
-        ])
-        .env("KUBECONFIG", kubeconfig)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env_remove("POD_NAME")
-        .env_remove("POD_NAMESPACE")
-        .env_remove("WATCH_NAMESPACES")
-        .env_remove("GRANT_CHECK_INTERVAL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for variable in AMBIENT_AWS_VARIABLES {
-        command.env_remove(variable);
-    }
-    for (key, value) in moto.env() {
-        command.env(key, value);
-    }
-    command.spawn().expect("start the operator")
+        ],
+    )
 }
 
 /// Creates the AwsConnector `org` (the pod's own credentials) and waits until it is Ready.
@@ -81,7 +48,7 @@ async fn a_kill_during_an_in_progress_create_resumes_from_the_ledger() {
     let seed = moto.seed(SMALL_ORG);
     let cluster = TestCluster::start("restart").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = kubeconfig(&cluster, dir.path());
+    let config = cluster.kubeconfig_file(dir.path());
     let ns = cluster.namespace.clone();
     let mut first = operator(&moto, &config, &ns);
 

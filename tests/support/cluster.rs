@@ -34,6 +34,21 @@ fn unique_suffix() -> String {
 }
 
 impl TestCluster {
+    /// A kubeconfig file for a process to reach this cluster: `TEST_KUBECONFIG`, or one
+    /// written in `dir` for the emulator.
+    pub fn kubeconfig_file(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        match &self.emulator {
+            Some(server) => {
+                let path = dir.join("kubeconfig");
+                std::fs::write(&path, server.kubeconfig(&self.namespace)).expect("kubeconfig");
+                path
+            }
+            None => std::path::PathBuf::from(
+                std::env::var("TEST_KUBECONFIG").expect("TEST_KUBECONFIG"),
+            ),
+        }
+    }
+
     /// Connects and creates a namespace `<prefix>-<unique>`.
     pub async fn start(prefix: &str) -> Self {
         let (client, emulator) = match std::env::var("TEST_KUBECONFIG") {

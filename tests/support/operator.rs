@@ -134,6 +134,43 @@ pub async fn wait_condition(
     .await
 }
 
+/// The operator's binary `binary` as a process (`run`), watching `namespace` of the cluster
+/// `kubeconfig` names and reaching AWS at `moto`, with `args` added; its output is dropped.
+pub fn spawn_operator(
+    binary: &std::path::Path,
+    moto: &Moto,
+    kubeconfig: &std::path::Path,
+    namespace: &str,
+    args: &[&str],
+) -> std::process::Child {
+    let mut command = std::process::Command::new(binary);
+    command
+        .args([
+            "run",
+            "--namespaces",
+            namespace,
+            "--lease-namespace",
+            namespace,
+        ])
+        .args(["--identity", "pod-0", "--metrics-addr", "127.0.0.1:0"])
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("POD_NAME")
+        .env_remove("POD_NAMESPACE")
+        .env_remove("WATCH_NAMESPACES")
+        .env_remove("GRANT_CHECK_INTERVAL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for variable in super::moto::AMBIENT_AWS_VARIABLES {
+        command.env_remove(variable);
+    }
+    for (key, value) in moto.env() {
+        command.env(key, value);
+    }
+    command.spawn().expect("start the operator")
+}
+
 pub async fn start_operator(
     client: &Client,
     namespace: &str,

@@ -1,0 +1,166 @@
+//! A benchmark, not a test of behaviour (ignored by `cargo test`; `make bench-idle` runs it):
+//! the operator's release binary, as a process, converges 1,000 AccessGrants on the 3-account
+//! organization and then sits idle; it prints how long convergence took and the operator's
+//! resident memory while idle. It asserts only that every grant converged.
+//!
+//! The API server is the emulator in this test's process (or the cluster `TEST_KUBECONFIG`
+//! names), so the operator's memory is its own. `BENCH_OPERATOR` names the binary (default
+//! `target/release/aws-access-operator`), `BENCH_GRANTS` the number of grants,
+//! `BENCH_RATE_LIMITS` the operator's `--rate-limits` (default: its own defaults).
+
+use std::time::{Duration, Instant};
+
+use aws_access_operator::api::AccessGrant;
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use serde_json::json;
+
+use crate::support::cluster::TestCluster;
+use crate::support::moto::Moto;
+use crate::support::operator::{
+    create_org_connector, grant, spawn_operator, wait_condition,
+};
+
+/// The 3-account organization of the issue's measurements: 80 Identity Center users, 30
+/// permission sets.
+const ORG: &[&str] = &[
+    "--accounts",
+    "2",
+    "--iam-users",
+    "150",
+    "--sso-users",
+    "80",
+    "--sso-groups",
+    "8",
+    "--permission-sets",
+    "30",
+    "--assigned-users",
+    "60",
+];
+
+/// Resident memory of `pid` in KiB: (total, anonymous, file-backed).
+fn rss(pid: u32) -> (u64, u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+#[tokio::test]
+#[ignore = "a benchmark: make bench-idle"]
+async fn idle_memory_with_a_thousand_grants() {
+    let binary = std::env::var("BENCH_OPERATOR").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/aws-access-operator").to_string()
+    });
+    let count: usize = std::env::var("BENCH_GRANTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
+    let moto = Moto::start();
+    let seed = moto.seed(ORG);
+    let accounts: Vec<String> = seed["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    let cluster = TestCluster::start("idle").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = cluster.kubeconfig_file(dir.path());
+    let limits = std::env::var("BENCH_RATE_LIMITS").unwrap_or_default();
+    let mut args = vec!["--log-format", "json"];
+    if !limits.is_empty() {
+        args.extend(["--rate-limits", limits.as_str()]);
+    }
+    let mut operator = spawn_operator(
+        std::path::Path::new(&binary),
+        &moto,
+        &config,
+        &cluster.namespace,
+        &args,
+    );
+    let pid = operator.id();
+    let connectors = create_org_connector(&cluster.client, &cluster.namespace).await;
+    wait_condition(&connectors, "org", "Ready", "True").await;
+    let started = Instant::now();
+    let (before, _, _) = rss(pid);
+
+    // Distinct (user, permission set, account) assignments.
+    let grants: Api<AccessGrant> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    for i in 0..count {
+        let (user, set, account) = (i % 80, (i / 80) % 30, i / 2400 % accounts.len());
+        let manifest = grant(
+            &format!("g-{i:04}"),
+            "org",
+            json!({"kind": "SsoUser", "name": format!("user-{user:02}@example.com")}),
+            json!({"kind": "PermissionSet", "permissionSet": format!("PermissionSet{set:02}"),
+                   "accountId": accounts[account]}),
+            json!({}),
+        );
+        grants
+            .create(&PostParams::default(), &manifest)
+            .await
+            .expect("create a grant");
+    }
+    let created = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    let granted = loop {
+        let list = grants.list(&ListParams::default()).await.expect("list");
+        let granted = list
+            .items
+            .iter()
+            .filter(|g| {
+                g.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                    .is_some_and(|c| c.reason == "Granted")
+            })
+            .count();
+        if granted == count || Instant::now() > deadline {
+            break granted;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    let converged = started.elapsed();
+    let (at_convergence, _, _) = rss(pid);
+
+    // Idle: a minute to settle, then a sample every 5 s for a minute.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let mut samples = Vec::new();
+    for _ in 0..12 {
+        samples.push(rss(pid));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let _ = operator.kill();
+    let _ = operator.wait();
+    samples.sort();
+    let (median, anon, file) = samples[samples.len() / 2];
+    let most = samples.iter().map(|s| s.0).max().unwrap_or(0);
+    println!(
+        "{count} grants: created in {:.0} s, {granted} Granted after {:.0} s",
+        created.as_secs_f64(),
+        converged.as_secs_f64()
+    );
+    println!(
+        "operator RSS: {:.1} MiB before the grants, {:.1} MiB at convergence; idle median {:.1} MiB \
+         (anonymous {:.1}, file-backed {:.1}), idle max {:.1} MiB",
+        mib(before),
+        mib(at_convergence),
+        mib(median),
+        mib(anon),
+        mib(file),
+        mib(most)
+    );
+    cluster.cleanup().await;
+    assert_eq!(granted, count, "every grant converged");
+}
