@@ -22,9 +22,10 @@ test: venv
 		$(CLEAN_AWS_ENV) $(VENV)/bin/python -m unittest discover -s $$suite || exit 1; \
 	done
 
-## bench: sync a seeded organization with the release build; prints wall time against the
-## busiest rate-limit lane, calls and peak memory (BENCH_SIZE=design for the performance bars' org)
-BENCH_SIZE ?= medium
+## bench: sync seeded organizations with the release build; prints calls against their lower
+## bound, wall time against the busiest rate-limit lane, and peak memory
+## (BENCH_SIZE="small org3 design" adds the performance bars' organization, minutes to seed)
+BENCH_SIZE ?= small org3
 bench: venv
 	$(CARGO) build --release --locked
 	$(CLEAN_AWS_ENV) $(VENV)/bin/python scripts/bench.py --size $(BENCH_SIZE)

@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""Measures a sync of a seeded organization with the release build: wall time against the
-busiest rate-limit lane's bound, AWS calls by operation and lane, and peak memory (RSS).
+"""Measures a sync of seeded organizations with the release build: AWS calls by operation against
+the lower bound the seeded data needs, wall time against the busiest rate-limit lane's bound, and
+peak memory (RSS).
 
-Usage: scripts/bench.py [--size medium|design] [--runs N] [--binary PATH]
+Usage: scripts/bench.py [--size SIZE ...] [--runs N] [--binary PATH]
+                        [--endpoint URL --seeded ORG.json]
 
-`design` is the organization of the performance bars (50 accounts, 10,000 Identity Center users,
-200 groups, 100 permission sets, 2,000 IAM users); seeding it in the emulator takes a while.
-The AWS emulator is started through the project's launcher on a loopback port and stopped at
-the end. Nothing here is asserted: it prints figures, for docs/performance.md.
+Sizes: `small` (the test suite's organization), `org3` (3 accounts, 150 IAM users, 80 Identity
+Center users, 30 permission sets), `medium` (21 accounts, 2,000 Identity Center users) and
+`design`, the organization of the performance bars (51 accounts, 2,000 IAM users, 10,000
+Identity Center users, 200 groups, 100 permission sets), which takes the emulator minutes to seed.
+Each size gets its own emulator, started through the project's launcher on a loopback port and
+stopped after it; `--endpoint` with `--seeded` (the seeder's JSON) measures an emulator seeded
+before instead. Nothing here is asserted: it prints figures, for docs/performance.md.
 """
 
 import argparse
@@ -21,6 +26,10 @@ import time
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 SIZES = {
+    "small": [],
+    "org3": ["--accounts", "2", "--iam-users", "150", "--iam-groups", "10", "--iam-roles", "30",
+             "--sso-users", "80", "--sso-groups", "10", "--permission-sets", "30",
+             "--assigned-users", "80"],
     "medium": ["--accounts", "20", "--iam-users", "300", "--iam-groups", "10", "--iam-roles", "50",
                "--sso-users", "2000", "--sso-groups", "40", "--permission-sets", "40",
                "--assigned-users", "1500"],
@@ -55,6 +64,42 @@ def lane(operation):
     return LANES.get(operation, "ssoadmin")
 
 
+def pages(items, size):
+    """Calls to list `items` at `size` a page: an empty list still takes one."""
+    return max(1, -(-items // size))
+
+
+def lower_bound(org):
+    """The calls the seeded data needs at the largest page sizes: every page of every list, one
+    call per item only where AWS has no list call (DescribePermissionSet), and the cheaper of the
+    two ways to list assignments, finding the pairs included."""
+    per_pair, per_principal, accounts_of_set = {}, {}, {}
+    for a in org["assignments"]:
+        pair = (a["permissionSetArn"], a["accountId"])
+        per_pair[pair] = per_pair.get(pair, 0) + 1
+        per_principal[a["principalId"]] = per_principal.get(a["principalId"], 0) + 1
+        accounts_of_set.setdefault(a["permissionSetArn"], set()).add(a["accountId"])
+    per_set = sum(pages(len(accounts_of_set.get(p["arn"], ())), 100) for p in org["permissionSets"])
+    per_account = sum(pages(sum(1 for accounts in accounts_of_set.values() if account in accounts), 100)
+                      for account in org["accounts"])
+    per_pair_cost = min(per_set, per_account) + sum(pages(n, 100) for n in per_pair.values())
+    principals = [u["id"] for u in org["ssoUsers"]] + [g["id"] for g in org["ssoGroups"]]
+    per_principal_cost = sum(pages(per_principal.get(p, 0), 100) for p in principals)
+    return {
+        "GetCallerIdentity": 1,
+        "ListAccounts": pages(len(org["accounts"]), 20),
+        "GetAccountAuthorizationDetails": pages(
+            len(org["iamUsers"]) + len(org["iamGroups"]) + len(org["iamRoles"]), 1000),
+        "ListInstances": 1,
+        "ListUsers": pages(len(org["ssoUsers"]), 100),
+        "ListGroups": pages(len(org["ssoGroups"]), 100),
+        "ListGroupMemberships": sum(pages(len(g["members"]), 100) for g in org["ssoGroups"]),
+        "ListPermissionSets": pages(len(org["permissionSets"]), 100),
+        "DescribePermissionSet": len(org["permissionSets"]),
+        "assignments (the cheaper listing)": min(per_pair_cost, per_principal_cost),
+    }
+
+
 def start_emulator(log):
     server = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/support/moto_server.py")],
                               stdout=subprocess.PIPE, stderr=log, text=True)
@@ -79,64 +124,90 @@ def run_sync(binary, connector, output, env):
     return wall, usage.ru_maxrss / 1024.0
 
 
+def describe(org):
+    return (f"{len(org['accounts'])} accounts, {len(org['iamUsers'])} IAM users, "
+            f"{len(org['ssoUsers'])} SSO users, {len(org['ssoGroups'])} SSO groups, "
+            f"{len(org['permissionSets'])} permission sets, {len(org['assignments'])} assignments")
+
+
+def measure(binary, endpoint, runs, work):
+    """`runs` syncs of the organization at `endpoint`: their (wall, RSS), and the last one's stats."""
+    connector = os.path.join(work, "connector.json")
+    with open(connector, "w") as f:
+        json.dump({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+                   "metadata": {"name": "bench", "namespace": "aws"},
+                   "spec": {"region": "us-east-1", "auth": {}}}, f)
+    env = dict(os.environ, HOME=work, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench",
+               AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+    output = os.path.join(work, "inventory.json")
+    measured = [run_sync(binary, connector, output, env) for _ in range(runs)]
+    with open(output) as f:
+        return measured, json.load(f)["stats"]
+
+
+def report(name, org, measured, stats):
+    bound_by_operation = lower_bound(org)
+    lower = sum(bound_by_operation.values())
+    by_lane = {}
+    for operation, count in stats["apiCalls"].items():
+        by_lane[lane(operation)] = by_lane.get(lane(operation), 0) + count
+    bound = {lane_name: count / RATES[lane_name] for lane_name, count in by_lane.items()}
+    busiest = max(bound, key=bound.get)
+    walls = sorted(w for w, _ in measured)
+    peaks = sorted(p for _, p in measured)
+    median = walls[len(walls) // 2]
+    total = stats["totalCalls"]
+    print(f"\n## {name}: {describe(org)}\n")
+    print(f"{len(measured)} runs at the default rate limits (median, min-max):")
+    print(f"  calls     {total}; lower bound {lower}; calls / lower bound = {total / lower:.3f} "
+          f"({stats.get('assignmentListing')} listing, pairs found {stats.get('pairDiscovery') or '-'})")
+    print(f"  wall      {median:.2f} s ({walls[0]:.2f}-{walls[-1]:.2f})")
+    print(f"  busiest lane {busiest}: {by_lane[busiest]} calls / {RATES[busiest]:g} per s = "
+          f"{bound[busiest]:.2f} s; wall / bound = {median / bound[busiest]:.2f}")
+    print(f"  peak RSS  {peaks[len(peaks) // 2]:.1f} MiB ({peaks[0]:.1f}-{peaks[-1]:.1f})")
+    print("\n| lane | calls | rate /s | bound s |\n|---|---|---|---|")
+    for lane_name in sorted(by_lane):
+        print(f"| {lane_name} | {by_lane[lane_name]} | {RATES[lane_name]:g} | {bound[lane_name]:.2f} |")
+    print("\n| operation | calls |\n|---|---|")
+    for operation, count in sorted(stats["apiCalls"].items()):
+        print(f"| {operation} | {count} |")
+    print("\n| lower bound | calls |\n|---|---|")
+    for operation, count in bound_by_operation.items():
+        print(f"| {operation} | {count} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="medium")
+    parser.add_argument("--size", nargs="+", choices=sorted(SIZES), default=["small", "org3"])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--binary", default=os.path.join(ROOT, "target/release/aws-access-operator"))
+    parser.add_argument("--endpoint", help="an emulator seeded before (with --seeded)")
+    parser.add_argument("--seeded", help="the seeder's JSON of the organization at --endpoint")
     args = parser.parse_args()
     for variable in CLEARED:
         os.environ.pop(variable, None)
 
     with tempfile.TemporaryDirectory() as work:
-        with open(os.path.join(work, "emulator.log"), "w") as log:
-            server, endpoint = start_emulator(log)
-            try:
-                seeded = time.monotonic()
-                org = json.loads(subprocess.run(
-                    [sys.executable, os.path.join(ROOT, "tests/support/seed_org.py"), "--endpoint", endpoint]
-                    + SIZES[args.size], check=True, capture_output=True, text=True).stdout)
-                print(f"seeded the {args.size} organization in {time.monotonic() - seeded:.0f} s: "
-                      f"{len(org['accounts'])} accounts, {len(org['iamUsers'])} IAM users, "
-                      f"{len(org['ssoUsers'])} SSO users, {len(org['ssoGroups'])} SSO groups, "
-                      f"{len(org['permissionSets'])} permission sets, {len(org['assignments'])} assignments")
-                connector = os.path.join(work, "connector.json")
-                with open(connector, "w") as f:
-                    json.dump({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
-                               "metadata": {"name": "bench", "namespace": "aws"},
-                               "spec": {"region": "us-east-1", "auth": {}}}, f)
-                env = dict(os.environ, HOME=work, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench",
-                           AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1",
-                           AWS_EC2_METADATA_DISABLED="true")
-                output = os.path.join(work, "inventory.json")
-                runs = [run_sync(args.binary, connector, output, env) for _ in range(args.runs)]
-                with open(output) as f:
-                    stats = json.load(f)["stats"]
-            finally:
-                server.terminate()
-                server.wait(timeout=10)
-
-    by_lane = {}
-    for operation, count in stats["apiCalls"].items():
-        by_lane[lane(operation)] = by_lane.get(lane(operation), 0) + count
-    bound = {name: count / RATES[name] for name, count in by_lane.items()}
-    busiest = max(bound, key=bound.get)
-    walls = sorted(w for w, _ in runs)
-    peaks = sorted(p for _, p in runs)
-    median = walls[len(walls) // 2]
-    print(f"\n{args.runs} runs at the default rate limits (median, min-max):")
-    print(f"  wall      {median:.2f} s ({walls[0]:.2f}-{walls[-1]:.2f})")
-    print(f"  peak RSS  {peaks[len(peaks) // 2]:.1f} MiB ({peaks[0]:.1f}-{peaks[-1]:.1f})")
-    print(f"  calls     {stats['totalCalls']} ({stats.get('assignmentListing')} listing, "
-          f"pairs found {stats.get('pairDiscovery') or '-'})")
-    print(f"  busiest lane {busiest}: {by_lane[busiest]} calls / {RATES[busiest]:g} per s = "
-          f"{bound[busiest]:.2f} s; wall / bound = {median / bound[busiest]:.2f}")
-    print("\n| lane | calls | rate /s | bound s |\n|---|---|---|---|")
-    for name in sorted(by_lane):
-        print(f"| {name} | {by_lane[name]} | {RATES[name]:g} | {bound[name]:.2f} |")
-    print("\n| operation | calls |\n|---|---|")
-    for operation, count in sorted(stats["apiCalls"].items()):
-        print(f"| {operation} | {count} |")
+        if args.endpoint:
+            with open(args.seeded) as f:
+                org = json.load(f)
+            measured, stats = measure(args.binary, args.endpoint, args.runs, work)
+            report("the organization at " + args.endpoint, org, measured, stats)
+            return 0
+        for size in args.size:
+            with open(os.path.join(work, f"emulator-{size}.log"), "w") as log:
+                server, endpoint = start_emulator(log)
+                try:
+                    seeded = time.monotonic()
+                    org = json.loads(subprocess.run(
+                        [sys.executable, os.path.join(ROOT, "tests/support/seed_org.py"), "--endpoint", endpoint]
+                        + SIZES[size], check=True, capture_output=True, text=True).stdout)
+                    print(f"seeded {size} in {time.monotonic() - seeded:.0f} s", flush=True)
+                    measured, stats = measure(args.binary, endpoint, args.runs, work)
+                finally:
+                    server.terminate()
+                    server.wait(timeout=10)
+            report(size, org, measured, stats)
     return 0
 
 

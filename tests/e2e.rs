@@ -330,7 +330,7 @@ async fn connector_syncs_into_status_and_configmaps() {
         .items
         .into_iter()
         .filter_map(|cm| cm.metadata.name)
-        .filter(|name| name.contains("-sync-"))
+        .filter(|name| name.contains("-sync-state-") || name.contains("-sync-journal-"))
         .collect();
     assert!(
         left.is_empty(),

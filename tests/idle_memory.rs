@@ -6,7 +6,8 @@
 //! The API server is the emulator in this test's process (or the cluster `TEST_KUBECONFIG`
 //! names), so the operator's memory is its own. `BENCH_OPERATOR` names the binary (default
 //! `target/release/aws-access-operator`), `BENCH_GRANTS` the number of grants,
-//! `BENCH_RATE_LIMITS` the operator's `--rate-limits` (default: its own defaults).
+//! `BENCH_RATE_LIMITS` the operator's `--rate-limits` (default: its own defaults),
+//! `BENCH_IDLE_SECONDS` how long it idles before the last minute's samples (default 60).
 
 use std::time::{Duration, Instant};
 
@@ -17,9 +18,7 @@ use serde_json::json;
 
 use crate::support::cluster::TestCluster;
 use crate::support::moto::Moto;
-use crate::support::operator::{
-    create_org_connector, grant, spawn_operator, wait_condition,
-};
+use crate::support::operator::{create_org_connector, grant, spawn_operator, wait_condition};
 
 /// The 3-account organization of the measurements: 80 Identity Center users, 30
 /// permission sets.
@@ -60,7 +59,11 @@ fn mib(kib: u64) -> f64 {
 #[ignore = "a benchmark: make bench-idle"]
 async fn idle_memory_with_a_thousand_grants() {
     let binary = std::env::var("BENCH_OPERATOR").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/aws-access-operator").to_string()
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/target/release/aws-access-operator"
+        )
+        .to_string()
     });
     let count: usize = std::env::var("BENCH_GRANTS")
         .ok()
@@ -134,8 +137,22 @@ async fn idle_memory_with_a_thousand_grants() {
     let converged = started.elapsed();
     let (at_convergence, _, _) = rss(pid);
 
-    // Idle: a minute to settle, then a sample every 5 s for a minute.
-    tokio::time::sleep(Duration::from_secs(60)).await;
+    // Idle: a while to settle (RSS shown every 30 s), then a sample every 5 s for a minute.
+    let settle: u64 = std::env::var("BENCH_IDLE_SECONDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(60);
+    for waited in (0..settle).step_by(30) {
+        tokio::time::sleep(Duration::from_secs(30.min(settle - waited))).await;
+        let (total, anon, file) = rss(pid);
+        println!(
+            "idle {:>4} s: {:.1} MiB (anonymous {:.1}, file-backed {:.1})",
+            (waited + 30).min(settle),
+            mib(total),
+            mib(anon),
+            mib(file)
+        );
+    }
     let mut samples = Vec::new();
     for _ in 0..12 {
         samples.push(rss(pid));

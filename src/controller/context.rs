@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
+use super::events::Events;
 use super::metrics::Metrics;
 use super::runtime::{ConnectorRuntime, Runtimes};
 use crate::aws::{AwsBase, RateLimits, Session};
@@ -23,7 +24,7 @@ pub const FIELD_MANAGER: &str = "aws-access-operator";
 
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    events: Events,
     pub metrics: Arc<Metrics>,
     pub aws: AwsSettings,
     failures: Mutex<HashMap<String, u32>>,
@@ -77,7 +78,7 @@ impl Context {
         settings: &super::Settings,
     ) -> Self {
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Events::new(client.clone(), reporter),
             client,
             metrics,
             aws: settings.aws.clone(),
@@ -98,6 +99,8 @@ impl Context {
         if self.stopping.load(std::sync::atomic::Ordering::Acquire) {
             return None;
         }
+        // Rechecks come even to an idle operator: the moment to free expired events.
+        self.events.forget_expired();
         self.running.send_modify(|n| *n += 1);
         Some(Running(&self.running))
     }
@@ -211,7 +214,8 @@ impl Context {
             action: action.to_string(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        let recorder = self.events.recorder();
+        if let Err(error) = recorder.publish(&event, &object.object_ref(&())).await {
             tracing::warn!(object = %object.name_any(), %error, reason, "could not publish event");
         }
     }

@@ -5,6 +5,7 @@ pub mod configmaps;
 pub mod connector;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod grant;
 pub mod health;
 pub mod leader;

@@ -43,9 +43,9 @@ impl TestCluster {
                 std::fs::write(&path, server.kubeconfig(&self.namespace)).expect("kubeconfig");
                 path
             }
-            None => std::path::PathBuf::from(
-                std::env::var("TEST_KUBECONFIG").expect("TEST_KUBECONFIG"),
-            ),
+            None => {
+                std::path::PathBuf::from(std::env::var("TEST_KUBECONFIG").expect("TEST_KUBECONFIG"))
+            }
         }
     }
 
