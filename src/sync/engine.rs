@@ -260,18 +260,19 @@ pub async fn run<S: StateStore>(
         .to_string()
     });
 
-    engine.cache.refresh_from(&inventory);
-    store
-        .save(
-            CACHE_KEY,
-            &serde_json::to_vec(&engine.cache).unwrap_or_default(),
-        )
-        .await?;
-    for stream in Stream::ALL {
-        if store.keeps_state() {
+    // A store that keeps nothing (a one-shot sync) has no use for a cache: not even built.
+    if store.keeps_state() {
+        engine.cache.refresh_from(&inventory);
+        store
+            .save(
+                CACHE_KEY,
+                &serde_json::to_vec(&engine.cache).unwrap_or_default(),
+            )
+            .await?;
+        for stream in Stream::ALL {
             forget_journal(store, stream).await?;
+            store.delete(&state_key(stream)).await?;
         }
-        store.delete(&state_key(stream)).await?;
     }
     // Page states of earlier versions, kept under old names.
     store.delete(STATE_KEY).await?;
