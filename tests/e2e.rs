@@ -388,6 +388,98 @@ async fn connector_syncs_into_status_and_configmaps() {
     cluster.cleanup().await;
 }
 
+/// A sync that fails keeps every stream's page state and journal in ConfigMaps of the
+/// operator's namespace; the next one resumes from them, listing only what was left, and
+/// deletes them when it finishes.
+#[tokio::test]
+async fn a_failed_sync_resumes_from_its_config_maps() {
+    let moto = Moto::start();
+    moto.seed(&["--accounts", "2", "--sso-users", "7", "--sso-groups", "3"]);
+    moto.set_faults(json!({"deny_operations": ["ListGroupMemberships"]}));
+    let cluster = TestCluster::start("e2e-resume").await;
+    let ns = cluster.namespace.clone();
+    let client = cluster.client.clone();
+    let (trigger, operator) = start_operator(&client, &ns, "replica-a", &moto).await;
+    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), &ns);
+    connectors
+        .create(&PostParams::default(), &connector("org", json!({})))
+        .await
+        .expect("connector");
+    let (_, message) = wait_condition(&connectors, "org", "Synced", "False").await;
+    assert!(message.contains("ListGroupMemberships"), "{message}");
+
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let content = |config_map: &ConfigMap| {
+        let bytes = &config_map.binary_data.as_ref().expect("binaryData")["content"].0;
+        String::from_utf8_lossy(bytes).into_owned()
+    };
+    let groups_state = config_maps
+        .get(&format!(
+            "{}-0",
+            base_name(&ns, "org", "sync-state-identity-store-groups")
+        ))
+        .await
+        .expect("the groups stream's page state");
+    let cursors: serde_json::Value =
+        serde_json::from_str(&content(&groups_state)).expect("page state JSON");
+    assert_eq!(cursors["phase"], "memberships", "{cursors}");
+    assert!(
+        cursors.get("inventory").is_none(),
+        "only cursors: {cursors}"
+    );
+    let journal = config_maps
+        .get(&format!(
+            "{}-0",
+            base_name(&ns, "org", "sync-journal-identity-store-groups-0")
+        ))
+        .await
+        .expect("the groups stream's journal");
+    assert!(content(&journal).contains("group-02"), "the groups listed");
+
+    moto.set_faults(json!({}));
+    moto.reset_calls();
+    connectors
+        .patch(
+            "org",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"awsaccess.io/sync-now": "1"}}})),
+        )
+        .await
+        .expect("annotate");
+    wait::until("the resumed sync", TIMEOUT, || async {
+        let s = connectors.get("org").await.ok()?.status?;
+        let done = s.last_handled_sync_now.as_deref() == Some("1")
+            && s.last_sync?.outcome.as_deref() == Some("Succeeded");
+        done.then_some(())
+    })
+    .await;
+    // Only the members were left: every other stream had finished, and is not run again.
+    let calls = moto.calls();
+    let operations: Vec<&str> = calls.keys().map(String::as_str).collect();
+    assert_eq!(
+        operations,
+        ["GetCallerIdentity", "ListGroupMemberships"],
+        "{calls:?}"
+    );
+    let status = connectors.get("org").await.expect("get").status;
+    let counts = status.and_then(|s| s.inventory).expect("inventory counts");
+    assert_eq!((counts.sso_users, counts.sso_groups), (7, 3));
+    let left: Vec<String> = config_maps
+        .list(&ListParams::default().labels("awsaccess.io/connector=org"))
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|cm| cm.metadata.name)
+        .filter(|name| name.contains("-sync-state-") || name.contains("-sync-journal-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    trigger.fire();
+    operator.task.await.expect("join").expect("clean shutdown");
+    cluster.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_refused_role_is_reported_on_the_connector() {
     let moto = Moto::start();
