@@ -124,6 +124,32 @@ def run_sync(binary, connector, output, env):
     return wall, usage.ru_maxrss / 1024.0
 
 
+def differences(org, inventory):
+    """What the synced inventory has otherwise than the seeded organization, item for item (the
+    items the seeder made; the emulator's own, such as its default IAM roles, aside)."""
+    found = []
+
+    def compare(what, seeded, synced):
+        missing, extra = sorted(set(seeded) - set(synced)), sorted(set(synced) - set(seeded))
+        if missing or extra:
+            found.append(f"{what}: {len(missing)} missing (e.g. {missing[:2]}), {len(extra)} extra (e.g. {extra[:2]})")
+
+    compare("accounts", org["accounts"], [a["id"] for a in inventory["accountsList"]])
+    compare("IAM users", org["iamUsers"], [u["name"] for u in inventory["iamUsers"]])
+    compare("IAM groups", org["iamGroups"], [g["name"] for g in inventory["iamGroups"]])
+    seeded_roles = set(org["iamRoles"])
+    compare("IAM roles", org["iamRoles"], [r["name"] for r in inventory["iamRoles"] if r["name"] in seeded_roles
+                                           or r["name"].startswith("role-")])
+    compare("SSO users", [u["id"] for u in org["ssoUsers"]], [u["id"] for u in inventory["ssoUsers"]])
+    compare("SSO group members", [(g["id"], m) for g in org["ssoGroups"] for m in g["members"]],
+            [(g["id"], m) for g in inventory["ssoGroups"] for m in g["members"]])
+    compare("permission sets", [p["arn"] for p in org["permissionSets"]],
+            [p["arn"] for p in inventory["permissionSets"]])
+    key = lambda a: (a["accountId"], a["permissionSetArn"], a["principalType"], a["principalId"])
+    compare("assignments", [key(a) for a in org["assignments"]], [key(a) for a in inventory["assignments"]])
+    return found
+
+
 def describe(org):
     return (f"{len(org['accounts'])} accounts, {len(org['iamUsers'])} IAM users, "
             f"{len(org['ssoUsers'])} SSO users, {len(org['ssoGroups'])} SSO groups, "
@@ -142,10 +168,13 @@ def measure(binary, endpoint, runs, work):
     output = os.path.join(work, "inventory.json")
     measured = [run_sync(binary, connector, output, env) for _ in range(runs)]
     with open(output) as f:
-        return measured, json.load(f)["stats"]
+        inventory = json.load(f)
+    inventory["accountsList"] = inventory.pop("accounts")
+    return measured, inventory
 
 
-def report(name, org, measured, stats):
+def report(name, org, measured, inventory):
+    stats = inventory["stats"]
     bound_by_operation = lower_bound(org)
     lower = sum(bound_by_operation.values())
     by_lane = {}
@@ -165,6 +194,9 @@ def report(name, org, measured, stats):
     print(f"  busiest lane {busiest}: {by_lane[busiest]} calls / {RATES[busiest]:g} per s = "
           f"{bound[busiest]:.2f} s; wall / bound = {median / bound[busiest]:.2f}")
     print(f"  peak RSS  {peaks[len(peaks) // 2]:.1f} MiB ({peaks[0]:.1f}-{peaks[-1]:.1f})")
+    found = differences(org, inventory)
+    print("  inventory " + ("the seeded organization, item for item" if not found
+                            else "DIFFERS from the seeded organization: " + "; ".join(found)))
     print("\n| lane | calls | rate /s | bound s |\n|---|---|---|---|")
     for lane_name in sorted(by_lane):
         print(f"| {lane_name} | {by_lane[lane_name]} | {RATES[lane_name]:g} | {bound[lane_name]:.2f} |")
@@ -191,8 +223,8 @@ def main():
         if args.endpoint:
             with open(args.seeded) as f:
                 org = json.load(f)
-            measured, stats = measure(args.binary, args.endpoint, args.runs, work)
-            report("the organization at " + args.endpoint, org, measured, stats)
+            measured, inventory = measure(args.binary, args.endpoint, args.runs, work)
+            report("the organization at " + args.endpoint, org, measured, inventory)
             return 0
         for size in args.size:
             with open(os.path.join(work, f"emulator-{size}.log"), "w") as log:
@@ -203,11 +235,11 @@ def main():
                         [sys.executable, os.path.join(ROOT, "tests/support/seed_org.py"), "--endpoint", endpoint]
                         + SIZES[size], check=True, capture_output=True, text=True).stdout)
                     print(f"seeded {size} in {time.monotonic() - seeded:.0f} s", flush=True)
-                    measured, stats = measure(args.binary, endpoint, args.runs, work)
+                    measured, inventory = measure(args.binary, endpoint, args.runs, work)
                 finally:
                     server.terminate()
                     server.wait(timeout=10)
-            report(size, org, measured, stats)
+            report(size, org, measured, inventory)
     return 0
 
 
