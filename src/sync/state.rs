@@ -182,8 +182,6 @@ pub struct PageState {
     /// with other settings is not resumed.
     pub scope: String,
     pub phase: Phase,
-    /// The index of the item within the phase (a group, a permission set, a pair...).
-    pub item: usize,
     /// The token of the next page of the current item.
     pub next_token: Option<String>,
     pub listing: Option<AssignmentListing>,
@@ -222,7 +220,6 @@ impl PageState {
             version: STATE_VERSION,
             scope,
             phase: stream.first(),
-            item: 0,
             next_token: None,
             inventory: Inventory::default(),
             permission_set_arns: Vec::new(),
@@ -257,7 +254,6 @@ impl PageState {
     /// counts: it is not run again).
     pub fn is_started(&self, stream: Stream) -> bool {
         self.phase != stream.first()
-            || self.item > 0
             || self.next_token.is_some()
             || !self.ahead.is_empty()
             || self.pages > 0
@@ -272,7 +268,6 @@ impl PageState {
             self.discovery = None;
         }
         self.phase = to;
-        self.item = 0;
         self.next_token = None;
         self.ahead.clear();
     }
@@ -491,16 +486,16 @@ mod tests {
         state.inventory.assignments.push(Assignment::default());
         state.key_source = Some(KeySource::PerUser("denied".into()));
         state.phase = Phase::Assignments;
-        state.item = 3;
         state.next_token = Some("t".into());
+        state.ahead.insert("g2".into(), "t2".into());
         state.pages = 9;
 
         let mut memberships = state.clone();
         memberships.rewind(Phase::Memberships);
         assert_eq!(memberships.phase, Phase::Memberships);
         assert_eq!(
-            (memberships.item, memberships.next_token.as_deref()),
-            (0, None)
+            (memberships.next_token.as_deref(), memberships.ahead.len()),
+            (None, 0)
         );
         assert_eq!(memberships.inventory.sso_groups.len(), 1, "the groups stay");
         assert!(memberships.inventory.sso_groups[0].members.is_empty());

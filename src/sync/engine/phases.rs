@@ -1,0 +1,513 @@
+//! The phases of the sync engine's streams: the list calls of each, and what each page teaches
+//! the stream (as facts, see `facts`).
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use super::{Engine, SyncError, resumed_keys};
+use crate::aws::error::ErrorKind;
+use crate::aws::model::Page;
+use crate::aws::{credential_report, iam, identity_center, organizations};
+use crate::sync::cache::unix_now;
+use crate::sync::facts::Fact;
+use crate::sync::fetch;
+use crate::sync::state::{
+    AssignmentListing, KeySource, PairDiscovery, Phase, choose_discovery, choose_listing,
+};
+use crate::sync::store::StateStore;
+
+impl<S: StateStore> Engine<'_, S> {
+    /// Runs one phase of this stream (nothing for a phase the connector does not sync).
+    pub(super) async fn run_phase(&mut self, phase: Phase) -> Result<(), SyncError> {
+        let sso = self.spec.identity_center;
+        match phase {
+            Phase::Accounts if self.spec.organizations => self.accounts().await,
+            Phase::IamDetails if self.spec.iam => self.iam_details().await,
+            Phase::AccessKeys if self.spec.iam && self.spec.access_keys => self.access_keys().await,
+            Phase::Instance if sso => {
+                let instance = identity_center::instance(self.session)
+                    .await
+                    .map_err(|e| self.failed(e))?;
+                if instance.is_none() {
+                    tracing::warn!("no IAM Identity Center instance: skipping Identity Center");
+                }
+                self.learn(Fact::Instance(instance));
+                self.tell_instance();
+                Ok(())
+            }
+            _ if !sso || self.identity_center().is_none() => Ok(()),
+            Phase::SsoUsers => self.sso_users().await,
+            Phase::SsoGroups => self.sso_groups().await,
+            Phase::Memberships => self.memberships().await,
+            Phase::PermissionSets => self.permission_sets().await,
+            Phase::PermissionSetDetails => self.permission_set_details().await,
+            Phase::Provisioning => self.provisioning().await,
+            Phase::Assignments => self.assignments().await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn accounts(&mut self) -> Result<(), SyncError> {
+        loop {
+            let page = organizations::list_accounts(
+                self.session,
+                self.state.next_token.clone(),
+                self.size(),
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+            self.learn(Fact::Accounts(page.items));
+            if self.after_page(page.next).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn iam_details(&mut self) -> Result<(), SyncError> {
+        loop {
+            let page = iam::authorization_details(
+                self.session,
+                self.state.next_token.clone(),
+                self.size(),
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+            self.learn(Fact::IamDetails {
+                users: page.items.users,
+                groups: page.items.groups,
+                roles: page.items.roles,
+            });
+            if self.after_page(page.next).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Access keys with their last use. The IAM credential report says in two or three calls
+    /// which users have keys and when each was last used; keys are then listed only for those
+    /// users (the report has no key ids). Without the report, every user's keys are listed and
+    /// each key's last use asked.
+    async fn access_keys(&mut self) -> Result<(), SyncError> {
+        if self.state.key_source.is_none() {
+            let source = match credential_report::fetch(self.session).await {
+                Ok(report) => {
+                    tracing::info!(
+                        users = report.len(),
+                        with_keys = report.values().filter(|keys| !keys.is_empty()).count(),
+                        "IAM credential report read"
+                    );
+                    KeySource::Report(report)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "IAM credential report unavailable: listing the access keys of every user and asking each key's last use instead");
+                    KeySource::PerUser(error.to_string())
+                }
+            };
+            self.learn(Fact::KeySource(source));
+            self.checkpoint().await?;
+        }
+        let phase = Phase::AccessKeys;
+        let report = match &self.state.key_source {
+            Some(KeySource::Report(report)) => Some(Arc::new(report.clone())),
+            _ => None,
+        };
+        let users = self
+            .state
+            .inventory
+            .iam_users
+            .iter()
+            .map(|u| u.name.clone())
+            .collect();
+        let mut to_list = Vec::new();
+        for (name, token) in self.still_to_list(phase, users) {
+            let no_keys = report
+                .as_ref()
+                .and_then(|report| report.get(&name))
+                .is_some_and(Vec::is_empty);
+            if no_keys && token.is_none() {
+                // The report shows no keys: known without a call.
+                self.learn(Fact::AccessKeys {
+                    user: name.clone(),
+                    keys: Vec::new(),
+                });
+                self.learn(Fact::ItemDone(phase, name));
+            } else {
+                to_list.push((name, token));
+            }
+        }
+        let resumed = resumed_keys(&to_list);
+        let (session, size) = (self.session, self.size());
+        let mut pages = fetch::pages_of(to_list, move |name, token| {
+            let report = report.clone();
+            async move {
+                let mut page = iam::list_access_keys(session, &name, token, size).await?;
+                // `None`: unknown (no report, or a user newer than it), so each key is asked.
+                match report.as_ref().and_then(|report| report.get(&name)) {
+                    Some(slots) => credential_report::fill_last_use(&mut page.items, slots),
+                    None => {
+                        for key in &mut page.items {
+                            iam::access_key_last_used(session, key).await?;
+                        }
+                    }
+                }
+                Ok(page)
+            }
+        });
+        while let Some((name, page)) = pages.next().await {
+            match page {
+                Err(e) if self.deleted_since_listed(phase, &e) => {
+                    tracing::info!(user = %name, "IAM user deleted since it was listed; left out");
+                    self.learn(Fact::IamUserGone(name.clone()));
+                    self.item_left_out(phase, name);
+                }
+                Err(e) => return Err(self.item_failed(&name, &resumed, e)),
+                Ok(page) => {
+                    self.learn(Fact::AccessKeys {
+                        user: name.clone(),
+                        keys: page.items,
+                    });
+                    self.after_item_page(phase, name, page.next).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn sso_users(&mut self) -> Result<(), SyncError> {
+        let Some((_, store)) = self.identity_center() else {
+            return Ok(());
+        };
+        loop {
+            let page = identity_center::list_users(
+                self.session,
+                &store,
+                self.state.next_token.clone(),
+                self.size(),
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+            self.learn(Fact::SsoUsers(page.items));
+            self.tell_census(false);
+            if self.after_page(page.next).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn sso_groups(&mut self) -> Result<(), SyncError> {
+        let Some((_, store)) = self.identity_center() else {
+            return Ok(());
+        };
+        loop {
+            let page = identity_center::list_groups(
+                self.session,
+                &store,
+                self.state.next_token.clone(),
+                self.size(),
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+            self.learn(Fact::SsoGroups(page.items));
+            self.tell_census(false);
+            if self.after_page(page.next).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn memberships(&mut self) -> Result<(), SyncError> {
+        let Some((_, store)) = self.identity_center() else {
+            return Ok(());
+        };
+        let phase = Phase::Memberships;
+        let groups = self
+            .state
+            .inventory
+            .sso_groups
+            .iter()
+            .map(|g| g.id.clone())
+            .collect();
+        let items = self.still_to_list(phase, groups);
+        let resumed = resumed_keys(&items);
+        let (session, size, store) = (self.session, self.size(), store.as_str());
+        let mut pages = fetch::pages_of(items, move |group, token| async move {
+            identity_center::list_group_memberships(session, store, &group, token, size).await
+        });
+        while let Some((group, page)) = pages.next().await {
+            match page {
+                Err(e) if self.deleted_since_listed(phase, &e) => {
+                    tracing::info!(%group, "Identity Center group deleted since it was listed; left out");
+                    self.learn(Fact::SsoGroupGone(group.clone()));
+                    self.item_left_out(phase, group);
+                }
+                Err(e) => return Err(self.item_failed(&group, &resumed, e)),
+                Ok(page) => {
+                    self.learn(Fact::Members {
+                        group: group.clone(),
+                        users: page.items,
+                    });
+                    self.after_item_page(phase, group, page.next).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn permission_sets(&mut self) -> Result<(), SyncError> {
+        let Some((instance, _)) = self.identity_center() else {
+            return Ok(());
+        };
+        loop {
+            let page = identity_center::list_permission_sets(
+                self.session,
+                &instance,
+                self.state.next_token.clone(),
+                self.size(),
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+            self.learn(Fact::PermissionSetArns(page.items));
+            if self.after_page(page.next).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn permission_set_details(&mut self) -> Result<(), SyncError> {
+        let Some((instance, _)) = self.identity_center() else {
+            return Ok(());
+        };
+        let phase = Phase::PermissionSetDetails;
+        let (now, ttl) = (unix_now(), self.options.cache_ttl.as_secs() as i64);
+        let mut to_describe = Vec::new();
+        for (arn, _) in self.still_to_list(phase, self.state.permission_set_arns.clone()) {
+            match self.cache.fresh_permission_set(&arn, now, ttl).cloned() {
+                Some(cached) => {
+                    self.cache_hits += 1;
+                    self.learn(Fact::PermissionSet(cached));
+                    self.learn(Fact::ItemDone(phase, arn));
+                }
+                None => to_describe.push((arn, None)),
+            }
+        }
+        let (session, instance) = (self.session, instance.as_str());
+        let mut pages = fetch::pages_of(to_describe, move |arn, _| async move {
+            identity_center::describe_permission_set(session, instance, &arn)
+                .await
+                .map(|details| Page::new(vec![details], None))
+        });
+        while let Some((arn, page)) = pages.next().await {
+            match page {
+                Err(e) if self.deleted_since_listed(phase, &e) => {
+                    self.forget_permission_set(arn.clone());
+                    self.item_left_out(phase, arn);
+                }
+                Err(e) => return Err(self.failed(e)),
+                Ok(page) => {
+                    for details in page.items {
+                        self.cache.remember(&arn, details.clone());
+                        self.learn(Fact::PermissionSet(details));
+                    }
+                    self.after_item_page(phase, arn, None).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Leaves out a permission set deleted since this run listed it.
+    fn forget_permission_set(&mut self, arn: String) {
+        tracing::info!(permission_set = %arn, "permission set deleted since it was listed; left out");
+        self.learn(Fact::PermissionSetGone(arn));
+    }
+
+    async fn provisioning(&mut self) -> Result<(), SyncError> {
+        let Some((instance, _)) = self.identity_center() else {
+            return Ok(());
+        };
+        let sets = self.state.permission_set_arns.len();
+        // Per-account discovery needs the accounts: wait for the Organizations stream, unless
+        // the choice was made before (a resumed run) and does not need them.
+        let accounts = match self.state.discovery {
+            Some(PairDiscovery::PerPermissionSet) => None,
+            _ if self.spec.organizations => self.organization_accounts().await,
+            _ => None,
+        };
+        let known = accounts.as_ref().map(Vec::len);
+        let accounts = accounts.unwrap_or_default();
+        let discovery = *self
+            .state
+            .discovery
+            .get_or_insert_with(|| choose_discovery(sets, known));
+        let cost = match discovery {
+            PairDiscovery::PerPermissionSet => sets,
+            PairDiscovery::PerAccount => accounts.len(),
+        };
+        // The principals are the Identity Store streams', still being listed: a count past
+        // the cost settles it as well as the whole list would.
+        let (_, principals) = self.principals_more_than(cost).await;
+        if let Some(listing) = choose_listing(principals, cost, None) {
+            tracing::info!(
+                principals,
+                discovery_calls = cost,
+                "assignments listed per principal: no more principals than calls to find the pairs"
+            );
+            self.state.listing = Some(listing);
+            return Ok(());
+        }
+        if discovery == PairDiscovery::PerAccount {
+            self.pairs_per_account(&instance, &accounts).await?;
+        } else {
+            self.pairs_per_permission_set(&instance).await?;
+        }
+        let pairs: usize = self.state.provisioned.values().map(Vec::len).sum();
+        let sets = self.state.permission_set_arns.len();
+        let (_, principals) = self.principals_more_than(pairs.saturating_sub(1)).await;
+        self.state.listing = choose_listing(principals, cost, Some(pairs));
+        tracing::info!(
+            discovery = discovery.as_str(),
+            permission_sets = sets,
+            accounts = accounts.len(),
+            pairs,
+            principals_at_least = principals,
+            listing = self.state.listing.map(AssignmentListing::as_str),
+            "assignment listing chosen"
+        );
+        Ok(())
+    }
+
+    /// The pairs from ListAccountsForProvisionedPermissionSet, one permission set at a time.
+    async fn pairs_per_permission_set(&mut self, instance: &str) -> Result<(), SyncError> {
+        let phase = Phase::Provisioning;
+        let items = self.still_to_list(phase, self.state.permission_set_arns.clone());
+        let resumed = resumed_keys(&items);
+        let (session, size) = (self.session, self.size());
+        let mut pages = fetch::pages_of(items, move |arn, token| async move {
+            identity_center::list_provisioned_accounts(session, instance, &arn, token, size).await
+        });
+        while let Some((arn, page)) = pages.next().await {
+            match page {
+                Err(e) if self.deleted_since_listed(phase, &e) => {
+                    self.forget_permission_set(arn.clone());
+                    self.item_left_out(phase, arn);
+                }
+                Err(e) => return Err(self.item_failed(&arn, &resumed, e)),
+                Ok(page) => {
+                    self.learn(Fact::ProvisionedTo {
+                        permission_set: arn.clone(),
+                        accounts: page.items,
+                    });
+                    self.after_item_page(phase, arn, page.next).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The pairs from ListPermissionSetsProvisionedToAccount, one account at a time: fewer
+    /// calls when the organization has fewer accounts than permission sets.
+    async fn pairs_per_account(
+        &mut self,
+        instance: &str,
+        accounts: &[String],
+    ) -> Result<(), SyncError> {
+        let phase = Phase::Provisioning;
+        let items = self.still_to_list(phase, accounts.to_vec());
+        let resumed = resumed_keys(&items);
+        let (session, size) = (self.session, self.size());
+        let mut pages = fetch::pages_of(items, move |account, token| async move {
+            identity_center::list_provisioned_permission_sets(
+                session, instance, &account, token, size,
+            )
+            .await
+        });
+        while let Some((account, page)) = pages.next().await {
+            match page {
+                // The accounts are the Organizations stream's, listed moments ago or by an
+                // interrupted run: one AWS no longer knows has no pairs to find.
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    tracing::info!(%account, "account gone since it was listed; left out");
+                    self.item_left_out(phase, account);
+                }
+                Err(e) => return Err(self.item_failed(&account, &resumed, e)),
+                Ok(page) => {
+                    self.learn(Fact::ProvisionedIn {
+                        account: account.clone(),
+                        permission_sets: page.items,
+                    });
+                    self.after_item_page(phase, account, page.next).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn assignments(&mut self) -> Result<(), SyncError> {
+        let Some((instance, _)) = self.identity_center() else {
+            return Ok(());
+        };
+        let phase = Phase::Assignments;
+        let (session, size, instance) = (self.session, self.size(), instance.as_str());
+        // Each item's key names what it lists: `<account>/<permission set ARN>` for a pair
+        // (an account id has no slash), `USER <id>` or `GROUP <id>` for a principal.
+        let per_account = self.state.listing == Some(AssignmentListing::PerAccount);
+        let keys: Vec<String> = if per_account {
+            self.state
+                .pairs()
+                .into_iter()
+                .map(|(ps, account)| format!("{account}/{ps}"))
+                .collect()
+        } else {
+            self.state.listing = Some(AssignmentListing::PerPrincipal);
+            self.learn_principals().await?;
+            let inventory = &self.state.inventory;
+            inventory
+                .sso_users
+                .iter()
+                .map(|u| format!("USER {}", u.id))
+                .chain(
+                    inventory
+                        .sso_groups
+                        .iter()
+                        .map(|g| format!("GROUP {}", g.id)),
+                )
+                .collect()
+        };
+        let items = self.still_to_list(phase, keys);
+        let resumed = resumed_keys(&items);
+        let mut pages = fetch::pages_of(items, move |key, token| async move {
+            if let Some((account, ps)) = key.split_once('/') {
+                identity_center::list_account_assignments(
+                    session, instance, account, ps, token, size,
+                )
+                .await
+            } else {
+                let (kind, id) = key.split_once(' ').unwrap_or(("USER", key.as_str()));
+                identity_center::list_assignments_for_principal(
+                    session, instance, kind, id, token, size,
+                )
+                .await
+            }
+        });
+        while let Some((key, page)) = pages.next().await {
+            match page {
+                // A pair whose permission set or account went since it was listed, or a
+                // principal (the Identity Store streams') AWS no longer knows: nothing to list.
+                Err(e)
+                    if (per_account && self.deleted_since_listed(phase, &e))
+                        || (!per_account && e.kind == ErrorKind::NotFound) =>
+                {
+                    tracing::info!(item = %key, "gone since it was listed; left out");
+                    self.item_left_out(phase, key);
+                }
+                Err(e) => return Err(self.item_failed(&key, &resumed, e)),
+                Ok(page) => {
+                    self.learn(Fact::Assignments(page.items));
+                    self.after_item_page(phase, key, page.next).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
