@@ -130,11 +130,6 @@ impl StatusWriter<'_> {
 /// The reason of a connector outside the namespaces where connectors are served.
 pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
 
-/// Whether connectors in `namespace` are served (`allowed` empty: everywhere).
-pub fn serves(allowed: &[String], namespace: &str) -> bool {
-    allowed.is_empty() || allowed.iter().any(|n| n == namespace)
-}
-
 pub async fn reconcile(connector: Arc<AwsConnector>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = connector
         .namespace()
@@ -311,7 +306,7 @@ async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, 
 
     // 0. Served here at all? Outside the connector namespaces the operator may not read the
     //    connector's Secrets, and the platform team has not placed connectors there.
-    if !serves(&ctx.connector_namespaces, &namespace) {
+    if !super::session::serves(&ctx.connector_namespaces, &namespace) {
         let message = format!(
             "AwsConnectors are served only in the namespaces {} (the operator's --connector-namespaces, the chart's connectorNamespaces); move the connector to one of them",
             ctx.connector_namespaces.join(", ")

@@ -220,7 +220,7 @@ fn secret_scopes(scope: Option<&str>, connector_namespaces: &[String]) -> Vec<Op
     match scope {
         None if connector_namespaces.is_empty() => vec![None],
         None => connector_namespaces.iter().cloned().map(Some).collect(),
-        Some(namespace) if connector::serves(connector_namespaces, namespace) => {
+        Some(namespace) if session::serves(connector_namespaces, namespace) => {
             vec![Some(namespace.to_string())]
         }
         Some(_) => Vec::new(),

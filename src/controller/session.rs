@@ -18,6 +18,11 @@ use crate::connect;
 use crate::sync::cache::SyncCache;
 use crate::sync::engine::CACHE_KEY;
 
+/// Whether connectors in `namespace` are served (`allowed` empty: everywhere).
+pub fn serves(allowed: &[String], namespace: &str) -> bool {
+    allowed.is_empty() || allowed.iter().any(|n| n == namespace)
+}
+
 /// The key of a connector in the operator's memory.
 pub fn key(connector: &AwsConnector) -> String {
     connector.uid().unwrap_or_else(|| {
@@ -45,7 +50,7 @@ pub async fn external_id(
 ) -> Result<Result<Chain, FieldError>, Error> {
     // Outside the connector namespaces the operator may not read Secrets: nothing is asked.
     let namespace = connector.namespace().unwrap_or_default();
-    if !super::connector::serves(&ctx.connector_namespaces, &namespace) {
+    if !serves(&ctx.connector_namespaces, &namespace) {
         return Ok(Err(FieldError::new(
             "metadata.namespace",
             format!("AwsConnectors are not served in namespace {namespace}"),
