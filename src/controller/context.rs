@@ -105,6 +105,11 @@ impl Context {
         Some(Running(&self.running))
     }
 
+    /// Whether no reconciliation is running.
+    pub fn is_quiet(&self) -> bool {
+        *self.running.borrow() == 0
+    }
+
     /// No new reconciliation starts from now on.
     pub fn stop_starting(&self) {
         self.stopping

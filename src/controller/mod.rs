@@ -10,6 +10,7 @@ pub mod grant;
 pub mod health;
 pub mod leader;
 pub mod ledger;
+pub mod memory;
 pub mod metrics;
 pub mod orphans;
 pub mod runtime;
@@ -124,6 +125,7 @@ pub async fn start(
         &settings,
     ));
     health.set_ready(true);
+    tokio::spawn(memory::give_back_while_quiet(ctx.clone(), shutdown.clone()));
     let task = tokio::spawn({
         let (health, shutdown) = (health.clone(), shutdown.clone());
         async move {
