@@ -372,6 +372,35 @@ fn second_sync_uses_the_cache() {
     assert!(!text.contains("testing"), "no credentials in the cache");
 }
 
+/// Runs a sync keeping its state in `state_arg` (saved at every page), holds every request
+/// after the first `answered`, and kills the sync (SIGKILL) while it waits; the emulator still
+/// holds requests when this returns.
+fn killed_after(moto: &Moto, connector: &Path, state_arg: &str, answered: u64) {
+    moto.reset_calls();
+    moto.set_faults(json!({"hang_after": answered}));
+    let mut child = command(
+        moto,
+        connector,
+        &["--state-dir", state_arg, "--checkpoint-seconds", "0"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start sync");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while moto.calls().values().sum::<u64>() <= answered {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync did not reach {answered} calls"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every request from here on waits: give the answered ones time to be learned and saved.
+    std::thread::sleep(Duration::from_secs(1));
+    child.kill().expect("kill the sync");
+    child.wait().expect("reap");
+}
+
 #[test]
 fn an_interrupted_sync_resumes_from_its_last_page() {
     let moto = Moto::start();
@@ -384,27 +413,7 @@ fn an_interrupted_sync_resumes_from_its_last_page() {
     // Hold every request after the 30th, then kill the sync while it waits.
     let state = dir.path().join("state");
     let state_arg = state.to_str().expect("utf-8");
-    moto.reset_calls();
-    moto.set_faults(json!({"hang_after": 30}));
-    let mut child = command(
-        &moto,
-        &connector,
-        &["--state-dir", state_arg, "--checkpoint-seconds", "0"],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("start sync");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while moto.calls().values().sum::<u64>() <= 30 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the sync did not reach 30 calls"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().expect("kill the sync");
-    child.wait().expect("reap");
+    killed_after(&moto, &connector, state_arg, 30);
     assert!(page_state_saved(&state), "the page state survived the kill");
     moto.set_faults(json!({}));
     moto.reset_calls();
@@ -465,31 +474,9 @@ fn a_sync_killed_halfway_resumes_with_the_other_half() {
     let fresh_polls = calls_of(&fresh, "GenerateCredentialReport");
     let state = dir.path().join("state");
     let state_arg = state.to_str().expect("utf-8");
-    moto.reset_calls();
     // Half the work answered, when the report takes as many polls as in the fresh sync.
     let hang_after = half + fresh_polls;
-    moto.set_faults(json!({"hang_after": hang_after}));
-    let mut child = command(
-        &moto,
-        &connector,
-        &["--state-dir", state_arg, "--checkpoint-seconds", "0"],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("start sync");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while moto.calls().values().sum::<u64>() <= hang_after {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the sync did not reach {hang_after} calls"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Every request from here on waits: give the answered ones time to be learned and saved.
-    std::thread::sleep(Duration::from_secs(1));
-    child.kill().expect("kill the sync");
-    child.wait().expect("reap");
+    killed_after(&moto, &connector, state_arg, hang_after);
     let polls = moto
         .calls()
         .get("GenerateCredentialReport")

@@ -1,6 +1,7 @@
 //! The phases of the sync engine's streams: the list calls of each, and what each page teaches
 //! the stream (as facts, see `facts`).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -8,7 +9,7 @@ use futures::StreamExt;
 use super::{Engine, SyncError, resumed_keys};
 use crate::aws::error::ErrorKind;
 use crate::aws::model::Page;
-use crate::aws::{credential_report, iam, identity_center, organizations};
+use crate::aws::{AwsError, credential_report, iam, identity_center, organizations};
 use crate::sync::cache::unix_now;
 use crate::sync::facts::Fact;
 use crate::sync::fetch;
@@ -48,40 +49,49 @@ impl<S: StateStore> Engine<'_, S> {
         }
     }
 
-    async fn accounts(&mut self) -> Result<(), SyncError> {
+    /// Every page of a phase's single list, from the saved token on: each page's items learned
+    /// as `fact` makes them.
+    async fn each_page<T, Fut>(
+        &mut self,
+        list: impl Fn(Option<String>) -> Fut,
+        fact: impl Fn(T) -> Fact,
+    ) -> Result<(), SyncError>
+    where
+        Fut: Future<Output = Result<Page<T>, AwsError>>,
+    {
         loop {
-            let page = organizations::list_accounts(
-                self.session,
-                self.state.next_token.clone(),
-                self.size(),
-            )
-            .await
-            .map_err(|e| self.failed(e))?;
-            self.learn(Fact::Accounts(page.items));
+            let page = list(self.state.next_token.clone())
+                .await
+                .map_err(|e| self.failed(e))?;
+            self.learn(fact(page.items));
+            // The Identity Store streams tell how far they got (the others tell nobody).
+            self.tell_census(false);
             if self.after_page(page.next).await? {
                 return Ok(());
             }
         }
     }
 
+    async fn accounts(&mut self) -> Result<(), SyncError> {
+        let (session, size) = (self.session, self.size());
+        self.each_page(
+            |token| organizations::list_accounts(session, token, size),
+            Fact::Accounts,
+        )
+        .await
+    }
+
     async fn iam_details(&mut self) -> Result<(), SyncError> {
-        loop {
-            let page = iam::authorization_details(
-                self.session,
-                self.state.next_token.clone(),
-                self.size(),
-            )
-            .await
-            .map_err(|e| self.failed(e))?;
-            self.learn(Fact::IamDetails {
-                users: page.items.users,
-                groups: page.items.groups,
-                roles: page.items.roles,
-            });
-            if self.after_page(page.next).await? {
-                return Ok(());
-            }
-        }
+        let (session, size) = (self.session, self.size());
+        self.each_page(
+            |token| iam::authorization_details(session, token, size),
+            |details| Fact::IamDetails {
+                users: details.users,
+                groups: details.groups,
+                roles: details.roles,
+            },
+        )
+        .await
     }
 
     /// Access keys with their last use. The IAM credential report says in two or three calls
@@ -178,42 +188,24 @@ impl<S: StateStore> Engine<'_, S> {
         let Some((_, store)) = self.identity_center() else {
             return Ok(());
         };
-        loop {
-            let page = identity_center::list_users(
-                self.session,
-                &store,
-                self.state.next_token.clone(),
-                self.size(),
-            )
-            .await
-            .map_err(|e| self.failed(e))?;
-            self.learn(Fact::SsoUsers(page.items));
-            self.tell_census(false);
-            if self.after_page(page.next).await? {
-                return Ok(());
-            }
-        }
+        let (session, size) = (self.session, self.size());
+        self.each_page(
+            |token| identity_center::list_users(session, &store, token, size),
+            Fact::SsoUsers,
+        )
+        .await
     }
 
     async fn sso_groups(&mut self) -> Result<(), SyncError> {
         let Some((_, store)) = self.identity_center() else {
             return Ok(());
         };
-        loop {
-            let page = identity_center::list_groups(
-                self.session,
-                &store,
-                self.state.next_token.clone(),
-                self.size(),
-            )
-            .await
-            .map_err(|e| self.failed(e))?;
-            self.learn(Fact::SsoGroups(page.items));
-            self.tell_census(false);
-            if self.after_page(page.next).await? {
-                return Ok(());
-            }
-        }
+        let (session, size) = (self.session, self.size());
+        self.each_page(
+            |token| identity_center::list_groups(session, &store, token, size),
+            Fact::SsoGroups,
+        )
+        .await
     }
 
     async fn memberships(&mut self) -> Result<(), SyncError> {
@@ -258,20 +250,12 @@ impl<S: StateStore> Engine<'_, S> {
         let Some((instance, _)) = self.identity_center() else {
             return Ok(());
         };
-        loop {
-            let page = identity_center::list_permission_sets(
-                self.session,
-                &instance,
-                self.state.next_token.clone(),
-                self.size(),
-            )
-            .await
-            .map_err(|e| self.failed(e))?;
-            self.learn(Fact::PermissionSetArns(page.items));
-            if self.after_page(page.next).await? {
-                return Ok(());
-            }
-        }
+        let (session, size) = (self.session, self.size());
+        self.each_page(
+            |token| identity_center::list_permission_sets(session, &instance, token, size),
+            Fact::PermissionSetArns,
+        )
+        .await
     }
 
     async fn permission_set_details(&mut self) -> Result<(), SyncError> {
