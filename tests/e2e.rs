@@ -226,6 +226,53 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
     cluster.cleanup().await;
 }
 
+/// A fresh namespace with the operator running in-process and the AwsConnector `org` (the
+/// pod's own credentials) created in it.
+async fn org_connector(
+    prefix: &str,
+    moto: &Moto,
+) -> (
+    TestCluster,
+    aws_access_operator::controller::shutdown::Trigger,
+    aws_access_operator::controller::Operator,
+    Api<AwsConnector>,
+) {
+    let cluster = TestCluster::start(prefix).await;
+    let (ns, client) = (cluster.namespace.clone(), cluster.client.clone());
+    let (trigger, operator) = start_operator(&client, &ns, "replica-a", moto).await;
+    let connectors: Api<AwsConnector> = Api::namespaced(client, &ns);
+    connectors
+        .create(&PostParams::default(), &connector("org", json!({})))
+        .await
+        .expect("connector");
+    (cluster, trigger, operator, connectors)
+}
+
+/// Asks the operator for a sync of `org` now (the `awsaccess.io/sync-now` annotation).
+async fn request_sync(connectors: &Api<AwsConnector>, value: &str) {
+    connectors
+        .patch(
+            "org",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"awsaccess.io/sync-now": value}}})),
+        )
+        .await
+        .expect("annotate");
+}
+
+/// The page state and journal ConfigMaps of `org` still there.
+async fn sync_state_left(config_maps: &Api<ConfigMap>) -> Vec<String> {
+    config_maps
+        .list(&ListParams::default().labels("awsaccess.io/connector=org"))
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|cm| cm.metadata.name)
+        .filter(|name| name.contains("-sync-state-") || name.contains("-sync-journal-"))
+        .collect()
+}
+
 #[tokio::test]
 async fn connector_syncs_into_status_and_configmaps() {
     let moto = Moto::start();
@@ -239,15 +286,8 @@ async fn connector_syncs_into_status_and_configmaps() {
         "--iam-users",
         "5",
     ]);
-    let cluster = TestCluster::start("e2e-sync").await;
-    let ns = cluster.namespace.clone();
-    let client = cluster.client.clone();
-    let (trigger, operator) = start_operator(&client, &ns, "replica-a", &moto).await;
-    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), &ns);
-    connectors
-        .create(&PostParams::default(), &connector("org", json!({})))
-        .await
-        .expect("connector");
+    let (cluster, trigger, operator, connectors) = org_connector("e2e-sync", &moto).await;
+    let (ns, client) = (cluster.namespace.clone(), cluster.client.clone());
     let (_, message) = wait_condition(&connectors, "org", "Synced", "True").await;
     assert!(message.contains("5 accounts"), "{message}");
     wait_condition(&connectors, "org", "Ready", "True").await;
@@ -323,15 +363,7 @@ async fn connector_syncs_into_status_and_configmaps() {
             "no page state of the {stream} stream after a finished sync"
         );
     }
-    let left: Vec<String> = config_maps
-        .list(&ListParams::default().labels("awsaccess.io/connector=org"))
-        .await
-        .expect("list")
-        .items
-        .into_iter()
-        .filter_map(|cm| cm.metadata.name)
-        .filter(|name| name.contains("-sync-state-") || name.contains("-sync-journal-"))
-        .collect();
+    let left = sync_state_left(&config_maps).await;
     assert!(
         left.is_empty(),
         "no page state or journal after a finished sync: {left:?}"
@@ -340,14 +372,7 @@ async fn connector_syncs_into_status_and_configmaps() {
     // sync-now starts a sync at once; an unchanged organization leaves the inventory alone.
     let version = shard.metadata.resource_version.clone();
     let finished = last.finished_at.clone();
-    connectors
-        .patch(
-            "org",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"awsaccess.io/sync-now": "1"}}})),
-        )
-        .await
-        .expect("annotate");
+    request_sync(&connectors, "1").await;
     wait::until("the requested sync", TIMEOUT, || async {
         let s = connectors.get("org").await.ok()?.status?;
         (s.last_handled_sync_now.as_deref() == Some("1")).then_some(())
@@ -396,15 +421,8 @@ async fn a_failed_sync_resumes_from_its_config_maps() {
     let moto = Moto::start();
     moto.seed(&["--accounts", "2", "--sso-users", "7", "--sso-groups", "3"]);
     moto.set_faults(json!({"deny_operations": ["ListGroupMemberships"]}));
-    let cluster = TestCluster::start("e2e-resume").await;
-    let ns = cluster.namespace.clone();
-    let client = cluster.client.clone();
-    let (trigger, operator) = start_operator(&client, &ns, "replica-a", &moto).await;
-    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), &ns);
-    connectors
-        .create(&PostParams::default(), &connector("org", json!({})))
-        .await
-        .expect("connector");
+    let (cluster, trigger, operator, connectors) = org_connector("e2e-resume", &moto).await;
+    let (ns, client) = (cluster.namespace.clone(), cluster.client.clone());
     let (_, message) = wait_condition(&connectors, "org", "Synced", "False").await;
     assert!(message.contains("ListGroupMemberships"), "{message}");
 
@@ -438,14 +456,7 @@ async fn a_failed_sync_resumes_from_its_config_maps() {
 
     moto.set_faults(json!({}));
     moto.reset_calls();
-    connectors
-        .patch(
-            "org",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"awsaccess.io/sync-now": "1"}}})),
-        )
-        .await
-        .expect("annotate");
+    request_sync(&connectors, "1").await;
     wait::until("the resumed sync", TIMEOUT, || async {
         let s = connectors.get("org").await.ok()?.status?;
         let done = s.last_handled_sync_now.as_deref() == Some("1")
@@ -464,15 +475,7 @@ async fn a_failed_sync_resumes_from_its_config_maps() {
     let status = connectors.get("org").await.expect("get").status;
     let counts = status.and_then(|s| s.inventory).expect("inventory counts");
     assert_eq!((counts.sso_users, counts.sso_groups), (7, 3));
-    let left: Vec<String> = config_maps
-        .list(&ListParams::default().labels("awsaccess.io/connector=org"))
-        .await
-        .expect("list")
-        .items
-        .into_iter()
-        .filter_map(|cm| cm.metadata.name)
-        .filter(|name| name.contains("-sync-state-") || name.contains("-sync-journal-"))
-        .collect();
+    let left = sync_state_left(&config_maps).await;
     assert!(left.is_empty(), "{left:?}");
 
     trigger.fire();
