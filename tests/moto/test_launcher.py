@@ -45,6 +45,16 @@ class ServerTest(unittest.TestCase):
 
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"))
 
+    def control(self, method, path, body=None):
+        """A call to the launcher's own endpoints (`/_launcher/...`)."""
+        import json
+        import urllib.request
+
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.endpoint}{path}", data=data, method=method)
+        with urllib.request.urlopen(request) as response:
+            return json.loads(response.read() or b"{}")
+
     def instance(self):
         sso = self.client("sso-admin")
         instance = sso.list_instances()["Instances"][0]
@@ -167,15 +177,6 @@ if __name__ == "__main__":
 
 
 class FaultsAndProvisioningTest(ServerTest):
-    def control(self, method, path, body=None):
-        import json
-        import urllib.request
-
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.endpoint}{path}", data=data, method=method)
-        with urllib.request.urlopen(request) as response:
-            return json.loads(response.read() or b"{}")
-
     def tearDown(self):
         self.control("POST", "/_launcher/faults", {})
 
@@ -247,3 +248,70 @@ class FaultsAndProvisioningTest(ServerTest):
             self.assertEqual(refused.exception.response["Error"]["Code"], "AccessDenied")
         sts.assume_role(RoleArn="arn:aws:iam::111122223333:role/z", RoleSessionName="test",
                         ExternalId="the-right-external-id")
+
+
+class CloudTrailTest(ServerTest):
+    """LookupEvents, which moto lacks, answered from seeded events as AWS answers it."""
+
+    def seed(self):
+        import datetime
+
+        start = datetime.datetime(2026, 11, 1, tzinfo=datetime.timezone.utc)
+        events = []
+        for i in range(120):
+            name = ("Authenticate", "Federate", "ListUsers")[i % 3]
+            source = "signin.amazonaws.com" if name == "ListUsers" else "sso.amazonaws.com"
+            events.append({"eventId": f"e-{i:03d}", "eventName": name, "eventSource": source,
+                           "eventTime": (start + datetime.timedelta(minutes=i)).isoformat().replace("+00:00", "Z"),
+                           "username": f"user-{i % 7:02d}@example.com",
+                           "resources": [{"type": "AWS::SSO::User", "name": f"user-{i % 7:02d}"}]})
+        self.assertEqual(self.control("POST", "/_launcher/cloudtrail/events", events), {"events": 120})
+        return start
+
+    def test_pages_of_fifty_newest_first_for_one_query(self):
+        import datetime
+
+        start = self.seed()
+        trail = self.client("cloudtrail")
+        self.control("POST", "/_launcher/calls/reset")
+        attribute = [{"AttributeKey": "EventSource", "AttributeValue": "sso.amazonaws.com"}]
+        pages = list(trail.get_paginator("lookup_events").paginate(LookupAttributes=attribute))
+        self.assertEqual([len(p["Events"]) for p in pages], [50, 30])
+        events = [e for p in pages for e in p["Events"]]
+        self.assertTrue(all(e["EventSource"] == "sso.amazonaws.com" for e in events))
+        times = [e["EventTime"] for e in events]
+        self.assertEqual(times, sorted(times, reverse=True), "newest first")
+        self.assertEqual(events[0]["EventId"], "e-118", "the newest from sso.amazonaws.com")
+        self.assertEqual(self.control("GET", "/_launcher/calls"), {"LookupEvents": 2})
+
+        # Inclusive time range, and the other attributes.
+        window = trail.lookup_events(StartTime=start + datetime.timedelta(minutes=10),
+                                     EndTime=start + datetime.timedelta(minutes=19))
+        self.assertEqual(len(window["Events"]), 10)
+        self.assertNotIn("NextToken", window)
+        by_name = trail.lookup_events(LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": "user-03"}],
+                                      MaxResults=5)
+        self.assertEqual(len(by_name["Events"]), 5)
+        self.assertTrue(all(e["Username"] == "user-03@example.com" for e in by_name["Events"]))
+
+    def test_what_aws_refuses_is_refused(self):
+        self.seed()
+        trail = self.client("cloudtrail")
+        first = trail.lookup_events(MaxResults=10)
+        self.assertIn("NextToken", first)
+        cases = [
+            ({"MaxResults": 51}, "InvalidMaxResultsException"),
+            ({"LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "Federate"},
+                                   {"AttributeKey": "Username", "AttributeValue": "x"}]},
+             "InvalidLookupAttributesException"),
+            # A token is good only for the query that gave it.
+            ({"MaxResults": 20, "NextToken": first["NextToken"]}, "InvalidNextTokenException"),
+            ({"NextToken": "not-a-token"}, "InvalidNextTokenException"),
+        ]
+        for request, code in cases:
+            with self.assertRaises(ClientError) as refused:
+                trail.lookup_events(**request)
+            self.assertEqual(refused.exception.response["Error"]["Code"], code, request)
+        second = trail.lookup_events(MaxResults=10, NextToken=first["NextToken"])
+        self.assertEqual(len(second["Events"]), 10)
+        self.assertNotEqual(second["Events"][0]["EventId"], first["Events"][0]["EventId"])

@@ -19,6 +19,13 @@ operator depends on, this launcher patches it in memory (installed packages are 
 * identitystore ListGroupMemberships of a group that does not exist, and sso-admin
   ListAccountAssignments and ListAccountsForProvisionedPermissionSet of a permission set that
   does not exist, answer an empty list; AWS answers ResourceNotFoundException.
+* CloudTrail LookupEvents is not in moto at all. The launcher answers it from events seeded with
+  `POST /_launcher/cloudtrail/events` (a JSON list, which replaces what was seeded before; each
+  event: `eventName`, `eventSource`, `eventTime` (RFC 3339), and optionally `eventId`,
+  `username`, `readOnly`, `accessKeyId`, `resources` [{`type`, `name`}], `cloudTrailEvent`),
+  as AWS does: newest first, at most 50 a page (`MaxResults` 1-50), a `NextToken` good only for
+  the same query, one lookup attribute at most (EventId, EventName, ReadOnly, Username,
+  ResourceType, ResourceName, EventSource, AccessKeyId), `StartTime`/`EndTime` inclusive.
 
 Faults come from a WSGI middleware in front of moto, set through `POST /_launcher/faults`
 (JSON): `throttle_every` (every Nth AWS request answers Throttling/ThrottlingException),
@@ -321,6 +328,8 @@ class Faults:
         self.seen = 0
         # request id -> remaining IN_PROGRESS polls, or a failure reason
         self.pending = {}
+        # CloudTrail events LookupEvents answers from, newest first
+        self.trail = []
 
     @staticmethod
     def operation(environ, body):
@@ -349,6 +358,10 @@ class Faults:
             elif path == "/_launcher/calls/reset" and method == "POST":
                 self.calls.clear()
                 answer = {}
+            elif path == "/_launcher/cloudtrail/events" and method == "POST":
+                self.trail = sorted((trail_event(e) for e in json.loads(body or b"[]")),
+                                    key=lambda e: e["EventTime"], reverse=True)
+                answer = {"events": len(self.trail)}
             else:
                 start_response("404 Not Found", [("Content-Type", "application/json"), ("Content-Length", "2")])
                 return [b"{}"]
@@ -418,7 +431,74 @@ class Faults:
             return self.failed_creation(start_response, body, settings["fail_assignments"])
         if operation in self.ASSIGNMENT_STATUS and (settings.get("in_progress_polls") or self.pending):
             return self.assignment_status(environ, start_response, operation, settings)
+        if operation == "LookupEvents" and protocol == "json":
+            return self.lookup_events(start_response, body)
         return self.app(environ, start_response)
+
+    LOOKUP_KEYS = {"EventId", "EventName", "ReadOnly", "Username", "ResourceType", "ResourceName",
+                   "EventSource", "AccessKeyId"}
+
+    def lookup_events(self, start_response, body):
+        """CloudTrail LookupEvents over the seeded events, paged as AWS pages it."""
+        import base64
+        import hashlib
+        import json
+
+        def refuse(code, message):
+            return self.error(start_response, "json", "400 Bad Request", code, message)
+
+        request = json.loads(body or b"{}")
+        attributes = request.get("LookupAttributes") or []
+        if len(attributes) > 1:
+            return refuse("InvalidLookupAttributesException",
+                          "You cannot specify more than one lookup attribute.")
+        for attribute in attributes:
+            if attribute.get("AttributeKey") not in self.LOOKUP_KEYS:
+                return refuse("InvalidLookupAttributesException",
+                              f"Invalid attribute key: {attribute.get('AttributeKey')}")
+        size = request.get("MaxResults", 50)
+        if not isinstance(size, int) or not 1 <= size <= 50:
+            return refuse("InvalidMaxResultsException", "MaxResults must be between 1 and 50.")
+        start, end = request.get("StartTime"), request.get("EndTime")
+        if start is not None and end is not None and start > end:
+            return refuse("InvalidTimeRangeException", "StartTime must be before EndTime.")
+        query = {k: request.get(k) for k in ("LookupAttributes", "StartTime", "EndTime", "MaxResults")}
+        fingerprint = hashlib.sha256(json.dumps(query, sort_keys=True).encode()).hexdigest()[:16]
+        offset = 0
+        if request.get("NextToken"):
+            try:
+                token = json.loads(base64.b64decode(request["NextToken"]))
+                offset = int(token["offset"])
+                if token["query"] != fingerprint:
+                    raise ValueError("another query")
+            except Exception:
+                return refuse("InvalidNextTokenException", "Invalid NextToken.")
+
+        def matches(event):
+            if start is not None and event["EventTime"] < start:
+                return False
+            if end is not None and event["EventTime"] > end:
+                return False
+            for attribute in attributes:
+                key, value = attribute["AttributeKey"], attribute.get("AttributeValue")
+                if key in ("ResourceType", "ResourceName"):
+                    if not any(r.get(key) == value for r in event.get("Resources", [])):
+                        return False
+                elif key == "ReadOnly":
+                    if event.get("ReadOnly") != value:
+                        return False
+                elif event.get(key) != value:
+                    return False
+            return True
+
+        with self.lock:
+            found = [e for e in self.trail if matches(e)]
+        page = found[offset:offset + size]
+        answer = {"Events": page}
+        if offset + size < len(found):
+            answer["NextToken"] = base64.b64encode(json.dumps(
+                {"offset": offset + size, "query": fingerprint}).encode()).decode()
+        return self.json_response(start_response, "200 OK", answer)
 
     ASSIGNMENT_STATUS = {
         "CreateAccountAssignment": "AccountAssignmentCreationStatus",
@@ -487,6 +567,31 @@ class Faults:
                     status["Status"] = "IN_PROGRESS"
         payload[key] = status
         return self.json_response(start_response, "200 OK", payload)
+
+
+def trail_event(seeded):
+    """A seeded event in LookupEvents' shape (EventTime in epoch seconds, as the JSON protocol
+    carries timestamps)."""
+    import datetime
+    import json
+
+    when = datetime.datetime.fromisoformat(seeded["eventTime"].replace("Z", "+00:00")).timestamp()
+    event = {
+        "EventId": seeded.get("eventId") or str(uuid.uuid4()),
+        "EventName": seeded["eventName"],
+        "EventSource": seeded["eventSource"],
+        "EventTime": when,
+        "ReadOnly": str(seeded.get("readOnly", "false")).lower(),
+        "Resources": [{"ResourceType": r.get("type"), "ResourceName": r.get("name")}
+                      for r in seeded.get("resources", [])],
+        "CloudTrailEvent": seeded.get("cloudTrailEvent") or json.dumps(
+            {"eventName": seeded["eventName"], "eventSource": seeded["eventSource"],
+             "eventTime": seeded["eventTime"]}),
+    }
+    for key, name in (("username", "Username"), ("accessKeyId", "AccessKeyId")):
+        if seeded.get(key):
+            event[name] = seeded[key]
+    return event
 
 
 def apply_patches():
