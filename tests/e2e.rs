@@ -483,6 +483,39 @@ async fn a_failed_sync_resumes_from_its_config_maps() {
     cluster.cleanup().await;
 }
 
+/// An operator told to stop in the middle of a sync saves every stream's page state as it
+/// stands, without waiting for the calls in flight, and stops cleanly.
+#[tokio::test]
+async fn a_stopping_operator_saves_the_sync_it_was_running() {
+    let moto = Moto::start();
+    moto.seed(&["--accounts", "2", "--sso-users", "7", "--sso-groups", "3"]);
+    // The members are never answered while the operator runs.
+    moto.set_faults(json!({"hold_operations": ["ListGroupMemberships"]}));
+    let (cluster, trigger, operator, _connectors) = org_connector("e2e-stop", &moto).await;
+    let (ns, client) = (cluster.namespace.clone(), cluster.client.clone());
+    wait::until("the sync to wait on the members", TIMEOUT, || async {
+        moto.calls()
+            .contains_key("ListGroupMemberships")
+            .then_some(())
+    })
+    .await;
+    trigger.fire();
+    operator.task.await.expect("join").expect("clean shutdown");
+    let config_maps: Api<ConfigMap> = Api::namespaced(client, &ns);
+    let saved = config_maps
+        .get(&format!(
+            "{}-0",
+            base_name(&ns, "org", "sync-state-identity-store-groups")
+        ))
+        .await
+        .expect("the groups stream's page state, saved as the operator stopped");
+    let bytes = &saved.binary_data.as_ref().expect("binaryData")["content"].0;
+    let cursors: serde_json::Value = serde_json::from_slice(bytes).expect("page state JSON");
+    assert_eq!(cursors["phase"], "memberships", "{cursors}");
+    moto.set_faults(json!({}));
+    cluster.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_refused_role_is_reported_on_the_connector() {
     let moto = Moto::start();

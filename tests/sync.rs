@@ -372,21 +372,36 @@ fn second_sync_uses_the_cache() {
     assert!(!text.contains("testing"), "no credentials in the cache");
 }
 
-/// Runs a sync keeping its state in `state_arg` (saved at every page), holds every request
-/// after the first `answered`, and kills the sync (SIGKILL) while it waits; the emulator still
-/// holds requests when this returns.
-fn killed_after(moto: &Moto, connector: &Path, state_arg: &str, answered: u64) {
+/// How a sync held by the emulator is ended.
+#[derive(Clone, Copy, PartialEq)]
+enum Ending {
+    /// SIGKILL: nothing more is saved; its state was saved at every page.
+    Kill,
+    /// SIGTERM, with checkpoints at their default interval: it saves its state as it stops.
+    Term,
+}
+
+/// Runs a sync keeping its state in `state_arg`, holds every request after the first
+/// `answered`, and ends the sync while it waits; the emulator still holds requests when this
+/// returns. Returns what the sync wrote on stderr.
+fn stopped_after(
+    moto: &Moto,
+    connector: &Path,
+    state_arg: &str,
+    answered: u64,
+    ending: Ending,
+) -> String {
     moto.reset_calls();
     moto.set_faults(json!({"hang_after": answered}));
-    let mut child = command(
-        moto,
-        connector,
-        &["--state-dir", state_arg, "--checkpoint-seconds", "0"],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("start sync");
+    let mut args = vec!["--state-dir", state_arg];
+    if ending == Ending::Kill {
+        args.extend(["--checkpoint-seconds", "0"]);
+    }
+    let mut child = command(moto, connector, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sync");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while moto.calls().values().sum::<u64>() <= answered {
         assert!(
@@ -395,10 +410,20 @@ fn killed_after(moto: &Moto, connector: &Path, state_arg: &str, answered: u64) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Every request from here on waits: give the answered ones time to be learned and saved.
+    // Every request from here on waits: give the answered ones time to be learned.
     std::thread::sleep(Duration::from_secs(1));
-    child.kill().expect("kill the sync");
-    child.wait().expect("reap");
+    match ending {
+        Ending::Kill => child.kill().expect("kill the sync"),
+        Ending::Term => {
+            let status = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .expect("kill -TERM");
+            assert!(status.success());
+        }
+    }
+    let output = child.wait_with_output().expect("reap");
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[test]
@@ -413,7 +438,7 @@ fn an_interrupted_sync_resumes_from_its_last_page() {
     // Hold every request after the 30th, then kill the sync while it waits.
     let state = dir.path().join("state");
     let state_arg = state.to_str().expect("utf-8");
-    killed_after(&moto, &connector, state_arg, 30);
+    stopped_after(&moto, &connector, state_arg, 30, Ending::Kill);
     assert!(page_state_saved(&state), "the page state survived the kill");
     moto.set_faults(json!({}));
     moto.reset_calls();
@@ -444,12 +469,12 @@ fn work_calls(calls: &BTreeMap<String, u64>) -> u64 {
         .sum()
 }
 
-/// A sync killed (SIGKILL, no chance to save anything more) once half of a fresh sync's calls
-/// were answered resumes with the other half: every page answered before the kill was kept,
-/// in whichever stream and item it was, so the resume makes no call the first run had made,
-/// but its own GetCallerIdentity.
-#[test]
-fn a_sync_killed_halfway_resumes_with_the_other_half() {
+/// Syncs the organization afresh, then again with its state in a directory, ended as `ending`
+/// says once half of the fresh sync's calls were answered; then resumes. The resume makes the
+/// other half: every page answered before the end was kept, in whichever stream and item it
+/// was, so the resume makes no call the first run had made, but its own GetCallerIdentity.
+/// Returns what the ended run wrote on stderr.
+fn halfway(ending: Ending) -> String {
     let moto = Moto::start();
     moto.seed(&[
         "--sso-users",
@@ -476,7 +501,7 @@ fn a_sync_killed_halfway_resumes_with_the_other_half() {
     let state_arg = state.to_str().expect("utf-8");
     // Half the work answered, when the report takes as many polls as in the fresh sync.
     let hang_after = half + fresh_polls;
-    killed_after(&moto, &connector, state_arg, hang_after);
+    let stderr = stopped_after(&moto, &connector, state_arg, hang_after, ending);
     let polls = moto
         .calls()
         .get("GenerateCredentialReport")
@@ -490,15 +515,33 @@ fn a_sync_killed_halfway_resumes_with_the_other_half() {
     assert_eq!(resumed["stats"]["resumed"], true);
     let resumed_total = work_calls(&moto.calls());
     eprintln!(
-        "fresh {fresh_total} calls, {answered} answered before the kill, resume {resumed_total}"
+        "fresh {fresh_total} calls, {answered} answered before the end, resume {resumed_total}"
     );
     assert!(
         resumed_total <= fresh_total - answered + 1,
-        "a fresh sync made {fresh_total} calls and the killed one had {answered} answered, \
+        "a fresh sync made {fresh_total} calls and the ended one had {answered} answered, \
          but the resume made {resumed_total}: {:?}",
         moto.calls()
     );
     assert_eq!(content(&resumed), content(&fresh));
+    stderr
+}
+
+/// SIGKILL: no chance to save anything more; the state was saved at every page.
+#[test]
+fn a_sync_killed_halfway_resumes_with_the_other_half() {
+    halfway(Ending::Kill);
+}
+
+/// SIGTERM with checkpoints at their default interval (30 s, never reached here): the sync
+/// drops the calls in flight and saves every stream's state as it stops.
+#[test]
+fn a_sync_stopped_halfway_saves_where_it_was() {
+    let stderr = halfway(Ending::Term);
+    assert!(
+        stderr.contains("asked to stop before it finished"),
+        "{stderr}"
+    );
 }
 
 /// Something AWS loses between two runs of a sync.

@@ -147,18 +147,33 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         ..SyncOptions::default()
     };
     let session = &authenticated.session;
+    // SIGTERM or Ctrl-C stops the sync with its page state saved (with --state-dir), so that
+    // the next run resumes where this one was stopped, not at its last checkpoint.
+    let stop = crate::controller::shutdown::os_signal();
     let result = match &args.state_dir {
         Some(dir) => {
-            crate::sync::run(
+            crate::sync::run_until(
                 session,
                 &connector.spec.sync,
                 &scope,
                 &DirStore::new(dir),
                 &options,
+                stop,
             )
             .await
         }
-        None => crate::sync::run(session, &connector.spec.sync, &scope, &NoStore, &options).await,
+        None => {
+            let store = NoStore;
+            crate::sync::run_until(
+                session,
+                &connector.spec.sync,
+                &scope,
+                &store,
+                &options,
+                stop,
+            )
+            .await
+        }
     };
     let inventory = match result {
         Ok(mut inventory) => {

@@ -472,12 +472,14 @@ async fn sync(
     let scope = connect::scope(connector, &authenticated.identity);
     let started = now();
     tracing::info!(connector = %name, "sync started");
-    let result = crate::sync::run(
+    // A stopping operator saves the sync's page state and lets the next leader resume it.
+    let result = crate::sync::run_until(
         &authenticated.session,
         &connector.spec.sync,
         &scope,
         &store,
         &ctx.aws.sync,
+        ctx.stop_requested(),
     )
     .await;
     let finished = now();

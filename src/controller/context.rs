@@ -44,6 +44,8 @@ pub struct Context {
     /// Reconciliations running now, and whether new ones may start.
     running: tokio::sync::watch::Sender<usize>,
     stopping: std::sync::atomic::AtomicBool,
+    /// Set with `stopping`, for work under way (a sync) to save what it has and end.
+    stop_requested: tokio::sync::watch::Sender<bool>,
 }
 
 /// A running reconciliation; counted until dropped.
@@ -91,6 +93,7 @@ impl Context {
             access_locks: AccessLocks::default(),
             running: tokio::sync::watch::channel(0).0,
             stopping: std::sync::atomic::AtomicBool::new(false),
+            stop_requested: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -114,6 +117,13 @@ impl Context {
     pub fn stop_starting(&self) {
         self.stopping
             .store(true, std::sync::atomic::Ordering::Release);
+        self.stop_requested.send_replace(true);
+    }
+
+    /// Resolves once the operator is stopping.
+    pub async fn stop_requested(&self) {
+        let mut requested = self.stop_requested.subscribe();
+        let _ = requested.wait_for(|stop| *stop).await;
     }
 
     /// Resolves once no reconciliation is running.

@@ -359,7 +359,8 @@ async fn run_controllers(
     // Stopping: no new reconciliation starts (see `timed`), the ones in flight get up to
     // FORCE_STOP_AFTER to finish, then the controllers are dropped. (kube-runtime's own graceful
     // shutdown also waits for the first list of every watch, forever if the stop comes first.)
-    // A sync cut short resumes from its page state at the next start.
+    // A sync under way saves its page state as it stands and ends (`stop_requested`); the next
+    // start resumes it.
     tokio::select! {
         _ = futures::future::join_all(runs) => {}
         () = async {

@@ -172,6 +172,21 @@ pub async fn run<S: StateStore>(
     store: &S,
     options: &SyncOptions,
 ) -> Result<Inventory, SyncError> {
+    run_until(session, spec, scope, store, options, std::future::pending()).await
+}
+
+/// `run`, until `stop` resolves: then the calls in flight are dropped, every stream's page
+/// state is saved as it stands (each is whole between two calls), and the sync ends with
+/// `Stopped`, for the next run to resume. What an operator told to stop, or a `sync`
+/// interrupted, does instead of losing what it learned since the last checkpoint.
+pub async fn run_until<S: StateStore>(
+    session: &Session,
+    spec: &SyncSpec,
+    scope: &str,
+    store: &S,
+    options: &SyncOptions,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Inventory, SyncError> {
     let started = Instant::now();
     let cache = SyncCache::decode(&store.load(CACHE_KEY).await?.unwrap_or_default());
     let open = |stream: Stream, cache: SyncCache| {
@@ -192,16 +207,27 @@ pub async fn run<S: StateStore>(
     groups.instance = Some(instance);
     users.census_told = Some(census_told.clone());
     groups.census_told = Some(census_told);
-    let results = futures::join!(
-        organizations.run_organizations(accounts_told),
-        iam.run_phases(),
-        users.run_identity_store(),
-        groups.run_identity_store(),
-        center.run_identity_center(),
-    );
-    let failed = [results.0, results.1, results.2, results.3, results.4]
-        .into_iter()
-        .find_map(Result::err);
+    let all = async {
+        futures::join!(
+            organizations.run_organizations(accounts_told),
+            iam.run_phases(),
+            users.run_identity_store(),
+            groups.run_identity_store(),
+            center.run_identity_center(),
+        )
+    };
+    let stopped = SyncError::Stopped(if store.keeps_state() {
+        "asked to stop before it finished; every stream's page state is saved for the next run"
+            .into()
+    } else {
+        "asked to stop before it finished".into()
+    });
+    let failed = tokio::select! {
+        results = all => [results.0, results.1, results.2, results.3, results.4]
+            .into_iter()
+            .find_map(Result::err),
+        () = stop => Some(stopped),
+    };
     let streams = [
         &mut organizations,
         &mut iam,

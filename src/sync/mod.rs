@@ -12,7 +12,7 @@ pub mod state;
 pub mod store;
 pub use crate::aws::trust;
 
-pub use engine::{SyncError, SyncOptions, run};
+pub use engine::{SyncError, SyncOptions, run, run_until};
 pub use inventory::Inventory;
 pub use store::{DirStore, NoStore, StateStore, StoreError};
 
