@@ -1,5 +1,6 @@
-//! The page state of an unfinished sync: which phase, which item of it, which NextToken, and
-//! how many journal segments hold what was learned so far (see `facts`). The cursors are saved
+//! The page state of an unfinished sync: which phase, the NextToken of the phase's single list
+//! or of each item listed in part, and how many journal segments hold what was learned so far
+//! (see `facts`). The cursors are saved
 //! at checkpoints; a restarted sync replays the segments and continues from the cursors.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -182,7 +183,8 @@ pub struct PageState {
     /// with other settings is not resumed.
     pub scope: String,
     pub phase: Phase,
-    /// The token of the next page of the current item.
+    /// The token of the next page of the phase's single list (a per-item phase keeps its
+    /// items' tokens in `ahead`).
     pub next_token: Option<String>,
     pub listing: Option<AssignmentListing>,
     /// How the pairs are found, once decided.
