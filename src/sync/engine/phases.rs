@@ -18,6 +18,16 @@ use crate::sync::state::{
 };
 use crate::sync::store::StateStore;
 
+/// What an item of a per-item phase that AWS says does not exist means.
+#[derive(Clone, Copy)]
+enum WhenGone {
+    /// This stream listed it: left out when this run listed it; from a saved state, the state
+    /// is stale and the stream is listed again (see `stale_state`).
+    ListedHere,
+    /// Another stream listed it: left out.
+    ListedElsewhere,
+}
+
 impl<S: StateStore> Engine<'_, S> {
     /// Runs one phase of this stream (nothing for a phase the connector does not sync).
     pub(super) async fn run_phase(&mut self, phase: Phase) -> Result<(), SyncError> {
@@ -146,9 +156,8 @@ impl<S: StateStore> Engine<'_, S> {
                 to_list.push((name, token));
             }
         }
-        let resumed = resumed_keys(&to_list);
         let (session, size) = (self.session, self.size());
-        let mut pages = fetch::pages_of(to_list, move |name, token| {
+        let list = move |name: String, token| {
             let report = report.clone();
             async move {
                 let mut page = iam::list_access_keys(session, &name, token, size).await?;
@@ -163,25 +172,24 @@ impl<S: StateStore> Engine<'_, S> {
                 }
                 Ok(page)
             }
-        });
-        while let Some((name, page)) = pages.next().await {
-            match page {
-                Err(e) if self.deleted_since_listed(phase, &e) => {
-                    tracing::info!(user = %name, "IAM user deleted since it was listed; left out");
-                    self.learn(Fact::IamUserGone(name.clone()));
-                    self.item_left_out(phase, name);
-                }
-                Err(e) => return Err(self.item_failed(&name, &resumed, e)),
-                Ok(page) => {
-                    self.learn(Fact::AccessKeys {
-                        user: name.clone(),
-                        keys: page.items,
-                    });
-                    self.after_item_page(phase, name, page.next).await?;
-                }
-            }
-        }
-        Ok(())
+        };
+        self.walk(
+            phase,
+            to_list,
+            list,
+            WhenGone::ListedHere,
+            |engine, user| {
+                tracing::info!(%user, "IAM user deleted since it was listed; left out");
+                engine.learn(Fact::IamUserGone(user.to_string()));
+            },
+            |engine, user, keys| {
+                engine.learn(Fact::AccessKeys {
+                    user: user.to_string(),
+                    keys,
+                })
+            },
+        )
+        .await
     }
 
     async fn sso_users(&mut self) -> Result<(), SyncError> {
@@ -221,29 +229,26 @@ impl<S: StateStore> Engine<'_, S> {
             .map(|g| g.id.clone())
             .collect();
         let items = self.still_to_list(phase, groups);
-        let resumed = resumed_keys(&items);
         let (session, size, store) = (self.session, self.size(), store.as_str());
-        let mut pages = fetch::pages_of(items, move |group, token| async move {
-            identity_center::list_group_memberships(session, store, &group, token, size).await
-        });
-        while let Some((group, page)) = pages.next().await {
-            match page {
-                Err(e) if self.deleted_since_listed(phase, &e) => {
-                    tracing::info!(%group, "Identity Center group deleted since it was listed; left out");
-                    self.learn(Fact::SsoGroupGone(group.clone()));
-                    self.item_left_out(phase, group);
-                }
-                Err(e) => return Err(self.item_failed(&group, &resumed, e)),
-                Ok(page) => {
-                    self.learn(Fact::Members {
-                        group: group.clone(),
-                        users: page.items,
-                    });
-                    self.after_item_page(phase, group, page.next).await?;
-                }
-            }
-        }
-        Ok(())
+        self.walk(
+            phase,
+            items,
+            move |group: String, token| async move {
+                identity_center::list_group_memberships(session, store, &group, token, size).await
+            },
+            WhenGone::ListedHere,
+            |engine, group| {
+                tracing::info!(%group, "Identity Center group deleted since it was listed; left out");
+                engine.learn(Fact::SsoGroupGone(group.to_string()));
+            },
+            |engine, group, users| {
+                engine.learn(Fact::Members {
+                    group: group.to_string(),
+                    users,
+                })
+            },
+        )
+        .await
     }
 
     async fn permission_sets(&mut self) -> Result<(), SyncError> {
@@ -276,34 +281,33 @@ impl<S: StateStore> Engine<'_, S> {
             }
         }
         let (session, instance) = (self.session, instance.as_str());
-        let mut pages = fetch::pages_of(to_describe, move |arn, _| async move {
-            identity_center::describe_permission_set(session, instance, &arn)
-                .await
-                .map(|details| Page::new(vec![details], None))
-        });
-        while let Some((arn, page)) = pages.next().await {
-            match page {
-                Err(e) if self.deleted_since_listed(phase, &e) => {
-                    self.forget_permission_set(arn.clone());
-                    self.item_left_out(phase, arn);
-                }
-                Err(e) => return Err(self.failed(e)),
-                Ok(page) => {
-                    for details in page.items {
-                        self.cache.remember(&arn, details.clone());
-                        self.learn(Fact::PermissionSet(details));
+        self.walk(
+            phase,
+            to_describe,
+            move |arn: String, _| async move {
+                identity_center::describe_permission_set(session, instance, &arn)
+                    .await
+                    .map(|details| Page::new(vec![details], None))
+            },
+            WhenGone::ListedHere,
+            |engine, arn| engine.forget_permission_set(arn),
+            |engine, arn, described| {
+                for details in described {
+                    // A one-shot sync keeps no cache (see `run_until`).
+                    if engine.store.keeps_state() {
+                        engine.cache.remember(arn, details.clone());
                     }
-                    self.after_item_page(phase, arn, None).await?;
+                    engine.learn(Fact::PermissionSet(details));
                 }
-            }
-        }
-        Ok(())
+            },
+        )
+        .await
     }
 
     /// Leaves out a permission set deleted since this run listed it.
-    fn forget_permission_set(&mut self, arn: String) {
+    fn forget_permission_set(&mut self, arn: &str) {
         tracing::info!(permission_set = %arn, "permission set deleted since it was listed; left out");
-        self.learn(Fact::PermissionSetGone(arn));
+        self.learn(Fact::PermissionSetGone(arn.to_string()));
     }
 
     async fn provisioning(&mut self) -> Result<(), SyncError> {
@@ -365,28 +369,24 @@ impl<S: StateStore> Engine<'_, S> {
     async fn pairs_per_permission_set(&mut self, instance: &str) -> Result<(), SyncError> {
         let phase = Phase::Provisioning;
         let items = self.still_to_list(phase, self.state.permission_set_arns.clone());
-        let resumed = resumed_keys(&items);
         let (session, size) = (self.session, self.size());
-        let mut pages = fetch::pages_of(items, move |arn, token| async move {
-            identity_center::list_provisioned_accounts(session, instance, &arn, token, size).await
-        });
-        while let Some((arn, page)) = pages.next().await {
-            match page {
-                Err(e) if self.deleted_since_listed(phase, &e) => {
-                    self.forget_permission_set(arn.clone());
-                    self.item_left_out(phase, arn);
-                }
-                Err(e) => return Err(self.item_failed(&arn, &resumed, e)),
-                Ok(page) => {
-                    self.learn(Fact::ProvisionedTo {
-                        permission_set: arn.clone(),
-                        accounts: page.items,
-                    });
-                    self.after_item_page(phase, arn, page.next).await?;
-                }
-            }
-        }
-        Ok(())
+        self.walk(
+            phase,
+            items,
+            move |arn: String, token| async move {
+                identity_center::list_provisioned_accounts(session, instance, &arn, token, size)
+                    .await
+            },
+            WhenGone::ListedHere,
+            |engine, arn| engine.forget_permission_set(arn),
+            |engine, arn, accounts| {
+                engine.learn(Fact::ProvisionedTo {
+                    permission_set: arn.to_string(),
+                    accounts,
+                })
+            },
+        )
+        .await
     }
 
     /// The pairs from ListPermissionSetsProvisionedToAccount, one account at a time: fewer
@@ -398,33 +398,28 @@ impl<S: StateStore> Engine<'_, S> {
     ) -> Result<(), SyncError> {
         let phase = Phase::Provisioning;
         let items = self.still_to_list(phase, accounts.to_vec());
-        let resumed = resumed_keys(&items);
         let (session, size) = (self.session, self.size());
-        let mut pages = fetch::pages_of(items, move |account, token| async move {
-            identity_center::list_provisioned_permission_sets(
-                session, instance, &account, token, size,
-            )
-            .await
-        });
-        while let Some((account, page)) = pages.next().await {
-            match page {
-                // The accounts are the Organizations stream's, listed moments ago or by an
-                // interrupted run: one AWS no longer knows has no pairs to find.
-                Err(e) if e.kind == ErrorKind::NotFound => {
-                    tracing::info!(%account, "account gone since it was listed; left out");
-                    self.item_left_out(phase, account);
-                }
-                Err(e) => return Err(self.item_failed(&account, &resumed, e)),
-                Ok(page) => {
-                    self.learn(Fact::ProvisionedIn {
-                        account: account.clone(),
-                        permission_sets: page.items,
-                    });
-                    self.after_item_page(phase, account, page.next).await?;
-                }
-            }
-        }
-        Ok(())
+        self.walk(
+            phase,
+            items,
+            move |account: String, token| async move {
+                identity_center::list_provisioned_permission_sets(
+                    session, instance, &account, token, size,
+                )
+                .await
+            },
+            // The accounts are the Organizations stream's, listed moments ago or by an
+            // interrupted run: one AWS no longer knows has no pairs to find.
+            WhenGone::ListedElsewhere,
+            |_, account| tracing::info!(%account, "account gone since it was listed; left out"),
+            |engine, account, permission_sets| {
+                engine.learn(Fact::ProvisionedIn {
+                    account: account.to_string(),
+                    permission_sets,
+                })
+            },
+        )
+        .await
     }
 
     async fn assignments(&mut self) -> Result<(), SyncError> {
@@ -459,8 +454,7 @@ impl<S: StateStore> Engine<'_, S> {
                 .collect()
         };
         let items = self.still_to_list(phase, keys);
-        let resumed = resumed_keys(&items);
-        let mut pages = fetch::pages_of(items, move |key, token| async move {
+        let list = move |key: String, token| async move {
             if let Some((account, ps)) = key.split_once('/') {
                 identity_center::list_account_assignments(
                     session, instance, account, ps, token, size,
@@ -473,25 +467,64 @@ impl<S: StateStore> Engine<'_, S> {
                 )
                 .await
             }
-        });
+        };
+        // A pair whose permission set or account went since it was listed, or a principal
+        // (the Identity Store streams') AWS no longer knows: nothing to list.
+        let when_gone = if per_account {
+            WhenGone::ListedHere
+        } else {
+            WhenGone::ListedElsewhere
+        };
+        self.walk(
+            phase,
+            items,
+            list,
+            when_gone,
+            |_, item| tracing::info!(%item, "gone since it was listed; left out"),
+            |engine, _, assignments| engine.learn(Fact::Assignments(assignments)),
+        )
+        .await
+    }
+
+    /// Walks per-item `phase`: every page of each of `items` (from its token; see
+    /// `fetch::pages_of`), several items at once. Each page is learned as `on_page` says; an
+    /// item AWS says does not exist is left out, after `on_gone`, when `when_gone` says so.
+    async fn walk<T, F, Fut>(
+        &mut self,
+        phase: Phase,
+        items: Vec<(String, Option<String>)>,
+        list: F,
+        when_gone: WhenGone,
+        on_gone: impl Fn(&mut Self, &str),
+        on_page: impl Fn(&mut Self, &str, Vec<T>),
+    ) -> Result<(), SyncError>
+    where
+        F: Fn(String, Option<String>) -> Fut + Clone,
+        Fut: Future<Output = Result<Page<Vec<T>>, AwsError>>,
+    {
+        let resumed = resumed_keys(&items);
+        let mut pages = std::pin::pin!(fetch::pages_of(items, list));
         while let Some((key, page)) = pages.next().await {
             match page {
-                // A pair whose permission set or account went since it was listed, or a
-                // principal (the Identity Store streams') AWS no longer knows: nothing to list.
-                Err(e)
-                    if (per_account && self.deleted_since_listed(phase, &e))
-                        || (!per_account && e.kind == ErrorKind::NotFound) =>
-                {
-                    tracing::info!(item = %key, "gone since it was listed; left out");
+                Err(e) if self.is_gone(phase, when_gone, &e) => {
+                    on_gone(self, &key);
                     self.item_left_out(phase, key);
                 }
                 Err(e) => return Err(self.item_failed(&key, &resumed, e)),
                 Ok(page) => {
-                    self.learn(Fact::Assignments(page.items));
+                    on_page(self, &key, page.items);
                     self.after_item_page(phase, key, page.next).await?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Whether `error` says an item of `phase` no longer exists and is to be left out.
+    fn is_gone(&self, phase: Phase, when_gone: WhenGone, error: &AwsError) -> bool {
+        match when_gone {
+            WhenGone::ListedHere => self.deleted_since_listed(phase, error),
+            WhenGone::ListedElsewhere => error.kind == ErrorKind::NotFound,
+        }
     }
 }
