@@ -260,6 +260,24 @@ async fn request_sync(connectors: &Api<AwsConnector>, value: &str) {
         .expect("annotate");
 }
 
+/// What `org` stored under `key` (one shard).
+async fn stored(config_maps: &Api<ConfigMap>, ns: &str, key: &str) -> Vec<u8> {
+    let name = format!("{}-0", base_name(ns, "org", key));
+    let config_map = config_maps
+        .get(&name)
+        .await
+        .unwrap_or_else(|e| panic!("ConfigMap {name}: {e}"));
+    config_map.binary_data.expect("binaryData")["content"]
+        .0
+        .clone()
+}
+
+/// The saved page state (cursors) of `org`'s Identity Store groups stream.
+async fn groups_cursors(config_maps: &Api<ConfigMap>, ns: &str) -> serde_json::Value {
+    let bytes = stored(config_maps, ns, "sync-state-identity-store-groups").await;
+    serde_json::from_slice(&bytes).expect("page state JSON")
+}
+
 /// The page state and journal ConfigMaps of `org` still there.
 async fn sync_state_left(config_maps: &Api<ConfigMap>) -> Vec<String> {
     config_maps
@@ -427,32 +445,17 @@ async fn a_failed_sync_resumes_from_its_config_maps() {
     assert!(message.contains("ListGroupMemberships"), "{message}");
 
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let content = |config_map: &ConfigMap| {
-        let bytes = &config_map.binary_data.as_ref().expect("binaryData")["content"].0;
-        String::from_utf8_lossy(bytes).into_owned()
-    };
-    let groups_state = config_maps
-        .get(&format!(
-            "{}-0",
-            base_name(&ns, "org", "sync-state-identity-store-groups")
-        ))
-        .await
-        .expect("the groups stream's page state");
-    let cursors: serde_json::Value =
-        serde_json::from_str(&content(&groups_state)).expect("page state JSON");
+    let cursors = groups_cursors(&config_maps, &ns).await;
     assert_eq!(cursors["phase"], "memberships", "{cursors}");
     assert!(
         cursors.get("inventory").is_none(),
         "only cursors: {cursors}"
     );
-    let journal = config_maps
-        .get(&format!(
-            "{}-0",
-            base_name(&ns, "org", "sync-journal-identity-store-groups-0")
-        ))
-        .await
-        .expect("the groups stream's journal");
-    assert!(content(&journal).contains("group-02"), "the groups listed");
+    let journal = stored(&config_maps, &ns, "sync-journal-identity-store-groups-0").await;
+    assert!(
+        String::from_utf8_lossy(&journal).contains("group-02"),
+        "the groups listed"
+    );
 
     moto.set_faults(json!({}));
     moto.reset_calls();
@@ -502,15 +505,8 @@ async fn a_stopping_operator_saves_the_sync_it_was_running() {
     trigger.fire();
     operator.task.await.expect("join").expect("clean shutdown");
     let config_maps: Api<ConfigMap> = Api::namespaced(client, &ns);
-    let saved = config_maps
-        .get(&format!(
-            "{}-0",
-            base_name(&ns, "org", "sync-state-identity-store-groups")
-        ))
-        .await
-        .expect("the groups stream's page state, saved as the operator stopped");
-    let bytes = &saved.binary_data.as_ref().expect("binaryData")["content"].0;
-    let cursors: serde_json::Value = serde_json::from_slice(bytes).expect("page state JSON");
+    // Saved as the operator stopped.
+    let cursors = groups_cursors(&config_maps, &ns).await;
     assert_eq!(cursors["phase"], "memberships", "{cursors}");
     moto.set_faults(json!({}));
     cluster.cleanup().await;

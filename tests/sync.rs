@@ -24,6 +24,14 @@ fn write_connector(dir: &Path, auth: Value) -> PathBuf {
     path
 }
 
+/// Writes to `to` the connector in `from` with `spec.sync` set to `sync`.
+fn with_sync(from: &Path, to: &Path, sync: Value) {
+    let text = std::fs::read_to_string(from).expect("read the connector");
+    let mut value: Value = serde_json::from_str(&text).expect("connector JSON");
+    value["spec"]["sync"] = sync;
+    std::fs::write(to, value.to_string()).expect("write the connector");
+}
+
 fn command(moto: &Moto, connector: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_aws-access-operator"));
     command.arg("sync").arg("-f").arg(connector).args([
@@ -487,11 +495,9 @@ fn halfway(ending: Ending) -> String {
         "3",
     ]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let connector = write_connector(dir.path(), json!({}));
-    let mut value: Value =
-        serde_json::from_str(&std::fs::read_to_string(&connector).expect("read")).expect("json");
-    value["spec"]["sync"] = json!({"accessKeys": true});
-    std::fs::write(&connector, value.to_string()).expect("write");
+    let plain = write_connector(dir.path(), json!({}));
+    let connector = dir.path().join("keys.yaml");
+    with_sync(&plain, &connector, json!({"accessKeys": true}));
     let fresh = sync(&moto, &connector, &[]);
     let fresh_total = work_calls(&calls(&fresh));
 
@@ -1264,10 +1270,7 @@ fn access_keys_are_synced_only_when_asked() {
     assert!(!calls(&without).contains_key("ListAccessKeys"));
 
     let path = dir.path().join("keys.yaml");
-    let text = std::fs::read_to_string(&connector).expect("read");
-    let mut value: Value = serde_json::from_str(&text).expect("json");
-    value["spec"]["sync"] = json!({"accessKeys": true});
-    std::fs::write(&path, value.to_string()).expect("write");
+    with_sync(&connector, &path, json!({"accessKeys": true}));
     assert!(!calls(&without).contains_key("GenerateCredentialReport"));
     moto.reset_calls();
     let with = sync(&moto, &path, &[]);
