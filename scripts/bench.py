@@ -30,10 +30,10 @@ SIZES = {
     "org3": ["--accounts", "2", "--iam-users", "150", "--iam-groups", "10", "--iam-roles", "30",
              "--sso-users", "80", "--sso-groups", "10", "--permission-sets", "30",
              "--assigned-users", "80"],
-    "medium": ["--accounts", "20", "--iam-users", "300", "--iam-groups", "10", "--iam-roles", "50",
+    "medium": ["--accounts", "20", "--ous", "6", "--iam-users", "300", "--iam-groups", "10", "--iam-roles", "50",
                "--sso-users", "2000", "--sso-groups", "40", "--permission-sets", "40",
                "--assigned-users", "1500"],
-    "design": ["--accounts", "50", "--iam-users", "2000", "--iam-groups", "20", "--iam-roles", "100",
+    "design": ["--accounts", "50", "--ous", "10", "--iam-users", "2000", "--iam-groups", "20", "--iam-roles", "100",
                "--sso-users", "10000", "--sso-groups", "200", "--permission-sets", "100",
                "--assigned-users", "10000"],
 }
@@ -43,7 +43,9 @@ RATES = {"sts": 10.0, "iam": 10.0, "organizations": 4.0, "ssoadmin": 20.0, "iden
 
 LANES = {
     "GetCallerIdentity": "sts",
-    "ListAccounts": "organizations",
+    "ListRoots": "organizations",
+    "ListOrganizationalUnitsForParent": "organizations",
+    "ListAccountsForParent": "organizations",
     "GetAccountAuthorizationDetails": "iam",
     "ListAccessKeys": "iam",
     "GetAccessKeyLastUsed": "iam",
@@ -69,6 +71,19 @@ def pages(items, size):
     return max(1, -(-items // size))
 
 
+def tree_pages(org):
+    """The organization's tree: the child units and the accounts of the root and of every
+    organizational unit, each parent at least one call."""
+    units = org.get("organizationalUnits", [])
+    parents = [org.get("root")] + [u["id"] for u in units]
+    placed = list(org.get("accountParents", {}).values())
+    return {
+        "ListOrganizationalUnitsForParent": sum(pages(sum(1 for u in units if u["parentId"] == p), 20)
+                                                for p in parents),
+        "ListAccountsForParent": sum(pages(placed.count(p), 20) for p in parents),
+    }
+
+
 def lower_bound(org):
     """The calls the seeded data needs at the largest page sizes: every page of every list, one
     call per item only where AWS has no list call (DescribePermissionSet), and the cheaper of the
@@ -87,7 +102,8 @@ def lower_bound(org):
     per_principal_cost = sum(pages(per_principal.get(p, 0), 100) for p in principals)
     return {
         "GetCallerIdentity": 1,
-        "ListAccounts": pages(len(org["accounts"]), 20),
+        "ListRoots": 1,
+        **tree_pages(org),
         "GetAccountAuthorizationDetails": pages(
             len(org["iamUsers"]) + len(org["iamGroups"]) + len(org["iamRoles"]), 1000),
         "ListInstances": 1,
@@ -135,6 +151,10 @@ def differences(org, inventory):
             found.append(f"{what}: {len(missing)} missing (e.g. {missing[:2]}), {len(extra)} extra (e.g. {extra[:2]})")
 
     compare("accounts", org["accounts"], [a["id"] for a in inventory["accountsList"]])
+    compare("account parents", org.get("accountParents", {}).items(),
+            [(a["id"], a.get("parentId")) for a in inventory["accountsList"]])
+    compare("organizational units", [(u["id"], u["parentId"]) for u in org.get("organizationalUnits", [])],
+            [(u["id"], u["parentId"]) for u in inventory.get("organizationalUnits", [])])
     compare("IAM users", org["iamUsers"], [u["name"] for u in inventory["iamUsers"]])
     compare("IAM groups", org["iamGroups"], [g["name"] for g in inventory["iamGroups"]])
     seeded_roles = set(org["iamRoles"])

@@ -421,7 +421,7 @@ async fn connector_syncs_into_status_and_configmaps() {
             .lines()
             .any(|l| l.starts_with("aws_access_operator_aws_calls_total{")
                 && l.contains(
-                    "service=\"organizations\",operation=\"ListAccounts\",outcome=\"success\""
+                    "service=\"organizations\",operation=\"ListAccountsForParent\",outcome=\"success\""
                 )),
         "{metrics}"
     );
@@ -538,7 +538,7 @@ async fn a_refused_role_is_reported_on_the_connector() {
     let (ready, _) = wait_condition(&connectors, "locked", "Ready", "False").await;
     assert_eq!(ready, "AccessDenied");
     assert!(
-        !moto.calls().contains_key("ListAccounts"),
+        !moto.calls().contains_key("ListRoots"),
         "no sync without authentication"
     );
     trigger.fire();

@@ -9,7 +9,15 @@ use std::path::Path;
 const ACTIONS: &[(&str, Option<&str>)] = &[
     ("GetCallerIdentity", None),
     ("AssumeRole", Some("sts:AssumeRole")),
-    ("ListAccounts", Some("organizations:ListAccounts")),
+    ("ListRoots", Some("organizations:ListRoots")),
+    (
+        "ListOrganizationalUnitsForParent",
+        Some("organizations:ListOrganizationalUnitsForParent"),
+    ),
+    (
+        "ListAccountsForParent",
+        Some("organizations:ListAccountsForParent"),
+    ),
     (
         "GetAccountAuthorizationDetails",
         Some("iam:GetAccountAuthorizationDetails"),

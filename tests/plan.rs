@@ -133,7 +133,7 @@ fn plan_of_a_mixed_directory_then_apply() {
     for listing in [
         "ListUsers",
         "ListGroups",
-        "ListAccounts",
+        "ListAccountsForParent",
         "GetAccountAuthorizationDetails",
     ] {
         assert!(

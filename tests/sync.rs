@@ -123,10 +123,42 @@ fn pages(items: usize) -> u64 {
     (items as u64).div_ceil(PAGE).max(1)
 }
 
+/// The pages the seeded organization's tree takes: ListOrganizationalUnitsForParent and
+/// ListAccountsForParent, once for the root and once for each organizational unit (an empty
+/// parent still takes a call).
+fn tree_pages(seed: &Value) -> (u64, u64) {
+    let root = seed["root"].as_str().unwrap_or_default().to_string();
+    let units = seed["organizationalUnits"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let parents: Vec<String> = std::iter::once(root)
+        .chain(
+            units
+                .iter()
+                .map(|u| u["id"].as_str().unwrap_or_default().to_string()),
+        )
+        .collect();
+    let children = |parent: &str| units.iter().filter(|u| u["parentId"] == parent).count();
+    let accounts = |parent: &str| {
+        seed["accountParents"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, p)| p.as_str() == Some(parent))
+            .count()
+    };
+    (
+        parents.iter().map(|p| pages(children(p))).sum(),
+        parents.iter().map(|p| pages(accounts(p))).sum(),
+    )
+}
+
 #[test]
 fn inventory_matches_the_seeded_organization_page_by_page() {
     let moto = Moto::start();
-    let seed = moto.seed(&[]);
+    // Seven organizational units, nested three deep under the root's two.
+    let seed = moto.seed(&["--ous", "7"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let connector = write_connector(dir.path(), json!({}));
     moto.reset_calls();
@@ -150,6 +182,42 @@ fn inventory_matches_the_seeded_organization_page_by_page() {
             .iter()
             .all(|a| a["status"] == "ACTIVE")
     );
+    // Every account sits where it was put, and the tree is the seeded one.
+    let parents: BTreeMap<String, String> = inventory["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .map(|a| {
+            (
+                a["id"].as_str().unwrap_or_default().into(),
+                a["parentId"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect();
+    let seeded_parents: BTreeMap<String, String> =
+        serde_json::from_value(seed["accountParents"].clone()).expect("account parents");
+    assert_eq!(parents, seeded_parents);
+    assert!(
+        seeded_parents.values().any(|p| p != &seed["root"]),
+        "accounts were moved"
+    );
+    assert_eq!(inventory["roots"][0]["id"], seed["root"]);
+    let tree = |units: &Value| -> BTreeSet<(String, String, String)> {
+        units
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|u| {
+                let text = |key: &str| u[key].as_str().unwrap_or_default().to_string();
+                (text("id"), text("name"), text("parentId"))
+            })
+            .collect()
+    };
+    assert_eq!(
+        tree(&inventory["organizationalUnits"]),
+        tree(&seed["organizationalUnits"])
+    );
+    assert_eq!(tree(&seed["organizationalUnits"]).len(), 7);
 
     let iam_groups = strings(&seed["iamGroups"]);
     let iam_users = strings(&seed["iamUsers"]);
@@ -276,7 +344,11 @@ fn inventory_matches_the_seeded_organization_page_by_page() {
         "the sync counts exactly the calls AWS received"
     );
     let n = |key: &str| seed[key].as_array().map_or(0, Vec::len);
-    assert_eq!(counted["ListAccounts"], pages(n("accounts")));
+    let (unit_pages, account_pages) = tree_pages(&seed);
+    assert_eq!(counted["ListRoots"], 1);
+    assert_eq!(counted["ListOrganizationalUnitsForParent"], unit_pages);
+    assert_eq!(counted["ListAccountsForParent"], account_pages);
+    assert!(!counted.contains_key("ListAccounts"), "the tree lists them");
     assert_eq!(
         counted["GetAccountAuthorizationDetails"],
         pages(n("iamUsers") + n("iamGroups") + n("iamRoles"))
@@ -323,7 +395,7 @@ fn throttling_on_every_service_leaves_the_result_unchanged() {
     assert!(retried >= total(&clean_calls) / 3, "{retried}");
     // Every service was throttled at least once and recovered.
     for operation in [
-        "ListAccounts",
+        "ListAccountsForParent",
         "GetAccountAuthorizationDetails",
         "ListUsers",
         "ListGroupMemberships",
@@ -335,7 +407,7 @@ fn throttling_on_every_service_leaves_the_result_unchanged() {
         );
     }
     let services_hit = [
-        "ListAccounts",
+        "ListAccountsForParent",
         "GetAccountAuthorizationDetails",
         "ListGroupMemberships",
         "ListAccountAssignments",
@@ -707,7 +779,7 @@ fn iam_held_up_does_not_hold_up_identity_center() {
     held_up(
         "GetAccountAuthorizationDetails",
         &[
-            "ListAccounts",
+            "ListAccountsForParent",
             "ListUsers",
             "ListGroupMemberships",
             "DescribePermissionSet",
@@ -720,7 +792,7 @@ fn identity_store_held_up_does_not_hold_up_permission_sets_or_iam() {
     held_up(
         "ListGroupMemberships",
         &[
-            "ListAccounts",
+            "ListAccountsForParent",
             "GetAccountAuthorizationDetails",
             "ListPermissionSets",
             "DescribePermissionSet",
@@ -935,7 +1007,7 @@ fn irsa_then_single_and_two_hop_role_chains() {
         "the first hop failed, and only it is named: {stderr}"
     );
     assert!(
-        !moto.calls().contains_key("ListAccounts"),
+        !moto.calls().contains_key("ListRoots"),
         "nothing was listed"
     );
 
@@ -1066,7 +1138,7 @@ fn invalid_connectors_never_reach_aws() {
 #[test]
 fn calls_stay_within_15_percent_of_the_lower_bound() {
     let moto = Moto::start();
-    let seed = moto.seed(&[]);
+    let seed = moto.seed(&["--ous", "4"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let connector = write_connector(dir.path(), json!({}));
     let inventory = sync(&moto, &connector, &[]);
@@ -1136,7 +1208,9 @@ fn calls_stay_within_15_percent_of_the_lower_bound() {
 
     let bound: BTreeMap<&str, u64> = BTreeMap::from([
         ("GetCallerIdentity", 1),
-        ("ListAccounts", pages(n("accounts"))),
+        ("ListRoots", 1),
+        ("ListOrganizationalUnitsForParent", tree_pages(&seed).0),
+        ("ListAccountsForParent", tree_pages(&seed).1),
         (
             "GetAccountAuthorizationDetails",
             pages(n("iamUsers") + n("iamGroups") + n("iamRoles")),

@@ -296,6 +296,8 @@ pub struct SyncSummary {
 #[serde(rename_all = "camelCase")]
 pub struct InventoryCounts {
     pub accounts: u64,
+    #[serde(default)]
+    pub organizational_units: u64,
     pub iam_users: u64,
     pub iam_groups: u64,
     pub iam_roles: u64,

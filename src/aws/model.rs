@@ -30,6 +30,28 @@ pub struct Account {
     pub email: String,
     pub status: String,
     pub arn: String,
+    /// The root or organizational unit the account sits in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+}
+
+/// The root of the organization's tree.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganizationRoot {
+    pub id: String,
+    pub name: String,
+    pub arn: String,
+}
+
+/// An organizational unit, under the root or under another organizational unit.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganizationalUnit {
+    pub id: String,
+    pub name: String,
+    pub arn: String,
+    pub parent_id: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]

@@ -249,7 +249,10 @@ pub async fn run_until<S: StateStore>(
     let mut engine = center;
     engine.state.inventory.sso_users = std::mem::take(&mut users.state.inventory.sso_users);
     engine.state.inventory.sso_groups = std::mem::take(&mut groups.state.inventory.sso_groups);
-    engine.state.inventory.accounts = std::mem::take(&mut organizations.state.inventory.accounts);
+    let tree = &mut organizations.state.inventory;
+    engine.state.inventory.accounts = std::mem::take(&mut tree.accounts);
+    engine.state.inventory.roots = std::mem::take(&mut tree.roots);
+    engine.state.inventory.organizational_units = std::mem::take(&mut tree.organizational_units);
     engine.state.inventory.iam_users = std::mem::take(&mut iam.state.inventory.iam_users);
     engine.state.inventory.iam_groups = std::mem::take(&mut iam.state.inventory.iam_groups);
     engine.state.inventory.iam_roles = std::mem::take(&mut iam.state.inventory.iam_roles);
@@ -462,7 +465,9 @@ impl<'a, S: StateStore> Engine<'a, S> {
     /// Runs the Organizations stream, then tells the Identity Center stream the accounts.
     async fn run_organizations(&mut self, seen: Told<Vec<String>>) -> Result<(), SyncError> {
         let result = self.run_phases().await;
-        let accounts = (result.is_ok() && self.spec.organizations).then(|| {
+        // No root: the account is in no organization, and the accounts are not known.
+        let organization = !self.state.inventory.roots.is_empty();
+        let accounts = (result.is_ok() && self.spec.organizations && organization).then(|| {
             self.state
                 .inventory
                 .accounts

@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::inventory::{
-    AccessKey, Account, Assignment, IamGroup, IamRole, IamUser, PermissionSet, SsoGroup, SsoUser,
+    AccessKey, Account, Assignment, IamGroup, IamRole, IamUser, OrganizationRoot,
+    OrganizationalUnit, PermissionSet, SsoGroup, SsoUser,
 };
 use super::state::{KeySource, PageState, Phase};
 use crate::api::connector::IdentityCenterRef;
@@ -15,7 +16,13 @@ use crate::api::connector::IdentityCenterRef;
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub enum Fact {
+    Roots(Vec<OrganizationRoot>),
+    /// A page of the organizational units under one parent.
+    OrganizationalUnits(Vec<OrganizationalUnit>),
+    /// A page of the accounts under one parent.
     Accounts(Vec<Account>),
+    /// An organizational unit deleted after it was listed.
+    OrganizationalUnitGone(String),
     IamDetails {
         users: Vec<IamUser>,
         groups: Vec<IamGroup>,
@@ -74,7 +81,12 @@ impl PageState {
     pub fn apply(&mut self, fact: Fact) {
         let inventory = &mut self.inventory;
         match fact {
+            Fact::Roots(roots) => inventory.roots.extend(roots),
+            Fact::OrganizationalUnits(units) => inventory.organizational_units.extend(units),
             Fact::Accounts(accounts) => inventory.accounts.extend(accounts),
+            Fact::OrganizationalUnitGone(id) => {
+                inventory.organizational_units.retain(|u| u.id != id)
+            }
             Fact::IamDetails {
                 users,
                 groups,

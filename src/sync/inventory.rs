@@ -1,18 +1,24 @@
 //! The inventory of one organization, as written to `sync -o` and to the inventory ConfigMaps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::api::connector::{CallerIdentity, IdentityCenterRef, InventoryCounts};
 pub use crate::aws::model::{
-    AccessKey, Account, Assignment, IamGroup, IamRole, IamUser, PermissionSet, SsoGroup, SsoUser,
+    AccessKey, Account, Assignment, IamGroup, IamRole, IamUser, OrganizationRoot,
+    OrganizationalUnit, PermissionSet, SsoGroup, SsoUser,
 };
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Inventory {
     pub accounts: Vec<Account>,
+    /// The organization's tree: its root, and every organizational unit under it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roots: Vec<OrganizationRoot>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub organizational_units: Vec<OrganizationalUnit>,
     pub iam_users: Vec<IamUser>,
     pub iam_groups: Vec<IamGroup>,
     pub iam_roles: Vec<IamRole>,
@@ -72,9 +78,62 @@ impl Inventory {
         }
     }
 
+    /// The organizational units under `parent` (a root or an organizational unit), nested ones
+    /// included, `parent` itself too.
+    pub fn units_under<'a>(&'a self, parent: &'a str) -> BTreeSet<&'a str> {
+        let mut under = BTreeSet::from([parent]);
+        // The tree is at most five levels deep; each pass adds the next level down.
+        loop {
+            let before = under.len();
+            for unit in &self.organizational_units {
+                if under.contains(unit.parent_id.as_str()) {
+                    under.insert(unit.id.as_str());
+                }
+            }
+            if under.len() == before {
+                return under;
+            }
+        }
+    }
+
+    /// The accounts anywhere under `parent` (a root or an organizational unit).
+    pub fn accounts_under(&self, parent: &str) -> Vec<&Account> {
+        let units = self.units_under(parent);
+        self.accounts
+            .iter()
+            .filter(|a| a.parent_id.as_deref().is_some_and(|p| units.contains(p)))
+            .collect()
+    }
+
+    /// The organizational units from the root down to the one `account` sits in (empty when
+    /// it sits in the root, or the tree is not known).
+    pub fn unit_path(&self, account: &str) -> Vec<&OrganizationalUnit> {
+        let mut path = Vec::new();
+        let mut at = self
+            .accounts
+            .iter()
+            .find(|a| a.id == account)
+            .and_then(|a| a.parent_id.as_deref());
+        while let Some(unit) =
+            at.and_then(|id| self.organizational_units.iter().find(|u| u.id == id))
+        {
+            if path.iter().any(|u: &&OrganizationalUnit| u.id == unit.id) {
+                break;
+            }
+            path.push(unit);
+            at = Some(unit.parent_id.as_str());
+        }
+        path.reverse();
+        path
+    }
+
     /// Sorts every list so that two syncs of the same organization are byte-identical.
     pub fn normalize(&mut self) {
         self.accounts.sort_by(|a, b| a.id.cmp(&b.id));
+        // An account moved between two parents' lists during the sync is listed twice.
+        self.accounts.dedup_by(|a, b| a.id == b.id);
+        self.roots.sort_by(|a, b| a.id.cmp(&b.id));
+        self.organizational_units.sort_by(|a, b| a.id.cmp(&b.id));
         self.iam_users.sort_by(|a, b| a.name.cmp(&b.name));
         for user in &mut self.iam_users {
             user.groups.sort();
@@ -118,6 +177,7 @@ impl Inventory {
         let n = |len: usize| len as u64;
         InventoryCounts {
             accounts: n(self.accounts.len()),
+            organizational_units: n(self.organizational_units.len()),
             iam_users: n(self.iam_users.len()),
             iam_groups: n(self.iam_groups.len()),
             iam_roles: n(self.iam_roles.len()),
@@ -127,5 +187,79 @@ impl Inventory {
             assignments: n(self.assignments.len()),
             unmanaged_assignments,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(id: &str, parent: &str) -> OrganizationalUnit {
+        OrganizationalUnit {
+            id: id.into(),
+            name: id.into(),
+            parent_id: parent.into(),
+            ..OrganizationalUnit::default()
+        }
+    }
+
+    fn account(id: &str, parent: &str) -> Account {
+        Account {
+            id: id.into(),
+            parent_id: Some(parent.into()),
+            ..Account::default()
+        }
+    }
+
+    /// r ─ ou-a ─ ou-c ─ ou-d; r ─ ou-b. Accounts: 1 in r, 2 in ou-a, 3 in ou-d, 4 in ou-b.
+    fn tree() -> Inventory {
+        Inventory {
+            organizational_units: vec![
+                unit("ou-d", "ou-c"),
+                unit("ou-a", "r"),
+                unit("ou-c", "ou-a"),
+                unit("ou-b", "r"),
+            ],
+            accounts: vec![
+                account("1", "r"),
+                account("2", "ou-a"),
+                account("3", "ou-d"),
+                account("4", "ou-b"),
+            ],
+            ..Inventory::default()
+        }
+    }
+
+    #[test]
+    fn accounts_under_a_unit_include_those_of_nested_units() {
+        let inventory = tree();
+        let ids = |parent: &str| -> Vec<String> {
+            inventory
+                .accounts_under(parent)
+                .iter()
+                .map(|a| a.id.clone())
+                .collect()
+        };
+        assert_eq!(ids("ou-a"), ["2", "3"]);
+        assert_eq!(ids("ou-c"), ["3"]);
+        assert_eq!(ids("ou-b"), ["4"]);
+        assert_eq!(ids("r"), ["1", "2", "3", "4"]);
+        assert!(ids("ou-unknown").is_empty());
+    }
+
+    #[test]
+    fn an_accounts_unit_path_runs_from_the_root_down() {
+        let inventory = tree();
+        let path = |account: &str| -> Vec<String> {
+            inventory
+                .unit_path(account)
+                .iter()
+                .map(|u| u.id.clone())
+                .collect()
+        };
+        assert_eq!(path("3"), ["ou-a", "ou-c", "ou-d"]);
+        assert_eq!(path("4"), ["ou-b"]);
+        assert!(path("1").is_empty(), "in the root");
+        assert!(path("9").is_empty(), "not known");
     }
 }

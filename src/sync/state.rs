@@ -11,13 +11,16 @@ use super::inventory::Inventory;
 use crate::aws::credential_report::Report;
 
 /// Bumped whenever the state's meaning changes; older states are discarded, not misread.
-/// (2: one state per stream; 3: the gathered items in journal segments, not in the state.)
-pub const STATE_VERSION: u32 = 3;
+/// (2: one state per stream; 3: the gathered items in journal segments, not in the state;
+/// 4: accounts listed per parent in the organization's tree.)
+pub const STATE_VERSION: u32 = 4;
 
 /// The phases of a sync, in order.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "camelCase")]
 pub enum Phase {
+    Roots,
+    OrganizationalUnits,
     Accounts,
     IamDetails,
     AccessKeys,
@@ -36,6 +39,8 @@ impl Phase {
     pub fn next(self) -> Self {
         use Phase::*;
         match self {
+            Roots => OrganizationalUnits,
+            OrganizationalUnits => Accounts,
             Accounts => IamDetails,
             IamDetails => AccessKeys,
             AccessKeys => Instance,
@@ -107,7 +112,7 @@ impl Stream {
     pub fn phases(self) -> &'static [Phase] {
         use Phase::*;
         match self {
-            Self::Organizations => &[Accounts],
+            Self::Organizations => &[Roots, OrganizationalUnits, Accounts],
             Self::Iam => &[IamDetails, AccessKeys],
             Self::IdentityStoreUsers => &[SsoUsers],
             Self::IdentityStoreGroups => &[SsoGroups, Memberships],
@@ -279,6 +284,12 @@ impl PageState {
         self.done.retain(|(phase, _)| *phase < to);
         let inventory = &mut self.inventory;
         let from = |phase: Phase| phase >= to;
+        if from(Phase::Roots) {
+            inventory.roots.clear();
+        }
+        if from(Phase::OrganizationalUnits) {
+            inventory.organizational_units.clear();
+        }
         if from(Phase::Accounts) {
             inventory.accounts.clear();
         }
@@ -341,6 +352,9 @@ pub fn source_of(
     use Phase::*;
     match phase {
         AccessKeys => Some(IamDetails),
+        // Parents are the root and the organizational units found under it: one gone means
+        // the tree changed during the sync, so it is walked again from the root.
+        OrganizationalUnits | Accounts => Some(Roots),
         SsoUsers | SsoGroups | PermissionSets => Some(Instance),
         Memberships => Some(SsoGroups),
         // The accounts come from another stream: one gone is skipped, not listed again.
@@ -351,7 +365,7 @@ pub fn source_of(
             // The principals come from another stream: one gone is skipped, not listed again.
             Some(AssignmentListing::PerPrincipal) | None => None,
         },
-        Accounts | IamDetails | Instance | Done => None,
+        Roots | IamDetails | Instance | Done => None,
     }
 }
 
@@ -418,7 +432,7 @@ mod tests {
         all.sort();
         all.dedup();
         assert_eq!(all.len(), count, "no phase in two streams");
-        assert_eq!(count, 11, "every phase but Done");
+        assert_eq!(count, 13, "every phase but Done");
         for stream in Stream::ALL {
             let mut phase = stream.first();
             let mut seen = vec![phase];
@@ -436,13 +450,13 @@ mod tests {
 
     #[test]
     fn phases_run_in_order_to_done() {
-        let mut phase = Phase::Accounts;
+        let mut phase = Phase::Roots;
         let mut seen = vec![phase];
         while phase != Phase::Done {
             phase = phase.next();
             seen.push(phase);
         }
-        assert_eq!(seen.len(), 12);
+        assert_eq!(seen.len(), 14);
         assert!(seen.windows(2).all(|w| w[0] < w[1]));
     }
 
@@ -554,14 +568,19 @@ mod tests {
             source_of(Phase::SsoUsers, None, None),
             Some(Phase::Instance)
         );
-        assert_eq!(source_of(Phase::Accounts, None, None), None);
+        assert_eq!(source_of(Phase::Roots, None, None), None);
+        assert_eq!(
+            source_of(Phase::Accounts, None, None),
+            Some(Phase::Roots),
+            "an account's parent gone: the tree is walked again"
+        );
         assert_eq!(
             source_of(Phase::Provisioning, None, Some(PairDiscovery::PerAccount)),
             None,
             "the accounts are another stream's"
         );
         // A stream is always listed again from an earlier phase, never a later one.
-        let mut phase = Phase::Accounts;
+        let mut phase = Phase::Roots;
         while phase != Phase::Done {
             for listing in [None, Some(PerAccount), Some(PerPrincipal)] {
                 if let Some(source) = source_of(phase, listing, None) {

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Seeds an AWS emulator with a sample organization and prints what it created as JSON.
 
-The organization is deterministic for given sizes: accounts `acct-NN`, IAM users `iam-user-NN`
+The organization is deterministic for given sizes: accounts `acct-NN` spread over
+organizational units `ou-NN` (the first two under the root, each later one under the one two
+before it, so the tree nests), IAM users `iam-user-NN`
 in IAM groups, roles with trust policies, Identity Center users `user-NN@example.com` in groups,
 permission sets, and account assignments to users and groups. Used by the tests and the demo.
 """
@@ -30,6 +32,18 @@ def seed(endpoint, region, sizes):
         status = org.create_account(Email=f"acct-{i:02d}@example.com", AccountName=f"acct-{i:02d}")
         accounts.append(status["CreateAccountStatus"]["AccountId"])
     all_accounts = [a["Id"] for a in org.list_accounts()["Accounts"]]
+    root = org.list_roots()["Roots"][0]["Id"]
+    units = []
+    for i in range(sizes["ous"]):
+        parent = root if i < 2 else units[i - 2]["id"]
+        unit = org.create_organizational_unit(ParentId=parent, Name=f"ou-{i:02d}")["OrganizationalUnit"]
+        units.append({"id": unit["Id"], "name": f"ou-{i:02d}", "parentId": parent})
+    parents = {account: root for account in all_accounts}
+    for i, account in enumerate(accounts):
+        slot = i % (len(units) + 1)
+        if slot:
+            org.move_account(AccountId=account, SourceParentId=root, DestinationParentId=units[slot - 1]["id"])
+            parents[account] = units[slot - 1]["id"]
 
     iam_groups = [f"iam-group-{i:02d}" for i in range(sizes["iam_groups"])]
     for name in iam_groups:
@@ -95,6 +109,9 @@ def seed(endpoint, region, sizes):
 
     return {
         "accounts": sorted(all_accounts),
+        "root": root,
+        "organizationalUnits": units,
+        "accountParents": parents,
         "iamUsers": iam_users,
         "iamGroups": iam_groups,
         "iamRoles": roles,
@@ -112,7 +129,7 @@ def main():
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--region", default="us-east-1")
     for name, default in [("accounts", 12), ("iam-users", 9), ("iam-groups", 4), ("iam-roles", 5),
-                          ("sso-users", 11), ("sso-groups", 5), ("permission-sets", 4), ("assigned-users", 8), ("access-keys", 0)]:
+                          ("sso-users", 11), ("sso-groups", 5), ("permission-sets", 4), ("assigned-users", 8), ("access-keys", 0), ("ous", 0)]:
         parser.add_argument(f"--{name}", type=int, default=default)
     args = parser.parse_args()
     sizes = {k.replace("-", "_"): v for k, v in vars(args).items() if k not in ("endpoint", "region")}

@@ -33,6 +33,10 @@ impl<S: StateStore> Engine<'_, S> {
     pub(super) async fn run_phase(&mut self, phase: Phase) -> Result<(), SyncError> {
         let sso = self.spec.identity_center;
         match phase {
+            Phase::Roots if self.spec.organizations => self.roots().await,
+            Phase::OrganizationalUnits if self.spec.organizations => {
+                self.organizational_units().await
+            }
             Phase::Accounts if self.spec.organizations => self.accounts().await,
             Phase::IamDetails if self.spec.iam => self.iam_details().await,
             Phase::AccessKeys if self.spec.iam && self.spec.access_keys => self.access_keys().await,
@@ -82,11 +86,81 @@ impl<S: StateStore> Engine<'_, S> {
         }
     }
 
-    async fn accounts(&mut self) -> Result<(), SyncError> {
+    /// The organization's root; none, with a warning, for an account in no organization (then
+    /// there is nothing else to list: no units, no accounts).
+    async fn roots(&mut self) -> Result<(), SyncError> {
         let (session, size) = (self.session, self.size());
-        self.each_page(
-            |token| organizations::list_accounts(session, token, size),
-            Fact::Accounts,
+        let listed = self
+            .each_page(
+                |token| organizations::list_roots(session, token, size),
+                Fact::Roots,
+            )
+            .await;
+        match listed {
+            Err(SyncError::Aws { source, .. })
+                if source.code.as_deref() == Some(organizations::NOT_IN_USE) =>
+            {
+                tracing::warn!(error = %source, "the account is in no organization: skipping Organizations");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// The root and every organizational unit found so far: the parents of the tree.
+    fn parents(&self) -> Vec<String> {
+        let inventory = &self.state.inventory;
+        let roots = inventory.roots.iter().map(|r| r.id.clone());
+        roots
+            .chain(inventory.organizational_units.iter().map(|u| u.id.clone()))
+            .collect()
+    }
+
+    /// An organizational unit AWS no longer knows: deleted since it was listed (it was empty
+    /// then, or it could not have been deleted).
+    fn forget_unit(&mut self, unit: &str) {
+        tracing::info!(%unit, "organizational unit deleted since it was listed; left out");
+        self.learn(Fact::OrganizationalUnitGone(unit.to_string()));
+    }
+
+    /// The organizational units, level by level from the root: each pass lists the children
+    /// of the parents found by the one before (the tree is at most five levels deep).
+    async fn organizational_units(&mut self) -> Result<(), SyncError> {
+        let phase = Phase::OrganizationalUnits;
+        let (session, size) = (self.session, self.size());
+        loop {
+            let items = self.still_to_list(phase, self.parents());
+            if items.is_empty() {
+                return Ok(());
+            }
+            self.walk(
+                phase,
+                items,
+                move |parent: String, token| async move {
+                    organizations::list_organizational_units(session, &parent, token, size).await
+                },
+                WhenGone::ListedHere,
+                |engine, unit| engine.forget_unit(unit),
+                |engine, _, units| engine.learn(Fact::OrganizationalUnits(units)),
+            )
+            .await?;
+        }
+    }
+
+    /// The accounts, parent by parent: each with the root or organizational unit it sits in.
+    async fn accounts(&mut self) -> Result<(), SyncError> {
+        let phase = Phase::Accounts;
+        let items = self.still_to_list(phase, self.parents());
+        let (session, size) = (self.session, self.size());
+        self.walk(
+            phase,
+            items,
+            move |parent: String, token| async move {
+                organizations::list_accounts_for_parent(session, &parent, token, size).await
+            },
+            WhenGone::ListedHere,
+            |engine, unit| engine.forget_unit(unit),
+            |engine, _, accounts| engine.learn(Fact::Accounts(accounts)),
         )
         .await
     }
