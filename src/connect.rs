@@ -19,9 +19,10 @@ pub async fn authenticate(
     external_id: Option<&str>,
     limits: &RateLimits,
 ) -> Result<Authenticated, AwsError> {
-    let session = session(base, connector, external_id, limits).await;
+    let mut session = session(base, connector, external_id, limits).await;
     let identity = sts::who_am_i(&session).await?;
     session.share_limits(&identity.account);
+    session.identity = Some(identity.clone());
     Ok(Authenticated { session, identity })
 }
 
@@ -38,12 +39,17 @@ pub async fn session(
 
 /// What a session depends on: when this changes, the chain must be built again. The external
 /// ID enters only as a hash.
-pub fn session_fingerprint(connector: &AwsConnector, external_id: Option<&str>) -> String {
+pub fn session_fingerprint(
+    connector: &AwsConnector,
+    external_id: Option<&str>,
+    member_external_id: Option<&str>,
+) -> String {
     let spec = &connector.spec;
     let auth = &spec.auth;
-    let id = external_id.map(|id| crate::fingerprint::content_hash(id.as_bytes()));
+    let hash = |id: &str| crate::fingerprint::content_hash(id.as_bytes());
+    let id = external_id.map(hash);
     format!(
-        "{}|{}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        "{}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
         spec.region,
         spec.sso_region(),
         auth.role_arn,
@@ -52,7 +58,8 @@ pub fn session_fingerprint(connector: &AwsConnector, external_id: Option<&str>) 
             .as_deref()
             .map(|g| crate::fingerprint::content_hash(g.as_bytes())),
         auth.session_name,
-        id
+        id,
+        member_external_id.map(hash)
     )
 }
 
@@ -62,7 +69,7 @@ pub fn scope(connector: &AwsConnector, identity: &CallerIdentity) -> String {
     let spec = &connector.spec;
     let sync = &spec.sync;
     format!(
-        "{}/{}|{}|{}|{}|iam={},sso={},org={},keys={}",
+        "{}/{}|{}|{}|{}|iam={},sso={},org={},keys={},members={:?},policies={},signin={}",
         connector.metadata.namespace.as_deref().unwrap_or(""),
         connector.metadata.name.as_deref().unwrap_or(""),
         spec.region,
@@ -71,6 +78,9 @@ pub fn scope(connector: &AwsConnector, identity: &CallerIdentity) -> String {
         sync.iam,
         sync.identity_center,
         sync.organizations,
-        sync.access_keys
+        sync.access_keys,
+        sync.members().map(|m| &m.role_name),
+        sync.policies,
+        sync.last_sign_in
     )
 }

@@ -171,7 +171,20 @@ fn shipped_policies_allow_exactly_what_the_code_calls() {
         assume,
         "the IRSA role only assumes the connector roles"
     );
+    // Member accounts: the connector role only enters them; the role it assumes there only
+    // reads IAM.
+    assert_eq!(
+        allowed("member-accounts-policy.json"),
+        assume,
+        "the connector role enters the member accounts"
+    );
+    assert_eq!(
+        allowed("member-role-policy.json"),
+        BTreeSet::from(["iam:GetAccountAuthorizationDetails".to_string()]),
+        "the member role reads IAM only"
+    );
     for trust in [
+        "member-role-trust-policy.json",
         "irsa-trust-policy.json",
         "connector-role-trust-policy.json",
         "broker-role-trust-policy.json",

@@ -1464,3 +1464,132 @@ fn a_first_hop_external_id_from_the_environment() {
     assert_eq!(inventory["identity"]["account"], "123456789012");
     assert!(!stderr.contains(global_id));
 }
+
+/// `sync.memberAccounts`: every ACTIVE member account is entered through the role assumed
+/// there (moto answers in that account), its IAM read with the account id on every item; an
+/// account whose role is missing is reported AccessDenied, naming the role, and the others are
+/// synced. One AssumeRole per account, and only the pages each account's IAM needs.
+#[test]
+fn member_accounts_are_entered_and_one_without_the_role_is_reported() {
+    let moto = Moto::start();
+    let seed = moto.seed(&[
+        "--accounts",
+        "4",
+        "--member-iam-users",
+        "2",
+        "--members-without-role",
+        "1",
+        "--iam-users",
+        "3",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = write_connector(dir.path(), json!({}));
+    let connector = dir.path().join("members.json");
+    with_sync(
+        &plain,
+        &connector,
+        json!({"memberAccounts": {"enabled": true, "concurrency": 2}, "policies": true}),
+    );
+    moto.set_faults(json!({"assume_role_needs_role": true}));
+    moto.reset_calls();
+    let inventory = sync(&moto, &connector, &[]);
+
+    let seeded: BTreeMap<String, Value> =
+        serde_json::from_value(seed["memberAccounts"].clone()).expect("member accounts");
+    assert_eq!(seeded.len(), 4);
+    let members = inventory["memberAccounts"]
+        .as_array()
+        .expect("memberAccounts");
+    let own = inventory["identity"]["account"]
+        .as_str()
+        .unwrap_or("123456789012");
+    assert!(
+        members.iter().all(|m| m["accountId"] != own),
+        "the connector's own account is the IAM stream's"
+    );
+    assert_eq!(members.len(), seeded.len(), "{members:?}");
+    let mut pages_needed = pages(n_iam(&inventory));
+    for member in members {
+        let account = member["accountId"].as_str().expect("account id");
+        let made = &seeded[account];
+        if made["role"] == true {
+            assert_eq!(member["outcome"], "Entered", "{member}");
+            let names = |key: &str| -> BTreeSet<String> {
+                member[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|i| i["name"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            };
+            assert_eq!(
+                names("iamUsers"),
+                strings(&made["iamUsers"]).into_iter().collect()
+            );
+            assert_eq!(
+                names("iamGroups"),
+                strings(&made["iamGroups"]).into_iter().collect()
+            );
+            assert_eq!(
+                names("iamRoles"),
+                strings(&made["iamRoles"]).into_iter().collect()
+            );
+            for key in ["iamUsers", "iamGroups", "iamRoles"] {
+                assert!(
+                    member[key]
+                        .as_array()
+                        .expect("items")
+                        .iter()
+                        .all(|i| i["accountId"] == account),
+                    "every item names its account: {member}"
+                );
+            }
+            let group = &member["iamGroups"][0];
+            assert_eq!(group["members"], json!([made["iamUsers"][0]]));
+            assert_eq!(
+                group["policies"]["managed"][0]["arn"],
+                format!("arn:aws:iam::{account}:policy/admin")
+            );
+            pages_needed += pages(
+                strings(&made["iamUsers"]).len()
+                    + strings(&made["iamGroups"]).len()
+                    + strings(&made["iamRoles"]).len(),
+            );
+        } else {
+            assert_eq!(member["outcome"], "AccessDenied", "{member}");
+            let message = member["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains(&format!(
+                    "arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
+                )) && message.contains("spec.sync.memberAccounts.roleName"),
+                "{message}"
+            );
+            assert!(member["iamUsers"].as_array().is_none_or(Vec::is_empty));
+        }
+    }
+    let counted = calls(&inventory);
+    assert_eq!(counted, moto.calls());
+    assert_eq!(
+        counted["AssumeRole"],
+        seeded.len() as u64,
+        "one per account"
+    );
+    assert_eq!(counted["GetAccountAuthorizationDetails"], pages_needed);
+
+    // The connector's own account's policies come with the same pages.
+    let own_group = &inventory["iamGroups"][0];
+    assert_eq!(own_group["policies"]["managed"][0]["name"], "read-only");
+    assert_eq!(
+        inventory["iamUsers"][0]["policies"]["inline"],
+        json!(["list-buckets"])
+    );
+    assert!(inventory["iamUsers"][0].get("accountId").is_none());
+}
+
+/// Users, groups and roles of the connector's own account in an inventory.
+fn n_iam(inventory: &Value) -> usize {
+    ["iamUsers", "iamGroups", "iamRoles"]
+        .iter()
+        .map(|key| inventory[key].as_array().map_or(0, Vec::len))
+        .sum()
+}

@@ -163,6 +163,69 @@ pub struct SyncSpec {
     /// IAM access keys with their last use.
     #[serde(default)]
     pub access_keys: bool,
+    /// IAM users, groups and roles of every member account of the organization, through a role
+    /// assumed in each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_accounts: Option<MemberAccounts>,
+    /// The managed and inline policies attached to IAM users, groups and roles (no extra call:
+    /// they come with the IAM pages), and what each permission set carries (its AWS managed
+    /// policies, customer managed policy references, inline policy and permissions boundary:
+    /// four calls per permission set, cached with its details).
+    #[serde(default)]
+    pub policies: bool,
+    /// When each Identity Center user last signed in, from CloudTrail in the Identity Center
+    /// region (its 90 days of event history), read from where the last sync stopped.
+    #[serde(default)]
+    pub last_sign_in: bool,
+}
+
+/// How the member accounts of the organization are entered.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberAccounts {
+    #[serde(default)]
+    pub enabled: bool,
+    /// The role assumed in each member account, by name; it must trust the operator's role.
+    #[serde(default = "default_member_role")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = rules::matches(rules::ROLE_NAME, &rules::role_name_message("spec.sync.memberAccounts.roleName")))]
+    pub role_name: String,
+    /// External ID for assuming that role, from a Secret in the connector's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id_secret_ref: Option<SecretKeyRef>,
+    /// Member accounts entered at once.
+    #[serde(default = "default_member_concurrency")]
+    #[schemars(range(min = 1, max = 32))]
+    pub concurrency: u32,
+}
+
+impl Default for MemberAccounts {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            role_name: default_member_role(),
+            external_id_secret_ref: None,
+            concurrency: default_member_concurrency(),
+        }
+    }
+}
+
+/// The role AWS Organizations creates in every account it creates.
+pub const DEFAULT_MEMBER_ROLE: &str = "OrganizationAccountAccessRole";
+
+fn default_member_role() -> String {
+    DEFAULT_MEMBER_ROLE.to_string()
+}
+
+fn default_member_concurrency() -> u32 {
+    4
+}
+
+impl SyncSpec {
+    /// The member-account settings when member accounts are synced.
+    pub fn members(&self) -> Option<&MemberAccounts> {
+        self.member_accounts.as_ref().filter(|m| m.enabled)
+    }
 }
 
 impl Default for SyncSpec {
@@ -173,6 +236,9 @@ impl Default for SyncSpec {
             identity_center: true,
             organizations: true,
             access_keys: false,
+            member_accounts: None,
+            policies: false,
+            last_sign_in: false,
         }
     }
 }
@@ -254,9 +320,25 @@ pub struct AwsConnectorStatus {
     pub last_sync: Option<SyncSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inventory: Option<InventoryCounts>,
+    /// How the last sync fared in each member account (`spec.sync.memberAccounts`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["accountId".into()]))]
+    pub member_accounts: Vec<MemberAccountStatus>,
     /// The last `awsaccess.io/sync-now` annotation value acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_sync_now: Option<String>,
+}
+
+/// The outcome of the last sync in one member account.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberAccountStatus {
+    pub account_id: String,
+    /// `Entered`, `AccessDenied`, `Failed` or `Skipped`.
+    pub outcome: String,
+    /// Why it was not entered: the role or the operation, and the cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Annotating a connector with a new value of this starts a sync at once.
@@ -301,6 +383,15 @@ pub struct InventoryCounts {
     pub iam_users: u64,
     pub iam_groups: u64,
     pub iam_roles: u64,
+    /// Member accounts whose IAM was read (`sync.memberAccounts`).
+    #[serde(default)]
+    pub member_accounts_entered: u64,
+    #[serde(default)]
+    pub member_iam_users: u64,
+    #[serde(default)]
+    pub member_iam_groups: u64,
+    #[serde(default)]
+    pub member_iam_roles: u64,
     pub sso_users: u64,
     pub sso_groups: u64,
     pub permission_sets: u64,

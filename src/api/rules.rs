@@ -16,6 +16,9 @@ pub const REGION: &str = r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$";
 /// An AWS account id.
 pub const ACCOUNT_ID: &str = r"^[0-9]{12}$";
 /// An STS role session name.
+/// An IAM role name (no path).
+pub const ROLE_NAME: &str = r"^[A-Za-z0-9+=,.@_-]{1,64}$";
+
 pub const SESSION_NAME: &str = r"^[A-Za-z0-9+=,.@_-]{2,64}$";
 /// A duration such as `90s`, `15m`, `8h` or `1h30m`.
 pub const DURATION: &str = r"^([0-9]+(h|m|s))+$";
@@ -86,6 +89,10 @@ pub const MEMBERSHIP_NO_ACCOUNT: &str =
 
 pub fn region_message(field: &str) -> String {
     format!("{field} must be an AWS region such as us-east-1")
+}
+
+pub fn role_name_message(field: &str) -> String {
+    format!("{field} must be an IAM role name: 1 to 64 of A-Z a-z 0-9 + = , . @ _ -")
 }
 
 pub fn session_name_message(field: &str) -> String {

@@ -47,6 +47,7 @@ static EXTERNAL_ID: LazyLock<Regex> = LazyLock::new(|| regex(rules::EXTERNAL_ID)
 static REGION: LazyLock<Regex> = LazyLock::new(|| regex(rules::REGION));
 static ACCOUNT_ID: LazyLock<Regex> = LazyLock::new(|| regex(rules::ACCOUNT_ID));
 static SESSION_NAME: LazyLock<Regex> = LazyLock::new(|| regex(rules::SESSION_NAME));
+static ROLE_NAME: LazyLock<Regex> = LazyLock::new(|| regex(rules::ROLE_NAME));
 static DURATION: LazyLock<Regex> = LazyLock::new(|| regex(rules::DURATION));
 static PERMISSION_SET_NAME: LazyLock<Regex> = LazyLock::new(|| regex(rules::PERMISSION_SET_NAME));
 static PERMISSION_SET_ARN: LazyLock<Regex> = LazyLock::new(|| regex(rules::PERMISSION_SET_ARN));
@@ -264,6 +265,29 @@ pub fn validate_connector(spec: &AwsConnectorSpec) -> ConnectorVerdict {
         );
     }
     check_duration("spec.sync.interval", &spec.sync.interval, other);
+    if let Some(members) = &spec.sync.member_accounts {
+        check_pattern(
+            "spec.sync.memberAccounts.roleName",
+            &members.role_name,
+            &ROLE_NAME,
+            rules::role_name_message,
+            other,
+        );
+        if !(1..=32).contains(&members.concurrency) {
+            other.push(FieldError::new(
+                "spec.sync.memberAccounts.concurrency",
+                "spec.sync.memberAccounts.concurrency must be from 1 to 32",
+            ));
+        }
+        if let Some(secret) = &members.external_id_secret_ref
+            && (secret.name.is_empty() || secret.key.is_empty())
+        {
+            verdict.external_id.push(FieldError::new(
+                "spec.sync.memberAccounts.externalIdSecretRef",
+                "spec.sync.memberAccounts.externalIdSecretRef needs a name and a key",
+            ));
+        }
+    }
     let policy = &spec.grant_policy;
     if policy.allowed_namespaces.from == NamespacesFrom::Selector
         && policy.allowed_namespaces.selector.is_none()

@@ -23,6 +23,17 @@ impl CallStats {
         *calls.entry(operation).or_default() += 1;
     }
 
+    /// Takes back a call that never reached AWS.
+    fn uncount(&self, operation: &'static str) {
+        let mut calls = self.by_operation.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = calls.get_mut(operation) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                calls.remove(operation);
+            }
+        }
+    }
+
     pub fn by_operation(&self) -> BTreeMap<String, u64> {
         let calls = self.by_operation.lock().unwrap_or_else(|p| p.into_inner());
         calls.iter().map(|(k, v)| (k.to_string(), *v)).collect()
@@ -189,6 +200,14 @@ impl Caller {
             }
             self.stats.count(operation);
             let result = call().await;
+            // Credentials that could not be had (a refused AssumeRole): the request was never
+            // sent, so it is not a call to count (the AssumeRole was counted as one).
+            if result
+                .as_ref()
+                .is_err_and(|e| e.kind == crate::aws::error::ErrorKind::Credentials)
+            {
+                self.stats.uncount(operation);
+            }
             let outcome = match &result {
                 Ok(_) => "success",
                 Err(e) if e.is_throttling() => "throttled",

@@ -328,6 +328,11 @@ pub struct Session {
     pub caller: Caller,
     /// The role the operator works as, if any (for messages).
     pub role_arn: Option<String>,
+    /// Who the chain makes the operator, once it authenticated: its account is the one whose
+    /// IAM the sync reads directly, and its partition names member accounts' roles.
+    pub identity: Option<crate::api::connector::CallerIdentity>,
+    /// The external ID for member accounts' roles (`spec.sync.memberAccounts`), resolved.
+    pub member_external_id: Option<String>,
 }
 
 impl Session {
@@ -343,6 +348,39 @@ impl Session {
             Service::Iam | Service::Organizations => String::new(),
             Service::Sts => global.clone(),
         });
+    }
+
+    /// A session in member account `account`, through role `role_name` assumed there with
+    /// this session's credentials (and the member external ID, if any). The same rate-limit
+    /// lanes and call counters; nothing is called until the first request.
+    pub async fn member(&self, account: &str, role_name: &str) -> Self {
+        let partition = self
+            .identity
+            .as_ref()
+            .and_then(|i| i.arn.split(':').nth(1))
+            .unwrap_or("aws");
+        let role_arn = format!("arn:{partition}:iam::{account}:role/{role_name}");
+        let credentials = hop(
+            "spec.sync.memberAccounts.roleName",
+            &role_arn,
+            self.member_external_id.as_deref(),
+            DEFAULT_SESSION_NAME,
+            &self.global,
+            self.global.credentials_provider(),
+            &self.caller,
+        )
+        .await;
+        Self {
+            global: self
+                .global
+                .clone()
+                .into_builder()
+                .credentials_provider(credentials)
+                .build(),
+            role_arn: Some(role_arn),
+            identity: None,
+            ..self.clone()
+        }
     }
 
     /// The same credentials with fresh call counters (one sync's cost).
@@ -406,6 +444,8 @@ impl Session {
             sso: with_credentials(base.in_region(spec.sso_region())),
             caller,
             role_arn: auth.role_arn.clone(),
+            identity: None,
+            member_external_id: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use aws_sdk_iam::types::EntityType;
 use super::credentials::Session;
 use super::error::AwsError;
 use super::model::Page;
-use super::model::{AccessKey, IamGroup, IamRole, IamUser};
+use super::model::{AccessKey, AttachedPolicies, IamGroup, IamRole, IamUser, PolicyRef};
 use super::ratelimit::Service;
 use super::trust::trusted_principals;
 
@@ -25,10 +25,13 @@ fn date(d: Option<&aws_smithy_types::DateTime>) -> Option<String> {
     d.and_then(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
 }
 
+/// A page of GetAccountAuthorizationDetails. With `policies`, each item's attached managed
+/// policies and inline policy names, which the page carries anyway.
 pub async fn authorization_details(
     session: &Session,
     marker: Option<String>,
     page_size: i32,
+    policies: bool,
 ) -> Result<Page<AuthorizationDetails>, AwsError> {
     let client = aws_sdk_iam::Client::new(&session.global);
     let output = session
@@ -57,6 +60,13 @@ pub async fn authorization_details(
                 path: u.path().unwrap_or("/").to_string(),
                 groups: u.group_list().to_vec(),
                 access_keys: None,
+                policies: policies.then(|| {
+                    attached(
+                        u.attached_managed_policies(),
+                        u.user_policy_list().iter().filter_map(|p| p.policy_name()),
+                    )
+                }),
+                account_id: None,
             })
             .collect(),
         groups: output
@@ -68,6 +78,13 @@ pub async fn authorization_details(
                 arn: g.arn().unwrap_or_default().to_string(),
                 path: g.path().unwrap_or("/").to_string(),
                 members: Vec::new(),
+                policies: policies.then(|| {
+                    attached(
+                        g.attached_managed_policies(),
+                        g.group_policy_list().iter().filter_map(|p| p.policy_name()),
+                    )
+                }),
+                account_id: None,
             })
             .collect(),
         roles: output
@@ -82,6 +99,13 @@ pub async fn authorization_details(
                     .assume_role_policy_document()
                     .map(trusted_principals)
                     .unwrap_or_default(),
+                policies: policies.then(|| {
+                    attached(
+                        r.attached_managed_policies(),
+                        r.role_policy_list().iter().filter_map(|p| p.policy_name()),
+                    )
+                }),
+                account_id: None,
             })
             .collect(),
     };
@@ -91,6 +115,22 @@ pub async fn authorization_details(
         None
     };
     Ok(Page::new(details, next))
+}
+
+fn attached<'a>(
+    managed: &[aws_sdk_iam::types::AttachedPolicy],
+    inline: impl Iterator<Item = &'a str>,
+) -> AttachedPolicies {
+    AttachedPolicies {
+        managed: managed
+            .iter()
+            .map(|p| PolicyRef {
+                name: p.policy_name().unwrap_or_default().to_string(),
+                arn: p.policy_arn().unwrap_or_default().to_string(),
+            })
+            .collect(),
+        inline: inline.map(str::to_string).collect(),
+    }
 }
 
 /// One page of a user's access keys.

@@ -35,6 +35,48 @@ pub struct Account {
     pub parent_id: Option<String>,
 }
 
+/// The policies attached to an IAM user, group or role.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachedPolicies {
+    /// Managed policies (AWS or customer managed) attached to it.
+    pub managed: Vec<PolicyRef>,
+    /// Names of its inline policies.
+    pub inline: Vec<String>,
+}
+
+/// A managed policy, by name and ARN.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRef {
+    pub name: String,
+    pub arn: String,
+}
+
+/// What a sync found in one member account: whether it could enter, and the account's IAM.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberAccount {
+    pub account_id: String,
+    /// `Entered`, `AccessDenied` (the role could not be assumed, or IAM could not be read with
+    /// it), `Failed` (any other error), or `Skipped` (the account is not ACTIVE).
+    pub outcome: String,
+    /// Why, when not entered: names the role or the operation, and the cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub iam_users: Vec<IamUser>,
+    pub iam_groups: Vec<IamGroup>,
+    pub iam_roles: Vec<IamRole>,
+}
+
+/// The outcomes of a member account's sync.
+pub mod member_outcome {
+    pub const ENTERED: &str = "Entered";
+    pub const ACCESS_DENIED: &str = "AccessDenied";
+    pub const FAILED: &str = "Failed";
+    pub const SKIPPED: &str = "Skipped";
+}
+
 /// The root of the organization's tree.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -66,6 +108,12 @@ pub struct IamUser {
     /// With `sync.accessKeys` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_keys: Option<Vec<AccessKey>>,
+    /// With `sync.policies` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<AttachedPolicies>,
+    /// The member account it is in (member accounts' IAM only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -90,6 +138,12 @@ pub struct IamGroup {
     pub path: String,
     /// Names of the member users.
     pub members: Vec<String>,
+    /// With `sync.policies` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<AttachedPolicies>,
+    /// The member account it is in (member accounts' IAM only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -102,6 +156,12 @@ pub struct IamRole {
     /// Who may assume the role, from its trust policy: `AWS:<arn>`, `Service:<name>`,
     /// `Federated:<provider>`, or `*`.
     pub trusted_principals: Vec<String>,
+    /// With `sync.policies` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<AttachedPolicies>,
+    /// The member account it is in (member accounts' IAM only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]

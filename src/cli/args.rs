@@ -94,6 +94,10 @@ pub struct SyncArgs {
     /// (`globalExternalIdSecretRef`): this environment variable.
     #[arg(long, default_value = "AWS_ACCESS_OPERATOR_GLOBAL_EXTERNAL_ID")]
     pub global_external_id_env: String,
+    /// Where the member accounts' external ID comes from when the connector names a Secret
+    /// for it (`sync.memberAccounts.externalIdSecretRef`): this environment variable.
+    #[arg(long, default_value = "AWS_ACCESS_OPERATOR_MEMBER_EXTERNAL_ID")]
+    pub member_external_id_env: String,
 }
 
 #[derive(Debug, Args)]

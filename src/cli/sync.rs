@@ -89,6 +89,20 @@ pub fn chain(
     Ok((resolved, external_id))
 }
 
+/// The member accounts' external ID, when the connector names a Secret for it: from the
+/// environment variable `env` that stands for the Secret.
+pub fn member_external_id(connector: &AwsConnector, env: &str) -> Result<Option<String>, String> {
+    let named = connector
+        .spec
+        .sync
+        .members()
+        .and_then(|m| m.external_id_secret_ref.as_ref());
+    match named {
+        Some(_) => from_env("spec.sync.memberAccounts.externalIdSecretRef", env).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// A `--state-dir` must be a directory (it is created when missing): anything else is said
 /// plainly, before any AWS call, rather than as a failed read of the page state.
 pub fn check_state_dir(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
@@ -127,10 +141,17 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    let member_external_id = match member_external_id(&connector, &args.member_external_id_env) {
+        Ok(found) => found,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     let limits =
         RateLimits::parse(&args.rate_limits).map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
     let base = AwsBase::from_env(args.aws_attempt_timeout).await;
-    let authenticated =
+    let mut authenticated =
         match crate::connect::authenticate(&base, &resolved, external_id.as_deref(), &limits).await
         {
             Ok(a) => a,
@@ -140,6 +161,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
             }
         };
     tracing::info!(account = %authenticated.identity.account, arn = %authenticated.identity.arn, "authenticated");
+    authenticated.session.member_external_id = member_external_id;
     let scope = crate::connect::scope(&connector, &authenticated.identity);
     let options = SyncOptions {
         page_size: args.page_size.unwrap_or(i32::MAX),

@@ -16,7 +16,7 @@ use super::session;
 use super::status;
 use crate::api::CONNECTOR_FINALIZER;
 use crate::api::conditions::{ConditionStatus, ConditionUpdate, Conditions};
-use crate::api::connector::{SYNC_NOW_ANNOTATION, SyncSummary};
+use crate::api::connector::{MemberAccountStatus, SYNC_NOW_ANNOTATION, SyncSummary};
 use crate::api::grant::DeletionPolicy;
 use crate::api::validation::{describe, validate_connector};
 use crate::api::{AwsConnector, AwsConnectorStatus, duration};
@@ -153,11 +153,7 @@ async fn retire(connector: &AwsConnector, ctx: &Context) -> Result<Action, Error
     let name = connector.name_any();
     let key = format!("{namespace}/{name}");
     let session = match session::external_id(ctx, connector).await? {
-        Ok(chain) => Some(
-            session::session(ctx, &chain.connector, chain.external_id.as_deref())
-                .await
-                .0,
-        ),
+        Ok(chain) => Some(session::session(ctx, &chain).await.0),
         Err(_) => ctx.last_session(&session::key(connector)),
     };
     let ledger = ConfigMapLedger::new(ctx.client.clone(), &ctx.home_namespace);
@@ -360,11 +356,12 @@ async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, 
     let chain = chain.ok_or(Error::MissingField("a role chain"))?;
     let previous_auth = writer.condition_reason("Authenticated");
     let key = session::key(&connector);
-    let (session, fingerprint) =
-        session::session(ctx, &chain.connector, chain.external_id.as_deref()).await;
+    let (session, fingerprint) = session::session(ctx, &chain).await;
     let authenticated = match crate::aws::sts::who_am_i(&session).await {
         Ok(identity) => {
             session.share_limits(&identity.account);
+            let mut session = session;
+            session.identity = Some(identity.clone());
             ctx.keep_session(&key, fingerprint, session.clone());
             Authenticated {
                 session: session.with_caller(session.caller.with_fresh_stats()),
@@ -531,6 +528,15 @@ async fn sync(
             };
             writer.next.inventory = Some(inventory.counts(unmanaged_count));
             writer.next.identity_center = inventory.identity_center.clone();
+            writer.next.member_accounts = inventory
+                .member_accounts
+                .iter()
+                .map(|m| MemberAccountStatus {
+                    account_id: m.account_id.clone(),
+                    outcome: m.outcome.clone(),
+                    message: m.message.clone(),
+                })
+                .collect();
             ctx.metrics.observe_inventory(&name, &inventory);
             let mut message = format!(
                 "{} accounts, {} IAM users, {} SSO users, {} permission sets, {} assignments in {} AWS calls",
@@ -541,6 +547,17 @@ async fn sync(
                 inventory.assignments.len(),
                 inventory.stats.total_calls
             );
+            if !inventory.member_accounts.is_empty() {
+                let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
+                for member in &inventory.member_accounts {
+                    *outcomes.entry(member.outcome.as_str()).or_default() += 1;
+                }
+                let outcomes: Vec<String> = outcomes
+                    .iter()
+                    .map(|(outcome, n)| format!("{n} {outcome}"))
+                    .collect();
+                message.push_str(&format!("; member accounts: {}", outcomes.join(", ")));
+            }
             if let Some(why) = not_counted {
                 message.push_str(&format!(
                     "; unmanaged access not counted (cannot list AccessGrants: {why})"

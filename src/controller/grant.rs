@@ -139,14 +139,7 @@ async fn gather(grant: &AccessGrant, ctx: &Context) -> Result<Gathered, Error> {
     // A session from the connector's current settings; failing that (its external-ID Secret
     // is gone), the last one that worked, so that revokes still go through.
     let (session, reachable) = match session::external_id(ctx, &object).await? {
-        Ok(chain) => (
-            Some(
-                session::session(ctx, &chain.connector, chain.external_id.as_deref())
-                    .await
-                    .0,
-            ),
-            Ok(()),
-        ),
+        Ok(chain) => (Some(session::session(ctx, &chain).await.0), Ok(())),
         Err(error) => match ctx.last_session(&session::key(&object)) {
             Some(kept) => (Some(kept), Ok(())),
             None => (None, Err(error.message)),

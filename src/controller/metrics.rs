@@ -35,6 +35,13 @@ pub struct InventoryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemberLabels {
+    pub connector: String,
+    /// `Entered`, `AccessDenied`, `Failed` or `Skipped`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
 }
@@ -56,6 +63,7 @@ pub struct Metrics {
     pub aws_throttled: Family<ConnectorLabels, Counter>,
     pub sync_duration: Family<ConnectorLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub inventory_items: Family<InventoryLabels, Gauge>,
+    pub member_accounts: Family<MemberLabels, Gauge>,
     pub grants: Family<ReasonLabels, Gauge>,
     /// The last `Ready` reason of each grant, to keep `grants` exact.
     grant_reasons: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -112,6 +120,12 @@ impl Default for Metrics {
             "Items in the last inventory, by kind",
             inventory_items.clone(),
         );
+        let member_accounts = Family::<MemberLabels, Gauge>::default();
+        registry.register(
+            "member_accounts",
+            "Member accounts by the outcome of the last sync of their IAM",
+            member_accounts.clone(),
+        );
         let grants = Family::<ReasonLabels, Gauge>::default();
         registry.register(
             "grants",
@@ -128,6 +142,7 @@ impl Default for Metrics {
             aws_throttled,
             sync_duration,
             inventory_items,
+            member_accounts,
             grants,
             grant_reasons: Default::default(),
         }
@@ -209,6 +224,10 @@ impl Metrics {
         let counts = inventory.counts(0);
         for (kind, value) in [
             ("accounts", counts.accounts),
+            ("organizationalUnits", counts.organizational_units),
+            ("memberIamUsers", counts.member_iam_users),
+            ("memberIamGroups", counts.member_iam_groups),
+            ("memberIamRoles", counts.member_iam_roles),
             ("iamUsers", counts.iam_users),
             ("iamGroups", counts.iam_groups),
             ("iamRoles", counts.iam_roles),
@@ -223,6 +242,20 @@ impl Metrics {
                     kind,
                 })
                 .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
+        use crate::aws::model::member_outcome::{ACCESS_DENIED, ENTERED, FAILED, SKIPPED};
+        for outcome in [ENTERED, ACCESS_DENIED, FAILED, SKIPPED] {
+            let count = inventory
+                .member_accounts
+                .iter()
+                .filter(|m| m.outcome == outcome)
+                .count();
+            self.member_accounts
+                .get_or_create(&MemberLabels {
+                    connector: connector.to_string(),
+                    outcome,
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
     }
 

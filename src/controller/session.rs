@@ -41,6 +41,8 @@ pub fn key(connector: &AwsConnector) -> String {
 pub struct Chain {
     pub connector: AwsConnector,
     pub external_id: Option<String>,
+    /// The external ID for member accounts' roles, when the connector names a Secret for it.
+    pub member_external_id: Option<String>,
 }
 
 /// Reads the external IDs a connector names, each checked with the same rule as an inline one.
@@ -83,9 +85,25 @@ pub async fn external_id(
             Err(error) => return Ok(Err(error)),
         }
     }
+    let member_external_id = match connector
+        .spec
+        .sync
+        .members()
+        .and_then(|m| m.external_id_secret_ref.as_ref())
+    {
+        None => None,
+        Some(reference) => {
+            let field = "spec.sync.memberAccounts.externalIdSecretRef";
+            match secret_value(ctx, connector, field, reference).await? {
+                Ok(value) => Some(value),
+                Err(error) => return Ok(Err(error)),
+            }
+        }
+    };
     Ok(Ok(Chain {
         connector: resolved,
         external_id,
+        member_external_id,
     }))
 }
 
@@ -138,17 +156,16 @@ async fn secret_value(
 
 /// The connector's role chain: the kept one if it was built for the same settings, else a new
 /// one (kept once it is known to work, see `keep`).
-pub async fn session(
-    ctx: &Context,
-    connector: &AwsConnector,
-    external_id: Option<&str>,
-) -> (Session, String) {
-    let fingerprint = connect::session_fingerprint(connector, external_id);
+pub async fn session(ctx: &Context, chain: &Chain) -> (Session, String) {
+    let (connector, external_id) = (&chain.connector, chain.external_id.as_deref());
+    let member_external_id = chain.member_external_id.as_deref();
+    let fingerprint = connect::session_fingerprint(connector, external_id, member_external_id);
     if let Some(session) = ctx.session(&key(connector), &fingerprint) {
         return (session, fingerprint);
     }
     let mut session =
         connect::session(&ctx.aws.base, connector, external_id, &ctx.aws.limits).await;
+    session.member_external_id = member_external_id.map(str::to_string);
     let metrics = ctx.metrics.clone();
     let name = format!(
         "{}/{}",

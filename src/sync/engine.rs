@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::cache::SyncCache;
 use super::census::{self, Census};
 use super::facts::{self, Fact};
-use super::inventory::Inventory;
+use super::inventory::{Account, Inventory};
 use super::state::{AssignmentListing, KeySource, PageState, Phase, Stream, source_of};
 use super::store::{StateStore, StoreError};
 use crate::api::connector::{IdentityCenterRef, SyncSpec};
@@ -88,8 +88,11 @@ struct Engine<'a, S> {
     listed: BTreeSet<Phase>,
     /// Whether `state.next_token` came from a saved state (and may have expired).
     saved_token: bool,
-    /// The Identity Center stream's view of the accounts the Organizations stream lists.
-    accounts: Option<Heard<Vec<String>>>,
+    /// The Identity Center and member-account streams' view of the accounts the
+    /// Organizations stream lists.
+    accounts: Option<Heard<Vec<Account>>>,
+    /// Items of a per-item phase fetched at once.
+    in_flight: usize,
     /// The Identity Center stream's view of the users and groups the Identity Store streams
     /// list.
     census: Option<census::Heard>,
@@ -197,7 +200,12 @@ pub async fn run_until<S: StateStore>(
     let mut users = open(Stream::IdentityStoreUsers, SyncCache::default()).await?;
     let mut groups = open(Stream::IdentityStoreGroups, SyncCache::default()).await?;
     let mut center = open(Stream::IdentityCenter, cache).await?;
+    let mut members = open(Stream::MemberAccounts, SyncCache::default()).await?;
     let (accounts_told, accounts) = tokio::sync::watch::channel(None);
+    if let Some(settings) = spec.members() {
+        members.in_flight = settings.concurrency as usize;
+        members.accounts = Some(accounts.clone());
+    }
     let (instance_told, instance) = tokio::sync::watch::channel(None);
     let (census_told, census) = tokio::sync::watch::channel(Census::default());
     center.accounts = Some(accounts);
@@ -207,13 +215,16 @@ pub async fn run_until<S: StateStore>(
     groups.instance = Some(instance);
     users.census_told = Some(census_told.clone());
     groups.census_told = Some(census_told);
+    // Each stream's future on the heap: together they are too large for a task's stack in
+    // an unoptimized build.
     let all = async {
         futures::join!(
-            organizations.run_organizations(accounts_told),
-            iam.run_phases(),
-            users.run_identity_store(),
-            groups.run_identity_store(),
-            center.run_identity_center(),
+            Box::pin(organizations.run_organizations(accounts_told)),
+            Box::pin(iam.run_phases()),
+            Box::pin(users.run_identity_store()),
+            Box::pin(groups.run_identity_store()),
+            Box::pin(center.run_identity_center()),
+            Box::pin(members.run_phases()),
         )
     };
     let stopped = SyncError::Stopped(if store.keeps_state() {
@@ -223,7 +234,7 @@ pub async fn run_until<S: StateStore>(
         "asked to stop before it finished".into()
     });
     let failed = tokio::select! {
-        results = all => [results.0, results.1, results.2, results.3, results.4]
+        results = all => [results.0, results.1, results.2, results.3, results.4, results.5]
             .into_iter()
             .find_map(Result::err),
         () = stop => Some(stopped),
@@ -234,6 +245,7 @@ pub async fn run_until<S: StateStore>(
         &mut users,
         &mut groups,
         &mut center,
+        &mut members,
     ];
     if let Some(error) = failed {
         // Every stream's page state is kept, finished or not, so that the next run resumes
@@ -256,6 +268,8 @@ pub async fn run_until<S: StateStore>(
     engine.state.inventory.iam_users = std::mem::take(&mut iam.state.inventory.iam_users);
     engine.state.inventory.iam_groups = std::mem::take(&mut iam.state.inventory.iam_groups);
     engine.state.inventory.iam_roles = std::mem::take(&mut iam.state.inventory.iam_roles);
+    engine.state.inventory.member_accounts =
+        std::mem::take(&mut members.state.inventory.member_accounts);
     engine.state.key_source = iam.state.key_source.take();
 
     let mut inventory = std::mem::take(&mut engine.state.inventory);
@@ -355,6 +369,7 @@ impl<'a, S: StateStore> Engine<'a, S> {
             journal: Vec::new(),
             listed: BTreeSet::new(),
             accounts: None,
+            in_flight: super::fetch::IN_FLIGHT,
             census: None,
             census_told: None,
             instance_told: None,
@@ -462,26 +477,21 @@ impl<'a, S: StateStore> Engine<'a, S> {
         Ok(())
     }
 
-    /// Runs the Organizations stream, then tells the Identity Center stream the accounts.
-    async fn run_organizations(&mut self, seen: Told<Vec<String>>) -> Result<(), SyncError> {
+    /// Runs the Organizations stream, then tells the Identity Center and member-account
+    /// streams the accounts.
+    async fn run_organizations(&mut self, seen: Told<Vec<Account>>) -> Result<(), SyncError> {
         let result = self.run_phases().await;
         // No root: the account is in no organization, and the accounts are not known.
         let organization = !self.state.inventory.roots.is_empty();
-        let accounts = (result.is_ok() && self.spec.organizations && organization).then(|| {
-            self.state
-                .inventory
-                .accounts
-                .iter()
-                .map(|a| a.id.clone())
-                .collect()
-        });
+        let accounts = (result.is_ok() && self.spec.organizations && organization)
+            .then(|| self.state.inventory.accounts.clone());
         seen.send_replace(Some(accounts));
         result
     }
 
-    /// The organization's account ids once the Organizations stream has listed them; `None`
-    /// when it does not (or could not).
-    async fn organization_accounts(&mut self) -> Option<Vec<String>> {
+    /// The organization's accounts once the Organizations stream has listed them; `None` when
+    /// it does not (or could not).
+    async fn organization_accounts(&mut self) -> Option<Vec<Account>> {
         hear(self.accounts.as_mut()?).await
     }
 

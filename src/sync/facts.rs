@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::inventory::{
-    AccessKey, Account, Assignment, IamGroup, IamRole, IamUser, OrganizationRoot,
-    OrganizationalUnit, PermissionSet, SsoGroup, SsoUser,
+    AccessKey, Account, Assignment, IamGroup, IamRole, IamUser, MemberAccount, OrganizationRoot,
+    OrganizationalUnit, PermissionSet, SsoGroup, SsoUser, member_outcome,
 };
 use super::state::{KeySource, PageState, Phase};
 use crate::api::connector::IdentityCenterRef;
@@ -37,6 +37,19 @@ pub enum Fact {
     },
     /// An IAM user deleted after it was listed.
     IamUserGone(String),
+    /// A page of a member account's IAM: the account was entered.
+    MemberIam {
+        account: String,
+        users: Vec<IamUser>,
+        groups: Vec<IamGroup>,
+        roles: Vec<IamRole>,
+    },
+    /// A member account was not entered, or not read to the end: the outcome, and why.
+    MemberOutcome {
+        account: String,
+        outcome: String,
+        message: String,
+    },
     Instance(Option<IdentityCenterRef>),
     SsoUsers(Vec<SsoUser>),
     SsoGroups(Vec<SsoGroup>),
@@ -103,6 +116,38 @@ impl PageState {
                 }
             }
             Fact::IamUserGone(name) => inventory.iam_users.retain(|u| u.name != name),
+            Fact::MemberIam {
+                account,
+                users,
+                groups,
+                roles,
+            } => {
+                let member = member_entry(&mut inventory.member_accounts, &account);
+                let at = || Some(account.clone());
+                member.iam_users.extend(users.into_iter().map(|u| IamUser {
+                    account_id: at(),
+                    ..u
+                }));
+                member
+                    .iam_groups
+                    .extend(groups.into_iter().map(|g| IamGroup {
+                        account_id: at(),
+                        ..g
+                    }));
+                member.iam_roles.extend(roles.into_iter().map(|r| IamRole {
+                    account_id: at(),
+                    ..r
+                }));
+            }
+            Fact::MemberOutcome {
+                account,
+                outcome,
+                message,
+            } => {
+                let member = member_entry(&mut inventory.member_accounts, &account);
+                member.outcome = outcome;
+                member.message = Some(message);
+            }
             Fact::Instance(instance) => inventory.identity_center = instance,
             Fact::SsoUsers(users) => inventory.sso_users.extend(users),
             Fact::SsoGroups(groups) => inventory.sso_groups.extend(groups),
@@ -164,6 +209,22 @@ impl PageState {
             Fact::Rewound(phase) => self.forget_from(phase),
         }
     }
+}
+
+/// The entry of member account `account`, made (as entered) on its first fact.
+fn member_entry<'a>(members: &'a mut Vec<MemberAccount>, account: &str) -> &'a mut MemberAccount {
+    let at = match members.iter().position(|m| m.account_id == account) {
+        Some(at) => at,
+        None => {
+            members.push(MemberAccount {
+                account_id: account.to_string(),
+                outcome: member_outcome::ENTERED.to_string(),
+                ..MemberAccount::default()
+            });
+            members.len() - 1
+        }
+    };
+    &mut members[at]
 }
 
 /// Appends `fact` to a journal segment being gathered: one JSON document per line.

@@ -17,11 +17,12 @@ use crate::aws::model::Page;
 pub const IN_FLIGHT: usize = 8;
 
 /// Every page of each item (`key`, and the token to start from: `None` for its first page),
-/// up to `IN_FLIGHT` items at once, each page handed over with its item's key as it comes. An
+/// up to `in_flight` items at once (`IN_FLIGHT` but where a setting says otherwise), each page handed over with its item's key as it comes. An
 /// item's pages stop after its last page or its first error. Pages not yet handed over when the
 /// consumer stops are dropped.
 pub fn pages_of<T, F, Fut>(
     items: Vec<(String, Option<String>)>,
+    in_flight: usize,
     list: F,
 ) -> impl Stream<Item = (String, Result<Page<Vec<T>>, AwsError>)>
 where
@@ -45,7 +46,7 @@ where
                 }
             }))
         })
-        .flatten_unordered(IN_FLIGHT)
+        .flatten_unordered(in_flight.max(1))
 }
 
 #[cfg(test)]
@@ -89,7 +90,7 @@ mod tests {
             }
         };
         type Answer = (String, Result<Page<Vec<(u64, u64)>>, AwsError>);
-        let answers: Vec<Answer> = pages_of(items, list).collect().await;
+        let answers: Vec<Answer> = pages_of(items, IN_FLIGHT, list).collect().await;
         let mut pages: Vec<(u64, u64)> = answers
             .iter()
             .filter_map(|(_, page)| page.as_ref().ok())

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::connector::{CallerIdentity, IdentityCenterRef, InventoryCounts};
 pub use crate::aws::model::{
-    AccessKey, Account, Assignment, IamGroup, IamRole, IamUser, OrganizationRoot,
-    OrganizationalUnit, PermissionSet, SsoGroup, SsoUser,
+    AccessKey, Account, Assignment, AttachedPolicies, IamGroup, IamRole, IamUser, MemberAccount,
+    OrganizationRoot, OrganizationalUnit, PermissionSet, PolicyRef, SsoGroup, SsoUser,
+    member_outcome,
 };
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -22,6 +23,9 @@ pub struct Inventory {
     pub iam_users: Vec<IamUser>,
     pub iam_groups: Vec<IamGroup>,
     pub iam_roles: Vec<IamRole>,
+    /// IAM of each member account (`sync.memberAccounts`), with whether it could be entered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_accounts: Vec<MemberAccount>,
     pub sso_users: Vec<SsoUser>,
     pub sso_groups: Vec<SsoGroup>,
     pub permission_sets: Vec<PermissionSet>,
@@ -62,19 +66,12 @@ pub struct SyncStats {
 }
 
 impl Inventory {
-    /// IAM groups' members, from the users' group lists: no GetGroup per group.
+    /// IAM groups' members (of the connector's account and of each member account), from the
+    /// users' group lists: no GetGroup per group.
     pub fn derive_iam_group_members(&mut self) {
-        let mut members: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for user in &self.iam_users {
-            for group in &user.groups {
-                members
-                    .entry(group.as_str())
-                    .or_default()
-                    .push(user.name.clone());
-            }
-        }
-        for group in &mut self.iam_groups {
-            group.members = members.remove(group.name.as_str()).unwrap_or_default();
+        derive_members(&self.iam_users, &mut self.iam_groups);
+        for member in &mut self.member_accounts {
+            derive_members(&member.iam_users, &mut member.iam_groups);
         }
     }
 
@@ -134,21 +131,19 @@ impl Inventory {
         self.accounts.dedup_by(|a, b| a.id == b.id);
         self.roots.sort_by(|a, b| a.id.cmp(&b.id));
         self.organizational_units.sort_by(|a, b| a.id.cmp(&b.id));
-        self.iam_users.sort_by(|a, b| a.name.cmp(&b.name));
-        for user in &mut self.iam_users {
-            user.groups.sort();
-            if let Some(keys) = &mut user.access_keys {
-                keys.sort_by(|a, b| a.id.cmp(&b.id));
-            }
-        }
-        self.iam_groups.sort_by(|a, b| a.name.cmp(&b.name));
-        for group in &mut self.iam_groups {
-            group.members.sort();
-        }
-        self.iam_roles.sort_by(|a, b| a.name.cmp(&b.name));
-        for role in &mut self.iam_roles {
-            role.trusted_principals.sort();
-            role.trusted_principals.dedup();
+        normalize_iam(
+            &mut self.iam_users,
+            &mut self.iam_groups,
+            &mut self.iam_roles,
+        );
+        self.member_accounts
+            .sort_by(|a, b| a.account_id.cmp(&b.account_id));
+        for member in &mut self.member_accounts {
+            normalize_iam(
+                &mut member.iam_users,
+                &mut member.iam_groups,
+                &mut member.iam_roles,
+            );
         }
         self.sso_users.sort_by(|a, b| a.id.cmp(&b.id));
         self.sso_groups.sort_by(|a, b| a.id.cmp(&b.id));
@@ -181,12 +176,68 @@ impl Inventory {
             iam_users: n(self.iam_users.len()),
             iam_groups: n(self.iam_groups.len()),
             iam_roles: n(self.iam_roles.len()),
+            member_accounts_entered: n(self
+                .member_accounts
+                .iter()
+                .filter(|m| m.outcome == member_outcome::ENTERED)
+                .count()),
+            member_iam_users: n(self.member_accounts.iter().map(|m| m.iam_users.len()).sum()),
+            member_iam_groups: n(self
+                .member_accounts
+                .iter()
+                .map(|m| m.iam_groups.len())
+                .sum()),
+            member_iam_roles: n(self.member_accounts.iter().map(|m| m.iam_roles.len()).sum()),
             sso_users: n(self.sso_users.len()),
             sso_groups: n(self.sso_groups.len()),
             permission_sets: n(self.permission_sets.len()),
             assignments: n(self.assignments.len()),
             unmanaged_assignments,
         }
+    }
+}
+
+fn derive_members(users: &[IamUser], groups: &mut [IamGroup]) {
+    let mut members: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for user in users {
+        for group in &user.groups {
+            members
+                .entry(group.as_str())
+                .or_default()
+                .push(user.name.clone());
+        }
+    }
+    for group in groups {
+        group.members = members.remove(group.name.as_str()).unwrap_or_default();
+    }
+}
+
+fn sort_policies(policies: &mut Option<AttachedPolicies>) {
+    if let Some(policies) = policies {
+        policies.managed.sort();
+        policies.inline.sort();
+    }
+}
+
+fn normalize_iam(users: &mut [IamUser], groups: &mut [IamGroup], roles: &mut [IamRole]) {
+    users.sort_by(|a, b| a.name.cmp(&b.name));
+    for user in users {
+        user.groups.sort();
+        if let Some(keys) = &mut user.access_keys {
+            keys.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        sort_policies(&mut user.policies);
+    }
+    groups.sort_by(|a, b| a.name.cmp(&b.name));
+    for group in groups {
+        group.members.sort();
+        sort_policies(&mut group.policies);
+    }
+    roles.sort_by(|a, b| a.name.cmp(&b.name));
+    for role in roles {
+        role.trusted_principals.sort();
+        role.trusted_principals.dedup();
+        sort_policies(&mut role.policies);
     }
 }
 

@@ -24,6 +24,7 @@ pub enum Phase {
     Accounts,
     IamDetails,
     AccessKeys,
+    MemberIam,
     Instance,
     SsoUsers,
     SsoGroups,
@@ -43,7 +44,8 @@ impl Phase {
             OrganizationalUnits => Accounts,
             Accounts => IamDetails,
             IamDetails => AccessKeys,
-            AccessKeys => Instance,
+            AccessKeys => MemberIam,
+            MemberIam => Instance,
             Instance => SsoUsers,
             SsoUsers => SsoGroups,
             SsoGroups => Memberships,
@@ -97,15 +99,18 @@ pub enum Stream {
     IdentityStoreGroups,
     /// sso-admin: the instance, permission sets, pairs, assignments.
     IdentityCenter,
+    /// IAM in each member account, through the role assumed there.
+    MemberAccounts,
 }
 
 impl Stream {
-    pub const ALL: [Stream; 5] = [
+    pub const ALL: [Stream; 6] = [
         Self::Organizations,
         Self::Iam,
         Self::IdentityStoreUsers,
         Self::IdentityStoreGroups,
         Self::IdentityCenter,
+        Self::MemberAccounts,
     ];
 
     /// Its phases, in order.
@@ -114,6 +119,7 @@ impl Stream {
         match self {
             Self::Organizations => &[Roots, OrganizationalUnits, Accounts],
             Self::Iam => &[IamDetails, AccessKeys],
+            Self::MemberAccounts => &[MemberIam],
             Self::IdentityStoreUsers => &[SsoUsers],
             Self::IdentityStoreGroups => &[SsoGroups, Memberships],
             Self::IdentityCenter => &[
@@ -134,6 +140,7 @@ impl Stream {
             Self::IdentityStoreUsers => "identity-store-users",
             Self::IdentityStoreGroups => "identity-store-groups",
             Self::IdentityCenter => "identity-center",
+            Self::MemberAccounts => "member-accounts",
         }
     }
 
@@ -304,6 +311,9 @@ impl PageState {
             }
             self.key_source = None;
         }
+        if from(Phase::MemberIam) {
+            inventory.member_accounts.clear();
+        }
         if from(Phase::Instance) {
             inventory.identity_center = None;
         }
@@ -365,7 +375,8 @@ pub fn source_of(
             // The principals come from another stream: one gone is skipped, not listed again.
             Some(AssignmentListing::PerPrincipal) | None => None,
         },
-        Roots | IamDetails | Instance | Done => None,
+        // The accounts come from another stream: one gone is skipped, not listed again.
+        Roots | IamDetails | MemberIam | Instance | Done => None,
     }
 }
 
@@ -432,7 +443,7 @@ mod tests {
         all.sort();
         all.dedup();
         assert_eq!(all.len(), count, "no phase in two streams");
-        assert_eq!(count, 13, "every phase but Done");
+        assert_eq!(count, 14, "every phase but Done");
         for stream in Stream::ALL {
             let mut phase = stream.first();
             let mut seen = vec![phase];
@@ -456,7 +467,7 @@ mod tests {
             phase = phase.next();
             seen.push(phase);
         }
-        assert_eq!(seen.len(), 14);
+        assert_eq!(seen.len(), 15);
         assert!(seen.windows(2).all(|w| w[0] < w[1]));
     }
 

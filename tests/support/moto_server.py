@@ -31,7 +31,8 @@ Faults come from a WSGI middleware in front of moto, set through `POST /_launche
 (JSON): `throttle_every` (every Nth AWS request answers Throttling/ThrottlingException),
 `error_every` (every Nth answers 500), `deny_assume_role` (role ARNs whose AssumeRole is
 AccessDenied), `require_external_id` (role ARN → the ExternalId its trust policy requires: any
-other, or none, is AccessDenied), `deny_operations` (operations answered AccessDenied), `hang_after` (requests after the Nth wait until the faults change: lets a test
+other, or none, is AccessDenied), `assume_role_needs_role` (AssumeRole of a role that does not
+exist in its account is AccessDenied, as in AWS; moto assumes any), `deny_operations` (operations answered AccessDenied), `hang_after` (requests after the Nth wait until the faults change: lets a test
 stop a client at a known point), `hold_operations` (requests of these operations wait until
 the faults change: lets a test change AWS while a client is between two calls), `in_progress_polls` (account assignment creations and deletions
 report IN_PROGRESS, and stay so for that many status polls), `fail_assignments` (account
@@ -409,14 +410,17 @@ class Faults:
             code = "AccessDeniedException" if protocol == "json" else "AccessDenied"
             return self.error(start_response, protocol, "403 Forbidden", code,
                               f"User is not authorized to perform: {operation}")
-        if operation == "AssumeRole" and (settings.get("deny_assume_role") or settings.get("require_external_id")):
+        if operation == "AssumeRole" and (settings.get("deny_assume_role") or settings.get("require_external_id")
+                                          or settings.get("assume_role_needs_role")):
             from urllib.parse import parse_qs
 
             params = parse_qs(body.decode())
             role = params.get("RoleArn", [""])[0]
             required = (settings.get("require_external_id") or {}).get(role)
             given = params.get("ExternalId", [None])[0]
-            if role in (settings.get("deny_assume_role") or []) or (required is not None and given != required):
+            missing = settings.get("assume_role_needs_role") and not role_exists(role)
+            if role in (settings.get("deny_assume_role") or []) or (required is not None and given != required) \
+                    or missing:
                 return self.error(start_response, protocol, "403 Forbidden", "AccessDenied",
                                   f"User is not authorized to perform: sts:AssumeRole on resource: {role}")
         every = settings.get("throttle_every") or 0
@@ -567,6 +571,18 @@ class Faults:
                     status["Status"] = "IN_PROGRESS"
         payload[key] = status
         return self.json_response(start_response, "200 OK", payload)
+
+
+def role_exists(arn):
+    """Whether the role `arn` names exists in its account (AWS refuses AssumeRole of one that
+    does not, as AccessDenied; moto assumes any)."""
+    from moto.iam.models import iam_backends
+
+    parts = arn.split(":")
+    if len(parts) < 6 or not parts[5].startswith("role/"):
+        return False
+    account, name = parts[4], parts[5].rsplit("/", 1)[-1]
+    return any(role.name == name for role in iam_backends[account]["global"].roles.values())
 
 
 def trail_event(seeded):

@@ -20,6 +20,58 @@ def client(service, endpoint, region):
                         aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
+MEMBER_ROLE = "OrganizationAccountAccessRole"
+
+
+def seed_members(endpoint, region, accounts, sizes):
+    """In each created account, the role AWS Organizations creates there (but in the last
+    `members_without_role`) and `member_iam_users` users, a group with the first of them and a
+    role with a managed policy. Returns what each account has."""
+    sts = client("sts", endpoint, region)
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]})
+    members = {}
+    without = len(accounts) - sizes["members_without_role"]
+    for i, account in enumerate(accounts):
+        if sizes["member_iam_users"] == 0 and sizes["members_without_role"] == 0:
+            break
+        # moto answers in the account of the role assumed, whether or not the role exists yet.
+        creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{MEMBER_ROLE}",
+                                RoleSessionName="seed")["Credentials"]
+        iam = boto3.client("iam", endpoint_url=endpoint, region_name=region,
+                           aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                           aws_session_token=creds["SessionToken"])
+        made = {"role": i < without, "iamUsers": [], "iamGroups": [], "iamRoles": []}
+        admin = iam.create_policy(PolicyName="admin", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))["Policy"]["Arn"]
+        # AWS Organizations (and moto) create the role in every account they create.
+        if i < without:
+            made["iamRoles"].append(MEMBER_ROLE)
+        else:
+            for attached in iam.list_attached_role_policies(RoleName=MEMBER_ROLE)["AttachedPolicies"]:
+                iam.detach_role_policy(RoleName=MEMBER_ROLE, PolicyArn=attached["PolicyArn"])
+            for name in iam.list_role_policies(RoleName=MEMBER_ROLE)["PolicyNames"]:
+                iam.delete_role_policy(RoleName=MEMBER_ROLE, PolicyName=name)
+            iam.delete_role(RoleName=MEMBER_ROLE)
+        for u in range(sizes["member_iam_users"]):
+            name = f"member-{i:02d}-user-{u:02d}"
+            iam.create_user(UserName=name)
+            made["iamUsers"].append(name)
+        if made["iamUsers"]:
+            group = f"member-{i:02d}-admins"
+            iam.create_group(GroupName=group)
+            iam.add_user_to_group(GroupName=group, UserName=made["iamUsers"][0])
+            iam.attach_group_policy(GroupName=group, PolicyArn=admin)
+            made["iamGroups"].append(group)
+            role = f"member-{i:02d}-deploy"
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)
+            iam.put_role_policy(RoleName=role, PolicyName="deploy", PolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+            made["iamRoles"].append(role)
+        members[account] = made
+    return members
+
+
 def seed(endpoint, region, sizes):
     org = client("organizations", endpoint, region)
     iam = client("iam", endpoint, region)
@@ -68,6 +120,18 @@ def seed(endpoint, region, sizes):
         name = f"role-{i:02d}"
         iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
         roles.append(name)
+    # Policies on the first of each (seen only by a sync with `sync.policies`).
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}]})
+    read_only = iam.create_policy(PolicyName="read-only", PolicyDocument=policy)["Policy"]["Arn"]
+    if iam_groups:
+        iam.attach_group_policy(GroupName=iam_groups[0], PolicyArn=read_only)
+    if iam_users:
+        iam.put_user_policy(UserName=iam_users[0], PolicyName="list-buckets", PolicyDocument=policy)
+    if roles:
+        iam.attach_role_policy(RoleName=roles[0], PolicyArn=read_only)
+        iam.put_role_policy(RoleName=roles[0], PolicyName="list-buckets", PolicyDocument=policy)
+    member_accounts = seed_members(endpoint, region, accounts, sizes)
 
     instance = sso.list_instances()["Instances"][0]
     instance_arn, store = instance["InstanceArn"], instance["IdentityStoreId"]
@@ -112,6 +176,7 @@ def seed(endpoint, region, sizes):
         "root": root,
         "organizationalUnits": units,
         "accountParents": parents,
+        "memberAccounts": member_accounts,
         "iamUsers": iam_users,
         "iamGroups": iam_groups,
         "iamRoles": roles,
@@ -129,7 +194,8 @@ def main():
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--region", default="us-east-1")
     for name, default in [("accounts", 12), ("iam-users", 9), ("iam-groups", 4), ("iam-roles", 5),
-                          ("sso-users", 11), ("sso-groups", 5), ("permission-sets", 4), ("assigned-users", 8), ("access-keys", 0), ("ous", 0)]:
+                          ("sso-users", 11), ("sso-groups", 5), ("permission-sets", 4), ("assigned-users", 8), ("access-keys", 0), ("ous", 0),
+                          ("member-iam-users", 0), ("members-without-role", 0)]:
         parser.add_argument(f"--{name}", type=int, default=default)
     args = parser.parse_args()
     sizes = {k.replace("-", "_"): v for k, v in vars(args).items() if k not in ("endpoint", "region")}

@@ -1,6 +1,7 @@
 //! The phases of the sync engine's streams: the list calls of each, and what each page teaches
 //! the stream (as facts, see `facts`).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -9,7 +10,8 @@ use futures::StreamExt;
 use super::{Engine, SyncError, resumed_keys};
 use crate::aws::error::ErrorKind;
 use crate::aws::model::Page;
-use crate::aws::{AwsError, credential_report, iam, identity_center, organizations};
+use crate::aws::model::member_outcome;
+use crate::aws::{AwsError, Session, credential_report, iam, identity_center, organizations};
 use crate::sync::cache::unix_now;
 use crate::sync::facts::Fact;
 use crate::sync::fetch;
@@ -17,6 +19,20 @@ use crate::sync::state::{
     AssignmentListing, KeySource, PairDiscovery, Phase, choose_discovery, choose_listing,
 };
 use crate::sync::store::StateStore;
+
+/// The outcome of a member account whose IAM could not be read: `AccessDenied` when the role
+/// could not be assumed or IAM refused it, `Failed` otherwise.
+fn member_outcome_of(error: &AwsError) -> &'static str {
+    let denied = error.kind == ErrorKind::AccessDenied
+        || (error.kind == ErrorKind::Credentials
+            && (error.message.contains("AccessDenied")
+                || error.message.contains("not authorized")));
+    if denied {
+        member_outcome::ACCESS_DENIED
+    } else {
+        member_outcome::FAILED
+    }
+}
 
 /// What an item of a per-item phase that AWS says does not exist means.
 #[derive(Clone, Copy)]
@@ -40,6 +56,7 @@ impl<S: StateStore> Engine<'_, S> {
             Phase::Accounts if self.spec.organizations => self.accounts().await,
             Phase::IamDetails if self.spec.iam => self.iam_details().await,
             Phase::AccessKeys if self.spec.iam && self.spec.access_keys => self.access_keys().await,
+            Phase::MemberIam if self.spec.members().is_some() => self.member_iam().await,
             Phase::Instance if sso => {
                 let instance = identity_center::instance(self.session)
                     .await
@@ -166,9 +183,9 @@ impl<S: StateStore> Engine<'_, S> {
     }
 
     async fn iam_details(&mut self) -> Result<(), SyncError> {
-        let (session, size) = (self.session, self.size());
+        let (session, size, policies) = (self.session, self.size(), self.spec.policies);
         self.each_page(
-            |token| iam::authorization_details(session, token, size),
+            |token| iam::authorization_details(session, token, size, policies),
             |details| Fact::IamDetails {
                 users: details.users,
                 groups: details.groups,
@@ -261,6 +278,109 @@ impl<S: StateStore> Engine<'_, S> {
                     user: user.to_string(),
                     keys,
                 })
+            },
+        )
+        .await
+    }
+
+    /// IAM in each ACTIVE member account (the connector's own account aside: the IAM stream
+    /// reads it), through the role assumed there, `concurrency` accounts at once. An account
+    /// that cannot be entered or read is reported with why, never fatal to the sync.
+    async fn member_iam(&mut self) -> Result<(), SyncError> {
+        let Some(settings) = self.spec.members() else {
+            return Ok(());
+        };
+        let Some(accounts) = self.organization_accounts().await else {
+            tracing::warn!(
+                "the organization's accounts are not known (sync.organizations off, no organization, or its listing failed): member accounts not synced"
+            );
+            return Ok(());
+        };
+        let phase = Phase::MemberIam;
+        let own = self.session.identity.as_ref().map(|i| i.account.clone());
+        let mut active = Vec::new();
+        for account in accounts {
+            if Some(&account.id) == own.as_ref()
+                || self.state.done.contains(&(phase, account.id.clone()))
+            {
+                continue;
+            }
+            if account.status == "ACTIVE" {
+                active.push(account.id);
+            } else {
+                self.learn(Fact::MemberOutcome {
+                    account: account.id.clone(),
+                    outcome: member_outcome::SKIPPED.into(),
+                    message: format!("the account is {}, not ACTIVE", account.status),
+                });
+                self.learn(Fact::ItemDone(phase, account.id));
+            }
+        }
+        let items = self.still_to_list(phase, active);
+        tracing::info!(
+            accounts = items.len(),
+            role = %settings.role_name,
+            concurrency = settings.concurrency,
+            "entering member accounts"
+        );
+        let (session, size, policies) = (self.session, self.size(), self.spec.policies);
+        let role = settings.role_name.as_str();
+        let entered = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        let list = move |account: String, token: Option<String>| {
+            let entered = entered.clone();
+            async move {
+                let known = entered.lock().ok().and_then(
+                    |m: std::sync::MutexGuard<'_, BTreeMap<String, Arc<Session>>>| {
+                        m.get(&account).cloned()
+                    },
+                );
+                let member = match known {
+                    Some(member) => member,
+                    None => {
+                        let member = Arc::new(session.member(&account, role).await);
+                        if let Ok(mut sessions) = entered.lock() {
+                            sessions.insert(account.clone(), member.clone());
+                        }
+                        member
+                    }
+                };
+                // A member account's failure is its own: told as its outcome, and the walk
+                // goes on with the others.
+                Ok(
+                    match iam::authorization_details(&member, token, size, policies).await {
+                        Ok(page) => Page::new(vec![Ok(page.items)], page.next),
+                        Err(error) => Page::new(vec![Err(error)], None),
+                    },
+                )
+            }
+        };
+        self.walk(
+            phase,
+            items,
+            list,
+            WhenGone::ListedElsewhere,
+            |_, _| {},
+            |engine, account, pages| {
+                for page in pages {
+                    let fact = match page {
+                        Ok(details) => Fact::MemberIam {
+                            account: account.to_string(),
+                            users: details.users,
+                            groups: details.groups,
+                            roles: details.roles,
+                        },
+                        Err(error) => {
+                            let outcome = member_outcome_of(&error);
+                            tracing::warn!(%account, outcome, %error, "member account not synced");
+                            Fact::MemberOutcome {
+                                account: account.to_string(),
+                                outcome: outcome.into(),
+                                message: error.to_string(),
+                            }
+                        }
+                    };
+                    engine.learn(fact);
+                }
             },
         )
         .await
@@ -393,7 +513,10 @@ impl<S: StateStore> Engine<'_, S> {
         // the choice was made before (a resumed run) and does not need them.
         let accounts = match self.state.discovery {
             Some(PairDiscovery::PerPermissionSet) => None,
-            _ if self.spec.organizations => self.organization_accounts().await,
+            _ if self.spec.organizations => self
+                .organization_accounts()
+                .await
+                .map(|accounts| accounts.into_iter().map(|a| a.id).collect()),
             _ => None,
         };
         let known = accounts.as_ref().map(Vec::len);
@@ -577,7 +700,7 @@ impl<S: StateStore> Engine<'_, S> {
         Fut: Future<Output = Result<Page<Vec<T>>, AwsError>>,
     {
         let resumed = resumed_keys(&items);
-        let mut pages = std::pin::pin!(fetch::pages_of(items, list));
+        let mut pages = std::pin::pin!(fetch::pages_of(items, self.in_flight, list));
         while let Some((key, page)) = pages.next().await {
             match page {
                 Err(e) if self.is_gone(phase, when_gone, &e) => {
