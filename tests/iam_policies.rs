@@ -37,6 +37,22 @@ const ACTIONS: &[(&str, Option<&str>)] = &[
     ("DescribeAccount", Some("organizations:DescribeAccount")),
     ("DescribePermissionSet", Some("sso:DescribePermissionSet")),
     (
+        "ListManagedPoliciesInPermissionSet",
+        Some("sso:ListManagedPoliciesInPermissionSet"),
+    ),
+    (
+        "ListCustomerManagedPolicyReferencesInPermissionSet",
+        Some("sso:ListCustomerManagedPolicyReferencesInPermissionSet"),
+    ),
+    (
+        "GetInlinePolicyForPermissionSet",
+        Some("sso:GetInlinePolicyForPermissionSet"),
+    ),
+    (
+        "GetPermissionsBoundaryForPermissionSet",
+        Some("sso:GetPermissionsBoundaryForPermissionSet"),
+    ),
+    (
         "ListAccountsForProvisionedPermissionSet",
         Some("sso:ListAccountsForProvisionedPermissionSet"),
     ),

@@ -1593,3 +1593,80 @@ fn n_iam(inventory: &Value) -> usize {
         .map(|key| inventory[key].as_array().map_or(0, Vec::len))
         .sum()
 }
+
+/// The four calls that say what a permission set carries.
+const CONTENTS_CALLS: [&str; 4] = [
+    "ListManagedPoliciesInPermissionSet",
+    "ListCustomerManagedPolicyReferencesInPermissionSet",
+    "GetInlinePolicyForPermissionSet",
+    "GetPermissionsBoundaryForPermissionSet",
+];
+
+/// `sync.policies`: each permission set's AWS managed policies, customer managed policy
+/// references, inline policy and permissions boundary, four calls a set, kept in the cache with
+/// its details (the next sync asks none of them); without the setting, none is asked or shown.
+#[test]
+fn permission_sets_say_what_they_carry_with_policies() {
+    let moto = Moto::start();
+    let seed = moto.seed(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = write_connector(dir.path(), json!({}));
+    let connector = dir.path().join("policies.json");
+    with_sync(&plain, &connector, json!({"policies": true}));
+    let state = dir.path().join("state");
+    let state_arg = state.to_str().expect("utf-8 path");
+
+    moto.reset_calls();
+    let inventory = sync(&moto, &connector, &["--state-dir", state_arg]);
+    let sets = seed["permissionSets"].as_array().expect("permission sets");
+    for set in sets {
+        let synced = inventory["permissionSets"]
+            .as_array()
+            .expect("permission sets")
+            .iter()
+            .find(|p| p["arn"] == set["arn"])
+            .expect("synced");
+        let expected = match set.get("contents") {
+            Some(contents) => contents.clone(),
+            None => json!({"awsManagedPolicies": [], "customerManagedPolicies": []}),
+        };
+        assert_eq!(synced["contents"], expected, "{}", set["name"]);
+    }
+    assert!(
+        sets[0].get("contents").is_some(),
+        "the first set carries something"
+    );
+    let made = calls(&inventory);
+    assert_eq!(made, moto.calls());
+    for operation in CONTENTS_CALLS {
+        assert_eq!(
+            made[operation],
+            sets.len() as u64,
+            "{operation}: one per set"
+        );
+    }
+
+    // Cached with the details: the next sync asks nothing about them.
+    moto.reset_calls();
+    let again = sync(&moto, &connector, &["--state-dir", state_arg]);
+    assert_eq!(content(&again), content(&inventory));
+    let made = calls(&again);
+    for operation in CONTENTS_CALLS.iter().chain(&["DescribePermissionSet"]) {
+        assert!(!made.contains_key(*operation), "{operation}: {made:?}");
+    }
+
+    // Without the setting: not asked, not shown, even from a cache that has them.
+    moto.reset_calls();
+    let without = sync(&moto, &plain, &["--state-dir", state_arg]);
+    assert!(
+        without["permissionSets"]
+            .as_array()
+            .expect("permission sets")
+            .iter()
+            .all(|p| p.get("contents").is_none())
+    );
+    assert!(without["iamUsers"][0].get("policies").is_none());
+    for operation in CONTENTS_CALLS {
+        assert!(!moto.calls().contains_key(operation), "{operation}");
+    }
+}

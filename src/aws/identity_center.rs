@@ -197,6 +197,7 @@ pub async fn describe_permission_set(
         description: ps.and_then(|p| p.description()).map(str::to_string),
         session_duration: ps.and_then(|p| p.session_duration()).map(str::to_string),
         accounts: Vec::new(),
+        contents: None,
     })
 }
 

@@ -195,6 +195,41 @@ pub struct PermissionSet {
     pub session_duration: Option<String>,
     /// Accounts where at least one assignment uses this permission set.
     pub accounts: Vec<String>,
+    /// What it carries (with `sync.policies` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contents: Option<PermissionSetContents>,
+}
+
+/// The policies a permission set carries into every account it is assigned on.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionSetContents {
+    pub aws_managed_policies: Vec<PolicyRef>,
+    /// Policies by name and path, created in each account the set is assigned on.
+    pub customer_managed_policies: Vec<CustomerPolicyRef>,
+    /// The inline policy document, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary: Option<PermissionsBoundary>,
+}
+
+/// A customer managed policy, named as a permission set names it: by name and path.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerPolicyRef {
+    pub name: String,
+    pub path: String,
+}
+
+/// A permission set's permissions boundary: an AWS managed policy, or a customer managed one.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionsBoundary {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_policy_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_managed_policy: Option<CustomerPolicyRef>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -176,6 +176,39 @@ if __name__ == "__main__":
     unittest.main()
 
 
+class PermissionsBoundaryAndRolesTest(ServerTest):
+    def tearDown(self):
+        self.control("POST", "/_launcher/faults", {})
+
+    def test_permissions_boundaries_are_kept_and_missing_ones_not_found(self):
+        sso, instance, _ = self.instance()
+        arn = sso.create_permission_set(Name="Bounded", InstanceArn=instance)["PermissionSet"]["PermissionSetArn"]
+        with self.assertRaises(ClientError) as refused:
+            sso.get_permissions_boundary_for_permission_set(InstanceArn=instance, PermissionSetArn=arn)
+        self.assertEqual(refused.exception.response["Error"]["Code"], "ResourceNotFoundException")
+        boundary = {"CustomerManagedPolicyReference": {"Name": "limit", "Path": "/teams/"}}
+        sso.put_permissions_boundary_to_permission_set(InstanceArn=instance, PermissionSetArn=arn,
+                                                       PermissionsBoundary=boundary)
+        got = sso.get_permissions_boundary_for_permission_set(InstanceArn=instance, PermissionSetArn=arn)
+        self.assertEqual(got["PermissionsBoundary"], boundary)
+        sso.delete_permissions_boundary_from_permission_set(InstanceArn=instance, PermissionSetArn=arn)
+        with self.assertRaises(ClientError):
+            sso.get_permissions_boundary_for_permission_set(InstanceArn=instance, PermissionSetArn=arn)
+
+    def test_assuming_a_missing_role_is_denied_when_asked(self):
+        iam, sts = self.client("iam"), self.client("sts")
+        iam.create_role(RoleName="present", AssumeRolePolicyDocument="{}")
+        present, missing = "arn:aws:iam::123456789012:role/present", "arn:aws:iam::123456789012:role/missing"
+        # moto assumes any role by default.
+        sts.assume_role(RoleArn=missing, RoleSessionName="seed")
+        self.control("POST", "/_launcher/faults", {"assume_role_needs_role": True})
+        sts.assume_role(RoleArn=present, RoleSessionName="seed")
+        with self.assertRaises(ClientError) as refused:
+            sts.assume_role(RoleArn=missing, RoleSessionName="seed")
+        self.assertEqual(refused.exception.response["Error"]["Code"], "AccessDenied")
+        self.assertIn(missing, refused.exception.response["Error"]["Message"])
+
+
 class FaultsAndProvisioningTest(ServerTest):
     def tearDown(self):
         self.control("POST", "/_launcher/faults", {})

@@ -19,6 +19,9 @@ operator depends on, this launcher patches it in memory (installed packages are 
 * identitystore ListGroupMemberships of a group that does not exist, and sso-admin
   ListAccountAssignments and ListAccountsForProvisionedPermissionSet of a permission set that
   does not exist, answer an empty list; AWS answers ResourceNotFoundException.
+* sso-admin has no permissions boundaries: the launcher keeps them
+  (Put/Get/DeletePermissionsBoundary…PermissionSet); Get of a set without one answers
+  ResourceNotFoundException, as AWS does.
 * CloudTrail LookupEvents is not in moto at all. The launcher answers it from events seeded with
   `POST /_launcher/cloudtrail/events` (a JSON list, which replaces what was seeded before; each
   event: `eventName`, `eventSource`, `eventTime` (RFC 3339), and optionally `eventId`,
@@ -331,6 +334,8 @@ class Faults:
         self.pending = {}
         # CloudTrail events LookupEvents answers from, newest first
         self.trail = []
+        # permission set ARN -> its permissions boundary
+        self.boundaries = {}
 
     @staticmethod
     def operation(environ, body):
@@ -396,6 +401,10 @@ class Faults:
             return self.control(environ, start_response, body)
         operation, protocol = self.operation(environ, body)
         if operation is None or environ["PATH_INFO"].startswith("/moto-api"):
+            if environ["PATH_INFO"] == "/moto-api/reset":
+                # What the launcher keeps for moto goes with moto's state.
+                with self.lock:
+                    self.boundaries.clear()
             return self.app(environ, start_response)
         with self.lock:
             self.calls[operation] += 1
@@ -437,7 +446,32 @@ class Faults:
             return self.assignment_status(environ, start_response, operation, settings)
         if operation == "LookupEvents" and protocol == "json":
             return self.lookup_events(start_response, body)
+        if operation in self.BOUNDARY_OPERATIONS and protocol == "json":
+            return self.permissions_boundary(start_response, operation, body)
         return self.app(environ, start_response)
+
+    BOUNDARY_OPERATIONS = {"PutPermissionsBoundaryToPermissionSet", "GetPermissionsBoundaryForPermissionSet",
+                           "DeletePermissionsBoundaryFromPermissionSet"}
+
+    def permissions_boundary(self, start_response, operation, body):
+        """A permission set's permissions boundary, kept by the launcher (moto has none). Get of a
+        set without one answers ResourceNotFoundException, as AWS does."""
+        import json
+
+        request = json.loads(body or b"{}")
+        arn = request.get("PermissionSetArn", "")
+        with self.lock:
+            if operation == "PutPermissionsBoundaryToPermissionSet":
+                self.boundaries[arn] = request.get("PermissionsBoundary", {})
+                return self.json_response(start_response, "200 OK", {})
+            if operation == "DeletePermissionsBoundaryFromPermissionSet":
+                self.boundaries.pop(arn, None)
+                return self.json_response(start_response, "200 OK", {})
+            boundary = self.boundaries.get(arn)
+        if boundary is None:
+            return self.error(start_response, "json", "400 Bad Request", "ResourceNotFoundException",
+                              f"Could not find PermissionsBoundary for PermissionSet {arn}")
+        return self.json_response(start_response, "200 OK", {"PermissionsBoundary": boundary})
 
     LOOKUP_KEYS = {"EventId", "EventName", "ReadOnly", "Username", "ResourceType", "ResourceName",
                    "EventSource", "AccessKeyId"}

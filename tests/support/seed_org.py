@@ -155,6 +155,24 @@ def seed(endpoint, region, sizes):
         ps = sso.create_permission_set(Name=f"PermissionSet{i:02d}", InstanceArn=instance_arn,
                                        Description=f"permission set {i:02d}")["PermissionSet"]
         permission_sets.append({"arn": ps["PermissionSetArn"], "name": f"PermissionSet{i:02d}"})
+    # What the first permission set carries (seen only by a sync with `sync.policies`).
+    if permission_sets:
+        first = permission_sets[0]["arn"]
+        sso.attach_managed_policy_to_permission_set(InstanceArn=instance_arn, PermissionSetArn=first,
+                                                    ManagedPolicyArn="arn:aws:iam::aws:policy/ReadOnlyAccess")
+        sso.attach_customer_managed_policy_reference_to_permission_set(
+            InstanceArn=instance_arn, PermissionSetArn=first,
+            CustomerManagedPolicyReference={"Name": "team-boundary", "Path": "/teams/"})
+        sso.put_inline_policy_to_permission_set(InstanceArn=instance_arn, PermissionSetArn=first, InlinePolicy=policy)
+        sso.put_permissions_boundary_to_permission_set(
+            InstanceArn=instance_arn, PermissionSetArn=first,
+            PermissionsBoundary={"ManagedPolicyArn": "arn:aws:iam::aws:policy/PowerUserAccess"})
+        permission_sets[0]["contents"] = {
+            "awsManagedPolicies": [{"name": "ReadOnlyAccess", "arn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}],
+            "customerManagedPolicies": [{"name": "team-boundary", "path": "/teams/"}],
+            "inlinePolicy": policy,
+            "permissionsBoundary": {"managedPolicyArn": "arn:aws:iam::aws:policy/PowerUserAccess"},
+        }
 
     assignments = []
 

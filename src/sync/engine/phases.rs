@@ -11,7 +11,9 @@ use super::{Engine, SyncError, resumed_keys};
 use crate::aws::error::ErrorKind;
 use crate::aws::model::Page;
 use crate::aws::model::member_outcome;
-use crate::aws::{AwsError, Session, credential_report, iam, identity_center, organizations};
+use crate::aws::{
+    AwsError, Session, credential_report, iam, identity_center, organizations, permission_sets,
+};
 use crate::sync::cache::unix_now;
 use crate::sync::facts::Fact;
 use crate::sync::fetch;
@@ -463,10 +465,20 @@ impl<S: StateStore> Engine<'_, S> {
         };
         let phase = Phase::PermissionSetDetails;
         let (now, ttl) = (unix_now(), self.options.cache_ttl.as_secs() as i64);
+        let policies = self.spec.policies;
         let mut to_describe = Vec::new();
         for (arn, _) in self.still_to_list(phase, self.state.permission_set_arns.clone()) {
-            match self.cache.fresh_permission_set(&arn, now, ttl).cloned() {
-                Some(cached) => {
+            // Cached details without what the set carries do not do when policies are synced.
+            let cached = self
+                .cache
+                .fresh_permission_set(&arn, now, ttl)
+                .filter(|cached| !policies || cached.contents.is_some())
+                .cloned();
+            match cached {
+                Some(mut cached) => {
+                    if !policies {
+                        cached.contents = None;
+                    }
                     self.cache_hits += 1;
                     self.learn(Fact::PermissionSet(cached));
                     self.learn(Fact::ItemDone(phase, arn));
@@ -479,9 +491,13 @@ impl<S: StateStore> Engine<'_, S> {
             phase,
             to_describe,
             move |arn: String, _| async move {
-                identity_center::describe_permission_set(session, instance, &arn)
-                    .await
-                    .map(|details| Page::new(vec![details], None))
+                let mut details =
+                    identity_center::describe_permission_set(session, instance, &arn).await?;
+                if policies {
+                    details.contents =
+                        Some(permission_sets::contents(session, instance, &arn).await?);
+                }
+                Ok(Page::new(vec![details], None))
             },
             WhenGone::ListedHere,
             |engine, arn| engine.forget_permission_set(arn),
