@@ -6,6 +6,7 @@ pub mod cli;
 pub mod connect;
 pub mod controller;
 pub mod crd;
+pub mod effective;
 pub mod fence;
 pub mod fingerprint;
 pub mod grant;

@@ -958,6 +958,21 @@ async fn unmanaged_access_is_counted_and_listed_never_revoked() {
         counts.unmanaged_assignments, seeded as u64,
         "nothing is declared yet"
     );
+    // Every access path: one per user assignment, one per member of an assigned group.
+    let groups = org.seed["ssoGroups"].as_array().expect("groups");
+    let paths: usize = org.seed["assignments"]
+        .as_array()
+        .expect("assignments")
+        .iter()
+        .map(
+            |a| match groups.iter().find(|g| g["id"] == a["principalId"]) {
+                Some(group) => group["members"].as_array().map_or(0, Vec::len),
+                None => 1,
+            },
+        )
+        .sum();
+    assert!(paths > org.seed["assignments"].as_array().map_or(0, Vec::len));
+    assert_eq!(counts.undeclared_access_paths, paths as u64);
 
     // Declare one existing membership; after the next sync it is no longer unmanaged.
     org.create(sso_member("declared", "org", 0, "group-00", json!({})))
@@ -980,6 +995,8 @@ async fn unmanaged_access_is_counted_and_listed_never_revoked() {
     })
     .await;
     assert_eq!(counts.unmanaged_assignments, seeded as u64 - 1);
+    // A membership alone declares no whole path: the group's assignments are not declared.
+    assert_eq!(counts.undeclared_access_paths, paths as u64);
     let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
     let listed = config_maps

@@ -8,6 +8,7 @@ use std::path::Path;
 /// Operation → the IAM action that authorizes it. `None`: no permission is needed.
 const ACTIONS: &[(&str, Option<&str>)] = &[
     ("GetCallerIdentity", None),
+    ("LookupEvents", Some("cloudtrail:LookupEvents")),
     ("AssumeRole", Some("sts:AssumeRole")),
     ("ListRoots", Some("organizations:ListRoots")),
     (
@@ -110,7 +111,7 @@ fn repo() -> &'static Path {
 /// Operation names (string literals such as "ListUsers") in the non-test code of src/aws/.
 fn operations_in_code() -> BTreeSet<String> {
     let pattern = regex_lite::Regex::new(
-        r#""((?:List|Get|Generate|Describe|Create|Delete|Add|Remove|Assume|Provision)[A-Z][A-Za-z]+)""#,
+        r#""((?:List|Get|Generate|Describe|Create|Delete|Add|Remove|Assume|Provision|Lookup)[A-Z][A-Za-z]+)""#,
     )
     .expect("regex");
     let mut found = BTreeSet::new();

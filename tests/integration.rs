@@ -3,6 +3,7 @@
 
 mod support;
 
+mod access;
 mod apiserver_behaviour;
 mod cli;
 mod configmap_store;

@@ -1670,3 +1670,141 @@ fn permission_sets_say_what_they_carry_with_policies() {
         assert!(!moto.calls().contains_key(operation), "{operation}");
     }
 }
+
+/// A CloudTrail event as the launcher takes it (`/_launcher/cloudtrail/events`).
+fn trail(name: &str, source: &str, at: &str, username: Option<&str>, record: Value) -> Value {
+    let mut record = record;
+    record["eventName"] = json!(name);
+    record["eventSource"] = json!(source);
+    record["eventTime"] = json!(at);
+    let mut event = json!({"eventName": name, "eventSource": source, "eventTime": at,
+        "cloudTrailEvent": record.to_string()});
+    if let Some(username) = username {
+        event["username"] = json!(username);
+    }
+    event
+}
+
+fn seed_trail(moto: &Moto, events: &[Value]) {
+    let (status, body) = crate::support::http::request(
+        "POST",
+        &format!("{}/_launcher/cloudtrail/events", moto.endpoint),
+        &Value::from(events.to_vec()).to_string(),
+    )
+    .expect("seed events");
+    assert_eq!(status, 200, "{body}");
+}
+
+/// `sync.lastSignIn`: each Identity Center user's newest successful Authenticate or Federate
+/// from sso.amazonaws.com, by user id when the event names it and by user name otherwise;
+/// failed sign-ins and other sources do not count. The next sync reads only from shortly before
+/// the newest sign-in found, and keeps what the earlier one found.
+#[test]
+fn last_sign_in_is_read_from_cloudtrail_from_where_the_last_sync_stopped() {
+    let moto = Moto::start();
+    let seed = moto.seed(&[]);
+    let user = |i: usize| seed["ssoUsers"][i].clone();
+    let name = |i: usize| user(i)["userName"].as_str().expect("name").to_string();
+    let id = |i: usize| user(i)["id"].as_str().expect("id").to_string();
+    const SSO: &str = "sso.amazonaws.com";
+    let mut events = vec![
+        trail(
+            "Authenticate",
+            SSO,
+            "2026-11-10T08:00:00Z",
+            Some(&name(0)),
+            json!({}),
+        ),
+        trail(
+            "Authenticate",
+            SSO,
+            "2026-11-20T09:00:00Z",
+            Some(&name(0)),
+            json!({}),
+        ),
+        // Named by id only, in the record.
+        trail(
+            "Federate",
+            SSO,
+            "2026-11-21T10:00:00Z",
+            None,
+            json!({"userIdentity": {"type": "IdentityCenterUser", "onBehalfOf": {"userId": id(1)}}}),
+        ),
+        trail(
+            "Authenticate",
+            SSO,
+            "2026-11-21T11:00:00Z",
+            Some(&name(2)),
+            json!({"errorCode": "InvalidPassword"}),
+        ),
+        trail(
+            "Federate",
+            "signin.amazonaws.com",
+            "2026-11-21T12:00:00Z",
+            Some(&name(3)),
+            json!({}),
+        ),
+    ];
+    // Enough older events to take several pages.
+    for minute in 0..10 {
+        events.push(trail(
+            "Authenticate",
+            SSO,
+            &format!("2026-11-01T00:{minute:02}:00Z"),
+            Some(&name(4)),
+            json!({}),
+        ));
+    }
+    seed_trail(&moto, &events);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = write_connector(dir.path(), json!({}));
+    let connector = dir.path().join("sign-in.json");
+    with_sync(&plain, &connector, json!({"lastSignIn": true}));
+    let state = dir.path().join("state");
+    let state_arg = state.to_str().expect("utf-8 path");
+
+    moto.reset_calls();
+    let first = sync(&moto, &connector, &["--state-dir", state_arg]);
+    let last = |inventory: &Value, i: usize| -> Option<String> {
+        inventory["ssoUsers"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .find(|u| u["id"] == user(i)["id"])
+            .and_then(|u| u["lastSignInAt"].as_str().map(str::to_string))
+    };
+    assert_eq!(last(&first, 0).as_deref(), Some("2026-11-20T09:00:00Z"));
+    assert_eq!(last(&first, 1).as_deref(), Some("2026-11-21T10:00:00Z"));
+    assert_eq!(last(&first, 2), None, "a failed sign-in");
+    assert_eq!(last(&first, 3), None, "another source");
+    assert_eq!(last(&first, 4).as_deref(), Some("2026-11-01T00:09:00Z"));
+    assert_eq!(last(&first, 5), None);
+    // Every page of both queries, at 3 a page: 13 Authenticate, 2 Federate.
+    let made = calls(&first);
+    assert_eq!(made, moto.calls());
+    assert_eq!(made["LookupEvents"], pages(13) + pages(2));
+
+    // The next sync reads from 15 minutes before 10:00 on the 21st: the Federate at 10:00 and
+    // a new Authenticate, one page each; the earlier sign-ins come from the last sync.
+    events.push(trail(
+        "Authenticate",
+        SSO,
+        "2026-11-22T07:00:00Z",
+        Some(&name(2)),
+        json!({}),
+    ));
+    seed_trail(&moto, &events);
+    moto.reset_calls();
+    let second = sync(&moto, &connector, &["--state-dir", state_arg]);
+    assert_eq!(calls(&second)["LookupEvents"], 2, "{:?}", calls(&second));
+    assert_eq!(last(&second, 0).as_deref(), Some("2026-11-20T09:00:00Z"));
+    assert_eq!(last(&second, 1).as_deref(), Some("2026-11-21T10:00:00Z"));
+    assert_eq!(last(&second, 2).as_deref(), Some("2026-11-22T07:00:00Z"));
+    assert_eq!(last(&second, 4).as_deref(), Some("2026-11-01T00:09:00Z"));
+
+    // Without the setting: no CloudTrail call, no sign-in shown.
+    moto.reset_calls();
+    let without = sync(&moto, &plain, &["--state-dir", state_arg]);
+    assert!(!moto.calls().contains_key("LookupEvents"));
+    assert_eq!(last(&without, 0), None);
+}

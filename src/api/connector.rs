@@ -397,4 +397,9 @@ pub struct InventoryCounts {
     pub permission_sets: u64,
     pub assignments: u64,
     pub unmanaged_assignments: u64,
+    /// Access paths (a user into an account with a permission set, directly or through a
+    /// group) that no AccessGrant declares whole: the assignment, and the membership when
+    /// through a group.
+    #[serde(default)]
+    pub undeclared_access_paths: u64,
 }

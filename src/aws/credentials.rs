@@ -343,7 +343,8 @@ impl Session {
             |config: &SdkConfig| config.region().map(ToString::to_string).unwrap_or_default();
         let (global, sso) = (region(&self.global), region(&self.sso));
         self.caller.share(account, |service| match service {
-            Service::SsoAdmin | Service::IdentityStore => sso.clone(),
+            // CloudTrail is read in the Identity Center region.
+            Service::SsoAdmin | Service::IdentityStore | Service::CloudTrail => sso.clone(),
             // IAM and Organizations are metered globally.
             Service::Iam | Service::Organizations => String::new(),
             Service::Sts => global.clone(),

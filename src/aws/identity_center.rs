@@ -64,6 +64,7 @@ pub async fn list_users(
         .users()
         .iter()
         .map(|u| SsoUser {
+            last_sign_in_at: None,
             id: u.user_id().to_string(),
             user_name: u.user_name().unwrap_or_default().to_string(),
             display_name: u.display_name().map(str::to_string),

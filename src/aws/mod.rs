@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod caller;
+pub mod cloudtrail;
 pub mod credential_report;
 pub mod credentials;
 pub mod error;

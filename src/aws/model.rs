@@ -173,6 +173,10 @@ pub struct SsoUser {
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// The last successful sign-in CloudTrail recorded (with `sync.lastSignIn` only; none in
+    /// its 90 days of history leaves it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sign_in_at: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]

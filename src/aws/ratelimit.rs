@@ -20,15 +20,18 @@ pub enum Service {
     SsoAdmin,
     /// identitystore: users, groups, memberships; limited apart from sso-admin.
     IdentityStore,
+    /// CloudTrail LookupEvents (Identity Center users' sign-ins).
+    CloudTrail,
 }
 
 impl Service {
-    pub const ALL: [Service; 5] = [
+    pub const ALL: [Service; 6] = [
         Self::Sts,
         Self::Iam,
         Self::Organizations,
         Self::SsoAdmin,
         Self::IdentityStore,
+        Self::CloudTrail,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +41,7 @@ impl Service {
             Self::Organizations => "organizations",
             Self::SsoAdmin => "ssoadmin",
             Self::IdentityStore => "identitystore",
+            Self::CloudTrail => "cloudtrail",
         }
     }
 
@@ -51,6 +55,8 @@ impl Service {
             Self::Organizations => 4.0,
             Self::SsoAdmin => 20.0,
             Self::IdentityStore => 20.0,
+            // LookupEvents is limited to 2 per second per account and region.
+            Self::CloudTrail => 2.0,
         }
     }
 }
@@ -72,7 +78,7 @@ impl FromStr for Service {
             .find(|service| service.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown service {s:?} (one of sts, iam, organizations, ssoadmin, identitystore, or identitycenter for both of the last two)"
+                    "unknown service {s:?} (one of sts, iam, organizations, ssoadmin, identitystore, cloudtrail, or identitycenter for ssoadmin and identitystore)"
                 )
             })
     }

@@ -45,6 +45,43 @@ pub enum Command {
     Plan(PlanArgs),
     /// Apply grants once without Kubernetes.
     Apply(PlanArgs),
+    /// Who can get into what, and why: a user's or group's paths into accounts, or every path
+    /// into one account, with the AccessGrants that declare each.
+    Access(AccessArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AccessArgs {
+    /// The AwsConnector and the AccessGrants that declare access (files or directories).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Answer from this inventory (from `sync -o`) instead of syncing: no AWS call at all.
+    #[arg(long)]
+    pub inventory: Option<PathBuf>,
+    /// An Identity Center user (user name, id or email) or group (display name or id).
+    #[arg(long, required_unless_present = "account", conflicts_with = "account")]
+    pub principal: Option<String>,
+    /// An account of the organization (id or name).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// `table` for people, `json` for scripts.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: OutputFormat,
+    /// Requests per second per service when syncing, e.g. `iam=10,identitycenter=10`.
+    #[arg(long, env = "RATE_LIMITS", default_value = "")]
+    pub rate_limits: String,
+    /// How long one attempt of one AWS call may take before it fails (and is retried).
+    #[arg(long, env = "AWS_ATTEMPT_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub aws_attempt_timeout: std::time::Duration,
+    /// Where the external ID comes from when the connector names a Secret.
+    #[arg(long, default_value = "AWS_ACCESS_OPERATOR_EXTERNAL_ID")]
+    pub external_id_env: String,
+    /// Where the first hop's external ID comes from when the connector names a Secret for it.
+    #[arg(long, default_value = "AWS_ACCESS_OPERATOR_GLOBAL_EXTERNAL_ID")]
+    pub global_external_id_env: String,
+    /// Where the member accounts' external ID comes from when the connector names a Secret.
+    #[arg(long, default_value = "AWS_ACCESS_OPERATOR_MEMBER_EXTERNAL_ID")]
+    pub member_external_id_env: String,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! The command line: one binary, the operator and its offline companions, one module per
 //! command over the same core.
 
+mod access;
 mod args;
 mod lookup;
 pub mod plan;
@@ -33,6 +34,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Some(Command::Sync(args)) => sync::run(args).await,
         Some(Command::Plan(args)) => plan::run(args, false).await,
         Some(Command::Apply(args)) => plan::run(args, true).await,
+        Some(Command::Access(args)) => access::run(args).await,
     };
     match result {
         Ok(code) => code,

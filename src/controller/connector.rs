@@ -504,29 +504,29 @@ async fn sync(
             ctx.keep_directory(&session::key(connector), cache.clone());
             // A Kubernetes-side failure here must not cost a second AWS sync: the inventory is
             // kept, and what no grant declares is counted at the next sync instead.
-            let counted_before = writer
-                .next
-                .inventory
-                .as_ref()
-                .map_or(0, |c| c.unmanaged_assignments);
-            let (unmanaged_count, not_counted) = match unmanaged_access(
+            let counted_before = writer.next.inventory.as_ref().map_or((0, 0), |c| {
+                (c.unmanaged_assignments, c.undeclared_access_paths)
+            });
+            let ((unmanaged_count, undeclared_paths), not_counted) = match unmanaged_access(
                 connector, ctx, &inventory, &cache,
             )
             .await
             {
-                Ok(unmanaged) => {
+                Ok((unmanaged, undeclared_paths)) => {
                     let listed: Vec<String> = unmanaged.iter().map(ToString::to_string).collect();
                     let bytes =
                         serde_json::to_vec(&listed).map_err(|e| Error::Serialize(e.to_string()))?;
                     store.write(UNMANAGED_KEY, &bytes).await?;
-                    (unmanaged.len() as u64, None)
+                    ((unmanaged.len() as u64, undeclared_paths as u64), None)
                 }
                 Err(error) => {
                     tracing::warn!(connector = %name, %error, "cannot list AccessGrants: unmanaged access is not counted this time");
                     (counted_before, Some(error.to_string()))
                 }
             };
-            writer.next.inventory = Some(inventory.counts(unmanaged_count));
+            let mut counts = inventory.counts(unmanaged_count);
+            counts.undeclared_access_paths = undeclared_paths;
+            writer.next.inventory = Some(counts);
             writer.next.identity_center = inventory.identity_center.clone();
             writer.next.member_accounts = inventory
                 .member_accounts
@@ -596,12 +596,14 @@ async fn sync(
 /// The access in the inventory that no AccessGrant of this connector declares. Grants are
 /// resolved through the directory only (no AWS call); one that does not resolve declares
 /// nothing.
+/// The access no AccessGrant declares, and how many access paths (a user into an account with
+/// a permission set, directly or through a group) no AccessGrant declares whole.
 async fn unmanaged_access(
     connector: &AwsConnector,
     ctx: &Context,
     inventory: &Inventory,
     cache: &SyncCache,
-) -> Result<Vec<Access>, Error> {
+) -> Result<(Vec<Access>, usize), Error> {
     let namespace = connector.namespace().unwrap_or_default();
     let name = connector.name_any();
     let directory = Directory {
@@ -610,6 +612,7 @@ async fn unmanaged_access(
         session: None,
     };
     let mut declared = BTreeSet::new();
+    let mut declarations = crate::effective::Declarations::new();
     for grant in ctx.grants().await? {
         let reference = &grant.spec.connector_ref;
         let grant_namespace = grant.namespace().unwrap_or_default();
@@ -619,10 +622,18 @@ async fn unmanaged_access(
             continue;
         }
         if let Ok(Ok(resolved)) = resolve(&grant.spec, &directory).await {
+            declarations
+                .entry(resolved.access.clone())
+                .or_default()
+                .push(crate::effective::Declaration {
+                    grant: format!("{grant_namespace}/{}", grant.name_any()),
+                    expires: None,
+                });
             declared.insert(resolved.access);
         }
     }
-    Ok(unmanaged(inventory, &declared))
+    let undeclared_paths = crate::effective::undeclared(inventory, &declarations);
+    Ok((unmanaged(inventory, &declared), undeclared_paths))
 }
 
 /// The inventory as stored in ConfigMaps: without the per-run statistics, so that an unchanged

@@ -34,6 +34,10 @@ pub struct SyncCache {
     /// The organization's account ids.
     #[serde(default)]
     pub accounts: Vec<String>,
+    /// Identity Center user id → last sign-in (RFC 3339), with `sync.lastSignIn`: the next
+    /// sync reads CloudTrail only from the newest of these on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sign_ins: BTreeMap<String, String>,
 }
 
 /// Now, in the seconds `fetched_at` counts.
@@ -44,6 +48,11 @@ pub fn unix_now() -> i64 {
 }
 
 impl SyncCache {
+    /// The newest sign-in already known: CloudTrail is read again from shortly before it.
+    pub fn newest_sign_in(&self) -> Option<&str> {
+        self.sign_ins.values().max().map(String::as_str)
+    }
+
     /// Keeps a permission set just described, by ARN and by name.
     pub fn remember(&mut self, arn: &str, details: PermissionSet) {
         self.permission_set_arns
@@ -100,6 +109,11 @@ impl SyncCache {
             .permission_sets
             .iter()
             .map(|p| (p.name.clone(), p.arn.clone()))
+            .collect();
+        self.sign_ins = inventory
+            .sso_users
+            .iter()
+            .filter_map(|u| Some((u.id.clone(), u.last_sign_in_at.clone()?)))
             .collect();
         self.iam_users = inventory.iam_users.iter().map(|u| u.name.clone()).collect();
         // For grantPolicy's "any account of the organization" when allowedAccounts is empty.

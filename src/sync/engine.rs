@@ -93,6 +93,8 @@ struct Engine<'a, S> {
     accounts: Option<Heard<Vec<Account>>>,
     /// Items of a per-item phase fetched at once.
     in_flight: usize,
+    /// Where the sign-ins are read from (`None`: all CloudTrail keeps).
+    sign_ins_since: Option<String>,
     /// The Identity Center stream's view of the users and groups the Identity Store streams
     /// list.
     census: Option<census::Heard>,
@@ -198,6 +200,10 @@ pub async fn run_until<S: StateStore>(
     let mut organizations = open(Stream::Organizations, SyncCache::default()).await?;
     let mut iam = open(Stream::Iam, SyncCache::default()).await?;
     let mut users = open(Stream::IdentityStoreUsers, SyncCache::default()).await?;
+    // Sign-ins are read from shortly before the newest one the last sync found.
+    users.sign_ins_since = cache
+        .newest_sign_in()
+        .and_then(crate::aws::cloudtrail::read_from);
     let mut groups = open(Stream::IdentityStoreGroups, SyncCache::default()).await?;
     let mut center = open(Stream::IdentityCenter, cache).await?;
     let mut members = open(Stream::MemberAccounts, SyncCache::default()).await?;
@@ -260,6 +266,16 @@ pub async fn run_until<S: StateStore>(
     let resumed = streams.iter().any(|engine| engine.resumed);
     let mut engine = center;
     engine.state.inventory.sso_users = std::mem::take(&mut users.state.inventory.sso_users);
+    if spec.last_sign_in {
+        // What this sync read is what happened since the last one: earlier sign-ins are the
+        // cache's.
+        for user in &mut engine.state.inventory.sso_users {
+            let known = engine.cache.sign_ins.get(&user.id);
+            if user.last_sign_in_at.as_ref() < known {
+                user.last_sign_in_at = known.cloned();
+            }
+        }
+    }
     engine.state.inventory.sso_groups = std::mem::take(&mut groups.state.inventory.sso_groups);
     let tree = &mut organizations.state.inventory;
     engine.state.inventory.accounts = std::mem::take(&mut tree.accounts);
@@ -370,6 +386,7 @@ impl<'a, S: StateStore> Engine<'a, S> {
             listed: BTreeSet::new(),
             accounts: None,
             in_flight: super::fetch::IN_FLIGHT,
+            sign_ins_since: None,
             census: None,
             census_told: None,
             instance_told: None,

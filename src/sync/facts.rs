@@ -12,6 +12,7 @@ use super::inventory::{
 };
 use super::state::{KeySource, PageState, Phase};
 use crate::api::connector::IdentityCenterRef;
+use crate::aws::cloudtrail::SignIn;
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -52,6 +53,8 @@ pub enum Fact {
     },
     Instance(Option<IdentityCenterRef>),
     SsoUsers(Vec<SsoUser>),
+    /// A page of sign-ins: each user's newest is kept.
+    SignIns(Vec<SignIn>),
     SsoGroups(Vec<SsoGroup>),
     /// A page of a group's members.
     Members {
@@ -150,6 +153,22 @@ impl PageState {
             }
             Fact::Instance(instance) => inventory.identity_center = instance,
             Fact::SsoUsers(users) => inventory.sso_users.extend(users),
+            Fact::SignIns(sign_ins) => {
+                for sign_in in sign_ins {
+                    let user = inventory
+                        .sso_users
+                        .iter_mut()
+                        .find(|u| match &sign_in.user_id {
+                            Some(id) => &u.id == id,
+                            None => sign_in.user_name.as_ref() == Some(&u.user_name),
+                        });
+                    if let Some(user) = user
+                        && user.last_sign_in_at.as_ref() < Some(&sign_in.at)
+                    {
+                        user.last_sign_in_at = Some(sign_in.at);
+                    }
+                }
+            }
             Fact::SsoGroups(groups) => inventory.sso_groups.extend(groups),
             Fact::Members { group, users } => {
                 if let Some(group) = inventory.sso_groups.iter_mut().find(|g| g.id == group) {

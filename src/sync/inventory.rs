@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::api::connector::{CallerIdentity, IdentityCenterRef, InventoryCounts};
 pub use crate::aws::model::{
     AccessKey, Account, Assignment, AttachedPolicies, IamGroup, IamRole, IamUser, MemberAccount,
-    OrganizationRoot, OrganizationalUnit, PermissionSet, PolicyRef, SsoGroup, SsoUser,
-    member_outcome,
+    OrganizationRoot, OrganizationalUnit, PermissionSet, PermissionSetContents, PolicyRef,
+    SsoGroup, SsoUser, member_outcome,
 };
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -193,6 +193,8 @@ impl Inventory {
             permission_sets: n(self.permission_sets.len()),
             assignments: n(self.assignments.len()),
             unmanaged_assignments,
+            // Counted against the AccessGrants by the operator (see `effective`).
+            undeclared_access_paths: 0,
         }
     }
 }

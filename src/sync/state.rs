@@ -27,6 +27,7 @@ pub enum Phase {
     MemberIam,
     Instance,
     SsoUsers,
+    SignIns,
     SsoGroups,
     Memberships,
     PermissionSets,
@@ -47,7 +48,8 @@ impl Phase {
             AccessKeys => MemberIam,
             MemberIam => Instance,
             Instance => SsoUsers,
-            SsoUsers => SsoGroups,
+            SsoUsers => SignIns,
+            SignIns => SsoGroups,
             SsoGroups => Memberships,
             Memberships => PermissionSets,
             PermissionSets => PermissionSetDetails,
@@ -120,7 +122,7 @@ impl Stream {
             Self::Organizations => &[Roots, OrganizationalUnits, Accounts],
             Self::Iam => &[IamDetails, AccessKeys],
             Self::MemberAccounts => &[MemberIam],
-            Self::IdentityStoreUsers => &[SsoUsers],
+            Self::IdentityStoreUsers => &[SsoUsers, SignIns],
             Self::IdentityStoreGroups => &[SsoGroups, Memberships],
             Self::IdentityCenter => &[
                 Instance,
@@ -320,6 +322,11 @@ impl PageState {
         if from(Phase::SsoUsers) {
             inventory.sso_users.clear();
         }
+        if from(Phase::SignIns) {
+            for user in &mut inventory.sso_users {
+                user.last_sign_in_at = None;
+            }
+        }
         if from(Phase::SsoGroups) {
             inventory.sso_groups.clear();
         }
@@ -376,7 +383,8 @@ pub fn source_of(
             Some(AssignmentListing::PerPrincipal) | None => None,
         },
         // The accounts come from another stream: one gone is skipped, not listed again.
-        Roots | IamDetails | MemberIam | Instance | Done => None,
+        // The events name users; one not listed is left out.
+        Roots | IamDetails | MemberIam | Instance | SignIns | Done => None,
     }
 }
 
@@ -443,7 +451,7 @@ mod tests {
         all.sort();
         all.dedup();
         assert_eq!(all.len(), count, "no phase in two streams");
-        assert_eq!(count, 14, "every phase but Done");
+        assert_eq!(count, 15, "every phase but Done");
         for stream in Stream::ALL {
             let mut phase = stream.first();
             let mut seen = vec![phase];
@@ -467,7 +475,7 @@ mod tests {
             phase = phase.next();
             seen.push(phase);
         }
-        assert_eq!(seen.len(), 15);
+        assert_eq!(seen.len(), 16);
         assert!(seen.windows(2).all(|w| w[0] < w[1]));
     }
 

@@ -12,7 +12,8 @@ use crate::aws::error::ErrorKind;
 use crate::aws::model::Page;
 use crate::aws::model::member_outcome;
 use crate::aws::{
-    AwsError, Session, credential_report, iam, identity_center, organizations, permission_sets,
+    AwsError, Session, cloudtrail, credential_report, iam, identity_center, organizations,
+    permission_sets,
 };
 use crate::sync::cache::unix_now;
 use crate::sync::facts::Fact;
@@ -72,6 +73,7 @@ impl<S: StateStore> Engine<'_, S> {
             }
             _ if !sso || self.identity_center().is_none() => Ok(()),
             Phase::SsoUsers => self.sso_users().await,
+            Phase::SignIns if self.spec.last_sign_in => self.sign_ins().await,
             Phase::SsoGroups => self.sso_groups().await,
             Phase::Memberships => self.memberships().await,
             Phase::PermissionSets => self.permission_sets().await,
@@ -396,6 +398,35 @@ impl<S: StateStore> Engine<'_, S> {
         self.each_page(
             |token| identity_center::list_users(session, &store, token, size),
             Fact::SsoUsers,
+        )
+        .await
+    }
+
+    /// When each user last signed in: CloudTrail's `Authenticate` and `Federate` events from
+    /// Identity Center, since shortly before the newest sign-in the last sync found (all 90 days
+    /// the first time), each event name a list of its own.
+    async fn sign_ins(&mut self) -> Result<(), SyncError> {
+        let phase = Phase::SignIns;
+        let events = cloudtrail::SIGN_IN_EVENTS.map(String::from).to_vec();
+        let items = self.still_to_list(phase, events);
+        let (session, size) = (self.session, self.size());
+        let since = self.sign_ins_since.clone();
+        tracing::info!(
+            since = since
+                .as_deref()
+                .unwrap_or("the start of CloudTrail's event history"),
+            "reading Identity Center sign-ins"
+        );
+        let since = since.as_deref();
+        self.walk(
+            phase,
+            items,
+            move |event: String, token| async move {
+                cloudtrail::sign_ins(session, &event, since, token, size).await
+            },
+            WhenGone::ListedElsewhere,
+            |_, _| {},
+            |engine, _, sign_ins| engine.learn(Fact::SignIns(sign_ins)),
         )
         .await
     }

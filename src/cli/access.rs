@@ -1,0 +1,433 @@
+//! `aws-access-operator access`: who can get into what, and why. Answers from an inventory
+//! (`--inventory`, or a sync of the connector) and the AccessGrants in the files given: every
+//! path of a user or group into accounts, or every path into one account.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use super::args::{AccessArgs, OutputFormat};
+use crate::api::validation::{describe, validate_connector, validate_grant};
+use crate::api::{AccessGrant, AwsConnector};
+use crate::aws::{AwsBase, RateLimits};
+use crate::effective::{Declaration, Declarations, Path, Via, paths};
+use crate::grant::expiry::Expiry;
+use crate::grant::resolve::{Directory, resolve};
+use crate::manifest::{Document, load};
+use crate::sync::cache::SyncCache;
+use crate::sync::inventory::{IamGroup, IamRole, IamUser, Inventory};
+use crate::sync::{NoStore, SyncOptions};
+
+/// The answer, as `-o json` prints it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Answer {
+    /// What was asked: `principal` or `account`, and the value.
+    pub asked: BTreeMap<&'static str, String>,
+    pub paths: Vec<Path>,
+    /// Paths no AccessGrant declares whole.
+    pub undeclared: usize,
+    /// The account's own IAM users, groups and roles (with `--account`, when the inventory
+    /// has that account's IAM: the connector's account, or a member account).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iam: Option<AccountIam>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountIam {
+    pub users: Vec<IamUser>,
+    pub groups: Vec<IamGroup>,
+    pub roles: Vec<IamRole>,
+}
+
+pub async fn run(args: AccessArgs) -> anyhow::Result<ExitCode> {
+    let (loaded, _) = load(&args.files)?;
+    let mut connectors = Vec::new();
+    let mut grants = Vec::new();
+    for document in loaded {
+        match document.document {
+            Document::Connector(c) => connectors.push(*c),
+            Document::Grant(g) => grants.push(*g),
+            Document::Undecodable { kind, message, .. } => {
+                return Err(super::InvalidInput(format!(
+                    "{}: invalid {kind}: {message}",
+                    document.source
+                ))
+                .into());
+            }
+        }
+    }
+    let connector = match connectors.len() {
+        1 => connectors.remove(0),
+        0 => anyhow::bail!("no AwsConnector found: pass the connector's manifest with -f"),
+        n => anyhow::bail!("{n} AwsConnectors found: pass exactly one"),
+    };
+    let verdict = validate_connector(&connector.spec);
+    if !verdict.is_valid() {
+        eprintln!(
+            "error: the AwsConnector is invalid: {}",
+            describe(&verdict.errors())
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let inventory = match &args.inventory {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str::<Inventory>(&text)
+                .with_context(|| format!("{}: not an inventory", path.display()))?
+        }
+        None => match sync(&args, &connector).await? {
+            Ok(inventory) => inventory,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+    };
+    let declarations = declarations(&connector, &grants, &inventory).await;
+    let all = paths(&inventory, &declarations);
+    let mut asked = BTreeMap::new();
+    let (selected, iam) = if let Some(principal) = &args.principal {
+        asked.insert("principal", principal.clone());
+        match of_principal(&inventory, all, principal) {
+            Some(selected) => (selected, None),
+            None => {
+                eprintln!(
+                    "error: --principal {principal:?}: no Identity Center user (user name, id or email) or group (display name or id) of that name in the inventory"
+                );
+                return Ok(ExitCode::from(1));
+            }
+        }
+    } else {
+        let wanted = args.account.clone().unwrap_or_default();
+        asked.insert("account", wanted.clone());
+        let Some(account) = inventory
+            .accounts
+            .iter()
+            .find(|a| a.id == wanted || a.name == wanted)
+            .map(|a| a.id.clone())
+            .or_else(|| {
+                all.iter()
+                    .any(|p| p.account.id == wanted)
+                    .then_some(wanted.clone())
+            })
+        else {
+            eprintln!(
+                "error: --account {wanted:?}: no account of that id or name in the inventory"
+            );
+            return Ok(ExitCode::from(1));
+        };
+        let selected = all
+            .into_iter()
+            .filter(|p| p.account.id == account)
+            .collect();
+        (selected, account_iam(&inventory, &account))
+    };
+    let answer = Answer {
+        asked,
+        undeclared: selected.iter().filter(|p| !p.declared()).count(),
+        paths: selected,
+        iam,
+    };
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &answer)?;
+            writeln!(out)?;
+        }
+        OutputFormat::Table => write!(out, "{}", render(&answer))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A sync of the connector, kept nowhere.
+async fn sync(
+    args: &AccessArgs,
+    connector: &AwsConnector,
+) -> anyhow::Result<Result<Inventory, String>> {
+    let (resolved, external_id) = match super::sync::chain(
+        connector,
+        &args.external_id_env,
+        &args.global_external_id_env,
+    ) {
+        Ok(found) => found,
+        Err(message) => return Ok(Err(message)),
+    };
+    let member_external_id =
+        match super::sync::member_external_id(connector, &args.member_external_id_env) {
+            Ok(found) => found,
+            Err(message) => return Ok(Err(message)),
+        };
+    let limits =
+        RateLimits::parse(&args.rate_limits).map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
+    let base = AwsBase::from_env(args.aws_attempt_timeout).await;
+    let mut authenticated =
+        match crate::connect::authenticate(&base, &resolved, external_id.as_deref(), &limits).await
+        {
+            Ok(authenticated) => authenticated,
+            Err(error) => return Ok(Err(format!("cannot authenticate: {error}"))),
+        };
+    authenticated.session.member_external_id = member_external_id;
+    let scope = crate::connect::scope(connector, &authenticated.identity);
+    let result = crate::sync::run(
+        &authenticated.session,
+        &connector.spec.sync,
+        &scope,
+        &NoStore,
+        &SyncOptions::default(),
+    )
+    .await;
+    Ok(result
+        .map(|mut inventory| {
+            inventory.identity = Some(authenticated.identity.clone());
+            inventory
+        })
+        .map_err(|e| e.to_string()))
+}
+
+/// The access each of `grants` (those of `connector`, valid, whose names the inventory knows)
+/// declares.
+async fn declarations(
+    connector: &AwsConnector,
+    grants: &[AccessGrant],
+    inventory: &Inventory,
+) -> Declarations {
+    let mut cache = SyncCache::default();
+    cache.refresh_from(inventory);
+    let directory = Directory {
+        cache: &cache,
+        identity_center: inventory.identity_center.as_ref(),
+        session: None,
+    };
+    let connector_namespace = connector.metadata.namespace.clone().unwrap_or_default();
+    let connector_name = connector.metadata.name.clone().unwrap_or_default();
+    let mut found = Declarations::new();
+    for grant in grants {
+        let namespace = grant.metadata.namespace.clone().unwrap_or_default();
+        let reference = &grant.spec.connector_ref;
+        let referenced = reference.namespace.as_ref().unwrap_or(&namespace);
+        if reference.name != connector_name || *referenced != connector_namespace {
+            continue;
+        }
+        if !validate_grant(&grant.spec).is_empty() {
+            continue;
+        }
+        // Without a session nothing is looked up in AWS: a name the inventory does not know
+        // declares nothing in it.
+        let Ok(Ok(resolved)) = resolve(&grant.spec, &directory).await else {
+            continue;
+        };
+        let declaration = Declaration {
+            grant: format!(
+                "{namespace}/{}",
+                grant.metadata.name.clone().unwrap_or_default()
+            ),
+            expires: expires(grant),
+        };
+        found.entry(resolved.access).or_default().push(declaration);
+    }
+    found
+}
+
+/// When a grant ends, as far as its manifest says.
+fn expires(grant: &AccessGrant) -> Option<String> {
+    let recorded = grant.status.as_ref().and_then(|s| s.expires_at.clone());
+    match Expiry::of(&grant.spec) {
+        Expiry::Never => None,
+        Expiry::At(at) => Some(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        Expiry::After(_) => recorded.or_else(|| {
+            grant
+                .spec
+                .duration
+                .as_ref()
+                .map(|d| format!("{d} after it is granted"))
+        }),
+    }
+}
+
+/// The paths of a user (by user name, id or email), or else of a group's members through it
+/// (by display name or id); `None` when the inventory has neither.
+fn of_principal(inventory: &Inventory, all: Vec<Path>, principal: &str) -> Option<Vec<Path>> {
+    let user = inventory.sso_users.iter().find(|u| {
+        u.user_name == principal || u.id == principal || u.email.as_deref() == Some(principal)
+    });
+    if let Some(user) = user {
+        return Some(all.into_iter().filter(|p| p.user.id == user.id).collect());
+    }
+    let group = inventory
+        .sso_groups
+        .iter()
+        .find(|g| g.display_name == principal || g.id == principal)?;
+    Some(
+        all.into_iter()
+            .filter(|p| matches!(&p.via, Via::Group { id, .. } if *id == group.id))
+            .collect(),
+    )
+}
+
+/// The IAM of `account`, when the inventory read it.
+fn account_iam(inventory: &Inventory, account: &str) -> Option<AccountIam> {
+    let own = inventory
+        .identity
+        .as_ref()
+        .is_some_and(|i| i.account == account);
+    if own {
+        return Some(AccountIam {
+            users: inventory.iam_users.clone(),
+            groups: inventory.iam_groups.clone(),
+            roles: inventory.iam_roles.clone(),
+        });
+    }
+    inventory
+        .member_accounts
+        .iter()
+        .find(|m| {
+            m.account_id == account && m.outcome == crate::aws::model::member_outcome::ENTERED
+        })
+        .map(|m| AccountIam {
+            users: m.iam_users.clone(),
+            groups: m.iam_groups.clone(),
+            roles: m.iam_roles.clone(),
+        })
+}
+
+fn declared_text(declared_by: &[Declaration]) -> String {
+    if declared_by.is_empty() {
+        return "NOT DECLARED by any AccessGrant".into();
+    }
+    declared_by
+        .iter()
+        .map(|d| match &d.expires {
+            Some(at) => format!("{} (expires {at})", d.grant),
+            None => d.grant.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The answer for people: paths grouped by user and account.
+fn render(answer: &Answer) -> String {
+    let mut out = String::new();
+    let asked: Vec<String> = answer
+        .asked
+        .iter()
+        .map(|(k, v)| format!("--{k} {v}"))
+        .collect();
+    let users: std::collections::BTreeSet<&str> = answer
+        .paths
+        .iter()
+        .map(|p| p.user.user_name.as_str())
+        .collect();
+    let accounts: std::collections::BTreeSet<&str> =
+        answer.paths.iter().map(|p| p.account.id.as_str()).collect();
+    out.push_str(&format!(
+        "{}: {} paths, {} users, {} accounts; {} not declared by any AccessGrant\n",
+        asked.join(" "),
+        answer.paths.len(),
+        users.len(),
+        accounts.len(),
+        answer.undeclared
+    ));
+    let mut last: Option<(&str, &str)> = None;
+    for path in &answer.paths {
+        let here = (path.user.user_name.as_str(), path.account.id.as_str());
+        if last != Some(here) {
+            let units = if path.account.organizational_units.is_empty() {
+                "root".to_string()
+            } else {
+                path.account.organizational_units.join(" / ")
+            };
+            let signed_in = path
+                .user
+                .last_sign_in_at
+                .as_deref()
+                .map(|at| format!(", last sign-in {at}"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "\n{} → account {} {} (in {units}){signed_in}\n",
+                path.user.user_name, path.account.id, path.account.name
+            ));
+            last = Some(here);
+        }
+        let via = match &path.via {
+            Via::Direct => "directly".to_string(),
+            Via::Group {
+                display_name,
+                membership_declared_by,
+                ..
+            } => format!(
+                "through group {display_name} (membership: {})",
+                declared_text(membership_declared_by)
+            ),
+        };
+        let session = path
+            .permission_set
+            .session_duration
+            .as_deref()
+            .map(|d| format!(", sessions {d}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {}{session}, {via}\n    assignment: {}\n",
+            path.permission_set.name,
+            declared_text(&path.declared_by)
+        ));
+        if let Some(contents) = &path.permission_set.contents {
+            let mut policies: Vec<String> = contents
+                .aws_managed_policies
+                .iter()
+                .map(|p| p.name.clone())
+                .collect();
+            policies.extend(
+                contents
+                    .customer_managed_policies
+                    .iter()
+                    .map(|p| format!("{}{} (customer managed)", p.path, p.name)),
+            );
+            if contents.inline_policy.is_some() {
+                policies.push("an inline policy".into());
+            }
+            if let Some(boundary) = &contents.permissions_boundary {
+                let named = boundary
+                    .managed_policy_arn
+                    .clone()
+                    .or_else(|| {
+                        boundary
+                            .customer_managed_policy
+                            .as_ref()
+                            .map(|p| format!("{}{}", p.path, p.name))
+                    })
+                    .unwrap_or_default();
+                policies.push(format!("boundary {named}"));
+            }
+            out.push_str(&format!("    policies: {}\n", policies.join(", ")));
+        }
+    }
+    if let Some(iam) = &answer.iam {
+        out.push_str(&format!(
+            "\nIAM in the account: {} users, {} groups, {} roles\n",
+            iam.users.len(),
+            iam.groups.len(),
+            iam.roles.len()
+        ));
+        for user in &iam.users {
+            out.push_str(&format!(
+                "  user {} (groups: {})\n",
+                user.name,
+                user.groups.join(", ")
+            ));
+        }
+        for role in &iam.roles {
+            out.push_str(&format!(
+                "  role {} (assumable by: {})\n",
+                role.name,
+                role.trusted_principals.join(", ")
+            ));
+        }
+    }
+    out
+}

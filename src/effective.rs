@@ -1,0 +1,373 @@
+//! Effective access: who can get into which account with which permission set, and why: every
+//! Identity Center assignment of an inventory, a group's expanded into its members, each path
+//! with the AccessGrants (if any) that declare it.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::grant::access::Access;
+use crate::sync::Inventory;
+use crate::sync::inventory::{Assignment, PermissionSetContents};
+
+/// An AccessGrant that declares a piece of a path.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Declaration {
+    /// `namespace/name` of the AccessGrant.
+    pub grant: String,
+    /// When the grant ends: an RFC 3339 time, `8h after it is granted`, or none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+/// Which AccessGrants declare each piece of access.
+pub type Declarations = BTreeMap<Access, Vec<Declaration>>;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRef {
+    pub id: String,
+    pub user_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_sign_in_at: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountRef {
+    pub id: String,
+    pub name: String,
+    /// The organizational units it sits in, from the root down (names).
+    pub organizational_units: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionSetRef {
+    pub arn: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_duration: Option<String>,
+    /// Its policies (with `sync.policies`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contents: Option<PermissionSetContents>,
+}
+
+/// How the user holds the assignment: as a user, or as a member of a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Via {
+    Direct,
+    #[serde(rename_all = "camelCase")]
+    Group {
+        id: String,
+        display_name: String,
+        /// The AccessGrants that declare the user's membership of the group.
+        membership_declared_by: Vec<Declaration>,
+    },
+}
+
+/// One way a user gets into an account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Path {
+    pub user: UserRef,
+    pub account: AccountRef,
+    pub permission_set: PermissionSetRef,
+    pub via: Via,
+    /// The AccessGrants that declare the assignment.
+    pub declared_by: Vec<Declaration>,
+}
+
+impl Path {
+    /// Whether AccessGrants declare the whole path: the assignment and, through a group, the
+    /// membership.
+    pub fn declared(&self) -> bool {
+        let membership = match &self.via {
+            Via::Direct => true,
+            Via::Group {
+                membership_declared_by,
+                ..
+            } => !membership_declared_by.is_empty(),
+        };
+        !self.declared_by.is_empty() && membership
+    }
+}
+
+/// Every path of `inventory`: each user assignment, and each group assignment once per member,
+/// in a stable order (user name, account, permission set name, group).
+pub fn paths(inventory: &Inventory, declarations: &Declarations) -> Vec<Path> {
+    let Some(ic) = &inventory.identity_center else {
+        return Vec::new();
+    };
+    let users: BTreeMap<&str, _> = inventory
+        .sso_users
+        .iter()
+        .map(|u| (u.id.as_str(), u))
+        .collect();
+    let groups: BTreeMap<&str, _> = inventory
+        .sso_groups
+        .iter()
+        .map(|g| (g.id.as_str(), g))
+        .collect();
+    let declared = |access: Access| declarations.get(&access).cloned().unwrap_or_default();
+    let assignment_access = |a: &Assignment| Access::Assignment {
+        instance_arn: ic.instance_arn.clone(),
+        account_id: a.account_id.clone(),
+        permission_set_arn: a.permission_set_arn.clone(),
+        principal_type: a.principal_type.clone(),
+        principal_id: a.principal_id.clone(),
+    };
+    let mut found = Vec::new();
+    for assignment in &inventory.assignments {
+        let account = account_ref(inventory, &assignment.account_id);
+        let permission_set = permission_set_ref(inventory, &assignment.permission_set_arn);
+        let declared_by = declared(assignment_access(assignment));
+        let holders: Vec<(&str, Via)> = if assignment.principal_type == "GROUP" {
+            let Some(group) = groups.get(assignment.principal_id.as_str()) else {
+                continue;
+            };
+            group
+                .members
+                .iter()
+                .map(|user| {
+                    let membership = Access::SsoMembership {
+                        identity_store_id: ic.identity_store_id.clone(),
+                        group_id: group.id.clone(),
+                        user_id: user.clone(),
+                    };
+                    let via = Via::Group {
+                        id: group.id.clone(),
+                        display_name: group.display_name.clone(),
+                        membership_declared_by: declared(membership),
+                    };
+                    (user.as_str(), via)
+                })
+                .collect()
+        } else {
+            vec![(assignment.principal_id.as_str(), Via::Direct)]
+        };
+        for (user_id, via) in holders {
+            let Some(user) = users.get(user_id) else {
+                continue;
+            };
+            found.push(Path {
+                user: UserRef {
+                    id: user.id.clone(),
+                    user_name: user.user_name.clone(),
+                    display_name: user.display_name.clone(),
+                    last_sign_in_at: user.last_sign_in_at.clone(),
+                },
+                account: account.clone(),
+                permission_set: permission_set.clone(),
+                via,
+                declared_by: declared_by.clone(),
+            });
+        }
+    }
+    found.sort_by(|a, b| {
+        let key = |p: &Path| {
+            let group = match &p.via {
+                Via::Direct => String::new(),
+                Via::Group { display_name, .. } => display_name.clone(),
+            };
+            (
+                p.user.user_name.clone(),
+                p.account.id.clone(),
+                p.permission_set.name.clone(),
+                group,
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    found
+}
+
+fn account_ref(inventory: &Inventory, id: &str) -> AccountRef {
+    AccountRef {
+        id: id.to_string(),
+        name: inventory
+            .accounts
+            .iter()
+            .find(|a| a.id == id)
+            .map(|a| a.name.clone())
+            .unwrap_or_default(),
+        organizational_units: inventory
+            .unit_path(id)
+            .into_iter()
+            .map(|u| u.name.clone())
+            .collect(),
+    }
+}
+
+fn permission_set_ref(inventory: &Inventory, arn: &str) -> PermissionSetRef {
+    let set = inventory.permission_sets.iter().find(|p| p.arn == arn);
+    PermissionSetRef {
+        arn: arn.to_string(),
+        name: set.map(|p| p.name.clone()).unwrap_or_default(),
+        session_duration: set.and_then(|p| p.session_duration.clone()),
+        contents: set.and_then(|p| p.contents.clone()),
+    }
+}
+
+/// How many paths of `inventory` no AccessGrant declares whole.
+pub fn undeclared(inventory: &Inventory, declarations: &Declarations) -> usize {
+    paths(inventory, declarations)
+        .iter()
+        .filter(|p| !p.declared())
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::connector::IdentityCenterRef;
+    use crate::sync::inventory::{Account, OrganizationalUnit, PermissionSet, SsoGroup, SsoUser};
+
+    const INSTANCE: &str = "arn:aws:sso:::instance/ssoins-1";
+
+    fn inventory() -> Inventory {
+        let user = |id: &str, name: &str| SsoUser {
+            id: id.into(),
+            user_name: name.into(),
+            ..SsoUser::default()
+        };
+        let assignment = |account: &str, ps: &str, kind: &str, principal: &str| Assignment {
+            account_id: account.into(),
+            permission_set_arn: ps.into(),
+            principal_type: kind.into(),
+            principal_id: principal.into(),
+        };
+        Inventory {
+            identity_center: Some(IdentityCenterRef {
+                instance_arn: INSTANCE.into(),
+                identity_store_id: "d-1".into(),
+            }),
+            accounts: vec![Account {
+                id: "111".into(),
+                name: "prod".into(),
+                parent_id: Some("ou-b".into()),
+                ..Account::default()
+            }],
+            organizational_units: vec![
+                OrganizationalUnit {
+                    id: "ou-a".into(),
+                    name: "workloads".into(),
+                    parent_id: "r-1".into(),
+                    ..OrganizationalUnit::default()
+                },
+                OrganizationalUnit {
+                    id: "ou-b".into(),
+                    name: "prod".into(),
+                    parent_id: "ou-a".into(),
+                    ..OrganizationalUnit::default()
+                },
+            ],
+            sso_users: vec![user("u1", "alice"), user("u2", "bob")],
+            sso_groups: vec![SsoGroup {
+                id: "g1".into(),
+                display_name: "platform".into(),
+                members: vec!["u1".into(), "u2".into()],
+            }],
+            permission_sets: vec![
+                PermissionSet {
+                    arn: "ps-admin".into(),
+                    name: "Admin".into(),
+                    ..PermissionSet::default()
+                },
+                PermissionSet {
+                    arn: "ps-ro".into(),
+                    name: "ReadOnly".into(),
+                    ..PermissionSet::default()
+                },
+            ],
+            assignments: vec![
+                assignment("111", "ps-admin", "USER", "u1"),
+                assignment("111", "ps-ro", "GROUP", "g1"),
+            ],
+            ..Inventory::default()
+        }
+    }
+
+    fn assignment(ps: &str, kind: &str, principal: &str) -> Access {
+        Access::Assignment {
+            instance_arn: INSTANCE.into(),
+            account_id: "111".into(),
+            permission_set_arn: ps.into(),
+            principal_type: kind.into(),
+            principal_id: principal.into(),
+        }
+    }
+
+    fn by(grant: &str) -> Vec<Declaration> {
+        vec![Declaration {
+            grant: grant.into(),
+            expires: None,
+        }]
+    }
+
+    #[test]
+    fn groups_expand_into_their_members_with_the_account_place_in_the_tree() {
+        let found = paths(&inventory(), &Declarations::new());
+        let seen: Vec<(&str, &str, bool)> = found
+            .iter()
+            .map(|p| {
+                (
+                    p.user.user_name.as_str(),
+                    p.permission_set.name.as_str(),
+                    p.via == Via::Direct,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("alice", "Admin", true),
+                ("alice", "ReadOnly", false),
+                ("bob", "ReadOnly", false)
+            ]
+        );
+        assert_eq!(found[0].account.organizational_units, ["workloads", "prod"]);
+        assert_eq!(found[0].account.name, "prod");
+    }
+
+    #[test]
+    fn a_group_path_is_declared_only_with_its_membership() {
+        let inventory = inventory();
+        let mut declarations = Declarations::new();
+        declarations.insert(assignment("ps-admin", "USER", "u1"), by("team/alice-admin"));
+        declarations.insert(assignment("ps-ro", "GROUP", "g1"), by("team/platform-ro"));
+        declarations.insert(
+            Access::SsoMembership {
+                identity_store_id: "d-1".into(),
+                group_id: "g1".into(),
+                user_id: "u1".into(),
+            },
+            by("team/alice-platform"),
+        );
+        let found = paths(&inventory, &declarations);
+        let declared: Vec<(&str, &str, bool)> = found
+            .iter()
+            .map(|p| {
+                (
+                    p.user.user_name.as_str(),
+                    p.permission_set.name.as_str(),
+                    p.declared(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            declared,
+            [
+                ("alice", "Admin", true),
+                ("alice", "ReadOnly", true),
+                ("bob", "ReadOnly", false)
+            ]
+        );
+        assert_eq!(undeclared(&inventory, &declarations), 1);
+        assert_eq!(undeclared(&inventory, &Declarations::new()), 3);
+    }
+}
