@@ -28,13 +28,33 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" AWS_ACCESS_KEY_ID=demo AWS_SECR
 
 echo "== a local AWS emulator on $AWS_ENDPOINT_URL, seeded with a sample organization"
 "$PYTHON" tests/support/seed_org.py --endpoint "$AWS_ENDPOINT_URL" --accounts 12 --iam-users 9 \
-  --sso-users 25 --sso-groups 6 --permission-sets 5 --assigned-users 20 > "$OUT/organization.json"
-"$PYTHON" - "$OUT/organization.json" <<'PY'
-import json, sys
-org = json.load(open(sys.argv[1]))
-print(f"   {len(org['accounts'])} accounts, {len(org['iamUsers'])} IAM users, {len(org['iamGroups'])} IAM groups, "
+  --sso-users 25 --sso-groups 6 --permission-sets 5 --assigned-users 20 --ous 4 \
+  --member-iam-users 2 --members-without-role 1 > "$OUT/organization.json"
+"$PYTHON" - "$OUT/organization.json" "$AWS_ENDPOINT_URL" <<'PY'
+import datetime, json, sys, urllib.request
+org, endpoint = json.load(open(sys.argv[1])), sys.argv[2]
+print(f"   {len(org['accounts'])} accounts in {len(org['organizationalUnits'])} organizational units, "
+      f"{len(org['iamUsers'])} IAM users, {len(org['iamGroups'])} IAM groups, "
       f"{len(org['iamRoles'])} IAM roles, {len(org['ssoUsers'])} SSO users, {len(org['ssoGroups'])} SSO groups, "
       f"{len(org['permissionSets'])} permission sets, {len(org['assignments'])} assignments")
+# Sign-ins in CloudTrail for the first few users, and a role missing in the last member account.
+now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+events = [{"eventName": "Authenticate", "eventSource": "sso.amazonaws.com", "username": u["userName"],
+           "eventTime": (now - datetime.timedelta(hours=3 * i + 1)).isoformat().replace("+00:00", "Z")}
+          for i, u in enumerate(org["ssoUsers"][:6])]
+def post(path, body):
+    request = urllib.request.Request(endpoint + path, data=json.dumps(body).encode(), method="POST")
+    urllib.request.urlopen(request).read()
+post("/_launcher/cloudtrail/events", events)
+# The connector's role (examples/demo/connector.yaml); AssumeRole of a missing role is refused,
+# as in AWS.
+import boto3
+boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="demo",
+             aws_secret_access_key="demo").create_role(RoleName="aws-access-operator", AssumeRolePolicyDocument="{}")
+post("/_launcher/faults", {"assume_role_needs_role": True})
+print(f"   {len(events)} sign-ins in CloudTrail; member accounts: "
+      f"{sum(1 for m in org['memberAccounts'].values() if m['role'])} with OrganizationAccountAccessRole, "
+      f"{sum(1 for m in org['memberAccounts'].values() if not m['role'])} without")
 PY
 
 echo
@@ -48,7 +68,8 @@ echo
 echo "== aws-access-operator sync -f examples/demo/connector.yaml (role chain, every page, 25 per page)"
 "$BIN" sync -f examples/demo/connector.yaml -o "$OUT/inventory.json" --state-dir "$OUT/state" \
   --page-size 25 --log-format plain 2> "$OUT/sync.log" || { cat "$OUT/sync.log" >&2; exit 1; }
-grep -E 'authenticated|^inventory|^cost|^  ' "$OUT/sync.log" | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^/   /'
+grep -E 'authenticated|^inventory|^organization|^member|^sign-ins|^cost|^  ' "$OUT/sync.log" \
+  | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^/   /'
 
 echo
 echo "== the same sync again: permission set details come from the cache"
@@ -68,6 +89,20 @@ echo "== aws-access-operator apply -f examples/demo/"
 echo
 echo "== plan again: AWS now matches the grants"
 "$BIN" plan -f examples/demo/ --state-dir "$OUT/state" --page-size 25 2>/dev/null | sed 's/^/   /'
+
+echo
+echo "== aws-access-operator access --principal user-03@example.com (who can get into what, and why)"
+"$BIN" sync -f examples/demo/connector.yaml -o "$OUT/inventory-after.json" --state-dir "$OUT/state" \
+  --page-size 25 2> "$OUT/sync3.log" || { cat "$OUT/sync3.log" >&2; exit 1; }
+"$BIN" access -f examples/demo/ --inventory "$OUT/inventory-after.json" --principal user-03@example.com \
+  | sed 's/^/   /'
+ACCOUNT=$("$PYTHON" -c 'import json,sys
+org = json.load(open(sys.argv[1]))
+units = {u["id"] for u in org["organizationalUnits"] if u["parentId"] != org["root"]}
+print(next(a for a, p in sorted(org["accountParents"].items()) if p in units))' "$OUT/organization.json")
+echo
+echo "== aws-access-operator access --account $ACCOUNT (an account in a nested organizational unit)"
+"$BIN" access -f examples/demo/ --inventory "$OUT/inventory-after.json" --account "$ACCOUNT" | sed 's/^/   /'
 
 echo
 echo "The inventory is in $OUT/inventory.json; the page state and cache in $OUT/state/;"

@@ -296,6 +296,15 @@ fn account_iam(inventory: &Inventory, account: &str) -> Option<AccountIam> {
         })
 }
 
+/// `1 path`, `3 paths`.
+fn counted(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 fn declared_text(declared_by: &[Declaration]) -> String {
     if declared_by.is_empty() {
         return "NOT DECLARED by any AccessGrant".into();
@@ -326,11 +335,11 @@ fn render(answer: &Answer) -> String {
     let accounts: std::collections::BTreeSet<&str> =
         answer.paths.iter().map(|p| p.account.id.as_str()).collect();
     out.push_str(&format!(
-        "{}: {} paths, {} users, {} accounts; {} not declared by any AccessGrant\n",
+        "{}: {}, {}, {}; {} not declared by any AccessGrant\n",
         asked.join(" "),
-        answer.paths.len(),
-        users.len(),
-        accounts.len(),
+        counted(answer.paths.len(), "path"),
+        counted(users.len(), "user"),
+        counted(accounts.len(), "account"),
         answer.undeclared
     ));
     let mut last: Option<(&str, &str)> = None;
@@ -404,6 +413,9 @@ fn render(answer: &Answer) -> String {
                     .unwrap_or_default();
                 policies.push(format!("boundary {named}"));
             }
+            if policies.is_empty() {
+                policies.push("none".into());
+            }
             out.push_str(&format!("    policies: {}\n", policies.join(", ")));
         }
     }
@@ -415,11 +427,12 @@ fn render(answer: &Answer) -> String {
             iam.roles.len()
         ));
         for user in &iam.users {
-            out.push_str(&format!(
-                "  user {} (groups: {})\n",
-                user.name,
-                user.groups.join(", ")
-            ));
+            let groups = if user.groups.is_empty() {
+                "no groups".to_string()
+            } else {
+                format!("groups: {}", user.groups.join(", "))
+            };
+            out.push_str(&format!("  user {} ({groups})\n", user.name));
         }
         for role in &iam.roles {
             out.push_str(&format!(

@@ -245,6 +245,47 @@ pub fn summary(inventory: &Inventory) -> String {
         inventory.permission_sets.len(),
         inventory.assignments.len()
     );
+    if !inventory.organizational_units.is_empty() {
+        text.push_str(&format!(
+            "organization: {} organizational units\n",
+            inventory.organizational_units.len()
+        ));
+    }
+    if !inventory.member_accounts.is_empty() {
+        let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
+        for member in &inventory.member_accounts {
+            *outcomes.entry(member.outcome.as_str()).or_default() += 1;
+        }
+        let outcomes: Vec<String> = outcomes
+            .iter()
+            .map(|(outcome, n)| format!("{n} {outcome}"))
+            .collect();
+        let users: usize = inventory
+            .member_accounts
+            .iter()
+            .map(|m| m.iam_users.len())
+            .sum();
+        text.push_str(&format!(
+            "member accounts: {} ({users} IAM users)\n",
+            outcomes.join(", ")
+        ));
+        for member in &inventory.member_accounts {
+            if let Some(message) = &member.message {
+                text.push_str(&format!("  {} {}: {message}\n", member.account_id, member.outcome));
+            }
+        }
+    }
+    let signed_in = inventory
+        .sso_users
+        .iter()
+        .filter(|u| u.last_sign_in_at.is_some())
+        .count();
+    if signed_in > 0 {
+        text.push_str(&format!(
+            "sign-ins: {signed_in} of {} SSO users signed in within CloudTrail's history\n",
+            inventory.sso_users.len()
+        ));
+    }
     text.push_str(&format!(
         "cost: {} AWS calls ({} throttled, {} cache hits) in {:.1}s{}{}\n",
         stats.total_calls,

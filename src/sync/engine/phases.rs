@@ -37,6 +37,16 @@ fn member_outcome_of(error: &AwsError) -> &'static str {
     }
 }
 
+/// Why a member account was not read, for people: a refused role as the hop that failed
+/// (`cannot assume spec.sync.memberAccounts.roleName (<arn>): <cause>`), without the SDK's
+/// wrapping; any other error as it is.
+fn member_message(error: &AwsError) -> String {
+    match error.message.find("cannot assume ") {
+        Some(at) if error.kind == ErrorKind::Credentials => error.message[at..].to_string(),
+        _ => error.to_string(),
+    }
+}
+
 /// What an item of a per-item phase that AWS says does not exist means.
 #[derive(Clone, Copy)]
 enum WhenGone {
@@ -379,7 +389,7 @@ impl<S: StateStore> Engine<'_, S> {
                             Fact::MemberOutcome {
                                 account: account.to_string(),
                                 outcome: outcome.into(),
-                                message: error.to_string(),
+                                message: member_message(&error),
                             }
                         }
                     };
