@@ -271,7 +271,10 @@ pub fn summary(inventory: &Inventory) -> String {
         ));
         for member in &inventory.member_accounts {
             if let Some(message) = &member.message {
-                text.push_str(&format!("  {} {}: {message}\n", member.account_id, member.outcome));
+                text.push_str(&format!(
+                    "  {} {}: {message}\n",
+                    member.account_id, member.outcome
+                ));
             }
         }
     }
