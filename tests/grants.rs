@@ -18,19 +18,19 @@ use crate::support::moto::{Moto, SMALL_ORG};
 use crate::support::operator::{TIMEOUT, aws, grant, settings, wait_condition, wait_grant};
 use crate::support::wait;
 
-struct Org {
+pub(crate) struct Org {
     /// A second namespace the operator also watches.
-    other: String,
-    moto: Moto,
-    seed: Value,
-    cluster: TestCluster,
+    pub(crate) other: String,
+    pub(crate) moto: Moto,
+    pub(crate) seed: Value,
+    pub(crate) cluster: TestCluster,
     trigger: shutdown::Trigger,
     operator: controller::Operator,
-    grants: Api<AccessGrant>,
+    pub(crate) grants: Api<AccessGrant>,
 }
 
 /// moto seeded with `seed_args`, an operator, and a Ready connector `org` with `spec` merged in.
-async fn org(
+pub(crate) async fn org(
     prefix: &str,
     seed_args: &[&str],
     spec: Value,
@@ -77,14 +77,14 @@ async fn org(
 }
 
 impl Org {
-    async fn create(&self, grant: AccessGrant) {
+    pub(crate) async fn create(&self, grant: AccessGrant) {
         self.grants
             .create(&PostParams::default(), &grant)
             .await
             .expect("create grant");
     }
 
-    async fn delete_and_wait(&self, name: &str) {
+    pub(crate) async fn delete_and_wait(&self, name: &str) {
         self.grants
             .delete(name, &DeleteParams::default())
             .await
@@ -100,7 +100,7 @@ impl Org {
         .await;
     }
 
-    fn user_id(&self, index: usize) -> String {
+    pub(crate) fn user_id(&self, index: usize) -> String {
         self.seed["ssoUsers"][index]["id"]
             .as_str()
             .expect("user id")
@@ -121,14 +121,14 @@ impl Org {
             .to_string()
     }
 
-    fn instance(&self) -> String {
+    pub(crate) fn instance(&self) -> String {
         self.seed["identityCenter"]["instanceArn"]
             .as_str()
             .expect("instance")
             .to_string()
     }
 
-    fn permission_set(&self, name: &str) -> String {
+    pub(crate) fn permission_set(&self, name: &str) -> String {
         self.seed["permissionSets"]
             .as_array()
             .expect("sets")
@@ -140,7 +140,7 @@ impl Org {
     }
 
     /// The principals assigned `permission_set` on `account`, as AWS has them.
-    async fn assigned(&self, account: &str, permission_set: &str) -> Vec<String> {
+    pub(crate) async fn assigned(&self, account: &str, permission_set: &str) -> Vec<String> {
         let client = aws_sdk_ssoadmin::Client::new(&self.moto.sdk_config().await);
         let mut out = Vec::new();
         let mut token = None;
@@ -199,7 +199,7 @@ impl Org {
     }
 
     /// AWS calls that change something, as moto received them.
-    fn writes(&self) -> BTreeMap<String, u64> {
+    pub(crate) fn writes(&self) -> BTreeMap<String, u64> {
         self.moto
             .calls()
             .into_iter()
@@ -211,7 +211,7 @@ impl Org {
             .collect()
     }
 
-    async fn events(&self, reason: &str) -> Vec<Event> {
+    pub(crate) async fn events(&self, reason: &str) -> Vec<Event> {
         let events: Api<Event> =
             Api::namespaced(self.cluster.client.clone(), &self.cluster.namespace);
         events
@@ -224,7 +224,7 @@ impl Org {
             .collect()
     }
 
-    async fn finish(self) {
+    pub(crate) async fn finish(self) {
         self.trigger.fire();
         self.operator
             .task
@@ -235,7 +235,7 @@ impl Org {
     }
 }
 
-fn sso_user(index: usize) -> Value {
+pub(crate) fn sso_user(index: usize) -> Value {
     json!({"kind": "SsoUser", "name": format!("user-{index:02}@example.com")})
 }
 

@@ -18,3 +18,4 @@ mod plan;
 mod rbac;
 mod restart;
 mod sync;
+mod unit_grants;

@@ -271,6 +271,13 @@ pub struct GrantPolicy {
     #[schemars(length(max = 1000), inner(length(max = 12)))]
     #[x_kube(validation = kube::core::Rule::new(format!("self.all(a, a.matches('{}'))", rules::ACCOUNT_ID)).message(rules::ALLOWED_ACCOUNTS_MESSAGE))]
     pub allowed_accounts: Vec<String>,
+    /// Organizational units grants may target with `organizationalUnit` (a unit nested under
+    /// one of them too); empty allows any. Each account of such a grant must also be allowed
+    /// by `allowedAccounts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000), inner(length(max = 68)))]
+    #[x_kube(validation = kube::core::Rule::new(format!("self.all(u, u.matches('{}'))", rules::ORGANIZATIONAL_UNIT)).message(rules::ALLOWED_UNITS_MESSAGE))]
+    pub allowed_organizational_units: Vec<String>,
     /// Longest lifetime a grant may have, e.g. `12h`; grants must then expire within it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]

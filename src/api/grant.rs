@@ -22,6 +22,7 @@ use super::rules;
     printcolumn = r#"{"name":"Access","type":"string","jsonPath":".spec.target.permissionSet"}"#,
     printcolumn = r#"{"name":"Group","type":"string","priority":1,"jsonPath":".spec.target.group"}"#,
     printcolumn = r#"{"name":"Account","type":"string","jsonPath":".spec.target.accountId"}"#,
+    printcolumn = r#"{"name":"OU","type":"string","priority":1,"jsonPath":".spec.target.organizationalUnit"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Expires","type":"string","priority":1,"jsonPath":".status.expiresAt"}"#,
@@ -90,10 +91,11 @@ pub enum PrincipalKind {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = kube::core::Rule::new("self.kind != 'PermissionSet' || (has(self.permissionSet) && has(self.accountId))").message(rules::PERMISSION_SET_FIELDS),
+    validation = kube::core::Rule::new("self.kind != 'PermissionSet' || (has(self.permissionSet) && (has(self.accountId) || has(self.organizationalUnit)))").message(rules::PERMISSION_SET_FIELDS),
+    validation = kube::core::Rule::new("!(has(self.accountId) && has(self.organizationalUnit))").message(rules::ACCOUNT_OR_UNIT),
     validation = kube::core::Rule::new("self.kind != 'PermissionSet' || !has(self.group)").message(rules::PERMISSION_SET_NO_GROUP),
     validation = kube::core::Rule::new("self.kind == 'PermissionSet' || has(self.group)").message(rules::MEMBERSHIP_NEEDS_GROUP),
-    validation = kube::core::Rule::new("self.kind == 'PermissionSet' || !(has(self.permissionSet) || has(self.accountId))").message(rules::MEMBERSHIP_NO_ACCOUNT)
+    validation = kube::core::Rule::new("self.kind == 'PermissionSet' || !(has(self.permissionSet) || has(self.accountId) || has(self.organizationalUnit))").message(rules::MEMBERSHIP_NO_ACCOUNT)
 )]
 pub struct Target {
     pub kind: TargetKind,
@@ -107,6 +109,13 @@ pub struct Target {
     #[schemars(length(max = 12))]
     #[x_kube(validation = rules::matches(rules::ACCOUNT_ID, &rules::account_id_message("spec.target.accountId")))]
     pub account_id: Option<String>,
+    /// Every ACTIVE account under this organizational unit, nested units included (kind
+    /// PermissionSet, instead of `accountId`). Followed as accounts join or leave it, at each
+    /// sync of the connector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 68))]
+    #[x_kube(validation = rules::matches(rules::ORGANIZATIONAL_UNIT, &rules::organizational_unit_message("spec.target.organizationalUnit")))]
+    pub organizational_unit: Option<String>,
     /// Identity Center group display name or IAM group name (the two membership kinds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024))]
@@ -154,6 +163,24 @@ pub struct AccessGrantStatus {
     /// The access this grant holds in AWS (what deleting or changing the grant revokes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessRecord>,
+    /// Each account of an organizational-unit grant, with how its assignment stands.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["accountId".into()]))]
+    pub accounts: Vec<AccountAccess>,
+}
+
+/// One account of an organizational-unit grant.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountAccess {
+    pub account_id: String,
+    /// `Granted`, `Adopted`, `Pending`, `Kept` (held, but the account was not in the last
+    /// sync), or the reason it is not granted (`NotAllowed`, `AwsError`, …).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_at: Option<String>,
 }
 
 /// The access a grant holds, with every id, as recorded in status.

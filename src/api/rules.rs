@@ -19,6 +19,9 @@ pub const ACCOUNT_ID: &str = r"^[0-9]{12}$";
 /// An IAM role name (no path).
 pub const ROLE_NAME: &str = r"^[A-Za-z0-9+=,.@_-]{1,64}$";
 
+/// An organizational unit id.
+pub const ORGANIZATIONAL_UNIT: &str = r"^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$";
+
 pub const SESSION_NAME: &str = r"^[A-Za-z0-9+=,.@_-]{2,64}$";
 /// A duration such as `90s`, `15m`, `8h` or `1h30m`.
 pub const DURATION: &str = r"^([0-9]+(h|m|s))+$";
@@ -79,13 +82,13 @@ pub const IAM_MEMBERSHIP_PRINCIPAL: &str =
     "spec.principal.kind must be IamUser for spec.target.kind IamGroupMembership";
 pub const ONE_EXPIRY: &str = "spec.duration and spec.expiresAt are mutually exclusive";
 pub const PRINCIPAL_NAME_OR_ID: &str = "spec.principal needs exactly one of name or id";
-pub const PERMISSION_SET_FIELDS: &str =
-    "spec.target.permissionSet and spec.target.accountId are required for kind PermissionSet";
+pub const PERMISSION_SET_FIELDS: &str = "spec.target.permissionSet and one of spec.target.accountId or spec.target.organizationalUnit are required for kind PermissionSet";
+pub const ACCOUNT_OR_UNIT: &str =
+    "spec.target.accountId and spec.target.organizationalUnit are mutually exclusive";
 pub const PERMISSION_SET_NO_GROUP: &str = "spec.target.group is not used by kind PermissionSet";
 pub const MEMBERSHIP_NEEDS_GROUP: &str =
     "spec.target.group is required for kinds SsoGroupMembership and IamGroupMembership";
-pub const MEMBERSHIP_NO_ACCOUNT: &str =
-    "spec.target.permissionSet and spec.target.accountId are only used by kind PermissionSet";
+pub const MEMBERSHIP_NO_ACCOUNT: &str = "spec.target.permissionSet, spec.target.accountId and spec.target.organizationalUnit are only used by kind PermissionSet";
 
 pub fn region_message(field: &str) -> String {
     format!("{field} must be an AWS region such as us-east-1")
@@ -94,6 +97,12 @@ pub fn region_message(field: &str) -> String {
 pub fn role_name_message(field: &str) -> String {
     format!("{field} must be an IAM role name: 1 to 64 of A-Z a-z 0-9 + = , . @ _ -")
 }
+
+pub fn organizational_unit_message(field: &str) -> String {
+    format!("{field} must be an organizational unit id such as ou-ab12-cd34ef56")
+}
+
+pub const ALLOWED_UNITS_MESSAGE: &str = "spec.grantPolicy.allowedOrganizationalUnits must hold organizational unit ids such as ou-ab12-cd34ef56";
 
 pub fn session_name_message(field: &str) -> String {
     format!("{field} must be 2-64 characters of [A-Za-z0-9+=,.@_-]")

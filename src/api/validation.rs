@@ -48,6 +48,7 @@ static REGION: LazyLock<Regex> = LazyLock::new(|| regex(rules::REGION));
 static ACCOUNT_ID: LazyLock<Regex> = LazyLock::new(|| regex(rules::ACCOUNT_ID));
 static SESSION_NAME: LazyLock<Regex> = LazyLock::new(|| regex(rules::SESSION_NAME));
 static ROLE_NAME: LazyLock<Regex> = LazyLock::new(|| regex(rules::ROLE_NAME));
+static ORGANIZATIONAL_UNIT: LazyLock<Regex> = LazyLock::new(|| regex(rules::ORGANIZATIONAL_UNIT));
 static DURATION: LazyLock<Regex> = LazyLock::new(|| regex(rules::DURATION));
 static PERMISSION_SET_NAME: LazyLock<Regex> = LazyLock::new(|| regex(rules::PERMISSION_SET_NAME));
 static PERMISSION_SET_ARN: LazyLock<Regex> = LazyLock::new(|| regex(rules::PERMISSION_SET_ARN));
@@ -310,6 +311,16 @@ pub fn validate_connector(spec: &AwsConnectorSpec) -> ConnectorVerdict {
     if let Some(max) = &policy.max_duration {
         check_duration("spec.grantPolicy.maxDuration", max, other);
     }
+    if policy
+        .allowed_organizational_units
+        .iter()
+        .any(|u| !ORGANIZATIONAL_UNIT.is_match(u))
+    {
+        other.push(FieldError::new(
+            "spec.grantPolicy.allowedOrganizationalUnits",
+            rules::ALLOWED_UNITS_MESSAGE,
+        ));
+    }
     verdict
 }
 
@@ -352,7 +363,9 @@ pub fn validate_grant(spec: &AccessGrantSpec) -> Vec<FieldError> {
                     rules::PERMISSION_SET_PRINCIPAL,
                 ));
             }
-            if target.permission_set.is_none() || target.account_id.is_none() {
+            if target.permission_set.is_none()
+                || (target.account_id.is_none() && target.organizational_unit.is_none())
+            {
                 errors.push(FieldError::new("spec.target", rules::PERMISSION_SET_FIELDS));
             }
             if target.group.is_some() {
@@ -377,7 +390,10 @@ pub fn validate_grant(spec: &AccessGrantSpec) -> Vec<FieldError> {
                     rules::MEMBERSHIP_NEEDS_GROUP,
                 ));
             }
-            if target.permission_set.is_some() || target.account_id.is_some() {
+            if target.permission_set.is_some()
+                || target.account_id.is_some()
+                || target.organizational_unit.is_some()
+            {
                 errors.push(FieldError::new("spec.target", rules::MEMBERSHIP_NO_ACCOUNT));
             }
         }
@@ -397,6 +413,21 @@ pub fn validate_grant(spec: &AccessGrantSpec) -> Vec<FieldError> {
             account,
             &ACCOUNT_ID,
             rules::account_id_message,
+            &mut errors,
+        );
+    }
+    if target.account_id.is_some() && target.organizational_unit.is_some() {
+        errors.push(FieldError::new(
+            "spec.target.organizationalUnit",
+            rules::ACCOUNT_OR_UNIT,
+        ));
+    }
+    if let Some(unit) = &target.organizational_unit {
+        check_pattern(
+            "spec.target.organizationalUnit",
+            unit,
+            &ORGANIZATIONAL_UNIT,
+            rules::organizational_unit_message,
             &mut errors,
         );
     }
@@ -1225,6 +1256,28 @@ mod tests {
                 grant_rules.verdict(&grant(spec)),
             );
         }
+        // Organizational-unit targets: the id's shape, and with or without an account.
+        let unit_alphabet: Vec<char> = "0123456789abcz-U".chars().collect();
+        for round in 0..300 {
+            let unit = cases.mutate("ou-ab12-cd34ef56", &unit_alphabet);
+            let mut target =
+                json!({"kind": "PermissionSet", "permissionSet": "P", "organizationalUnit": unit});
+            if round % 10 == 0 {
+                target["accountId"] = json!(ACCOUNT);
+            }
+            if round % 10 == 1 {
+                target["kind"] = json!("SsoGroupMembership");
+                target["group"] = json!("g");
+                target.as_object_mut().map(|t| t.remove("permissionSet"));
+            }
+            let spec = grant_spec(json!({"kind": "SsoUser", "name": "a"}), target);
+            let parsed: AccessGrantSpec = serde_json::from_value(spec.clone()).expect("decodes");
+            agree(
+                format!("organizationalUnit {spec}"),
+                validate_grant(&parsed).is_empty(),
+                grant_rules.verdict(&grant(spec)),
+            );
+        }
         // Both verdicts were reached often: the generator is not trivially one-sided.
         assert!(checked[0] > 300 && checked[1] > 300, "{checked:?}");
     }
@@ -1240,6 +1293,8 @@ mod tests {
             rules::DURATION,
             rules::PERMISSION_SET_NAME,
             rules::PERMISSION_SET_ARN,
+            rules::ORGANIZATIONAL_UNIT,
+            rules::ROLE_NAME,
         ] {
             assert!(Regex::new(pattern).is_ok(), "{pattern}");
             assert!(

@@ -229,7 +229,9 @@ async fn declarations(
             ),
             expires: expires(grant),
         };
-        found.entry(resolved.access).or_default().push(declaration);
+        for access in resolved.accesses {
+            found.entry(access).or_default().push(declaration.clone());
+        }
     }
     found
 }

@@ -21,7 +21,7 @@ use crate::fence::Fence;
 use crate::grant::access::Access;
 use crate::grant::decide::{Connector, Decision, Declared, Ending, Facts, Observed, decide};
 use crate::grant::execute::{
-    AccessLocks, Done, GrantAsk, GrantReport, HeldChange, Shell, ShellError,
+    AccessLocks, Done, GrantAsk, GrantReport, HeldChange, Shell, ShellError, when_replaced,
 };
 use crate::grant::expiry::Expiry;
 use crate::grant::ledger::{FileLedger, LedgerStore, OperationKind};
@@ -146,6 +146,13 @@ async fn plan_one(
             return Ok(refusal(namespace, name, Action::Unresolved, detail));
         }
     };
+    if let Some(unit) = &resolved.unit {
+        let detail = format!(
+            "spec.target.organizationalUnit: {unit} ({} ACTIVE accounts as of the last sync) is granted account by account by the operator; plan and apply take single-account grants",
+            resolved.accesses.len()
+        );
+        return Ok(refusal(namespace, name, Action::Unresolved, detail));
+    }
     names.learn(&grant.spec, &resolved.access);
     if let Access::Assignment { account_id, .. } = &resolved.access {
         if accounts.outside.contains(account_id) {
@@ -675,10 +682,12 @@ async fn execute(
                     now,
                 )
             };
+            let wanted = [access];
             let ask = GrantAsk {
                 holder: &holder,
                 grant: &holder,
-                wanted: Some(&access),
+                wanted: &wanted,
+                settle: &when_replaced,
                 deleting: false,
                 deletion_policy: grant.spec.deletion_policy,
                 expiry: Expiry::of(&grant.spec),
@@ -697,27 +706,32 @@ async fn execute(
             Err(error) => (format!("failed: {error}"), true),
             Ok(report) => {
                 let mut bad = false;
-                let mut text = match report.wanted {
-                    Some(Done::Held { change, .. }) => match change {
+                let first = report.wanted.into_iter().next().map(|(_, result)| result);
+                let mut text = match first {
+                    Some(Err(error)) => {
+                        bad = true;
+                        format!("failed: {error}")
+                    }
+                    Some(Ok(Done::Held { change, .. })) => match change {
                         HeldChange::Granted => "granted".to_string(),
                         HeldChange::Regranted => "granted again (it had been removed)".to_string(),
                         HeldChange::Adopted => "adopted (it existed already)".to_string(),
                         HeldChange::Joined | HeldChange::Unchanged => "already so".to_string(),
                     },
-                    Some(Done::Revoked {
+                    Some(Ok(Done::Revoked {
                         already_gone: false,
                         ..
-                    }) => "revoked".to_string(),
-                    Some(Done::Revoked {
+                    })) => "revoked".to_string(),
+                    Some(Ok(Done::Revoked {
                         already_gone: true, ..
-                    }) => "already gone".to_string(),
-                    Some(Done::Released { .. }) => "left in place".to_string(),
-                    Some(Done::Nothing(_)) | None => "nothing to do".to_string(),
-                    Some(Done::InProgress { request_id, .. }) => {
+                    })) => "already gone".to_string(),
+                    Some(Ok(Done::Released { .. })) => "left in place".to_string(),
+                    Some(Ok(Done::Nothing(_))) | None => "nothing to do".to_string(),
+                    Some(Ok(Done::InProgress { request_id, .. })) => {
                         bad = true;
                         format!("still in progress in AWS (request {request_id})")
                     }
-                    Some(Done::Wait { message, .. } | Done::Refused { message, .. }) => {
+                    Some(Ok(Done::Wait { message, .. } | Done::Refused { message, .. })) => {
                         bad = true;
                         format!("failed: {message}")
                     }

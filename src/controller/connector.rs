@@ -622,14 +622,15 @@ async fn unmanaged_access(
             continue;
         }
         if let Ok(Ok(resolved)) = resolve(&grant.spec, &directory).await {
-            declarations
-                .entry(resolved.access.clone())
-                .or_default()
-                .push(crate::effective::Declaration {
-                    grant: format!("{grant_namespace}/{}", grant.name_any()),
-                    expires: None,
-                });
-            declared.insert(resolved.access);
+            for access in resolved.accesses {
+                declarations.entry(access.clone()).or_default().push(
+                    crate::effective::Declaration {
+                        grant: format!("{grant_namespace}/{}", grant.name_any()),
+                        expires: None,
+                    },
+                );
+                declared.insert(access);
+            }
         }
     }
     let undeclared_paths = crate::effective::undeclared(inventory, &declarations);

@@ -18,20 +18,22 @@ use super::error::Error;
 use super::ledger::ConfigMapLedger;
 use super::{session, status};
 use crate::api::conditions::{ConditionStatus, ConditionUpdate, Conditions};
-use crate::api::grant::{AccessGrantStatus, AccessRecord, ResolvedIds};
+use crate::api::grant::{AccessGrantStatus, AccessRecord, AccountAccess, ResolvedIds};
 use crate::api::validation::{describe, validate_grant};
 use crate::api::{AccessGrant, AwsConnector, GRANT_FINALIZER};
 use crate::aws::{ErrorKind, Session};
 use crate::grant::access::Access;
 use crate::grant::decide::{Connector, Ending, Kept};
-use crate::grant::execute::{Done, GrantAsk, GrantReport, HeldChange, ShellError};
+use crate::grant::execute::{
+    Done, GrantAsk, GrantReport, HeldChange, Settle, ShellError, when_replaced,
+};
 use crate::grant::expiry::Expiry;
 use crate::grant::ledger::{OperationKind, Origin};
 use crate::grant::observations::Observations;
 use crate::grant::plan::Names;
-use crate::grant::policy::{check_grant, namespace_allowed};
-use crate::grant::resolve::{Directory, resolve};
-use crate::sync::cache::SyncCache;
+use crate::grant::policy::{check_grant, check_unit, namespace_allowed};
+use crate::grant::resolve::{Directory, Resolved, resolve};
+use crate::sync::cache::{Placement, SyncCache};
 
 pub const CONTROLLER: &str = "grant";
 
@@ -163,7 +165,7 @@ async fn gather(grant: &AccessGrant, ctx: &Context) -> Result<Gathered, Error> {
 
 /// What the spec asks for: the resolved access, or why there is none.
 enum Wanted {
-    Access(Access, ResolvedIds),
+    Access(Box<Resolved>, ResolvedIds),
     Refused(&'static str, String, Duration),
 }
 
@@ -191,7 +193,7 @@ async fn wanted(grant: &AccessGrant, gathered: &Gathered) -> Wanted {
     match resolve(&grant.spec, &directory).await {
         Ok(Ok(resolved)) => {
             let ids = resolved_ids(&resolved.access);
-            Wanted::Access(resolved.access, ids)
+            Wanted::Access(Box::new(resolved), ids)
         }
         Ok(Err(unresolved)) => {
             Wanted::Refused(unresolved.reason, unresolved.message, RESOLVE_RETRY)
@@ -222,7 +224,8 @@ async fn converge(
     grant: &AccessGrant,
     ctx: &Context,
     gathered: &Gathered,
-    wanted: Option<&Access>,
+    wanted: &[Access],
+    settle: &(dyn Fn(&Access) -> Settle + Sync),
     deleting: bool,
     now: Timestamp,
 ) -> Result<GrantReport, ShellError> {
@@ -254,14 +257,19 @@ async fn converge(
     let allowed = |access: &Access| -> Result<(), String> {
         gathered.namespace_allowed.clone()?;
         match &policy {
-            Some(policy) => check_grant(
-                policy,
-                &grant.spec,
-                access,
-                &gathered.cache.permission_set_arns,
-                &gathered.cache.accounts,
-                now,
-            ),
+            Some(policy) => {
+                if let Some(unit) = &grant.spec.target.organizational_unit {
+                    check_unit(policy, unit, &gathered.cache)?;
+                }
+                check_grant(
+                    policy,
+                    &grant.spec,
+                    access,
+                    &gathered.cache.permission_set_arns,
+                    &gathered.cache.accounts,
+                    now,
+                )
+            }
             // Without the connector there is no policy to check: nothing ends for that alone.
             None => Ok(()),
         }
@@ -275,6 +283,7 @@ async fn converge(
             holder: &holder,
             grant: &name,
             wanted,
+            settle,
             deleting,
             deletion_policy: grant.spec.deletion_policy,
             expiry: Expiry::of(&grant.spec),
@@ -317,6 +326,7 @@ fn ending_text(ending: &Ending) -> String {
 fn report_others(
     report: &GrantReport,
     wanted: Option<&Access>,
+    unit: Option<&str>,
     names: &Names,
     events: &mut Vec<(EventType, &'static str, String)>,
 ) -> Option<(&'static str, String)> {
@@ -324,6 +334,20 @@ fn report_others(
     for (access, result) in &report.others {
         let shown = names.describe(access);
         match result {
+            // An organizational-unit grant's account that left the unit.
+            Ok(Done::Revoked {
+                ending: Ending::Replaced,
+                ..
+            }) if unit.is_some() => {
+                events.push((
+                    EventType::Normal,
+                    "Revoked",
+                    format!(
+                        "{shown} revoked: the account is no longer under {}",
+                        unit.unwrap_or_default()
+                    ),
+                ));
+            }
             Ok(Done::Revoked {
                 ending: Ending::Replaced,
                 ..
@@ -399,14 +423,21 @@ async fn apply(
     let now = Timestamp::now();
     let gathered = gather(grant, ctx).await?;
     let wanted = wanted(grant, &gathered).await;
-    let access = match &wanted {
-        Wanted::Access(access, _) => Some(access),
-        Wanted::Refused(..) => None,
+    let (accesses, unit): (&[Access], _) = match &wanted {
+        Wanted::Access(resolved, _) => (&resolved.accesses, resolved.unit.as_deref()),
+        Wanted::Refused(..) => (&[], None),
+    };
+    let access = accesses.first();
+    let settle = |held: &Access| match (&wanted, unit) {
+        (Wanted::Access(resolved, _), Some(unit)) => {
+            settle_in_unit(&resolved.access, unit, &gathered.cache, held)
+        }
+        _ => Settle::WhenReplaced,
     };
     let current = grant.status.clone();
     let mut next = current.clone().unwrap_or_default();
     let mut events = Vec::new();
-    let outcome = match converge(grant, ctx, &gathered, access, false, now).await {
+    let outcome = match converge(grant, ctx, &gathered, accesses, &settle, false, now).await {
         Err(ShellError::Fenced(fenced)) => return Err(Error::Pending(fenced.to_string())),
         Err(ShellError::Ledger(e)) => return Err(Error::Pending(e.to_string())),
         Err(error) => {
@@ -419,19 +450,40 @@ async fn apply(
         }
         Ok(report) => {
             let names = Names::from_cache(&gathered.cache);
-            let problem = report_others(&report, access, &names, &mut events);
+            let problem = report_others(&report, access, unit, &names, &mut events);
             let observations = observations(ctx, &gathered);
-            let mut outcome = describe_wanted(
-                grant,
-                &report,
-                &wanted,
-                &names,
-                &mut next,
-                &mut events,
-                ctx,
-                &observations,
-                now,
-            );
+            let mut outcome = match (&wanted, unit, report.wanted.first()) {
+                (Wanted::Access(resolved, ids), Some(unit), _) => describe_unit(
+                    grant,
+                    &report,
+                    (resolved, ids, unit),
+                    &names,
+                    &mut next,
+                    &mut events,
+                    ctx,
+                    &observations,
+                    now,
+                ),
+                (_, _, Some((_, Err(error)))) => {
+                    let reason = shell_reason(error);
+                    Outcome {
+                        updates: conditions(false, false, reason, &error.to_string()),
+                        requeue: Some(retry_after(reason, ctx)),
+                        events: Vec::new(),
+                    }
+                }
+                (_, _, first) => describe_wanted(
+                    grant,
+                    first.and_then(|(_, done)| done.as_ref().ok()).cloned(),
+                    &wanted,
+                    &names,
+                    &mut next,
+                    &mut events,
+                    ctx,
+                    &observations,
+                    now,
+                ),
+            };
             if let (Some((reason, message)), true) = (
                 problem,
                 outcome
@@ -466,7 +518,7 @@ async fn apply(
 #[allow(clippy::too_many_arguments)]
 fn describe_wanted(
     grant: &AccessGrant,
-    report: &GrantReport,
+    done: Option<Done>,
     wanted: &Wanted,
     names: &Names,
     next: &mut AccessGrantStatus,
@@ -477,7 +529,7 @@ fn describe_wanted(
 ) -> Outcome {
     let expiry = Expiry::of(&grant.spec);
     let (access, ids) = match wanted {
-        Wanted::Access(access, ids) => (access, ids),
+        Wanted::Access(resolved, ids) => (&resolved.access, ids),
         Wanted::Refused(reason, message, retry) => {
             // Nothing wanted: a refusal, unless the grant has simply expired.
             if let Expiry::At(at) = expiry
@@ -496,10 +548,7 @@ fn describe_wanted(
     next.resolved = Some(ids.clone());
     // The names people wrote; the ids are in status.resolved.
     let shown = names.describe(access);
-    let done = report
-        .wanted
-        .clone()
-        .unwrap_or(Done::Nothing(Ending::Replaced));
+    let done = done.unwrap_or(Done::Nothing(Ending::Replaced));
     match done {
         Done::Held {
             origin,
@@ -616,6 +665,232 @@ fn describe_wanted(
             ),
             events: Vec::new(),
         },
+    }
+}
+
+/// What becomes of an assignment an organizational-unit grant holds on an account it no longer
+/// asks for: revoked at once when the last sync saw the account elsewhere (or not ACTIVE); kept
+/// when the sync did not see it at all (it may have been moving between two units while the
+/// sync listed them); replaced as usual when the spec changed the principal or permission set.
+fn settle_in_unit(template: &Access, unit: &str, cache: &SyncCache, held: &Access) -> Settle {
+    let (
+        Access::Assignment {
+            instance_arn,
+            permission_set_arn,
+            principal_type,
+            principal_id,
+            ..
+        },
+        Access::Assignment {
+            instance_arn: held_instance,
+            account_id,
+            permission_set_arn: held_set,
+            principal_type: held_type,
+            principal_id: held_principal,
+        },
+    ) = (template, held)
+    else {
+        return Settle::WhenReplaced;
+    };
+    let same = (
+        instance_arn,
+        permission_set_arn,
+        principal_type,
+        principal_id,
+    ) == (held_instance, held_set, held_type, held_principal);
+    if !same {
+        return Settle::WhenReplaced;
+    }
+    match cache.placement(account_id, unit) {
+        Placement::Outside => Settle::Now,
+        Placement::Unknown => Settle::Keep,
+        Placement::Under => Settle::WhenReplaced,
+    }
+}
+
+fn account_of(access: &Access) -> String {
+    match access {
+        Access::Assignment { account_id, .. } => account_id.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The status of an organizational-unit grant: each account's assignment on its own, and the
+/// grant Ready when every one is held.
+#[allow(clippy::too_many_arguments)]
+fn describe_unit(
+    grant: &AccessGrant,
+    report: &GrantReport,
+    (resolved, ids, unit): (&Resolved, &ResolvedIds, &str),
+    names: &Names,
+    next: &mut AccessGrantStatus,
+    events: &mut Vec<(EventType, &'static str, String)>,
+    ctx: &Context,
+    observations: &Observations,
+    now: Timestamp,
+) -> Outcome {
+    let expiry = Expiry::of(&grant.spec);
+    if let Expiry::At(at) = expiry
+        && at <= now
+    {
+        next.accounts.clear();
+        return expired(next, at);
+    }
+    next.resolved = Some(ids.clone());
+    next.access = None;
+    next.adopted = None;
+    let total = report.wanted.len();
+    let (mut held, mut pending, mut problems) = (0, None, Vec::new());
+    let mut soonest: Option<Timestamp> = None;
+    let mut accounts = Vec::new();
+    for (access, result) in &report.wanted {
+        let account_id = account_of(access);
+        let shown = names.describe(access);
+        let (state, message, granted_at) = match result {
+            Ok(Done::Held {
+                origin,
+                change,
+                request_id,
+                since,
+            }) => {
+                held += 1;
+                if request_id.is_some() {
+                    next.last_request_id = request_id.clone();
+                }
+                let since = Some(since.clone()).filter(|s| !s.is_empty());
+                if let Some(at) = expiry.at(since.as_deref().and_then(|s| s.parse().ok()), now) {
+                    soonest = Some(soonest.map_or(at, |s| s.min(at)));
+                }
+                match change {
+                    HeldChange::Granted => {
+                        events.push((EventType::Normal, "Granted", format!("{shown} granted")))
+                    }
+                    HeldChange::Regranted => events.push((
+                        EventType::Warning,
+                        "Regranted",
+                        format!("{shown} was removed outside the operator; granted again"),
+                    )),
+                    HeldChange::Adopted => events.push((
+                        EventType::Normal,
+                        "Adopted",
+                        format!("{shown} already existed: adopted"),
+                    )),
+                    HeldChange::Joined | HeldChange::Unchanged => {}
+                }
+                let state = if *origin == Origin::Adopted {
+                    "Adopted"
+                } else {
+                    "Granted"
+                };
+                (state.to_string(), None, since)
+            }
+            Ok(Done::InProgress { request_id, .. }) => {
+                let message = format!("AWS is still working on it (request {request_id})");
+                pending.get_or_insert(format!("{account_id}: {message}"));
+                next.last_request_id = Some(request_id.clone());
+                ("Pending".to_string(), Some(message), None)
+            }
+            Ok(Done::Wait { reason, message } | Done::Refused { reason, message }) => {
+                problems.push((*reason, format!("{account_id}: {message}")));
+                (reason.to_string(), Some(message.clone()), None)
+            }
+            Ok(
+                Done::Revoked { ending, .. }
+                | Done::Released { ending, .. }
+                | Done::Nothing(ending),
+            ) => {
+                let reason = match ending {
+                    Ending::NotAllowed(_) => "NotAllowed",
+                    Ending::Expired(_) => "Expired",
+                    _ => "Revoked",
+                };
+                problems.push((reason, format!("{account_id}: {}", ending_text(ending))));
+                (reason.to_string(), Some(ending_text(ending)), None)
+            }
+            Err(error) => {
+                let reason = shell_reason(error);
+                problems.push((reason, format!("{account_id}: {error}")));
+                (reason.to_string(), Some(error.to_string()), None)
+            }
+        };
+        accounts.push(AccountAccess {
+            account_id,
+            state,
+            message,
+            granted_at,
+        });
+    }
+    // Accounts held but not in the last sync: kept, and said so.
+    for (access, result) in &report.others {
+        if let Ok(Done::Held { since, .. }) = result {
+            accounts.push(AccountAccess {
+                account_id: account_of(access),
+                state: "Kept".into(),
+                message: Some(format!(
+                    "the account was not in the last sync; its assignment is kept until a sync sees it outside {unit}"
+                )),
+                granted_at: Some(since.clone()).filter(|s| !s.is_empty()),
+            });
+        }
+    }
+    accounts.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+    next.accounts = accounts;
+    next.granted_at = next
+        .accounts
+        .iter()
+        .filter_map(|a| a.granted_at.clone())
+        .min();
+    next.expires_at = soonest.map(rfc3339);
+    let what = match &resolved.permission_set_name {
+        Some(name) => format!("{name} on the accounts under {unit}"),
+        None => format!("the permission set on the accounts under {unit}"),
+    };
+    if total == 0 {
+        return Outcome {
+            updates: conditions(
+                false,
+                true,
+                "NoAccounts",
+                &format!(
+                    "no ACTIVE account under {unit} as of the last sync; granted as accounts join it"
+                ),
+            ),
+            requeue: Some(RECHECK),
+            events: Vec::new(),
+        };
+    }
+    if let Some(message) = pending {
+        return Outcome {
+            updates: conditions(
+                false,
+                false,
+                "Pending",
+                &format!("granting {what}: {message}"),
+            ),
+            requeue: Some(PENDING_RETRY),
+            events: Vec::new(),
+        };
+    }
+    if let Some((reason, _)) = problems.first() {
+        let listed: Vec<&str> = problems.iter().map(|(_, m)| m.as_str()).collect();
+        let message = format!(
+            "{what}: granted on {held} of {total} accounts; {}",
+            listed.join("; ")
+        );
+        return Outcome {
+            updates: conditions(held > 0, false, reason, &message),
+            requeue: Some(retry_after(reason, ctx)),
+            events: Vec::new(),
+        };
+    }
+    let mut message = format!("{what}: granted on all {total} accounts");
+    if let Some(at) = &next.expires_at {
+        message.push_str(&format!(" until {at}"));
+    }
+    Outcome {
+        updates: conditions(true, true, "Granted", &message),
+        requeue: Some(next_check(ctx, observations, soonest, now)),
+        events: Vec::new(),
     }
 }
 
@@ -758,12 +1033,20 @@ fn resolved_ids(access: &Access) -> ResolvedIds {
 async fn cleanup(grant: &AccessGrant, ctx: &Context) -> Result<Action, Error> {
     let name = grant.name_any();
     let gathered = gather(grant, ctx).await?;
-    let report = converge(grant, ctx, &gathered, None, true, Timestamp::now())
-        .await
-        .map_err(|e| Error::Pending(format!("revoking the access of {name}: {e}")))?;
+    let report = converge(
+        grant,
+        ctx,
+        &gathered,
+        &[],
+        &when_replaced,
+        true,
+        Timestamp::now(),
+    )
+    .await
+    .map_err(|e| Error::Pending(format!("revoking the access of {name}: {e}")))?;
     let mut events = Vec::new();
     let names = Names::from_cache(&gathered.cache);
-    let problem = report_others(&report, None, &names, &mut events);
+    let problem = report_others(&report, None, None, &names, &mut events);
     for (type_, reason, note) in events {
         tracing::info!(grant = %name, %note, "grant deleted");
         ctx.publish(grant, type_, reason, "Revoke", note).await;
@@ -783,4 +1066,45 @@ async fn cleanup(grant: &AccessGrant, ctx: &Context) -> Result<Action, Error> {
         None,
     );
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assignment(account: &str, principal: &str) -> Access {
+        Access::Assignment {
+            instance_arn: "arn:aws:sso:::instance/ssoins-1".into(),
+            account_id: account.into(),
+            permission_set_arn: "ps-1".into(),
+            principal_type: "USER".into(),
+            principal_id: principal.into(),
+        }
+    }
+
+    #[test]
+    fn a_unit_grant_revokes_at_once_only_accounts_seen_elsewhere() {
+        let mut cache = SyncCache::default();
+        cache.unit_parents.insert("ou-a".into(), "r-1".into());
+        cache.unit_parents.insert("ou-b".into(), "ou-a".into());
+        cache.account_parents.insert("111".into(), "ou-b".into());
+        cache.account_parents.insert("222".into(), "r-1".into());
+        cache.account_parents.insert("333".into(), "ou-a".into());
+        cache.inactive_accounts.push("333".into());
+        let template = assignment("", "u1");
+        let settle = |held: &Access| settle_in_unit(&template, "ou-a", &cache, held);
+        assert_eq!(settle(&assignment("222", "u1")), Settle::Now, "moved out");
+        assert_eq!(settle(&assignment("333", "u1")), Settle::Now, "not ACTIVE");
+        assert_eq!(
+            settle(&assignment("444", "u1")),
+            Settle::Keep,
+            "not in the last sync: kept"
+        );
+        assert_eq!(
+            settle(&assignment("111", "u2")),
+            Settle::WhenReplaced,
+            "another principal: a spec change"
+        );
+        assert_eq!(cache.accounts_under("ou-a"), ["111"]);
+    }
 }

@@ -121,8 +121,11 @@ pub struct Ask<'a> {
 pub struct GrantAsk<'a> {
     pub holder: &'a str,
     pub grant: &'a str,
-    /// The access the spec resolves to; `None` when it does not resolve (or is invalid).
-    pub wanted: Option<&'a Access>,
+    /// The access the spec resolves to: one piece, one per account of an organizational-unit
+    /// grant, or none when it does not resolve (or is invalid).
+    pub wanted: &'a [Access],
+    /// What becomes of access the grant holds but `wanted` no longer has.
+    pub settle: &'a (dyn Fn(&Access) -> Settle + Sync),
     pub deleting: bool,
     pub deletion_policy: Option<DeletionPolicy>,
     pub expiry: Expiry,
@@ -132,10 +135,29 @@ pub struct GrantAsk<'a> {
     pub now: Timestamp,
 }
 
+/// What becomes of access a grant holds but no longer asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settle {
+    /// Not declared any more once all the grant asks for is held: a spec change never leaves
+    /// the grant with neither the old access nor the new.
+    WhenReplaced,
+    /// Not declared any more: its account left the grant's organizational unit.
+    Now,
+    /// Not known to be undeclared (its account was not in the last sync): it ends only by
+    /// expiry, policy or deletion.
+    Keep,
+}
+
+/// For grants of one piece of access: what they held before is replaced.
+pub fn when_replaced(_: &Access) -> Settle {
+    Settle::WhenReplaced
+}
+
 #[derive(Debug)]
 pub struct GrantReport {
-    /// What became of the wanted access.
-    pub wanted: Option<Done>,
+    /// What became of each piece of the wanted access, in the order asked. An AWS failure of
+    /// one piece is its own (the others go on); a fence or ledger failure stops the whole.
+    pub wanted: Vec<(Access, Result<Done, ShellError>)>,
     /// What became of other access the grant held (from an older spec).
     pub others: Vec<(Access, Result<Done, ShellError>)>,
     /// When the earliest access the grant held (as the ledger says) expires: the grant must be
@@ -675,17 +697,26 @@ impl<L: LedgerStore> Shell<'_, L> {
             .filter_map(|h| h.since.parse().ok())
             .filter_map(|since| ask.expiry.at(Some(since), ask.now))
             .min();
-        let wanted = match ask.wanted {
-            Some(access) => Some(self.run(&single(ask, access, Declared::Yes)).await?),
-            None => None,
-        };
-        let replaced = matches!(wanted, Some(Done::Held { .. }));
+        let mut wanted = Vec::new();
+        for access in ask.wanted {
+            match self.run(&single(ask, access, Declared::Yes)).await {
+                Err(error @ (ShellError::Fenced(_) | ShellError::Ledger(_))) => return Err(error),
+                result => wanted.push((access.clone(), result)),
+            }
+        }
+        let replaced = !wanted.is_empty()
+            && wanted
+                .iter()
+                .all(|(_, result)| matches!(result, Ok(Done::Held { .. })));
         let mut others = Vec::new();
-        for stored in held.iter().filter(|s| Some(&s.entry.access) != ask.wanted) {
-            let declared = if replaced {
-                Declared::No
-            } else {
-                Declared::Unknown
+        for stored in held
+            .iter()
+            .filter(|s| !ask.wanted.contains(&s.entry.access))
+        {
+            let declared = match (ask.settle)(&stored.entry.access) {
+                Settle::Now => Declared::No,
+                Settle::WhenReplaced if replaced => Declared::No,
+                Settle::WhenReplaced | Settle::Keep => Declared::Unknown,
             };
             let result = self.run(&single(ask, &stored.entry.access, declared)).await;
             others.push((stored.entry.access.clone(), result));

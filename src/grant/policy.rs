@@ -136,6 +136,23 @@ pub fn check_grant(
     Ok(())
 }
 
+/// Whether the connector's policy lets a grant target organizational unit `unit`: when
+/// `allowedOrganizationalUnits` is set, `unit` must be one of them or nested under one, as the
+/// last sync saw the tree (an unknown unit is not shown to be nested: refused).
+pub fn check_unit(
+    policy: &GrantPolicy,
+    unit: &str,
+    cache: &crate::sync::cache::SyncCache,
+) -> Result<(), String> {
+    let allowed = &policy.allowed_organizational_units;
+    if allowed.is_empty() || allowed.iter().any(|a| cache.unit_within(unit, a)) {
+        return Ok(());
+    }
+    Err(format!(
+        "organizational unit {unit} is not in (or under one of) the connector's grantPolicy.allowedOrganizationalUnits"
+    ))
+}
+
 /// Label selector semantics as the apiserver applies them. An empty selector matches
 /// everything; an unknown operator matches nothing.
 pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {

@@ -11,7 +11,8 @@ use super::access::Access;
 /// Why a grant's names did not resolve; retried later, not an error loop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unresolved {
-    /// `PrincipalNotFound`, `PermissionSetNotFound` or `GroupNotFound`.
+    /// `PrincipalNotFound`, `PermissionSetNotFound`, `GroupNotFound` or
+    /// `OrganizationalUnitNotFound`.
     pub reason: &'static str,
     pub message: String,
 }
@@ -25,9 +26,27 @@ impl Unresolved {
 /// What a grant resolved to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resolved {
+    /// The access; for an organizational-unit grant, the assignment with every id but the
+    /// account's (`account_id` empty), which `accesses` gives per account.
     pub access: Access,
+    /// Each piece of access the grant stands for: `access` itself, or one assignment per
+    /// ACTIVE account under the organizational unit (none when it has none).
+    pub accesses: Vec<Access>,
     /// The permission set's name, for the connector's allow and deny lists.
     pub permission_set_name: Option<String>,
+    /// The organizational unit of an organizational-unit grant.
+    pub unit: Option<String>,
+}
+
+impl Resolved {
+    fn one(access: Access, permission_set_name: Option<String>) -> Self {
+        Self {
+            accesses: vec![access.clone()],
+            access,
+            permission_set_name,
+            unit: None,
+        }
+    }
 }
 
 /// Where names are looked up: the cache of the last sync, the Identity Center instance, and
@@ -128,15 +147,35 @@ pub async fn resolve(
                     }
                 }
             };
+            let assignment = |account_id: String| Access::Assignment {
+                instance_arn: ic.instance_arn.clone(),
+                account_id,
+                permission_set_arn: arn.clone(),
+                principal_type: if group { "GROUP" } else { "USER" }.to_string(),
+                principal_id: principal_id.clone(),
+            };
+            let Some(unit) = &target.organizational_unit else {
+                let account = target.account_id.clone().unwrap_or_default();
+                return Ok(Ok(Resolved::one(assignment(account), name)));
+            };
+            if !directory.cache.knows_unit(unit) {
+                return Ok(Err(Unresolved::new(
+                    "OrganizationalUnitNotFound",
+                    format!(
+                        "spec.target.organizationalUnit: no organizational unit {unit} in the last sync"
+                    ),
+                )));
+            }
             Ok(Ok(Resolved {
-                access: Access::Assignment {
-                    instance_arn: ic.instance_arn.clone(),
-                    account_id: target.account_id.clone().unwrap_or_default(),
-                    permission_set_arn: arn,
-                    principal_type: if group { "GROUP" } else { "USER" }.to_string(),
-                    principal_id,
-                },
+                access: assignment(String::new()),
+                accesses: directory
+                    .cache
+                    .accounts_under(unit)
+                    .into_iter()
+                    .map(assignment)
+                    .collect(),
                 permission_set_name: name,
+                unit: Some(unit.clone()),
             }))
         }
         TargetKind::SsoGroupMembership => {
@@ -156,14 +195,14 @@ pub async fn resolve(
                     format!("spec.target.group: no Identity Center group {group:?}"),
                 )));
             };
-            Ok(Ok(Resolved {
-                access: Access::SsoMembership {
+            Ok(Ok(Resolved::one(
+                Access::SsoMembership {
                     identity_store_id: ic.identity_store_id.clone(),
                     group_id,
                     user_id,
                 },
-                permission_set_name: None,
-            }))
+                None,
+            )))
         }
         TargetKind::IamGroupMembership => {
             let user = principal
@@ -187,10 +226,10 @@ pub async fn resolve(
                     format!("spec.target.group: no IAM group {group:?}"),
                 )));
             }
-            Ok(Ok(Resolved {
-                access: Access::IamMembership { group, user },
-                permission_set_name: None,
-            }))
+            Ok(Ok(Resolved::one(
+                Access::IamMembership { group, user },
+                None,
+            )))
         }
     }
 }

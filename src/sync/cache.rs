@@ -38,6 +38,26 @@ pub struct SyncCache {
     /// sync reads CloudTrail only from the newest of these on.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sign_ins: BTreeMap<String, String>,
+    /// The organization's tree, for organizational-unit grants: account id → the root or
+    /// unit it sits in, and unit id → its parent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub account_parents: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unit_parents: BTreeMap<String, String>,
+    /// Accounts of the organization that are not ACTIVE (suspended, leaving).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inactive_accounts: Vec<String>,
+}
+
+/// Where an account stands with respect to an organizational unit, as of the last sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// ACTIVE, under the unit (nested units included).
+    Under,
+    /// Elsewhere in the organization, or not ACTIVE.
+    Outside,
+    /// Not in the last sync at all (left the organization, or moved while it listed).
+    Unknown,
 }
 
 /// Now, in the seconds `fetched_at` counts.
@@ -48,6 +68,43 @@ pub fn unix_now() -> i64 {
 }
 
 impl SyncCache {
+    /// Whether the last sync saw organizational unit `unit`.
+    pub fn knows_unit(&self, unit: &str) -> bool {
+        self.unit_parents.contains_key(unit)
+    }
+
+    /// Whether `unit` is `ancestor` or nested under it.
+    pub fn unit_within(&self, unit: &str, ancestor: &str) -> bool {
+        let mut at = Some(unit);
+        // The tree is at most five levels deep; the bound stops a damaged cache's loop.
+        for _ in 0..8 {
+            match at {
+                Some(id) if id == ancestor => return true,
+                Some(id) => at = self.unit_parents.get(id).map(String::as_str),
+                None => return false,
+            }
+        }
+        false
+    }
+
+    pub fn placement(&self, account: &str, unit: &str) -> Placement {
+        match self.account_parents.get(account) {
+            None => Placement::Unknown,
+            Some(_) if self.inactive_accounts.iter().any(|a| a == account) => Placement::Outside,
+            Some(parent) if self.unit_within(parent, unit) => Placement::Under,
+            Some(_) => Placement::Outside,
+        }
+    }
+
+    /// The ACTIVE accounts under `unit`, nested units included.
+    pub fn accounts_under(&self, unit: &str) -> Vec<String> {
+        self.account_parents
+            .keys()
+            .filter(|account| self.placement(account, unit) == Placement::Under)
+            .cloned()
+            .collect()
+    }
+
     /// The newest sign-in already known: CloudTrail is read again from shortly before it.
     pub fn newest_sign_in(&self) -> Option<&str> {
         self.sign_ins.values().max().map(String::as_str)
@@ -118,6 +175,22 @@ impl SyncCache {
         self.iam_users = inventory.iam_users.iter().map(|u| u.name.clone()).collect();
         // For grantPolicy's "any account of the organization" when allowedAccounts is empty.
         self.accounts = inventory.accounts.iter().map(|a| a.id.clone()).collect();
+        self.account_parents = inventory
+            .accounts
+            .iter()
+            .filter_map(|a| Some((a.id.clone(), a.parent_id.clone()?)))
+            .collect();
+        self.inactive_accounts = inventory
+            .accounts
+            .iter()
+            .filter(|a| a.status != "ACTIVE")
+            .map(|a| a.id.clone())
+            .collect();
+        self.unit_parents = inventory
+            .organizational_units
+            .iter()
+            .map(|u| (u.id.clone(), u.parent_id.clone()))
+            .collect();
         self.iam_groups = inventory
             .iam_groups
             .iter()
