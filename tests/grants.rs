@@ -25,7 +25,7 @@ pub(crate) struct Org {
     pub(crate) seed: Value,
     pub(crate) cluster: TestCluster,
     trigger: shutdown::Trigger,
-    operator: controller::Operator,
+    pub(crate) operator: controller::Operator,
     pub(crate) grants: Api<AccessGrant>,
 }
 

@@ -12,6 +12,7 @@ mod grants;
 mod iam_policies;
 mod idle_memory;
 mod leadership;
+mod member_accounts;
 mod moto_launcher;
 mod operator_process;
 mod plan;

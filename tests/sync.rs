@@ -1802,6 +1802,19 @@ fn last_sign_in_is_read_from_cloudtrail_from_where_the_last_sync_stopped() {
     assert_eq!(last(&second, 2).as_deref(), Some("2026-11-22T07:00:00Z"));
     assert_eq!(last(&second, 4).as_deref(), Some("2026-11-01T00:09:00Z"));
 
+    // LookupEvents refused: the sync goes through with a warning naming the permission, and
+    // the sign-ins found before are kept.
+    moto.set_faults(json!({"deny_operations": ["LookupEvents"]}));
+    let (denied, log) = succeeded(
+        command(&moto, &connector, &["--state-dir", state_arg])
+            .output()
+            .expect("run sync"),
+    );
+    moto.set_faults(json!({}));
+    assert!(log.contains("cloudtrail:LookupEvents"), "{log}");
+    assert_eq!(last(&denied, 2).as_deref(), Some("2026-11-22T07:00:00Z"));
+    assert_eq!(last(&denied, 0).as_deref(), Some("2026-11-20T09:00:00Z"));
+
     // Without the setting: no CloudTrail call, no sign-in shown.
     moto.reset_calls();
     let without = sync(&moto, &plain, &["--state-dir", state_arg]);

@@ -48,7 +48,7 @@ async fn move_account(org: &Org, account: &str, from: &str, to: &str) {
 }
 
 /// Asks for a sync and waits until the connector has handled the request.
-async fn sync_now(org: &Org, value: &str) {
+pub(crate) async fn sync_now(org: &Org, value: &str) {
     let connectors: Api<AwsConnector> =
         Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
     connectors

@@ -323,10 +323,13 @@ fn ending_text(ending: &Ending) -> String {
 
 /// Events for what happened to access the grant no longer declares, and whether all of it
 /// is settled; the first problem, if not.
+/// An organizational-unit grant's unit, and what becomes of the access it no longer asks for.
+type UnitSettle<'a> = (&'a str, &'a dyn Fn(&Access) -> Settle);
+
 fn report_others(
     report: &GrantReport,
     wanted: Option<&Access>,
-    unit: Option<&str>,
+    unit: Option<UnitSettle<'_>>,
     names: &Names,
     events: &mut Vec<(EventType, &'static str, String)>,
 ) -> Option<(&'static str, String)> {
@@ -338,14 +341,12 @@ fn report_others(
             Ok(Done::Revoked {
                 ending: Ending::Replaced,
                 ..
-            }) if unit.is_some() => {
+            }) if unit.is_some_and(|(_, settle)| settle(access) == Settle::Now) => {
+                let unit = unit.map(|(unit, _)| unit).unwrap_or_default();
                 events.push((
                     EventType::Normal,
                     "Revoked",
-                    format!(
-                        "{shown} revoked: the account is no longer under {}",
-                        unit.unwrap_or_default()
-                    ),
+                    format!("{shown} revoked: the account is no longer under {unit}"),
                 ));
             }
             Ok(Done::Revoked {
@@ -450,7 +451,9 @@ async fn apply(
         }
         Ok(report) => {
             let names = Names::from_cache(&gathered.cache);
-            let problem = report_others(&report, access, unit, &names, &mut events);
+            let left: Option<UnitSettle<'_>> =
+                unit.map(|unit| (unit, &settle as &dyn Fn(&Access) -> Settle));
+            let problem = report_others(&report, access, left, &names, &mut events);
             let observations = observations(ctx, &gathered);
             let mut outcome = match (&wanted, unit, report.wanted.first()) {
                 (Wanted::Access(resolved, ids), Some(unit), _) => describe_unit(

@@ -432,7 +432,14 @@ impl<S: StateStore> Engine<'_, S> {
             phase,
             items,
             move |event: String, token| async move {
-                cloudtrail::sign_ins(session, &event, since, token, size).await
+                match cloudtrail::sign_ins(session, &event, since, token, size).await {
+                    // Sign-ins only add to the inventory: without them it is still whole.
+                    Err(error) if error.kind == ErrorKind::AccessDenied => {
+                        tracing::warn!(%error, "last sign-ins not read this time: allow cloudtrail:LookupEvents in the Identity Center region (the sign-ins found before are kept)");
+                        Ok(Page::new(Vec::new(), None))
+                    }
+                    other => other,
+                }
             },
             WhenGone::ListedElsewhere,
             |_, _| {},
