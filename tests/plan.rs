@@ -698,3 +698,176 @@ fn a_plan_of_one_grant_pays_for_that_grant() {
     assert_eq!(made.get("DescribeAccount"), Some(&1), "{made:?}");
     assert!(unchecked_calls <= 10, "{unchecked_calls} calls: {made:?}");
 }
+
+/// An organizational-unit grant in `plan` and `apply`: one line per ACTIVE account under the
+/// unit (nested units too), applied together; an account that left the unit is planned for
+/// deletion and revoked by the next apply, the others kept.
+#[test]
+fn a_unit_grant_is_planned_and_applied_account_by_account() {
+    let moto = Moto::start();
+    // acct-01 in ou-00, acct-03 in ou-02 (under ou-00), acct-02 in ou-01, acct-00 in the root.
+    let seed = moto.seed(&[
+        "--accounts",
+        "4",
+        "--ous",
+        "3",
+        "--sso-users",
+        "6",
+        "--sso-groups",
+        "2",
+        "--iam-users",
+        "2",
+        "--permission-sets",
+        "2",
+        "--assigned-users",
+        "2",
+    ]);
+    let unit = |name: &str| -> String {
+        seed["organizationalUnits"]
+            .as_array()
+            .expect("units")
+            .iter()
+            .find(|u| u["name"] == name)
+            .and_then(|u| u["id"].as_str())
+            .expect("unit")
+            .to_string()
+    };
+    let in_unit = |id: &str| -> Vec<String> {
+        seed["accountParents"]
+            .as_object()
+            .expect("parents")
+            .iter()
+            .filter(|(_, p)| p.as_str() == Some(id))
+            .map(|(a, _)| a.clone())
+            .collect()
+    };
+    let (ou0, ou2) = (unit("ou-00"), unit("ou-02"));
+    let (direct, nested) = (in_unit(&ou0)[0].clone(), in_unit(&ou2)[0].clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "org.yaml",
+        &[
+            json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+            "metadata": {"name": "org", "namespace": "aws"}, "spec": {"region": "us-east-1"}}),
+            grant(
+                "team-ou",
+                user(5),
+                json!({"kind": "PermissionSet", "permissionSet": "PermissionSet01", "organizationalUnit": ou0}),
+                json!({}),
+            ),
+        ],
+    );
+    let dir_arg = dir.path().to_str().expect("utf-8");
+    let state = dir.path().join("state");
+    let state_arg = state.to_str().expect("utf-8");
+    let lines = |plan: &Value| -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = plan["grants"]
+            .as_array()
+            .expect("grants")
+            .iter()
+            .filter(|g| g["name"] == "team-ou")
+            .map(|g| {
+                let access = g["access"].as_str().unwrap_or_default();
+                let account = [&direct, &nested]
+                    .into_iter()
+                    .find(|a| access.contains(a.as_str()))
+                    .cloned()
+                    .unwrap_or_else(|| access.to_string());
+                (
+                    account,
+                    g["action"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let json_of = |args: &[&str]| -> Value {
+        let output = run(&moto, args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("plan JSON")
+    };
+    let mut both = vec![
+        (direct.clone(), "create".to_string()),
+        (nested.clone(), "create".to_string()),
+    ];
+    both.sort();
+    assert_eq!(
+        lines(&json_of(&[
+            "plan",
+            "-f",
+            dir_arg,
+            "--state-dir",
+            state_arg,
+            "-o",
+            "json"
+        ])),
+        both
+    );
+
+    moto.reset_calls();
+    let applied = json_of(&[
+        "apply",
+        "-f",
+        dir_arg,
+        "--state-dir",
+        state_arg,
+        "-o",
+        "json",
+    ]);
+    let results: Vec<&str> = applied["grants"]
+        .as_array()
+        .expect("grants")
+        .iter()
+        .filter_map(|g| g["result"].as_str())
+        .collect();
+    assert_eq!(results, ["granted", "granted"], "{applied}");
+    assert_eq!(moto.calls().get("CreateAccountAssignment"), Some(&2));
+
+    // acct-01 leaves for the root: planned for deletion, revoked by apply; acct-03 stays.
+    let client = || async { aws_sdk_organizations::Client::new(&moto.sdk_config().await) };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        client()
+            .await
+            .move_account()
+            .account_id(&direct)
+            .source_parent_id(&ou0)
+            .destination_parent_id(seed["root"].as_str().expect("root"))
+            .send()
+            .await
+            .expect("move");
+    });
+    let mut after = vec![
+        (direct.clone(), "delete".to_string()),
+        (nested.clone(), "noChange".to_string()),
+    ];
+    after.sort();
+    let plan = json_of(&[
+        "plan",
+        "-f",
+        dir_arg,
+        "--state-dir",
+        state_arg,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(lines(&plan), after, "{plan}");
+    moto.reset_calls();
+    json_of(&[
+        "apply",
+        "-f",
+        dir_arg,
+        "--state-dir",
+        state_arg,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(moto.calls().get("DeleteAccountAssignment"), Some(&1));
+    assert_eq!(moto.calls().get("CreateAccountAssignment"), None);
+}

@@ -96,6 +96,15 @@ pub async fn look_up(
         }
     }
 
+    // Organizational-unit grants need the organization's tree: a few calls, not the
+    // directories.
+    if grants
+        .iter()
+        .any(|g| g.spec.target.organizational_unit.is_some())
+    {
+        organization_tree(session, &mut cache).await?;
+    }
+
     // The accounts the grants target, when the policy allows any account of the organization.
     let mut accounts = AccountCheck::default();
     if policy.allowed_accounts.is_empty() && connector.spec.sync.organizations {
@@ -132,6 +141,64 @@ pub async fn look_up(
         identity_center,
         accounts,
     })
+}
+
+/// The organization's tree into `cache`: the root, every organizational unit level by level,
+/// and each parent's accounts (as the sync lists them).
+async fn organization_tree(session: &Session, cache: &mut SyncCache) -> Result<(), AwsError> {
+    let size = organizations::MAX_PAGE;
+    cache.account_parents.clear();
+    cache.unit_parents.clear();
+    cache.inactive_accounts.clear();
+    let mut parents = Vec::new();
+    let mut token = None;
+    loop {
+        let page = organizations::list_roots(session, token, size).await?;
+        parents.extend(page.items.into_iter().map(|r| r.id));
+        token = page.next;
+        if token.is_none() {
+            break;
+        }
+    }
+    let mut at = 0;
+    while at < parents.len() {
+        let parent = parents[at].clone();
+        at += 1;
+        let mut token = None;
+        loop {
+            let page =
+                organizations::list_organizational_units(session, &parent, token, size).await?;
+            for unit in page.items {
+                cache.unit_parents.insert(unit.id.clone(), unit.parent_id);
+                parents.push(unit.id);
+            }
+            token = page.next;
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut token = None;
+        loop {
+            let page =
+                organizations::list_accounts_for_parent(session, &parent, token, size).await?;
+            for account in page.items {
+                if account.status != "ACTIVE" {
+                    cache.inactive_accounts.push(account.id.clone());
+                }
+                cache
+                    .account_parents
+                    .insert(account.id.clone(), parent.clone());
+                cache.accounts.push(account.id);
+            }
+            token = page.next;
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+    cache.accounts.sort();
+    cache.accounts.dedup();
+    Ok(())
 }
 
 /// Whether access exists, from an inventory or asked of AWS.

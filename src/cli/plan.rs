@@ -21,13 +21,14 @@ use crate::fence::Fence;
 use crate::grant::access::Access;
 use crate::grant::decide::{Connector, Decision, Declared, Ending, Facts, Observed, decide};
 use crate::grant::execute::{
-    AccessLocks, Done, GrantAsk, GrantReport, HeldChange, Shell, ShellError, when_replaced,
+    AccessLocks, Done, GrantAsk, GrantReport, HeldChange, Settle, Shell, ShellError,
 };
 use crate::grant::expiry::Expiry;
 use crate::grant::ledger::{FileLedger, LedgerStore, OperationKind};
 use crate::grant::plan::{Action, Names, actual_access, unmanaged};
-use crate::grant::policy::{check_grant, namespace_allowed};
+use crate::grant::policy::{check_grant, check_unit, namespace_allowed};
 use crate::grant::resolve::{Directory, resolve};
+use crate::grant::units::settle_in_unit;
 use crate::manifest::{Document, load};
 use crate::sync::cache::SyncCache;
 use crate::sync::engine::CACHE_KEY;
@@ -57,6 +58,9 @@ pub struct PlanLine {
     /// A grant the ledger knows and the files no longer declare.
     #[serde(skip)]
     unlisted: bool,
+    /// Access an organizational-unit grant holds on an account it no longer covers.
+    #[serde(skip)]
+    leaving: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -95,6 +99,7 @@ fn refusal(namespace: String, name: String, action: Action, detail: String) -> P
         target: None,
         grant: None,
         unlisted: false,
+        leaving: false,
     }
 }
 
@@ -110,7 +115,7 @@ async fn plan_one(
     accounts: &AccountCheck,
     ledger: &FileLedger,
     now: Timestamp,
-) -> anyhow::Result<PlanLine> {
+) -> anyhow::Result<Vec<PlanLine>> {
     let namespace = namespace_of(grant.metadata.namespace.as_ref());
     let name = grant.metadata.name.clone().unwrap_or_default();
     let connector_namespace = namespace_of(connector.metadata.namespace.as_ref());
@@ -125,11 +130,16 @@ async fn plan_one(
             "spec.connectorRef names AwsConnector {referenced}/{}, not {connector_namespace}/{connector_name}",
             reference.name
         );
-        return Ok(refusal(namespace, name, Action::Invalid, detail));
+        return Ok(vec![refusal(namespace, name, Action::Invalid, detail)]);
     }
     let errors = validate_grant(&grant.spec);
     if !errors.is_empty() {
-        return Ok(refusal(namespace, name, Action::Invalid, describe(&errors)));
+        return Ok(vec![refusal(
+            namespace,
+            name,
+            Action::Invalid,
+            describe(&errors),
+        )]);
     }
     let allowed_namespaces = &connector.spec.grant_policy.allowed_namespaces;
     let mut notes = Vec::new();
@@ -143,18 +153,124 @@ async fn plan_one(
         Ok(resolved) => resolved,
         Err(unresolved) => {
             let detail = format!("{}: {}", unresolved.reason, unresolved.message);
-            return Ok(refusal(namespace, name, Action::Unresolved, detail));
+            return Ok(vec![refusal(namespace, name, Action::Unresolved, detail)]);
         }
     };
-    if let Some(unit) = &resolved.unit {
-        let detail = format!(
-            "spec.target.organizationalUnit: {unit} ({} ACTIVE accounts as of the last sync) is granted account by account by the operator; plan and apply take single-account grants",
-            resolved.accesses.len()
-        );
-        return Ok(refusal(namespace, name, Action::Unresolved, detail));
+    let Some(unit) = &resolved.unit else {
+        let line = plan_access(
+            grant,
+            connector,
+            directory,
+            actual,
+            names,
+            accounts,
+            ledger,
+            now,
+            (&namespace, &name, namespace_ok, notes),
+            &resolved.access,
+        )
+        .await?;
+        return Ok(vec![line]);
+    };
+    // An organizational-unit grant: one line per ACTIVE account under the unit, and one per
+    // account it holds that the last sync saw elsewhere (revoked) or did not see (kept).
+    let mut lines = Vec::new();
+    if let Err(rule) = check_unit(&connector.spec.grant_policy, unit, directory.cache) {
+        return Ok(vec![refusal(namespace, name, Action::NotAllowed, rule)]);
     }
-    names.learn(&grant.spec, &resolved.access);
-    if let Access::Assignment { account_id, .. } = &resolved.access {
+    for access in &resolved.accesses {
+        let mut notes = notes.clone();
+        notes.push(format!("under {unit}"));
+        lines.push(
+            plan_access(
+                grant,
+                connector,
+                directory,
+                actual,
+                names,
+                accounts,
+                ledger,
+                now,
+                (&namespace, &name, namespace_ok.clone(), notes),
+                access,
+            )
+            .await?,
+        );
+    }
+    let holder = format!("{namespace}/{name}");
+    let connector_key = format!(
+        "{}/{}",
+        namespace_of(connector.metadata.namespace.as_ref()),
+        connector.metadata.name.clone().unwrap_or_default()
+    );
+    for stored in ledger.held_by(&connector_key, &holder).await? {
+        let access = &stored.entry.access;
+        if resolved.accesses.contains(access) {
+            continue;
+        }
+        let (action, detail) = match settle_in_unit(&resolved.access, unit, directory.cache, access)
+        {
+            Settle::Now => (
+                Action::Delete,
+                format!("the account is no longer under {unit}"),
+            ),
+            Settle::Keep => (
+                Action::NoChange,
+                format!(
+                    "the account was not in the last sync: its assignment is kept until a sync sees it outside {unit}"
+                ),
+            ),
+            Settle::WhenReplaced => (Action::Delete, "the spec no longer declares it".to_string()),
+        };
+        lines.push(PlanLine {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            action,
+            access: Some(names.describe(access)),
+            detail,
+            result: None,
+            target: Some(access.clone()),
+            grant: Some(grant.clone()),
+            unlisted: false,
+            leaving: true,
+        });
+    }
+    if lines.is_empty() {
+        lines.push(PlanLine {
+            namespace,
+            name,
+            action: Action::NoChange,
+            access: None,
+            detail: format!("no ACTIVE account under {unit} as of the last sync"),
+            result: None,
+            target: None,
+            grant: Some(grant.clone()),
+            unlisted: false,
+            leaving: false,
+        });
+    }
+    Ok(lines)
+}
+
+/// The plan line of one piece of a grant's access.
+#[allow(clippy::too_many_arguments)]
+async fn plan_access(
+    grant: &AccessGrant,
+    connector: &AwsConnector,
+    directory: &Directory<'_>,
+    actual: &Actual,
+    names: &mut Names,
+    accounts: &AccountCheck,
+    ledger: &FileLedger,
+    now: Timestamp,
+    (namespace, name, namespace_ok, mut notes): (&str, &str, Result<(), String>, Vec<String>),
+    access: &Access,
+) -> anyhow::Result<PlanLine> {
+    let (namespace, name) = (namespace.to_string(), name.to_string());
+    let connector_namespace = namespace_of(connector.metadata.namespace.as_ref());
+    let connector_name = connector.metadata.name.clone().unwrap_or_default();
+    names.learn(&grant.spec, access);
+    if let Access::Assignment { account_id, .. } = access {
         if accounts.outside.contains(account_id) {
             let detail = format!(
                 "spec.target.accountId: {account_id} is not an account of the organization (DescribeAccount)"
@@ -175,7 +291,7 @@ async fn plan_one(
         check_grant(
             &connector.spec.grant_policy,
             &grant.spec,
-            &resolved.access,
+            access,
             &directory.cache.permission_set_arns,
             &organization,
             now,
@@ -183,7 +299,7 @@ async fn plan_one(
     });
     let holder = format!("{namespace}/{name}");
     let connector_key = format!("{connector_namespace}/{connector_name}");
-    let entry = ledger.load(&connector_key, &resolved.access).await?;
+    let entry = ledger.load(&connector_key, access).await?;
     let since = entry
         .as_ref()
         .and_then(|s| s.entry.holders.get(&holder))
@@ -192,14 +308,14 @@ async fn plan_one(
     // AWS as the inventory shows it; the connector as the operator would see a Ready one
     // (`apply` refuses a readOnly connector as a whole).
     let connector_state = Connector::reachable(false);
-    let observed = if actual.has(&resolved.access).await? {
+    let observed = if actual.has(access).await? {
         Observed::Present
     } else {
         Observed::Absent
     };
     let facts = Facts {
         holder: &holder,
-        access: &resolved.access,
+        access,
         declared: Declared::Yes,
         deleting: false,
         deletion_policy: grant.spec.deletion_policy,
@@ -250,12 +366,13 @@ async fn plan_one(
         namespace,
         name,
         action,
-        access: Some(names.describe(&resolved.access)),
+        access: Some(names.describe(access)),
         detail: notes.join("; "),
         result: None,
-        target: Some(resolved.access),
+        target: Some(access.clone()),
         grant: Some(grant.clone()),
         unlisted: false,
+        leaving: false,
     })
 }
 
@@ -329,6 +446,7 @@ async fn unlisted(
                 target: Some(access.clone()),
                 grant: None,
                 unlisted: true,
+                leaving: false,
             });
         }
     }
@@ -521,7 +639,7 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
     };
     let ledger = FileLedger::new(&ledger_dir);
     for grant in &grants {
-        lines.push(
+        lines.extend(
             plan_one(
                 grant, &connector, &directory, &actual, &mut names, &accounts, &ledger, now,
             )
@@ -545,7 +663,11 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
         )
         .await?,
     );
-    let declared: BTreeSet<Access> = lines.iter().filter_map(|l| l.target.clone()).collect();
+    let declared: BTreeSet<Access> = lines
+        .iter()
+        .filter(|l| !l.leaving)
+        .filter_map(|l| l.target.clone())
+        .collect();
     let mut plan = Plan {
         connector: format!(
             "{}/{}",
@@ -626,17 +748,22 @@ async fn execute(
     };
     let state = Connector::reachable(false);
     let mut failed_prune = false;
-    let work: Vec<(usize, AccessGrant, Access)> = lines
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| {
-            matches!(
-                l.action,
-                Action::Create | Action::Delete | Action::NoChange | Action::Expired
-            )
-        })
-        .filter_map(|(i, l)| Some((i, l.grant.clone()?, l.target.clone()?)))
-        .collect();
+    // One converge per grant: an organizational-unit grant's accounts together, so that each
+    // account's access is the grant's (and the accounts it no longer covers are its others).
+    let mut work: BTreeMap<String, (AccessGrant, Vec<(usize, Access, bool)>)> = BTreeMap::new();
+    for (i, line) in lines.iter().enumerate() {
+        let active = matches!(
+            line.action,
+            Action::Create | Action::Delete | Action::NoChange | Action::Expired
+        );
+        let (Some(grant), Some(access), true) = (&line.grant, &line.target, active) else {
+            continue;
+        };
+        work.entry(format!("{}/{}", line.namespace, line.name))
+            .or_insert_with(|| (grant.clone(), Vec::new()))
+            .1
+            .push((i, access.clone(), line.leaving));
+    }
     // Grants the files no longer declare, with --prune: deleted, one piece of access each.
     for line in lines
         .iter_mut()
@@ -665,77 +792,96 @@ async fn execute(
         );
     }
     let (shell, state) = (&shell, &state);
-    let results: Vec<(usize, Result<GrantReport, ShellError>)> = futures::stream::iter(work)
-        .map(|(i, grant, access)| async move {
-            let namespace = namespace_of(grant.metadata.namespace.as_ref());
-            let holder = format!(
-                "{namespace}/{}",
-                grant.metadata.name.clone().unwrap_or_default()
-            );
-            let allowed = |a: &Access| {
-                check_grant(
-                    &connector.spec.grant_policy,
-                    &grant.spec,
-                    a,
-                    &cache.permission_set_arns,
-                    &cache.accounts,
-                    now,
-                )
-            };
-            let wanted = [access];
-            let ask = GrantAsk {
-                holder: &holder,
-                grant: &holder,
-                wanted: &wanted,
-                settle: &when_replaced,
-                deleting: false,
-                deletion_policy: grant.spec.deletion_policy,
-                expiry: Expiry::of(&grant.spec),
-                allowed: &allowed,
-                connector: state,
-                now,
-            };
-            (i, shell.converge(&ask).await)
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-    let mut failed = failed_prune;
-    for (i, result) in results {
-        let (text, bad) = match result {
-            Err(error) => (format!("failed: {error}"), true),
-            Ok(report) => {
-                let mut bad = false;
-                let first = report.wanted.into_iter().next().map(|(_, result)| result);
-                let mut text = match first {
-                    Some(Err(error)) => {
-                        bad = true;
-                        format!("failed: {error}")
+    let results: Vec<(Vec<(usize, Access)>, Result<GrantReport, ShellError>)> =
+        futures::stream::iter(work)
+            .map(|(holder, (grant, pieces))| async move {
+                let allowed = |a: &Access| {
+                    if let Some(unit) = &grant.spec.target.organizational_unit {
+                        check_unit(&connector.spec.grant_policy, unit, cache)?;
                     }
-                    Some(Ok(Done::Held { change, .. })) => match change {
-                        HeldChange::Granted => "granted".to_string(),
-                        HeldChange::Regranted => "granted again (it had been removed)".to_string(),
-                        HeldChange::Adopted => "adopted (it existed already)".to_string(),
-                        HeldChange::Joined | HeldChange::Unchanged => "already so".to_string(),
-                    },
-                    Some(Ok(Done::Revoked {
-                        already_gone: false,
-                        ..
-                    })) => "revoked".to_string(),
-                    Some(Ok(Done::Revoked {
-                        already_gone: true, ..
-                    })) => "already gone".to_string(),
-                    Some(Ok(Done::Released { .. })) => "left in place".to_string(),
-                    Some(Ok(Done::Nothing(_))) | None => "nothing to do".to_string(),
-                    Some(Ok(Done::InProgress { request_id, .. })) => {
-                        bad = true;
-                        format!("still in progress in AWS (request {request_id})")
-                    }
-                    Some(Ok(Done::Wait { message, .. } | Done::Refused { message, .. })) => {
-                        bad = true;
-                        format!("failed: {message}")
-                    }
+                    check_grant(
+                        &connector.spec.grant_policy,
+                        &grant.spec,
+                        a,
+                        &cache.permission_set_arns,
+                        &cache.accounts,
+                        now,
+                    )
                 };
+                let wanted: Vec<Access> = pieces
+                    .iter()
+                    .filter(|(_, _, leaving)| !leaving)
+                    .map(|(_, access, _)| access.clone())
+                    .collect();
+                // The grant's assignment with every id but the account's.
+                let template = pieces.first().map(|(_, access, _)| match access {
+                    Access::Assignment {
+                        instance_arn,
+                        permission_set_arn,
+                        principal_type,
+                        principal_id,
+                        ..
+                    } => Access::Assignment {
+                        instance_arn: instance_arn.clone(),
+                        account_id: String::new(),
+                        permission_set_arn: permission_set_arn.clone(),
+                        principal_type: principal_type.clone(),
+                        principal_id: principal_id.clone(),
+                    },
+                    other => other.clone(),
+                });
+                let unit = grant.spec.target.organizational_unit.clone();
+                let settle = |held: &Access| match (&unit, &template) {
+                    (Some(unit), Some(template)) => settle_in_unit(template, unit, cache, held),
+                    _ => Settle::WhenReplaced,
+                };
+                let ask = GrantAsk {
+                    holder: &holder,
+                    grant: &holder,
+                    wanted: &wanted,
+                    settle: &settle,
+                    deleting: false,
+                    deletion_policy: grant.spec.deletion_policy,
+                    expiry: Expiry::of(&grant.spec),
+                    allowed: &allowed,
+                    connector: state,
+                    now,
+                };
+                let lines = pieces
+                    .into_iter()
+                    .map(|(i, access, _)| (i, access))
+                    .collect();
+                (lines, shell.converge(&ask).await)
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+    let mut failed = failed_prune;
+    for (pieces, result) in results {
+        let report = match result {
+            Err(error) => {
+                failed = true;
+                for (i, _) in pieces {
+                    lines[i].result = Some(format!("failed: {error}"));
+                }
+                continue;
+            }
+            Ok(report) => report,
+        };
+        let single = grant_of_one(&pieces, lines);
+        for (i, access) in pieces {
+            let done = report
+                .wanted
+                .iter()
+                .chain(&report.others)
+                .find(|(a, _)| *a == access)
+                .map(|(_, done)| done);
+            let (mut text, mut bad) = match done {
+                Some(done) => done_text(done),
+                None => ("nothing to do".to_string(), false),
+            };
+            // A grant of one piece of access: what it held before (an older spec) is said too.
+            if single {
                 for (old, result) in &report.others {
                     match result {
                         Ok(Done::Revoked { .. }) => text.push_str(&format!("; revoked {old}")),
@@ -749,13 +895,50 @@ async fn execute(
                         }
                     }
                 }
-                (text, bad)
             }
-        };
-        failed |= bad;
-        lines[i].result = Some(text);
+            failed |= bad;
+            lines[i].result = Some(text);
+        }
     }
     failed
+}
+
+/// Whether a grant's lines are one piece of access it still asks for (not an
+/// organizational-unit grant's accounts).
+fn grant_of_one(pieces: &[(usize, Access)], lines: &[PlanLine]) -> bool {
+    matches!(pieces, [(i, _)] if !lines[*i].leaving && lines[*i].grant.as_ref().is_some_and(|g| g.spec.target.organizational_unit.is_none()))
+}
+
+/// What `apply` did with one piece of access, and whether that is a failure.
+fn done_text(done: &Result<Done, ShellError>) -> (String, bool) {
+    match done {
+        Err(error) => (format!("failed: {error}"), true),
+        Ok(Done::Held { change, .. }) => (
+            match change {
+                HeldChange::Granted => "granted".to_string(),
+                HeldChange::Regranted => "granted again (it had been removed)".to_string(),
+                HeldChange::Adopted => "adopted (it existed already)".to_string(),
+                HeldChange::Joined | HeldChange::Unchanged => "already so".to_string(),
+            },
+            false,
+        ),
+        Ok(Done::Revoked {
+            already_gone: false,
+            ..
+        }) => ("revoked".to_string(), false),
+        Ok(Done::Revoked {
+            already_gone: true, ..
+        }) => ("already gone".to_string(), false),
+        Ok(Done::Released { .. }) => ("left in place".to_string(), false),
+        Ok(Done::Nothing(_)) => ("nothing to do".to_string(), false),
+        Ok(Done::InProgress { request_id, .. }) => (
+            format!("still in progress in AWS (request {request_id})"),
+            true,
+        ),
+        Ok(Done::Wait { message, .. } | Done::Refused { message, .. }) => {
+            (format!("failed: {message}"), true)
+        }
+    }
 }
 
 fn tempfile_dir() -> anyhow::Result<TempLedgerDir> {

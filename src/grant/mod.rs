@@ -11,3 +11,4 @@ pub mod observations;
 pub mod plan;
 pub mod policy;
 pub mod resolve;
+pub mod units;
