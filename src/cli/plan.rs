@@ -750,7 +750,7 @@ async fn execute(
     let mut failed_prune = false;
     // One converge per grant: an organizational-unit grant's accounts together, so that each
     // account's access is the grant's (and the accounts it no longer covers are its others).
-    let mut work: BTreeMap<String, (AccessGrant, Vec<(usize, Access, bool)>)> = BTreeMap::new();
+    let mut work: BTreeMap<String, (AccessGrant, Pieces)> = BTreeMap::new();
     for (i, line) in lines.iter().enumerate() {
         let active = matches!(
             line.action,
@@ -792,70 +792,69 @@ async fn execute(
         );
     }
     let (shell, state) = (&shell, &state);
-    let results: Vec<(Vec<(usize, Access)>, Result<GrantReport, ShellError>)> =
-        futures::stream::iter(work)
-            .map(|(holder, (grant, pieces))| async move {
-                let allowed = |a: &Access| {
-                    if let Some(unit) = &grant.spec.target.organizational_unit {
-                        check_unit(&connector.spec.grant_policy, unit, cache)?;
-                    }
-                    check_grant(
-                        &connector.spec.grant_policy,
-                        &grant.spec,
-                        a,
-                        &cache.permission_set_arns,
-                        &cache.accounts,
-                        now,
-                    )
-                };
-                let wanted: Vec<Access> = pieces
-                    .iter()
-                    .filter(|(_, _, leaving)| !leaving)
-                    .map(|(_, access, _)| access.clone())
-                    .collect();
-                // The grant's assignment with every id but the account's.
-                let template = pieces.first().map(|(_, access, _)| match access {
-                    Access::Assignment {
-                        instance_arn,
-                        permission_set_arn,
-                        principal_type,
-                        principal_id,
-                        ..
-                    } => Access::Assignment {
-                        instance_arn: instance_arn.clone(),
-                        account_id: String::new(),
-                        permission_set_arn: permission_set_arn.clone(),
-                        principal_type: principal_type.clone(),
-                        principal_id: principal_id.clone(),
-                    },
-                    other => other.clone(),
-                });
-                let unit = grant.spec.target.organizational_unit.clone();
-                let settle = |held: &Access| match (&unit, &template) {
-                    (Some(unit), Some(template)) => settle_in_unit(template, unit, cache, held),
-                    _ => Settle::WhenReplaced,
-                };
-                let ask = GrantAsk {
-                    holder: &holder,
-                    grant: &holder,
-                    wanted: &wanted,
-                    settle: &settle,
-                    deleting: false,
-                    deletion_policy: grant.spec.deletion_policy,
-                    expiry: Expiry::of(&grant.spec),
-                    allowed: &allowed,
-                    connector: state,
+    let results: Vec<Applied> = futures::stream::iter(work)
+        .map(|(holder, (grant, pieces))| async move {
+            let allowed = |a: &Access| {
+                if let Some(unit) = &grant.spec.target.organizational_unit {
+                    check_unit(&connector.spec.grant_policy, unit, cache)?;
+                }
+                check_grant(
+                    &connector.spec.grant_policy,
+                    &grant.spec,
+                    a,
+                    &cache.permission_set_arns,
+                    &cache.accounts,
                     now,
-                };
-                let lines = pieces
-                    .into_iter()
-                    .map(|(i, access, _)| (i, access))
-                    .collect();
-                (lines, shell.converge(&ask).await)
-            })
-            .buffer_unordered(IN_FLIGHT)
-            .collect()
-            .await;
+                )
+            };
+            let wanted: Vec<Access> = pieces
+                .iter()
+                .filter(|(_, _, leaving)| !leaving)
+                .map(|(_, access, _)| access.clone())
+                .collect();
+            // The grant's assignment with every id but the account's.
+            let template = pieces.first().map(|(_, access, _)| match access {
+                Access::Assignment {
+                    instance_arn,
+                    permission_set_arn,
+                    principal_type,
+                    principal_id,
+                    ..
+                } => Access::Assignment {
+                    instance_arn: instance_arn.clone(),
+                    account_id: String::new(),
+                    permission_set_arn: permission_set_arn.clone(),
+                    principal_type: principal_type.clone(),
+                    principal_id: principal_id.clone(),
+                },
+                other => other.clone(),
+            });
+            let unit = grant.spec.target.organizational_unit.clone();
+            let settle = |held: &Access| match (&unit, &template) {
+                (Some(unit), Some(template)) => settle_in_unit(template, unit, cache, held),
+                _ => Settle::WhenReplaced,
+            };
+            let ask = GrantAsk {
+                holder: &holder,
+                grant: &holder,
+                wanted: &wanted,
+                settle: &settle,
+                deleting: false,
+                deletion_policy: grant.spec.deletion_policy,
+                expiry: Expiry::of(&grant.spec),
+                allowed: &allowed,
+                connector: state,
+                now,
+            };
+            let lines = pieces
+                .into_iter()
+                .map(|(i, access, _)| (i, access))
+                .collect();
+            (lines, shell.converge(&ask).await)
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
     let mut failed = failed_prune;
     for (pieces, result) in results {
         let report = match result {
@@ -902,6 +901,13 @@ async fn execute(
     }
     failed
 }
+
+/// A grant's lines to apply: each line, its access, and whether it is access the grant no
+/// longer covers (an account that left its organizational unit).
+type Pieces = Vec<(usize, Access, bool)>;
+
+/// What applying one grant's lines came to.
+type Applied = (Vec<(usize, Access)>, Result<GrantReport, ShellError>);
 
 /// Whether a grant's lines are one piece of access it still asks for (not an
 /// organizational-unit grant's accounts).
