@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::args::{AccessArgs, OutputFormat};
-use crate::api::validation::{describe, validate_connector, validate_grant};
+use crate::api::validation::validate_grant;
 use crate::api::{AccessGrant, AwsConnector};
 use crate::aws::{AwsBase, RateLimits};
 use crate::effective::{Declaration, Declarations, Path, Via, paths};
@@ -61,19 +61,9 @@ pub async fn run(args: AccessArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let connector = match connectors.len() {
-        1 => connectors.remove(0),
-        0 => anyhow::bail!("no AwsConnector found: pass the connector's manifest with -f"),
-        n => anyhow::bail!("{n} AwsConnectors found: pass exactly one"),
-    };
-    let verdict = validate_connector(&connector.spec);
-    if !verdict.is_valid() {
-        eprintln!(
-            "error: the AwsConnector is invalid: {}",
-            describe(&verdict.errors())
-        );
+    let Some(connector) = super::one_valid_connector(connectors)? else {
         return Ok(ExitCode::from(1));
-    }
+    };
     let inventory = match &args.inventory {
         Some(path) => {
             let text = std::fs::read_to_string(path)

@@ -9,6 +9,27 @@ pub mod sync;
 
 pub use args::*;
 
+/// The one AwsConnector of the files, valid; `Ok(None)` when it is invalid (said on stderr: exit
+/// 1).
+pub fn one_valid_connector(
+    mut connectors: Vec<crate::api::AwsConnector>,
+) -> anyhow::Result<Option<crate::api::AwsConnector>> {
+    let connector = match connectors.len() {
+        1 => connectors.remove(0),
+        0 => anyhow::bail!("no AwsConnector found: pass the connector's manifest with -f"),
+        n => anyhow::bail!("{n} AwsConnectors found: pass exactly one"),
+    };
+    let verdict = crate::api::validation::validate_connector(&connector.spec);
+    if !verdict.is_valid() {
+        eprintln!(
+            "error: the AwsConnector is invalid: {}",
+            crate::api::validation::describe(&verdict.errors())
+        );
+        return Ok(None);
+    }
+    Ok(Some(connector))
+}
+
 /// Input that was read but breaks a rule (exit 1), as opposed to input that could not be read
 /// or a command that could not run (exit 2).
 #[derive(Debug, thiserror::Error)]

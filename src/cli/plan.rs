@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::args::{OutputFormat, PlanArgs};
 use super::lookup::{AccountCheck, Actual, look_up};
 use crate::api::connector::NamespacesFrom;
-use crate::api::validation::{describe, validate_connector, validate_grant};
+use crate::api::validation::{describe, validate_grant};
 use crate::api::{AccessGrant, AwsConnector};
 use crate::aws::{AwsBase, RateLimits, Session};
 use crate::fence::Fence;
@@ -551,19 +551,9 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let connector = match connectors.len() {
-        1 => connectors.remove(0),
-        0 => anyhow::bail!("no AwsConnector found: pass the connector's manifest with -f"),
-        n => anyhow::bail!("{n} AwsConnectors found: pass exactly one"),
-    };
-    let verdict = validate_connector(&connector.spec);
-    if !verdict.is_valid() {
-        eprintln!(
-            "error: the AwsConnector is invalid: {}",
-            describe(&verdict.errors())
-        );
+    let Some(connector) = super::one_valid_connector(connectors)? else {
         return Ok(ExitCode::from(1));
-    }
+    };
     let (inventory, session) = match inventory_and_session(&args, &connector, apply).await? {
         Ok(found) => found,
         Err(message) => {

@@ -573,29 +573,7 @@ fn describe_wanted(
                 Origin::Adopted => ("Adopted", format!("{shown} already existed and is adopted")),
                 Origin::Created => ("Granted", format!("{shown} is granted")),
             };
-            match change {
-                HeldChange::Granted => {
-                    events.push((EventType::Normal, "Granted", format!("{shown} granted")))
-                }
-                HeldChange::Regranted => events.push((
-                    EventType::Warning,
-                    "Regranted",
-                    format!("{shown} was removed outside the operator; granted again"),
-                )),
-                HeldChange::Adopted => events.push((
-                    EventType::Normal,
-                    "Adopted",
-                    format!("{shown} already existed: adopted"),
-                )),
-                HeldChange::Joined => events.push((
-                    EventType::Normal,
-                    "Joined",
-                    format!(
-                        "{shown} is managed already for other grants; this grant declares it too"
-                    ),
-                )),
-                HeldChange::Unchanged => {}
-            }
+            events.extend(held_event(&change, &shown));
             if let Some(at) = &next.expires_at {
                 message.push_str(&format!(" until {at}"));
             }
@@ -672,6 +650,29 @@ fn describe_wanted(
     }
 }
 
+/// The event for how a piece of access came to be held this time, if it changed.
+fn held_event(change: &HeldChange, shown: &str) -> Option<(EventType, &'static str, String)> {
+    match change {
+        HeldChange::Granted => Some((EventType::Normal, "Granted", format!("{shown} granted"))),
+        HeldChange::Regranted => Some((
+            EventType::Warning,
+            "Regranted",
+            format!("{shown} was removed outside the operator; granted again"),
+        )),
+        HeldChange::Adopted => Some((
+            EventType::Normal,
+            "Adopted",
+            format!("{shown} already existed: adopted"),
+        )),
+        HeldChange::Joined => Some((
+            EventType::Normal,
+            "Joined",
+            format!("{shown} is managed already for other grants; this grant declares it too"),
+        )),
+        HeldChange::Unchanged => None,
+    }
+}
+
 fn account_of(access: &Access) -> String {
     match access {
         Access::Assignment { account_id, .. } => account_id.clone(),
@@ -725,22 +726,7 @@ fn describe_unit(
                 if let Some(at) = expiry.at(since.as_deref().and_then(|s| s.parse().ok()), now) {
                     soonest = Some(soonest.map_or(at, |s| s.min(at)));
                 }
-                match change {
-                    HeldChange::Granted => {
-                        events.push((EventType::Normal, "Granted", format!("{shown} granted")))
-                    }
-                    HeldChange::Regranted => events.push((
-                        EventType::Warning,
-                        "Regranted",
-                        format!("{shown} was removed outside the operator; granted again"),
-                    )),
-                    HeldChange::Adopted => events.push((
-                        EventType::Normal,
-                        "Adopted",
-                        format!("{shown} already existed: adopted"),
-                    )),
-                    HeldChange::Joined | HeldChange::Unchanged => {}
-                }
+                events.extend(held_event(change, &shown));
                 let state = if *origin == Origin::Adopted {
                     "Adopted"
                 } else {
