@@ -400,6 +400,9 @@ pub struct InventoryCounts {
     #[serde(default)]
     pub member_iam_roles: u64,
     pub sso_users: u64,
+    /// Identity Center users with a sign-in in CloudTrail's history (`sync.lastSignIn`).
+    #[serde(default)]
+    pub sso_users_signed_in: u64,
     pub sso_groups: u64,
     pub permission_sets: u64,
     pub assignments: u64,

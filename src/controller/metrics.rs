@@ -232,6 +232,7 @@ impl Metrics {
             ("iamGroups", counts.iam_groups),
             ("iamRoles", counts.iam_roles),
             ("ssoUsers", counts.sso_users),
+            ("ssoUsersSignedIn", counts.sso_users_signed_in),
             ("ssoGroups", counts.sso_groups),
             ("permissionSets", counts.permission_sets),
             ("assignments", counts.assignments),

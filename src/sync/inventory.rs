@@ -189,6 +189,11 @@ impl Inventory {
                 .sum()),
             member_iam_roles: n(self.member_accounts.iter().map(|m| m.iam_roles.len()).sum()),
             sso_users: n(self.sso_users.len()),
+            sso_users_signed_in: n(self
+                .sso_users
+                .iter()
+                .filter(|u| u.last_sign_in_at.is_some())
+                .count()),
             sso_groups: n(self.sso_groups.len()),
             permission_sets: n(self.permission_sets.len()),
             assignments: n(self.assignments.len()),
@@ -298,6 +303,40 @@ mod tests {
         assert_eq!(ids("ou-b"), ["4"]);
         assert_eq!(ids("r"), ["1", "2", "3", "4"]);
         assert!(ids("ou-unknown").is_empty());
+    }
+
+    #[test]
+    fn counts_say_what_the_new_keys_hold() {
+        let mut inventory = tree();
+        inventory.sso_users = vec![
+            SsoUser {
+                id: "u1".into(),
+                last_sign_in_at: Some("2026-11-20T09:00:00Z".into()),
+                ..SsoUser::default()
+            },
+            SsoUser {
+                id: "u2".into(),
+                ..SsoUser::default()
+            },
+        ];
+        inventory.member_accounts = vec![
+            MemberAccount {
+                account_id: "2".into(),
+                outcome: member_outcome::ENTERED.into(),
+                iam_users: vec![IamUser::default(), IamUser::default()],
+                ..MemberAccount::default()
+            },
+            MemberAccount {
+                account_id: "3".into(),
+                outcome: member_outcome::ACCESS_DENIED.into(),
+                ..MemberAccount::default()
+            },
+        ];
+        let counts = inventory.counts(0);
+        assert_eq!(counts.organizational_units, 4);
+        assert_eq!(counts.sso_users_signed_in, 1);
+        assert_eq!(counts.member_accounts_entered, 1);
+        assert_eq!(counts.member_iam_users, 2);
     }
 
     #[test]
