@@ -182,6 +182,14 @@ impl Caller {
         self.stats.count(operation);
     }
 
+    /// Waits for `service`'s rate-limit lane, for a request made outside `call` (an
+    /// AssumeRole made by a credentials provider).
+    pub async fn pace(&self, service: Service) {
+        if let Some(bucket) = self.bucket(service) {
+            bucket.acquire().await;
+        }
+    }
+
     /// Makes one call (and its retries). `call` performs the request and converts its error.
     pub async fn call<T, F, Fut>(
         &self,
@@ -251,6 +259,22 @@ mod tests {
                 max_delay: Duration::from_millis(2),
             },
         )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_made_outside_call_waits_for_its_lane_too() {
+        let limits = RateLimits(Service::ALL.into_iter().map(|s| (s, 2.0)).collect());
+        let caller = Caller::new(&limits, RetryPolicy::default());
+        let started = tokio::time::Instant::now();
+        for _ in 0..6 {
+            caller.pace(Service::Sts).await;
+        }
+        // A burst of 2, then 2 a second: the sixth waits for the fourth token after the burst.
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1990) && waited < Duration::from_millis(2100),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test]

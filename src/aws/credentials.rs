@@ -205,6 +205,9 @@ impl ProvideCredentials for Hop {
             let policy = self.caller.retry_policy();
             let mut attempt = 0;
             loop {
+                // Through the STS lane like any call: member accounts are entered by the
+                // hundred.
+                self.caller.pace(Service::Sts).await;
                 self.caller.record("AssumeRole");
                 let error = match self.provider.provide_credentials().await {
                     Ok(credentials) => return Ok(credentials),
