@@ -322,11 +322,11 @@ fn ending_text(ending: &Ending) -> String {
     }
 }
 
-/// Events for what happened to access the grant no longer declares, and whether all of it
-/// is settled; the first problem, if not.
 /// An organizational-unit grant's unit, and what becomes of the access it no longer asks for.
 type UnitSettle<'a> = (&'a str, &'a dyn Fn(&Access) -> Settle);
 
+/// Events for what happened to access the grant no longer declares, and whether all of it
+/// is settled; the first problem, if not.
 fn report_others(
     report: &GrantReport,
     wanted: Option<&Access>,
