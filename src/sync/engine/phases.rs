@@ -339,15 +339,16 @@ impl<S: StateStore> Engine<'_, S> {
         );
         let (session, size, policies) = (self.session, self.size(), self.spec.policies);
         let role = settings.role_name.as_str();
-        let entered = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        // Each account's session, built once: its credentials are assumed once and refreshed
+        // by the SDK before they expire.
+        let entered: Arc<std::sync::Mutex<BTreeMap<String, Arc<Session>>>> = Arc::default();
         let list = move |account: String, token: Option<String>| {
             let entered = entered.clone();
             async move {
-                let known = entered.lock().ok().and_then(
-                    |m: std::sync::MutexGuard<'_, BTreeMap<String, Arc<Session>>>| {
-                        m.get(&account).cloned()
-                    },
-                );
+                let known = entered
+                    .lock()
+                    .ok()
+                    .and_then(|sessions| sessions.get(&account).cloned());
                 let member = match known {
                     Some(member) => member,
                     None => {
