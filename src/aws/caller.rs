@@ -161,6 +161,29 @@ impl Caller {
         }
     }
 
+    /// The same counters, retries and observer, with IAM's lane that of member account
+    /// `account`: AWS meters IAM per account, so each member account's IAM is read at its own
+    /// quota (shared with every other session reaching that account), not the connector's.
+    pub fn in_member_account(&self, account: &str) -> Self {
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let key = (account.to_string(), String::new(), Service::Iam);
+        buckets.insert(
+            Service::Iam,
+            SHARED.bucket(key, self.limits.rate(Service::Iam)),
+        );
+        Self {
+            buckets: Arc::new(Mutex::new(buckets)),
+            limits: self.limits.clone(),
+            stats: self.stats.clone(),
+            retry: self.retry.clone(),
+            observer: self.observer.clone(),
+        }
+    }
+
     /// The bucket `service`'s calls wait on now.
     pub fn bucket(&self, service: Service) -> Option<Arc<TokenBucket>> {
         let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -259,6 +282,38 @@ mod tests {
                 max_delay: Duration::from_millis(2),
             },
         )
+    }
+
+    #[tokio::test]
+    async fn a_member_account_has_its_own_iam_lane_and_the_same_counters() {
+        let caller = fast();
+        caller.share("111111111111", |_| String::new());
+        let member = caller.in_member_account("222222222222");
+        let lane = |c: &Caller, s: Service| c.bucket(s).expect("bucket");
+        assert!(!Arc::ptr_eq(
+            &lane(&member, Service::Iam),
+            &lane(&caller, Service::Iam)
+        ));
+        assert!(Arc::ptr_eq(
+            &lane(&member, Service::Sts),
+            &lane(&caller, Service::Sts)
+        ));
+        let again = caller.in_member_account("222222222222");
+        assert!(
+            Arc::ptr_eq(&lane(&member, Service::Iam), &lane(&again, Service::Iam)),
+            "one lane per member account, whoever reaches it"
+        );
+        member
+            .call(Service::Iam, "GetAccountAuthorizationDetails", || async {
+                Ok::<_, AwsError>(())
+            })
+            .await
+            .expect("call");
+        assert_eq!(
+            caller.stats().by_operation()["GetAccountAuthorizationDetails"],
+            1,
+            "counted with the sync's calls"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -381,6 +381,7 @@ impl Session {
                 .into_builder()
                 .credentials_provider(credentials)
                 .build(),
+            caller: self.caller.in_member_account(account),
             role_arn: Some(role_arn),
             identity: None,
             ..self.clone()
