@@ -802,23 +802,8 @@ async fn execute(
                 .filter(|(_, _, leaving)| !leaving)
                 .map(|(_, access, _)| access.clone())
                 .collect();
-            // The grant's assignment with every id but the account's.
-            let template = pieces.first().map(|(_, access, _)| match access {
-                Access::Assignment {
-                    instance_arn,
-                    permission_set_arn,
-                    principal_type,
-                    principal_id,
-                    ..
-                } => Access::Assignment {
-                    instance_arn: instance_arn.clone(),
-                    account_id: String::new(),
-                    permission_set_arn: permission_set_arn.clone(),
-                    principal_type: principal_type.clone(),
-                    principal_id: principal_id.clone(),
-                },
-                other => other.clone(),
-            });
+            // Any of the grant's assignments stands for the others: only the account differs.
+            let template = pieces.first().map(|(_, access, _)| access.clone());
             let unit = grant.spec.target.organizational_unit.clone();
             let settle = |held: &Access| match (&unit, &template) {
                 (Some(unit), Some(template)) => settle_in_unit(template, unit, cache, held),

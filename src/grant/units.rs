@@ -9,6 +9,7 @@ use crate::sync::cache::{Placement, SyncCache};
 /// asks for: revoked at once when the last sync saw the account elsewhere (or not ACTIVE); kept
 /// when the sync did not see it at all (it may have been moving between two units while the
 /// sync listed them); replaced as usual when the spec changed the principal or permission set.
+/// `template` is any assignment of the grant: its account is not looked at.
 pub fn settle_in_unit(template: &Access, unit: &str, cache: &SyncCache, held: &Access) -> Settle {
     let (
         Access::Assignment {
