@@ -252,14 +252,6 @@ pub fn summary(inventory: &Inventory) -> String {
         ));
     }
     if !inventory.member_accounts.is_empty() {
-        let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
-        for member in &inventory.member_accounts {
-            *outcomes.entry(member.outcome.as_str()).or_default() += 1;
-        }
-        let outcomes: Vec<String> = outcomes
-            .iter()
-            .map(|(outcome, n)| format!("{n} {outcome}"))
-            .collect();
         let users: usize = inventory
             .member_accounts
             .iter()
@@ -267,7 +259,7 @@ pub fn summary(inventory: &Inventory) -> String {
             .sum();
         text.push_str(&format!(
             "member accounts: {} ({users} IAM users)\n",
-            outcomes.join(", ")
+            inventory.member_outcomes()
         ));
         for member in &inventory.member_accounts {
             if let Some(message) = &member.message {

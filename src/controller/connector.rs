@@ -548,15 +548,10 @@ async fn sync(
                 inventory.stats.total_calls
             );
             if !inventory.member_accounts.is_empty() {
-                let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
-                for member in &inventory.member_accounts {
-                    *outcomes.entry(member.outcome.as_str()).or_default() += 1;
-                }
-                let outcomes: Vec<String> = outcomes
-                    .iter()
-                    .map(|(outcome, n)| format!("{n} {outcome}"))
-                    .collect();
-                message.push_str(&format!("; member accounts: {}", outcomes.join(", ")));
+                message.push_str(&format!(
+                    "; member accounts: {}",
+                    inventory.member_outcomes()
+                ));
             }
             if let Some(why) = not_counted {
                 message.push_str(&format!(

@@ -75,6 +75,20 @@ impl Inventory {
         }
     }
 
+    /// How many member accounts had each outcome, e.g. `1 AccessDenied, 2 Entered` (outcomes in
+    /// name order).
+    pub fn member_outcomes(&self) -> String {
+        let mut outcomes = BTreeMap::<&str, usize>::new();
+        for member in &self.member_accounts {
+            *outcomes.entry(member.outcome.as_str()).or_default() += 1;
+        }
+        outcomes
+            .iter()
+            .map(|(outcome, n)| format!("{n} {outcome}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The organizational units under `parent` (a root or an organizational unit), nested ones
     /// included, `parent` itself too.
     pub fn units_under<'a>(&'a self, parent: &'a str) -> BTreeSet<&'a str> {
