@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::grant::access::Access;
 use crate::sync::Inventory;
-use crate::sync::inventory::{Assignment, PermissionSetContents};
+use crate::sync::inventory::{Assignment, PermissionSetContents, SsoGroup, SsoUser};
 
 /// An AccessGrant that declares a piece of a path.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -97,77 +97,115 @@ impl Path {
     }
 }
 
-/// Every path of `inventory`: each user assignment, and each group assignment once per member,
-/// in a stable order (user name, account, permission set name, group).
-pub fn paths(inventory: &Inventory, declarations: &Declarations) -> Vec<Path> {
+/// One user holding one assignment: directly, or as a member of `group`.
+struct Holding<'a> {
+    assignment: &'a Assignment,
+    user: &'a SsoUser,
+    group: Option<&'a SsoGroup>,
+}
+
+/// Every user holding every assignment of `inventory` (a group's assignment once per member
+/// the inventory knows), with the access an AccessGrant would declare for each part: the
+/// assignment, and the membership when through a group. Nothing is copied but the keys.
+fn holdings(inventory: &Inventory) -> Vec<(Holding<'_>, Access, Option<Access>)> {
     let Some(ic) = &inventory.identity_center else {
         return Vec::new();
     };
-    let users: BTreeMap<&str, _> = inventory
+    let users: BTreeMap<&str, &SsoUser> = inventory
         .sso_users
         .iter()
         .map(|u| (u.id.as_str(), u))
         .collect();
-    let groups: BTreeMap<&str, _> = inventory
+    let groups: BTreeMap<&str, &SsoGroup> = inventory
         .sso_groups
         .iter()
         .map(|g| (g.id.as_str(), g))
         .collect();
-    let declared = |access: Access| declarations.get(&access).cloned().unwrap_or_default();
-    let assignment_access = |a: &Assignment| Access::Assignment {
-        instance_arn: ic.instance_arn.clone(),
-        account_id: a.account_id.clone(),
-        permission_set_arn: a.permission_set_arn.clone(),
-        principal_type: a.principal_type.clone(),
-        principal_id: a.principal_id.clone(),
-    };
     let mut found = Vec::new();
     for assignment in &inventory.assignments {
-        let account = account_ref(inventory, &assignment.account_id);
-        let permission_set = permission_set_ref(inventory, &assignment.permission_set_arn);
-        let declared_by = declared(assignment_access(assignment));
-        let holders: Vec<(&str, Via)> = if assignment.principal_type == "GROUP" {
+        let holders: Vec<(&str, Option<&SsoGroup>)> = if assignment.principal_type == "GROUP" {
+            // A group the inventory does not have: nobody to hold it.
             let Some(group) = groups.get(assignment.principal_id.as_str()) else {
                 continue;
             };
             group
                 .members
                 .iter()
-                .map(|user| {
-                    let membership = Access::SsoMembership {
-                        identity_store_id: ic.identity_store_id.clone(),
-                        group_id: group.id.clone(),
-                        user_id: user.clone(),
-                    };
-                    let via = Via::Group {
-                        id: group.id.clone(),
-                        display_name: group.display_name.clone(),
-                        membership_declared_by: declared(membership),
-                    };
-                    (user.as_str(), via)
-                })
+                .map(|u| (u.as_str(), Some(*group)))
                 .collect()
         } else {
-            vec![(assignment.principal_id.as_str(), Via::Direct)]
+            vec![(assignment.principal_id.as_str(), None)]
         };
-        for (user_id, via) in holders {
-            let Some(user) = users.get(user_id) else {
+        for (user_id, group) in holders {
+            let Some(user) = users.get(user_id).copied() else {
                 continue;
             };
-            found.push(Path {
+            let access = Access::Assignment {
+                instance_arn: ic.instance_arn.clone(),
+                account_id: assignment.account_id.clone(),
+                permission_set_arn: assignment.permission_set_arn.clone(),
+                principal_type: assignment.principal_type.clone(),
+                principal_id: assignment.principal_id.clone(),
+            };
+            let membership = group.map(|group| Access::SsoMembership {
+                identity_store_id: ic.identity_store_id.clone(),
+                group_id: group.id.clone(),
+                user_id: user.id.clone(),
+            });
+            let holding = Holding {
+                assignment,
+                user,
+                group,
+            };
+            found.push((holding, access, membership));
+        }
+    }
+    found
+}
+
+/// Every path of `inventory`: each user assignment, and each group assignment once per member,
+/// in a stable order (user name, account, permission set name, group).
+pub fn paths(inventory: &Inventory, declarations: &Declarations) -> Vec<Path> {
+    let declared = |access: &Access| declarations.get(access).cloned().unwrap_or_default();
+    // Each account and permission set described once, however many paths lead through it.
+    let mut accounts: BTreeMap<&str, AccountRef> = BTreeMap::new();
+    let mut sets: BTreeMap<&str, PermissionSetRef> = BTreeMap::new();
+    let mut found: Vec<Path> = holdings(inventory)
+        .into_iter()
+        .map(|(holding, access, membership)| {
+            let (account, set) = (
+                holding.assignment.account_id.as_str(),
+                holding.assignment.permission_set_arn.as_str(),
+            );
+            let user = holding.user;
+            let via = match (holding.group, membership) {
+                (Some(group), Some(membership)) => Via::Group {
+                    id: group.id.clone(),
+                    display_name: group.display_name.clone(),
+                    membership_declared_by: declared(&membership),
+                },
+                _ => Via::Direct,
+            };
+            Path {
                 user: UserRef {
                     id: user.id.clone(),
                     user_name: user.user_name.clone(),
                     display_name: user.display_name.clone(),
                     last_sign_in_at: user.last_sign_in_at.clone(),
                 },
-                account: account.clone(),
-                permission_set: permission_set.clone(),
+                account: accounts
+                    .entry(account)
+                    .or_insert_with(|| account_ref(inventory, account))
+                    .clone(),
+                permission_set: sets
+                    .entry(set)
+                    .or_insert_with(|| permission_set_ref(inventory, set))
+                    .clone(),
                 via,
-                declared_by: declared_by.clone(),
-            });
-        }
-    }
+                declared_by: declared(&access),
+            }
+        })
+        .collect();
     found.sort_by(|a, b| {
         let key = |p: &Path| {
             let group = match &p.via {
@@ -213,11 +251,18 @@ fn permission_set_ref(inventory: &Inventory, arn: &str) -> PermissionSetRef {
     }
 }
 
-/// How many paths of `inventory` no AccessGrant declares whole.
+/// How many paths of `inventory` no AccessGrant declares whole: counted after every sync, so
+/// without building the paths (their users, accounts and permission sets copied) first.
 pub fn undeclared(inventory: &Inventory, declarations: &Declarations) -> usize {
-    paths(inventory, declarations)
-        .iter()
-        .filter(|p| !p.declared())
+    holdings(inventory)
+        .into_iter()
+        .filter(|(_, access, membership)| {
+            let whole = declarations.contains_key(access)
+                && membership
+                    .as_ref()
+                    .is_none_or(|m| declarations.contains_key(m));
+            !whole
+        })
         .count()
 }
 
