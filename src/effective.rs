@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::api::{AccessGrant, AwsConnector};
 use crate::grant::access::Access;
+use crate::grant::expiry::Expiry;
+use crate::grant::resolve::{Directory, resolve};
 use crate::sync::Inventory;
 use crate::sync::inventory::{Assignment, PermissionSetContents, SsoGroup, SsoUser};
 
@@ -248,6 +251,57 @@ fn permission_set_ref(inventory: &Inventory, arn: &str) -> PermissionSetRef {
         name: set.map(|p| p.name.clone()).unwrap_or_default(),
         session_duration: set.and_then(|p| p.session_duration.clone()),
         contents: set.and_then(|p| p.contents.clone()),
+    }
+}
+
+/// The access the AccessGrants of `connector` among `grants` declare, each with the grant and
+/// when it ends. Names resolve in `directory` alone (its session, if any, is for names it does
+/// not know): a name it does not know declares nothing.
+pub async fn declarations<'a>(
+    connector: &AwsConnector,
+    grants: impl IntoIterator<Item = &'a AccessGrant>,
+    directory: &Directory<'_>,
+) -> Declarations {
+    let connector_namespace = connector.metadata.namespace.clone().unwrap_or_default();
+    let connector_name = connector.metadata.name.clone().unwrap_or_default();
+    let mut found = Declarations::new();
+    for grant in grants {
+        let namespace = grant.metadata.namespace.clone().unwrap_or_default();
+        let reference = &grant.spec.connector_ref;
+        let referenced = reference.namespace.as_ref().unwrap_or(&namespace);
+        if reference.name != connector_name || *referenced != connector_namespace {
+            continue;
+        }
+        let Ok(Ok(resolved)) = resolve(&grant.spec, directory).await else {
+            continue;
+        };
+        let declaration = Declaration {
+            grant: format!(
+                "{namespace}/{}",
+                grant.metadata.name.clone().unwrap_or_default()
+            ),
+            expires: expires(grant),
+        };
+        for access in resolved.accesses {
+            found.entry(access).or_default().push(declaration.clone());
+        }
+    }
+    found
+}
+
+/// When a grant ends, as far as its manifest says.
+fn expires(grant: &AccessGrant) -> Option<String> {
+    let recorded = grant.status.as_ref().and_then(|s| s.expires_at.clone());
+    match Expiry::of(&grant.spec) {
+        Expiry::Never => None,
+        Expiry::At(at) => Some(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        Expiry::After(_) => recorded.or_else(|| {
+            grant
+                .spec
+                .duration
+                .as_ref()
+                .map(|d| format!("{d} after it is granted"))
+        }),
     }
 }
 

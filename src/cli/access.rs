@@ -14,8 +14,7 @@ use crate::api::validation::validate_grant;
 use crate::api::{AccessGrant, AwsConnector};
 use crate::aws::{AwsBase, RateLimits};
 use crate::effective::{Declaration, Declarations, Path, Via, paths};
-use crate::grant::expiry::Expiry;
-use crate::grant::resolve::{Directory, resolve};
+use crate::grant::resolve::Directory;
 use crate::manifest::{Document, load};
 use crate::sync::cache::SyncCache;
 use crate::sync::inventory::{IamGroup, IamRole, IamUser, Inventory};
@@ -180,8 +179,8 @@ async fn sync(
         .map_err(|e| e.to_string()))
 }
 
-/// The access each of `grants` (those of `connector`, valid, whose names the inventory knows)
-/// declares.
+/// The access the valid AccessGrants among `grants` declare in `inventory` (those of other
+/// connectors are left out by `effective::declarations`).
 async fn declarations(
     connector: &AwsConnector,
     grants: &[AccessGrant],
@@ -194,52 +193,8 @@ async fn declarations(
         identity_center: inventory.identity_center.as_ref(),
         session: None,
     };
-    let connector_namespace = connector.metadata.namespace.clone().unwrap_or_default();
-    let connector_name = connector.metadata.name.clone().unwrap_or_default();
-    let mut found = Declarations::new();
-    for grant in grants {
-        let namespace = grant.metadata.namespace.clone().unwrap_or_default();
-        let reference = &grant.spec.connector_ref;
-        let referenced = reference.namespace.as_ref().unwrap_or(&namespace);
-        if reference.name != connector_name || *referenced != connector_namespace {
-            continue;
-        }
-        if !validate_grant(&grant.spec).is_empty() {
-            continue;
-        }
-        // Without a session nothing is looked up in AWS: a name the inventory does not know
-        // declares nothing in it.
-        let Ok(Ok(resolved)) = resolve(&grant.spec, &directory).await else {
-            continue;
-        };
-        let declaration = Declaration {
-            grant: format!(
-                "{namespace}/{}",
-                grant.metadata.name.clone().unwrap_or_default()
-            ),
-            expires: expires(grant),
-        };
-        for access in resolved.accesses {
-            found.entry(access).or_default().push(declaration.clone());
-        }
-    }
-    found
-}
-
-/// When a grant ends, as far as its manifest says.
-fn expires(grant: &AccessGrant) -> Option<String> {
-    let recorded = grant.status.as_ref().and_then(|s| s.expires_at.clone());
-    match Expiry::of(&grant.spec) {
-        Expiry::Never => None,
-        Expiry::At(at) => Some(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-        Expiry::After(_) => recorded.or_else(|| {
-            grant
-                .spec
-                .duration
-                .as_ref()
-                .map(|d| format!("{d} after it is granted"))
-        }),
-    }
+    let valid = grants.iter().filter(|g| validate_grant(&g.spec).is_empty());
+    crate::effective::declarations(connector, valid, &directory).await
 }
 
 /// The paths of a user (by user name, id or email), or else of a group's members through it

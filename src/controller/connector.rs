@@ -25,7 +25,7 @@ use crate::connect::{self, Authenticated};
 use crate::grant::access::Access;
 use crate::grant::execute::{Done, Shell};
 use crate::grant::plan::unmanaged;
-use crate::grant::resolve::{Directory, resolve};
+use crate::grant::resolve::Directory;
 use crate::sync::cache::SyncCache;
 use crate::sync::engine::CACHE_KEY;
 use crate::sync::{Inventory, schedule};
@@ -599,35 +599,14 @@ async fn unmanaged_access(
     inventory: &Inventory,
     cache: &SyncCache,
 ) -> Result<(Vec<Access>, usize), Error> {
-    let namespace = connector.namespace().unwrap_or_default();
-    let name = connector.name_any();
     let directory = Directory {
         cache,
         identity_center: inventory.identity_center.as_ref(),
         session: None,
     };
-    let mut declared = BTreeSet::new();
-    let mut declarations = crate::effective::Declarations::new();
-    for grant in ctx.grants().await? {
-        let reference = &grant.spec.connector_ref;
-        let grant_namespace = grant.namespace().unwrap_or_default();
-        if reference.name != name
-            || reference.namespace.as_deref().unwrap_or(&grant_namespace) != namespace
-        {
-            continue;
-        }
-        if let Ok(Ok(resolved)) = resolve(&grant.spec, &directory).await {
-            for access in resolved.accesses {
-                declarations.entry(access.clone()).or_default().push(
-                    crate::effective::Declaration {
-                        grant: format!("{grant_namespace}/{}", grant.name_any()),
-                        expires: None,
-                    },
-                );
-                declared.insert(access);
-            }
-        }
-    }
+    let grants = ctx.grants().await?;
+    let declarations = crate::effective::declarations(connector, &grants, &directory).await;
+    let declared: BTreeSet<Access> = declarations.keys().cloned().collect();
     let undeclared_paths = crate::effective::undeclared(inventory, &declarations);
     Ok((unmanaged(inventory, &declared), undeclared_paths))
 }
