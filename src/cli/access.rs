@@ -12,7 +12,6 @@ use serde::Serialize;
 use super::args::{AccessArgs, OutputFormat};
 use crate::api::validation::validate_grant;
 use crate::api::{AccessGrant, AwsConnector};
-use crate::aws::{AwsBase, RateLimits};
 use crate::effective::{Declaration, Declarations, Path, Via, paths};
 use crate::grant::resolve::Directory;
 use crate::manifest::{Document, load};
@@ -139,29 +138,17 @@ async fn sync(
     args: &AccessArgs,
     connector: &AwsConnector,
 ) -> anyhow::Result<Result<Inventory, String>> {
-    let (resolved, external_id) = match super::sync::chain(
-        connector,
-        &args.external_id_env,
-        &args.global_external_id_env,
-    ) {
-        Ok(found) => found,
+    let reach = super::sync::Reach {
+        external_id_env: &args.external_id_env,
+        global_external_id_env: &args.global_external_id_env,
+        member_external_id_env: Some(&args.member_external_id_env),
+        rate_limits: &args.rate_limits,
+        attempt_timeout: args.aws_attempt_timeout,
+    };
+    let authenticated = match super::sync::authenticated(connector, reach).await? {
+        Ok(authenticated) => authenticated,
         Err(message) => return Ok(Err(message)),
     };
-    let member_external_id =
-        match super::sync::member_external_id(connector, &args.member_external_id_env) {
-            Ok(found) => found,
-            Err(message) => return Ok(Err(message)),
-        };
-    let limits =
-        RateLimits::parse(&args.rate_limits).map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
-    let base = AwsBase::from_env(args.aws_attempt_timeout).await;
-    let mut authenticated =
-        match crate::connect::authenticate(&base, &resolved, external_id.as_deref(), &limits).await
-        {
-            Ok(authenticated) => authenticated,
-            Err(error) => return Ok(Err(format!("cannot authenticate: {error}"))),
-        };
-    authenticated.session.member_external_id = member_external_id;
     let scope = crate::connect::scope(connector, &authenticated.identity);
     let result = crate::sync::run(
         &authenticated.session,

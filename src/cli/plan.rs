@@ -16,7 +16,7 @@ use super::lookup::{AccountCheck, Actual, look_up};
 use crate::api::connector::NamespacesFrom;
 use crate::api::validation::{describe, validate_grant};
 use crate::api::{AccessGrant, AwsConnector};
-use crate::aws::{AwsBase, RateLimits, Session};
+use crate::aws::Session;
 use crate::fence::Fence;
 use crate::grant::access::Access;
 use crate::grant::decide::{Connector, Decision, Declared, Ending, Facts, Observed, decide};
@@ -465,21 +465,16 @@ async fn inventory_and_session(
 ) -> anyhow::Result<Result<Prepared, String>> {
     let needs_aws = apply || args.inventory.is_none();
     let session = if needs_aws {
-        let (resolved, external_id) = match super::sync::chain(
-            connector,
-            &args.external_id_env,
-            &args.global_external_id_env,
-        ) {
-            Ok(found) => found,
-            Err(message) => return Ok(Err(message)),
+        let reach = super::sync::Reach {
+            external_id_env: &args.external_id_env,
+            global_external_id_env: &args.global_external_id_env,
+            member_external_id_env: None,
+            rate_limits: &args.rate_limits,
+            attempt_timeout: args.aws_attempt_timeout,
         };
-        let limits = RateLimits::parse(&args.rate_limits)
-            .map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
-        let base = AwsBase::from_env(args.aws_attempt_timeout).await;
-        match crate::connect::authenticate(&base, &resolved, external_id.as_deref(), &limits).await
-        {
+        match super::sync::authenticated(connector, reach).await? {
             Ok(authenticated) => Some(authenticated),
-            Err(error) => return Ok(Err(format!("cannot authenticate: {error}"))),
+            Err(message) => return Ok(Err(message)),
         }
     } else {
         None

@@ -103,6 +103,53 @@ pub fn member_external_id(connector: &AwsConnector, env: &str) -> Result<Option<
     }
 }
 
+/// What a command builds the connector's role chain from: the environment variables that stand
+/// for the connector's Secrets (the member accounts' one only for a command that syncs them),
+/// the rate limits and each attempt's timeout.
+pub struct Reach<'a> {
+    pub external_id_env: &'a str,
+    pub global_external_id_env: &'a str,
+    pub member_external_id_env: Option<&'a str>,
+    pub rate_limits: &'a str,
+    pub attempt_timeout: Duration,
+}
+
+/// The connector's role chain, built and confirmed (GetCallerIdentity); or why not, for an
+/// `error:` line and exit 1.
+pub async fn authenticated(
+    connector: &AwsConnector,
+    reach: Reach<'_>,
+) -> anyhow::Result<Result<crate::connect::Authenticated, String>> {
+    let (resolved, external_id) = match chain(
+        connector,
+        reach.external_id_env,
+        reach.global_external_id_env,
+    ) {
+        Ok(found) => found,
+        Err(message) => return Ok(Err(message)),
+    };
+    let member_external_id = match reach.member_external_id_env {
+        Some(env) => match member_external_id(connector, env) {
+            Ok(found) => found,
+            Err(message) => return Ok(Err(message)),
+        },
+        None => None,
+    };
+    let limits =
+        RateLimits::parse(reach.rate_limits).map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
+    let base = AwsBase::from_env(reach.attempt_timeout).await;
+    let name = connector.metadata.name.clone().unwrap_or_default();
+    match crate::connect::authenticate(&base, &resolved, external_id.as_deref(), &limits).await {
+        Ok(mut authenticated) => {
+            authenticated.session.member_external_id = member_external_id;
+            Ok(Ok(authenticated))
+        }
+        Err(error) => Ok(Err(format!(
+            "cannot authenticate AwsConnector {name}: {error}"
+        ))),
+    }
+}
+
 /// A `--state-dir` must be a directory (it is created when missing): anything else is said
 /// plainly, before any AWS call, rather than as a failed read of the page state.
 pub fn check_state_dir(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
@@ -130,38 +177,21 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     }
-    let (resolved, external_id) = match chain(
-        &connector,
-        &args.external_id_env,
-        &args.global_external_id_env,
-    ) {
-        Ok(found) => found,
+    let reach = Reach {
+        external_id_env: &args.external_id_env,
+        global_external_id_env: &args.global_external_id_env,
+        member_external_id_env: Some(&args.member_external_id_env),
+        rate_limits: &args.rate_limits,
+        attempt_timeout: args.aws_attempt_timeout,
+    };
+    let authenticated = match authenticated(&connector, reach).await? {
+        Ok(authenticated) => authenticated,
         Err(message) => {
             eprintln!("error: {message}");
             return Ok(ExitCode::from(1));
         }
     };
-    let member_external_id = match member_external_id(&connector, &args.member_external_id_env) {
-        Ok(found) => found,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Ok(ExitCode::from(1));
-        }
-    };
-    let limits =
-        RateLimits::parse(&args.rate_limits).map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
-    let base = AwsBase::from_env(args.aws_attempt_timeout).await;
-    let mut authenticated =
-        match crate::connect::authenticate(&base, &resolved, external_id.as_deref(), &limits).await
-        {
-            Ok(a) => a,
-            Err(error) => {
-                eprintln!("error: cannot authenticate AwsConnector {name}: {error}");
-                return Ok(ExitCode::from(1));
-            }
-        };
     tracing::info!(account = %authenticated.identity.account, arn = %authenticated.identity.arn, "authenticated");
-    authenticated.session.member_external_id = member_external_id;
     let scope = crate::connect::scope(&connector, &authenticated.identity);
     let options = SyncOptions {
         page_size: args.page_size.unwrap_or(i32::MAX),
