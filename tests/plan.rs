@@ -6,7 +6,9 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-use crate::support::moto::{AMBIENT_AWS_VARIABLES, Moto, SMALL_ORG};
+use crate::support::moto::{
+    AMBIENT_AWS_VARIABLES, Moto, SMALL_ORG, seeded_accounts_in, seeded_unit,
+};
 
 const FAST: &str = "sts=1000,iam=1000,organizations=1000,identitycenter=1000";
 
@@ -722,25 +724,8 @@ fn a_unit_grant_is_planned_and_applied_account_by_account() {
         "--assigned-users",
         "2",
     ]);
-    let unit = |name: &str| -> String {
-        seed["organizationalUnits"]
-            .as_array()
-            .expect("units")
-            .iter()
-            .find(|u| u["name"] == name)
-            .and_then(|u| u["id"].as_str())
-            .expect("unit")
-            .to_string()
-    };
-    let in_unit = |id: &str| -> Vec<String> {
-        seed["accountParents"]
-            .as_object()
-            .expect("parents")
-            .iter()
-            .filter(|(_, p)| p.as_str() == Some(id))
-            .map(|(a, _)| a.clone())
-            .collect()
-    };
+    let unit = |name: &str| seeded_unit(&seed, name);
+    let in_unit = |id: &str| seeded_accounts_in(&seed, id);
     let (ou0, ou2) = (unit("ou-00"), unit("ou-02"));
     let (direct, nested) = (in_unit(&ou0)[0].clone(), in_unit(&ou2)[0].clone());
     let dir = tempfile::tempdir().expect("tempdir");

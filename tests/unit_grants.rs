@@ -9,30 +9,18 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::grants::{Org, org, sso_user};
+use crate::support::moto::{seeded_accounts_in, seeded_unit};
 use crate::support::operator::{TIMEOUT, grant, wait_grant};
 use crate::support::wait;
 
 /// The seeded unit named `name`.
 fn unit(org: &Org, name: &str) -> String {
-    org.seed["organizationalUnits"]
-        .as_array()
-        .expect("units")
-        .iter()
-        .find(|u| u["name"] == name)
-        .and_then(|u| u["id"].as_str())
-        .expect("unit")
-        .to_string()
+    seeded_unit(&org.seed, name)
 }
 
 /// The seeded accounts whose parent is `parent`.
 fn accounts_in(org: &Org, parent: &str) -> Vec<String> {
-    org.seed["accountParents"]
-        .as_object()
-        .expect("parents")
-        .iter()
-        .filter(|(_, p)| p.as_str() == Some(parent))
-        .map(|(a, _)| a.clone())
-        .collect()
+    seeded_accounts_in(&org.seed, parent)
 }
 
 async fn move_account(org: &Org, account: &str, from: &str, to: &str) {

@@ -46,6 +46,29 @@ pub const SMALL_ORG: &[&str] = &[
     "2",
 ];
 
+/// The id of the organizational unit the seeder named `name`.
+pub fn seeded_unit(seed: &serde_json::Value, name: &str) -> String {
+    seed["organizationalUnits"]
+        .as_array()
+        .expect("units")
+        .iter()
+        .find(|u| u["name"] == name)
+        .and_then(|u| u["id"].as_str())
+        .expect("unit")
+        .to_string()
+}
+
+/// The accounts the seeder put directly under `parent` (the root or a unit).
+pub fn seeded_accounts_in(seed: &serde_json::Value, parent: &str) -> Vec<String> {
+    seed["accountParents"]
+        .as_object()
+        .expect("parents")
+        .iter()
+        .filter(|(_, p)| p.as_str() == Some(parent))
+        .map(|(a, _)| a.clone())
+        .collect()
+}
+
 pub struct Moto {
     pub endpoint: String,
     child: Child,
