@@ -1,5 +1,6 @@
 # Everything a fresh machine needs is installed by the targets themselves: Rust, Python 3.11
-# with pip, and a C compiler are all they assume.
+# with pip, a C compiler and Go (which builds the local Kubernetes control plane from the Go
+# module proxy, see docs/testing.md) are all they assume.
 
 CARGO  ?= cargo
 PYTHON ?= python3
@@ -9,18 +10,34 @@ CLEAN_AWS_ENV := env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_CA_BUNDLE -u A
 	-u AWS_SHARED_CREDENTIALS_FILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
 	-u AWS_REGION -u AWS_DEFAULT_REGION -u AWS_ENDPOINT_URL -u AWS_ROLE_ARN -u AWS_WEB_IDENTITY_TOKEN_FILE
 
-.PHONY: demo test bench bench-idle venv build crds check-crds lint fmt clean
+.PHONY: demo test test-oldest controlplane controlplane-oldest bench bench-idle venv build crds check-crds lint fmt clean
 
-## demo: seed a local AWS emulator with a sample organization and sync it with the operator
-demo: venv build
+## demo: a local AWS emulator seeded with a sample organization, a local Kubernetes control
+## plane, and the operator running against both; kubectl applies a connector and grants
+## (runs until Ctrl-C; DEMO_EXIT=1 stops at the end)
+demo: venv build controlplane
 	@bash scripts/demo.sh
 
-## test: install the test dependencies (moto into .venv) and run every test
-test: venv
+## test: install the test dependencies (moto into .venv, the control plane of Kubernetes 1.37)
+## and run every test
+test: venv controlplane
 	$(CLEAN_AWS_ENV) $(CARGO) test --locked
 	for suite in tests/moto tests/chart tests/health; do \
 		$(CLEAN_AWS_ENV) $(VENV)/bin/python -m unittest discover -s $$suite || exit 1; \
 	done
+
+## test-oldest: the end-to-end, grant, RBAC and chart tests again on the oldest Kubernetes the
+## chart supports (1.30)
+OLDEST_SUITES := e2e:: grants:: unit_grants:: rbac:: crds:: chart::
+test-oldest: venv controlplane controlplane-oldest
+	$(CLEAN_AWS_ENV) TEST_KUBERNETES_VERSION=1.30 $(CARGO) test --locked --test integration -- $(OLDEST_SUITES)
+
+## controlplane: build kube-apiserver, etcd, kubectl and helm once (target/controlplane)
+controlplane:
+	@bash controlplane/build.sh 1.37 >/dev/null
+
+controlplane-oldest:
+	@bash controlplane/build.sh 1.30 >/dev/null
 
 ## bench: sync seeded organizations with the release build; prints calls against their lower
 ## bound, wall time against the busiest rate-limit lane, and peak memory
@@ -50,7 +67,7 @@ build:
 ## crds: regenerate crds/ and the chart's CRDs from the Rust types
 crds:
 	$(CARGO) run --quiet --locked -- crd --output-dir crds
-	$(CARGO) run --quiet --locked -- crd --output-dir charts/aws-access-operator/templates/crds
+	$(CARGO) run --quiet --locked -- crd --output-dir charts/aws-access-operator/files/crds
 
 lint:
 	$(CARGO) fmt --all -- --check

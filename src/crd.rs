@@ -56,7 +56,7 @@ fn known_formats(schema: &mut JSONSchemaProps) {
 }
 
 /// Where the chart keeps its copy of the CRDs, relative to the repository.
-pub const CHART_CRDS: &str = "charts/aws-access-operator/templates/crds";
+pub const CHART_CRDS: &str = "charts/aws-access-operator/files/crds";
 
 /// One CRD as a YAML document, as stored in `crds/<name>.yaml`.
 pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_saphyr::SerializeError> {

@@ -3,8 +3,8 @@
 //! organization and then sits idle; it prints how long convergence took and the operator's
 //! resident memory while idle. It asserts only that every grant converged.
 //!
-//! The API server is the emulator in this test's process (or the cluster `TEST_KUBECONFIG`
-//! names), so the operator's memory is its own. `BENCH_OPERATOR` names the binary (default
+//! The API server is the local control plane (or the cluster `TEST_KUBECONFIG` names), in
+//! processes of its own, so the operator's memory is its own. `BENCH_OPERATOR` names the binary (default
 //! `target/release/aws-access-operator`), `BENCH_GRANTS` the number of grants,
 //! `BENCH_RATE_LIMITS` the operator's `--rate-limits` (default: its own defaults),
 //! `BENCH_IDLE_SECONDS` how long it idles before the last minute's samples (default 60).
@@ -78,8 +78,7 @@ async fn idle_memory_with_a_thousand_grants() {
         .filter_map(|a| a.as_str().map(str::to_string))
         .collect();
     let cluster = TestCluster::start("idle").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = cluster.kubeconfig_file(dir.path());
+    let config = cluster.kubeconfig_file();
     let limits = std::env::var("BENCH_RATE_LIMITS").unwrap_or_default();
     let mut args = vec!["--log-format", "json"];
     if !limits.is_empty() {

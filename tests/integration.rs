@@ -1,12 +1,13 @@
-//! Integration tests: real controllers against the Kubernetes API emulator (or a real cluster),
-//! and AWS behaviour against moto's server.
+//! Integration tests: real controllers against a real Kubernetes API server (the local control
+//! plane, or the cluster `TEST_KUBECONFIG` names), and AWS behaviour against moto's server.
 
 mod support;
 
 mod access;
-mod apiserver_behaviour;
+mod chart;
 mod cli;
 mod configmap_store;
+mod crds;
 mod e2e;
 mod grants;
 mod iam_policies;

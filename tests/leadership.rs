@@ -1,7 +1,7 @@
-//! Losing the API server, against the emulator: a leader cut off from it stops writing before
-//! another replica can take the lease, and the watches of an operator cut off recover within
-//! seconds once it answers again. (A real cluster cannot be cut off from one replica on demand,
-//! so these run on the emulator only.)
+//! Losing the API server: a leader cut off from it stops writing before another replica can
+//! take the lease, and the watches of an operator cut off recover within seconds once it
+//! answers again. One replica is cut off by a TCP forwarder in front of the API server that can
+//! drop every connection.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,22 +21,36 @@ use aws_access_operator::controller;
 use kube::api::PostParams;
 use serde_json::json;
 
-use crate::support::apiserver::ApiServer;
+use crate::support::cluster::{TestCluster, kubeconfig};
+use crate::support::control_plane::{ControlPlane, client_from};
 use crate::support::moto::Moto;
 use crate::support::operator::{aws, grant, settings, wait_grant};
 use crate::support::wait;
 
-/// A TCP forwarder to the emulator that can be cut: every connection through it is dropped, and
-/// new ones are refused.
+/// A TCP forwarder to an API server that can be cut: every connection through it is dropped,
+/// and new ones are refused.
 struct Cable {
     addr: SocketAddr,
+    /// The client configuration of the server behind it.
+    config: kube::Config,
     cut: Arc<AtomicBool>,
     connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
     accept: tokio::task::JoinHandle<()>,
 }
 
 impl Cable {
-    async fn to(upstream: SocketAddr) -> Self {
+    async fn to(config: kube::Config) -> Self {
+        let upstream: SocketAddr = tokio::net::lookup_host(
+            config
+                .cluster_url
+                .authority()
+                .expect("the server's address")
+                .as_str(),
+        )
+        .await
+        .expect("resolve the server")
+        .next()
+        .expect("an address");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let cut = Arc::new(AtomicBool::new(false));
@@ -63,24 +77,33 @@ impl Cable {
         });
         Self {
             addr,
+            config,
             cut,
             connections,
             accept,
         }
     }
 
-    /// A cable to the emulator `server`.
-    async fn to_server(server: &ApiServer) -> Self {
-        let upstream: SocketAddr = server
-            .url()
-            .trim_start_matches("http://")
-            .parse()
-            .expect("addr");
-        Self::to(upstream).await
+    /// A cable to the cluster a kubeconfig names.
+    async fn to_cluster(kubeconfig: &std::path::Path) -> Self {
+        let file = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+            .await
+            .expect("kubeconfig");
+        Self::to(config).await
     }
 
+    /// A client whose connections go through the cable. It still checks the server's
+    /// certificate against the server's own name.
     fn client(&self) -> kube::Client {
-        let config = kube::Config::new(format!("http://{}", self.addr).parse().expect("url"));
+        let mut config = self.config.clone();
+        let host = config
+            .cluster_url
+            .host()
+            .expect("the server's host")
+            .to_string();
+        config.tls_server_name.get_or_insert(host);
+        config.cluster_url = format!("https://{}", self.addr).parse().expect("url");
         kube::Client::try_from(config).expect("client")
     }
 
@@ -110,8 +133,9 @@ impl Drop for Cable {
 
 #[tokio::test]
 async fn a_leader_cut_off_stops_writing_before_another_can_lead() {
-    let server = ApiServer::start().await;
-    let cable = Cable::to_server(&server).await;
+    let cluster = TestCluster::start("leader-cut").await;
+    let ns = cluster.namespace.clone();
+    let cable = Cable::to_cluster(&kubeconfig()).await;
     let timing = Timing {
         duration: Duration::from_secs(4),
         grace: Duration::from_secs(2),
@@ -120,7 +144,7 @@ async fn a_leader_cut_off_stops_writing_before_another_can_lead() {
 
     let fence_a = Fence::closed();
     let a = Election::new(
-        Api::<Lease>::namespaced(cable.client(), "ops"),
+        Api::<Lease>::namespaced(cable.client(), &ns),
         "leader",
         "replica-a",
         timing.clone(),
@@ -135,7 +159,7 @@ async fn a_leader_cut_off_stops_writing_before_another_can_lead() {
 
     let fence_b = Fence::closed();
     let b = Election::new(
-        Api::<Lease>::namespaced(server.client(), "ops"),
+        Api::<Lease>::namespaced(cluster.client.clone(), &ns),
         "leader",
         "replica-b",
         timing.clone(),
@@ -175,7 +199,7 @@ async fn a_leader_cut_off_stops_writing_before_another_can_lead() {
     assert!(why.contains("not renewed"), "{why}");
 
     // The lease names B now.
-    let leases: Api<Lease> = Api::namespaced(server.client(), "ops");
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), &ns);
     let lease = leases.get("leader").await.expect("lease");
     assert_eq!(
         lease.spec.and_then(|s| s.holder_identity).as_deref(),
@@ -188,12 +212,25 @@ async fn a_leader_cut_off_stops_writing_before_another_can_lead() {
 /// answers again, a new AccessGrant is seen within seconds: the waits between retries stay
 /// short and start over at the first success, instead of growing to half a minute for the
 /// relist that follows the 410 too.
+///
+/// This test needs the etcd behind the API server, to compact it, and an API server without
+/// its watch cache, so that a resume reads etcd's compacted history: it runs a control plane
+/// of its own, even when `TEST_KUBECONFIG` names a cluster.
 #[tokio::test]
 async fn watches_recover_within_seconds_after_an_outage() {
     let moto = Moto::start();
-    let server = ApiServer::start().await;
-    let cable = Cable::to_server(&server).await;
+    let plane = ControlPlane::start(&["--watch-cache=false"], true);
+    let admin = client_from(&plane.endpoints.kubeconfig).await;
+    let cable = Cable::to_cluster(&plane.endpoints.kubeconfig).await;
     let ns = "outage";
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace"),
+        )
+        .await
+        .expect("namespace");
     let mut settings = settings(ns, "replica", aws(&moto).await);
     settings.leader_election = None;
     let (trigger, stop) = shutdown::channel();
@@ -201,7 +238,7 @@ async fn watches_recover_within_seconds_after_an_outage() {
         .await
         .expect("operator");
 
-    let grants: Api<AccessGrant> = Api::namespaced(server.client(), ns);
+    let grants: Api<AccessGrant> = Api::namespaced(admin.clone(), ns);
     let missing_connector = |name: &str| {
         grant(
             name,
@@ -220,7 +257,7 @@ async fn watches_recover_within_seconds_after_an_outage() {
     // Long enough for retries that double from under a second to reach half a minute apart.
     cable.cut();
     tokio::time::sleep(OUTAGE).await;
-    server.with_store(|store| store.compact());
+    plane.compact();
     cable.mend();
 
     grants

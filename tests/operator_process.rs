@@ -1,5 +1,5 @@
-//! The real binary's `run` against the API emulator: health endpoints, metrics, leadership,
-//! and a graceful stop on SIGTERM that releases the lease.
+//! The real binary's `run` against the API server: health endpoints, metrics, leadership, and
+//! a graceful stop on SIGTERM that releases the lease.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 
-use crate::support::apiserver::ApiServer;
+use crate::support::cluster::{TestCluster, kubeconfig};
 use crate::support::wait;
 
 fn free_port() -> u16 {
@@ -40,18 +40,16 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
 
 #[tokio::test]
 async fn serves_health_and_stops_gracefully_on_sigterm() {
-    let server = ApiServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, server.kubeconfig("ops")).expect("kubeconfig");
+    let cluster = TestCluster::start("process").await;
+    let ns = cluster.namespace.as_str();
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_aws-access-operator"))
         .args([
             "run",
             "--namespaces",
-            "ops",
+            ns,
             "--lease-namespace",
-            "ops",
+            ns,
             "--identity",
             "pod-1",
         ])
@@ -61,7 +59,7 @@ async fn serves_health_and_stops_gracefully_on_sigterm() {
             "--log-format",
             "json",
         ])
-        .env("KUBECONFIG", &kubeconfig)
+        .env("KUBECONFIG", kubeconfig())
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env_remove("POD_NAME")
         .env_remove("POD_NAMESPACE")
@@ -89,7 +87,7 @@ async fn serves_health_and_stops_gracefully_on_sigterm() {
     .await;
     assert!(metrics.contains("# EOF"), "OpenMetrics text");
 
-    let leases: Api<Lease> = Api::namespaced(server.client(), "ops");
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), ns);
     wait::until(
         "the lease to name pod-1",
         Duration::from_secs(30),

@@ -1,42 +1,38 @@
-//! The chart's RBAC is exactly what the operator uses, and where: the operator runs a scenario
-//! that exercises every path against the API emulator, which records each request in RBAC
-//! terms with its namespace. Every request must be allowed by a rule that applies in that
-//! namespace, every rule must be used where it applies, and nothing is granted cluster-wide
-//! that a Role in one namespace could grant instead.
+//! The chart's RBAC, judged by the real authorizer: the chart is installed with helm, and the
+//! operator binary runs with the chart's environment and its ServiceAccount's token (from
+//! TokenRequest) through a flow that exercises every path: connectors Ready and refused,
+//! Secrets read, a grant granted and revoked, a sync asked for, connectors deleted, the lease
+//! released. The API server's audit log then shows that no request was denied, that every rule
+//! of the chart's Roles and ClusterRoles was used where it applies, and that nothing is granted
+//! cluster-wide that one namespace's Role could grant instead.
+//!
+//! The operator also runs as ServiceAccounts with narrower RBAC than the chart's, where a
+//! cluster-wide list is refused.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 use aws_access_operator::api::{AccessGrant, AwsConnector};
 use aws_access_operator::controller::{self, shutdown};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::support::apiserver::{Access, ApiServer};
-use crate::support::moto::Moto;
+use crate::support::audit::{self, Request};
+use crate::support::cluster::{TestCluster, unique_suffix};
+use crate::support::helm::{chart, helm_ok, operator_container};
+use crate::support::moto::{AMBIENT_AWS_VARIABLES, Moto, SMALL_ORG};
 use crate::support::operator::{
     VALID_ID, aws, create_org_connector, grant, secret, settings, wait_condition, wait_grant,
 };
+use crate::support::service_account::{self, with_rules};
 use crate::support::wait;
 
-/// Verbs the code uses that the emulator cannot observe: kube-runtime's event recorder
-/// PATCHes an event it repeats within minutes (its series count).
-const UNOBSERVABLE: &[(&str, &str, &str)] = &[("events.k8s.io", "events", "patch")];
-
-/// The scenario's namespaces: the operator's own (the chart's release namespace), the one
-/// where connectors are served (`connectorNamespaces`), and a tenant's.
-const HOME: &str = "rbac-operator";
-const PLATFORM: &str = "rbac-platform";
-const TEAM: &str = "rbac-team";
-
-/// The release's full name in the scenario (the chart's default for a release of that name):
-/// the leader Lease's name.
-const FULLNAME: &str = "aws-access-operator";
-
-/// A rule of the chart, rendered for the scenario: (group, resource, verb), the namespace it
-/// applies in (`None`: cluster-wide, a ClusterRole), and the object names it is limited to.
+/// A rule of the chart as the cluster holds it: (group, resource, verb), the namespace it
+/// applies in (`None`: everywhere, a ClusterRole bound cluster-wide), and the object names it
+/// is limited to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Granted {
     rule: Rule,
@@ -44,11 +40,22 @@ struct Granted {
     names: Option<Vec<String>>,
 }
 
+/// (group, resource, verb) of a rule.
+type Rule = (String, String, String);
+
 impl Granted {
-    /// Whether this rule allows a request in `namespace` ("" for cluster-wide) on `name` (""
-    /// when the request names no object).
-    fn allows(&self, namespace: &str, name: &str) -> bool {
-        self.namespace.as_deref().is_none_or(|n| n == namespace)
+    /// Whether this rule allows `request` (in RBAC, a create, list or watch names no object).
+    fn allows(&self, request: &Request) -> bool {
+        let name = match request.verb.as_str() {
+            "create" | "list" | "watch" | "deletecollection" => "",
+            _ => request.name.as_str(),
+        };
+        (&self.rule.0, &self.rule.1, &self.rule.2)
+            == (&request.group, &request.resource, &request.verb)
+            && self
+                .namespace
+                .as_deref()
+                .is_none_or(|n| n == request.namespace)
             && self
                 .names
                 .as_ref()
@@ -56,65 +63,20 @@ impl Granted {
     }
 }
 
-/// (group, resource, verb) of a rule.
-type Rule = (String, String, String);
-
-/// The rules of the Roles and ClusterRoles in a chart template, rendered for the scenario.
-/// There is no helm here, so the few expressions that place rules are put in by hand (the
-/// release namespace, the full name, and `{{ . }}` inside the range over connectorNamespaces,
-/// which has one member here); every other template line carries labels or control flow and
-/// is dropped. A ClusterRole applies cluster-wide (watchNamespaces empty, the default).
-fn rules(template: &str) -> BTreeSet<Granted> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("charts/aws-access-operator/templates")
-        .join(template);
-    let text = std::fs::read_to_string(&path)
-        .expect("template")
-        .replace("{{ .Release.Namespace }}", HOME)
-        .replace(
-            r#"{{ include "aws-access-operator.fullname" . | quote }}"#,
-            &format!("{FULLNAME:?}"),
-        )
-        .replace(
-            r#"{{ include "aws-access-operator.fullname" . }}"#,
-            FULLNAME,
-        )
-        .replace("{{ $fullname }}", FULLNAME)
-        .replace("{{ . }}", PLATFORM);
-    let mut out = BTreeSet::new();
-    for document in text.split("\n---") {
-        let plain: String = document
-            .lines()
-            .filter(|l| !l.contains("{{"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let Ok(value) = serde_saphyr::from_str::<Value>(&plain) else {
-            continue;
-        };
-        let namespace = match value["kind"].as_str() {
-            Some("ClusterRole") => None,
-            Some("Role") => Some(
-                value["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("{template}: a Role without a namespace"))
-                    .to_string(),
-            ),
-            _ => continue,
-        };
-        let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-        for rule in value["rules"].as_array().into_iter().flatten() {
-            let names = rule["resourceNames"]
-                .as_array()
-                .map(|names| names.iter().map(s).collect::<Vec<_>>());
-            for group in rule["apiGroups"].as_array().into_iter().flatten() {
-                for resource in rule["resources"].as_array().into_iter().flatten() {
-                    for verb in rule["verbs"].as_array().into_iter().flatten() {
-                        out.insert(Granted {
-                            rule: (s(group), s(resource), s(verb)),
-                            namespace: namespace.clone(),
-                            names: names.clone(),
-                        });
-                    }
+fn expand(
+    rules: &[k8s_openapi::api::rbac::v1::PolicyRule],
+    namespace: Option<&str>,
+) -> Vec<Granted> {
+    let mut out = Vec::new();
+    for rule in rules {
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                for verb in &rule.verbs {
+                    out.push(Granted {
+                        rule: (group.clone(), resource.clone(), verb.clone()),
+                        namespace: namespace.map(str::to_string),
+                        names: rule.resource_names.clone(),
+                    });
                 }
             }
         }
@@ -122,8 +84,129 @@ fn rules(template: &str) -> BTreeSet<Granted> {
     out
 }
 
+/// Every rule the release's bindings give, where it applies.
+async fn chart_rules(admin: &Client, release: &str) -> BTreeSet<Granted> {
+    let selector = ListParams::default().labels(&format!("app.kubernetes.io/instance={release}"));
+    let cluster_roles: Api<ClusterRole> = Api::all(admin.clone());
+    let roles_in = |ns: &str| Api::<Role>::namespaced(admin.clone(), ns);
+    let mut out = BTreeSet::new();
+    let cluster_bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    for binding in cluster_bindings.list(&selector).await.expect("bindings") {
+        let role = cluster_roles
+            .get(&binding.role_ref.name)
+            .await
+            .expect("role");
+        out.extend(expand(role.rules.as_deref().unwrap_or_default(), None));
+    }
+    let bindings: Api<RoleBinding> = Api::all(admin.clone());
+    for binding in bindings.list(&selector).await.expect("bindings") {
+        let ns = binding.namespace().expect("a namespace");
+        let rules = match binding.role_ref.kind.as_str() {
+            "ClusterRole" => {
+                cluster_roles
+                    .get(&binding.role_ref.name)
+                    .await
+                    .expect("role")
+                    .rules
+            }
+            _ => {
+                roles_in(&ns)
+                    .get(&binding.role_ref.name)
+                    .await
+                    .expect("role")
+                    .rules
+            }
+        };
+        out.extend(expand(rules.as_deref().unwrap_or_default(), Some(&ns)));
+    }
+    assert!(!out.is_empty(), "the release {release} binds no role");
+    out
+}
+
+/// Creates a namespace named `<prefix>-<unique>` with `labels`.
+async fn namespace(admin: &Client, prefix: &str, labels: Value) -> String {
+    let name = format!("{prefix}-{}", unique_suffix());
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
+                .expect("namespace"),
+        )
+        .await
+        .expect("namespace");
+    name
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The operator binary as the chart's Deployment runs it, outside a pod: the container's
+/// arguments and environment, the ServiceAccount's token in place of the one a pod would
+/// have mounted, and moto's dummy keys in place of IRSA. Only the metrics address moves, to a
+/// free loopback port (a pod has a network namespace of its own; this process does not).
+async fn start_as_the_chart(
+    admin: &Client,
+    home: &str,
+    release: &str,
+    kubeconfig: &std::path::Path,
+    moto: &Moto,
+    log: &std::path::Path,
+) -> Child {
+    let (args, env) = operator_container(admin, home, release, "pod-1").await;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aws-access-operator"));
+    command.args(&args);
+    for variable in AMBIENT_AWS_VARIABLES {
+        command.env_remove(variable);
+    }
+    command
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT");
+    for (name, value) in &env {
+        command.env(name, value);
+    }
+    for (name, value) in moto.env() {
+        if name != "AWS_ENDPOINT_URL" {
+            command.env(name, value);
+        }
+    }
+    command
+        .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"));
+    command.spawn().expect("start the operator")
+}
+
+/// Stops the operator as the kubelet would (SIGTERM) and waits for it.
+fn stop(mut child: Child, log: &std::path::Path) {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(exit) = child.try_wait().expect("wait") {
+            assert!(
+                exit.success(),
+                "the operator exited {exit:?}; its log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the operator did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 #[tokio::test]
-async fn chart_rbac_is_exactly_what_the_operator_uses_and_where() {
+async fn the_chart_rbac_allows_exactly_what_the_operator_does_and_where() {
     let moto = Moto::start();
     moto.seed(&[
         "--accounts",
@@ -137,40 +220,48 @@ async fn chart_rbac_is_exactly_what_the_operator_uses_and_where() {
         "--permission-sets",
         "2",
     ]);
-    let server = ApiServer::start().await;
-    let client = server.client();
-    for name in [HOME, PLATFORM] {
-        create_namespace(&client, name).await;
-    }
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(
-                json!({"metadata": {"name": TEAM, "labels": {"grants": "yes"}}}),
-            )
-            .expect("ns"),
-        )
-        .await
-        .expect("namespace");
+    // The chart's default watches every namespace: on an API server of its own.
+    let cluster = TestCluster::start_isolated("rbac-home").await;
+    let client = cluster.client.clone();
+    let home = cluster.namespace.clone();
+    let platform = namespace(&client, "rbac-platform", json!({})).await;
+    let team = namespace(&client, "rbac-team", json!({"grants": "yes"})).await;
 
-    // The operator as the chart runs it by default: every namespace watched, connectors served
-    // in one, its ledger and ConfigMaps at home. It talks to the recording listener; the test
-    // to the plain one.
-    let mut settings = settings(HOME, "replica", aws(&moto).await);
-    settings.namespaces.clear();
-    settings.connector_namespaces = vec![PLATFORM.to_string()];
-    let (trigger, stop) = shutdown::channel();
-    let operator = controller::start(server.recorded_client(), settings, stop)
-        .await
-        .expect("operator");
+    // The chart as a platform team installs it: every namespace watched, connectors served in
+    // one. The CRDs are the cluster's already.
+    let release = format!("aws-access-operator-{}", unique_suffix());
+    helm_ok(
+        &cluster.kubeconfig,
+        &[
+            "install",
+            &release,
+            chart().to_str().expect("utf-8"),
+            "--namespace",
+            &home,
+            "--set",
+            "crds.install=false",
+            "--set",
+            "replicaCount=1",
+            "--set-json",
+            &format!("connectorNamespaces=[\"{platform}\"]"),
+            "--set",
+            &format!("aws.endpointUrl={}", moto.endpoint),
+            "--set",
+            "aws.region=us-east-1",
+        ],
+    );
+    let identity = service_account::identity(&cluster, &home, &release).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("operator.log");
+    let operator =
+        start_as_the_chart(&client, &home, &release, &identity.kubeconfig, &moto, &log).await;
 
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), PLATFORM);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &platform);
     secrets
         .create(&PostParams::default(), &secret("external-id", VALID_ID))
         .await
         .expect("secret");
-    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), PLATFORM);
+    let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), &platform);
     let connector: AwsConnector = serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
         "metadata": {"name": "org"},
         "spec": {"region": "us-east-1",
@@ -185,21 +276,20 @@ async fn chart_rbac_is_exactly_what_the_operator_uses_and_where() {
 
     // A connector a tenant made in their own namespace, naming a Secret there: refused, and
     // the Secret is never read.
-    let team_secrets: Api<Secret> = Api::namespaced(client.clone(), TEAM);
+    let team_secrets: Api<Secret> = Api::namespaced(client.clone(), &team);
     team_secrets
         .create(&PostParams::default(), &secret("external-id", VALID_ID))
         .await
         .expect("secret");
-    let strays: Api<AwsConnector> = Api::namespaced(client.clone(), TEAM);
+    let strays: Api<AwsConnector> = Api::namespaced(client.clone(), &team);
     strays
         .create(&PostParams::default(), &connector)
         .await
         .expect("connector");
     let (reason, message) = wait_condition(&strays, "org", "Ready", "False").await;
     assert_eq!(reason, "NamespaceNotAllowed", "{message}");
-    assert!(message.contains(PLATFORM), "{message}");
-
-    let grants: Api<AccessGrant> = Api::namespaced(client.clone(), TEAM);
+    assert!(message.contains(&platform), "{message}");
+    let grants: Api<AccessGrant> = Api::namespaced(client.clone(), &team);
     let mut g = grant(
         "member",
         "org",
@@ -207,7 +297,7 @@ async fn chart_rbac_is_exactly_what_the_operator_uses_and_where() {
         json!({"kind": "IamGroupMembership", "group": "iam-group-00"}),
         json!({}),
     );
-    g.spec.connector_ref.namespace = Some(PLATFORM.to_string());
+    g.spec.connector_ref.namespace = Some(platform.clone());
     grants
         .create(&PostParams::default(), &g)
         .await
@@ -247,6 +337,48 @@ async fn chart_rbac_is_exactly_what_the_operator_uses_and_where() {
         || async { grants.get_opt("member").await.ok()?.is_none().then_some(()) },
     )
     .await;
+    // Two syncs that fail the same way: the recorder counts the second on the first's Event
+    // (a patch of its series) instead of writing another.
+    moto.set_faults(json!({"deny_operations": ["ListRoots"]}));
+    for asked in ["2", "3"] {
+        connectors
+            .patch(
+                "org",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"annotations": {"awsaccess.io/sync-now": asked}}}),
+                ),
+            )
+            .await
+            .expect("annotate");
+        wait::until(
+            "the failed sync",
+            crate::support::operator::TIMEOUT,
+            || async {
+                let status = connectors.get("org").await.ok()?.status?;
+                (status.last_handled_sync_now.as_deref() == Some(asked)).then_some(())
+            },
+        )
+        .await;
+    }
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), &platform);
+    wait::until(
+        "the second failure to be counted on the first's Event",
+        crate::support::operator::TIMEOUT,
+        || async {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("SyncFailed")
+                        && e.series.as_ref().is_some_and(|s| s.count >= 2)
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    moto.set_faults(json!({}));
     for api in [&connectors, &strays] {
         api.delete("org", &DeleteParams::default())
             .await
@@ -260,73 +392,59 @@ async fn chart_rbac_is_exactly_what_the_operator_uses_and_where() {
         )
         .await;
     }
-    trigger.fire();
-    operator.task.await.expect("join").expect("stop");
+    stop(operator, &log);
+    let granted = chart_rules(&client, &release).await;
 
-    let used: BTreeSet<Access> = server.recorded();
-    let granted: BTreeSet<Granted> = [
-        "clusterrole.yaml",
-        "leader-election.yaml",
-        "configmaps.yaml",
-        "secrets.yaml",
-    ]
-    .into_iter()
-    .flat_map(rules)
-    .collect();
-    let unobservable: BTreeSet<Rule> = UNOBSERVABLE
-        .iter()
-        .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
-        .collect();
+    let Some(audit_log) = cluster.audit_log() else {
+        eprintln!(
+            "TEST_KUBECONFIG names a cluster whose audit log this test cannot read: the flow ran with the chart's RBAC, the audit is skipped"
+        );
+        return;
+    };
+    let used = audit::requests_of(&audit_log, &identity.username);
+    assert!(
+        used.len() > 20,
+        "the audit log has the operator's requests: {used:?}"
+    );
 
-    // Every request is allowed where it was made, on the object it named.
-    let missing: Vec<&Access> = used
+    // Nothing the operator asked for was refused.
+    let denied: Vec<&Request> = used
         .iter()
-        .filter(|(g, r, v, ns, name)| {
-            !granted.iter().any(|rule| {
-                (&rule.rule.0, &rule.rule.1, &rule.rule.2) == (g, r, v) && rule.allows(ns, name)
-            })
-        })
+        .filter(|r| r.decision != "allow" || r.code == 403)
         .collect();
     assert!(
-        missing.is_empty(),
-        "the operator makes requests the chart does not allow there: {missing:?}"
+        denied.is_empty(),
+        "the chart's RBAC refused the operator: {denied:#?}"
     );
 
     // Every rule is used where it applies.
     let unused: Vec<&Granted> = granted
         .iter()
-        .filter(|rule| {
-            !unobservable.contains(&rule.rule)
-                && !used.iter().any(|(g, r, v, ns, name)| {
-                    (g, r, v) == (&rule.rule.0, &rule.rule.1, &rule.rule.2) && rule.allows(ns, name)
-                })
-        })
+        .filter(|rule| !used.iter().any(|request| rule.allows(request)))
         .collect();
     assert!(
         unused.is_empty(),
-        "the chart grants what the operator never uses there: {unused:?}"
+        "the chart grants what the operator never uses there: {unused:#?}"
     );
-    for extra in &unobservable {
-        assert!(
-            granted.iter().any(|rule| &rule.rule == extra),
-            "{extra:?} is needed and must stay granted"
-        );
-    }
 
     // Nothing cluster-wide that one namespace's Role could grant: a cluster-wide rule is used
     // across namespaces, or on cluster-scoped resources, or is on the operator's own kinds,
     // which tenants create in any namespace.
     let mut namespaces_of: BTreeMap<Rule, BTreeSet<&str>> = BTreeMap::new();
-    for (g, r, v, ns, _) in &used {
+    for r in &used {
         namespaces_of
-            .entry((g.clone(), r.clone(), v.clone()))
+            .entry((r.group.clone(), r.resource.clone(), r.verb.clone()))
             .or_default()
-            .insert(ns);
+            .insert(&r.namespace);
     }
     for rule in &granted {
+        // Namespaces are read for grantPolicy.allowedNamespaces.selector, and events written
+        // beside their objects: whichever tenant namespace a grant comes from, which no Role
+        // can foresee.
         if rule.namespace.is_some()
             || rule.rule.0 == "awsaccess.io"
-            || unobservable.contains(&rule.rule)
+            || rule.rule.0 == "events.k8s.io"
+            || rule.rule.1 == "namespaces"
         {
             continue;
         }
@@ -340,40 +458,63 @@ async fn chart_rbac_is_exactly_what_the_operator_uses_and_where() {
 
     // The ones that matter most, said plainly: ConfigMaps only at home, Secrets only where
     // connectors are served, and the Lease read and renewed by its name only.
-    for (g, r, v, ns, _) in &used {
-        if g.is_empty() && r == "configmaps" {
-            assert_eq!(ns, HOME, "ConfigMaps {v} outside the operator's namespace");
+    for r in &used {
+        if r.group.is_empty() && r.resource == "configmaps" {
+            assert_eq!(
+                r.namespace, home,
+                "ConfigMaps {} outside the operator's namespace",
+                r.verb
+            );
         }
-        if g.is_empty() && r == "secrets" {
-            assert_eq!(ns, PLATFORM, "Secrets {v} outside the connector namespaces");
+        if r.group.is_empty() && r.resource == "secrets" {
+            assert_eq!(
+                r.namespace, platform,
+                "Secrets {} outside the connector namespaces",
+                r.verb
+            );
         }
     }
     assert!(
         !granted.iter().any(|rule| rule.namespace.is_none()
             && rule.rule.0.is_empty()
             && (rule.rule.1 == "configmaps" || rule.rule.1 == "secrets")),
-        "no ClusterRole grants ConfigMaps or Secrets"
+        "no ClusterRole grants ConfigMaps or Secrets cluster-wide"
     );
     assert!(
         granted
             .iter()
             .filter(|rule| rule.rule.1 == "leases" && rule.rule.2 != "create")
-            .all(|rule| rule.names.as_deref() == Some(&[FULLNAME.to_string()][..])),
+            .all(|rule| rule.names.as_deref() == Some(&[release.clone()][..])),
         "the Lease is read and renewed only by its name"
+    );
+    helm_ok(
+        &cluster.kubeconfig,
+        &["uninstall", &release, "--namespace", &home],
     );
 }
 
-async fn create_namespace(client: &kube::Client, name: &str) {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": name}}))
-            .expect("namespace"),
-        )
-        .await
-        .expect("namespace");
+/// What the chart's ClusterRole gives the operator, as rules, without AccessGrants: the tests
+/// below give those only in some namespaces.
+fn operator_rules_but_grants() -> Value {
+    json!([
+        {"apiGroups": ["awsaccess.io"], "resources": ["awsconnectors"], "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": ["awsaccess.io"], "resources": ["awsconnectors/status", "accessgrants/status"], "verbs": ["patch"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}
+    ])
+}
+
+/// The operator's rights in its own namespace: its ConfigMaps, its Lease, Secrets.
+fn home_rules() -> Value {
+    json!([
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create", "update", "patch", "delete"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}
+    ])
+}
+
+fn grant_rules() -> Value {
+    json!([{"apiGroups": ["awsaccess.io"], "resources": ["accessgrants"], "verbs": ["list", "watch", "patch"]}])
 }
 
 /// With `watchNamespaces` set, the chart binds the operator's ClusterRole with RoleBindings in
@@ -382,28 +523,46 @@ async fn create_namespace(client: &kube::Client, name: &str) {
 #[tokio::test]
 async fn watching_some_namespaces_never_lists_grants_cluster_wide() {
     let moto = Moto::start();
-    moto.seed(crate::support::moto::SMALL_ORG);
-    let server = ApiServer::start_with(crate::support::apiserver::Options {
-        namespaced_only: vec!["accessgrants", "awsconnectors"],
-        ..Default::default()
-    })
+    moto.seed(SMALL_ORG);
+    let cluster = TestCluster::start("rbac-some").await;
+    let team = cluster.namespace.clone();
+    let mut everything_here = operator_rules_but_grants()
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    everything_here.extend(home_rules().as_array().cloned().unwrap_or_default());
+    everything_here.extend(grant_rules().as_array().cloned().unwrap_or_default());
+    let identity = with_rules(
+        &cluster,
+        &team,
+        "operator",
+        json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}]),
+        &[(&team, Value::Array(everything_here))],
+    )
     .await;
-    let client = server.client();
-    create_namespace(&client, "team").await;
+    let as_operator = identity.client().await;
+    assert!(
+        Api::<AccessGrant>::all(as_operator.clone())
+            .list(&ListParams::default())
+            .await
+            .is_err(),
+        "the operator may not list AccessGrants cluster-wide"
+    );
     aws_access_operator::telemetry::init(aws_access_operator::telemetry::LogFormat::Plain, "warn");
     let (trigger, stop) = shutdown::channel();
     let operator = controller::start(
-        client.clone(),
-        settings("team", "replica", aws(&moto).await),
+        as_operator,
+        settings(&team, "replica", aws(&moto).await),
         stop,
     )
     .await
     .expect("operator");
-    let connectors = create_org_connector(&client, "team").await;
+    let connectors = create_org_connector(&cluster.client, &team).await;
     let (reason, _) = wait_condition(&connectors, "org", "Ready", "True").await;
     assert_eq!(reason, "Ready");
     trigger.fire();
     operator.task.await.expect("join").expect("stop");
+    cluster.cleanup().await;
 }
 
 /// When AccessGrants cannot be listed (no right to, or no CRD), the connector's sync still
@@ -411,23 +570,33 @@ async fn watching_some_namespaces_never_lists_grants_cluster_wide() {
 #[tokio::test]
 async fn a_grant_listing_failure_never_costs_another_sync() {
     let moto = Moto::start();
-    moto.seed(crate::support::moto::SMALL_ORG);
+    moto.seed(SMALL_ORG);
     moto.reset_calls();
-    let server = ApiServer::start_with(crate::support::apiserver::Options {
-        namespaced_only: vec!["accessgrants"],
-        ..Default::default()
-    })
+    // Watches every namespace: on an API server of its own.
+    let cluster = TestCluster::start_isolated("rbac-nolist").await;
+    let ops = cluster.namespace.clone();
+    // Everything cluster-wide but AccessGrants, which only one namespace's Role allows.
+    let identity = with_rules(
+        &cluster,
+        &ops,
+        "operator",
+        operator_rules_but_grants(),
+        &[(&ops, {
+            let mut rules = home_rules().as_array().cloned().unwrap_or_default();
+            rules.extend(grant_rules().as_array().cloned().unwrap_or_default());
+            Value::Array(rules)
+        })],
+    )
     .await;
-    let client = server.client();
-    create_namespace(&client, "ops").await;
     aws_access_operator::telemetry::init(aws_access_operator::telemetry::LogFormat::Plain, "warn");
-    let mut watch_all = settings("ops", "replica", aws(&moto).await);
+    let mut watch_all = settings(&ops, "replica", aws(&moto).await);
     watch_all.namespaces.clear();
+    watch_all.connector_namespaces = vec![ops.clone()];
     let (trigger, stop) = shutdown::channel();
-    let operator = controller::start(client.clone(), watch_all, stop)
+    let operator = controller::start(identity.client().await, watch_all, stop)
         .await
         .expect("operator");
-    let connectors = create_org_connector(&client, "ops").await;
+    let connectors = create_org_connector(&cluster.client, &ops).await;
     let (_, message) = wait_condition(&connectors, "org", "Synced", "True").await;
     assert!(
         message.contains("unmanaged access not counted"),
@@ -444,4 +613,5 @@ async fn a_grant_listing_failure_never_costs_another_sync() {
     );
     trigger.fire();
     operator.task.await.expect("join").expect("stop");
+    cluster.cleanup().await;
 }

@@ -47,8 +47,7 @@ async fn a_kill_during_an_in_progress_create_resumes_from_the_ledger() {
     let moto = Moto::start();
     let seed = moto.seed(SMALL_ORG);
     let cluster = TestCluster::start("restart").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = cluster.kubeconfig_file(dir.path());
+    let config = cluster.kubeconfig_file();
     let ns = cluster.namespace.clone();
     let mut first = operator(&moto, &config, &ns);
 

@@ -227,6 +227,28 @@ pub struct RunArgs {
     pub drift_check_share: u8,
 }
 
+impl RunArgs {
+    /// The namespaces to watch; empty for all. The chart sets `WATCH_NAMESPACES=""` when it
+    /// watches every namespace, which clap reads as one empty name: empty names are dropped,
+    /// never taken for a namespace.
+    pub fn watch_namespaces(&self) -> Vec<String> {
+        namespace_names(&self.namespaces)
+    }
+
+    /// The namespaces where connectors are served; empty for all.
+    pub fn connector_namespaces(&self) -> Vec<String> {
+        namespace_names(&self.connector_namespaces)
+    }
+}
+
+fn namespace_names(list: &[String]) -> Vec<String> {
+    list.iter()
+        .map(|name| name.trim())
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
     match parse_duration(text)? {
         d if d.is_zero() => Err("must be more than 0s".into()),
@@ -237,4 +259,38 @@ fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     crate::api::duration::parse(text)
         .ok_or_else(|| format!("{text:?} is not a duration such as 90s, 5m or 1h"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let mut all = vec!["aws-access-operator", "run"];
+        all.extend(args);
+        match Cli::try_parse_from(all).expect("arguments").command {
+            Some(Command::Run(run)) => run,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_empty_namespace_list_means_every_namespace() {
+        let every = run_args(&["--namespaces", "", "--connector-namespaces", ""]);
+        assert_eq!(
+            every.namespaces,
+            [""],
+            "what clap reads from WATCH_NAMESPACES=\"\""
+        );
+        assert!(every.watch_namespaces().is_empty());
+        assert!(every.connector_namespaces().is_empty());
+        let some = run_args(&[
+            "--namespaces",
+            "team-a,, team-b ",
+            "--connector-namespaces",
+            "platform",
+        ]);
+        assert_eq!(some.watch_namespaces(), ["team-a", "team-b"]);
+        assert_eq!(some.connector_namespaces(), ["platform"]);
+    }
 }

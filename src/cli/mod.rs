@@ -136,8 +136,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let limits = crate::aws::RateLimits::parse(&args.rate_limits)
         .map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
     let settings = Settings {
-        namespaces: args.namespaces.clone(),
-        connector_namespaces: args.connector_namespaces.clone(),
+        namespaces: args.watch_namespaces(),
+        connector_namespaces: args.connector_namespaces(),
         leader_election,
         health_addr: Some(args.metrics_addr),
         instance: identity,

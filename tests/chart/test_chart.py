@@ -70,12 +70,31 @@ class ChartTest(unittest.TestCase):
 
     def test_chart_crds_are_the_generated_ones(self):
         for name in os.listdir(os.path.join(ROOT, "crds")):
-            with open(os.path.join(ROOT, "crds", name)) as a, open(os.path.join(CHART, "templates", "crds", name)) as b:
+            with open(os.path.join(ROOT, "crds", name)) as a, open(os.path.join(CHART, "files", "crds", name)) as b:
                 self.assertEqual(a.read(), b.read(), name)
             with open(os.path.join(ROOT, "crds", name)) as a:
                 crd = yaml.safe_load(a)
             self.assertEqual(crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
                              "uninstalling the chart keeps the CRDs (and every object of them)")
+
+    def test_every_option_values_set_every_value(self):
+        """ci/every-option-values.yaml, which the chart tests lint, render and install, sets
+        every value of values.yaml to something other than its default."""
+        with open(os.path.join(CHART, "ci", "every-option-values.yaml")) as f:
+            every = yaml.safe_load(f)
+
+        def walk(prefix, default, chosen):
+            for key, value in default.items():
+                path = f"{prefix}.{key}"
+                self.assertIn(key, chosen, f"ci/every-option-values.yaml does not set {path}")
+                if isinstance(value, dict) and value:
+                    walk(path, value, chosen[key])
+                elif key not in ("install", "enabled", "create"):
+                    # Switches are set to the value that renders the most; the rest all differ.
+                    self.assertNotEqual(value, chosen[key], f"{path} is set to its default")
+            for key in chosen:
+                self.assertIn(key, default, f"ci/every-option-values.yaml sets {prefix}.{key}, which values.yaml lacks")
+        walk("", load_values(), every)
 
     def test_deployment_is_hardened(self):
         text = dict(templates())["templates/deployment.yaml"]

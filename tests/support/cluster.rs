@@ -1,26 +1,40 @@
-//! Where end-to-end tests run: the in-process API emulator by default, or the real cluster that
-//! `TEST_KUBECONFIG` names (with the CRDs from `crds/` installed). Each test gets a fresh
-//! namespace either way.
+//! Where end-to-end tests run: the local control plane this test binary shares (a real
+//! kube-apiserver and etcd, see `control_plane`), or the cluster that `TEST_KUBECONFIG` names
+//! (with the CRDs from `crds/` installed). Each test gets a fresh namespace either way.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_access_operator::api::{AccessGrant, AwsConnector};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::{Api, Client};
 
-use super::apiserver::ApiServer;
+use super::control_plane::{ControlPlane, client_from};
 
 pub struct TestCluster {
     pub client: Client,
     pub namespace: String,
-    /// The emulator, when no real cluster was named.
-    pub emulator: Option<ApiServer>,
+    /// The kubeconfig of the cluster, with an admin's rights.
+    pub kubeconfig: PathBuf,
+    /// A control plane of this test's own (`start_isolated`), stopped with it.
+    pub own: Option<ControlPlane>,
 }
 
-fn unique_suffix() -> String {
+/// The cluster named by `TEST_KUBECONFIG`, if any.
+pub fn named_cluster() -> Option<PathBuf> {
+    std::env::var_os("TEST_KUBECONFIG")
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The kubeconfig of the cluster the tests run against, with an admin's rights.
+pub fn kubeconfig() -> PathBuf {
+    named_cluster().unwrap_or_else(|| ControlPlane::shared().endpoints.kubeconfig.clone())
+}
+
+pub fn unique_suffix() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -34,38 +48,41 @@ fn unique_suffix() -> String {
 }
 
 impl TestCluster {
-    /// A kubeconfig file for a process to reach this cluster: `TEST_KUBECONFIG`, or one
-    /// written in `dir` for the emulator.
-    pub fn kubeconfig_file(&self, dir: &std::path::Path) -> std::path::PathBuf {
-        match &self.emulator {
-            Some(server) => {
-                let path = dir.join("kubeconfig");
-                std::fs::write(&path, server.kubeconfig(&self.namespace)).expect("kubeconfig");
-                path
-            }
-            None => {
-                std::path::PathBuf::from(std::env::var("TEST_KUBECONFIG").expect("TEST_KUBECONFIG"))
-            }
+    /// The kubeconfig file for a process to reach this cluster.
+    pub fn kubeconfig_file(&self) -> PathBuf {
+        self.kubeconfig.clone()
+    }
+
+    /// The API server's audit log, when this process can read it (a local control plane).
+    pub fn audit_log(&self) -> Option<PathBuf> {
+        match (&self.own, named_cluster()) {
+            (Some(own), _) => Some(own.endpoints.audit_log.clone()),
+            (None, None) => Some(ControlPlane::shared().endpoints.audit_log.clone()),
+            (None, Some(_)) => None,
         }
     }
 
     /// Connects and creates a namespace `<prefix>-<unique>`.
     pub async fn start(prefix: &str) -> Self {
-        let (client, emulator) = match std::env::var("TEST_KUBECONFIG") {
-            Ok(path) if !path.is_empty() => {
-                let kubeconfig = Kubeconfig::read_from(&path)
-                    .unwrap_or_else(|e| panic!("cannot read TEST_KUBECONFIG {path}: {e}"));
-                let config =
-                    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                        .await
-                        .unwrap_or_else(|e| panic!("invalid TEST_KUBECONFIG {path}: {e}"));
-                (Client::try_from(config).expect("client"), None)
+        Self::connect(prefix, kubeconfig(), None).await
+    }
+
+    /// Like `start`, but on a control plane of the test's own unless `TEST_KUBECONFIG` names a
+    /// cluster: for a test whose operator watches every namespace, which would reconcile the
+    /// objects of the tests running beside it on a shared API server.
+    pub async fn start_isolated(prefix: &str) -> Self {
+        match named_cluster() {
+            Some(path) => Self::connect(prefix, path, None).await,
+            None => {
+                let own = ControlPlane::start(&[], true);
+                let path = own.endpoints.kubeconfig.clone();
+                Self::connect(prefix, path, Some(own)).await
             }
-            _ => {
-                let server = ApiServer::start().await;
-                (server.client(), Some(server))
-            }
-        };
+        }
+    }
+
+    async fn connect(prefix: &str, kubeconfig: PathBuf, own: Option<ControlPlane>) -> Self {
+        let client = client_from(&kubeconfig).await;
         let namespace = format!("{prefix}-{}", unique_suffix());
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let object: Namespace = serde_json::from_value(serde_json::json!({
@@ -80,7 +97,8 @@ impl TestCluster {
         Self {
             client,
             namespace,
-            emulator,
+            kubeconfig,
+            own,
         }
     }
 

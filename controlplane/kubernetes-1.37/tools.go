@@ -1,0 +1,11 @@
+//go:build tools
+
+// The programs this module builds; the import keeps go mod tidy from dropping them.
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+	_ "helm.sh/helm/v4/cmd/helm"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
