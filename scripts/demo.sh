@@ -122,4 +122,7 @@ if [ "${DEMO_EXIT:-0}" = 1 ]; then
   exit 0
 fi
 echo "Ctrl-C stops the operator, the control plane and the AWS emulator."
-while true; do sleep 3600; done
+# A waited-for child, not a foreground one: a signal to this script is handled at once.
+sleep infinity &
+PIDS+=($!)
+wait "${PIDS[-1]}"

@@ -96,6 +96,20 @@ class ChartTest(unittest.TestCase):
                 self.assertIn(key, default, f"ci/every-option-values.yaml sets {prefix}.{key}, which values.yaml lacks")
         walk("", load_values(), every)
 
+    def test_the_chart_readme_lists_every_value(self):
+        """`helm show readme` documents every value of values.yaml, by its full path."""
+        with open(os.path.join(CHART, "README.md")) as f:
+            readme = f.read()
+
+        def walk(prefix, node):
+            for key, value in node.items():
+                path = f"{prefix}{key}"
+                if isinstance(value, dict) and value:
+                    walk(path + ".", value)
+                else:
+                    self.assertIn(f"`{path}`", readme, f"the chart's README does not list {path}")
+        walk("", load_values())
+
     def test_deployment_is_hardened(self):
         text = dict(templates())["templates/deployment.yaml"]
         for needle in ["runAsNonRoot: true", "readOnlyRootFilesystem: true", "allowPrivilegeEscalation: false",
@@ -119,7 +133,7 @@ if __name__ == "__main__":
 
 
 class ObservabilityTest(unittest.TestCase):
-    """Every metric the operator exports is on the dashboard and in the README, and the
+    """Every metric the operator exports is on the dashboard and in docs/cli.md, and the
     dashboard asks only for metrics that exist."""
 
     METRICS = ["aws_access_operator_reconciles_total", "aws_access_operator_reconcile_errors_total",
@@ -135,13 +149,13 @@ class ObservabilityTest(unittest.TestCase):
         # prometheus-client adds _total to counters.
         exported = {m for m in self.METRICS}
         self.assertEqual({m.removesuffix("_total") for m in exported}, registered)
-        with open(os.path.join(ROOT, "README.md")) as f:
+        with open(os.path.join(ROOT, "docs", "cli.md")) as f:
             readme = f.read()
         with open(os.path.join(ROOT, "docs", "grafana", "aws-access-operator.json")) as f:
             dashboard = json.load(f)
         exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
         for metric in exported:
-            self.assertTrue(metric in readme, f"{metric} is not in the README")
+            self.assertTrue(metric in readme, f"{metric} is not in docs/cli.md")
             self.assertIn(metric.removesuffix("_seconds") if metric.endswith("_seconds") else metric, exprs, f"{metric} is not charted")
         for used in re.findall(r"aws_access_operator_[a-z_]+", exprs):
             base = used.removesuffix("_bucket")
