@@ -55,10 +55,13 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
   log "kube-apiserver, etcd and kubectl from KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
   for program in kube-apiserver etcd kubectl; do
     [[ -x "$KUBEBUILDER_ASSETS/$program" ]] || { log "KUBEBUILDER_ASSETS has no $program"; exit 2; }
-    ln -sf "$KUBEBUILDER_ASSETS/$program" "$bin/$program"
+    rm -f "$bin/$program"
+    ln -s "$KUBEBUILDER_ASSETS/$program" "$bin/$program"
   done
 else
   log "building kube-apiserver, kubectl and etcd of Kubernetes $release (a first build takes minutes)"
+  # Links to KUBEBUILDER_ASSETS from an earlier run are replaced, never written through.
+  rm -f "$bin/kube-apiserver" "$bin/kubectl" "$bin/etcd"
   version_flags=""
   for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     version_flags+=" -X $package.gitVersion=$release -X $package.gitMajor=1 -X $package.gitMinor=$minor"

@@ -16,7 +16,7 @@ use kube::api::PostParams;
 use serde_json::{Value, json};
 
 use crate::support::control_plane::{ControlPlane, client_from};
-use crate::support::helm::{chart, helm, helm_ok};
+use crate::support::tools::{chart, helm, helm_ok};
 use crate::support::wait;
 
 fn every_option() -> PathBuf {

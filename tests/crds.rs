@@ -13,9 +13,9 @@ use kube::core::Status;
 use serde_json::json;
 
 use crate::support::cluster::TestCluster;
-use crate::support::helm::kubectl;
 use crate::support::moto::{Moto, SMALL_ORG};
 use crate::support::operator::{aws, settings};
+use crate::support::tools::kubectl;
 
 fn connector(name: &str) -> AwsConnector {
     serde_json::from_value(

@@ -22,12 +22,12 @@ use serde_json::{Value, json};
 
 use crate::support::audit::{self, Request};
 use crate::support::cluster::{TestCluster, unique_suffix};
-use crate::support::helm::{chart, helm_ok, operator_container};
 use crate::support::moto::{AMBIENT_AWS_VARIABLES, Moto, SMALL_ORG};
 use crate::support::operator::{
     VALID_ID, aws, create_org_connector, grant, secret, settings, wait_condition, wait_grant,
 };
 use crate::support::service_account::{self, with_rules};
+use crate::support::tools::{chart, helm_ok, operator_container};
 use crate::support::wait;
 
 /// A rule of the chart as the cluster holds it: (group, resource, verb), the namespace it

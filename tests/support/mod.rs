@@ -6,9 +6,9 @@
 pub mod audit;
 pub mod cluster;
 pub mod control_plane;
-pub mod helm;
 pub mod http;
 pub mod moto;
 pub mod operator;
 pub mod service_account;
+pub mod tools;
 pub mod wait;

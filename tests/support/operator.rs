@@ -14,7 +14,9 @@ use serde_json::json;
 use super::moto::Moto;
 use super::wait;
 
-pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a test waits for the operator to reach a state: generous, for a loaded 2-core
+/// machine that also runs the API server, etcd and moto; a wait ends as soon as the state is seen.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
 pub const VALID_ID: &str = "a-valid-external-id-0123456789abcdef";
 
 pub fn settings(namespace: &str, identity: &str, aws: AwsSettings) -> Settings {

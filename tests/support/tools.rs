@@ -1,5 +1,6 @@
-//! The real `helm` (built with the control plane from `helm.sh/helm/v4`) against the cluster the
-//! tests run on, and the operator started as the chart would start it, outside a pod.
+//! The real `helm` and `kubectl` (built with the control plane from `helm.sh/helm/v4` and
+//! `k8s.io/kubernetes`) against the cluster the tests run on, and the operator's container as
+//! the chart renders it, to start the operator outside a pod.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
