@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::support::cluster::TestCluster;
 use crate::support::moto::{Moto, SMALL_ORG};
 use crate::support::operator::{aws, settings};
-use crate::support::tools::kubectl;
+use crate::support::tools::{kubectl, kubectl_ok};
 
 fn connector(name: &str) -> AwsConnector {
     serde_json::from_value(
@@ -89,19 +89,6 @@ async fn cel_rules_are_enforced_at_admission() {
 
 fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-/// kubectl's output, or a panic with what it said.
-fn kubectl_ok(args: &[&str], stdin: &str) -> String {
-    let output = kubectl(args, stdin);
-    assert!(
-        output.status.success(),
-        "kubectl {} failed:\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// The manifests users copy: every `examples/` file and every YAML block of the README that

@@ -10,7 +10,6 @@
 //! `TEST_KUBERNETES_VERSION` picks the version (`1.37`, the default, or `1.30`, the oldest the
 //! chart supports); `KUBEBUILDER_ASSETS` replaces the built servers with envtest's binaries.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -103,15 +102,7 @@ impl ControlPlane {
             .expect("start the control plane harness");
         let stdin = child.stdin.take().expect("stdin");
         let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(180))
-            .unwrap_or_default();
+        let line = super::first_line(stdout, Duration::from_secs(180));
         let endpoints: Endpoints = match serde_json::from_str(&line) {
             Ok(endpoints) => endpoints,
             Err(_) => {

@@ -12,3 +12,16 @@ pub mod operator;
 pub mod service_account;
 pub mod tools;
 pub mod wait;
+
+/// The first line a child process writes on `stdout`, or an empty string if none comes within
+/// `timeout`.
+pub fn first_line(stdout: std::process::ChildStdout, timeout: std::time::Duration) -> String {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(timeout).unwrap_or_default()
+}

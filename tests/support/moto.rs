@@ -2,7 +2,6 @@
 //! per test on a free loopback port, so that every test has its own AWS state. Nothing is
 //! installed here: `make test` (or `make venv`) installs moto into `.venv`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -112,13 +111,7 @@ impl Moto {
         }
         let mut child = command.spawn().expect("start the moto launcher");
         let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+        let line = super::first_line(stdout, Duration::from_secs(60));
         let port = line
             .strip_prefix("PORT ")
             .and_then(|p| p.trim().parse::<u16>().ok());

@@ -32,17 +32,21 @@ pub fn helm(kubeconfig: &Path, args: &[&str]) -> Output {
         .expect("run helm")
 }
 
-/// Runs helm and panics with its output unless it succeeded; returns its standard output.
-pub fn helm_ok(kubeconfig: &Path, args: &[&str]) -> String {
-    let output = helm(kubeconfig, args);
+/// The standard output of a tool that succeeded; a panic with all it said otherwise.
+fn succeeded(tool: &str, args: &[&str], output: Output) -> String {
     assert!(
         output.status.success(),
-        "helm {} failed:\n{}{}",
+        "{tool} {} failed:\n{}{}",
         args.join(" "),
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs helm and panics with its output unless it succeeded; returns its standard output.
+pub fn helm_ok(kubeconfig: &Path, args: &[&str]) -> String {
+    succeeded("helm", args, helm(kubeconfig, args))
 }
 
 /// The environment and arguments of the operator container of the release's Deployment, as
@@ -103,4 +107,9 @@ pub fn kubectl(args: &[&str], stdin: &str) -> Output {
         pipe.write_all(stdin.as_bytes()).expect("kubectl's stdin");
     }
     child.wait_with_output().expect("kubectl")
+}
+
+/// Runs kubectl and panics with its output unless it succeeded; returns its standard output.
+pub fn kubectl_ok(args: &[&str], stdin: &str) -> String {
+    succeeded("kubectl", args, kubectl(args, stdin))
 }
