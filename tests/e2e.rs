@@ -486,6 +486,45 @@ async fn a_failed_sync_resumes_from_its_config_maps() {
     cluster.cleanup().await;
 }
 
+/// A change to the connector while it syncs queues another reconciliation, which runs the
+/// moment the sync ends, possibly before the watch has brought the status that sync wrote: it
+/// must not sync again (one sync, counted from moto's recording of the calls).
+#[tokio::test]
+async fn a_change_during_a_sync_does_not_sync_again() {
+    let moto = Moto::start();
+    moto.seed(&["--accounts", "2", "--sso-users", "4", "--sso-groups", "2"]);
+    moto.reset_calls();
+    moto.set_faults(json!({"hold_operations": ["ListRoots"]}));
+    let (cluster, trigger, operator, connectors) = org_connector("e2e-twice", &moto).await;
+    wait::until("the sync to wait on the roots", TIMEOUT, || async {
+        moto.calls().contains_key("ListRoots").then_some(())
+    })
+    .await;
+    connectors
+        .patch(
+            "org",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"example.com/owner": "platform"}}})),
+        )
+        .await
+        .expect("annotate");
+    // Long enough for the watch to bring the change while the sync still waits.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    moto.set_faults(json!({}));
+    wait_condition(&connectors, "org", "Ready", "True").await;
+    // Past any reconciliation the change queued.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        moto.calls().get("ListRoots"),
+        Some(&1),
+        "one sync: {:?}",
+        moto.calls()
+    );
+    trigger.fire();
+    operator.task.await.expect("join").expect("clean shutdown");
+    cluster.cleanup().await;
+}
+
 /// An operator told to stop in the middle of a sync saves every stream's page state as it
 /// stands, without waiting for the calls in flight, and stops cleanly.
 #[tokio::test]
