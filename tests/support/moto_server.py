@@ -46,6 +46,7 @@ The first line on stdout is `PORT <n>`; the server stops on SIGTERM or SIGINT.
 """
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -649,6 +650,25 @@ def apply_patches():
         patch()
 
 
+def exit_with_parent():
+    """Asks Linux to stop this server (SIGTERM) when the process that started it ends, however
+    it ends: a test binary killed with SIGKILL leaves no emulator behind. The signal follows the
+    starting thread, which in the tests is the test's own, and it ends the server only after
+    the test is done with it."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        # The parent ended before the signal was armed.
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -675,6 +695,7 @@ def main():
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    exit_with_parent()
     server.serve_forever()
     return 0
 
