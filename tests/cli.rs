@@ -254,7 +254,7 @@ fn inputs_stdin_links_special_files_and_many_documents() {
     );
 }
 
-/// One table of exit codes (README "Exit codes"): 0 done, 1 refused input, 2 could not run.
+/// One table of exit codes (docs/cli.md, "Exit codes"): 0 done, 1 refused input, 2 could not run.
 #[test]
 fn exit_codes_follow_the_documented_table() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -61,7 +61,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            // See "Exit codes" in the README.
+            // See "Exit codes" in docs/cli.md.
             if error.downcast_ref::<InvalidInput>().is_some() {
                 ExitCode::from(1)
             } else {
