@@ -157,28 +157,41 @@ async fn allowed_everywhere(
     }
     for (namespace, rule) in checks {
         let first = |field: &str| rule[field][0].as_str().unwrap_or_default().to_string();
-        let (resource, subresource) = match first("resources").split_once('/') {
-            Some((r, s)) => (r.to_string(), s.to_string()),
-            None => (first("resources"), String::new()),
-        };
-        let review = json!({
-            "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-            "spec": {"resourceAttributes": {
-                "group": first("apiGroups"), "resource": resource, "subresource": subresource,
-                "verb": first("verbs"), "namespace": namespace.unwrap_or_default(),
-                "name": rule["resourceNames"][0].as_str().unwrap_or_default()
-            }}
-        });
-        let request = http::Request::post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
-            .header("content-type", "application/json")
-            .body(review.to_string().into_bytes())
-            .expect("request");
-        let Ok(answer) = client.request::<Value>(request).await else {
-            return false;
-        };
-        if answer["status"]["allowed"] != json!(true) {
+        let name = rule["resourceNames"][0].as_str().unwrap_or_default();
+        let asked = (first("apiGroups"), first("resources"), first("verbs"));
+        if !may(
+            client,
+            (&asked.0, &asked.1, &asked.2),
+            namespace.unwrap_or_default(),
+            name,
+        )
+        .await
+        {
             return false;
         }
     }
     true
+}
+
+/// Whether the client's user may do `(group, resource[/subresource], verb)` in `namespace`
+/// ("" for cluster-wide) on `name` ("" for any), as the API server's authorizer answers a
+/// SelfSubjectAccessReview now.
+pub async fn may(client: &Client, asked: (&str, &str, &str), namespace: &str, name: &str) -> bool {
+    let (group, resource, verb) = asked;
+    let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+    let review = json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {
+            "group": group, "resource": resource, "subresource": subresource,
+            "verb": verb, "namespace": namespace, "name": name
+        }}
+    });
+    let request = http::Request::post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
+        .header("content-type", "application/json")
+        .body(review.to_string().into_bytes())
+        .expect("request");
+    match client.request::<Value>(request).await {
+        Ok(answer) => answer["status"]["allowed"] == json!(true),
+        Err(_) => false,
+    }
 }
