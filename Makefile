@@ -48,8 +48,9 @@ bench: venv
 	$(CLEAN_AWS_ENV) $(VENV)/bin/python scripts/bench.py --size $(BENCH_SIZE)
 
 ## bench-idle: the release operator converges 1,000 AccessGrants on the 3-account organization
-## (API emulator, or TEST_KUBECONFIG's cluster) and idles; prints convergence time and its memory
-bench-idle: venv
+## (the local control plane, or TEST_KUBECONFIG's cluster) and idles; prints convergence time and its
+## memory
+bench-idle: venv controlplane
 	$(CARGO) build --release --locked
 	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration idle_memory -- --ignored --nocapture
 

@@ -95,7 +95,22 @@ func run() error {
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
-	plane, err := start(*bin, workDir, apiserverArgs, *timeout)
+	// The ports are picked free and handed to the servers, and another process may take one
+	// in between: a server that exits while starting is started again on fresh ports.
+	var plane *controlPlane
+	var err error
+	for attempt := 1; ; attempt++ {
+		plane, err = start(*bin, workDir, apiserverArgs, *timeout)
+		var died *startExit
+		if err == nil || !errors.As(err, &died) || attempt == 3 {
+			break
+		}
+		fmt.Fprintf(os.Stderr, "control plane: %v; starting again\n", err)
+		plane.stop()
+		if err := os.RemoveAll(filepath.Join(workDir, "etcd")); err != nil {
+			return err
+		}
+	}
 	if plane != nil {
 		defer plane.stop()
 	}
@@ -138,6 +153,13 @@ func run() error {
 type exit struct {
 	name, log string
 	err       error
+}
+
+// startExit is a server that exited while the control plane was starting.
+type startExit struct{ exit }
+
+func (e *startExit) Error() string {
+	return fmt.Sprintf("%s exited while starting: %v; its log:\n%s", e.name, e.err, tail(e.log))
 }
 
 type server struct {
@@ -381,7 +403,7 @@ func waitReady(server string, certs *pki, timeout time.Duration, exits chan exit
 	for time.Now().Before(deadline) {
 		select {
 		case exited := <-exits:
-			return "", fmt.Errorf("%s exited while starting: %v; its log:\n%s", exited.name, exited.err, tail(exited.log))
+			return "", &startExit{exited}
 		default:
 		}
 		response, err := client.Get(server + "/readyz")
