@@ -1,13 +1,13 @@
-//! The chart's RBAC, judged by the real authorizer: the chart is installed with helm, and the
-//! operator binary runs with the chart's environment and its ServiceAccount's token (from
-//! TokenRequest) through a flow that exercises every path: connectors Ready and refused,
-//! Secrets read, a grant granted and revoked, a sync asked for, connectors deleted, the lease
-//! released. The API server's audit log then shows that no request was denied, that every rule
-//! of the chart's Roles and ClusterRoles was used where it applies, and that nothing is granted
-//! cluster-wide that one namespace's Role could grant instead.
+//! The chart's RBAC, judged by the real authorizer: the chart is installed with helm (with its
+//! defaults, and with `watchNamespaces`), and the operator binary runs with the chart's
+//! environment and its ServiceAccount's token (from TokenRequest) through a flow that exercises
+//! every path: connectors Ready and refused, Secrets read, a grant granted and revoked, syncs
+//! asked for (two that fail, so that the event recorder counts a repeat), connectors deleted,
+//! the lease released. The API server's audit log then shows that no request was denied, that
+//! every rule of the chart's Roles and ClusterRoles was used where it applies, and that nothing
+//! is granted cluster-wide that one namespace's Role could grant instead.
 //!
-//! The operator also runs as ServiceAccounts with narrower RBAC than the chart's, where a
-//! cluster-wide list is refused.
+//! The operator also runs as a ServiceAccount that may not list AccessGrants cluster-wide.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
