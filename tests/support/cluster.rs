@@ -117,9 +117,11 @@ impl TestCluster {
         name
     }
 
-    /// Deletes the test namespace (a real cluster cleans up what is inside). The operator has
-    /// stopped by then, so the finalizers it would have honoured are removed first: otherwise a
-    /// real cluster would keep the namespace terminating forever.
+    /// Deletes the test namespace. A full cluster's namespace controller then deletes what is
+    /// inside; the local control plane has none, and its namespace stays `Terminating` until
+    /// the control plane stops. The operator has stopped by then, so the finalizers it would
+    /// have honoured are removed first: otherwise a full cluster would keep the namespace
+    /// terminating forever.
     pub async fn cleanup(self) {
         let merge = Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
         let grants: Api<AccessGrant> = Api::namespaced(self.client.clone(), &self.namespace);
