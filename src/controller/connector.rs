@@ -289,7 +289,18 @@ async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, 
         .ok_or(Error::MissingField("namespace"))?;
     let name = connector.name_any();
     let api: Api<AwsConnector> = Api::namespaced(ctx.client.clone(), &namespace);
-    let current = connector.status.clone();
+    let runtime = ctx.runtime(&session::key(&connector));
+    let mut current = connector.status.clone();
+    // The connector comes from the watch, whose copy may not have the status of a sync this
+    // replica has just run yet (a reconciliation queued during a sync starts the moment it
+    // ends). Built on that copy, this reconciliation would sync again, and its status would
+    // take back what the sync wrote: the status is read from the API server instead.
+    if let Some((ran, _)) = runtime.last_sync()
+        && schedule::finished_later(&ran, current.as_ref().and_then(|s| s.last_sync.as_ref()))
+        && let Some(fresh) = api.get_opt(&name).await?
+    {
+        current = fresh.status;
+    }
     let mut writer = StatusWriter {
         api: &api,
         fence: &ctx.fence,
@@ -433,6 +444,9 @@ async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, 
         Ok(()) => {
             writer.flush().await?;
             sync(&connector, ctx, &authenticated, &mut writer).await?;
+            if let Some(summary) = writer.next.last_sync.clone() {
+                runtime.keep_last_sync(summary, requested.clone());
+            }
             writer.next.last_handled_sync_now = requested;
             let failed = writer
                 .next

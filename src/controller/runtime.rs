@@ -1,7 +1,7 @@
 //! What the operator keeps for each connector between reconciliations: its role chain (reused,
-//! refreshed by the SDK before it expires), the names its last sync saw, its permits for
-//! assignment operations in flight, and the listings its grants' re-checks share. One object
-//! per connector, freed with the connector.
+//! refreshed by the SDK before it expires), the names its last sync saw, the last sync it ran,
+//! its permits for assignment operations in flight, and the listings its grants' re-checks
+//! share. One object per connector, freed with the connector.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use crate::api::connector::SyncSummary;
 use crate::aws::Session;
 use crate::grant::observations::Observations;
 use crate::sync::cache::SyncCache;
@@ -22,6 +23,9 @@ pub struct ConnectorRuntime {
     /// The role chain, with the fingerprint of what it was built from.
     session: Mutex<Option<(String, Session)>>,
     directory: Mutex<Option<Arc<SyncCache>>>,
+    /// The last sync this replica ran, and the sync-now value it answered: a watch's copy of
+    /// the connector with an older one has not caught up with the status written since.
+    last_sync: Mutex<Option<(SyncSummary, Option<String>)>>,
     pub slots: Arc<Semaphore>,
     pub observations: Arc<Observations>,
 }
@@ -31,6 +35,7 @@ impl ConnectorRuntime {
         Self {
             session: Mutex::default(),
             directory: Mutex::default(),
+            last_sync: Mutex::default(),
             slots: Arc::new(Semaphore::new(ASSIGNMENTS_IN_FLIGHT)),
             observations: Arc::new(Observations::new(recheck)),
         }
@@ -67,6 +72,18 @@ impl ConnectorRuntime {
 
     pub fn keep_directory(&self, cache: Arc<SyncCache>) {
         *self.directory.lock().unwrap_or_else(|p| p.into_inner()) = Some(cache);
+    }
+
+    /// The last sync this replica ran and the sync-now value it answered.
+    pub fn last_sync(&self) -> Option<(SyncSummary, Option<String>)> {
+        self.last_sync
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn keep_last_sync(&self, summary: SyncSummary, handled: Option<String>) {
+        *self.last_sync.lock().unwrap_or_else(|p| p.into_inner()) = Some((summary, handled));
     }
 }
 

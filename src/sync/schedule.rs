@@ -45,6 +45,20 @@ pub fn due(
     }
 }
 
+/// Whether `sync` finished after `than` (or `than` never finished).
+pub fn finished_later(sync: &SyncSummary, than: Option<&SyncSummary>) -> bool {
+    let finished = |s: &SyncSummary| {
+        s.finished_at
+            .as_deref()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+    };
+    match (finished(sync), than.and_then(finished)) {
+        (Some(sync), Some(than)) => sync > than,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +73,17 @@ mod tests {
             outcome: Some(outcome.into()),
             ..SyncSummary::default()
         }
+    }
+
+    #[test]
+    fn a_sync_finished_later_than_another() {
+        let (early, late) = (summary(1000, SUCCEEDED), summary(2000, FAILED));
+        assert!(finished_later(&late, Some(&early)));
+        assert!(!finished_later(&early, Some(&late)));
+        assert!(!finished_later(&early, Some(&early)));
+        assert!(finished_later(&early, None));
+        assert!(finished_later(&early, Some(&SyncSummary::default())));
+        assert!(!finished_later(&SyncSummary::default(), None));
     }
 
     #[test]
