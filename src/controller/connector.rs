@@ -295,7 +295,7 @@ async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, 
     // replica has just run yet (a reconciliation queued during a sync starts the moment it
     // ends). Built on that copy, this reconciliation would sync again, and its status would
     // take back what the sync wrote: the status is read from the API server instead.
-    if let Some((ran, _)) = runtime.last_sync()
+    if let Some(ran) = runtime.last_sync()
         && schedule::finished_later(&ran, current.as_ref().and_then(|s| s.last_sync.as_ref()))
         && let Some(fresh) = api.get_opt(&name).await?
     {
@@ -445,7 +445,7 @@ async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, 
             writer.flush().await?;
             sync(&connector, ctx, &authenticated, &mut writer).await?;
             if let Some(summary) = writer.next.last_sync.clone() {
-                runtime.keep_last_sync(summary, requested.clone());
+                runtime.keep_last_sync(summary);
             }
             writer.next.last_handled_sync_now = requested;
             let failed = writer

@@ -23,9 +23,9 @@ pub struct ConnectorRuntime {
     /// The role chain, with the fingerprint of what it was built from.
     session: Mutex<Option<(String, Session)>>,
     directory: Mutex<Option<Arc<SyncCache>>>,
-    /// The last sync this replica ran, and the sync-now value it answered: a watch's copy of
-    /// the connector with an older one has not caught up with the status written since.
-    last_sync: Mutex<Option<(SyncSummary, Option<String>)>>,
+    /// The last sync this replica ran: a watch's copy of the connector with an older one has
+    /// not caught up with the status written since.
+    last_sync: Mutex<Option<SyncSummary>>,
     pub slots: Arc<Semaphore>,
     pub observations: Arc<Observations>,
 }
@@ -74,16 +74,16 @@ impl ConnectorRuntime {
         *self.directory.lock().unwrap_or_else(|p| p.into_inner()) = Some(cache);
     }
 
-    /// The last sync this replica ran and the sync-now value it answered.
-    pub fn last_sync(&self) -> Option<(SyncSummary, Option<String>)> {
+    /// The last sync this replica ran.
+    pub fn last_sync(&self) -> Option<SyncSummary> {
         self.last_sync
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    pub fn keep_last_sync(&self, summary: SyncSummary, handled: Option<String>) {
-        *self.last_sync.lock().unwrap_or_else(|p| p.into_inner()) = Some((summary, handled));
+    pub fn keep_last_sync(&self, summary: SyncSummary) {
+        *self.last_sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(summary);
     }
 }
 
