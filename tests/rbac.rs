@@ -14,14 +14,14 @@ use std::process::{Child, Command, Stdio};
 
 use aws_access_operator::api::{AccessGrant, AwsConnector};
 use aws_access_operator::controller::{self, shutdown};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::support::audit::{self, Request};
-use crate::support::cluster::{TestCluster, unique_suffix};
+use crate::support::cluster::{TestCluster, create_namespace, unique_suffix};
 use crate::support::moto::{AMBIENT_AWS_VARIABLES, Moto, SMALL_ORG};
 use crate::support::operator::{
     VALID_ID, aws, create_org_connector, grant, secret, settings, wait_condition, wait_grant,
@@ -121,21 +121,6 @@ async fn chart_rules(admin: &Client, release: &str) -> BTreeSet<Granted> {
     }
     assert!(!out.is_empty(), "the release {release} binds no role");
     out
-}
-
-/// Creates a namespace named `<prefix>-<unique>` with `labels`.
-async fn namespace(admin: &Client, prefix: &str, labels: Value) -> String {
-    let name = format!("{prefix}-{}", unique_suffix());
-    let namespaces: Api<Namespace> = Api::all(admin.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
-                .expect("namespace"),
-        )
-        .await
-        .expect("namespace");
-    name
 }
 
 fn free_port() -> u16 {
@@ -246,8 +231,8 @@ async fn chart_flow(watching: Watching) {
     };
     let client = cluster.client.clone();
     let home = cluster.namespace.clone();
-    let platform = namespace(&client, "rbac-platform", json!({})).await;
-    let team = namespace(&client, "rbac-team", json!({"grants": "yes"})).await;
+    let platform = create_namespace(&client, "rbac-platform", json!({})).await;
+    let team = create_namespace(&client, "rbac-team", json!({"grants": "yes"})).await;
 
     // The chart as a platform team installs it: connectors served in one namespace. The CRDs
     // are the cluster's already.

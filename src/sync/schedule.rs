@@ -25,11 +25,7 @@ pub fn due(
         return Ok(());
     }
     let Some(last) = last else { return Ok(()) };
-    let Some(finished) = last
-        .finished_at
-        .as_deref()
-        .and_then(|t| t.parse::<Timestamp>().ok())
-    else {
+    let Some(finished) = finished_at(last) else {
         return Ok(());
     };
     let wait = if last.outcome.as_deref() == Some(SUCCEEDED) {
@@ -45,14 +41,14 @@ pub fn due(
     }
 }
 
+/// When a sync finished, if it did (and says so readably).
+fn finished_at(sync: &SyncSummary) -> Option<Timestamp> {
+    sync.finished_at.as_deref().and_then(|t| t.parse().ok())
+}
+
 /// Whether `sync` finished after `than` (or `than` never finished).
 pub fn finished_later(sync: &SyncSummary, than: Option<&SyncSummary>) -> bool {
-    let finished = |s: &SyncSummary| {
-        s.finished_at
-            .as_deref()
-            .and_then(|t| t.parse::<Timestamp>().ok())
-    };
-    match (finished(sync), than.and_then(finished)) {
+    match (finished_at(sync), than.and_then(finished_at)) {
         (Some(sync), Some(than)) => sync > than,
         (Some(_), None) => true,
         (None, _) => false,

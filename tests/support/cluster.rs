@@ -83,17 +83,12 @@ impl TestCluster {
 
     async fn connect(prefix: &str, kubeconfig: PathBuf, own: Option<ControlPlane>) -> Self {
         let client = client_from(&kubeconfig).await;
-        let namespace = format!("{prefix}-{}", unique_suffix());
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let object: Namespace = serde_json::from_value(serde_json::json!({
-            "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": namespace, "labels": {"awsaccess.io/test": "true"}}
-        }))
-        .expect("namespace");
-        namespaces
-            .create(&PostParams::default(), &object)
-            .await
-            .expect("create the test namespace");
+        let namespace = create_namespace(
+            &client,
+            prefix,
+            serde_json::json!({"awsaccess.io/test": "true"}),
+        )
+        .await;
         Self {
             client,
             namespace,
@@ -104,17 +99,7 @@ impl TestCluster {
 
     /// Creates another namespace `<prefix>-<unique>` beside the test's own.
     pub async fn namespace_in(cluster: &TestCluster, prefix: &str) -> String {
-        let name = format!("{prefix}-{}", unique_suffix());
-        let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
-        let object: Namespace = serde_json::from_value(serde_json::json!({
-            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
-        }))
-        .expect("namespace");
-        namespaces
-            .create(&PostParams::default(), &object)
-            .await
-            .expect("create a namespace");
-        name
+        create_namespace(&cluster.client, prefix, serde_json::json!({})).await
     }
 
     /// Deletes the test namespace. A full cluster's namespace controller then deletes what is
@@ -151,4 +136,19 @@ impl TestCluster {
             .delete(&self.namespace, &DeleteParams::default())
             .await;
     }
+}
+
+/// Creates a namespace `<prefix>-<unique>` with `labels`; returns its name.
+pub async fn create_namespace(client: &Client, prefix: &str, labels: serde_json::Value) -> String {
+    let name = format!("{prefix}-{}", unique_suffix());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let object: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}
+    }))
+    .expect("namespace");
+    namespaces
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap_or_else(|e| panic!("create the namespace {name}: {e}"));
+    name
 }
