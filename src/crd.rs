@@ -5,13 +5,17 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use crate::api::{AccessGrant, AwsConnector};
+use crate::api::{AccessGrant, AccessRequest, AwsConnector};
 
 /// Every CRD the operator owns. They carry Helm's keep policy: the chart installs and upgrades
 /// them as templates (Helm never upgrades its `crds/` folder), and uninstalling the chart must
 /// not delete every AwsConnector and AccessGrant with them.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    let mut crds = vec![AwsConnector::crd(), AccessGrant::crd()];
+    let mut crds = vec![
+        AwsConnector::crd(),
+        AccessGrant::crd(),
+        AccessRequest::crd(),
+    ];
     for crd in &mut crds {
         crd.metadata
             .annotations

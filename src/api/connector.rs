@@ -45,6 +45,10 @@ pub struct AwsConnectorSpec {
     /// What AccessGrants may ask of this connector.
     #[serde(default)]
     pub grant_policy: GrantPolicy,
+    /// Whether and how AccessRequests are served through this connector (the grantPolicy
+    /// applies to them too).
+    #[serde(default, skip_serializing_if = "RequestPolicy::is_off")]
+    pub request_policy: RequestPolicy,
     /// Observe only: sync and plan, never write to AWS.
     #[serde(default)]
     pub read_only: bool,
@@ -283,6 +287,124 @@ pub struct GrantPolicy {
     #[schemars(length(max = 32))]
     #[x_kube(validation = rules::duration_rule("spec.grantPolicy.maxDuration"))]
     pub max_duration: Option<String>,
+}
+
+/// What AccessRequests may ask of a connector. Off unless `enabled`; a request is served only
+/// when one of `rules` allows it, and the grantPolicy must allow the access too.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestPolicy {
+    /// Whether AccessRequests are served at all. Turning it off ends the access requests hold.
+    #[serde(default)]
+    pub enabled: bool,
+    /// How a requester's Kubernetes user name becomes the user name of the principal, for
+    /// rules with `principals: Self`.
+    #[serde(default, skip_serializing_if = "UserMapping::is_identity")]
+    pub user_mapping: UserMapping,
+    /// How long a request may wait for its approvals, from its creation (default `24h`); after
+    /// that it expires and later approvals do nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = rules::duration_rule("spec.requestPolicy.pendingExpiry"))]
+    pub pending_expiry: Option<String>,
+    /// Who may request what. The first rule that allows a request applies to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub rules: Vec<RequestRule>,
+}
+
+impl RequestPolicy {
+    pub fn is_off(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// From a Kubernetes user name to a principal's user name: `stripPrefix` is removed (a user
+/// name without it maps to nothing), then `suffix` appended. `oidc:alice` with `stripPrefix:
+/// "oidc:"` and `suffix: "@example.com"` is `alice@example.com`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserMapping {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub strip_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub suffix: Option<String>,
+}
+
+impl UserMapping {
+    pub fn is_identity(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// One rule of a requestPolicy. Every list allows exactly what it names (`*` allows any); an
+/// empty list allows none of that kind.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("size(self.users) + size(self.groups) > 0").message(rules::RULE_NEEDS_REQUESTERS))]
+pub struct RequestRule {
+    /// Named in status and messages.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// Kubernetes users who may request under this rule.
+    #[serde(default)]
+    #[schemars(length(max = 500), inner(length(min = 1, max = 512)))]
+    pub users: Vec<String>,
+    /// Kubernetes groups whose members may request under this rule (as listed in the
+    /// request's `spec.requester.groups`, which admission checks).
+    #[serde(default)]
+    #[schemars(length(max = 500), inner(length(min = 1, max = 512)))]
+    pub groups: Vec<String>,
+    /// For whom: `Self` (the requester's own user, through `userMapping`) or `Any`.
+    #[serde(default)]
+    pub principals: PrincipalScope,
+    /// Permission sets (names or ARNs) that may be requested.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500), inner(length(min = 1, max = 256)))]
+    pub permission_sets: Vec<String>,
+    /// Accounts a permission set may be requested on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000), inner(length(min = 1, max = 12)))]
+    pub accounts: Vec<String>,
+    /// Organizational units a permission set may be requested on (a nested unit too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000), inner(length(min = 1, max = 68)))]
+    pub organizational_units: Vec<String>,
+    /// Identity Center group (display name) or IAM group memberships that may be requested.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500), inner(length(min = 1, max = 1024)))]
+    pub memberships: Vec<String>,
+    /// Approvals needed (default 1). `0` approves automatically: an explicit choice, logged
+    /// and recorded for every request it approves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10))]
+    pub approvals: Option<u32>,
+    /// Longest duration a request may ask for under this rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = rules::duration_rule("spec.requestPolicy.rules[].maxDuration"))]
+    pub max_duration: Option<String>,
+}
+
+impl RequestRule {
+    /// Approvals needed, 1 unless said otherwise.
+    pub fn approvals(&self) -> u32 {
+        self.approvals.unwrap_or(1)
+    }
+}
+
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+pub enum PrincipalScope {
+    /// Only the requester's own user (`principal.kind` SsoUser or IamUser, by name).
+    #[default]
+    #[serde(rename = "Self")]
+    Myself,
+    /// Any principal.
+    Any,
 }
 
 /// Which namespaces may use a connector.

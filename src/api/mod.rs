@@ -6,6 +6,7 @@ pub mod connector;
 pub mod duration;
 pub mod grant;
 pub mod health;
+pub mod request;
 pub mod rules;
 pub mod unknown_fields;
 pub mod validation;
@@ -13,6 +14,7 @@ pub mod validation;
 pub use conditions::{ConditionStatus, Conditions};
 pub use connector::{AwsConnector, AwsConnectorSpec, AwsConnectorStatus};
 pub use grant::{AccessGrant, AccessGrantSpec, AccessGrantStatus};
+pub use request::{AccessRequest, AccessRequestSpec, AccessRequestStatus};
 
 /// The API group of every kind this operator owns.
 pub const GROUP: &str = "awsaccess.io";
@@ -21,3 +23,5 @@ pub const GRANT_FINALIZER: &str = "awsaccess.io/revoke";
 /// The finalizer that makes deleting an AwsConnector revoke the access created through it
 /// first.
 pub const CONNECTOR_FINALIZER: &str = "awsaccess.io/revoke";
+/// The finalizer that makes deleting an AccessRequest end the access it holds first.
+pub const REQUEST_FINALIZER: &str = "awsaccess.io/revoke";

@@ -74,6 +74,13 @@ pub const ALLOWED_ACCOUNTS_MESSAGE: &str =
     "spec.grantPolicy.allowedAccounts entries must be 12-digit account ids";
 pub const SELECTOR_NEEDED: &str =
     "spec.grantPolicy.allowedNamespaces.selector is required when from is Selector";
+pub const RULE_NEEDS_REQUESTERS: &str =
+    "spec.requestPolicy.rules[]: a rule must name users or groups who may request";
+pub const REQUEST_IMMUTABLE: &str = "spec.connectorRef, spec.requester, spec.principal, spec.target, spec.duration and spec.reason of an AccessRequest cannot change once it is made: make a new request";
+pub const WITHDRAWN_FINAL: &str = "spec.withdrawn cannot be taken back once true";
+pub const REVIEWS_KEPT: &str = "spec.reviews: a review cannot be removed once made";
+pub const REVIEW_FINAL: &str = "spec.reviews: a review cannot be changed once made";
+pub const REASON_NEEDED: &str = "spec.reason must say why the access is needed";
 pub const PERMISSION_SET_PRINCIPAL: &str =
     "spec.principal.kind must be SsoUser or SsoGroup for spec.target.kind PermissionSet";
 pub const SSO_MEMBERSHIP_PRINCIPAL: &str =

@@ -34,3 +34,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default "default" .Values.serviceAccount.name }}
 {{- end }}
 {{- end }}
+
+{{- /* The ValidatingAdmissionPolicy (and its binding) that vouches for AccessRequests. */}}
+{{- define "aws-access-operator.requestPolicyName" -}}
+{{- printf "%s-access-requests" (include "aws-access-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
