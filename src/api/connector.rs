@@ -368,7 +368,7 @@ pub struct RequestRule {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 1000), inner(length(min = 1, max = 12)))]
     pub accounts: Vec<String>,
-    /// Organizational units a permission set may be requested on (a nested unit too).
+    /// Organizational units a permission set may be requested on (as named in the request).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 1000), inner(length(min = 1, max = 68)))]
     pub organizational_units: Vec<String>,

@@ -108,9 +108,7 @@ pub enum Decision {
 }
 
 /// Where a request stands.
-#[derive(
-    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash,
-)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum State {
     /// Waiting for approvals.
     Pending,

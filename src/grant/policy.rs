@@ -42,7 +42,10 @@ pub fn namespace_allowed(
 
 /// A permission set named in a grant policy, as an ARN: an ARN is taken as it is, a name is
 /// looked up among the instance's permission sets (`names`: name → ARN, from the last sync).
-fn policy_arn<'a>(entry: &'a str, names: &'a BTreeMap<String, String>) -> Option<&'a str> {
+pub(crate) fn policy_arn<'a>(
+    entry: &'a str,
+    names: &'a BTreeMap<String, String>,
+) -> Option<&'a str> {
     if entry.starts_with("arn:") {
         Some(entry)
     } else {
