@@ -225,6 +225,11 @@ pub struct RunArgs {
     /// grants they come less often than --grant-check-interval instead.
     #[arg(long, env = "DRIFT_CHECK_SHARE", default_value_t = 25, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub drift_check_share: u8,
+    /// The ValidatingAdmissionPolicy (and binding, of the same name) that has the API server
+    /// vouch for AccessRequests' requesters and reviewers. Approvals are counted only while
+    /// both exist; without this flag, none is.
+    #[arg(long, env = "REQUEST_ADMISSION_POLICY")]
+    pub request_admission_policy: Option<String>,
 }
 
 impl RunArgs {

@@ -142,6 +142,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         health_addr: Some(args.metrics_addr),
         instance: identity,
         home_namespace: own_namespace,
+        request_admission_policy: args
+            .request_admission_policy
+            .clone()
+            .filter(|n| !n.is_empty()),
         aws: controller::AwsSettings {
             base: crate::aws::AwsBase::from_env(args.aws_attempt_timeout).await,
             limits,

@@ -760,7 +760,14 @@ async fn execute(
         let holder = format!("{}/{}", line.namespace, line.name);
         line.result = Some(
             match shell
-                .settle_gone_holder(&holder, &holder, &access, &state, now)
+                .settle_gone_holder(
+                    &holder,
+                    &holder,
+                    crate::grant::ledger::HolderKind::AccessGrant,
+                    &access,
+                    &state,
+                    now,
+                )
                 .await
             {
                 Ok(Done::Revoked { .. }) => "revoked".to_string(),
@@ -807,6 +814,7 @@ async fn execute(
             let ask = GrantAsk {
                 holder: &holder,
                 grant: &holder,
+                holder_kind: crate::grant::ledger::HolderKind::AccessGrant,
                 wanted: &wanted,
                 settle: &settle,
                 deleting: false,

@@ -41,6 +41,8 @@ pub struct Context {
     /// One lock per piece of access, so that two grants declaring the same access never
     /// work on it at once.
     pub access_locks: AccessLocks,
+    /// Whether the admission policy that vouches for AccessRequests is in place.
+    pub admission: super::admission::AdmissionCheck,
     /// Reconciliations running now, and whether new ones may start.
     running: tokio::sync::watch::Sender<usize>,
     stopping: std::sync::atomic::AtomicBool,
@@ -91,6 +93,9 @@ impl Context {
             namespaces: settings.namespaces.clone(),
             connector_namespaces: settings.connector_namespaces.clone(),
             access_locks: AccessLocks::default(),
+            admission: super::admission::AdmissionCheck::new(
+                settings.request_admission_policy.clone(),
+            ),
             running: tokio::sync::watch::channel(0).0,
             stopping: std::sync::atomic::AtomicBool::new(false),
             stop_requested: tokio::sync::watch::channel(false).0,
@@ -171,6 +176,22 @@ impl Context {
             grants.extend(api.list(&params).await?.items);
         }
         Ok(grants)
+    }
+
+    /// Every AccessRequest the operator may see, like `grants`.
+    pub async fn requests(&self) -> Result<Vec<crate::api::AccessRequest>, kube::Error> {
+        let params = kube::api::ListParams::default();
+        if self.namespaces.is_empty() {
+            let all: kube::Api<crate::api::AccessRequest> = kube::Api::all(self.client.clone());
+            return Ok(all.list(&params).await?.items);
+        }
+        let mut requests = Vec::new();
+        for namespace in &self.namespaces {
+            let api: kube::Api<crate::api::AccessRequest> =
+                kube::Api::namespaced(self.client.clone(), namespace);
+            requests.extend(api.list(&params).await?.items);
+        }
+        Ok(requests)
     }
 
     /// The last session that worked for `key`, whatever it was built from: what a revoke uses

@@ -20,7 +20,7 @@ use super::{session, status};
 use crate::api::conditions::{ConditionStatus, ConditionUpdate, Conditions};
 use crate::api::grant::{AccessGrantStatus, AccessRecord, AccountAccess, ResolvedIds};
 use crate::api::validation::{describe, validate_grant};
-use crate::api::{AccessGrant, AwsConnector, GRANT_FINALIZER};
+use crate::api::{AccessGrant, AccessGrantSpec, AwsConnector, GRANT_FINALIZER};
 use crate::aws::{ErrorKind, Session};
 use crate::grant::access::Access;
 use crate::grant::decide::{Connector, Ending, Kept};
@@ -28,7 +28,7 @@ use crate::grant::execute::{
     Done, GrantAsk, GrantReport, HeldChange, Settle, ShellError, when_replaced,
 };
 use crate::grant::expiry::Expiry;
-use crate::grant::ledger::{OperationKind, Origin};
+use crate::grant::ledger::{HolderKind, OperationKind, Origin};
 use crate::grant::observations::Observations;
 use crate::grant::plan::Names;
 use crate::grant::policy::{check_grant, check_unit, namespace_allowed};
@@ -73,24 +73,24 @@ fn conditions(granted: bool, ready: bool, reason: &str, message: &str) -> Vec<Co
     ]
 }
 
-fn rfc3339(t: Timestamp) -> String {
+pub(super) fn rfc3339(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// Everything about a grant and its connector that is read from Kubernetes.
-struct Gathered {
-    connector: Connector,
+pub(super) struct Gathered {
+    pub(super) connector: Connector,
     /// The connector object, when it exists.
-    object: Option<AwsConnector>,
+    pub(super) object: Option<AwsConnector>,
     /// `namespace/name` of the connector.
-    connector_key: String,
-    session: Option<Session>,
+    pub(super) connector_key: String,
+    pub(super) session: Option<Session>,
     /// The connector's allowed namespaces, checked for this grant.
-    namespace_allowed: Result<(), String>,
-    cache: Arc<SyncCache>,
+    pub(super) namespace_allowed: Result<(), String>,
+    pub(super) cache: Arc<SyncCache>,
 }
 
-async fn gather(grant: &AccessGrant, ctx: &Context) -> Result<Gathered, Error> {
+pub(super) async fn gather(grant: &AccessGrant, ctx: &Context) -> Result<Gathered, Error> {
     let grant_namespace = grant.namespace().ok_or(Error::MissingField("namespace"))?;
     let reference = &grant.spec.connector_ref;
     let connector_namespace = reference
@@ -165,12 +165,12 @@ async fn gather(grant: &AccessGrant, ctx: &Context) -> Result<Gathered, Error> {
 }
 
 /// What the spec asks for: the resolved access, or why there is none.
-enum Wanted {
+pub(super) enum Wanted {
     Access(Box<Resolved>, ResolvedIds),
     Refused(&'static str, String, Duration),
 }
 
-async fn wanted(grant: &AccessGrant, gathered: &Gathered) -> Wanted {
+pub(super) async fn wanted(grant: &AccessGrant, gathered: &Gathered) -> Wanted {
     let errors = validate_grant(&grant.spec);
     if !errors.is_empty() {
         return Wanted::Refused("InvalidSpec", describe(&errors), RECHECK);
@@ -212,7 +212,7 @@ async fn wanted(grant: &AccessGrant, gathered: &Gathered) -> Wanted {
 
 /// Runs the grant through the shell with its connector's ledger, session and limits.
 /// The listings the connector's grants share (keyed like the connector's other kept state).
-fn observations(ctx: &Context, gathered: &Gathered) -> Arc<Observations> {
+pub(super) fn observations(ctx: &Context, gathered: &Gathered) -> Arc<Observations> {
     ctx.observations(
         &gathered
             .object
@@ -221,8 +221,36 @@ fn observations(ctx: &Context, gathered: &Gathered) -> Arc<Observations> {
     )
 }
 
-async fn converge(
-    grant: &AccessGrant,
+/// Who holds the access being converged: a grant, or an approved request.
+pub(super) struct Holding<'a> {
+    pub uid: String,
+    /// `namespace/name`.
+    pub name: String,
+    pub kind: HolderKind,
+    /// What is asked, as a grant (a request's duration as its `duration`), for the policy.
+    pub spec: &'a AccessGrantSpec,
+    pub expiry: Expiry,
+}
+
+impl<'a> Holding<'a> {
+    fn grant(grant: &'a AccessGrant) -> Self {
+        Self {
+            uid: grant.uid().unwrap_or_default(),
+            name: format!(
+                "{}/{}",
+                grant.namespace().unwrap_or_default(),
+                grant.name_any()
+            ),
+            kind: HolderKind::AccessGrant,
+            spec: &grant.spec,
+            expiry: Expiry::of(&grant.spec),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn converge(
+    holding: &Holding<'_>,
     ctx: &Context,
     gathered: &Gathered,
     wanted: &[Access],
@@ -245,12 +273,6 @@ async fn converge(
         locks: &ctx.access_locks,
         observations: Some(&observations),
     };
-    let holder = grant.uid().unwrap_or_default();
-    let name = format!(
-        "{}/{}",
-        grant.namespace().unwrap_or_default(),
-        grant.name_any()
-    );
     let policy = gathered
         .object
         .as_ref()
@@ -259,12 +281,12 @@ async fn converge(
         gathered.namespace_allowed.clone()?;
         match &policy {
             Some(policy) => {
-                if let Some(unit) = &grant.spec.target.organizational_unit {
+                if let Some(unit) = &holding.spec.target.organizational_unit {
                     check_unit(policy, unit, &gathered.cache)?;
                 }
                 check_grant(
                     policy,
-                    &grant.spec,
+                    holding.spec,
                     access,
                     &gathered.cache.permission_set_arns,
                     &gathered.cache.accounts,
@@ -281,13 +303,14 @@ async fn converge(
     };
     shell
         .converge(&GrantAsk {
-            holder: &holder,
-            grant: &name,
+            holder: &holding.uid,
+            grant: &holding.name,
+            holder_kind: holding.kind,
             wanted,
             settle,
             deleting,
-            deletion_policy: grant.spec.deletion_policy,
-            expiry: Expiry::of(&grant.spec),
+            deletion_policy: holding.spec.deletion_policy,
+            expiry: holding.expiry,
             allowed: &allowed_or_missing,
             connector: &gathered.connector,
             now,
@@ -303,7 +326,7 @@ struct Outcome {
     events: Vec<(EventType, &'static str, String)>,
 }
 
-fn kept_why(kept: &Kept) -> String {
+pub(super) fn kept_why(kept: &Kept) -> String {
     match kept {
         Kept::DeclaredBy(others) => format!("still declared by {}", others.join(", ")),
         Kept::Adopted => "it existed before and was adopted, not created, by the operator".into(),
@@ -312,7 +335,7 @@ fn kept_why(kept: &Kept) -> String {
     }
 }
 
-fn ending_text(ending: &Ending) -> String {
+pub(super) fn ending_text(ending: &Ending) -> String {
     match ending {
         Ending::Expired(at) => format!("expired at {}", rfc3339(*at)),
         Ending::NotAllowed(rule) => format!("no longer allowed ({rule})"),
@@ -399,7 +422,7 @@ fn report_others(
     problem
 }
 
-fn shell_reason(error: &ShellError) -> &'static str {
+pub(super) fn shell_reason(error: &ShellError) -> &'static str {
     match error {
         ShellError::Aws(e) if e.kind == ErrorKind::Throttled => "Throttled",
         ShellError::Aws(_) | ShellError::NoSession(_) => "AwsError",
@@ -408,7 +431,7 @@ fn shell_reason(error: &ShellError) -> &'static str {
     }
 }
 
-fn retry_after(reason: &str, ctx: &Context) -> Duration {
+pub(super) fn retry_after(reason: &str, ctx: &Context) -> Duration {
     let retry = match reason {
         "Pending" => PENDING_RETRY,
         "Throttled" => Duration::from_secs(30),
@@ -439,7 +462,17 @@ async fn apply(
     let current = grant.status.clone();
     let mut next = current.clone().unwrap_or_default();
     let mut events = Vec::new();
-    let outcome = match converge(grant, ctx, &gathered, accesses, &settle, false, now).await {
+    let outcome = match converge(
+        &Holding::grant(grant),
+        ctx,
+        &gathered,
+        accesses,
+        &settle,
+        false,
+        now,
+    )
+    .await
+    {
         Err(ShellError::Fenced(fenced)) => return Err(Error::Pending(fenced.to_string())),
         Err(ShellError::Ledger(e)) => return Err(Error::Pending(e.to_string())),
         Err(error) => {
@@ -651,7 +684,10 @@ fn describe_wanted(
 }
 
 /// The event for how a piece of access came to be held this time, if it changed.
-fn held_event(change: &HeldChange, shown: &str) -> Option<(EventType, &'static str, String)> {
+pub(super) fn held_event(
+    change: &HeldChange,
+    shown: &str,
+) -> Option<(EventType, &'static str, String)> {
     match change {
         HeldChange::Granted => Some((EventType::Normal, "Granted", format!("{shown} granted"))),
         HeldChange::Regranted => Some((
@@ -932,7 +968,7 @@ async fn write_status(
 /// When to look again: the drift check, or the expiry if sooner. The drift check comes less
 /// often than configured when the connector's re-checks would otherwise use more than their
 /// share of a rate-limit lane.
-fn next_check(
+pub(super) fn next_check(
     ctx: &Context,
     observations: &Observations,
     expiry: Option<Timestamp>,
@@ -984,7 +1020,7 @@ async fn cleanup(grant: &AccessGrant, ctx: &Context) -> Result<Action, Error> {
     let name = grant.name_any();
     let gathered = gather(grant, ctx).await?;
     let report = converge(
-        grant,
+        &Holding::grant(grant),
         ctx,
         &gathered,
         &[],

@@ -47,6 +47,12 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub connector: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub controller: &'static str,
     pub error: &'static str,
@@ -67,6 +73,10 @@ pub struct Metrics {
     pub grants: Family<ReasonLabels, Gauge>,
     /// The last `Ready` reason of each grant, to keep `grants` exact.
     grant_reasons: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    pub requests: Family<RequestLabels, Gauge>,
+    pub request_transitions: Family<RequestLabels, Counter>,
+    /// The last state (and connector) of each request, to keep `requests` exact.
+    request_states: std::sync::Mutex<std::collections::HashMap<String, RequestLabels>>,
 }
 
 impl Default for Metrics {
@@ -132,6 +142,18 @@ impl Default for Metrics {
             "AccessGrants by the reason of their Ready condition",
             grants.clone(),
         );
+        let requests = Family::<RequestLabels, Gauge>::default();
+        registry.register(
+            "access_requests",
+            "AccessRequests by connector and state",
+            requests.clone(),
+        );
+        let request_transitions = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "access_request_transitions",
+            "AccessRequests that entered each state, by connector",
+            request_transitions.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -145,6 +167,9 @@ impl Default for Metrics {
             member_accounts,
             grants,
             grant_reasons: Default::default(),
+            requests,
+            request_transitions,
+            request_states: Default::default(),
         }
     }
 }
@@ -185,6 +210,29 @@ impl Metrics {
                     reason: new.to_string(),
                 })
                 .inc();
+        }
+    }
+
+    /// Records a request's current state (`None` once it is gone); a change of state counts
+    /// as a transition.
+    pub fn observe_request(&self, request: &str, now: Option<RequestLabels>) {
+        let mut states = self
+            .request_states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let previous = match &now {
+            Some(labels) => states.insert(request.to_string(), labels.clone()),
+            None => states.remove(request),
+        };
+        if previous == now {
+            return;
+        }
+        if let Some(old) = previous {
+            self.requests.get_or_create(&old).dec();
+        }
+        if let Some(new) = now {
+            self.requests.get_or_create(&new).inc();
+            self.request_transitions.get_or_create(&new).inc();
         }
     }
 

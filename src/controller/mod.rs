@@ -1,6 +1,7 @@
 //! The operator: both controllers under kube-runtime, behind a leader lease, with health and
 //! metrics endpoints and a graceful shutdown.
 
+pub mod admission;
 pub mod configmaps;
 pub mod connector;
 pub mod context;
@@ -13,6 +14,8 @@ pub mod ledger;
 pub mod memory;
 pub mod metrics;
 pub mod orphans;
+pub mod request;
+pub mod request_record;
 pub mod runtime;
 pub mod session;
 pub mod shutdown;
@@ -36,7 +39,7 @@ use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::api::{AccessGrant, AwsConnector};
+use crate::api::{AccessGrant, AccessRequest, AwsConnector};
 use crate::fence::Fence;
 pub use context::AwsSettings;
 use context::Context;
@@ -62,6 +65,9 @@ pub struct Settings {
     /// The operator's own namespace, where its ownership ledger and the connectors' ConfigMaps
     /// live (tenants cannot write there), and the only one where it writes ConfigMaps.
     pub home_namespace: String,
+    /// The ValidatingAdmissionPolicy (and binding) that vouches for AccessRequests; without
+    /// it no request is approved.
+    pub request_admission_policy: Option<String>,
     pub aws: AwsSettings,
 }
 
@@ -342,6 +348,59 @@ async fn run_controllers(
             .run(
                 |obj, ctx| timed(grant::CONTROLLER, obj, ctx, grant::reconcile),
                 |obj, error, ctx| error_policy(grant::CONTROLLER, obj, error, ctx),
+                ctx.clone(),
+            )
+            .for_each(|_| futures::future::ready(()));
+        let run: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(run);
+        runs.push(run);
+    }
+    // AccessRequests are watched only when the operator serves them (it was told which
+    // admission policy vouches for them): otherwise it may have no right to read them.
+    let request_scopes = if ctx.admission.configured() {
+        scopes::<AccessRequest>(client, namespaces)
+    } else {
+        Vec::new()
+    };
+    for (requests, connectors) in request_scopes
+        .into_iter()
+        .zip(scopes::<AwsConnector>(client, namespaces))
+    {
+        let (reader, writer) = reflector::store();
+        let changes = watch(requests, watcher::Config::default().any_semantic())
+            .modify(slim)
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(
+                predicates::generation.combine(predicates::finalizers),
+                Default::default(),
+            );
+        let controller = Controller::for_stream(changes, reader).trigger_backoff(NoWait);
+        let store = controller.store();
+        // A connector that changes (its requestPolicy, its readiness) re-evaluates the
+        // requests that use it.
+        let connector_changes =
+            watch(connectors, watcher::Config::default().any_semantic()).touched_objects();
+        let run = controller
+            .watches_stream(connector_changes, move |connector: AwsConnector| {
+                let (name, namespace) = (connector.name_any(), connector.namespace());
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|r| {
+                        r.spec.connector_ref.name == name
+                            && r.spec
+                                .connector_ref
+                                .namespace
+                                .clone()
+                                .or_else(|| r.namespace())
+                                == namespace
+                    })
+                    .map(|r| ObjectRef::from_obj(&*r))
+                    .collect::<Vec<_>>()
+            })
+            .run(
+                |obj, ctx| timed(request::CONTROLLER, obj, ctx, request::reconcile),
+                |obj, error, ctx| error_policy(request::CONTROLLER, obj, error, ctx),
                 ctx.clone(),
             )
             .for_each(|_| futures::future::ready(()));

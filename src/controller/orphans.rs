@@ -41,7 +41,19 @@ pub async fn sweep(
     if entries.is_empty() {
         return Ok(0);
     }
-    let alive: BTreeSet<String> = ctx.grants().await?.iter().filter_map(|g| g.uid()).collect();
+    let mut alive: BTreeSet<String> = ctx.grants().await?.iter().filter_map(|g| g.uid()).collect();
+    // AccessRequests hold access too. When they cannot be listed (not served here, their CRD
+    // not installed), holders that are requests are left alone: never revoked for that.
+    let requests_known = match ctx.requests().await {
+        Ok(requests) => {
+            alive.extend(requests.iter().filter_map(|r| r.uid()));
+            true
+        }
+        Err(error) => {
+            tracing::debug!(%error, "AccessRequests cannot be listed; their ledger holders are not swept");
+            false
+        }
+    };
     let slots = session::assignment_slots(ctx, connector);
     let shell = Shell {
         ledger: &ledger,
@@ -56,45 +68,45 @@ pub async fn sweep(
     let now = jiff::Timestamp::now();
     let mut found = 0;
     for stored in &entries {
-        for (uid, holder) in stored
-            .entry
-            .holders
-            .iter()
-            .filter(|(uid, _)| !alive.contains(*uid))
-        {
+        for (uid, holder) in stored.entry.holders.iter().filter(|(uid, holder)| {
+            !alive.contains(*uid) && (holder.kind.is_grant() || requests_known)
+        }) {
             found += 1;
             let access = &stored.entry.access;
             let (type_, reason, note) = match shell
-                .settle_gone_holder(uid, &holder.grant, access, &state, now)
+                .settle_gone_holder(uid, &holder.grant, holder.kind, access, &state, now)
                 .await
             {
                 Ok(Done::Revoked { .. }) => (
                     EventType::Normal,
                     "Revoked",
                     format!(
-                        "{access} revoked: AccessGrant {} is gone without having revoked it",
-                        holder.grant
+                        "{access} revoked: {:?} {} is gone without having revoked it",
+                        holder.kind, holder.grant
                     ),
                 ),
                 Ok(Done::Released { .. } | Done::Nothing(_)) => (
                     EventType::Normal,
                     "Released",
                     format!(
-                        "AccessGrant {} is gone; {access} stays (still declared, or adopted)",
-                        holder.grant
+                        "{:?} {} is gone; {access} stays (still declared, or adopted)",
+                        holder.kind, holder.grant
                     ),
                 ),
                 Ok(other) => (
                     EventType::Warning,
                     "RevokeFailed",
-                    format!("AccessGrant {} is gone; {access}: {other:?}", holder.grant),
+                    format!(
+                        "{:?} {} is gone; {access}: {other:?}",
+                        holder.kind, holder.grant
+                    ),
                 ),
                 Err(error) => (
                     EventType::Warning,
                     "RevokeFailed",
                     format!(
-                        "AccessGrant {} is gone; revoking {access}: {error}",
-                        holder.grant
+                        "{:?} {} is gone; revoking {access}: {error}",
+                        holder.kind, holder.grant
                     ),
                 ),
             };

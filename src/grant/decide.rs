@@ -291,7 +291,7 @@ pub fn on_connector_deletion(entry: &LedgerEntry, retain: bool) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grant::ledger::{Holder, OperationKind};
+    use crate::grant::ledger::{Holder, HolderKind, OperationKind};
 
     fn access() -> Access {
         Access::IamMembership {
@@ -308,6 +308,7 @@ mod tests {
                 Holder {
                     grant: format!("team/{h}"),
                     since: "2026-06-01T10:00:00Z".into(),
+                    kind: HolderKind::AccessGrant,
                 },
             );
         }

@@ -15,7 +15,8 @@ use super::decide::{
 };
 use super::expiry::Expiry;
 use super::ledger::{
-    Holder, LedgerEntry, LedgerError, LedgerStore, Operation, OperationKind, Origin, Stored,
+    Holder, HolderKind, LedgerEntry, LedgerError, LedgerStore, Operation, OperationKind, Origin,
+    Stored,
 };
 use super::observations::Observations;
 use crate::api::grant::DeletionPolicy;
@@ -106,6 +107,7 @@ pub struct Ask<'a> {
     pub holder: &'a str,
     /// `namespace/name`, recorded with the holder.
     pub grant: &'a str,
+    pub holder_kind: HolderKind,
     pub access: &'a Access,
     pub declared: Declared,
     pub deleting: bool,
@@ -121,6 +123,7 @@ pub struct Ask<'a> {
 pub struct GrantAsk<'a> {
     pub holder: &'a str,
     pub grant: &'a str,
+    pub holder_kind: HolderKind,
     /// The access the spec resolves to: one piece, one per account of an organizational-unit
     /// grant, or none when it does not resolve (or is invalid).
     pub wanted: &'a [Access],
@@ -362,6 +365,7 @@ impl<L: LedgerStore> Shell<'_, L> {
                         Holder {
                             grant: ask.grant.to_string(),
                             since: stamp(ask.now),
+                            kind: ask.holder_kind,
                         },
                     );
                     self.save(&mut entry, None, ask.now).await?;
@@ -378,6 +382,7 @@ impl<L: LedgerStore> Shell<'_, L> {
                         Holder {
                             grant: ask.grant.to_string(),
                             since: stamp(ask.now),
+                            kind: ask.holder_kind,
                         },
                     );
                     self.save(&mut entry, Some(&version), ask.now).await?;
@@ -458,6 +463,7 @@ impl<L: LedgerStore> Shell<'_, L> {
             .or_insert_with(|| Holder {
                 grant: ask.grant.to_string(),
                 since: stamp(ask.now),
+                kind: ask.holder_kind,
             })
             .since
             .clone();
@@ -665,6 +671,7 @@ impl<L: LedgerStore> Shell<'_, L> {
         &self,
         holder: &str,
         grant: &str,
+        holder_kind: HolderKind,
         access: &Access,
         connector: &Connector,
         now: Timestamp,
@@ -672,6 +679,7 @@ impl<L: LedgerStore> Shell<'_, L> {
         self.run(&Ask {
             holder,
             grant,
+            holder_kind,
             access,
             declared: Declared::Unknown,
             deleting: true,
@@ -798,6 +806,7 @@ fn single<'a>(ask: &GrantAsk<'a>, access: &'a Access, declared: Declared) -> Ask
     Ask {
         holder: ask.holder,
         grant: ask.grant,
+        holder_kind: ask.holder_kind,
         access,
         declared,
         deleting: ask.deleting,

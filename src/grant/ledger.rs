@@ -27,12 +27,29 @@ pub enum Origin {
     Adopted,
 }
 
-/// A grant that declares the access.
+/// What kind of object holds a piece of access.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HolderKind {
+    #[default]
+    AccessGrant,
+    AccessRequest,
+}
+
+impl HolderKind {
+    pub fn is_grant(&self) -> bool {
+        *self == Self::AccessGrant
+    }
+}
+
+/// A grant (or an approved AccessRequest) that declares the access.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Holder {
     /// `namespace/name`, for people.
     pub grant: String,
+    /// An AccessGrant unless said otherwise.
+    #[serde(default, skip_serializing_if = "HolderKind::is_grant")]
+    pub kind: HolderKind,
     /// When the grant started holding the access (RFC 3339): a `duration` runs from here. Kept
     /// here, not in the grant's status, which its owner can write.
     #[serde(default)]
@@ -336,6 +353,7 @@ mod tests {
             Holder {
                 grant: "aws/carol".into(),
                 since: "2026-01-01T00:00:00Z".into(),
+                kind: HolderKind::AccessGrant,
             },
         );
         let v1 = ledger.save(&entry, None).await.expect("create");

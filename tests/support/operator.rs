@@ -33,6 +33,7 @@ pub fn settings(namespace: &str, identity: &str, aws: AwsSettings) -> Settings {
         health_addr: None,
         instance: identity.to_string(),
         home_namespace: namespace.to_string(),
+        request_admission_policy: None,
         aws,
     }
 }
