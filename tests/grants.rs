@@ -36,6 +36,17 @@ pub(crate) async fn org(
     spec: Value,
     tune: impl FnOnce(&mut controller::AwsSettings),
 ) -> Org {
+    org_with(prefix, seed_args, spec, tune, |_| {}).await
+}
+
+/// `org`, with the operator's settings tuned too.
+pub(crate) async fn org_with(
+    prefix: &str,
+    seed_args: &[&str],
+    spec: Value,
+    tune: impl FnOnce(&mut controller::AwsSettings),
+    tune_operator: impl FnOnce(&mut controller::Settings),
+) -> Org {
     let moto = Moto::start();
     let seed = moto.seed(seed_args);
     let cluster = TestCluster::start(prefix).await;
@@ -46,6 +57,7 @@ pub(crate) async fn org(
     aws_access_operator::telemetry::init(aws_access_operator::telemetry::LogFormat::Plain, "warn");
     let mut settings = settings(&cluster.namespace, "replica", aws_settings);
     settings.namespaces.push(other.clone());
+    tune_operator(&mut settings);
     let operator = controller::start(cluster.client.clone(), settings, stop)
         .await
         .expect("operator");
@@ -107,7 +119,7 @@ impl Org {
             .to_string()
     }
 
-    fn group_id(&self, index: usize) -> String {
+    pub(crate) fn group_id(&self, index: usize) -> String {
         self.seed["ssoGroups"][index]["id"]
             .as_str()
             .expect("group id")
@@ -166,7 +178,7 @@ impl Org {
         }
     }
 
-    async fn sso_members(&self, group: &str) -> Vec<String> {
+    pub(crate) async fn sso_members(&self, group: &str) -> Vec<String> {
         let client = aws_sdk_identitystore::Client::new(&self.moto.sdk_config().await);
         let page = client
             .list_group_memberships()

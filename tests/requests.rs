@@ -1,0 +1,489 @@
+//! AccessRequests on the real API server: the chart's admission policy vouches for requesters
+//! and reviewers (refusals name their rule), the CRD keeps what was asked and every review
+//! unchanged, and the controller grants an approved request once, ends it on time, and writes
+//! nothing for a request that is pending, denied, refused by policy or withdrawn.
+
+use std::time::Duration;
+
+use aws_access_operator::api::AccessRequest;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::grants::{Org, org_with};
+use crate::support::cluster::{TestCluster, kubeconfig, unique_suffix};
+use crate::support::moto::SMALL_ORG;
+use crate::support::operator::TIMEOUT;
+use crate::support::service_account::{Identity, with_rules};
+use crate::support::tools::{chart, helm_ok, kubectl, kubectl_ok};
+use crate::support::wait;
+
+const ACCOUNT: &str = "123456789012";
+
+/// The chart's admission policy for AccessRequests, installed under a name of its own.
+struct AdmissionPolicy {
+    name: String,
+    manifest: String,
+}
+
+impl AdmissionPolicy {
+    fn install() -> Self {
+        let release = format!("r{}", unique_suffix());
+        let manifest = helm_ok(
+            &kubeconfig(),
+            &[
+                "template",
+                &release,
+                &chart().display().to_string(),
+                "--show-only",
+                "templates/accessrequest-policy.yaml",
+            ],
+        );
+        kubectl_ok(&["apply", "-f", "-"], &manifest);
+        Self {
+            name: format!("{release}-aws-access-operator-access-requests"),
+            manifest,
+        }
+    }
+
+    fn remove(self) {
+        let out = kubectl(&["delete", "--ignore-not-found", "-f", "-"], &self.manifest);
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
+fn request(name: &str, requester: &str, extra: Value) -> AccessRequest {
+    let mut spec = json!({"connectorRef": {"name": "org"},
+        "requester": {"user": requester},
+        "principal": {"kind": "SsoUser", "name": "user-03@example.com"},
+        "target": {"kind": "PermissionSet", "permissionSet": "PermissionSet00", "accountId": ACCOUNT},
+        "duration": "1h", "reason": "INC-42: hotfix"});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    serde_json::from_value(
+        json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AccessRequest",
+        "metadata": {"name": name}, "spec": spec}),
+    )
+    .expect("request")
+}
+
+/// People: a requester who may also approve (so that only the self-review rule refuses her),
+/// two approvers, and a user who may edit requests but not approve them.
+struct People {
+    alice: Identity,
+    bob: Identity,
+    carol: Identity,
+    mallory: Identity,
+}
+
+async fn people(cluster: &TestCluster, namespace: &str) -> People {
+    let edit = json!(["get", "list", "watch", "create", "update", "patch"]);
+    let approve = json!(["get", "list", "watch", "update", "patch", "approve"]);
+    let rules = |verbs: &Value| json!([{"apiGroups": ["awsaccess.io"], "resources": ["accessrequests"], "verbs": verbs}]);
+    let mut alice_verbs = edit.clone();
+    alice_verbs
+        .as_array_mut()
+        .expect("verbs")
+        .push(json!("approve"));
+    People {
+        alice: with_rules(
+            cluster,
+            namespace,
+            "alice",
+            json!([]),
+            &[(namespace, rules(&alice_verbs))],
+        )
+        .await,
+        bob: with_rules(
+            cluster,
+            namespace,
+            "bob",
+            json!([]),
+            &[(namespace, rules(&approve))],
+        )
+        .await,
+        carol: with_rules(
+            cluster,
+            namespace,
+            "carol",
+            json!([]),
+            &[(namespace, rules(&approve))],
+        )
+        .await,
+        mallory: with_rules(
+            cluster,
+            namespace,
+            "mallory",
+            json!([]),
+            &[(namespace, rules(&edit))],
+        )
+        .await,
+    }
+}
+
+async fn api(identity: &Identity, namespace: &str) -> Api<AccessRequest> {
+    Api::namespaced(identity.client().await, namespace)
+}
+
+/// The API server's refusal of `result`, with the message it gave.
+fn refused<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> String {
+    match result {
+        Err(kube::Error::Api(status)) => {
+            assert!(
+                status.code == 403 || status.code == 422,
+                "refused with {}: {}",
+                status.code,
+                status.message
+            );
+            status.message
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// Adds a review as a client would: read, append, write back; again on a conflict (the
+/// operator writes the request's finalizer and status meanwhile).
+async fn add_review(
+    api: &Api<AccessRequest>,
+    name: &str,
+    user: &str,
+    decision: &str,
+) -> Result<AccessRequest, kube::Error> {
+    loop {
+        let mut current = api.get(name).await?;
+        current.spec.reviews.push(
+            serde_json::from_value(json!({"user": user, "decision": decision})).expect("review"),
+        );
+        match api.replace(name, &PostParams::default(), &current).await {
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            other => return other,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_server_vouches_for_requesters_and_reviewers() {
+    let cluster = TestCluster::start("req-admission").await;
+    let ns = cluster.namespace.clone();
+    let policy = AdmissionPolicy::install();
+    let who = people(&cluster, &ns).await;
+    let alice = api(&who.alice, &ns).await;
+    // The policy is enforced once the API server has loaded it: a request in someone else's
+    // name is refused, naming the rule.
+    let message = wait::until("the admission policy to be enforced", TIMEOUT, || async {
+        match alice
+            .create(
+                &PostParams::default(),
+                &request("forged", &who.bob.username, json!({})),
+            )
+            .await
+        {
+            Err(kube::Error::Api(status)) => Some(status.message),
+            Ok(_) => {
+                let _ = alice.delete("forged", &Default::default()).await;
+                None
+            }
+            Err(_) => None,
+        }
+    })
+    .await;
+    assert!(message.contains("[requester-is-caller]"), "{message}");
+    assert!(message.contains(&who.alice.username), "{message}");
+
+    // Groups the requester does not belong to are refused.
+    let groups = refused(
+        alice
+            .create(
+                &PostParams::default(),
+                &request("groups", &who.alice.username, json!({"requester": {"user": who.alice.username, "groups": ["system:masters"]}})),
+            )
+            .await,
+    );
+    assert!(groups.contains("[requester-groups]"), "{groups}");
+
+    alice
+        .create(
+            &PostParams::default(),
+            &request("hotfix", &who.alice.username, json!({})),
+        )
+        .await
+        .expect("a request in her own name");
+
+    let self_review = refused(add_review(&alice, "hotfix", &who.alice.username, "Approve").await);
+    assert!(self_review.contains("[no-self-review]"), "{self_review}");
+    let mallory = api(&who.mallory, &ns).await;
+    let no_verb = refused(add_review(&mallory, "hotfix", &who.mallory.username, "Approve").await);
+    assert!(no_verb.contains("[approve-verb]"), "{no_verb}");
+    let bob = api(&who.bob, &ns).await;
+    let forged = refused(add_review(&bob, "hotfix", &who.carol.username, "Approve").await);
+    assert!(forged.contains("[reviewer-is-caller]"), "{forged}");
+    add_review(&bob, "hotfix", &who.bob.username, "Approve")
+        .await
+        .expect("bob approves");
+
+    // A review, once made, is never changed or removed, by its author or anyone.
+    let mut changed = bob.get("hotfix").await.expect("get");
+    changed.spec.reviews[0].decision = aws_access_operator::api::request::Decision::Deny;
+    let change = refused(
+        bob.replace("hotfix", &PostParams::default(), &changed)
+            .await,
+    );
+    assert!(change.contains("cannot be changed"), "{change}");
+    let mut removed = bob.get("hotfix").await.expect("get");
+    removed.spec.reviews.clear();
+    let removal = refused(
+        bob.replace("hotfix", &PostParams::default(), &removed)
+            .await,
+    );
+    assert!(
+        removal.contains("cannot be removed") || removal.contains("cannot be changed or removed"),
+        "{removal}"
+    );
+
+    // What was asked is fixed once the request is made.
+    let edit = refused(
+        alice
+            .patch(
+                "hotfix",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"target": {"permissionSet": "PermissionSet01"}}})),
+            )
+            .await,
+    );
+    assert!(edit.contains("cannot change once it is made"), "{edit}");
+
+    // Only the requester withdraws.
+    let withdraw = refused(
+        bob.patch(
+            "hotfix",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"withdrawn": true}})),
+        )
+        .await,
+    );
+    assert!(withdraw.contains("[requester-withdraws]"), "{withdraw}");
+    alice
+        .patch(
+            "hotfix",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"withdrawn": true}})),
+        )
+        .await
+        .expect("alice withdraws");
+    let back = refused(
+        alice
+            .patch(
+                "hotfix",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"withdrawn": false}})),
+            )
+            .await,
+    );
+    assert!(back.contains("cannot be taken back"), "{back}");
+
+    policy.remove();
+    cluster.cleanup().await;
+}
+
+/// An org whose connector serves requests from alice (approvals needed: `approvals`), with the
+/// chart's admission policy in place and the operator told its name.
+async fn requests_org(prefix: &str, approvals: u32) -> (Org, AdmissionPolicy, People) {
+    let policy = AdmissionPolicy::install();
+    let name = policy.name.clone();
+    // The requester's name is known only once her ServiceAccount exists, in the org's
+    // namespace: the rule allows ServiceAccounts by their group instead.
+    let org = org_with(
+        prefix,
+        SMALL_ORG,
+        json!({"requestPolicy": {"enabled": true, "pendingExpiry": "1h", "rules": [
+            {"name": "oncall", "groups": ["system:serviceaccounts"], "principals": "Any",
+             "permissionSets": ["PermissionSet00"], "accounts": ["*"],
+             "approvals": approvals, "maxDuration": "1h"}]}}),
+        |_| {},
+        move |settings| settings.request_admission_policy = Some(name),
+    )
+    .await;
+    let ns = org.cluster.namespace.clone();
+    let who = people(&org.cluster, &ns).await;
+    (org, policy, who)
+}
+
+async fn state(api: &Api<AccessRequest>, name: &str, want: &str) -> AccessRequest {
+    wait::until(&format!("request {name} {want}"), TIMEOUT, || async {
+        let request = api.get_opt(name).await.ok()??;
+        let state = request.status.as_ref()?.state?;
+        (state.as_str() == want).then_some(request)
+    })
+    .await
+}
+
+fn as_alice(who: &People, name: &str, duration: &str) -> AccessRequest {
+    request(
+        name,
+        &who.alice.username,
+        json!({"duration": duration, "requester": {"user": who.alice.username, "groups": ["system:serviceaccounts"]}}),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_approvals_grant_once_and_the_duration_revokes_on_time() {
+    let (org, policy, who) = requests_org("req-life", 2).await;
+    let ns = org.cluster.namespace.clone();
+    let alice = api(&who.alice, &ns).await;
+    let bob = api(&who.bob, &ns).await;
+    let carol = api(&who.carol, &ns).await;
+    let user = org.user_id(3);
+    let ps = org.permission_set("PermissionSet00");
+
+    alice
+        .create(&PostParams::default(), &as_alice(&who, "short", "8s"))
+        .await
+        .expect("request");
+    let pending = state(&alice, "short", "Pending").await;
+    assert_eq!(
+        pending
+            .status
+            .as_ref()
+            .and_then(|s| s.approvals.clone())
+            .as_deref(),
+        Some("0/2")
+    );
+    add_review(&bob, "short", &who.bob.username, "Approve")
+        .await
+        .expect("bob");
+    wait::until("1/2 approvals", TIMEOUT, || async {
+        let r = alice.get("short").await.ok()?;
+        (r.status?.approvals.as_deref() == Some("1/2")).then_some(())
+    })
+    .await;
+    assert!(
+        org.writes().is_empty(),
+        "one approval of two wrote {:?}",
+        org.writes()
+    );
+
+    add_review(&carol, "short", &who.carol.username, "Approve")
+        .await
+        .expect("carol");
+    let active = state(&alice, "short", "Active").await;
+    let status = active.status.expect("status");
+    assert!(
+        status.active_since.is_some() && status.ends_at.is_some(),
+        "{status:?}"
+    );
+    assert!(org.assigned(ACCOUNT, &ps).await.contains(&user));
+    assert_eq!(org.writes().get("CreateAccountAssignment"), Some(&1));
+
+    // The duration runs from when the access was first held: revoked within seconds of it.
+    let ended = state(&alice, "short", "Ended").await;
+    let status = ended.status.expect("status");
+    assert_eq!(status.end_reason.as_deref(), Some("DurationOver"));
+    let ends: jiff::Timestamp = status
+        .ends_at
+        .as_deref()
+        .expect("endsAt")
+        .parse()
+        .expect("time");
+    let ended_at: jiff::Timestamp = status
+        .ended_at
+        .as_deref()
+        .expect("endedAt")
+        .parse()
+        .expect("time");
+    assert!(
+        ended_at.duration_since(ends).abs() < jiff::SignedDuration::from_secs(5),
+        "ends {ends}, ended {ended_at}"
+    );
+    assert!(!org.assigned(ACCOUNT, &ps).await.contains(&user));
+    let writes = org.writes();
+    assert_eq!(
+        writes.get("CreateAccountAssignment"),
+        Some(&1),
+        "{writes:?}"
+    );
+    assert_eq!(
+        writes.get("DeleteAccountAssignment"),
+        Some(&1),
+        "{writes:?}"
+    );
+
+    // Nothing grants it again: not a later reconciliation, not a late approval.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(org.writes().get("CreateAccountAssignment"), Some(&1));
+
+    // A denial after one approval ends the request with nothing written.
+    org.moto.reset_calls();
+    alice
+        .create(&PostParams::default(), &as_alice(&who, "denied", "30m"))
+        .await
+        .expect("request");
+    add_review(&bob, "denied", &who.bob.username, "Approve")
+        .await
+        .expect("bob");
+    add_review(&carol, "denied", &who.carol.username, "Deny")
+        .await
+        .expect("carol");
+    let denied = state(&alice, "denied", "Denied").await;
+    assert_eq!(
+        denied.status.and_then(|s| s.end_reason).as_deref(),
+        Some("Denied")
+    );
+
+    // Policy refusals name the rule and write nothing.
+    alice
+        .create(&PostParams::default(), &as_alice(&who, "too-long", "2h"))
+        .await
+        .expect("request");
+    let long = state(&alice, "too-long", "NotAllowed").await;
+    let message = long
+        .status
+        .expect("status")
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Active")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("rule oncall: duration 2h is over its maxDuration 1h"),
+        "{message}"
+    );
+    assert!(
+        org.writes().is_empty(),
+        "refused or denied requests wrote {:?}",
+        org.writes()
+    );
+
+    // A withdrawn request gives the access back at once.
+    alice
+        .create(&PostParams::default(), &as_alice(&who, "withdrawn", "30m"))
+        .await
+        .expect("request");
+    add_review(&bob, "withdrawn", &who.bob.username, "Approve")
+        .await
+        .expect("bob");
+    add_review(&carol, "withdrawn", &who.carol.username, "Approve")
+        .await
+        .expect("carol");
+    state(&alice, "withdrawn", "Active").await;
+    assert!(org.assigned(ACCOUNT, &ps).await.contains(&user));
+    alice
+        .patch(
+            "withdrawn",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"withdrawn": true}})),
+        )
+        .await
+        .expect("withdraw");
+    let withdrawn = state(&alice, "withdrawn", "Ended").await;
+    assert_eq!(
+        withdrawn.status.and_then(|s| s.end_reason).as_deref(),
+        Some("Withdrawn")
+    );
+    assert!(!org.assigned(ACCOUNT, &ps).await.contains(&user));
+    assert_eq!(org.writes().get("CreateAccountAssignment"), Some(&1));
+    assert_eq!(org.writes().get("DeleteAccountAssignment"), Some(&1));
+
+    policy.remove();
+    org.finish().await;
+}
