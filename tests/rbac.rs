@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 
-use aws_access_operator::api::{AccessGrant, AwsConnector};
+use aws_access_operator::api::{AccessGrant, AccessRequest, AwsConnector};
 use aws_access_operator::controller::{self, shutdown};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -320,7 +320,9 @@ async fn chart_flow(watching: Watching) {
         "metadata": {"name": "org"},
         "spec": {"region": "us-east-1",
                  "auth": {"roleArn": "arn:aws:iam::123456789012:role/ops", "externalIdSecretRef": {"name": "external-id", "key": "externalId"}},
-                 "grantPolicy": {"allowedNamespaces": {"from": "Selector", "selector": {"matchLabels": {"grants": "yes"}}}}}}))
+                 "grantPolicy": {"allowedNamespaces": {"from": "Selector", "selector": {"matchLabels": {"grants": "yes"}}}},
+                 "requestPolicy": {"enabled": true, "rules": [{"name": "self-service", "groups": ["system:serviceaccounts"],
+                     "principals": "Any", "memberships": ["iam-group-01"], "approvals": 0}]}}}))
     .expect("connector");
     connectors
         .create(&PostParams::default(), &connector)
@@ -357,6 +359,50 @@ async fn chart_flow(watching: Watching) {
         .await
         .expect("grant");
     wait_grant(&grants, "member", "Granted").await;
+    // An AccessRequest the rule approves by itself: held, then deleted (the finalizer and the
+    // status are the operator's to write, the admission policy's binding its to read).
+    let requester = service_account::with_rules(
+        &cluster,
+        &team,
+        "requester",
+        json!([]),
+        &[(
+            team.as_str(),
+            json!([{"apiGroups": ["awsaccess.io"], "resources": ["accessrequests"], "verbs": ["create", "get", "delete"]}]),
+        )],
+    )
+    .await;
+    let requests: Api<AccessRequest> = Api::namespaced(requester.client().await, &team);
+    let request: AccessRequest = serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AccessRequest",
+        "metadata": {"name": "join"},
+        "spec": {"connectorRef": {"name": "org", "namespace": platform}, "requester": {"user": requester.username, "groups": ["system:serviceaccounts"]},
+                 "principal": {"kind": "IamUser", "name": "iam-user-01"},
+                 "target": {"kind": "IamGroupMembership", "group": "iam-group-01"},
+                 "duration": "1h", "reason": "RBAC test"}}))
+    .expect("request");
+    requests
+        .create(&PostParams::default(), &request)
+        .await
+        .expect("request");
+    wait::until(
+        "the request to be Active",
+        crate::support::operator::TIMEOUT,
+        || async {
+            let state = requests.get("join").await.ok()?.status?.state?;
+            (state.as_str() == "Active").then_some(())
+        },
+    )
+    .await;
+    requests
+        .delete("join", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait::until(
+        "the request to go",
+        crate::support::operator::TIMEOUT,
+        || async { requests.get_opt("join").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
     connectors
         .patch(
             "org",
