@@ -487,3 +487,160 @@ async fn two_approvals_grant_once_and_the_duration_revokes_on_time() {
     policy.remove();
     org.finish().await;
 }
+
+fn calls(moto: &crate::support::moto::Moto, operation: &str) -> u64 {
+    moto.calls().get(operation).copied().unwrap_or(0)
+}
+
+/// The real binary, serving requests through the admission policy `policy`.
+fn operator_process(
+    moto: &crate::support::moto::Moto,
+    kubeconfig: &std::path::Path,
+    namespace: &str,
+    policy: &str,
+) -> std::process::Child {
+    crate::support::operator::spawn_operator(
+        std::path::Path::new(env!("CARGO_BIN_EXE_aws-access-operator")),
+        moto,
+        kubeconfig,
+        namespace,
+        &[
+            "--rate-limits",
+            "sts=1000,iam=1000,organizations=1000,identitycenter=1000",
+            "--request-admission-policy",
+            policy,
+        ],
+    )
+}
+
+/// SIGKILL to a process this test started, and its exit collected.
+fn kill_9(child: &mut std::process::Child) {
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_approval_and_grant_and_between_end_and_revoke_each_happens_once() {
+    let moto = crate::support::moto::Moto::start();
+    let seed = moto.seed(SMALL_ORG);
+    let cluster = TestCluster::start("req-kill").await;
+    let config = cluster.kubeconfig_file();
+    let ns = cluster.namespace.clone();
+    let policy = AdmissionPolicy::install();
+    let mut operator = operator_process(&moto, &config, &ns, &policy.name);
+    let connectors: Api<aws_access_operator::api::AwsConnector> =
+        Api::namespaced(cluster.client.clone(), &ns);
+    connectors
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1",
+                "kind": "AwsConnector", "metadata": {"name": "org"},
+                "spec": {"region": "us-east-1", "requestPolicy": {"enabled": true, "rules": [{"name": "oncall",
+                    "groups": ["system:serviceaccounts"], "principals": "Any",
+                    "permissionSets": ["PermissionSet00"], "accounts": [ACCOUNT]}]}}}))
+            .expect("connector"),
+        )
+        .await
+        .expect("connector");
+    crate::support::operator::wait_condition(&connectors, "org", "Ready", "True").await;
+    let who = people(&cluster, &ns).await;
+    let alice = api(&who.alice, &ns).await;
+    let bob = api(&who.bob, &ns).await;
+
+    // AWS keeps the creation IN_PROGRESS for 8 status polls: the kill comes after 5, with the
+    // approval recorded and the creation under way.
+    moto.set_faults(json!({"in_progress_polls": 8}));
+    moto.reset_calls();
+    alice
+        .create(&PostParams::default(), &as_alice(&who, "hotfix", "40s"))
+        .await
+        .expect("request");
+    state(&alice, "hotfix", "Pending").await;
+    add_review(&bob, "hotfix", &who.bob.username, "Approve")
+        .await
+        .expect("bob");
+    wait::until("five polls of the creation", TIMEOUT, || async {
+        (calls(&moto, "DescribeAccountAssignmentCreationStatus") >= 5).then_some(())
+    })
+    .await;
+    kill_9(&mut operator);
+    assert_eq!(calls(&moto, "CreateAccountAssignment"), 1);
+    let mut operator = operator_process(&moto, &config, &ns, &policy.name);
+    let active = state(&alice, "hotfix", "Active").await;
+    assert_eq!(
+        calls(&moto, "CreateAccountAssignment"),
+        1,
+        "the restart resumed the creation from the ledger"
+    );
+    let status = active.status.expect("status");
+    assert_eq!(status.approvals.as_deref(), Some("1/1"));
+    assert!(
+        status.conditions.iter().any(|c| c.type_ == "Approved"
+            && c.status == "True"
+            && c.message.contains(&who.bob.username)),
+        "{:?}",
+        status.conditions
+    );
+
+    // The deletion at the end stays IN_PROGRESS too: killed after 5 polls of it.
+    wait::until("the revoke to start", Duration::from_secs(90), || async {
+        (calls(&moto, "DescribeAccountAssignmentDeletionStatus") >= 5).then_some(())
+    })
+    .await;
+    kill_9(&mut operator);
+    assert_eq!(calls(&moto, "DeleteAccountAssignment"), 1);
+    let mut operator = operator_process(&moto, &config, &ns, &policy.name);
+    let ended = state(&alice, "hotfix", "Ended").await;
+    assert_eq!(
+        ended.status.and_then(|s| s.end_reason).as_deref(),
+        Some("DurationOver")
+    );
+    assert_eq!(calls(&moto, "DeleteAccountAssignment"), 1, "revoked once");
+    // A fresh start reconciles every request: the ended one is not granted again (its record,
+    // not its status, says it ended).
+    kill_9(&mut operator);
+    let mut operator = operator_process(&moto, &config, &ns, &policy.name);
+    alice
+        .create(&PostParams::default(), &as_alice(&who, "after", "1m"))
+        .await
+        .expect("request");
+    // A later request reconciled means the restarted operator has looked at the ended one too.
+    state(&alice, "after", "Pending").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(calls(&moto, "CreateAccountAssignment"), 1, "never again");
+    let user = seed["ssoUsers"][3]["id"].as_str().expect("id").to_string();
+    let ssoadmin = aws_sdk_ssoadmin::Client::new(&moto.sdk_config().await);
+    let ps = seed["permissionSets"]
+        .as_array()
+        .expect("sets")
+        .iter()
+        .find(|p| p["name"] == "PermissionSet00")
+        .and_then(|p| p["arn"].as_str())
+        .expect("arn")
+        .to_string();
+    let left = ssoadmin
+        .list_account_assignments()
+        .instance_arn(
+            seed["identityCenter"]["instanceArn"]
+                .as_str()
+                .expect("instance"),
+        )
+        .account_id(ACCOUNT)
+        .permission_set_arn(ps)
+        .send()
+        .await
+        .expect("list");
+    assert!(
+        !left
+            .account_assignments()
+            .iter()
+            .any(|a| a.principal_id() == Some(user.as_str())),
+        "revoked"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &operator.id().to_string()])
+        .status();
+    let _ = operator.wait();
+    policy.remove();
+    cluster.cleanup().await;
+}
