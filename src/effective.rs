@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::api::{AccessGrant, AwsConnector};
+use crate::api::request::State;
+use crate::api::{AccessGrant, AccessRequest, AwsConnector};
 use crate::grant::access::Access;
 use crate::grant::expiry::Expiry;
 use crate::grant::resolve::{Directory, resolve};
@@ -22,6 +23,17 @@ pub struct Declaration {
     /// When the grant ends: an RFC 3339 time, `8h after it is granted`, or none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires: Option<String>,
+    /// Set when an approved AccessRequest (named by `grant`) holds the access, not a grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<HeldByRequest>,
+}
+
+/// An AccessRequest that holds a piece of a path.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldByRequest {
+    /// Who approved it; empty when its rule approved it by itself.
+    pub approved_by: Vec<String>,
 }
 
 /// Which AccessGrants declare each piece of access.
@@ -281,12 +293,56 @@ pub async fn declarations<'a>(
                 grant.metadata.name.clone().unwrap_or_default()
             ),
             expires: expires(grant),
+            request: None,
         };
         for access in resolved.accesses {
             found.entry(access).or_default().push(declaration.clone());
         }
     }
     found
+}
+
+/// Adds the access the Active AccessRequests of `connector` among `requests` hold, as their
+/// status says, to `found`.
+pub async fn add_requests<'a>(
+    found: &mut Declarations,
+    connector: &AwsConnector,
+    requests: impl IntoIterator<Item = &'a AccessRequest>,
+    directory: &Directory<'_>,
+) {
+    let connector_namespace = connector.metadata.namespace.clone().unwrap_or_default();
+    let connector_name = connector.metadata.name.clone().unwrap_or_default();
+    for request in requests {
+        let Some(status) = request
+            .status
+            .as_ref()
+            .filter(|s| s.state == Some(State::Active))
+        else {
+            continue;
+        };
+        let namespace = request.metadata.namespace.clone().unwrap_or_default();
+        let reference = &request.spec.connector_ref;
+        let referenced = reference.namespace.as_ref().unwrap_or(&namespace);
+        if reference.name != connector_name || *referenced != connector_namespace {
+            continue;
+        }
+        let Ok(Ok(resolved)) = resolve(&request.spec.as_grant_spec(), directory).await else {
+            continue;
+        };
+        let declaration = Declaration {
+            grant: format!(
+                "{namespace}/{}",
+                request.metadata.name.clone().unwrap_or_default()
+            ),
+            expires: status.ends_at.clone(),
+            request: Some(HeldByRequest {
+                approved_by: status.approvers(),
+            }),
+        };
+        for access in resolved.accesses {
+            found.entry(access).or_default().push(declaration.clone());
+        }
+    }
 }
 
 /// When a grant ends, as far as its manifest says.
@@ -403,6 +459,7 @@ mod tests {
 
     fn by(grant: &str) -> Vec<Declaration> {
         vec![Declaration {
+            request: None,
             grant: grant.into(),
             expires: None,
         }]

@@ -8,7 +8,7 @@ use kube::core::TypeMeta;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::{AccessGrant, AwsConnector};
+use crate::api::{AccessGrant, AccessRequest, AwsConnector};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -50,6 +50,7 @@ impl std::fmt::Display for Source {
 pub enum Document {
     Connector(Box<AwsConnector>),
     Grant(Box<AccessGrant>),
+    Request(Box<AccessRequest>),
     /// An `awsaccess.io` object whose fields do not decode; `message` names the field.
     Undecodable {
         kind: String,
@@ -200,6 +201,9 @@ pub fn decode(value: Value) -> Option<Document> {
         })),
         "AccessGrant" => Some(decode_as::<AccessGrant>(value, "AccessGrant", |g| {
             Document::Grant(Box::new(g))
+        })),
+        "AccessRequest" => Some(decode_as::<AccessRequest>(value, "AccessRequest", |r| {
+            Document::Request(Box::new(r))
         })),
         _ => None,
     }

@@ -63,6 +63,28 @@ pub fn check(loaded: &Loaded) -> Report {
                 conditions,
             }
         }
+        Document::Request(request) => {
+            let mut errors = validate_grant(&request.spec.as_grant_spec());
+            if request.spec.reason.trim().is_empty() {
+                errors.push(crate::api::validation::FieldError::new(
+                    "spec.reason",
+                    crate::api::rules::REASON_NEEDED,
+                ));
+            }
+            let conditions = if errors.is_empty() {
+                vec![validated()]
+            } else {
+                grant_conditions(&errors)
+            };
+            Report {
+                kind: "AccessRequest".into(),
+                name: request.metadata.name.clone(),
+                namespace: request.metadata.namespace.clone(),
+                source,
+                valid: errors.is_empty(),
+                conditions,
+            }
+        }
         Document::Undecodable {
             kind,
             name,

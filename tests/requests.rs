@@ -467,6 +467,46 @@ async fn two_approvals_grant_once_and_the_duration_revokes_on_time() {
         .expect("carol");
     state(&alice, "withdrawn", "Active").await;
     assert!(org.assigned(ACCOUNT, &ps).await.contains(&user));
+
+    // `access --principal` shows the access held through the request, from the request as
+    // `kubectl get` prints it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let held = kubectl_ok(
+        &[
+            "get",
+            "accessrequests",
+            "-n",
+            &ns,
+            "withdrawn",
+            "-o",
+            "yaml",
+        ],
+        "",
+    );
+    std::fs::write(dir.path().join("requests.yaml"), held).expect("write");
+    std::fs::write(
+        dir.path().join("connector.yaml"),
+        json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+            "metadata": {"name": "org", "namespace": ns}, "spec": {"region": "us-east-1"}})
+        .to_string(),
+    )
+    .expect("write");
+    let shown = access(
+        &org.moto,
+        &[
+            "access",
+            "-f",
+            dir.path().to_str().expect("utf-8"),
+            "--principal",
+            "user-03@example.com",
+        ],
+    );
+    let expected = format!(
+        "request {ns}/withdrawn, approved by {}, {}, ends ",
+        who.bob.username, who.carol.username
+    );
+    assert!(shown.contains(&expected), "{expected:?} not in:\n{shown}");
+
     alice
         .patch(
             "withdrawn",
@@ -484,8 +524,81 @@ async fn two_approvals_grant_once_and_the_duration_revokes_on_time() {
     assert_eq!(org.writes().get("CreateAccountAssignment"), Some(&1));
     assert_eq!(org.writes().get("DeleteAccountAssignment"), Some(&1));
 
+    // A request past its deadline for approvals expires, and a later approval does nothing.
+    org.moto.reset_calls();
+    let connectors: Api<aws_access_operator::api::AwsConnector> =
+        Api::namespaced(org.cluster.client.clone(), &ns);
+    connectors
+        .patch(
+            "org",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"requestPolicy": {"pendingExpiry": "3s"}}})),
+        )
+        .await
+        .expect("patch");
+    alice
+        .create(&PostParams::default(), &as_alice(&who, "late", "30m"))
+        .await
+        .expect("request");
+    let expired = state(&alice, "late", "Expired").await;
+    assert_eq!(
+        expired.status.and_then(|s| s.end_reason).as_deref(),
+        Some("Expired")
+    );
+    add_review(&bob, "late", &who.bob.username, "Approve")
+        .await
+        .expect("bob");
+    add_review(&carol, "late", &who.carol.username, "Approve")
+        .await
+        .expect("carol");
+    wait::until("the late reviews to be seen", TIMEOUT, || async {
+        let status = alice.get("late").await.ok()?.status?;
+        (status.reviews.len() == 2).then_some(status)
+    })
+    .await;
+    let late = alice
+        .get("late")
+        .await
+        .expect("get")
+        .status
+        .expect("status");
+    assert_eq!(late.state.map(|s| s.as_str()), Some("Expired"));
+    assert!(
+        late.reviews.iter().all(|r| !r.counted),
+        "{:?}",
+        late.reviews
+    );
+    assert!(
+        org.writes().is_empty(),
+        "an expired request wrote {:?}",
+        org.writes()
+    );
+
     policy.remove();
     org.finish().await;
+}
+
+/// `aws-access-operator` with `args`, reaching AWS at `moto`; its standard output.
+fn access(moto: &crate::support::moto::Moto, args: &[&str]) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_aws-access-operator"));
+    command.args(args);
+    for variable in crate::support::moto::AMBIENT_AWS_VARIABLES {
+        command.env_remove(variable);
+    }
+    for (key, value) in moto.env() {
+        command.env(key, value);
+    }
+    command.env(
+        "RATE_LIMITS",
+        "sts=1000,iam=1000,organizations=1000,identitycenter=1000",
+    );
+    let output = command.output().expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn calls(moto: &crate::support::moto::Moto, operation: &str) -> u64 {
@@ -643,4 +756,95 @@ async fn killed_between_approval_and_grant_and_between_end_and_revoke_each_happe
     let _ = operator.wait();
     policy.remove();
     cluster.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_request_leaves_adopted_access_and_access_a_grant_still_declares() {
+    // The rule needs no approval: the request is approved as soon as it is made.
+    let (org, policy, who) = requests_org("req-shared", 0).await;
+    let ns = org.cluster.namespace.clone();
+    let alice = api(&who.alice, &ns).await;
+    let ps = org.permission_set("PermissionSet00");
+    let target =
+        json!({"kind": "PermissionSet", "permissionSet": "PermissionSet00", "accountId": ACCOUNT});
+
+    // user-03's access is declared by a standing grant too.
+    org.create(crate::support::operator::grant(
+        "standing",
+        "org",
+        crate::grants::sso_user(3),
+        target.clone(),
+        json!({}),
+    ))
+    .await;
+    crate::support::operator::wait_grant(&org.grants, "standing", "Granted").await;
+    // user-04's access exists before anyone asks for it.
+    let ssoadmin = aws_sdk_ssoadmin::Client::new(&org.moto.sdk_config().await);
+    ssoadmin
+        .create_account_assignment()
+        .instance_arn(org.instance())
+        .target_id(ACCOUNT)
+        .target_type(aws_sdk_ssoadmin::types::TargetType::AwsAccount)
+        .permission_set_arn(&ps)
+        .principal_type(aws_sdk_ssoadmin::types::PrincipalType::User)
+        .principal_id(org.user_id(4))
+        .send()
+        .await
+        .expect("assignment made outside the operator");
+    org.moto.reset_calls();
+
+    for (name, user) in [("joins", 3), ("adopts", 4)] {
+        let mut asked = as_alice(&who, name, "30m");
+        asked.spec.principal =
+            serde_json::from_value(crate::grants::sso_user(user)).expect("principal");
+        alice
+            .create(&PostParams::default(), &asked)
+            .await
+            .expect("request");
+        let active = state(&alice, name, "Active").await;
+        let approved = active
+            .status
+            .expect("status")
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Approved")
+            .expect("Approved");
+        assert!(
+            approved
+                .message
+                .contains("approved automatically by rule oncall"),
+            "{approved:?}"
+        );
+        alice
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"withdrawn": true}})),
+            )
+            .await
+            .expect("withdraw");
+        let ended = state(&alice, name, "Ended").await;
+        let message = ended
+            .status
+            .expect("status")
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ended")
+            .expect("Ended")
+            .message;
+        assert!(message.contains("left in place"), "{message}");
+        assert!(
+            org.assigned(ACCOUNT, &ps)
+                .await
+                .contains(&org.user_id(user)),
+            "{name}: the access stays"
+        );
+    }
+    assert!(
+        org.writes().is_empty(),
+        "joining and leaving shared or adopted access wrote {:?}",
+        org.writes()
+    );
+    policy.remove();
+    org.finish().await;
 }

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::grant::{AccessRecord, ConnectorRef, Principal, Target};
+use super::grant::{AccessGrantSpec, AccessRecord, ConnectorRef, Principal, Target};
 use super::rules;
 
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -69,6 +69,33 @@ pub struct AccessRequestSpec {
     /// Once true it stays true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub withdrawn: Option<bool>,
+}
+
+impl AccessRequestSpec {
+    /// What the request asks, as a grant would ask it: its duration stands as the grant's (so
+    /// the connector's grantPolicy, `maxDuration` included, applies), and deleting it follows
+    /// the default deletion policy (what the operator created is revoked, adopted access stays).
+    pub fn as_grant_spec(&self) -> AccessGrantSpec {
+        AccessGrantSpec {
+            connector_ref: self.connector_ref.clone(),
+            principal: self.principal.clone(),
+            target: self.target.clone(),
+            duration: Some(self.duration.clone()),
+            expires_at: None,
+            deletion_policy: None,
+        }
+    }
+}
+
+impl AccessRequestStatus {
+    /// Who approved the request, as its status records it (empty when its rule approved it).
+    pub fn approvers(&self) -> Vec<String> {
+        self.reviews
+            .iter()
+            .filter(|r| r.decision == Decision::Approve && r.counted)
+            .map(|r| r.user.clone())
+            .collect()
+    }
 }
 
 /// The Kubernetes user who asks.

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::args::{AccessArgs, OutputFormat};
 use crate::api::validation::validate_grant;
-use crate::api::{AccessGrant, AwsConnector};
+use crate::api::{AccessGrant, AccessRequest, AwsConnector};
 use crate::effective::{Declaration, Declarations, Path, Via, paths};
 use crate::grant::resolve::Directory;
 use crate::manifest::{Document, load};
@@ -46,10 +46,12 @@ pub async fn run(args: AccessArgs) -> anyhow::Result<ExitCode> {
     let (loaded, _) = load(&args.files)?;
     let mut connectors = Vec::new();
     let mut grants = Vec::new();
+    let mut requests = Vec::new();
     for document in loaded {
         match document.document {
             Document::Connector(c) => connectors.push(*c),
             Document::Grant(g) => grants.push(*g),
+            Document::Request(r) => requests.push(*r),
             Document::Undecodable { kind, message, .. } => {
                 return Err(super::InvalidInput(format!(
                     "{}: invalid {kind}: {message}",
@@ -77,7 +79,7 @@ pub async fn run(args: AccessArgs) -> anyhow::Result<ExitCode> {
             }
         },
     };
-    let declarations = declarations(&connector, &grants, &inventory).await;
+    let declarations = declarations(&connector, &grants, &requests, &inventory).await;
     let all = paths(&inventory, &declarations);
     let mut asked = BTreeMap::new();
     let (selected, iam) = if let Some(principal) = &args.principal {
@@ -166,11 +168,13 @@ async fn sync(
         .map_err(|e| e.to_string()))
 }
 
-/// The access the valid AccessGrants among `grants` declare in `inventory` (those of other
-/// connectors are left out by `effective::declarations`).
+/// The access the valid AccessGrants among `grants` declare in `inventory`, and the access the
+/// Active AccessRequests among `requests` hold (as their status says: files from `kubectl get
+/// accessrequests -o yaml`). Those of other connectors are left out.
 async fn declarations(
     connector: &AwsConnector,
     grants: &[AccessGrant],
+    requests: &[AccessRequest],
     inventory: &Inventory,
 ) -> Declarations {
     let mut cache = SyncCache::default();
@@ -181,7 +185,9 @@ async fn declarations(
         session: None,
     };
     let valid = grants.iter().filter(|g| validate_grant(&g.spec).is_empty());
-    crate::effective::declarations(connector, valid, &directory).await
+    let mut found = crate::effective::declarations(connector, valid, &directory).await;
+    crate::effective::add_requests(&mut found, connector, requests, &directory).await;
+    found
 }
 
 /// The paths of a user (by user name, id or email), or else of a group's members through it
@@ -245,9 +251,20 @@ fn declared_text(declared_by: &[Declaration]) -> String {
     }
     declared_by
         .iter()
-        .map(|d| match &d.expires {
-            Some(at) => format!("{} (expires {at})", d.grant),
-            None => d.grant.clone(),
+        .map(|d| match (&d.request, &d.expires) {
+            (Some(request), ends) => {
+                let approved = match request.approved_by.as_slice() {
+                    [] => "approved by its rule".to_string(),
+                    by => format!("approved by {}", by.join(", ")),
+                };
+                let ends = ends
+                    .as_deref()
+                    .map(|at| format!(", ends {at}"))
+                    .unwrap_or_default();
+                format!("request {}, {approved}{ends}", d.grant)
+            }
+            (None, Some(at)) => format!("{} (expires {at})", d.grant),
+            (None, None) => d.grant.clone(),
         })
         .collect::<Vec<_>>()
         .join(", ")

@@ -524,6 +524,13 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
         match document.document {
             Document::Connector(c) => connectors.push(*c),
             Document::Grant(g) => grants.push(*g),
+            // Requests need the API server to vouch for who asked and who approved: only the
+            // operator in a cluster serves them.
+            Document::Request(r) => eprintln!(
+                "note: {}: AccessRequest {} is left out: requests are served only by the operator in a cluster",
+                document.source,
+                r.metadata.name.unwrap_or_default()
+            ),
             Document::Undecodable {
                 kind,
                 name,

@@ -619,7 +619,12 @@ async fn unmanaged_access(
         session: None,
     };
     let grants = ctx.grants().await?;
-    let declarations = crate::effective::declarations(connector, &grants, &directory).await;
+    let mut declarations = crate::effective::declarations(connector, &grants, &directory).await;
+    // Access an approved AccessRequest holds is declared too, for as long as it holds it.
+    if ctx.admission.configured() {
+        let requests = ctx.requests().await?;
+        crate::effective::add_requests(&mut declarations, connector, &requests, &directory).await;
+    }
     let declared: BTreeSet<Access> = declarations.keys().cloned().collect();
     let undeclared_paths = crate::effective::undeclared(inventory, &declarations);
     Ok((unmanaged(inventory, &declared), undeclared_paths))

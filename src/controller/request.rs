@@ -24,7 +24,7 @@ use super::metrics::RequestLabels;
 use super::request_record::RequestRecords;
 use super::status;
 use crate::api::conditions::{ConditionStatus, ConditionUpdate};
-use crate::api::grant::{AccessGrantSpec, AccessRecord};
+use crate::api::grant::AccessRecord;
 use crate::api::request::{AccessRequestSpec, Decision, SeenReview, State};
 use crate::api::{AccessGrant, AccessRequest, REQUEST_FINALIZER};
 use crate::grant::access::Access;
@@ -76,14 +76,7 @@ fn key(request: &AccessRequest) -> String {
 /// The request as a grant of what it asks, for the shared parts (connector, resolution,
 /// grantPolicy): its duration stands as the grant's, so `grantPolicy.maxDuration` applies.
 fn as_grant(request: &AccessRequest) -> AccessGrant {
-    let spec = AccessGrantSpec {
-        connector_ref: request.spec.connector_ref.clone(),
-        principal: request.spec.principal.clone(),
-        target: request.spec.target.clone(),
-        duration: Some(request.spec.duration.clone()),
-        expires_at: None,
-        deletion_policy: None,
-    };
+    let spec = request.spec.as_grant_spec();
     AccessGrant {
         metadata: ObjectMeta {
             name: request.metadata.name.clone(),
