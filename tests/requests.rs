@@ -218,9 +218,33 @@ async fn the_api_server_vouches_for_requesters_and_reviewers() {
     let bob = api(&who.bob, &ns).await;
     let forged = refused(add_review(&bob, "hotfix", &who.carol.username, "Approve").await);
     assert!(forged.contains("[reviewer-is-caller]"), "{forged}");
-    add_review(&bob, "hotfix", &who.bob.username, "Approve")
-        .await
-        .expect("bob approves");
+    // bob approves with the command line, which names him as the API server knows him.
+    let approved = as_user(
+        &who.bob,
+        &["approve", "hotfix", "-n", &ns, "--comment", "go"],
+    );
+    assert!(approved.status.success(), "{approved:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&approved.stdout).trim(),
+        format!("{ns}/hotfix approved by {}", who.bob.username)
+    );
+    let again = as_user(&who.bob, &["approve", "hotfix", "-n", &ns]);
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("reviewed it already"),
+        "{again:?}"
+    );
+    let no_right = as_user(&who.mallory, &["deny", "hotfix", "-n", &ns]);
+    assert_eq!(no_right.status.code(), Some(1), "{no_right:?}");
+    assert!(
+        String::from_utf8_lossy(&no_right.stderr).contains("[approve-verb]"),
+        "{no_right:?}"
+    );
+    let review = &bob.get("hotfix").await.expect("get").spec.reviews[0];
+    assert_eq!(
+        (review.user.as_str(), review.comment.as_deref()),
+        (who.bob.username.as_str(), Some("go"))
+    );
 
     // A review, once made, is never changed or removed, by its author or anyone.
     let mut changed = bob.get("hotfix").await.expect("get");
@@ -263,14 +287,12 @@ async fn the_api_server_vouches_for_requesters_and_reviewers() {
         .await,
     );
     assert!(withdraw.contains("[requester-withdraws]"), "{withdraw}");
-    alice
-        .patch(
-            "hotfix",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"withdrawn": true}})),
-        )
-        .await
-        .expect("alice withdraws");
+    let withdrawn = as_user(&who.alice, &["withdraw", "hotfix", "-n", &ns]);
+    assert!(withdrawn.status.success(), "{withdrawn:?}");
+    assert_eq!(
+        alice.get("hotfix").await.expect("get").spec.withdrawn,
+        Some(true)
+    );
     let back = refused(
         alice
             .patch(
@@ -599,6 +621,16 @@ fn access(moto: &crate::support::moto::Moto, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The binary with `args`, authenticated as `identity`.
+fn as_user(identity: &Identity, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_aws-access-operator"))
+        .args(args)
+        .env("KUBECONFIG", &identity.kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("run")
 }
 
 fn calls(moto: &crate::support::moto::Moto, operation: &str) -> u64 {

@@ -48,6 +48,34 @@ pub enum Command {
     /// Who can get into what, and why: a user's or group's paths into accounts, or every path
     /// into one account, with the AccessGrants that declare each.
     Access(AccessArgs),
+    /// Approve an AccessRequest, as the user your kubeconfig authenticates (who needs the
+    /// `approve` verb on it).
+    Approve(ReviewArgs),
+    /// Deny an AccessRequest (ends it if its access is held already).
+    Deny(ReviewArgs),
+    /// Revoke the access an approved AccessRequest holds, before its time.
+    Revoke(ReviewArgs),
+    /// Withdraw your own AccessRequest: its access, if held, ends at once.
+    Withdraw(RequestRef),
+}
+
+/// An AccessRequest in the cluster the kubeconfig names.
+#[derive(Debug, Args)]
+pub struct RequestRef {
+    /// The AccessRequest's name.
+    pub name: String,
+    /// Its namespace; defaults to the kubeconfig context's.
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    #[command(flatten)]
+    pub request: RequestRef,
+    /// Why, kept with the review.
+    #[arg(long)]
+    pub comment: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ mod access;
 mod args;
 mod lookup;
 pub mod plan;
+mod review;
 pub mod sync;
 
 pub use args::*;
@@ -42,6 +43,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::api::request::Decision;
 use crate::controller::{self, LeaderElection, Settings, shutdown};
 
 /// Runs the parsed command line and returns the process' exit code.
@@ -56,6 +58,10 @@ pub async fn main(cli: Cli) -> ExitCode {
         Some(Command::Plan(args)) => plan::run(args, false).await,
         Some(Command::Apply(args)) => plan::run(args, true).await,
         Some(Command::Access(args)) => access::run(args).await,
+        Some(Command::Approve(args)) => review::review(args, Decision::Approve).await,
+        Some(Command::Deny(args)) => review::review(args, Decision::Deny).await,
+        Some(Command::Revoke(args)) => review::review(args, Decision::Revoke).await,
+        Some(Command::Withdraw(args)) => review::withdraw(args).await,
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,129 @@
+//! `approve`, `deny`, `revoke` and `withdraw`: an AccessRequest changed as the user the
+//! kubeconfig authenticates, so that the API server's admission policy checks it exactly as it
+//! checks `kubectl`. The name a review carries is the one the API server reports for the caller
+//! (a SelfSubjectReview), never one typed here.
+
+use std::process::ExitCode;
+
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use kube::api::{PostParams, ResourceExt};
+use kube::{Api, Client};
+
+use super::args::{RequestRef, ReviewArgs};
+use crate::api::AccessRequest;
+use crate::api::request::{Decision, Review};
+
+/// How many times a write that lost a race (the operator writes the request's finalizer and
+/// status too) is tried again.
+const CONFLICT_RETRIES: usize = 5;
+
+async fn client() -> anyhow::Result<Client> {
+    Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the cluster of the kubeconfig: {e}"))
+}
+
+/// Who the API server says the caller is.
+async fn caller(client: &Client) -> anyhow::Result<String> {
+    let reviews: Api<SelfSubjectReview> = Api::all(client.clone());
+    let answer = reviews
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("cannot ask the API server who you are (SelfSubjectReview): {e}")
+        })?;
+    answer
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("the API server did not say who you are"))
+}
+
+fn requests(client: &Client, at: &RequestRef) -> Api<AccessRequest> {
+    match &at.namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::default_namespaced(client.clone()),
+    }
+}
+
+/// A refusal by the API server (its message names the admission rule), or another failure.
+fn refused(name: &str, error: kube::Error) -> anyhow::Error {
+    match error {
+        kube::Error::Api(status) => super::InvalidInput(format!(
+            "AccessRequest {name}: refused by the API server: {}",
+            status.message
+        ))
+        .into(),
+        other => anyhow::anyhow!("AccessRequest {name}: {other}"),
+    }
+}
+
+/// Reads the request, lets `change` edit it, and writes it back; again after a conflict.
+async fn change(
+    api: &Api<AccessRequest>,
+    name: &str,
+    mut change: impl FnMut(&mut AccessRequest) -> anyhow::Result<()>,
+) -> anyhow::Result<AccessRequest> {
+    for _ in 0..CONFLICT_RETRIES {
+        let mut request = api.get(name).await.map_err(|e| refused(name, e))?;
+        change(&mut request)?;
+        match api.replace(name, &PostParams::default(), &request).await {
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            result => return result.map_err(|e| refused(name, e)),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "AccessRequest {name}: it kept changing while being written; try again"
+    ))
+}
+
+pub async fn review(args: ReviewArgs, decision: Decision) -> anyhow::Result<ExitCode> {
+    let client = client().await?;
+    let user = caller(&client).await?;
+    let name = args.request.name.clone();
+    let api = requests(&client, &args.request);
+    let written = change(&api, &name, |request| {
+        if let Some(mine) = request.spec.reviews.iter().find(|r| r.user == user) {
+            return Err(super::InvalidInput(format!(
+                "AccessRequest {name}: {user} reviewed it already ({:?}); a review cannot be changed",
+                mine.decision
+            ))
+            .into());
+        }
+        request.spec.reviews.push(Review {
+            user: user.clone(),
+            decision,
+            comment: args.comment.clone(),
+        });
+        Ok(())
+    })
+    .await?;
+    let verb = match decision {
+        Decision::Approve => "approved",
+        Decision::Deny => "denied",
+        Decision::Revoke => "revoked",
+    };
+    println!(
+        "{}/{} {verb} by {user}",
+        written.namespace().unwrap_or_default(),
+        written.name_any()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn withdraw(args: RequestRef) -> anyhow::Result<ExitCode> {
+    let client = client().await?;
+    let api = requests(&client, &args);
+    let written = change(&api, &args.name, |request| {
+        request.spec.withdrawn = Some(true);
+        Ok(())
+    })
+    .await?;
+    println!(
+        "{}/{} withdrawn",
+        written.namespace().unwrap_or_default(),
+        written.name_any()
+    );
+    Ok(ExitCode::SUCCESS)
+}
