@@ -64,7 +64,11 @@ fn validate_examples_one_json_line_per_object() {
     );
     for line in &lines {
         assert_eq!(line["valid"], true, "{line}");
-        assert!(line["kind"] == "AwsConnector" || line["kind"] == "AccessGrant");
+        assert!(
+            ["AwsConnector", "AccessGrant", "AccessRequest"]
+                .contains(&line["kind"].as_str().unwrap_or_default()),
+            "{line}"
+        );
         assert!(line["name"].is_string());
         assert!(line["conditions"].as_array().is_some_and(|c| !c.is_empty()));
     }

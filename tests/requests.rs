@@ -487,7 +487,47 @@ async fn two_approvals_grant_once_and_the_duration_revokes_on_time() {
     add_review(&carol, "withdrawn", &who.carol.username, "Approve")
         .await
         .expect("carol");
-    state(&alice, "withdrawn", "Active").await;
+    // kubectl as the interface: wait for the condition, see the columns.
+    kubectl_ok(
+        &[
+            "wait",
+            "-n",
+            &ns,
+            "--for=condition=Active",
+            "accessrequest/withdrawn",
+            "--timeout=60s",
+        ],
+        "",
+    );
+    let table = kubectl_ok(&["get", "accessrequests", "-n", &ns, "withdrawn"], "");
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "REQUESTER",
+            "ACCESS",
+            "STATE",
+            "APPROVALS",
+            "ENDS",
+            "AGE"
+        ],
+        "{table}"
+    );
+    let row = lines.next().unwrap_or_default();
+    for shown in [
+        who.alice.username.as_str(),
+        "PermissionSet00",
+        "Active",
+        "2/2",
+    ] {
+        assert!(row.contains(shown), "{shown} not in {row}");
+    }
     assert!(org.assigned(ACCOUNT, &ps).await.contains(&user));
 
     // `access --principal` shows the access held through the request, from the request as

@@ -37,7 +37,8 @@ pub enum Command {
     Run(RunArgs),
     /// Print every CustomResourceDefinition as YAML.
     Crd(CrdArgs),
-    /// Check AwsConnector and AccessGrant manifests offline; one JSON line per object.
+    /// Check AwsConnector, AccessGrant and AccessRequest manifests offline; one JSON line per
+    /// object.
     Validate(FilesArgs),
     /// Sync the inventory of one connector without Kubernetes.
     Sync(SyncArgs),

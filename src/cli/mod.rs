@@ -96,7 +96,9 @@ fn print_crds(output_dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> 
 fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let (loaded, skipped) = crate::manifest::load(files)?;
     for source in &skipped {
-        eprintln!("{source}: skipped (not an awsaccess.io/v1alpha1 AwsConnector or AccessGrant)");
+        eprintln!(
+            "{source}: skipped (not an awsaccess.io/v1alpha1 AwsConnector, AccessGrant or AccessRequest)"
+        );
     }
     let mut stdout = std::io::stdout().lock();
     let mut all_valid = true;
@@ -106,7 +108,7 @@ fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
         writeln!(stdout, "{}", serde_json::to_string(&report)?)?;
     }
     if loaded.is_empty() {
-        eprintln!("no AwsConnector or AccessGrant found");
+        eprintln!("no AwsConnector, AccessGrant or AccessRequest found");
     }
     Ok(if all_valid {
         ExitCode::SUCCESS
