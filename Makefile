@@ -10,7 +10,7 @@ CLEAN_AWS_ENV := env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_CA_BUNDLE -u A
 	-u AWS_SHARED_CREDENTIALS_FILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
 	-u AWS_REGION -u AWS_DEFAULT_REGION -u AWS_ENDPOINT_URL -u AWS_ROLE_ARN -u AWS_WEB_IDENTITY_TOKEN_FILE
 
-.PHONY: demo test test-oldest controlplane controlplane-oldest bench bench-idle venv build crds check-crds lint fmt clean
+.PHONY: demo test test-oldest controlplane controlplane-oldest bench bench-requests bench-idle venv build crds check-crds lint fmt clean
 
 ## demo: a local AWS emulator seeded with a sample organization, a local Kubernetes control
 ## plane, and the operator running against both; kubectl applies a connector and grants
@@ -42,10 +42,18 @@ controlplane-oldest:
 ## bench: sync seeded organizations with the release build; prints calls against their lower
 ## bound, wall time against the busiest rate-limit lane, and peak memory
 ## (BENCH_SIZE="small org3 design" adds the performance bars' organization, minutes to seed)
+## Then 200 AccessRequests approved at once on one connector (bench-requests).
 BENCH_SIZE ?= small org3
-bench: venv
+bench: venv controlplane
 	$(CARGO) build --release --locked
 	$(CLEAN_AWS_ENV) $(VENV)/bin/python scripts/bench.py --size $(BENCH_SIZE)
+	$(MAKE) bench-requests
+
+## bench-requests: 200 AccessRequests on one connector approved at once, on the local control plane
+## (or TEST_KUBECONFIG's cluster); prints the time to all Active against the Identity Center
+## lane's bound, and the AWS calls
+bench-requests: venv controlplane
+	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration requests::two_hundred_requests_approved_at_once -- --ignored --nocapture
 
 ## bench-idle: the release operator converges 1,000 AccessGrants on the 3-account organization
 ## (the local control plane, or TEST_KUBECONFIG's cluster) and idles; prints convergence time and its

@@ -311,18 +311,28 @@ async fn the_api_server_vouches_for_requesters_and_reviewers() {
 /// An org whose connector serves requests from alice (approvals needed: `approvals`), with the
 /// chart's admission policy in place and the operator told its name.
 async fn requests_org(prefix: &str, approvals: u32) -> (Org, AdmissionPolicy, People) {
+    requests_org_with(prefix, SMALL_ORG, approvals, |_| {}).await
+}
+
+/// `requests_org` on an organization seeded with `seed`, the operator's AWS settings tuned.
+async fn requests_org_with(
+    prefix: &str,
+    seed: &[&str],
+    approvals: u32,
+    tune: impl FnOnce(&mut aws_access_operator::controller::AwsSettings),
+) -> (Org, AdmissionPolicy, People) {
     let policy = AdmissionPolicy::install();
     let name = policy.name.clone();
     // The requester's name is known only once her ServiceAccount exists, in the org's
     // namespace: the rule allows ServiceAccounts by their group instead.
     let org = org_with(
         prefix,
-        SMALL_ORG,
+        seed,
         json!({"requestPolicy": {"enabled": true, "pendingExpiry": "1h", "rules": [
             {"name": "oncall", "groups": ["system:serviceaccounts"], "principals": "Any",
              "permissionSets": ["PermissionSet00"], "accounts": ["*"],
              "approvals": approvals, "maxDuration": "1h"}]}}),
-        |_| {},
+        tune,
         move |settings| settings.request_admission_policy = Some(name),
     )
     .await;
@@ -916,6 +926,124 @@ async fn an_ended_request_leaves_adopted_access_and_access_a_grant_still_declare
         org.writes().is_empty(),
         "joining and leaving shared or adopted access wrote {:?}",
         org.writes()
+    );
+    policy.remove();
+    org.finish().await;
+}
+
+/// 200 requests approved at once on one connector converge, each granted once, at the pace of
+/// the Identity Center lanes. Measured by `make bench` (`--ignored --nocapture`): the time and
+/// the calls are printed against their bound, never asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: make bench"]
+async fn two_hundred_requests_approved_at_once() {
+    let seed = [
+        "--accounts",
+        "5",
+        "--sso-users",
+        "40",
+        "--sso-groups",
+        "1",
+        "--permission-sets",
+        "1",
+        "--assigned-users",
+        "0",
+        "--iam-users",
+        "1",
+    ];
+    let rate = 20.0;
+    let (org, policy, who) = requests_org_with("req-200", &seed, 1, |aws| {
+        aws.grant_check = Duration::from_secs(600);
+        aws.limits = aws_access_operator::aws::RateLimits::parse(&format!(
+            "identitycenter={rate},iam=1000,sts=1000,organizations=1000"
+        ))
+        .expect("limits");
+    })
+    .await;
+    let ns = org.cluster.namespace.clone();
+    let alice = api(&who.alice, &ns).await;
+    let bob = api(&who.bob, &ns).await;
+    let accounts: Vec<String> = org.seed["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .filter(|a| *a != ACCOUNT)
+        .map(str::to_string)
+        .collect();
+    let mut names = Vec::new();
+    for user in 0..40 {
+        for account in &accounts {
+            let name = format!("r-{user:02}-{account}");
+            let mut asked = as_alice(&who, &name, "1h");
+            asked.spec.principal =
+                serde_json::from_value(crate::grants::sso_user(user)).expect("principal");
+            asked.spec.target.account_id = Some(account.clone());
+            alice
+                .create(&PostParams::default(), &asked)
+                .await
+                .expect("request");
+            names.push(name);
+        }
+    }
+    wait::until("200 requests Pending", Duration::from_secs(120), || async {
+        let list = alice.list(&Default::default()).await.ok()?;
+        let pending = list
+            .items
+            .iter()
+            .filter(|r| {
+                r.status.as_ref().and_then(|s| s.state).map(|s| s.as_str()) == Some("Pending")
+            })
+            .count();
+        (pending == 200).then_some(())
+    })
+    .await;
+    org.moto.reset_calls();
+    let started = std::time::Instant::now();
+    use futures::StreamExt;
+    futures::stream::iter(names.iter())
+        .for_each_concurrent(20, |name| {
+            let (bob, user) = (&bob, &who.bob.username);
+            async move {
+                add_review(bob, name, user, "Approve")
+                    .await
+                    .expect("approve");
+            }
+        })
+        .await;
+    let approved_in = started.elapsed();
+    wait::until("200 requests Active", Duration::from_secs(300), || async {
+        let list = alice.list(&Default::default()).await.ok()?;
+        let active = list
+            .items
+            .iter()
+            .filter(|r| {
+                r.status.as_ref().and_then(|s| s.state).map(|s| s.as_str()) == Some("Active")
+            })
+            .count();
+        (active == 200).then_some(())
+    })
+    .await;
+    let elapsed = started.elapsed();
+    let calls = org.moto.calls();
+    let identity_center: u64 = calls
+        .iter()
+        .filter(|(op, _)| !matches!(op.as_str(), "GetCallerIdentity" | "AssumeRole"))
+        .map(|(_, n)| n)
+        .sum();
+    eprintln!(
+        "200 requests: approved in {:.1} s, all Active {:.1} s after the first approval, {identity_center} AWS calls: {calls:?}",
+        approved_in.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    eprintln!(
+        "bound: {identity_center} Identity Center calls / {rate} per second = {:.1} s",
+        identity_center as f64 / rate
+    );
+    assert_eq!(
+        calls.get("CreateAccountAssignment"),
+        Some(&200),
+        "one create per request"
     );
     policy.remove();
     org.finish().await;
