@@ -342,12 +342,25 @@ async fn requests_org_with(
 }
 
 async fn state(api: &Api<AccessRequest>, name: &str, want: &str) -> AccessRequest {
-    wait::until(&format!("request {name} {want}"), TIMEOUT, || async {
-        let request = api.get_opt(name).await.ok()??;
-        let state = request.status.as_ref()?.state?;
-        (state.as_str() == want).then_some(request)
-    })
-    .await
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let request = api.get_opt(name).await.ok().flatten();
+        let state = request
+            .as_ref()
+            .and_then(|r| r.status.as_ref()?.state)
+            .map(|s| s.as_str());
+        if let (Some(request), Some(state)) = (&request, state)
+            && state == want
+        {
+            return request.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for request {name} {want}; it is {:#?}",
+            request.and_then(|r| r.status)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn as_alice(who: &People, name: &str, duration: &str) -> AccessRequest {
@@ -480,6 +493,63 @@ async fn two_approvals_grant_once_and_the_duration_revokes_on_time() {
         message.contains("rule oncall: duration 2h is over its maxDuration 1h"),
         "{message}"
     );
+    // The rule narrowed to the requester's own user (her ServiceAccount's name at
+    // example.com): a request for someone else, or for a permission set the rule does not name,
+    // is refused by name.
+    let connectors: Api<aws_access_operator::api::AwsConnector> =
+        Api::namespaced(org.cluster.client.clone(), &ns);
+    let narrowed = json!({"spec": {"requestPolicy": {
+        "userMapping": {"stripPrefix": format!("system:serviceaccount:{ns}:"), "suffix": "@example.com"},
+        "rules": [{"name": "oncall", "groups": ["system:serviceaccounts"], "principals": "Self",
+            "permissionSets": ["PermissionSet00"], "accounts": ["*"], "approvals": 2, "maxDuration": "1h"}]}}});
+    connectors
+        .patch("org", &PatchParams::default(), &Patch::Merge(narrowed))
+        .await
+        .expect("narrow the policy");
+    alice
+        .create(
+            &PostParams::default(),
+            &as_alice(&who, "for-someone-else", "30m"),
+        )
+        .await
+        .expect("request");
+    let mut other_set = as_alice(&who, "other-set", "30m");
+    other_set.spec.principal =
+        serde_json::from_value(json!({"kind": "SsoUser", "name": "alice@example.com"}))
+            .expect("principal");
+    other_set.spec.target.permission_set = Some("PermissionSet01".into());
+    alice
+        .create(&PostParams::default(), &other_set)
+        .await
+        .expect("request");
+    for (name, rule) in [
+        (
+            "for-someone-else",
+            "rule oncall: principals is Self: the principal must be the requester's own user, alice@example.com",
+        ),
+        (
+            "other-set",
+            "rule oncall: permission set PermissionSet01 is not in its permissionSets",
+        ),
+    ] {
+        let refused = state(&alice, name, "NotAllowed").await;
+        let message = refused
+            .status
+            .expect("status")
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Approved")
+            .map(|c| c.message)
+            .unwrap_or_default();
+        assert!(message.contains(rule), "{name}: {message}");
+    }
+    let wide = json!({"spec": {"requestPolicy": {"userMapping": null,
+        "rules": [{"name": "oncall", "groups": ["system:serviceaccounts"], "principals": "Any",
+            "permissionSets": ["PermissionSet00"], "accounts": ["*"], "approvals": 2, "maxDuration": "1h"}]}}});
+    connectors
+        .patch("org", &PatchParams::default(), &Patch::Merge(wide))
+        .await
+        .expect("widen the policy again");
     assert!(
         org.writes().is_empty(),
         "refused or denied requests wrote {:?}",
@@ -925,6 +995,64 @@ async fn an_ended_request_leaves_adopted_access_and_access_a_grant_still_declare
     assert!(
         org.writes().is_empty(),
         "joining and leaving shared or adopted access wrote {:?}",
+        org.writes()
+    );
+
+    // Access a request created ends when the policy is tightened, and when the connector is
+    // deleted: revoked either way.
+    let connectors: Api<aws_access_operator::api::AwsConnector> =
+        Api::namespaced(org.cluster.client.clone(), &ns);
+    let held = |name: &'static str, user: usize| {
+        let mut asked = as_alice(&who, name, "30m");
+        asked.spec.principal =
+            serde_json::from_value(crate::grants::sso_user(user)).expect("principal");
+        asked
+    };
+    alice
+        .create(&PostParams::default(), &held("tightened", 5))
+        .await
+        .expect("request");
+    state(&alice, "tightened", "Active").await;
+    assert!(org.assigned(ACCOUNT, &ps).await.contains(&org.user_id(5)));
+    // The connector stops serving requests: what they hold ends (standing grants are not
+    // touched).
+    let serving = |on: bool| Patch::Merge(json!({"spec": {"requestPolicy": {"enabled": on}}}));
+    connectors
+        .patch("org", &PatchParams::default(), &serving(false))
+        .await
+        .expect("tighten");
+    let tightened = state(&alice, "tightened", "Ended").await;
+    let status = tightened.status.expect("status");
+    assert_eq!(status.end_reason.as_deref(), Some("NotAllowed"));
+    assert!(!org.assigned(ACCOUNT, &ps).await.contains(&org.user_id(5)));
+    connectors
+        .patch("org", &PatchParams::default(), &serving(true))
+        .await
+        .expect("loosen");
+
+    alice
+        .create(&PostParams::default(), &held("connector-gone", 2))
+        .await
+        .expect("request");
+    state(&alice, "connector-gone", "Active").await;
+    assert!(org.assigned(ACCOUNT, &ps).await.contains(&org.user_id(2)));
+    connectors
+        .delete("org", &Default::default())
+        .await
+        .expect("delete the connector");
+    let gone = state(&alice, "connector-gone", "Ended").await;
+    assert_eq!(
+        gone.status.and_then(|s| s.end_reason).as_deref(),
+        Some("ConnectorDeleted")
+    );
+    assert!(!org.assigned(ACCOUNT, &ps).await.contains(&org.user_id(2)));
+    // Deleting the connector revokes what the operator created through it (the grant's access
+    // too); the adopted access stays.
+    assert!(org.assigned(ACCOUNT, &ps).await.contains(&org.user_id(4)));
+    assert_eq!(
+        org.writes().get("DeleteAccountAssignment"),
+        Some(&3),
+        "{:?}",
         org.writes()
     );
     policy.remove();

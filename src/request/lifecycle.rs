@@ -144,20 +144,6 @@ pub fn step(f: &Facts<'_>) -> Step {
         };
     }
     if approved {
-        if let Err(rule) = &f.policy {
-            return end(
-                EndReason::NotAllowed,
-                format!("no longer allowed: {rule}"),
-                f.now,
-            );
-        }
-        if f.connector_gone && !f.holds && f.record.held_since.is_some() {
-            return end(
-                EndReason::ConnectorDeleted,
-                "the AwsConnector is deleted".into(),
-                f.now,
-            );
-        }
         let expiry = match ends_at(spec, f.record) {
             Some(at) if at <= f.now => {
                 return end(
@@ -169,6 +155,28 @@ pub fn step(f: &Facts<'_>) -> Step {
             Some(at) => Expiry::At(at),
             None => Expiry::After(lifetime(spec)),
         };
+        // A connector going away settles what is held through it (its finalizer); once
+        // nothing is, the request is over.
+        if f.connector_gone {
+            if f.holds {
+                return Step::Hold {
+                    approval: None,
+                    expiry,
+                };
+            }
+            return end(
+                EndReason::ConnectorDeleted,
+                "the AwsConnector is deleted or being deleted: nothing is held through it".into(),
+                f.now,
+            );
+        }
+        if let Err(rule) = &f.policy {
+            return end(
+                EndReason::NotAllowed,
+                format!("no longer allowed: {rule}"),
+                f.now,
+            );
+        }
         return Step::Hold {
             approval: None,
             expiry,
