@@ -402,6 +402,15 @@ async fn two_approvals_grant_once_and_the_duration_revokes_on_time() {
         (r.status?.approvals.as_deref() == Some("1/2")).then_some(())
     })
     .await;
+    let reviewed = format!("{} approved it", who.bob.username);
+    wait::until("bob's review as an event", TIMEOUT, || async {
+        org.events("Reviewed")
+            .await
+            .iter()
+            .any(|e| e.note.as_deref() == Some(reviewed.as_str()))
+            .then_some(())
+    })
+    .await;
     assert!(
         org.writes().is_empty(),
         "one approval of two wrote {:?}",

@@ -180,11 +180,12 @@ async fn apply(
         Record::default()
     };
     // A review counts from when the operator first sees it, never from a time anyone wrote.
+    let mut new_reviews = Vec::new();
     for review in &request.spec.reviews {
-        record
-            .reviews_seen
-            .entry(review.user.clone())
-            .or_insert_with(|| stamp(now));
+        if !record.reviews_seen.contains_key(&review.user) {
+            record.reviews_seen.insert(review.user.clone(), stamp(now));
+            new_reviews.push(review.clone());
+        }
     }
     let wanted = wanted(&grant, &gathered).await;
     let policy = verdict(request, &grant, &gathered, &wanted, now);
@@ -312,10 +313,34 @@ async fn apply(
             ended_outcome(&ended, report, &names)?
         }
     };
-    write_status(
+    let action = write_status(
         request, api, ctx, &record, outcome, needed, deadline, &names, accesses, &gathered,
     )
-    .await
+    .await?;
+    // Each review is an event of its own, once: who, what, and whether it counted.
+    for review in new_reviews {
+        let counted = lifecycle::counted(&request.spec, &record, deadline, Decision::Approve)
+            .contains(&review.user.as_str());
+        let what = match review.decision {
+            Decision::Approve if counted => "approved it".to_string(),
+            Decision::Approve => format!(
+                "approved it after its deadline ({}): not counted",
+                stamp(deadline)
+            ),
+            Decision::Deny => "denied it".into(),
+            Decision::Revoke => "revoked it".into(),
+        };
+        let comment = review
+            .comment
+            .as_deref()
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default();
+        let note = format!("{} {what}{comment}", review.user);
+        tracing::info!(request = %name, %note, "reviewed");
+        ctx.publish(request, EventType::Normal, "Reviewed", "Review", note)
+            .await;
+    }
+    Ok(action)
 }
 
 /// The outcome of holding the access, noting in the record when it was first held.
