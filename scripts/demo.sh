@@ -3,7 +3,7 @@
 # organization, a local Kubernetes control plane (etcd and kube-apiserver, built from the Go
 # module proxy), and the operator running against both. Connectors and grants are applied with
 # kubectl, as a platform team would; the demo shows them become Ready, what changed in AWS, a
-# revoke, and who can get into what. It then keeps everything running for kubectl until Ctrl-C
+# revoke, an AccessRequest asked for, approved and withdrawn, and who can get into what. It then keeps everything running for kubectl until Ctrl-C
 # (DEMO_EXIT=1: it stops at the end), and stops all it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,11 +73,18 @@ export KUBECONFIG
 kubectl version 2>/dev/null | indent
 kubectl get crds | indent
 kubectl create namespace "$NS" | indent
+# The chart's admission policy for AccessRequests: the API server vouches for who asks and who
+# approves.
+POLICY=demo-aws-access-operator-access-requests
+HELM_CACHE_HOME="$OUT/helm" HELM_CONFIG_HOME="$OUT/helm" HELM_DATA_HOME="$OUT/helm" \
+  "$KUBE_BIN/helm" template demo charts/aws-access-operator \
+  --show-only templates/accessrequest-policy.yaml | kubectl apply -f - | indent
 
 say "the operator: aws-access-operator run (log in $OUT/operator.log)"
 METRICS_PORT=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$BIN" run --lease-namespace "$NS" --connector-namespaces "$NS" --identity demo \
   --metrics-addr "127.0.0.1:$METRICS_PORT" --grant-check-interval 1m --log-format plain \
+  --request-admission-policy "$POLICY" \
   > "$OUT/operator.log" 2>&1 &
 PIDS+=($!)
 echo "   metrics on http://127.0.0.1:$METRICS_PORT/metrics"
@@ -107,6 +114,51 @@ kubectl delete -n "$NS" accessgrant user-03-permissionset01 --wait=true --timeou
 kubectl events -n "$NS" --for accessgrant/user-03-permissionset01 | indent
 "$PYTHON" scripts/demo_aws.py show | indent
 
+# A kubeconfig that authenticates as the ServiceAccount $1 of $NS (a token from the API server).
+kubeconfig_of() {
+  local token server ca
+  token=$(kubectl create token "$1" -n "$NS" --duration 1h)
+  server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
+  ca=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+  cat > "$OUT/$1.kubeconfig" <<KUBECONFIG_END
+apiVersion: v1
+kind: Config
+clusters: [{name: demo, cluster: {server: "$server", certificate-authority-data: "$ca"}}]
+users: [{name: $1, user: {token: "$token"}}]
+contexts: [{name: $1, context: {cluster: demo, user: $1, namespace: $NS}}]
+current-context: $1
+KUBECONFIG_END
+  echo "$OUT/$1.kubeconfig"
+}
+
+say "an AccessRequest: alice asks for access, bob approves it (docs/requests.md)"
+kubectl apply -f examples/demo/requests/people.yaml | indent
+ALICE=$(kubeconfig_of alice)
+BOB=$(kubeconfig_of bob)
+for _ in $(seq 1 100); do
+  KUBECONFIG=$BOB kubectl auth can-i approve accessrequests >/dev/null 2>&1 && break
+  sleep 0.2
+done
+echo "   as alice: kubectl create -f examples/demo/requests/hotfix.yaml"
+KUBECONFIG=$ALICE kubectl create -f examples/demo/requests/hotfix.yaml | indent
+kubectl wait -n "$NS" --for=jsonpath='{.status.state}'=Pending accessrequest/hotfix-42 --timeout=120s | indent
+kubectl get -n "$NS" accessrequests | indent
+echo "   as alice: aws-access-operator approve hotfix-42 (her own request)"
+(KUBECONFIG=$ALICE "$BIN" approve hotfix-42 2>&1 || true) | indent
+echo "   as bob: aws-access-operator approve hotfix-42"
+KUBECONFIG=$BOB "$BIN" approve hotfix-42 --comment "go ahead" | indent
+kubectl wait -n "$NS" --for=condition=Active accessrequest/hotfix-42 --timeout=120s | indent
+kubectl get -n "$NS" accessrequests | indent
+"$PYTHON" scripts/demo_aws.py show | indent
+
+say "alice withdraws the request: the access ends at once"
+KUBECONFIG=$ALICE "$BIN" withdraw hotfix-42 | indent
+kubectl wait -n "$NS" --for=condition=Ended accessrequest/hotfix-42 --timeout=120s | indent
+kubectl get -n "$NS" accessrequests | indent
+echo
+kubectl events -n "$NS" --for accessrequest/hotfix-42 | indent
+"$PYTHON" scripts/demo_aws.py show | indent
+
 say "aws-access-operator access --principal user-07@example.com (who can get into what, and why)"
 "$BIN" sync -f examples/demo/connector.yaml -o "$OUT/inventory.json" --state-dir "$OUT/state" \
   --page-size 25 2> "$OUT/sync.log" || { cat "$OUT/sync.log" >&2; exit 1; }
@@ -115,7 +167,7 @@ say "aws-access-operator access --principal user-07@example.com (who can get int
 echo
 echo "The control plane is running. Poke at it with kubectl:"
 echo "   export KUBECONFIG=$KUBECONFIG"
-echo "   $KUBE_BIN/kubectl get awsconnectors,accessgrants -A"
+echo "   $KUBE_BIN/kubectl get awsconnectors,accessgrants,accessrequests -A"
 echo "The operator's log: $OUT/operator.log; its metrics: http://127.0.0.1:$METRICS_PORT/metrics"
 if [ "${DEMO_EXIT:-0}" = 1 ]; then
   echo "DEMO_EXIT=1: stopping."

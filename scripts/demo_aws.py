@@ -94,6 +94,8 @@ def show():
         ("iam-user-01 is in the IAM group iam-group-03", iam_member("iam-user-01", "iam-group-03")),
         ("user-00@example.com is in the Identity Center group group-00",
          sso_member("user-00@example.com", "group-00")),
+        (f"user-05@example.com has PermissionSet03 on {ACCOUNT} (the AccessRequest)",
+         assigned("USER", user_id("user-05@example.com"), "PermissionSet03")),
     ]
     for text, held in rows:
         print(f"{'yes' if held else 'no ':<4} {text}")
