@@ -1,0 +1,195 @@
+//! A request's status, metrics and state-change events.
+
+use jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+
+use super::outcome::Outcome;
+use super::{key, stamp};
+use crate::api::AccessRequest;
+use crate::api::conditions::{ConditionStatus, ConditionUpdate};
+use crate::api::request::{Decision, SeenReview, State};
+use crate::controller::context::Context;
+use crate::controller::error::Error;
+use crate::controller::grant::Gathered;
+use crate::controller::metrics::RequestLabels;
+use crate::controller::status;
+use crate::grant::access::Access;
+use crate::grant::plan::Names;
+use crate::request::lifecycle;
+use crate::request::record::Record;
+
+fn condition(type_: &'static str, on: bool, reason: &str, message: &str) -> ConditionUpdate {
+    let status = if on {
+        ConditionStatus::True
+    } else {
+        ConditionStatus::False
+    };
+    ConditionUpdate::new(type_, status, reason, message)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn write(
+    request: &AccessRequest,
+    api: &Api<AccessRequest>,
+    ctx: &Context,
+    record: &Record,
+    outcome: Outcome,
+    needed: Option<u32>,
+    deadline: Timestamp,
+    names: &Names,
+    accesses: &[Access],
+    gathered: &Gathered,
+) -> Result<Action, Error> {
+    let current = request.status.clone();
+    let mut next = current.clone().unwrap_or_default();
+    let old_state = next.state;
+    let approvers = lifecycle::counted(&request.spec, record, deadline, Decision::Approve);
+    next.state = Some(outcome.state);
+    next.approvals = Some(match (record.approved_at.as_ref(), needed) {
+        (Some(_), _) => format!("{}/{}", record.approved_by.len(), record.approved_by.len()),
+        (None, Some(n)) => format!("{}/{n}", approvers.len()),
+        (None, None) => format!("{}/-", approvers.len()),
+    });
+    next.rule = record.rule.clone();
+    next.reviews = request
+        .spec
+        .reviews
+        .iter()
+        .map(|r| SeenReview {
+            user: r.user.clone(),
+            decision: r.decision,
+            seen_at: record
+                .reviews_seen
+                .get(&r.user)
+                .cloned()
+                .unwrap_or_default(),
+            counted: approvers.contains(&r.user.as_str()) || r.decision != Decision::Approve,
+        })
+        .collect();
+    next.approve_by = Some(stamp(deadline));
+    next.approved_at = record.approved_at.clone();
+    next.active_since = record.held_since.clone();
+    next.ends_at = lifecycle::ends_at(&request.spec, record).map(stamp);
+    next.ended_at = record.ended.as_ref().map(|e| e.at.clone());
+    next.end_reason = record.ended.as_ref().map(|e| e.reason.as_str().to_string());
+    next.access = accesses
+        .first()
+        .map(|a| match accesses.len() {
+            1 => names.describe(a),
+            n => format!("{} (and {} more accounts)", names.describe(a), n - 1),
+        })
+        .or_else(|| Some(describe_spec(request)));
+    next.held = outcome.held.clone();
+    if outcome.request_id.is_some() {
+        next.last_request_id = outcome.request_id.clone();
+    }
+    let state = outcome.state;
+    let approved = record.approved_at.is_some();
+    let approved_reason = match state {
+        State::Denied => "Denied",
+        State::Expired => "Expired",
+        State::NotAllowed => "NotAllowed",
+        _ if approved => "Approved",
+        _ => outcome.reason.as_str(),
+    };
+    let approved_message = if approved {
+        match record.approved_by.as_slice() {
+            [] => format!(
+                "approved automatically by rule {}",
+                record.rule.as_deref().unwrap_or_default()
+            ),
+            by => format!(
+                "approved by {} (rule {})",
+                by.join(", "),
+                record.rule.as_deref().unwrap_or_default()
+            ),
+        }
+    } else {
+        outcome.message.clone()
+    };
+    let updates = vec![
+        condition(
+            "Approved",
+            approved && state != State::Denied,
+            approved_reason,
+            &approved_message,
+        ),
+        condition(
+            "Active",
+            state == State::Active,
+            &outcome.reason,
+            &outcome.message,
+        ),
+        condition(
+            "Ended",
+            state.is_final(),
+            record
+                .ended
+                .as_ref()
+                .map_or(outcome.reason.as_str(), |e| e.reason.as_str()),
+            &outcome.message,
+        ),
+    ];
+    let generation = request.metadata.generation;
+    let old_conditions = current
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    next.conditions = status::with_conditions(old_conditions, &updates, generation);
+    next.observed_generation = generation;
+    ctx.fence
+        .check()
+        .map_err(|f| Error::Pending(f.to_string()))?;
+    status::write(api, &request.name_any(), current.as_ref(), &next).await?;
+    ctx.metrics.observe_request(
+        &key(request),
+        Some(RequestLabels {
+            connector: gathered.connector_key.clone(),
+            state: state.as_str().into(),
+        }),
+    );
+    if old_state != Some(state) {
+        let type_ = match state {
+            State::Denied | State::Expired | State::NotAllowed => EventType::Warning,
+            _ => EventType::Normal,
+        };
+        let note = match state {
+            State::Approved | State::Active if approved && old_state != Some(State::Approved) => {
+                format!("{approved_message}; {}", outcome.message)
+            }
+            _ => outcome.message.clone(),
+        };
+        tracing::info!(request = %key(request), state = state.as_str(), %note, "request state changed");
+        ctx.publish(request, type_, state.as_str(), "Request", note)
+            .await;
+    }
+    Ok(match outcome.requeue {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    })
+}
+
+/// What a request asks, for people, before it resolves.
+fn describe_spec(request: &AccessRequest) -> String {
+    let spec = &request.spec;
+    let who = spec
+        .principal
+        .name
+        .clone()
+        .or_else(|| spec.principal.id.clone())
+        .unwrap_or_default();
+    let target = &spec.target;
+    match (
+        &target.permission_set,
+        &target.account_id,
+        &target.organizational_unit,
+        &target.group,
+    ) {
+        (Some(ps), Some(account), _, _) => format!("{ps} on {account} for {who}"),
+        (Some(ps), _, Some(unit), _) => format!("{ps} on the accounts under {unit} for {who}"),
+        (_, _, _, Some(group)) => format!("{who} in group {group}"),
+        _ => who,
+    }
+}
