@@ -1007,10 +1007,88 @@ async fn an_ended_request_leaves_adopted_access_and_access_a_grant_still_declare
         org.writes()
     );
 
-    // Access a request created ends when the policy is tightened, and when the connector is
-    // deleted: revoked either way.
+    // A reviewer revokes held access before its time.
+    let bob = api(&who.bob, &ns).await;
+    let mut asked = as_alice(&who, "revoked", "30m");
+    asked.spec.principal = serde_json::from_value(crate::grants::sso_user(5)).expect("principal");
+    alice
+        .create(&PostParams::default(), &asked)
+        .await
+        .expect("request");
+    state(&alice, "revoked", "Active").await;
+    assert!(org.assigned(ACCOUNT, &ps).await.contains(&org.user_id(5)));
+    add_review(&bob, "revoked", &who.bob.username, "Revoke")
+        .await
+        .expect("bob revokes");
+    let revoked = state(&alice, "revoked", "Ended").await;
+    let status = revoked.status.expect("status");
+    assert_eq!(status.end_reason.as_deref(), Some("Revoked"));
+    assert!(!org.assigned(ACCOUNT, &ps).await.contains(&org.user_id(5)));
+
+    // A request deleted with its finalizer removed by hand: the connector's next sync settles
+    // what it held through the ledger, and removes its record.
+    let mut asked = as_alice(&who, "forced", "30m");
+    asked.spec.principal = serde_json::from_value(crate::grants::sso_user(5)).expect("principal");
+    alice
+        .create(&PostParams::default(), &asked)
+        .await
+        .expect("request");
+    state(&alice, "forced", "Active").await;
+    let admin: Api<AccessRequest> = Api::namespaced(org.cluster.client.clone(), &ns);
+    admin
+        .patch(
+            "forced",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("remove the finalizer");
+    admin
+        .delete("forced", &Default::default())
+        .await
+        .expect("delete");
     let connectors: Api<aws_access_operator::api::AwsConnector> =
         Api::namespaced(org.cluster.client.clone(), &ns);
+    connectors
+        .patch(
+            "org",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"awsaccess.io/sync-now": "forced"}}}),
+            ),
+        )
+        .await
+        .expect("sync now");
+    let records: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(org.cluster.client.clone(), &ns);
+    wait::until(
+        "the forced request's access and record to go",
+        TIMEOUT,
+        || async {
+            let gone = !org.assigned(ACCOUNT, &ps).await.contains(&org.user_id(5));
+            let list = records
+                .list(&kube::api::ListParams::default().labels("awsaccess.io/request-record=true"))
+                .await
+                .ok()?;
+            let kept = list.items.iter().any(|c| {
+                c.data
+                    .as_ref()
+                    .and_then(|d| d.get("record"))
+                    .is_some_and(|r| r.contains(&format!("\"{ns}/forced\"")))
+            });
+            (gone && !kept).then_some(())
+        },
+    )
+    .await;
+    // The other requests' records stay.
+    let list = records
+        .list(&kube::api::ListParams::default().labels("awsaccess.io/request-record=true"))
+        .await
+        .expect("records");
+    assert!(list.items.len() >= 3, "{}", list.items.len());
+
+    // Access a request created ends when the policy is tightened, and when the connector is
+    // deleted: revoked either way.
     let held = |name: &'static str, user: usize| {
         let mut asked = as_alice(&who, name, "30m");
         asked.spec.principal =
@@ -1058,11 +1136,18 @@ async fn an_ended_request_leaves_adopted_access_and_access_a_grant_still_declare
     // Deleting the connector revokes what the operator created through it (the grant's access
     // too); the adopted access stays.
     assert!(org.assigned(ACCOUNT, &ps).await.contains(&org.user_id(4)));
+    // Created: user-05's three times (revoked, forced, tightened) and user-02's; deleted: each
+    // of those once, and the grant's (user-03) with the connector.
+    let writes = org.writes();
     assert_eq!(
-        org.writes().get("DeleteAccountAssignment"),
-        Some(&3),
-        "{:?}",
-        org.writes()
+        writes.get("CreateAccountAssignment"),
+        Some(&4),
+        "{writes:?}"
+    );
+    assert_eq!(
+        writes.get("DeleteAccountAssignment"),
+        Some(&5),
+        "{writes:?}"
     );
     policy.remove();
     org.finish().await;

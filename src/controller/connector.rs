@@ -480,6 +480,9 @@ async fn sync(
     if let Err(error) = super::orphans::sweep(connector, ctx, &authenticated.session).await {
         tracing::warn!(connector = %name, %error, "could not settle ledger holders whose grants are gone");
     }
+    if let Err(error) = super::orphans::sweep_records(connector, ctx).await {
+        tracing::warn!(connector = %name, %error, "could not remove the records of AccessRequests that are gone");
+    }
     let scope = connect::scope(connector, &authenticated.identity);
     let started = now();
     tracing::info!(connector = %name, "sync started");

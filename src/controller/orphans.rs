@@ -12,6 +12,7 @@ use kube::runtime::events::EventType;
 use super::context::Context;
 use super::error::Error;
 use super::ledger::ConfigMapLedger;
+use super::request_record::RequestRecords;
 use super::session;
 use crate::api::AwsConnector;
 use crate::aws::Session;
@@ -115,4 +116,40 @@ pub async fn sweep(
         }
     }
     Ok(found)
+}
+
+/// Removes the records of the connector's AccessRequests that are gone without having removed
+/// them (deleted while their finalizer was removed by hand): what such a request held is settled
+/// by `sweep`, through the ledger; its record then only takes room. Returns how many went.
+pub async fn sweep_records(connector: &AwsConnector, ctx: &Context) -> Result<usize, Error> {
+    if !ctx.admission.configured() {
+        return Ok(0);
+    }
+    let key = format!(
+        "{}/{}",
+        connector.namespace().unwrap_or_default(),
+        connector.name_any()
+    );
+    let records = RequestRecords::new(ctx.client.clone(), &ctx.home_namespace);
+    // The records first, the requests second: a record is written after its request exists.
+    let kept = records.of_connector(&key).await?;
+    if kept.is_empty() {
+        return Ok(0);
+    }
+    let alive: BTreeSet<String> = ctx
+        .requests()
+        .await?
+        .iter()
+        .filter_map(|r| r.uid())
+        .collect();
+    let mut removed = 0;
+    for record in kept.iter().filter(|r| !alive.contains(&r.uid)) {
+        ctx.fence
+            .check()
+            .map_err(|f| Error::Pending(f.to_string()))?;
+        records.remove(&record.uid).await?;
+        tracing::info!(connector = %key, request = %record.request, "removed the record of an AccessRequest that is gone");
+        removed += 1;
+    }
+    Ok(removed)
 }

@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client, ResourceExt};
 
 use super::error::Error;
 use crate::fingerprint::short_hash;
 use crate::request::record::Record;
 
+/// On every record, to list them without reading the ledger's.
 pub const LABEL_RECORD: &str = "awsaccess.io/request-record";
 const DATA_KEY: &str = "record";
 
@@ -94,6 +95,27 @@ impl RequestRecords {
         }
         .map_err(|e| failed("written", &name, e))?;
         Ok(written.resource_version().unwrap_or_default())
+    }
+
+    /// Every record of the connector `namespace/name`.
+    pub async fn of_connector(&self, connector: &str) -> Result<Vec<Record>, Error> {
+        let list = self
+            .api
+            .list(&ListParams::default().labels(&format!("{LABEL_RECORD}=true")))
+            .await
+            .map_err(|e| failed("listed", "(all)", e))?;
+        let mut out = Vec::new();
+        for config_map in &list.items {
+            let Some(text) = config_map.data.as_ref().and_then(|d| d.get(DATA_KEY)) else {
+                continue;
+            };
+            let record: Record = serde_json::from_str(text)
+                .map_err(|e| failed("read", &config_map.name_any(), e))?;
+            if record.connector == connector {
+                out.push(record);
+            }
+        }
+        Ok(out)
     }
 
     pub async fn remove(&self, uid: &str) -> Result<(), Error> {
