@@ -845,28 +845,19 @@ async fn rechecks_of_grants_on_one_pair_share_its_listing() {
 
 #[tokio::test]
 async fn two_hundred_grants_converge_without_duplicates() {
-    let args = [
-        "--accounts",
-        "5",
-        "--sso-users",
-        "40",
-        "--sso-groups",
-        "1",
-        "--permission-sets",
-        "1",
-        "--assigned-users",
-        "0",
-        "--iam-users",
-        "1",
-    ];
     let rate = 50.0;
-    let org = org("grants-200", &args, json!({}), |aws| {
-        aws.grant_check = Duration::from_secs(600);
-        aws.limits = aws_access_operator::aws::RateLimits::parse(&format!(
-            "identitycenter={rate},iam=1000,sts=1000,organizations=1000"
-        ))
-        .expect("limits");
-    })
+    let org = org(
+        "grants-200",
+        crate::support::moto::FORTY_USERS_FIVE_ACCOUNTS,
+        json!({}),
+        |aws| {
+            aws.grant_check = Duration::from_secs(600);
+            aws.limits = aws_access_operator::aws::RateLimits::parse(&format!(
+                "identitycenter={rate},iam=1000,sts=1000,organizations=1000"
+            ))
+            .expect("limits");
+        },
+    )
     .await;
     let accounts: Vec<String> = org.seed["accounts"]
         .as_array()

@@ -86,39 +86,21 @@ async fn people(cluster: &TestCluster, namespace: &str) -> People {
         .as_array_mut()
         .expect("verbs")
         .push(json!("approve"));
+    let person = |name: &'static str, verbs: Value| async move {
+        with_rules(
+            cluster,
+            namespace,
+            name,
+            json!([]),
+            &[(namespace, rules(&verbs))],
+        )
+        .await
+    };
     People {
-        alice: with_rules(
-            cluster,
-            namespace,
-            "alice",
-            json!([]),
-            &[(namespace, rules(&alice_verbs))],
-        )
-        .await,
-        bob: with_rules(
-            cluster,
-            namespace,
-            "bob",
-            json!([]),
-            &[(namespace, rules(&approve))],
-        )
-        .await,
-        carol: with_rules(
-            cluster,
-            namespace,
-            "carol",
-            json!([]),
-            &[(namespace, rules(&approve))],
-        )
-        .await,
-        mallory: with_rules(
-            cluster,
-            namespace,
-            "mallory",
-            json!([]),
-            &[(namespace, rules(&edit))],
-        )
-        .await,
+        alice: person("alice", alice_verbs).await,
+        bob: person("bob", approve.clone()).await,
+        carol: person("carol", approve).await,
+        mallory: person("mallory", edit).await,
     }
 }
 
@@ -883,32 +865,10 @@ async fn killed_between_approval_and_grant_and_between_end_and_revoke_each_happe
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(calls(&moto, "CreateAccountAssignment"), 1, "never again");
     let user = seed["ssoUsers"][3]["id"].as_str().expect("id").to_string();
-    let ssoadmin = aws_sdk_ssoadmin::Client::new(&moto.sdk_config().await);
-    let ps = seed["permissionSets"]
-        .as_array()
-        .expect("sets")
-        .iter()
-        .find(|p| p["name"] == "PermissionSet00")
-        .and_then(|p| p["arn"].as_str())
-        .expect("arn")
-        .to_string();
-    let left = ssoadmin
-        .list_account_assignments()
-        .instance_arn(
-            seed["identityCenter"]["instanceArn"]
-                .as_str()
-                .expect("instance"),
-        )
-        .account_id(ACCOUNT)
-        .permission_set_arn(ps)
-        .send()
-        .await
-        .expect("list");
     assert!(
-        !left
-            .account_assignments()
-            .iter()
-            .any(|a| a.principal_id() == Some(user.as_str())),
+        !crate::support::moto::assigned(&moto, &seed, ACCOUNT, "PermissionSet00")
+            .await
+            .contains(&user),
         "revoked"
     );
     let _ = std::process::Command::new("kill")
@@ -1159,28 +1119,19 @@ async fn an_ended_request_leaves_adopted_access_and_access_a_grant_still_declare
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: make bench"]
 async fn two_hundred_requests_approved_at_once() {
-    let seed = [
-        "--accounts",
-        "5",
-        "--sso-users",
-        "40",
-        "--sso-groups",
-        "1",
-        "--permission-sets",
-        "1",
-        "--assigned-users",
-        "0",
-        "--iam-users",
-        "1",
-    ];
     let rate = 20.0;
-    let (org, policy, who) = requests_org_with("req-200", &seed, 1, |aws| {
-        aws.grant_check = Duration::from_secs(600);
-        aws.limits = aws_access_operator::aws::RateLimits::parse(&format!(
-            "identitycenter={rate},iam=1000,sts=1000,organizations=1000"
-        ))
-        .expect("limits");
-    })
+    let (org, policy, who) = requests_org_with(
+        "req-200",
+        crate::support::moto::FORTY_USERS_FIVE_ACCOUNTS,
+        1,
+        |aws| {
+            aws.grant_check = Duration::from_secs(600);
+            aws.limits = aws_access_operator::aws::RateLimits::parse(&format!(
+                "identitycenter={rate},iam=1000,sts=1000,organizations=1000"
+            ))
+            .expect("limits");
+        },
+    )
     .await;
     let ns = org.cluster.namespace.clone();
     let alice = api(&who.alice, &ns).await;

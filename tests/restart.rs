@@ -12,7 +12,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
 use crate::support::cluster::TestCluster;
-use crate::support::moto::{Moto, SMALL_ORG};
+use crate::support::moto::{Moto, SMALL_ORG, assigned};
 use crate::support::operator::{
     create_org_connector, grant, spawn_operator, start_operator, wait_condition, wait_grant,
 };
@@ -109,32 +109,10 @@ async fn a_kill_during_an_in_progress_create_resumes_from_the_ledger() {
     .await;
     assert_eq!(calls(&moto, "DeleteAccountAssignment"), 1);
     let user = seed["ssoUsers"][3]["id"].as_str().expect("id").to_string();
-    let ssoadmin = aws_sdk_ssoadmin::Client::new(&moto.sdk_config().await);
-    let ps = seed["permissionSets"]
-        .as_array()
-        .expect("sets")
-        .iter()
-        .find(|p| p["name"] == "PermissionSet00")
-        .and_then(|p| p["arn"].as_str())
-        .expect("arn")
-        .to_string();
-    let left = ssoadmin
-        .list_account_assignments()
-        .instance_arn(
-            seed["identityCenter"]["instanceArn"]
-                .as_str()
-                .expect("instance"),
-        )
-        .account_id("123456789012")
-        .permission_set_arn(ps)
-        .send()
-        .await
-        .expect("list");
     assert!(
-        !left
-            .account_assignments()
-            .iter()
-            .any(|a| a.principal_id() == Some(user.as_str())),
+        !assigned(&moto, &seed, "123456789012", "PermissionSet00")
+            .await
+            .contains(&user),
         "revoked"
     );
     let _ = Command::new("kill")

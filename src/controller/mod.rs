@@ -309,50 +309,13 @@ async fn run_controllers(
         .into_iter()
         .zip(scopes::<AwsConnector>(client, namespaces))
     {
-        // Spec changes, deletion (which moves the generation) and finalizer changes start a
-        // reconciliation; the operator's own status writes do not.
-        let (reader, writer) = reflector::store();
-        let changes = watch(grants, watcher::Config::default().any_semantic())
-            .modify(slim)
-            .reflect(writer)
-            .applied_objects()
-            .predicate_filter(
-                predicates::generation.combine(predicates::finalizers),
-                Default::default(),
-            );
-        // Each watch feeding the controller waits on its own after an error (`watch`).
-        let controller = Controller::for_stream(changes, reader).trigger_backoff(NoWait);
-        let store = controller.store();
-        // A connector that changes (becomes Ready, changes its policy) re-evaluates the grants
-        // that use it.
-        let connector_changes =
-            watch(connectors, watcher::Config::default().any_semantic()).touched_objects();
-        let run = controller
-            .watches_stream(connector_changes, move |connector: AwsConnector| {
-                let (name, namespace) = (connector.name_any(), connector.namespace());
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|g| {
-                        g.spec.connector_ref.name == name
-                            && g.spec
-                                .connector_ref
-                                .namespace
-                                .clone()
-                                .or_else(|| g.namespace())
-                                == namespace
-                    })
-                    .map(|g| ObjectRef::from_obj(&*g))
-                    .collect::<Vec<_>>()
-            })
-            .run(
-                |obj, ctx| timed(grant::CONTROLLER, obj, ctx, grant::reconcile),
-                |obj, error, ctx| error_policy(grant::CONTROLLER, obj, error, ctx),
-                ctx.clone(),
-            )
-            .for_each(|_| futures::future::ready(()));
-        let run: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(run);
-        runs.push(run);
+        runs.push(run_connector_user(
+            grants,
+            connectors,
+            grant::CONTROLLER,
+            grant::reconcile,
+            ctx.clone(),
+        ));
     }
     // AccessRequests are watched only when the operator serves them (it was told which
     // admission policy vouches for them): otherwise it may have no right to read them.
@@ -365,47 +328,13 @@ async fn run_controllers(
         .into_iter()
         .zip(scopes::<AwsConnector>(client, namespaces))
     {
-        let (reader, writer) = reflector::store();
-        let changes = watch(requests, watcher::Config::default().any_semantic())
-            .modify(slim)
-            .reflect(writer)
-            .applied_objects()
-            .predicate_filter(
-                predicates::generation.combine(predicates::finalizers),
-                Default::default(),
-            );
-        let controller = Controller::for_stream(changes, reader).trigger_backoff(NoWait);
-        let store = controller.store();
-        // A connector that changes (its requestPolicy, its readiness) re-evaluates the
-        // requests that use it.
-        let connector_changes =
-            watch(connectors, watcher::Config::default().any_semantic()).touched_objects();
-        let run = controller
-            .watches_stream(connector_changes, move |connector: AwsConnector| {
-                let (name, namespace) = (connector.name_any(), connector.namespace());
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|r| {
-                        r.spec.connector_ref.name == name
-                            && r.spec
-                                .connector_ref
-                                .namespace
-                                .clone()
-                                .or_else(|| r.namespace())
-                                == namespace
-                    })
-                    .map(|r| ObjectRef::from_obj(&*r))
-                    .collect::<Vec<_>>()
-            })
-            .run(
-                |obj, ctx| timed(request::CONTROLLER, obj, ctx, request::reconcile),
-                |obj, error, ctx| error_policy(request::CONTROLLER, obj, error, ctx),
-                ctx.clone(),
-            )
-            .for_each(|_| futures::future::ready(()));
-        let run: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(run);
-        runs.push(run);
+        runs.push(run_connector_user(
+            requests,
+            connectors,
+            request::CONTROLLER,
+            request::reconcile,
+            ctx.clone(),
+        ));
     }
     tracing::info!(
         scope = if namespaces.is_empty() {
@@ -431,6 +360,87 @@ async fn run_controllers(
         } => {}
     }
     tracing::info!("controllers stopped");
+}
+
+/// A controller running until its watches end.
+type ControllerRun = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The kinds that name a connector in `spec.connectorRef`.
+trait ConnectorUser:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    fn connector_ref(&self) -> &crate::api::grant::ConnectorRef;
+}
+
+impl ConnectorUser for AccessGrant {
+    fn connector_ref(&self) -> &crate::api::grant::ConnectorRef {
+        &self.spec.connector_ref
+    }
+}
+
+impl ConnectorUser for AccessRequest {
+    fn connector_ref(&self) -> &crate::api::grant::ConnectorRef {
+        &self.spec.connector_ref
+    }
+}
+
+/// The controller of a kind that names a connector (AccessGrants, AccessRequests) in one
+/// scope. Spec changes, deletion (which moves the generation) and finalizer changes start a
+/// reconciliation; the operator's own status writes do not. A connector that changes (becomes
+/// Ready, changes its policies) re-evaluates the objects that use it.
+fn run_connector_user<K, R, Fut>(
+    objects: Api<K>,
+    connectors: Api<AwsConnector>,
+    controller: &'static str,
+    reconcile: R,
+    ctx: Arc<Context>,
+) -> ControllerRun
+where
+    K: ConnectorUser,
+    R: Fn(Arc<K>, Arc<Context>) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let changes = watch(objects, watcher::Config::default().any_semantic())
+        .modify(slim)
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::finalizers),
+            Default::default(),
+        );
+    // Each watch feeding the controller waits on its own after an error (`watch`).
+    let runner = Controller::for_stream(changes, reader).trigger_backoff(NoWait);
+    let store = runner.store();
+    let connector_changes =
+        watch(connectors, watcher::Config::default().any_semantic()).touched_objects();
+    let run = runner
+        .watches_stream(connector_changes, move |connector: AwsConnector| {
+            let (name, namespace) = (connector.name_any(), connector.namespace());
+            store
+                .state()
+                .into_iter()
+                .filter(|object| {
+                    let reference = object.connector_ref();
+                    reference.name == name
+                        && reference.namespace.clone().or_else(|| object.namespace()) == namespace
+                })
+                .map(|object| ObjectRef::from_obj(&*object))
+                .collect::<Vec<_>>()
+        })
+        .run(
+            move |obj, ctx| timed(controller, obj, ctx, reconcile),
+            move |obj, error, ctx| error_policy(controller, obj, error, ctx),
+            ctx,
+        )
+        .for_each(|_| futures::future::ready(()));
+    Box::pin(run)
 }
 
 /// Runs one reconciliation, measuring it and resetting the object's backoff on success.

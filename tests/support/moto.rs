@@ -45,6 +45,59 @@ pub const SMALL_ORG: &[&str] = &[
     "2",
 ];
 
+/// An organization for 200 grants or requests: 5 member accounts, 40 SSO users none assigned,
+/// one permission set.
+pub const FORTY_USERS_FIVE_ACCOUNTS: &[&str] = &[
+    "--accounts",
+    "5",
+    "--sso-users",
+    "40",
+    "--sso-groups",
+    "1",
+    "--permission-sets",
+    "1",
+    "--assigned-users",
+    "0",
+    "--iam-users",
+    "1",
+];
+
+/// The ids of the principals assigned the seeded permission set `permission_set` (by name) on
+/// `account`, as AWS has them now.
+pub async fn assigned(
+    moto: &Moto,
+    seed: &serde_json::Value,
+    account: &str,
+    permission_set: &str,
+) -> Vec<String> {
+    let arn = seed["permissionSets"]
+        .as_array()
+        .expect("sets")
+        .iter()
+        .find(|p| p["name"] == permission_set)
+        .and_then(|p| p["arn"].as_str())
+        .expect("a seeded permission set")
+        .to_string();
+    let ssoadmin = aws_sdk_ssoadmin::Client::new(&moto.sdk_config().await);
+    let listed = ssoadmin
+        .list_account_assignments()
+        .instance_arn(
+            seed["identityCenter"]["instanceArn"]
+                .as_str()
+                .expect("instance"),
+        )
+        .account_id(account)
+        .permission_set_arn(arn)
+        .send()
+        .await
+        .expect("list the account's assignments");
+    listed
+        .account_assignments()
+        .iter()
+        .filter_map(|a| a.principal_id().map(str::to_string))
+        .collect()
+}
+
 /// The id of the organizational unit the seeder named `name`.
 pub fn seeded_unit(seed: &serde_json::Value, name: &str) -> String {
     seed["organizationalUnits"]

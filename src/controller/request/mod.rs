@@ -27,7 +27,7 @@ use crate::api::request::Decision;
 use crate::api::{AccessGrant, AccessRequest, REQUEST_FINALIZER};
 use crate::grant::access::Access;
 use crate::grant::decide::Connector;
-use crate::grant::execute::{Done, Settle};
+use crate::grant::execute::{Done, GrantReport, Settle, ShellError};
 use crate::grant::expiry::Expiry;
 use crate::grant::ledger::{HolderKind, LedgerStore};
 use crate::grant::plan::Names;
@@ -85,6 +85,33 @@ fn as_grant(request: &AccessRequest) -> AccessGrant {
         spec,
         status: None,
     }
+}
+
+/// The request as the holder of its access in the ledger.
+fn holding<'a>(uid: &str, name: &str, grant: &'a AccessGrant, expiry: Expiry) -> Holding<'a> {
+    Holding {
+        uid: uid.to_string(),
+        name: name.to_string(),
+        kind: HolderKind::AccessRequest,
+        spec: &grant.spec,
+        expiry,
+    }
+}
+
+/// Gives back whatever the request holds: what the operator created for it is revoked once
+/// nothing else declares it; adopted or still-declared access is only released.
+async fn give_back(
+    uid: &str,
+    name: &str,
+    grant: &AccessGrant,
+    gathered: &Gathered,
+    ctx: &Context,
+    deleting: bool,
+    now: Timestamp,
+) -> Result<GrantReport, ShellError> {
+    let holding = holding(uid, name, grant, Expiry::Never);
+    let nothing_wanted = |_: &Access| Settle::Now;
+    converge(&holding, ctx, gathered, &[], &nothing_wanted, deleting, now).await
 }
 
 /// The requestPolicy's verdict, with the grantPolicy's (namespaces, and each piece of access
@@ -254,13 +281,7 @@ async fn apply(
                 }
                 _ => Settle::WhenReplaced,
             };
-            let holding = Holding {
-                uid: uid.clone(),
-                name: name.clone(),
-                kind: HolderKind::AccessRequest,
-                spec: &grant.spec,
-                expiry,
-            };
+            let holding = holding(&uid, &name, &grant, expiry);
             let report = converge(&holding, ctx, &gathered, accesses, &settle, false, now).await;
             let outcome = outcome::held(
                 &request.spec,
@@ -281,23 +302,7 @@ async fn apply(
                 record.ended = Some(ended.clone());
             }
             keep(&records, &record, &mut saved, &mut version, ctx).await?;
-            let holding = Holding {
-                uid: uid.clone(),
-                name: name.clone(),
-                kind: HolderKind::AccessRequest,
-                spec: &grant.spec,
-                expiry: Expiry::Never,
-            };
-            let report = converge(
-                &holding,
-                ctx,
-                &gathered,
-                &[],
-                &|_: &Access| Settle::Now,
-                false,
-                now,
-            )
-            .await;
+            let report = give_back(&uid, &name, &grant, &gathered, ctx, false, now).await;
             outcome::ended(&ended, report, &names)?
         }
     };
@@ -338,24 +343,9 @@ async fn cleanup(request: &AccessRequest, ctx: &Context) -> Result<Action, Error
     let uid = request.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let grant = as_grant(request);
     let gathered = gather(&grant, ctx).await?;
-    let holding = Holding {
-        uid: uid.clone(),
-        name: name.clone(),
-        kind: HolderKind::AccessRequest,
-        spec: &grant.spec,
-        expiry: Expiry::Never,
-    };
-    let report = converge(
-        &holding,
-        ctx,
-        &gathered,
-        &[],
-        &|_: &Access| Settle::Now,
-        true,
-        Timestamp::now(),
-    )
-    .await
-    .map_err(|e| Error::Pending(format!("giving back the access of {name}: {e}")))?;
+    let report = give_back(&uid, &name, &grant, &gathered, ctx, true, Timestamp::now())
+        .await
+        .map_err(|e| Error::Pending(format!("giving back the access of {name}: {e}")))?;
     if report.unsettled() {
         return Err(Error::Pending(format!(
             "{name} keeps its finalizer: what it holds is not settled yet"

@@ -25,6 +25,18 @@ pub(super) struct Outcome {
     pub request_id: Option<String>,
 }
 
+/// A fence or ledger failure stops the reconciliation (it is retried); an AWS failure is the
+/// request's to report.
+fn retried(
+    report: Result<GrantReport, ShellError>,
+) -> Result<Result<GrantReport, ShellError>, Error> {
+    match report {
+        Err(ShellError::Fenced(f)) => Err(Error::Pending(f.to_string())),
+        Err(ShellError::Ledger(e)) => Err(Error::Pending(e.to_string())),
+        other => Ok(other),
+    }
+}
+
 /// The outcome of holding the access, noting in the record when it was first held.
 pub(super) fn held(
     spec: &AccessRequestSpec,
@@ -35,9 +47,7 @@ pub(super) fn held(
     ctx: &Context,
     now: Timestamp,
 ) -> Result<Outcome, Error> {
-    let report = match report {
-        Err(ShellError::Fenced(f)) => return Err(Error::Pending(f.to_string())),
-        Err(ShellError::Ledger(e)) => return Err(Error::Pending(e.to_string())),
+    let report = match retried(report)? {
         Err(error) => {
             let reason = shell_reason(&error);
             return Ok(Outcome {
@@ -174,9 +184,7 @@ pub(super) fn ended(
         EndReason::Expired => State::Expired,
         _ => State::Ended,
     };
-    let report = match report {
-        Err(ShellError::Fenced(f)) => return Err(Error::Pending(f.to_string())),
-        Err(ShellError::Ledger(e)) => return Err(Error::Pending(e.to_string())),
+    let report = match retried(report)? {
         Err(error) => {
             let reason = shell_reason(&error);
             return Ok(Outcome {
