@@ -351,7 +351,7 @@ fn expires(grant: &AccessGrant) -> Option<String> {
     match Expiry::of(&grant.spec) {
         Expiry::Never => None,
         Expiry::At(at) => Some(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-        Expiry::After(_) => recorded.or_else(|| {
+        Expiry::After(_) | Expiry::AfterNoLaterThan(..) => recorded.or_else(|| {
             grant
                 .spec
                 .duration

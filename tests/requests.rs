@@ -707,7 +707,44 @@ async fn two_approvals_grant_once_and_the_duration_revokes_on_time() {
         org.writes()
     );
 
+    // Without the admission policy nobody vouches for reviewers: approvals are not counted.
+    // (The operator looks at the policy every 15 s at most: past that, it knows.)
+    connectors
+        .patch(
+            "org",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"requestPolicy": {"pendingExpiry": "1h"}}})),
+        )
+        .await
+        .expect("patch");
     policy.remove();
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    alice
+        .create(&PostParams::default(), &as_alice(&who, "unvouched", "30m"))
+        .await
+        .expect("request");
+    add_review(&bob, "unvouched", &who.bob.username, "Approve")
+        .await
+        .expect("bob");
+    add_review(&carol, "unvouched", &who.carol.username, "Approve")
+        .await
+        .expect("carol");
+    wait::until("both reviews seen, none counted", TIMEOUT, || async {
+        let status = alice.get("unvouched").await.ok()?.status?;
+        let waiting = status.conditions.iter().any(|c| {
+            c.type_ == "Approved" && c.status == "False" && c.reason == "AdmissionPolicyMissing"
+        });
+        (status.reviews.len() == 2 && waiting).then_some(())
+    })
+    .await;
+    let unvouched = alice
+        .get("unvouched")
+        .await
+        .expect("get")
+        .status
+        .expect("status");
+    assert_eq!(unvouched.state.map(|s| s.as_str()), Some("Pending"));
+    assert!(org.writes().is_empty(), "{:?}", org.writes());
     org.finish().await;
 }
 

@@ -243,8 +243,29 @@ impl<'a> Holding<'a> {
             ),
             kind: HolderKind::AccessGrant,
             spec: &grant.spec,
-            expiry: Expiry::of(&grant.spec),
+            expiry: lasting(grant),
         }
+    }
+}
+
+/// When a grant's access ends. A `duration` runs from when the grant first held the access:
+/// while it holds it, the ledger says when that was; once it no longer does (the access expired
+/// and was revoked), the `grantedAt` the operator recorded in the grant's status does. Without
+/// it, looking at an expired grant again (a restart, a change of its connector) would start
+/// its duration over and grant the access again. The status can only bring the end sooner:
+/// a `grantedAt` later than the ledger's start (written by someone with access to the status)
+/// never extends it.
+fn lasting(grant: &AccessGrant) -> Expiry {
+    match Expiry::of(&grant.spec) {
+        Expiry::After(lifetime) => grant
+            .status
+            .as_ref()
+            .and_then(|s| s.granted_at.as_deref())
+            .and_then(|at| at.parse::<Timestamp>().ok())
+            .map_or(Expiry::After(lifetime), |at| {
+                Expiry::AfterNoLaterThan(lifetime, at)
+            }),
+        other => other,
     }
 }
 

@@ -12,6 +12,9 @@ pub enum Expiry {
     At(Timestamp),
     /// This long after the access was granted.
     After(SignedDuration),
+    /// This long after the access was granted, which was no later than the given moment: a
+    /// start recorded elsewhere (a grant's status) can only bring the end sooner, never later.
+    AfterNoLaterThan(SignedDuration, Timestamp),
 }
 
 impl Expiry {
@@ -32,6 +35,10 @@ impl Expiry {
             Self::Never => None,
             Self::At(at) => Some(*at),
             Self::After(lifetime) => granted_at.unwrap_or(now).checked_add(*lifetime).ok(),
+            Self::AfterNoLaterThan(lifetime, latest) => granted_at
+                .map_or(*latest, |at| at.min(*latest))
+                .checked_add(*lifetime)
+                .ok(),
         }
     }
 }
@@ -54,6 +61,28 @@ pub fn expires_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recorded_start_only_brings_the_end_sooner() {
+        let t = |s: &str| s.parse::<Timestamp>().expect("time");
+        let expiry =
+            Expiry::AfterNoLaterThan(SignedDuration::from_hours(8), t("2026-01-01T08:00:00Z"));
+        let now = t("2026-01-01T20:00:00Z");
+        // Nothing held (the access expired and was revoked): the recorded start counts.
+        assert_eq!(expiry.at(None, now), Some(t("2026-01-01T16:00:00Z")));
+        // Held since earlier than recorded: the ledger's start counts.
+        assert_eq!(
+            expiry.at(Some(t("2026-01-01T06:00:00Z")), now),
+            Some(t("2026-01-01T14:00:00Z"))
+        );
+        // A recorded start later than the ledger's (a forged status) does not extend it.
+        let forged =
+            Expiry::AfterNoLaterThan(SignedDuration::from_hours(8), t("2030-01-01T00:00:00Z"));
+        assert_eq!(
+            forged.at(Some(t("2026-01-01T08:00:00Z")), now),
+            Some(t("2026-01-01T16:00:00Z"))
+        );
+    }
 
     fn spec(extra: serde_json::Value) -> AccessGrantSpec {
         let mut value = serde_json::json!({"connectorRef": {"name": "c"},
