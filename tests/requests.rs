@@ -153,20 +153,31 @@ async fn the_api_server_vouches_for_requesters_and_reviewers() {
     let alice = api(&who.alice, &ns).await;
     // The policy is enforced once the API server has loaded it: a request in someone else's
     // name is refused, naming the rule.
+    // (Until the API server has loaded it, such a request is created: each try has a name of its
+    // own, and the administrator deletes what got through.)
+    let admin: Api<AccessRequest> = Api::namespaced(cluster.client.clone(), &ns);
+    let tries = std::sync::atomic::AtomicUsize::new(0);
     let message = wait::until("the admission policy to be enforced", TIMEOUT, || async {
+        let name = format!(
+            "forged-{}",
+            tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         match alice
             .create(
                 &PostParams::default(),
-                &request("forged", &who.bob.username, json!({})),
+                &request(&name, &who.bob.username, json!({})),
             )
             .await
         {
-            Err(kube::Error::Api(status)) => Some(status.message),
+            Err(kube::Error::Api(status)) if status.code == 403 => Some(status.message),
             Ok(_) => {
-                let _ = alice.delete("forged", &Default::default()).await;
+                admin
+                    .delete(&name, &Default::default())
+                    .await
+                    .expect("delete what got through");
                 None
             }
-            Err(_) => None,
+            Err(error) => panic!("creating {name}: {error}"),
         }
     })
     .await;
@@ -1134,18 +1145,26 @@ async fn an_ended_request_leaves_adopted_access_and_access_a_grant_still_declare
     // too); the adopted access stays.
     assert!(org.assigned(ACCOUNT, &ps).await.contains(&org.user_id(4)));
     // Created: user-05's three times (revoked, forced, tightened) and user-02's; deleted: each
-    // of those once, and the grant's (user-03) with the connector.
+    // of those, and the grant's (user-03, created before the count began) with the connector.
+    // A reconciliation of "connector-gone" that read the connector just before its deletion
+    // may create user-02's access once more after the deletion revoked it; the deletion then
+    // revokes that too (the connector goes only with an empty ledger): whatever was created is
+    // deleted, and nothing is left.
+    wait::until("the connector to go", TIMEOUT, || async {
+        connectors
+            .get_opt("org")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
     let writes = org.writes();
-    assert_eq!(
-        writes.get("CreateAccountAssignment"),
-        Some(&4),
-        "{writes:?}"
-    );
-    assert_eq!(
-        writes.get("DeleteAccountAssignment"),
-        Some(&5),
-        "{writes:?}"
-    );
+    let created = writes.get("CreateAccountAssignment").copied().unwrap_or(0);
+    let deleted = writes.get("DeleteAccountAssignment").copied().unwrap_or(0);
+    assert!((4..=5).contains(&created), "{writes:?}");
+    assert_eq!(deleted, created + 1, "{writes:?}");
+    assert!(!org.assigned(ACCOUNT, &ps).await.contains(&org.user_id(3)));
     policy.remove();
     org.finish().await;
 }
