@@ -1169,6 +1169,20 @@ async fn an_ended_request_leaves_adopted_access_and_access_a_grant_still_declare
     org.finish().await;
 }
 
+/// Waits until `count` requests are in `state`.
+async fn all_in(api: &Api<AccessRequest>, state: &str, count: usize, timeout: Duration) {
+    wait::until(&format!("{count} requests {state}"), timeout, || async {
+        let list = api.list(&Default::default()).await.ok()?;
+        let there = list
+            .items
+            .iter()
+            .filter(|r| r.status.as_ref().and_then(|s| s.state).map(|s| s.as_str()) == Some(state))
+            .count();
+        (there == count).then_some(())
+    })
+    .await;
+}
+
 /// 200 requests approved at once on one connector converge, each granted once, at the pace of
 /// the Identity Center lanes. Measured by `make bench` (`--ignored --nocapture`): the time and
 /// the calls are printed against their bound, never asserted.
@@ -1215,18 +1229,7 @@ async fn two_hundred_requests_approved_at_once() {
             names.push(name);
         }
     }
-    wait::until("200 requests Pending", Duration::from_secs(120), || async {
-        let list = alice.list(&Default::default()).await.ok()?;
-        let pending = list
-            .items
-            .iter()
-            .filter(|r| {
-                r.status.as_ref().and_then(|s| s.state).map(|s| s.as_str()) == Some("Pending")
-            })
-            .count();
-        (pending == 200).then_some(())
-    })
-    .await;
+    all_in(&alice, "Pending", 200, Duration::from_secs(120)).await;
     org.moto.reset_calls();
     let started = std::time::Instant::now();
     use futures::StreamExt;
@@ -1241,18 +1244,7 @@ async fn two_hundred_requests_approved_at_once() {
         })
         .await;
     let approved_in = started.elapsed();
-    wait::until("200 requests Active", Duration::from_secs(300), || async {
-        let list = alice.list(&Default::default()).await.ok()?;
-        let active = list
-            .items
-            .iter()
-            .filter(|r| {
-                r.status.as_ref().and_then(|s| s.state).map(|s| s.as_str()) == Some("Active")
-            })
-            .count();
-        (active == 200).then_some(())
-    })
-    .await;
+    all_in(&alice, "Active", 200, Duration::from_secs(300)).await;
     let elapsed = started.elapsed();
     let calls = org.moto.calls();
     let identity_center: u64 = calls
