@@ -737,6 +737,7 @@ async fn execute(
         slots: &slots,
         locks: &locks,
         observations: None,
+        still_serving: None,
     };
     let state = Connector::reachable(false);
     let mut failed_prune = false;

@@ -166,6 +166,7 @@ async fn retire(connector: &AwsConnector, ctx: &Context) -> Result<Action, Error
         slots: &slots,
         locks: &ctx.access_locks,
         observations: None,
+        still_serving: None,
     };
     let retain =
         connector.spec.read_only || connector.spec.deletion_policy == Some(DeletionPolicy::Retain);

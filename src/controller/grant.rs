@@ -285,6 +285,22 @@ pub(super) async fn converge(
         None => Arc::new(tokio::sync::Semaphore::new(1)),
     };
     let observations = observations(ctx, gathered);
+    // The connector as it is now, not as it was read at the start: its deletion may have begun
+    // since (see `StillServing`).
+    let (client, reference) = (ctx.client.clone(), gathered.connector_key.clone());
+    let still_serving = move || -> futures::future::BoxFuture<'_, bool> {
+        let (client, reference) = (client.clone(), reference.clone());
+        Box::pin(async move {
+            let Some((namespace, name)) = reference.split_once('/') else {
+                return false;
+            };
+            let connectors: Api<AwsConnector> = Api::namespaced(client, namespace);
+            matches!(
+                connectors.get_opt(name).await,
+                Ok(Some(c)) if c.metadata.deletion_timestamp.is_none()
+            )
+        })
+    };
     let shell = crate::grant::execute::Shell {
         ledger: &ledger,
         connector: &gathered.connector_key,
@@ -293,6 +309,7 @@ pub(super) async fn converge(
         slots: &slots,
         locks: &ctx.access_locks,
         observations: Some(&observations),
+        still_serving: Some(&still_serving),
     };
     let policy = gathered
         .object

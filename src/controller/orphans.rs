@@ -64,6 +64,7 @@ pub async fn sweep(
         slots: &slots,
         locks: &ctx.access_locks,
         observations: None,
+        still_serving: None,
     };
     let state = Connector::reachable(connector.spec.read_only);
     let now = jiff::Timestamp::now();

@@ -193,7 +193,15 @@ pub struct Shell<'a, L: LedgerStore> {
     /// Listings shared by the connector's grants for their re-checks; `None` asks AWS afresh
     /// every time.
     pub observations: Option<&'a Observations>,
+    /// Whether the connector still serves grants (is not being deleted), read afresh; `None`
+    /// where it cannot go away meanwhile (`apply`, the connector's own sweeps).
+    pub still_serving: Option<StillServing<'a>>,
 }
+
+/// Asks whether the connector is still there and not being deleted. Asked after a new entry's
+/// intent is written and before AWS is: a connector deleted meanwhile either finds the entry
+/// when it lists its ledger once more before it goes, or is seen here, and nothing is granted.
+pub type StillServing<'a> = &'a (dyn Fn() -> futures::future::BoxFuture<'a, bool> + Sync);
 
 fn stamp(now: Timestamp) -> String {
     now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
@@ -474,7 +482,18 @@ impl<L: LedgerStore> Shell<'_, L> {
             request_id: None,
             started_at: stamp(ask.now),
         });
+        let new_entry = version.is_none();
         let version = self.save(&mut entry, version.as_deref(), ask.now).await?;
+        if new_entry
+            && let Some(still_serving) = self.still_serving
+            && !still_serving().await
+        {
+            self.remove(&entry, &version).await?;
+            return Ok(Done::Refused {
+                reason: "ConnectorNotReady",
+                message: "the AwsConnector is being deleted (or could not be read afresh): nothing new is granted through it".into(),
+            });
+        }
         let change = if regrant {
             HeldChange::Regranted
         } else {
