@@ -1274,3 +1274,113 @@ async fn two_hundred_requests_approved_at_once() {
     policy.remove();
     org.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_for_an_organizational_unit_is_held_on_each_of_its_accounts() {
+    // Four accounts: acct-00 in the root, acct-01 in ou-00, acct-02 in ou-01, acct-03 in ou-02,
+    // which is nested under ou-00.
+    let seed = [
+        "--accounts",
+        "4",
+        "--ous",
+        "3",
+        "--sso-users",
+        "6",
+        "--sso-groups",
+        "2",
+        "--iam-users",
+        "3",
+        "--permission-sets",
+        "2",
+        "--assigned-users",
+        "2",
+    ];
+    let (org, policy, who) = requests_org_with("req-unit", &seed, 0, |_| {}).await;
+    let ns = org.cluster.namespace.clone();
+    let alice = api(&who.alice, &ns).await;
+    let unit = |name: &str| crate::support::moto::seeded_unit(&org.seed, name);
+    let (ou0, ou1, ou2) = (unit("ou-00"), unit("ou-01"), unit("ou-02"));
+    let under_ou0: Vec<String> = [&ou0, &ou2]
+        .iter()
+        .flat_map(|u| crate::support::moto::seeded_accounts_in(&org.seed, u))
+        .collect();
+    assert_eq!(under_ou0.len(), 2, "{under_ou0:?}");
+    let connectors: Api<aws_access_operator::api::AwsConnector> =
+        Api::namespaced(org.cluster.client.clone(), &ns);
+    connectors
+        .patch(
+            "org",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"requestPolicy": {"rules": [{"name": "units",
+                "groups": ["system:serviceaccounts"], "principals": "Any",
+                "permissionSets": ["PermissionSet00"], "organizationalUnits": [ou0],
+                "approvals": 0, "maxDuration": "1h"}]}}}),
+            ),
+        )
+        .await
+        .expect("a rule for the unit");
+    let ask = |name: &str, unit: &str| {
+        let mut asked = as_alice(&who, name, "30m");
+        asked.spec.target = serde_json::from_value(json!({"kind": "PermissionSet",
+            "permissionSet": "PermissionSet00", "organizationalUnit": unit}))
+        .expect("target");
+        asked
+    };
+    alice
+        .create(&PostParams::default(), &ask("other-unit", &ou1))
+        .await
+        .expect("request");
+    let refused = state(&alice, "other-unit", "NotAllowed").await;
+    let message = refused
+        .status
+        .expect("status")
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Approved")
+        .map(|c| c.message)
+        .unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "rule units: organizational unit {ou1} is not in its organizationalUnits"
+        )),
+        "{message}"
+    );
+    assert!(org.writes().is_empty(), "{:?}", org.writes());
+
+    alice
+        .create(&PostParams::default(), &ask("unit", &ou0))
+        .await
+        .expect("request");
+    state(&alice, "unit", "Active").await;
+    let user = org.user_id(3);
+    for account in &under_ou0 {
+        assert!(
+            org.assigned(account, &org.permission_set("PermissionSet00"))
+                .await
+                .contains(&user),
+            "{account}"
+        );
+    }
+    assert_eq!(org.writes().get("CreateAccountAssignment"), Some(&2));
+    alice
+        .patch(
+            "unit",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"withdrawn": true}})),
+        )
+        .await
+        .expect("withdraw");
+    state(&alice, "unit", "Ended").await;
+    for account in &under_ou0 {
+        assert!(
+            !org.assigned(account, &org.permission_set("PermissionSet00"))
+                .await
+                .contains(&user),
+            "{account}"
+        );
+    }
+    assert_eq!(org.writes().get("DeleteAccountAssignment"), Some(&2));
+    policy.remove();
+    org.finish().await;
+}
