@@ -543,24 +543,8 @@ async fn access_removed_outside_is_granted_again_and_expired_access_is_revoked()
 
     // The expired grant is looked at again (a change of its connector wakes every grant that
     // uses it): its access stays revoked, the grant's duration does not start over.
-    let connectors: Api<AwsConnector> =
-        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
     let before = org.writes();
-    connectors
-        .patch(
-            "org",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"annotations": {"awsaccess.io/sync-now": "after-expiry"}}}),
-            ),
-        )
-        .await
-        .expect("annotate");
-    wait::until("the sync after the expiry", TIMEOUT, || async {
-        let status = connectors.get("org").await.ok()?.status?;
-        (status.last_handled_sync_now.as_deref() == Some("after-expiry")).then_some(())
-    })
-    .await;
+    crate::unit_grants::sync_now(&org, "after-expiry").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         org.writes(),

@@ -1055,18 +1055,9 @@ async fn an_ended_request_leaves_adopted_access_and_access_a_grant_still_declare
         .delete("forced", &Default::default())
         .await
         .expect("delete");
+    crate::unit_grants::sync_now(&org, "forced").await;
     let connectors: Api<aws_access_operator::api::AwsConnector> =
         Api::namespaced(org.cluster.client.clone(), &ns);
-    connectors
-        .patch(
-            "org",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"annotations": {"awsaccess.io/sync-now": "forced"}}}),
-            ),
-        )
-        .await
-        .expect("sync now");
     let records: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(org.cluster.client.clone(), &ns);
     wait::until(
@@ -1277,25 +1268,8 @@ async fn two_hundred_requests_approved_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_for_an_organizational_unit_is_held_on_each_of_its_accounts() {
-    // Four accounts: acct-00 in the root, acct-01 in ou-00, acct-02 in ou-01, acct-03 in ou-02,
-    // which is nested under ou-00.
-    let seed = [
-        "--accounts",
-        "4",
-        "--ous",
-        "3",
-        "--sso-users",
-        "6",
-        "--sso-groups",
-        "2",
-        "--iam-users",
-        "3",
-        "--permission-sets",
-        "2",
-        "--assigned-users",
-        "2",
-    ];
-    let (org, policy, who) = requests_org_with("req-unit", &seed, 0, |_| {}).await;
+    let (org, policy, who) =
+        requests_org_with("req-unit", crate::support::moto::UNIT_ORG, 0, |_| {}).await;
     let ns = org.cluster.namespace.clone();
     let alice = api(&who.alice, &ns).await;
     let unit = |name: &str| crate::support::moto::seeded_unit(&org.seed, name);

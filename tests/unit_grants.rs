@@ -76,26 +76,9 @@ async fn wait_accounts(org: &Org, name: &str, expected: &[(String, &str)]) -> Va
 
 #[tokio::test]
 async fn a_unit_grant_follows_accounts_into_and_out_of_the_unit() {
-    // Four accounts: acct-00 in the root, acct-01 in ou-00, acct-02 in ou-01, acct-03 in ou-02,
-    // which is nested under ou-00.
     let org = org(
         "grants-unit",
-        &[
-            "--accounts",
-            "4",
-            "--ous",
-            "3",
-            "--sso-users",
-            "6",
-            "--sso-groups",
-            "2",
-            "--iam-users",
-            "3",
-            "--permission-sets",
-            "2",
-            "--assigned-users",
-            "2",
-        ],
+        crate::support::moto::UNIT_ORG,
         json!({}),
         |_| {},
     )

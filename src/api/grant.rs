@@ -30,9 +30,9 @@ use super::rules;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = kube::core::Rule::new("self.target.kind != 'PermissionSet' || self.principal.kind in ['SsoUser', 'SsoGroup']").message(rules::PERMISSION_SET_PRINCIPAL),
-    validation = kube::core::Rule::new("self.target.kind != 'SsoGroupMembership' || self.principal.kind == 'SsoUser'").message(rules::SSO_MEMBERSHIP_PRINCIPAL),
-    validation = kube::core::Rule::new("self.target.kind != 'IamGroupMembership' || self.principal.kind == 'IamUser'").message(rules::IAM_MEMBERSHIP_PRINCIPAL),
+    validation = rules::permission_set_principal_rule(),
+    validation = rules::sso_membership_principal_rule(),
+    validation = rules::iam_membership_principal_rule(),
     validation = kube::core::Rule::new("!(has(self.duration) && has(self.expiresAt))").message(rules::ONE_EXPIRY)
 )]
 pub struct AccessGrantSpec {

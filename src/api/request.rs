@@ -35,9 +35,9 @@ use super::rules;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = kube::core::Rule::new("self.target.kind != 'PermissionSet' || self.principal.kind in ['SsoUser', 'SsoGroup']").message(rules::PERMISSION_SET_PRINCIPAL),
-    validation = kube::core::Rule::new("self.target.kind != 'SsoGroupMembership' || self.principal.kind == 'SsoUser'").message(rules::SSO_MEMBERSHIP_PRINCIPAL),
-    validation = kube::core::Rule::new("self.target.kind != 'IamGroupMembership' || self.principal.kind == 'IamUser'").message(rules::IAM_MEMBERSHIP_PRINCIPAL),
+    validation = rules::permission_set_principal_rule(),
+    validation = rules::sso_membership_principal_rule(),
+    validation = rules::iam_membership_principal_rule(),
     validation = kube::core::Rule::new("self.connectorRef == oldSelf.connectorRef && self.requester == oldSelf.requester && self.principal == oldSelf.principal && self.target == oldSelf.target && self.duration == oldSelf.duration && self.reason == oldSelf.reason").message(rules::REQUEST_IMMUTABLE),
     validation = kube::core::Rule::new("!has(oldSelf.withdrawn) || !oldSelf.withdrawn || (has(self.withdrawn) && self.withdrawn)").message(rules::WITHDRAWN_FINAL),
     validation = kube::core::Rule::new("!has(oldSelf.reviews) || (has(self.reviews) && oldSelf.reviews.all(o, self.reviews.exists(n, n.user == o.user)))").message(rules::REVIEWS_KEPT)

@@ -36,6 +36,25 @@ pub fn matches(pattern: &str, message: &str) -> Rule {
         .message(kube::core::Message::Message(message.to_string()))
 }
 
+/// The principal kinds each target kind takes, as CEL rules on a spec with `principal` and
+/// `target` (an AccessGrant's and an AccessRequest's alike).
+pub fn permission_set_principal_rule() -> Rule {
+    Rule::new(
+        "self.target.kind != 'PermissionSet' || self.principal.kind in ['SsoUser', 'SsoGroup']",
+    )
+    .message(PERMISSION_SET_PRINCIPAL)
+}
+
+pub fn sso_membership_principal_rule() -> Rule {
+    Rule::new("self.target.kind != 'SsoGroupMembership' || self.principal.kind == 'SsoUser'")
+        .message(SSO_MEMBERSHIP_PRINCIPAL)
+}
+
+pub fn iam_membership_principal_rule() -> Rule {
+    Rule::new("self.target.kind != 'IamGroupMembership' || self.principal.kind == 'IamUser'")
+        .message(IAM_MEMBERSHIP_PRINCIPAL)
+}
+
 /// The CEL rule for a role ARN's shape.
 pub fn role_arn_rule(field: &str) -> Rule {
     matches(ROLE_ARN, &role_arn_message(field))

@@ -45,6 +45,25 @@ pub const SMALL_ORG: &[&str] = &[
     "2",
 ];
 
+/// An organization in units: acct-00 in the root, acct-01 in ou-00, acct-02 in ou-01, acct-03 in
+/// ou-02 (nested under ou-00); otherwise as `SMALL_ORG`.
+pub const UNIT_ORG: &[&str] = &[
+    "--accounts",
+    "4",
+    "--ous",
+    "3",
+    "--sso-users",
+    "6",
+    "--sso-groups",
+    "2",
+    "--iam-users",
+    "3",
+    "--permission-sets",
+    "2",
+    "--assigned-users",
+    "2",
+];
+
 /// An organization for 200 grants or requests: 5 member accounts, 40 SSO users none assigned,
 /// one permission set.
 pub const FORTY_USERS_FIVE_ACCOUNTS: &[&str] = &[
