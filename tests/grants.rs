@@ -47,9 +47,21 @@ pub(crate) async fn org_with(
     tune: impl FnOnce(&mut controller::AwsSettings),
     tune_operator: impl FnOnce(&mut controller::Settings),
 ) -> Org {
+    let cluster = TestCluster::start(prefix).await;
+    org_on(cluster, prefix, seed_args, spec, tune, tune_operator).await
+}
+
+/// `org_with` in the test namespace of `cluster`.
+pub(crate) async fn org_on(
+    cluster: TestCluster,
+    prefix: &str,
+    seed_args: &[&str],
+    spec: Value,
+    tune: impl FnOnce(&mut controller::AwsSettings),
+    tune_operator: impl FnOnce(&mut controller::Settings),
+) -> Org {
     let moto = Moto::start();
     let seed = moto.seed(seed_args);
-    let cluster = TestCluster::start(prefix).await;
     let other = TestCluster::namespace_in(&cluster, &format!("{prefix}-other")).await;
     let mut aws_settings = aws(&moto).await;
     tune(&mut aws_settings);

@@ -279,6 +279,7 @@ async fn chart_flow(watching: Watching) {
                 ),
                 (("coordination.k8s.io", "leases", "create"), home.as_str()),
                 (("", "configmaps", "create"), home.as_str()),
+                (("awsaccess.io", "accessrequests", "create"), home.as_str()),
                 (("", "secrets", "list"), platform.as_str()),
                 (("", "namespaces", "get"), ""),
             ];
@@ -360,7 +361,10 @@ async fn chart_flow(watching: Watching) {
         .expect("grant");
     wait_grant(&grants, "member", "Granted").await;
     // An AccessRequest the rule approves by itself: held, then deleted (the finalizer and the
-    // status are the operator's to write, the admission policy's binding its to read).
+    // status are the operator's to write, the admission policy's binding its to read). It is
+    // trusted only if created after the operator saw the policy enforced (its dry-run probe).
+    crate::support::operator::enforced(&client, &home, &format!("{release}-access-requests"), None)
+        .await;
     let requester = service_account::with_rules(
         &cluster,
         &team,
@@ -507,10 +511,28 @@ async fn chart_flow(watching: Watching) {
         "the audit log has the operator's requests: {used:?}"
     );
 
-    // Nothing the operator asked for was refused.
+    // Nothing the operator asked for was refused by RBAC. (Its dry-run probe of the admission
+    // policy is authorized, then refused by the policy once the API server enforces it: that
+    // refusal is what it looks for.)
+    let probes: Vec<&Request> = used
+        .iter()
+        .filter(|r| r.resource == "accessrequests" && r.verb == "create")
+        .collect();
+    assert!(
+        probes
+            .iter()
+            .all(|r| r.namespace == home && r.decision == "allow" && r.uri.contains("dryRun=All")),
+        "the operator creates AccessRequests only as a dry run, at home: {probes:#?}"
+    );
+    assert!(
+        probes
+            .iter()
+            .any(|r| r.code == 403 && r.message.contains("[requester-is-caller]")),
+        "the admission policy refused the operator's probe: {probes:#?}"
+    );
     let denied: Vec<&Request> = used
         .iter()
-        .filter(|r| r.decision != "allow" || r.code == 403)
+        .filter(|r| r.decision != "allow" || (r.code == 403 && !probes.contains(r)))
         .collect();
     assert!(
         denied.is_empty(),

@@ -10,27 +10,42 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::grants::{Org, org_with};
+use crate::grants::{Org, org_on};
 use crate::support::cluster::{TestCluster, kubeconfig, unique_suffix};
 use crate::support::moto::SMALL_ORG;
 use crate::support::operator::TIMEOUT;
 use crate::support::service_account::{Identity, with_rules};
-use crate::support::tools::{chart, helm_ok, kubectl, kubectl_ok};
+use crate::support::tools::{chart, helm_ok, kubectl_at, kubectl_ok};
 use crate::support::wait;
 
 const ACCOUNT: &str = "123456789012";
 
 /// The chart's admission policy for AccessRequests, installed under a name of its own.
-struct AdmissionPolicy {
-    name: String,
+pub(crate) struct AdmissionPolicy {
+    pub(crate) name: String,
     manifest: String,
+    /// The cluster it is applied to.
+    kubeconfig: std::path::PathBuf,
 }
 
 impl AdmissionPolicy {
-    fn install() -> Self {
+    pub(crate) fn install() -> Self {
+        Self::install_in(&kubeconfig())
+    }
+
+    /// Installs it in the cluster `kubeconfig` names.
+    pub(crate) fn install_in(kubeconfig: &std::path::Path) -> Self {
+        let policy = Self::render_for(kubeconfig);
+        policy.apply();
+        policy
+    }
+
+    /// The policy and its binding as the chart renders them, for the cluster `kubeconfig`
+    /// names, not applied.
+    pub(crate) fn render_for(kubeconfig: &std::path::Path) -> Self {
         let release = format!("r{}", unique_suffix());
         let manifest = helm_ok(
-            &kubeconfig(),
+            kubeconfig,
             &[
                 "template",
                 &release,
@@ -39,20 +54,47 @@ impl AdmissionPolicy {
                 "templates/accessrequest-policy.yaml",
             ],
         );
-        kubectl_ok(&["apply", "-f", "-"], &manifest);
         Self {
             name: format!("{release}-aws-access-operator-access-requests"),
             manifest,
+            kubeconfig: kubeconfig.to_path_buf(),
         }
     }
 
-    fn remove(self) {
-        let out = kubectl(&["delete", "--ignore-not-found", "-f", "-"], &self.manifest);
-        assert!(out.status.success(), "{out:?}");
+    fn kubectl(&self, args: &[&str], stdin: &str) {
+        let out = kubectl_at(&self.kubeconfig, args, stdin);
+        assert!(out.status.success(), "kubectl {args:?}: {out:?}");
+    }
+
+    /// Creates the policy and its binding (anew, if they were deleted).
+    pub(crate) fn apply(&self) {
+        self.kubectl(&["apply", "-f", "-"], &self.manifest);
+    }
+
+    /// Deletes the binding alone: the policy stays, but nothing enforces it.
+    pub(crate) fn remove_binding(&self) {
+        self.kubectl(
+            &[
+                "delete",
+                "validatingadmissionpolicybinding",
+                &self.name,
+                "--wait=true",
+            ],
+            "",
+        );
+    }
+
+    /// Deletes the policy and its binding, keeping what it takes to create them again.
+    pub(crate) fn delete(&self) {
+        self.kubectl(&["delete", "--ignore-not-found", "-f", "-"], &self.manifest);
+    }
+
+    pub(crate) fn remove(self) {
+        self.delete();
     }
 }
 
-fn request(name: &str, requester: &str, extra: Value) -> AccessRequest {
+pub(crate) fn request(name: &str, requester: &str, extra: Value) -> AccessRequest {
     let mut spec = json!({"connectorRef": {"name": "org"},
         "requester": {"user": requester},
         "principal": {"kind": "SsoUser", "name": "user-03@example.com"},
@@ -70,14 +112,14 @@ fn request(name: &str, requester: &str, extra: Value) -> AccessRequest {
 
 /// People: a requester who may also approve (so that only the self-review rule refuses her),
 /// two approvers, and a user who may edit requests but not approve them.
-struct People {
-    alice: Identity,
-    bob: Identity,
-    carol: Identity,
-    mallory: Identity,
+pub(crate) struct People {
+    pub(crate) alice: Identity,
+    pub(crate) bob: Identity,
+    pub(crate) carol: Identity,
+    pub(crate) mallory: Identity,
 }
 
-async fn people(cluster: &TestCluster, namespace: &str) -> People {
+pub(crate) async fn people(cluster: &TestCluster, namespace: &str) -> People {
     let edit = json!(["get", "list", "watch", "create", "update", "patch"]);
     let approve = json!(["get", "list", "watch", "update", "patch", "approve"]);
     let rules = |verbs: &Value| json!([{"apiGroups": ["awsaccess.io"], "resources": ["accessrequests"], "verbs": verbs}]);
@@ -104,12 +146,12 @@ async fn people(cluster: &TestCluster, namespace: &str) -> People {
     }
 }
 
-async fn api(identity: &Identity, namespace: &str) -> Api<AccessRequest> {
+pub(crate) async fn api(identity: &Identity, namespace: &str) -> Api<AccessRequest> {
     Api::namespaced(identity.client().await, namespace)
 }
 
 /// The API server's refusal of `result`, with the message it gave.
-fn refused<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> String {
+pub(crate) fn refused<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> String {
     match result {
         Err(kube::Error::Api(status)) => {
             assert!(
@@ -126,7 +168,7 @@ fn refused<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> String {
 
 /// Adds a review as a client would: read, append, write back; again on a conflict (the
 /// operator writes the request's finalizer and status meanwhile).
-async fn add_review(
+pub(crate) async fn add_review(
     api: &Api<AccessRequest>,
     name: &str,
     user: &str,
@@ -303,22 +345,46 @@ async fn the_api_server_vouches_for_requesters_and_reviewers() {
 
 /// An org whose connector serves requests from alice (approvals needed: `approvals`), with the
 /// chart's admission policy in place and the operator told its name.
-async fn requests_org(prefix: &str, approvals: u32) -> (Org, AdmissionPolicy, People) {
+pub(crate) async fn requests_org(prefix: &str, approvals: u32) -> (Org, AdmissionPolicy, People) {
     requests_org_with(prefix, SMALL_ORG, approvals, |_| {}).await
 }
 
 /// `requests_org` on an organization seeded with `seed`, the operator's AWS settings tuned.
-async fn requests_org_with(
+pub(crate) async fn requests_org_with(
     prefix: &str,
     seed: &[&str],
     approvals: u32,
     tune: impl FnOnce(&mut aws_access_operator::controller::AwsSettings),
 ) -> (Org, AdmissionPolicy, People) {
+    let cluster = TestCluster::start(prefix).await;
     let policy = AdmissionPolicy::install();
-    let name = policy.name.clone();
+    let (org, who) =
+        requests_org_under(cluster, policy.name.clone(), prefix, seed, approvals, tune).await;
+    // Only requests created after the operator confirms the policy enforced are trusted.
+    crate::support::operator::enforced(
+        &org.cluster.client,
+        &org.cluster.namespace,
+        &policy.name,
+        None,
+    )
+    .await;
+    (org, policy, who)
+}
+
+/// The org of `requests_org_with`, the operator told that the admission policy `name`
+/// vouches for requests, whether or not it exists yet.
+pub(crate) async fn requests_org_under(
+    cluster: TestCluster,
+    name: String,
+    prefix: &str,
+    seed: &[&str],
+    approvals: u32,
+    tune: impl FnOnce(&mut aws_access_operator::controller::AwsSettings),
+) -> (Org, People) {
     // The requester's name is known only once her ServiceAccount exists, in the org's
     // namespace: the rule allows ServiceAccounts by their group instead.
-    let org = org_with(
+    let org = org_on(
+        cluster,
         prefix,
         seed,
         json!({"requestPolicy": {"enabled": true, "pendingExpiry": "1h", "rules": [
@@ -331,10 +397,10 @@ async fn requests_org_with(
     .await;
     let ns = org.cluster.namespace.clone();
     let who = people(&org.cluster, &ns).await;
-    (org, policy, who)
+    (org, who)
 }
 
-async fn state(api: &Api<AccessRequest>, name: &str, want: &str) -> AccessRequest {
+pub(crate) async fn state(api: &Api<AccessRequest>, name: &str, want: &str) -> AccessRequest {
     let deadline = std::time::Instant::now() + TIMEOUT;
     loop {
         let request = api.get_opt(name).await.ok().flatten();
@@ -356,7 +422,7 @@ async fn state(api: &Api<AccessRequest>, name: &str, want: &str) -> AccessReques
     }
 }
 
-fn as_alice(who: &People, name: &str, duration: &str) -> AccessRequest {
+pub(crate) fn as_alice(who: &People, name: &str, duration: &str) -> AccessRequest {
     request(
         name,
         &who.alice.username,
@@ -792,12 +858,12 @@ fn as_user(identity: &Identity, args: &[&str]) -> std::process::Output {
         .expect("run")
 }
 
-fn calls(moto: &crate::support::moto::Moto, operation: &str) -> u64 {
+pub(crate) fn calls(moto: &crate::support::moto::Moto, operation: &str) -> u64 {
     moto.calls().get(operation).copied().unwrap_or(0)
 }
 
 /// The real binary, serving requests through the admission policy `policy`.
-fn operator_process(
+pub(crate) fn operator_process(
     moto: &crate::support::moto::Moto,
     kubeconfig: &std::path::Path,
     namespace: &str,
@@ -818,7 +884,7 @@ fn operator_process(
 }
 
 /// SIGKILL to a process this test started, and its exit collected.
-fn kill_9(child: &mut std::process::Child) {
+pub(crate) fn kill_9(child: &mut std::process::Child) {
     child.kill().expect("kill -9");
     child.wait().expect("reap");
 }
@@ -847,6 +913,7 @@ async fn killed_between_approval_and_grant_and_between_end_and_revoke_each_happe
         .await
         .expect("connector");
     crate::support::operator::wait_condition(&connectors, "org", "Ready", "True").await;
+    crate::support::operator::enforced(&cluster.client, &ns, &policy.name, None).await;
     let who = people(&cluster, &ns).await;
     let alice = api(&who.alice, &ns).await;
     let bob = api(&who.bob, &ns).await;

@@ -151,10 +151,13 @@ pub enum State {
     Expired,
     /// The connector's requestPolicy does not allow it.
     NotAllowed,
+    /// Created when the admission policy was not known to be enforced: nothing vouches for its
+    /// requester or reviews, so it is never granted (ask again).
+    Unvouched,
 }
 
 impl State {
-    pub const ALL: [State; 7] = [
+    pub const ALL: [State; 8] = [
         State::Pending,
         State::Approved,
         State::Active,
@@ -162,6 +165,7 @@ impl State {
         State::Ended,
         State::Expired,
         State::NotAllowed,
+        State::Unvouched,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -173,12 +177,16 @@ impl State {
             State::Ended => "Ended",
             State::Expired => "Expired",
             State::NotAllowed => "NotAllowed",
+            State::Unvouched => "Unvouched",
         }
     }
 
     /// Whether nothing more happens to the request.
     pub fn is_final(self) -> bool {
-        matches!(self, State::Denied | State::Ended | State::Expired)
+        matches!(
+            self,
+            State::Denied | State::Ended | State::Expired | State::Unvouched
+        )
     }
 }
 
@@ -224,7 +232,7 @@ pub struct AccessRequestStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<String>,
     /// Why it ended: `DurationOver`, `Withdrawn`, `Revoked`, `Denied`, `NotAllowed`,
-    /// `ConnectorDeleted`, `Expired`.
+    /// `ConnectorDeleted`, `Expired`, `Unvouched`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<String>,
     /// The access held, with every id.
@@ -242,6 +250,10 @@ pub struct SeenReview {
     pub decision: Decision,
     /// When the operator first saw it.
     pub seen_at: String,
-    /// Whether it counted (a review after the request's deadline or by the requester does not).
+    /// Whether it counted (a review after the request's deadline, by the requester, or on a
+    /// request nothing vouches for does not).
     pub counted: bool,
+    /// Why it did not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }

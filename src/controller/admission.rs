@@ -1,30 +1,68 @@
-//! Whether the admission policy that vouches for AccessRequests is in place. The operator acts
-//! on a request's requester and reviewers only because the API server checked them; without
-//! the policy (not installed, its binding deleted, or one that does not deny) nobody did, and
-//! no approval is counted.
+//! Whether, and since when, the API server enforces the admission policy that vouches for
+//! AccessRequests (`request::trust` says what that proves). The operator confirms enforcement by
+//! seeing the API server refuse something: a server-side dry-run create of an AccessRequest in
+//! another user's name, in its own namespace, refused with the policy's rule. Then it takes the
+//! API server's time (the creation time of a dry-run ConfigMap) as the start, pins the policy
+//! and binding (uid, generation), and keeps all of it in a ConfigMap beside the ledger, so that
+//! a restart neither forgets a start (requests created since stay trusted) nor invents one
+//! (objects replaced or changed while it was down start a new one, after a new refusal).
 
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use jiff::Timestamp;
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
-use kube::{Api, Client};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client, ResourceExt};
 
-/// How long an answer is kept: a deleted policy stops approvals within this.
-const FRESH_FOR: Duration = Duration::from_secs(15);
+use super::context::FIELD_MANAGER;
+use crate::api::AccessRequest;
+use crate::fence::Fence;
+use crate::request::trust::{self, Enforcement, Pins};
+
+/// How long an answer is reused for what only shows (a pending request's status); an approval
+/// always waits for a check that started after its request was read.
+pub const FRESH_FOR: Duration = Duration::from_secs(15);
+/// How soon the watch looks again while enforcement is not confirmed.
+const RETRY: Duration = Duration::from_secs(2);
+/// The ConfigMap, in the operator's namespace, that keeps the enforcement.
+pub const RECORD_NAME: &str = "aws-access-request-admission";
+const DATA_KEY: &str = "enforcement";
+/// On the probe: the policy it is meant for.
+const PROBE_ANNOTATION: &str = "awsaccess.io/admission-probe";
+
+type Answer = Result<Enforcement, String>;
+
+#[derive(Clone, Default)]
+struct Kept {
+    enforcement: Option<Enforcement>,
+    version: Option<String>,
+}
+
+#[derive(Default)]
+struct Known {
+    /// What the ConfigMap keeps; read once.
+    kept: Option<Kept>,
+    /// The last answer, and when the check that gave it started.
+    last: Option<(Instant, Answer)>,
+}
 
 pub struct AdmissionCheck {
     /// The policy's (and its binding's) name; `None`: the operator was not given one.
     name: Option<String>,
-    last: Mutex<Option<(Instant, Result<(), String>)>>,
+    namespace: String,
+    known: tokio::sync::Mutex<Known>,
 }
 
 impl AdmissionCheck {
-    pub fn new(name: Option<String>) -> Self {
+    pub fn new(name: Option<String>, namespace: &str) -> Self {
         Self {
             name,
-            last: Mutex::new(None),
+            namespace: namespace.to_string(),
+            known: tokio::sync::Mutex::default(),
         }
     }
 
@@ -33,57 +71,249 @@ impl AdmissionCheck {
         self.name.is_some()
     }
 
-    /// `Ok` when the policy and a binding of it that denies are in place; otherwise why not.
-    pub async fn vouched(&self, client: &Client) -> Result<(), String> {
-        if let Some((at, result)) = self.last.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
-            && at.elapsed() < FRESH_FOR
+    /// The enforcement in force, from a check that started no earlier than `fresh_after`
+    /// (checks run one at a time; callers waiting on one share its answer).
+    pub async fn enforcement(
+        &self,
+        client: &Client,
+        fence: &Fence,
+        fresh_after: Instant,
+    ) -> Answer {
+        let Some(name) = &self.name else {
+            return Err("the operator runs without --request-admission-policy: nothing vouches for requesters and reviewers (install the chart with accessRequests.enabled)".into());
+        };
+        let mut known = self.known.lock().await;
+        if let Some((started, answer)) = &known.last
+            && *started >= fresh_after
         {
-            return result.clone();
+            return answer.clone();
         }
-        let result = self.look(client).await;
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((Instant::now(), result.clone()));
-        result
+        let started = Instant::now();
+        let answer = self.check(name, client, fence, &mut known).await;
+        known.last = Some((started, answer.clone()));
+        answer
     }
 
-    async fn look(&self, client: &Client) -> Result<(), String> {
-        let Some(name) = &self.name else {
-            return Err("the operator runs without --request-admission-policy: nothing vouches for requesters and reviewers, so no approval is counted (install the chart with accessRequests.enabled)".into());
-        };
-        let policies: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());
-        let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
-        let unreadable = |what: &str, e: kube::Error| {
-            format!("the {what} {name} cannot be read ({e}); no approval is counted until it can")
-        };
-        match policies.get_opt(name).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return Err(format!(
-                    "the ValidatingAdmissionPolicy {name} does not exist: nothing vouches for requesters and reviewers, so no approval is counted"
-                ));
-            }
-            Err(e) => return Err(unreadable("ValidatingAdmissionPolicy", e)),
+    async fn check(&self, name: &str, client: &Client, fence: &Fence, known: &mut Known) -> Answer {
+        let records: Api<ConfigMap> = Api::namespaced(client.clone(), &self.namespace);
+        if known.kept.is_none() {
+            known.kept = Some(load(&records, name).await?);
         }
-        let binding = match bindings.get_opt(name).await {
-            Ok(Some(binding)) => binding,
-            Ok(None) => {
-                return Err(format!(
-                    "the ValidatingAdmissionPolicyBinding {name} does not exist: the policy is not enforced, so no approval is counted"
-                ));
+        let found = pins(name, client).await?;
+        let kept = known.kept.clone().unwrap_or_default();
+        if let Some(enforcement) = &kept.enforcement {
+            match trust::change(&enforcement.pins, &found) {
+                None => return Ok(enforcement.clone()),
+                Some(what) => {
+                    tracing::warn!(policy = %name, since = %enforcement.since, change = %what, "the admission policy is not the one enforcement was confirmed with: requests created before it is confirmed again are never trusted");
+                }
             }
-            Err(e) => return Err(unreadable("ValidatingAdmissionPolicyBinding", e)),
-        };
-        let spec = binding.spec.unwrap_or_default();
-        let denies = spec
-            .validation_actions
-            .unwrap_or_default()
-            .iter()
-            .any(|a| a == "Deny");
-        if spec.policy_name.as_deref() != Some(name.as_str()) || !denies {
+        }
+        // A new start: the API server must refuse a forged request under these very objects.
+        probe(name, client, &self.namespace).await?;
+        let since = server_time(&records).await?;
+        let after = pins(name, client).await?;
+        if after != found {
             return Err(format!(
-                "the ValidatingAdmissionPolicyBinding {name} does not bind policy {name} with validationActions Deny, so no approval is counted"
+                "the admission policy {name} or its binding changed while enforcement was being confirmed; confirming again"
             ));
         }
-        Ok(())
+        let enforcement = Enforcement {
+            name: name.to_string(),
+            pins: found,
+            since: since.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            confirmed_at: Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        };
+        // Kept before it is used: a restart finds the same start.
+        fence
+            .check()
+            .map_err(|f| format!("enforcement confirmed but not kept: {f}"))?;
+        let version = match save(&records, &enforcement, kept.version.as_deref()).await {
+            Ok(version) => version,
+            Err(why) => {
+                // Read again next time: another writer may have kept something meanwhile.
+                known.kept = None;
+                return Err(why);
+            }
+        };
+        tracing::info!(policy = %name, since = %enforcement.since, "the admission policy is enforced (the API server refused a request in another user's name): requests created after this start are trusted");
+        known.kept = Some(Kept {
+            enforcement: Some(enforcement.clone()),
+            version: Some(version),
+        });
+        Ok(enforcement)
+    }
+}
+
+/// The policy and binding as they are now, pinned, or what is wrong with them.
+async fn pins(name: &str, client: &Client) -> Result<Pins, String> {
+    let policies: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
+    let unreadable = |what: &str, e: kube::Error| format!("the {what} {name} cannot be read: {e}");
+    let policy = policies
+        .get_opt(name)
+        .await
+        .map_err(|e| unreadable("ValidatingAdmissionPolicy", e))?;
+    let binding = bindings
+        .get_opt(name)
+        .await
+        .map_err(|e| unreadable("ValidatingAdmissionPolicyBinding", e))?;
+    trust::inspect(name, policy.as_ref(), binding.as_ref())
+}
+
+/// A server-side dry-run create of an AccessRequest in another user's name: `Ok` only when the
+/// API server refuses it with the policy's rule. Nothing is stored.
+async fn probe(name: &str, client: &Client, namespace: &str) -> Result<(), String> {
+    let api: Api<AccessRequest> = Api::namespaced(client.clone(), namespace);
+    let forged: AccessRequest = serde_json::from_value(serde_json::json!({
+        "apiVersion": "awsaccess.io/v1alpha1",
+        "kind": "AccessRequest",
+        "metadata": {
+            "generateName": "admission-probe-",
+            // Another release's policy lets a probe of this one through (it names its own).
+            "annotations": {PROBE_ANNOTATION: name}
+        },
+        "spec": {
+            "connectorRef": {"name": "admission-probe"},
+            "requester": {"user": "aws-access-operator:admission-probe:not-the-caller"},
+            "principal": {"kind": "SsoUser", "name": "admission-probe"},
+            "target": {"kind": "SsoGroupMembership", "group": "admission-probe"},
+            "duration": "1m",
+            "reason": "a dry run that the admission policy must refuse"
+        }
+    }))
+    .map_err(|e| format!("the admission probe cannot be built: {e}"))?;
+    let params = PostParams {
+        dry_run: true,
+        field_manager: Some(FIELD_MANAGER.to_string()),
+    };
+    match api.create(&params, &forged).await {
+        Ok(_) => Err(format!(
+            "the API server admitted a dry-run AccessRequest in another user's name: the admission policy {name} is not enforced (yet)"
+        )),
+        Err(kube::Error::Api(status)) if trust::confirms(&status.message, name) => Ok(()),
+        Err(kube::Error::Api(status)) => Err(format!(
+            "the dry-run AccessRequest in another user's name (create accessrequests in {namespace}) was refused, but not by the admission policy {name}: {} ({})",
+            status.message, status.code
+        )),
+        Err(e) => Err(format!(
+            "the dry-run AccessRequest in another user's name could not be sent: {e}"
+        )),
+    }
+}
+
+/// The API server's time now: the creation time it gives a dry-run ConfigMap (nothing stored).
+async fn server_time(records: &Api<ConfigMap>) -> Result<Timestamp, String> {
+    let object = ConfigMap {
+        metadata: ObjectMeta {
+            generate_name: Some("aws-access-clock-".into()),
+            ..ObjectMeta::default()
+        },
+        ..ConfigMap::default()
+    };
+    let params = PostParams {
+        dry_run: true,
+        field_manager: Some(FIELD_MANAGER.to_string()),
+    };
+    let created = records.create(&params, &object).await.map_err(|e| {
+        format!("the API server's time cannot be read (dry-run create configmaps): {e}")
+    })?;
+    created
+        .metadata
+        .creation_timestamp
+        .map(|t| t.0)
+        .ok_or_else(|| "the API server gave a dry-run ConfigMap no creationTimestamp".into())
+}
+
+fn unreadable_record(e: impl std::fmt::Display) -> String {
+    format!(
+        "the ConfigMap {RECORD_NAME}, where the start of enforcement is kept, cannot be read: {e}"
+    )
+}
+
+/// What is kept: the enforcement of the policy `name` (none when nothing is kept, or it was kept
+/// for another policy) and the ConfigMap's resourceVersion, for the next write.
+async fn load(records: &Api<ConfigMap>, name: &str) -> Result<Kept, String> {
+    let Some(config_map) = records
+        .get_opt(RECORD_NAME)
+        .await
+        .map_err(unreadable_record)?
+    else {
+        return Ok(Kept::default());
+    };
+    let version = config_map.resource_version();
+    let Some(text) = config_map.data.as_ref().and_then(|d| d.get(DATA_KEY)) else {
+        return Err(unreadable_record(format!("no {DATA_KEY} key")));
+    };
+    let enforcement: Enforcement = serde_json::from_str(text).map_err(unreadable_record)?;
+    Ok(Kept {
+        enforcement: (enforcement.name == name).then_some(enforcement),
+        version,
+    })
+}
+
+async fn save(
+    records: &Api<ConfigMap>,
+    enforcement: &Enforcement,
+    version: Option<&str>,
+) -> Result<String, String> {
+    let text = serde_json::to_string_pretty(enforcement)
+        .map_err(|e| format!("the start of enforcement cannot be written: {e}"))?;
+    let object = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(RECORD_NAME.to_string()),
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/managed-by".to_string(),
+                "aws-access-operator".to_string(),
+            )])),
+            resource_version: version.map(str::to_string),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(DATA_KEY.to_string(), text)])),
+        ..ConfigMap::default()
+    };
+    let params = PostParams {
+        dry_run: false,
+        field_manager: Some(FIELD_MANAGER.to_string()),
+    };
+    let written = match version {
+        None => records.create(&params, &object).await,
+        Some(_) => records.replace(RECORD_NAME, &params, &object).await,
+    }
+    .map_err(|e| format!("the ConfigMap {RECORD_NAME}, where the start of enforcement is kept, cannot be written: {e}"))?;
+    Ok(written.resource_version().unwrap_or_default())
+}
+
+/// Keeps the answer fresh while the operator leads: confirms enforcement as soon as the policy
+/// is in place (so that requests are trusted from the earliest moment), and notices a change
+/// within `FRESH_FOR`. Logs each change of the answer once; the metrics show the current one.
+pub async fn watch_over(ctx: std::sync::Arc<super::context::Context>) {
+    if !ctx.admission.configured() {
+        return;
+    }
+    let mut shown: Option<Result<String, String>> = None;
+    loop {
+        let answer = ctx
+            .admission
+            .enforcement(&ctx.client, &ctx.fence, Instant::now())
+            .await;
+        let now_shown = answer
+            .as_ref()
+            .map(|e| e.since.clone())
+            .map_err(Clone::clone);
+        if shown.as_ref() != Some(&now_shown) {
+            match &answer {
+                Ok(e) => {
+                    tracing::info!(policy = %e.name, since = %e.since, "AccessRequests created after this start are trusted")
+                }
+                Err(why) => {
+                    tracing::warn!(%why, "no AccessRequest is trusted until the admission policy is confirmed enforced")
+                }
+            }
+            shown = Some(now_shown);
+        }
+        ctx.metrics
+            .observe_admission(answer.as_ref().ok().and_then(|e| e.since()));
+        tokio::time::sleep(if answer.is_ok() { FRESH_FOR } else { RETRY }).await;
     }
 }

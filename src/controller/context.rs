@@ -41,7 +41,8 @@ pub struct Context {
     /// One lock per piece of access, so that two grants declaring the same access never
     /// work on it at once.
     pub access_locks: AccessLocks,
-    /// Whether the admission policy that vouches for AccessRequests is in place.
+    /// Whether, and since when, the admission policy that vouches for AccessRequests is
+    /// enforced.
     pub admission: super::admission::AdmissionCheck,
     /// Reconciliations running now, and whether new ones may start.
     running: tokio::sync::watch::Sender<usize>,
@@ -95,6 +96,7 @@ impl Context {
             access_locks: AccessLocks::default(),
             admission: super::admission::AdmissionCheck::new(
                 settings.request_admission_policy.clone(),
+                &settings.home_namespace,
             ),
             running: tokio::sync::watch::channel(0).0,
             stopping: std::sync::atomic::AtomicBool::new(false),

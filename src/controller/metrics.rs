@@ -75,6 +75,10 @@ pub struct Metrics {
     grant_reasons: std::sync::Mutex<std::collections::HashMap<String, String>>,
     pub requests: Family<RequestLabels, Gauge>,
     pub request_transitions: Family<RequestLabels, Counter>,
+    /// 1 while the admission policy for AccessRequests is confirmed enforced.
+    pub request_admission_enforced: Gauge,
+    /// When the enforcement in force started (Unix seconds, the API server's clock).
+    pub request_admission_since: Gauge,
     /// The last state (and connector) of each request, to keep `requests` exact.
     request_states: std::sync::Mutex<std::collections::HashMap<String, RequestLabels>>,
 }
@@ -154,6 +158,18 @@ impl Default for Metrics {
             "AccessRequests that entered each state, by connector",
             request_transitions.clone(),
         );
+        let request_admission_enforced = Gauge::default();
+        registry.register(
+            "request_admission_enforced",
+            "1 while the admission policy that vouches for AccessRequests is confirmed enforced",
+            request_admission_enforced.clone(),
+        );
+        let request_admission_since = Gauge::default();
+        registry.register(
+            "request_admission_trusted_since_seconds",
+            "Start of the admission policy's confirmed enforcement (API server clock): AccessRequests created after it are trusted",
+            request_admission_since.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -169,6 +185,8 @@ impl Default for Metrics {
             grant_reasons: Default::default(),
             requests,
             request_transitions,
+            request_admission_enforced,
+            request_admission_since,
             request_states: Default::default(),
         }
     }
@@ -211,6 +229,14 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Records whether the admission policy is confirmed enforced, and since when.
+    pub fn observe_admission(&self, since: Option<jiff::Timestamp>) {
+        self.request_admission_enforced
+            .set(i64::from(since.is_some()));
+        self.request_admission_since
+            .set(since.map_or(0, |t| t.as_second()));
     }
 
     /// Records a request's current state (`None` once it is gone); a change of state counts

@@ -324,6 +324,10 @@ async fn run_controllers(
     } else {
         Vec::new()
     };
+    if ctx.admission.configured() {
+        // Confirms enforcement as soon as the policy is in place, and keeps the answer fresh.
+        runs.push(Box::pin(admission::watch_over(ctx.clone())));
+    }
     for (requests, connectors) in request_scopes
         .into_iter()
         .zip(scopes::<AwsConnector>(client, namespaces))

@@ -9,6 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::policy::Allowed;
 use super::record::{EndReason, Ended, Record};
+use super::trust::Trust;
 use crate::api::duration;
 use crate::api::request::{AccessRequestSpec, Decision, State};
 use crate::grant::expiry::Expiry;
@@ -18,9 +19,9 @@ pub struct Facts<'a> {
     pub record: &'a Record,
     /// The requestPolicy's verdict (with the grantPolicy's on the access, when it resolved).
     pub policy: Result<Allowed, String>,
-    /// Whether the admission policy that vouches for requesters and reviewers is in place
-    /// (`Err`: why not). Without it no approval is counted.
-    pub vouched: Result<(), String>,
+    /// Whether the API server provably checked the request's requester and reviews (see
+    /// `trust`). Only a vouched request is ever approved.
+    pub trust: Trust,
     /// When the API server created the request.
     pub created: Timestamp,
     pub pending_expiry: Duration,
@@ -128,22 +129,16 @@ pub fn step(f: &Facts<'_>) -> Step {
         .reviews
         .iter()
         .find(|r| r.decision != Decision::Approve && r.user != spec.requester.user);
-    if let Some(review) = against {
-        return if approved {
-            end(
+    if approved {
+        // An approval recorded under an enforcement in force stays: what happens to the
+        // admission policy later does not reach back. Giving access back needs no vouching.
+        if let Some(review) = against {
+            return end(
                 EndReason::Revoked,
                 format!("revoked by {}", review.user),
                 f.now,
-            )
-        } else {
-            end(
-                EndReason::Denied,
-                format!("denied by {}", review.user),
-                f.now,
-            )
-        };
-    }
-    if approved {
+            );
+        }
         let expiry = match ends_at(spec, f.record) {
             Some(at) if at <= f.now => {
                 return end(
@@ -182,6 +177,17 @@ pub fn step(f: &Facts<'_>) -> Step {
             expiry,
         };
     }
+    // Nothing vouches for who asked or who reviewed: none of it counts, ever.
+    if let Trust::Unvouched(why) = &f.trust {
+        return end(EndReason::Unvouched, why.clone(), f.now);
+    }
+    if let Some(review) = against {
+        return end(
+            EndReason::Denied,
+            format!("denied by {}", review.user),
+            f.now,
+        );
+    }
     let deadline = approve_by(f.created, f.pending_expiry);
     if f.now >= deadline {
         return end(
@@ -190,11 +196,13 @@ pub fn step(f: &Facts<'_>) -> Step {
             f.now,
         );
     }
-    if let Err(why) = &f.vouched {
+    if let Trust::Unconfirmed(why) = &f.trust {
         return Step::Wait {
             state: State::Pending,
             reason: "AdmissionPolicyMissing",
-            message: why.clone(),
+            message: format!(
+                "{why}: no approval is counted until the operator confirms the admission policy is enforced, and requests created before then are never trusted"
+            ),
         };
     }
     let allowed = match &f.policy {
@@ -266,7 +274,7 @@ mod tests {
                 rule: "oncall".into(),
                 approvals: 2,
             }),
-            vouched: Ok(()),
+            trust: Trust::Vouched,
             created: at("2026-01-01T10:00:00Z"),
             pending_expiry: Duration::from_secs(3600),
             connector_gone: false,
@@ -416,7 +424,7 @@ mod tests {
         let s = spec(json!([approve("bob"), approve("carol")]));
         let record = seen(&["bob", "carol"], "2026-01-01T10:10:00Z");
         let mut f = facts(&s, &record, "2026-01-01T10:20:00Z");
-        f.vouched = Err("missing".into());
+        f.trust = Trust::Unconfirmed("missing".into());
         assert!(matches!(
             step(&f),
             Step::Wait {
@@ -424,7 +432,7 @@ mod tests {
                 ..
             }
         ));
-        f.vouched = Ok(());
+        f.trust = Trust::Vouched;
         f.policy = Err("rule x: permission set".into());
         assert!(matches!(
             step(&f),
@@ -443,5 +451,35 @@ mod tests {
         assert!(
             matches!(step(&f), Step::Hold { approval: Some(Approval { ref by, .. }), .. } if by.is_empty())
         );
+    }
+
+    #[test]
+    fn an_unvouched_request_is_never_approved_but_an_approval_already_made_stands() {
+        let s = spec(json!([approve("bob"), approve("carol")]));
+        let record = seen(&["bob", "carol"], "2026-01-01T10:10:00Z");
+        let mut f = facts(&s, &record, "2026-01-01T10:20:00Z");
+        f.trust = Trust::Unvouched("created before the policy was enforced".into());
+        assert!(matches!(
+            step(&f),
+            Step::End(Ended { reason: EndReason::Unvouched, ref message, .. }) if message.contains("before the policy")
+        ));
+        // A denial nobody vouched for decides nothing either.
+        let denied = spec(json!([{"user": "bob", "decision": "Deny"}]));
+        f.spec = &denied;
+        assert!(matches!(
+            step(&f),
+            Step::End(Ended {
+                reason: EndReason::Unvouched,
+                ..
+            })
+        ));
+        // Approved while vouched: a later change of the admission policy does not take it back.
+        let approved = Record {
+            approved_at: Some("2026-01-01T10:15:00Z".into()),
+            ..record.clone()
+        };
+        let mut f = facts(&s, &approved, "2026-01-01T10:20:00Z");
+        f.trust = Trust::Unvouched("the policy was replaced".into());
+        assert!(matches!(step(&f), Step::Hold { approval: None, .. }));
     }
 }

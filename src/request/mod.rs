@@ -5,3 +5,4 @@
 pub mod lifecycle;
 pub mod policy;
 pub mod record;
+pub mod trust;

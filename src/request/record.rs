@@ -25,6 +25,8 @@ pub enum EndReason {
     NotAllowed,
     /// The connector it was held through is deleted.
     ConnectorDeleted,
+    /// It was created when the admission policy was not known to be enforced.
+    Unvouched,
 }
 
 impl EndReason {
@@ -37,6 +39,7 @@ impl EndReason {
             Self::Expired => "Expired",
             Self::NotAllowed => "NotAllowed",
             Self::ConnectorDeleted => "ConnectorDeleted",
+            Self::Unvouched => "Unvouched",
         }
     }
 }

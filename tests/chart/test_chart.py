@@ -141,7 +141,9 @@ class ObservabilityTest(unittest.TestCase):
                "aws_access_operator_aws_calls_total", "aws_access_operator_aws_throttled_total",
                "aws_access_operator_sync_duration_seconds", "aws_access_operator_inventory_items",
                "aws_access_operator_grants", "aws_access_operator_member_accounts",
-               "aws_access_operator_access_requests", "aws_access_operator_access_request_transitions_total"]
+               "aws_access_operator_access_requests", "aws_access_operator_access_request_transitions_total",
+               "aws_access_operator_request_admission_enforced",
+               "aws_access_operator_request_admission_trusted_since_seconds"]
 
     def test_metrics_are_registered_documented_and_charted(self):
         with open(os.path.join(ROOT, "src", "controller", "metrics.rs")) as f:

@@ -21,6 +21,10 @@ pub struct Request {
     /// Why, e.g. `RBAC: allowed by RoleBinding "x/ns" of Role "x" to ServiceAccount "sa/ns"`.
     pub reason: String,
     pub code: u16,
+    /// The response's message, when the request failed.
+    pub message: String,
+    /// The path and query asked for (`?dryRun=All` marks a dry run).
+    pub uri: String,
 }
 
 /// The resource requests `username` made, from the audit log at `path`.
@@ -47,6 +51,8 @@ pub fn requests_of(path: &Path, username: &str) -> Vec<Request> {
                 decision: s(&event["annotations"]["authorization.k8s.io/decision"]),
                 reason: s(&event["annotations"]["authorization.k8s.io/reason"]),
                 code: event["responseStatus"]["code"].as_u64().unwrap_or(0) as u16,
+                message: s(&event["responseStatus"]["message"]),
+                uri: s(&event["requestURI"]),
             }
         })
         .collect()

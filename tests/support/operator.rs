@@ -5,9 +5,11 @@ use std::time::Duration;
 use aws_access_operator::api::conditions::Conditions;
 use aws_access_operator::api::{AccessGrant, AwsConnector};
 use aws_access_operator::aws::{AwsBase, RateLimits};
+use aws_access_operator::controller::admission::RECORD_NAME;
 use aws_access_operator::controller::{self, AwsSettings, LeaderElection, Settings, shutdown};
+use aws_access_operator::request::trust::Enforcement;
 use aws_access_operator::sync::SyncOptions;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -229,4 +231,33 @@ pub fn grant(
         "metadata": {"name": name}, "spec": spec}),
     )
     .expect("grant")
+}
+
+/// The start of enforcement the operator keeps for the admission policy `policy` in its
+/// namespace `home`, once it has one that is not `previous`: requests created after it are
+/// trusted. Returns once the second it names is over (a request created within it is not).
+pub async fn enforced(
+    client: &Client,
+    home: &str,
+    policy: &str,
+    previous: Option<&Enforcement>,
+) -> Enforcement {
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), home);
+    let enforcement = wait::until(
+        &format!("the operator to confirm {policy} enforced"),
+        TIMEOUT,
+        || async {
+            let kept = config_maps.get_opt(RECORD_NAME).await.ok()??;
+            let text = kept.data?.get("enforcement")?.clone();
+            let enforcement: Enforcement = serde_json::from_str(&text).expect("enforcement");
+            (enforcement.name == policy && Some(&enforcement) != previous).then_some(enforcement)
+        },
+    )
+    .await;
+    let over = enforcement.since().expect("since") + jiff::SignedDuration::from_millis(1100);
+    let left = jiff::Timestamp::now().duration_until(over);
+    if left.is_positive() {
+        tokio::time::sleep(left.unsigned_abs()).await;
+    }
+    enforcement
 }

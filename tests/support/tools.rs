@@ -93,10 +93,15 @@ pub async fn operator_container(
 /// Runs kubectl (built with the control plane) against the cluster the tests run on, with
 /// `stdin` as its standard input.
 pub fn kubectl(args: &[&str], stdin: &str) -> Output {
+    kubectl_at(&super::cluster::kubeconfig(), args, stdin)
+}
+
+/// kubectl against the cluster `kubeconfig` names.
+pub fn kubectl_at(kubeconfig: &Path, args: &[&str], stdin: &str) -> Output {
     use std::io::Write;
     let mut child = Command::new(bin().join("kubectl"))
         .arg("--kubeconfig")
-        .arg(super::cluster::kubeconfig())
+        .arg(kubeconfig)
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -18,6 +18,7 @@ mod status;
 
 use outcome::Outcome;
 
+use super::admission::FRESH_FOR;
 use super::context::Context;
 use super::error::Error;
 use super::grant::{Gathered, Holding, Wanted, converge, gather, rfc3339, wanted};
@@ -35,7 +36,8 @@ use crate::grant::policy::check_grant;
 use crate::grant::units::settle_in_unit;
 use crate::request::lifecycle::{self, Facts, Step};
 use crate::request::policy::{self as request_policy, Allowed};
-use crate::request::record::Record;
+use crate::request::record::{EndReason, Record};
+use crate::request::trust::{self, Trust};
 
 pub const CONTROLLER: &str = "request";
 
@@ -171,6 +173,8 @@ async fn apply(
     api: &Api<AccessRequest>,
     ctx: &Context,
 ) -> Result<Action, Error> {
+    // Everything in `request` reached the API server before this instant.
+    let read_at = std::time::Instant::now();
     let now = Timestamp::now();
     let uid = request.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let name = key(request);
@@ -221,22 +225,57 @@ async fn apply(
         .as_ref()
         .map(|t| t.0)
         .ok_or(Error::MissingField("metadata.creationTimestamp"))?;
-    let vouched = ctx.admission.vouched(&ctx.client).await;
     let connector_gone = match &gathered.connector {
         Connector::Missing => true,
         Connector::Present { deleting, .. } => *deleting,
     };
-    let step = lifecycle::step(&Facts {
-        spec: &request.spec,
-        record: &record,
-        policy: policy.clone(),
-        vouched,
+    let decide = |trust: Trust| {
+        lifecycle::step(&Facts {
+            spec: &request.spec,
+            record: &record,
+            policy: policy.clone(),
+            trust,
+            created,
+            pending_expiry,
+            connector_gone,
+            holds,
+            now,
+        })
+    };
+    // What only shows may use a recent answer; an approval waits for a check that started
+    // after the request was read, so that no change of the policy since hides behind it.
+    let recent = read_at.checked_sub(FRESH_FOR).unwrap_or(read_at);
+    let mut trust = trust::trust(
         created,
-        pending_expiry,
-        connector_gone,
-        holds,
-        now,
-    });
+        &ctx.admission
+            .enforcement(&ctx.client, &ctx.fence, recent)
+            .await,
+    );
+    let mut step = decide(trust.clone());
+    if matches!(
+        step,
+        Step::Hold {
+            approval: Some(_),
+            ..
+        }
+    ) {
+        trust = trust::trust(
+            created,
+            &ctx.admission
+                .enforcement(&ctx.client, &ctx.fence, read_at)
+                .await,
+        );
+        step = decide(trust.clone());
+    }
+    // Why none of the reviews count, while the request is not approved.
+    let uncounted = match (&step, &trust) {
+        _ if record.approved_at.is_some() => None,
+        (Step::End(ended), _) if ended.reason == EndReason::Unvouched => {
+            Some(ended.message.clone())
+        }
+        (Step::End(_), _) | (_, Trust::Vouched) => None,
+        (_, Trust::Unvouched(why) | Trust::Unconfirmed(why)) => Some(why.clone()),
+    };
     let needed = policy.as_ref().ok().map(|a| a.approvals);
     let deadline = lifecycle::approve_by(created, pending_expiry);
     let names = Names::from_cache(&gathered.cache);
@@ -307,7 +346,19 @@ async fn apply(
         }
     };
     let action = status::write(
-        request, api, ctx, &record, outcome, needed, deadline, &names, accesses, &gathered,
+        request,
+        api,
+        ctx,
+        &record,
+        outcome,
+        status::Counting {
+            needed,
+            deadline,
+            uncounted: uncounted.as_deref(),
+        },
+        &names,
+        accesses,
+        &gathered,
     )
     .await?;
     // Each review is an event of its own, once: who, what, and whether it counted.
@@ -315,11 +366,14 @@ async fn apply(
         let counted = lifecycle::counted(&request.spec, &record, deadline, Decision::Approve)
             .contains(&review.user.as_str());
         let what = match review.decision {
-            Decision::Approve if counted => "approved it".to_string(),
-            Decision::Approve => format!(
-                "approved it after its deadline ({}): not counted",
-                stamp(deadline)
-            ),
+            Decision::Approve if counted && uncounted.is_none() => "approved it".to_string(),
+            Decision::Approve => match &uncounted {
+                Some(why) => format!("approved it: not counted ({why})"),
+                None => format!(
+                    "approved it after its deadline ({}): not counted",
+                    stamp(deadline)
+                ),
+            },
             Decision::Deny => "denied it".into(),
             Decision::Revoke => "revoked it".into(),
         };

@@ -182,6 +182,7 @@ pub(super) fn ended(
     let state = match ended.reason {
         EndReason::Denied => State::Denied,
         EndReason::Expired => State::Expired,
+        EndReason::Unvouched => State::Unvouched,
         _ => State::Ended,
     };
     let report = match retried(report)? {

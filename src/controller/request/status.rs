@@ -9,7 +9,7 @@ use super::outcome::Outcome;
 use super::{key, stamp};
 use crate::api::AccessRequest;
 use crate::api::conditions::{ConditionStatus, ConditionUpdate};
-use crate::api::request::{Decision, SeenReview, State};
+use crate::api::request::{Decision, Review, SeenReview, State};
 use crate::controller::context::Context;
 use crate::controller::error::Error;
 use crate::controller::grant::Gathered;
@@ -29,6 +29,16 @@ fn condition(type_: &'static str, on: bool, reason: &str, message: &str) -> Cond
     ConditionUpdate::new(type_, status, reason, message)
 }
 
+/// How approvals are counted for the request.
+pub(super) struct Counting<'a> {
+    /// The approvals its rule needs, once a rule allows it.
+    pub needed: Option<u32>,
+    /// When approvals stop counting.
+    pub deadline: Timestamp,
+    /// Why no review counts at all (nothing vouches for the request, or not yet).
+    pub uncounted: Option<&'a str>,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn write(
     request: &AccessRequest,
@@ -36,8 +46,7 @@ pub(super) async fn write(
     ctx: &Context,
     record: &Record,
     outcome: Outcome,
-    needed: Option<u32>,
-    deadline: Timestamp,
+    counting: Counting<'_>,
     names: &Names,
     accesses: &[Access],
     gathered: &Gathered,
@@ -45,7 +54,15 @@ pub(super) async fn write(
     let current = request.status.clone();
     let mut next = current.clone().unwrap_or_default();
     let old_state = next.state;
-    let approvers = lifecycle::counted(&request.spec, record, deadline, Decision::Approve);
+    let Counting {
+        needed,
+        deadline,
+        uncounted,
+    } = counting;
+    let approvers = match uncounted {
+        Some(_) => Vec::new(),
+        None => lifecycle::counted(&request.spec, record, deadline, Decision::Approve),
+    };
     next.state = Some(outcome.state);
     next.approvals = Some(match (record.approved_at.as_ref(), needed) {
         (Some(_), _) => format!("{}/{}", record.approved_by.len(), record.approved_by.len()),
@@ -57,15 +74,27 @@ pub(super) async fn write(
         .spec
         .reviews
         .iter()
-        .map(|r| SeenReview {
-            user: r.user.clone(),
-            decision: r.decision,
-            seen_at: record
+        .map(|r| {
+            let seen_at = record
                 .reviews_seen
                 .get(&r.user)
                 .cloned()
-                .unwrap_or_default(),
-            counted: approvers.contains(&r.user.as_str()) || r.decision != Decision::Approve,
+                .unwrap_or_default();
+            let note = review_note(
+                r,
+                &request.spec.requester.user,
+                &seen_at,
+                deadline,
+                uncounted,
+            );
+            SeenReview {
+                user: r.user.clone(),
+                decision: r.decision,
+                seen_at,
+                counted: note.is_none()
+                    && (approvers.contains(&r.user.as_str()) || r.decision != Decision::Approve),
+                note,
+            }
         })
         .collect();
     next.approve_by = Some(stamp(deadline));
@@ -91,6 +120,7 @@ pub(super) async fn write(
         State::Denied => "Denied",
         State::Expired => "Expired",
         State::NotAllowed => "NotAllowed",
+        State::Unvouched => "Unvouched",
         _ if approved => "Approved",
         _ => outcome.reason.as_str(),
     };
@@ -152,7 +182,9 @@ pub(super) async fn write(
     );
     if old_state != Some(state) {
         let type_ = match state {
-            State::Denied | State::Expired | State::NotAllowed => EventType::Warning,
+            State::Denied | State::Expired | State::NotAllowed | State::Unvouched => {
+                EventType::Warning
+            }
             _ => EventType::Normal,
         };
         let note = match state {
@@ -168,6 +200,31 @@ pub(super) async fn write(
     Ok(match outcome.requeue {
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
+    })
+}
+
+/// Why a review does not count, if it does not.
+fn review_note(
+    review: &Review,
+    requester: &str,
+    seen_at: &str,
+    deadline: Timestamp,
+    uncounted: Option<&str>,
+) -> Option<String> {
+    if let Some(why) = uncounted {
+        return Some(format!("not counted: {why}"));
+    }
+    if review.user == requester {
+        return Some("not counted: the requester cannot review their own request".into());
+    }
+    let late = seen_at
+        .parse::<Timestamp>()
+        .is_ok_and(|seen| seen > deadline);
+    (review.decision == Decision::Approve && late).then(|| {
+        format!(
+            "not counted: seen after the deadline for approvals ({})",
+            stamp(deadline)
+        )
     })
 }
 
