@@ -34,6 +34,9 @@ pub struct Declaration {
 pub struct HeldByRequest {
     /// Who approved it; empty when its rule approved it by itself.
     pub approved_by: Vec<String>,
+    /// Every review in the order made (`bob Approve`, `bob Revoke`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reviews: Vec<String>,
 }
 
 /// Which AccessGrants declare each piece of access.
@@ -337,6 +340,7 @@ pub async fn add_requests<'a>(
             expires: status.ends_at.clone(),
             request: Some(HeldByRequest {
                 approved_by: status.approvers(),
+                reviews: status.review_trail(),
             }),
         };
         for access in resolved.accesses {

@@ -339,6 +339,51 @@ async fn the_api_server_vouches_for_requesters_and_reviewers() {
     );
     assert!(back.contains("cannot be taken back"), "{back}");
 
+    // A reviewer who approved may take it back, once, with a Revoke (the command line allows
+    // it); nothing else is added twice by one reviewer.
+    alice
+        .create(
+            &PostParams::default(),
+            &request("second", &who.alice.username, json!({})),
+        )
+        .await
+        .expect("request");
+    let carol = api(&who.carol, &ns).await;
+    let approve = as_user(&who.bob, &["approve", "second", "-n", &ns]);
+    assert!(approve.status.success(), "{approve:?}");
+    let take_back = as_user(&who.bob, &["revoke", "second", "-n", &ns]);
+    assert!(take_back.status.success(), "{take_back:?}");
+    let decisions: Vec<(String, String)> = bob
+        .get("second")
+        .await
+        .expect("get")
+        .spec
+        .reviews
+        .iter()
+        .map(|r| (r.user.clone(), format!("{:?}", r.decision)))
+        .collect();
+    assert_eq!(
+        decisions,
+        vec![
+            (who.bob.username.clone(), "Approve".into()),
+            (who.bob.username.clone(), "Revoke".into())
+        ]
+    );
+    let twice = as_user(&who.bob, &["approve", "second", "-n", &ns]);
+    assert_eq!(twice.status.code(), Some(1), "{twice:?}");
+    assert!(
+        String::from_utf8_lossy(&twice.stderr).contains("reviewed it already (Approve, Revoke)"),
+        "{twice:?}"
+    );
+    let deny_too = refused(add_review(&bob, "second", &who.bob.username, "Deny").await);
+    assert!(deny_too.contains("one review per reviewer"), "{deny_too}");
+    // An approval after one's own Revoke is out of order: the admission policy refuses it.
+    add_review(&carol, "second", &who.carol.username, "Revoke")
+        .await
+        .expect("carol's revoke");
+    let after = refused(add_review(&carol, "second", &who.carol.username, "Approve").await);
+    assert!(after.contains("[revoke-own-approval]"), "{after}");
+
     policy.remove();
     cluster.cleanup().await;
 }
@@ -480,6 +525,16 @@ async fn two_approvals_grant_once_and_the_duration_revokes_on_time() {
         .await
         .expect("carol");
     let active = state(&alice, "short", "Active").await;
+    // The second review is an event of its own too, not a repeat of the first.
+    let second = format!("{} approved it", who.carol.username);
+    wait::until("carol's review as an event", TIMEOUT, || async {
+        org.events("Reviewed")
+            .await
+            .iter()
+            .any(|e| e.note.as_deref() == Some(second.as_str()))
+            .then_some(())
+    })
+    .await;
     let status = active.status.expect("status");
     assert!(
         status.active_since.is_some() && status.ends_at.is_some(),
@@ -822,6 +877,137 @@ async fn two_approvals_grant_once_and_the_duration_revokes_on_time() {
         .expect("status");
     assert_eq!(unvouched.state.map(|s| s.as_str()), Some("Pending"));
     assert!(org.writes().is_empty(), "{:?}", org.writes());
+    org.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approver_takes_back_an_approval_or_ends_the_access_it_gave() {
+    let (org, policy, who) = requests_org("req-take-back", 2).await;
+    let ns = org.cluster.namespace.clone();
+    let alice = api(&who.alice, &ns).await;
+    let dave = with_rules(
+        &org.cluster,
+        &ns,
+        "dave",
+        json!([]),
+        &[(
+            ns.as_str(),
+            json!([{"apiGroups": ["awsaccess.io"], "resources": ["accessrequests"],
+                    "verbs": ["get", "list", "watch", "update", "patch", "approve"]}]),
+        )],
+    )
+    .await;
+    alice
+        .create(&PostParams::default(), &as_alice(&who, "hotfix", "30m"))
+        .await
+        .expect("request");
+    state(&alice, "hotfix", "Pending").await;
+    let run = |identity: &Identity, verb: &str| {
+        let out = as_user(identity, &[verb, "hotfix", "-n", &ns]);
+        assert!(out.status.success(), "{verb}: {out:?}");
+    };
+    // bob approves, then takes it back while the request is pending: the count drops.
+    run(&who.bob, "approve");
+    wait::until("1/2 approvals", TIMEOUT, || async {
+        let r = alice.get("hotfix").await.ok()?;
+        (r.status?.approvals.as_deref() == Some("1/2")).then_some(())
+    })
+    .await;
+    run(&who.bob, "revoke");
+    let taken_back = wait::until("bob's approval taken back", TIMEOUT, || async {
+        let status = alice.get("hotfix").await.ok()?.status?;
+        (status.reviews.len() == 2 && status.approvals.as_deref() == Some("0/2")).then_some(status)
+    })
+    .await;
+    assert_eq!(taken_back.state.map(|s| s.as_str()), Some("Pending"));
+    assert!(
+        !taken_back.reviews[0].counted
+            && taken_back.reviews[0]
+                .note
+                .as_deref()
+                .is_some_and(|n| n.contains("took it back")),
+        "{:?}",
+        taken_back.reviews
+    );
+    let note = format!("{} took back their approval", who.bob.username);
+    wait::until("the Reviewed event of the Revoke", TIMEOUT, || async {
+        org.events("Reviewed")
+            .await
+            .iter()
+            .any(|e| e.note.as_deref() == Some(note.as_str()))
+            .then_some(())
+    })
+    .await;
+    assert!(org.writes().is_empty(), "{:?}", org.writes());
+
+    // carol and dave approve: held, and `access` shows every review in order.
+    run(&who.carol, "approve");
+    run(&dave, "approve");
+    let active = state(&alice, "hotfix", "Active").await;
+    assert_eq!(
+        active.status.as_ref().and_then(|s| s.approvals.as_deref()),
+        Some("2/2")
+    );
+    assert_eq!(
+        org.writes().get("CreateAccountAssignment").copied(),
+        Some(1)
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let held = kubectl_ok(
+        &["get", "accessrequests", "-n", &ns, "hotfix", "-o", "yaml"],
+        "",
+    );
+    std::fs::write(dir.path().join("requests.yaml"), held).expect("write");
+    std::fs::write(
+        dir.path().join("connector.yaml"),
+        json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+            "metadata": {"name": "org", "namespace": ns}, "spec": {"region": "us-east-1"}})
+        .to_string(),
+    )
+    .expect("write");
+    let shown = access(
+        &org.moto,
+        &[
+            "access",
+            "-f",
+            dir.path().to_str().expect("utf-8"),
+            "--principal",
+            "user-03@example.com",
+        ],
+    );
+    let trail = format!(
+        "reviews: {bob} Approve, {bob} Revoke, {carol} Approve, {dave} Approve",
+        bob = who.bob.username,
+        carol = who.carol.username,
+        dave = dave.username
+    );
+    assert!(shown.contains(&trail), "{shown}");
+
+    // carol takes hers back once the access is held: it ends, and is given back.
+    run(&who.carol, "revoke");
+    let ended = state(&alice, "hotfix", "Ended").await;
+    let status = ended.status.expect("status");
+    assert_eq!(status.end_reason.as_deref(), Some("Revoked"));
+    let order: Vec<(String, String)> = status
+        .reviews
+        .iter()
+        .map(|r| (r.user.clone(), format!("{:?}", r.decision)))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            (who.bob.username.clone(), "Approve".into()),
+            (who.bob.username.clone(), "Revoke".into()),
+            (who.carol.username.clone(), "Approve".into()),
+            (dave.username.clone(), "Approve".into()),
+            (who.carol.username.clone(), "Revoke".into()),
+        ]
+    );
+    wait::until("the access given back", TIMEOUT, || async {
+        (org.writes().get("DeleteAccountAssignment").copied() == Some(1)).then_some(())
+    })
+    .await;
+    policy.remove();
     org.finish().await;
 }
 

@@ -40,7 +40,8 @@ use super::rules;
     validation = rules::iam_membership_principal_rule(),
     validation = kube::core::Rule::new("self.connectorRef == oldSelf.connectorRef && self.requester == oldSelf.requester && self.principal == oldSelf.principal && self.target == oldSelf.target && self.duration == oldSelf.duration && self.reason == oldSelf.reason").message(rules::REQUEST_IMMUTABLE),
     validation = kube::core::Rule::new("!has(oldSelf.withdrawn) || !oldSelf.withdrawn || (has(self.withdrawn) && self.withdrawn)").message(rules::WITHDRAWN_FINAL),
-    validation = kube::core::Rule::new("!has(oldSelf.reviews) || (has(self.reviews) && oldSelf.reviews.all(o, self.reviews.exists(n, n.user == o.user)))").message(rules::REVIEWS_KEPT)
+    validation = kube::core::Rule::new("!has(oldSelf.reviews) || (has(self.reviews) && oldSelf.reviews.all(o, self.reviews.exists(n, n.user == o.user && n.decision == o.decision)))").message(rules::REVIEWS_KEPT),
+    validation = kube::core::Rule::new("!has(self.reviews) || self.reviews.all(a, self.reviews.all(b, a.user != b.user || a.decision == b.decision || (a.decision != 'Deny' && b.decision != 'Deny')))").message(rules::REVIEWS_PER_USER)
 )]
 pub struct AccessRequestSpec {
     /// The AwsConnector that reaches the organization.
@@ -59,11 +60,12 @@ pub struct AccessRequestSpec {
     #[schemars(length(min = 1, max = 1024))]
     #[x_kube(validation = kube::core::Rule::new("self.trim().size() > 0").message(rules::REASON_NEEDED))]
     pub reason: String,
-    /// Approvals and denials, each added by the reviewer it names (checked at admission) and
-    /// never changed once made.
+    /// Approvals, denials and revocations, each added by the reviewer it names (checked at
+    /// admission) and never changed once made. One per reviewer, except that a reviewer who
+    /// approved may later add a `Revoke` of their own approval.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
-    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["user".into()]))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["user".into(), "decision".into()]))]
     pub reviews: Vec<Review>,
     /// Set by the requester to give the access back (or to drop the request) before its time.
     /// Once true it stays true.
@@ -88,6 +90,14 @@ impl AccessRequestSpec {
 }
 
 impl AccessRequestStatus {
+    /// Every review in the order made, for people: `bob Approve, bob Revoke`.
+    pub fn review_trail(&self) -> Vec<String> {
+        self.reviews
+            .iter()
+            .map(|r| format!("{} {:?}", r.user, r.decision))
+            .collect()
+    }
+
     /// Who approved the request, as its status records it (empty when its rule approved it).
     pub fn approvers(&self) -> Vec<String> {
         self.reviews
@@ -130,7 +140,8 @@ pub enum Decision {
     Approve,
     /// Refuses the request; ends the access if it is held already.
     Deny,
-    /// Ends access already held before its time.
+    /// Ends access already held before its time; by a reviewer who approved a request still
+    /// pending, takes that approval back.
     Revoke,
 }
 

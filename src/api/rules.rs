@@ -97,8 +97,10 @@ pub const RULE_NEEDS_REQUESTERS: &str =
     "spec.requestPolicy.rules[]: a rule must name users or groups who may request";
 pub const REQUEST_IMMUTABLE: &str = "spec.connectorRef, spec.requester, spec.principal, spec.target, spec.duration and spec.reason of an AccessRequest cannot change once it is made: make a new request";
 pub const WITHDRAWN_FINAL: &str = "spec.withdrawn cannot be taken back once true";
-pub const REVIEWS_KEPT: &str = "spec.reviews: a review cannot be removed once made";
+pub const REVIEWS_KEPT: &str = "spec.reviews: a review cannot be changed or removed once made";
 pub const REVIEW_FINAL: &str = "spec.reviews: a review cannot be changed once made";
+pub const REVIEWS_PER_USER: &str =
+    "spec.reviews: one review per reviewer, except a Revoke of their own Approve";
 pub const REASON_NEEDED: &str = "spec.reason must say why the access is needed";
 pub const PERMISSION_SET_PRINCIPAL: &str =
     "spec.principal.kind must be SsoUser or SsoGroup for spec.target.kind PermissionSet";

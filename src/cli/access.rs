@@ -261,7 +261,13 @@ fn declared_text(declared_by: &[Declaration]) -> String {
                     .as_deref()
                     .map(|at| format!(", ends {at}"))
                     .unwrap_or_default();
-                format!("request {}, {approved}{ends}", d.grant)
+                // The whole trail only when it says more than who approved.
+                let trail = if request.reviews.len() > request.approved_by.len() {
+                    format!(" (reviews: {})", request.reviews.join(", "))
+                } else {
+                    String::new()
+                };
+                format!("request {}, {approved}{trail}{ends}", d.grant)
             }
             (None, Some(at)) => format!("{} (expires {at})", d.grant),
             (None, None) => d.grant.clone(),

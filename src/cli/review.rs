@@ -84,10 +84,23 @@ pub async fn review(args: ReviewArgs, decision: Decision) -> anyhow::Result<Exit
     let name = args.request.name.clone();
     let api = requests(&client, &args.request);
     let written = change(&api, &name, |request| {
-        if let Some(mine) = request.spec.reviews.iter().find(|r| r.user == user) {
+        let mine: Vec<Decision> = request
+            .spec
+            .reviews
+            .iter()
+            .filter(|r| r.user == user)
+            .map(|r| r.decision)
+            .collect();
+        // A review is final; the one thing a reviewer may add is a Revoke of their own approval.
+        let taking_back = decision == Decision::Revoke && mine == [Decision::Approve];
+        if !mine.is_empty() && !taking_back {
+            let made = mine
+                .iter()
+                .map(|d| format!("{d:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             return Err(super::InvalidInput(format!(
-                "AccessRequest {name}: {user} reviewed it already ({:?}); a review cannot be changed",
-                mine.decision
+                "AccessRequest {name}: {user} reviewed it already ({made}); a review cannot be changed, and only an approval can be taken back (revoke)"
             ))
             .into());
         }

@@ -81,8 +81,22 @@ pub fn ends_at(spec: &AccessRequestSpec, record: &Record) -> Option<Timestamp> {
     since.checked_add(lifetime(spec)).ok()
 }
 
+/// Whether `user` added a `Revoke` of their own: it takes back the approval they gave.
+pub fn took_back(spec: &AccessRequestSpec, user: &str) -> bool {
+    spec.reviews
+        .iter()
+        .any(|r| r.user == user && r.decision == Decision::Revoke)
+}
+
+/// Whether `user` approved the request (whether or not they took it back since).
+fn gave_approval(spec: &AccessRequestSpec, user: &str) -> bool {
+    spec.reviews
+        .iter()
+        .any(|r| r.user == user && r.decision == Decision::Approve)
+}
+
 /// Reviews by someone other than the requester, that the operator saw by the deadline, of
-/// one decision.
+/// one decision; approvals their reviewer took back do not count.
 pub fn counted<'a>(
     spec: &'a AccessRequestSpec,
     record: &Record,
@@ -92,10 +106,10 @@ pub fn counted<'a>(
     spec.reviews
         .iter()
         .filter(|r| r.decision == decision && r.user != spec.requester.user)
+        .filter(|r| r.decision != Decision::Approve || !took_back(spec, &r.user))
         .filter(|r| {
             record
-                .reviews_seen
-                .get(&r.user)
+                .seen(r)
                 .and_then(|s| s.parse::<Timestamp>().ok())
                 .is_some_and(|seen| seen <= deadline)
         })
@@ -124,11 +138,16 @@ pub fn step(f: &Facts<'_>) -> Step {
         );
     }
     let approved = f.record.approved_at.is_some();
-    // A denial or revocation by another user counts whenever it comes.
-    let against = spec
-        .reviews
-        .iter()
-        .find(|r| r.decision != Decision::Approve && r.user != spec.requester.user);
+    // A denial or revocation by another user counts whenever it comes; before the request is
+    // approved, a reviewer's `Revoke` of their own approval only takes that approval back.
+    let against = spec.reviews.iter().find(|r| {
+        r.user != spec.requester.user
+            && match r.decision {
+                Decision::Approve => false,
+                Decision::Deny => true,
+                Decision::Revoke => approved || !gave_approval(spec, &r.user),
+            }
+    });
     if approved {
         // An approval recorded under an enforcement in force stays: what happens to the
         // admission policy later does not reach back. Giving access back needs no vouching.
@@ -259,6 +278,10 @@ mod tests {
     fn seen(users: &[&str], when: &str) -> Record {
         Record {
             reviews_seen: users
+                .iter()
+                .map(|u| (u.to_string(), when.to_string()))
+                .collect(),
+            revocations_seen: users
                 .iter()
                 .map(|u| (u.to_string(), when.to_string()))
                 .collect(),
@@ -481,5 +504,59 @@ mod tests {
         let mut f = facts(&s, &approved, "2026-01-01T10:20:00Z");
         f.trust = Trust::Unvouched("the policy was replaced".into());
         assert!(matches!(step(&f), Step::Hold { approval: None, .. }));
+    }
+
+    #[test]
+    fn an_approver_takes_their_approval_back_or_ends_what_it_gave() {
+        let revoke = |user: &str| json!({"user": user, "decision": "Revoke"});
+        let record = seen(&["bob", "carol", "dave"], "2026-01-01T10:10:00Z");
+        // Pending, 2 needed: bob approves then takes it back; carol's alone is one of two.
+        let taken_back = spec(json!([approve("bob"), approve("carol"), revoke("bob")]));
+        let f = facts(&taken_back, &record, "2026-01-01T10:20:00Z");
+        assert!(
+            matches!(step(&f), Step::Wait { state: State::Pending, ref message, .. } if message.starts_with("1 of 2")),
+            "{:?}",
+            step(&f)
+        );
+        assert_eq!(
+            counted(
+                &taken_back,
+                &record,
+                at("2026-01-01T11:00:00Z"),
+                Decision::Approve
+            ),
+            vec!["carol"]
+        );
+        // A third approver brings it back to two.
+        let again = spec(json!([
+            approve("bob"),
+            approve("carol"),
+            revoke("bob"),
+            approve("dave")
+        ]));
+        assert!(matches!(
+            step(&facts(&again, &record, "2026-01-01T10:20:00Z")),
+            Step::Hold { approval: Some(Approval { ref by, .. }), .. } if by == &vec!["carol".to_string(), "dave".to_string()]
+        ));
+        // A Revoke by someone who never approved a pending request denies it.
+        let stranger = spec(json!([approve("bob"), revoke("dave")]));
+        assert!(matches!(
+            step(&facts(&stranger, &record, "2026-01-01T10:20:00Z")),
+            Step::End(Ended {
+                reason: EndReason::Denied,
+                ..
+            })
+        ));
+        // Once approved, an approver's own Revoke ends the access.
+        let approved = Record {
+            approved_at: Some("2026-01-01T10:15:00Z".into()),
+            held_since: Some("2026-01-01T10:16:00Z".into()),
+            ..record.clone()
+        };
+        let ended = spec(json!([approve("bob"), approve("carol"), revoke("bob")]));
+        assert!(matches!(
+            step(&facts(&ended, &approved, "2026-01-01T10:20:00Z")),
+            Step::End(Ended { reason: EndReason::Revoked, ref message, .. }) if message == "revoked by bob"
+        ));
     }
 }

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::request::{Decision, Review};
+
 /// Why a request is over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EndReason {
@@ -60,9 +62,13 @@ pub struct Record {
     pub uid: String,
     /// `namespace/name` of the connector.
     pub connector: String,
-    /// Reviewer → when the operator first saw the review (RFC 3339).
+    /// Reviewer → when the operator first saw their approval or denial (RFC 3339).
     #[serde(default)]
     pub reviews_seen: BTreeMap<String, String>,
+    /// Reviewer → when the operator first saw their `Revoke` (a reviewer who approved may add
+    /// one later).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub revocations_seen: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_at: Option<String>,
     /// Who approved it (empty: approved automatically by the rule).
@@ -76,4 +82,33 @@ pub struct Record {
     pub held_since: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended: Option<Ended>,
+}
+
+impl Record {
+    fn seen_map(&self, decision: Decision) -> &BTreeMap<String, String> {
+        match decision {
+            Decision::Revoke => &self.revocations_seen,
+            Decision::Approve | Decision::Deny => &self.reviews_seen,
+        }
+    }
+
+    /// When the operator first saw `review`.
+    pub fn seen(&self, review: &Review) -> Option<&str> {
+        self.seen_map(review.decision)
+            .get(&review.user)
+            .map(String::as_str)
+    }
+
+    /// Notes `review` as seen `at`, unless it was already; whether it is new.
+    pub fn note_seen(&mut self, review: &Review, at: &str) -> bool {
+        let map = match review.decision {
+            Decision::Revoke => &mut self.revocations_seen,
+            Decision::Approve | Decision::Deny => &mut self.reviews_seen,
+        };
+        if map.contains_key(&review.user) {
+            return false;
+        }
+        map.insert(review.user.clone(), at.to_string());
+        true
+    }
 }

@@ -19,13 +19,14 @@ use serde::{Deserialize, Serialize};
 
 /// The rules of the chart's policy that the operator relies on, by the tag each message starts
 /// with. A policy missing any of them is not the policy the operator trusts.
-pub const RULES: [&str; 8] = [
+pub const RULES: [&str; 9] = [
     "requester-is-caller",
     "requester-groups",
     "requester-unchanged",
     "reviews-final",
     "reviewer-is-caller",
     "no-self-review",
+    "revoke-own-approval",
     "approve-verb",
     "requester-withdraws",
 ];
@@ -398,7 +399,7 @@ mod tests {
         );
         assert!(refused(&creates_only, &denies).contains("matchConstraints"));
         let mut fewer = every_rule();
-        fewer.as_array_mut().expect("rules").remove(6);
+        fewer.as_array_mut().expect("rules").remove(7);
         assert!(
             refused(&policy(fewer, json!({})), &denies).contains("lacks the rules approve-verb")
         );

@@ -201,8 +201,7 @@ async fn apply(
     // A review counts from when the operator first sees it, never from a time anyone wrote.
     let mut new_reviews = Vec::new();
     for review in &request.spec.reviews {
-        if !record.reviews_seen.contains_key(&review.user) {
-            record.reviews_seen.insert(review.user.clone(), stamp(now));
+        if record.note_seen(review, &stamp(now)) {
             new_reviews.push(review.clone());
         }
     }
@@ -375,6 +374,16 @@ async fn apply(
                 ),
             },
             Decision::Deny => "denied it".into(),
+            Decision::Revoke
+                if record.approved_at.is_none()
+                    && request
+                        .spec
+                        .reviews
+                        .iter()
+                        .any(|r| r.user == review.user && r.decision == Decision::Approve) =>
+            {
+                "took back their approval".into()
+            }
             Decision::Revoke => "revoked it".into(),
         };
         let comment = review
@@ -384,7 +393,16 @@ async fn apply(
             .unwrap_or_default();
         let note = format!("{} {what}{comment}", review.user);
         tracing::info!(request = %name, %note, "reviewed");
-        ctx.publish(request, EventType::Normal, "Reviewed", "Review", note)
+        // Its place in the list tells the event apart: the recorder would count another review
+        // as a repeat of the first (same reason and action), and keep only the first's note.
+        let place = request
+            .spec
+            .reviews
+            .iter()
+            .position(|r| r == &review)
+            .map_or(0, |i| i + 1);
+        let action = format!("Review{place}");
+        ctx.publish(request, EventType::Normal, "Reviewed", &action, note)
             .await;
     }
     Ok(action)

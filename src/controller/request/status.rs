@@ -75,17 +75,16 @@ pub(super) async fn write(
         .reviews
         .iter()
         .map(|r| {
-            let seen_at = record
-                .reviews_seen
-                .get(&r.user)
-                .cloned()
-                .unwrap_or_default();
+            let seen_at = record.seen(r).unwrap_or_default().to_string();
+            let taken_back =
+                r.decision == Decision::Approve && lifecycle::took_back(&request.spec, &r.user);
             let note = review_note(
                 r,
                 &request.spec.requester.user,
                 &seen_at,
                 deadline,
                 uncounted,
+                taken_back,
             );
             SeenReview {
                 user: r.user.clone(),
@@ -210,9 +209,16 @@ fn review_note(
     seen_at: &str,
     deadline: Timestamp,
     uncounted: Option<&str>,
+    taken_back: bool,
 ) -> Option<String> {
     if let Some(why) = uncounted {
         return Some(format!("not counted: {why}"));
+    }
+    if taken_back {
+        return Some(format!(
+            "not counted: {} took it back with a Revoke",
+            review.user
+        ));
     }
     if review.user == requester {
         return Some("not counted: the requester cannot review their own request".into());
