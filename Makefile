@@ -28,7 +28,7 @@ test: venv controlplane
 
 ## test-oldest: the end-to-end, grant, request, RBAC and chart tests again on the oldest Kubernetes the
 ## chart supports (1.30)
-OLDEST_SUITES := e2e:: grants:: unit_grants:: rbac:: crds:: chart:: requests:: request_trust::
+OLDEST_SUITES := e2e:: grants:: unit_grants:: rbac:: crds:: chart:: requests:: request_trust:: request_notices::
 test-oldest: venv controlplane controlplane-oldest
 	$(CLEAN_AWS_ENV) TEST_KUBERNETES_VERSION=1.30 $(CARGO) test --locked --test integration -- $(OLDEST_SUITES)
 

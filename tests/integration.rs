@@ -18,6 +18,7 @@ mod moto_launcher;
 mod operator_process;
 mod plan;
 mod rbac;
+mod request_notices;
 mod request_trust;
 mod requests;
 mod restart;

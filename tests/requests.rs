@@ -426,13 +426,26 @@ pub(crate) async fn requests_org_under(
     approvals: u32,
     tune: impl FnOnce(&mut aws_access_operator::controller::AwsSettings),
 ) -> (Org, People) {
+    requests_org_notifying(cluster, name, prefix, seed, approvals, tune, json!([])).await
+}
+
+/// `requests_org_under` with the requestPolicy's `notify` receivers.
+pub(crate) async fn requests_org_notifying(
+    cluster: TestCluster,
+    name: String,
+    prefix: &str,
+    seed: &[&str],
+    approvals: u32,
+    tune: impl FnOnce(&mut aws_access_operator::controller::AwsSettings),
+    notify: Value,
+) -> (Org, People) {
     // The requester's name is known only once her ServiceAccount exists, in the org's
     // namespace: the rule allows ServiceAccounts by their group instead.
     let org = org_on(
         cluster,
         prefix,
         seed,
-        json!({"requestPolicy": {"enabled": true, "pendingExpiry": "1h", "rules": [
+        json!({"requestPolicy": {"enabled": true, "pendingExpiry": "1h", "notify": notify, "rules": [
             {"name": "oncall", "groups": ["system:serviceaccounts"], "principals": "Any",
              "permissionSets": ["PermissionSet00"], "accounts": ["*"],
              "approvals": approvals, "maxDuration": "1h"}]}}),
@@ -1012,7 +1025,7 @@ async fn an_approver_takes_back_an_approval_or_ends_the_access_it_gave() {
 }
 
 /// `aws-access-operator` with `args`, reaching AWS at `moto`; its standard output.
-fn access(moto: &crate::support::moto::Moto, args: &[&str]) -> String {
+pub(crate) fn access(moto: &crate::support::moto::Moto, args: &[&str]) -> String {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_aws-access-operator"));
     command.args(args);
     for variable in crate::support::moto::AMBIENT_AWS_VARIABLES {
@@ -1035,7 +1048,7 @@ fn access(moto: &crate::support::moto::Moto, args: &[&str]) -> String {
 }
 
 /// The binary with `args`, authenticated as `identity`.
-fn as_user(identity: &Identity, args: &[&str]) -> std::process::Output {
+pub(crate) fn as_user(identity: &Identity, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_aws-access-operator"))
         .args(args)
         .env("KUBECONFIG", &identity.kubeconfig)

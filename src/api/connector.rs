@@ -311,6 +311,11 @@ pub struct RequestPolicy {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100))]
     pub rules: Vec<RequestRule>,
+    /// Webhooks that hear about every request of this connector (its rule's receivers hear too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    pub notify: Vec<super::notify::Receiver>,
 }
 
 impl RequestPolicy {
@@ -386,6 +391,11 @@ pub struct RequestRule {
     #[schemars(length(max = 32))]
     #[x_kube(validation = rules::duration_rule("spec.requestPolicy.rules[].maxDuration"))]
     pub max_duration: Option<String>,
+    /// Webhooks that hear about the requests this rule allows, besides the policy's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    pub notify: Vec<super::notify::Receiver>,
 }
 
 impl RequestRule {

@@ -6,6 +6,7 @@ pub mod connector;
 pub mod duration;
 pub mod grant;
 pub mod health;
+pub mod notify;
 pub mod request;
 pub mod rules;
 pub mod unknown_fields;

@@ -58,6 +58,21 @@ pub enum Command {
     Revoke(ReviewArgs),
     /// Withdraw your own AccessRequest: its access, if held, ends at once.
     Withdraw(RequestRef),
+    /// The AccessRequests waiting for a review that you may give now (the API server decides
+    /// who may approve: a SelfSubjectAccessReview of each).
+    Requests(PendingArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PendingArgs {
+    /// Look in this namespace; defaults to the kubeconfig context's.
+    #[arg(long, short = 'n', conflicts_with = "all_namespaces")]
+    pub namespace: Option<String>,
+    /// Look in every namespace you may list AccessRequests in.
+    #[arg(long, short = 'A')]
+    pub all_namespaces: bool,
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 /// An AccessRequest in the cluster the kubeconfig names.

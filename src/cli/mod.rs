@@ -62,6 +62,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Some(Command::Deny(args)) => review::review(args, Decision::Deny).await,
         Some(Command::Revoke(args)) => review::review(args, Decision::Revoke).await,
         Some(Command::Withdraw(args)) => review::withdraw(args).await,
+        Some(Command::Requests(args)) => review::pending(args).await,
     };
     match result {
         Ok(code) => code,

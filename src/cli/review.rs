@@ -6,12 +6,15 @@
 use std::process::ExitCode;
 
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
 use kube::api::{PostParams, ResourceExt};
 use kube::{Api, Client};
 
-use super::args::{RequestRef, ReviewArgs};
+use super::args::{OutputFormat, PendingArgs, RequestRef, ReviewArgs};
 use crate::api::AccessRequest;
-use crate::api::request::{Decision, Review};
+use crate::api::request::{Decision, Review, State};
 
 /// How many times a write that lost a race (the operator writes the request's finalizer and
 /// status too) is tried again.
@@ -138,5 +141,112 @@ pub async fn withdraw(args: RequestRef) -> anyhow::Result<ExitCode> {
         written.namespace().unwrap_or_default(),
         written.name_any()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the API server lets the caller `approve` the request `namespace/name`.
+async fn may_approve(client: &Client, namespace: &str, name: &str) -> anyhow::Result<bool> {
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let asked = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                group: Some(crate::api::GROUP.into()),
+                resource: Some("accessrequests".into()),
+                verb: Some("approve".into()),
+                namespace: Some(namespace.into()),
+                name: Some(name.into()),
+                ..ResourceAttributes::default()
+            }),
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    let answer = reviews
+        .create(&PostParams::default(), &asked)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot ask the API server whether you may approve {namespace}/{name}: {e}"
+            )
+        })?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}
+
+/// One request waiting for the caller's review.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Waiting {
+    namespace: String,
+    name: String,
+    requester: String,
+    access: String,
+    duration: String,
+    approvals: String,
+    approve_by: String,
+    reason: String,
+}
+
+/// The requests the caller may review now: pending, not their own, not reviewed by them yet
+/// (unless to take back their approval), and `approve` allowed by the API server.
+pub async fn pending(args: PendingArgs) -> anyhow::Result<ExitCode> {
+    let client = client().await?;
+    let user = caller(&client).await?;
+    let api: Api<AccessRequest> = if args.all_namespaces {
+        Api::all(client.clone())
+    } else {
+        match &args.namespace {
+            Some(namespace) => Api::namespaced(client.clone(), namespace),
+            None => Api::default_namespaced(client.clone()),
+        }
+    };
+    let listed = api
+        .list(&Default::default())
+        .await
+        .map_err(|e| refused("(list)", e))?;
+    let mut waiting = Vec::new();
+    for request in &listed.items {
+        let status = request.status.clone().unwrap_or_default();
+        let reviewed = request.spec.reviews.iter().any(|r| r.user == user);
+        if status.state != Some(State::Pending) || request.spec.requester.user == user || reviewed {
+            continue;
+        }
+        let namespace = request.namespace().unwrap_or_default();
+        if !may_approve(&client, &namespace, &request.name_any()).await? {
+            continue;
+        }
+        waiting.push(Waiting {
+            namespace,
+            name: request.name_any(),
+            requester: request.spec.requester.user.clone(),
+            access: status.access.clone().unwrap_or_default(),
+            duration: request.spec.duration.clone(),
+            approvals: status.approvals.clone().unwrap_or_default(),
+            approve_by: status.approve_by.clone().unwrap_or_default(),
+            reason: request.spec.reason.clone(),
+        });
+    }
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&waiting)?),
+        OutputFormat::Table => {
+            if waiting.is_empty() {
+                println!("No AccessRequest waits for a review by {user}.");
+            }
+            for w in &waiting {
+                println!(
+                    "{}/{}: {} asks for {} for {} ({} approvals, until {}): {}\n  aws-access-operator approve {} -n {}",
+                    w.namespace,
+                    w.name,
+                    w.requester,
+                    w.access,
+                    w.duration,
+                    w.approvals,
+                    w.approve_by,
+                    w.reason,
+                    w.name,
+                    w.namespace
+                );
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -44,6 +44,8 @@ pub struct Context {
     /// Whether, and since when, the admission policy that vouches for AccessRequests is
     /// enforced.
     pub admission: super::admission::AdmissionCheck,
+    /// Delivers AccessRequest notices to webhook receivers.
+    pub notifier: super::notifier::Notifier,
     /// Reconciliations running now, and whether new ones may start.
     running: tokio::sync::watch::Sender<usize>,
     stopping: std::sync::atomic::AtomicBool,
@@ -98,6 +100,7 @@ impl Context {
                 settings.request_admission_policy.clone(),
                 &settings.home_namespace,
             ),
+            notifier: super::notifier::Notifier::default(),
             running: tokio::sync::watch::channel(0).0,
             stopping: std::sync::atomic::AtomicBool::new(false),
             stop_requested: tokio::sync::watch::channel(false).0,

@@ -53,6 +53,14 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NoticeLabels {
+    pub connector: String,
+    pub receiver: String,
+    /// `delivered`, `failed` (one attempt) or `given_up`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub controller: &'static str,
     pub error: &'static str,
@@ -75,6 +83,7 @@ pub struct Metrics {
     grant_reasons: std::sync::Mutex<std::collections::HashMap<String, String>>,
     pub requests: Family<RequestLabels, Gauge>,
     pub request_transitions: Family<RequestLabels, Counter>,
+    pub notifications: Family<NoticeLabels, Counter>,
     /// 1 while the admission policy for AccessRequests is confirmed enforced.
     pub request_admission_enforced: Gauge,
     /// When the enforcement in force started (Unix seconds, the API server's clock).
@@ -158,6 +167,12 @@ impl Default for Metrics {
             "AccessRequests that entered each state, by connector",
             request_transitions.clone(),
         );
+        let notifications = Family::<NoticeLabels, Counter>::default();
+        registry.register(
+            "request_notifications",
+            "AccessRequest notice deliveries to webhook receivers, by outcome (failed counts each failed attempt)",
+            notifications.clone(),
+        );
         let request_admission_enforced = Gauge::default();
         registry.register(
             "request_admission_enforced",
@@ -185,6 +200,7 @@ impl Default for Metrics {
             grant_reasons: Default::default(),
             requests,
             request_transitions,
+            notifications,
             request_admission_enforced,
             request_admission_since,
             request_states: Default::default(),
@@ -229,6 +245,16 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    pub fn observe_notice(&self, connector: &str, receiver: &str, outcome: &'static str) {
+        self.notifications
+            .get_or_create(&NoticeLabels {
+                connector: connector.to_string(),
+                receiver: receiver.to_string(),
+                outcome,
+            })
+            .inc();
     }
 
     /// Records whether the admission policy is confirmed enforced, and since when.

@@ -13,6 +13,8 @@ pub mod leader;
 pub mod ledger;
 pub mod memory;
 pub mod metrics;
+pub mod notices;
+pub mod notifier;
 pub mod orphans;
 pub mod request;
 pub mod request_record;
@@ -327,6 +329,7 @@ async fn run_controllers(
     if ctx.admission.configured() {
         // Confirms enforcement as soon as the policy is in place, and keeps the answer fresh.
         runs.push(Box::pin(admission::watch_over(ctx.clone())));
+        runs.push(Box::pin(notifier::Notifier::run(ctx.clone())));
     }
     for (requests, connectors) in request_scopes
         .into_iter()

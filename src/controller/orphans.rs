@@ -149,6 +149,10 @@ pub async fn sweep_records(connector: &AwsConnector, ctx: &Context) -> Result<us
             .check()
             .map_err(|f| Error::Pending(f.to_string()))?;
         records.remove(&record.uid).await?;
+        super::notices::NoticeStore::new(ctx.client.clone(), &ctx.home_namespace)
+            .remove(&record.uid)
+            .await?;
+        ctx.notifier.forget(&record.uid);
         tracing::info!(connector = %key, request = %record.request, "removed the record of an AccessRequest that is gone");
         removed += 1;
     }

@@ -3,6 +3,7 @@
 //! out through the same ledger and shell as grants, with the request as the holder.
 
 pub mod lifecycle;
+pub mod notice;
 pub mod policy;
 pub mod record;
 pub mod trust;

@@ -142,6 +142,7 @@ class ObservabilityTest(unittest.TestCase):
                "aws_access_operator_sync_duration_seconds", "aws_access_operator_inventory_items",
                "aws_access_operator_grants", "aws_access_operator_member_accounts",
                "aws_access_operator_access_requests", "aws_access_operator_access_request_transitions_total",
+               "aws_access_operator_request_notifications_total",
                "aws_access_operator_request_admission_enforced",
                "aws_access_operator_request_admission_trusted_since_seconds"]
 

@@ -9,6 +9,7 @@ pub mod control_plane;
 pub mod http;
 pub mod moto;
 pub mod operator;
+pub mod receiver;
 pub mod service_account;
 pub mod tools;
 pub mod wait;

@@ -13,6 +13,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Api, ResourceExt};
 
+mod announce;
 mod outcome;
 mod status;
 
@@ -23,6 +24,7 @@ use super::context::Context;
 use super::error::Error;
 use super::grant::{Gathered, Holding, Wanted, converge, gather, rfc3339, wanted};
 use super::ledger::ConfigMapLedger;
+use super::notices::NoticeStore;
 use super::request_record::RequestRecords;
 use crate::api::request::Decision;
 use crate::api::{AccessGrant, AccessRequest, REQUEST_FINALIZER};
@@ -344,6 +346,23 @@ async fn apply(
             outcome::ended(&ended, report, &names)?
         }
     };
+    // Receivers hear of a new state before the status shows it: a failure here is retried,
+    // and the notice record keeps one notice per receiver and state.
+    announce::announce(
+        request,
+        ctx,
+        &gathered,
+        &record,
+        announce::Moment {
+            outcome: &outcome,
+            rule: policy.as_ref().ok().map(|a| a.rule.as_str()),
+            needed,
+            deadline,
+            access: status::access_text(request, &names, accesses),
+            now,
+        },
+    )
+    .await?;
     let action = status::write(
         request,
         api,
@@ -431,6 +450,10 @@ async fn cleanup(request: &AccessRequest, ctx: &Context) -> Result<Action, Error
     RequestRecords::new(ctx.client.clone(), &ctx.home_namespace)
         .remove(&uid)
         .await?;
+    NoticeStore::new(ctx.client.clone(), &ctx.home_namespace)
+        .remove(&uid)
+        .await?;
+    ctx.notifier.forget(&uid);
     ctx.metrics.observe_request(&name, None);
     Ok(Action::await_change())
 }

@@ -64,11 +64,7 @@ pub(super) async fn write(
         None => lifecycle::counted(&request.spec, record, deadline, Decision::Approve),
     };
     next.state = Some(outcome.state);
-    next.approvals = Some(match (record.approved_at.as_ref(), needed) {
-        (Some(_), _) => format!("{}/{}", record.approved_by.len(), record.approved_by.len()),
-        (None, Some(n)) => format!("{}/{n}", approvers.len()),
-        (None, None) => format!("{}/-", approvers.len()),
-    });
+    next.approvals = Some(approvals_text(record, needed, approvers.len()));
     next.rule = record.rule.clone();
     next.reviews = request
         .spec
@@ -102,13 +98,7 @@ pub(super) async fn write(
     next.ends_at = lifecycle::ends_at(&request.spec, record).map(stamp);
     next.ended_at = record.ended.as_ref().map(|e| e.at.clone());
     next.end_reason = record.ended.as_ref().map(|e| e.reason.as_str().to_string());
-    next.access = accesses
-        .first()
-        .map(|a| match accesses.len() {
-            1 => names.describe(a),
-            n => format!("{} (and {} more accounts)", names.describe(a), n - 1),
-        })
-        .or_else(|| Some(describe_spec(request)));
+    next.access = Some(access_text(request, names, accesses));
     next.held = outcome.held.clone();
     if outcome.request_id.is_some() {
         next.last_request_id = outcome.request_id.clone();
@@ -200,6 +190,26 @@ pub(super) async fn write(
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
+}
+
+/// The access, for people: what it resolved to, or what was asked before it resolves.
+pub(super) fn access_text(request: &AccessRequest, names: &Names, accesses: &[Access]) -> String {
+    accesses
+        .first()
+        .map(|a| match accesses.len() {
+            1 => names.describe(a),
+            n => format!("{} (and {} more accounts)", names.describe(a), n - 1),
+        })
+        .unwrap_or_else(|| describe_spec(request))
+}
+
+/// Approvals counted of those needed: `1/2`.
+pub(super) fn approvals_text(record: &Record, needed: Option<u32>, counted: usize) -> String {
+    match (record.approved_at.as_ref(), needed) {
+        (Some(_), _) => format!("{}/{}", record.approved_by.len(), record.approved_by.len()),
+        (None, Some(n)) => format!("{counted}/{n}"),
+        (None, None) => format!("{counted}/-"),
+    }
 }
 
 /// Why a review does not count, if it does not.

@@ -1,0 +1,352 @@
+//! Approvers hear about requests where they work: real HTTP receivers on loopback get each
+//! state change once, in their format (Slack, Teams, CloudEvents), while a failing receiver is
+//! retried until it recovers and a hanging one holds up nothing; a notice due when the
+//! operator is killed is delivered once after the restart; `requests` lists what the
+//! kubeconfig's user may review now.
+
+use std::time::Duration;
+
+use aws_access_operator::api::AwsConnector;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::requests::{
+    AdmissionPolicy, add_review, api, as_alice, as_user, calls, kill_9, operator_process, people,
+    requests_org_notifying, state,
+};
+use crate::support::cluster::TestCluster;
+use crate::support::moto::SMALL_ORG;
+use crate::support::operator::{TIMEOUT, base64, enforced};
+use crate::support::receiver::{Answer, Receiver};
+use crate::support::wait;
+
+const ACCOUNT: &str = "123456789012";
+
+/// A Secret `hooks` holding each receiver's URL under its name.
+async fn hooks(client: &kube::Client, namespace: &str, urls: &[(&str, &str)]) {
+    let data: serde_json::Map<String, Value> = urls
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(base64(v))))
+        .collect();
+    let secret: Secret = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "hooks"}, "data": data}))
+    .expect("secret");
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+}
+
+fn receiver(name: &str, format: &str) -> Value {
+    json!({"name": name, "format": format, "urlSecretRef": {"name": "hooks", "key": name}})
+}
+
+/// The states a receiver accepted notices of, in order.
+fn states(receiver: &Receiver, of: impl Fn(&Value) -> String) -> Vec<String> {
+    receiver.accepted().iter().map(|r| of(&r.body)).collect()
+}
+
+fn slack_state(body: &Value) -> String {
+    body["blocks"][1]["text"]["text"]
+        .as_str()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("*State:* ")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn event_state(body: &Value) -> String {
+    body["data"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn received(what: &str, check: impl Fn() -> bool) {
+    wait::until(what, TIMEOUT, || async { check().then_some(()) }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receivers_hear_each_state_once_in_their_format() {
+    let slack = Receiver::start(Answer::Accept).await;
+    let teams = Receiver::start(Answer::Accept).await;
+    let events = Receiver::start(Answer::Accept).await;
+    let flaky = Receiver::start(Answer::Fail(500)).await;
+    let hung = Receiver::start(Answer::Hang).await;
+    let cluster = TestCluster::start("notify").await;
+    let policy = AdmissionPolicy::install();
+    hooks(
+        &cluster.client,
+        &cluster.namespace,
+        &[
+            ("slack", &slack.url),
+            ("teams", &teams.url),
+            ("events", &events.url),
+            ("flaky", &flaky.url),
+            ("hung", &hung.url),
+        ],
+    )
+    .await;
+    let (org, who) = requests_org_notifying(
+        cluster,
+        policy.name.clone(),
+        "notify",
+        SMALL_ORG,
+        2,
+        |_| {},
+        json!([
+            receiver("slack", "Slack"),
+            receiver("teams", "Teams"),
+            receiver("events", "CloudEvents"),
+            receiver("flaky", "Slack"),
+            receiver("hung", "CloudEvents")
+        ]),
+    )
+    .await;
+    let ns = org.cluster.namespace.clone();
+    enforced(&org.cluster.client, &ns, &policy.name, None).await;
+    let alice = api(&who.alice, &ns).await;
+    let bob = api(&who.bob, &ns).await;
+    let carol = api(&who.carol, &ns).await;
+
+    alice
+        .create(&PostParams::default(), &as_alice(&who, "hotfix", "30m"))
+        .await
+        .expect("request");
+    state(&alice, "hotfix", "Pending").await;
+    received("the Pending notice on Slack and as a CloudEvent", || {
+        !slack.accepted().is_empty()
+            && !events.accepted().is_empty()
+            && !teams.accepted().is_empty()
+    })
+    .await;
+    // Slack: who asks, for what, why, for how long, how many approvals, and the command.
+    let posted = &slack.accepted()[0];
+    assert_eq!(
+        posted.headers.get("content-type").map(String::as_str),
+        Some("application/json")
+    );
+    let text = posted.body.to_string();
+    for needle in [
+        format!(
+            "{} asks for user user-03@example.com: PermissionSet00 on account {ACCOUNT} for 30m: INC-42: hotfix",
+            who.alice.username
+        ),
+        "*Approvals:* 0/2".to_string(),
+        format!("aws-access-operator approve hotfix -n {ns}"),
+    ] {
+        assert!(text.contains(&needle), "{needle:?} not in {text}");
+    }
+    // Teams: an Adaptive Card with the same facts.
+    let card = &teams.accepted()[0].body;
+    assert_eq!(
+        card["attachments"][0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert!(card.to_string().contains("INC-42: hotfix"), "{card}");
+    // CloudEvents 1.0, structured mode.
+    let event = &events.accepted()[0];
+    assert!(
+        event
+            .headers
+            .get("content-type")
+            .is_some_and(|t| t.starts_with("application/cloudevents+json")),
+        "{:?}",
+        event.headers
+    );
+    let uid = alice
+        .get("hotfix")
+        .await
+        .expect("get")
+        .metadata
+        .uid
+        .expect("uid");
+    assert_eq!(event.body["specversion"], "1.0");
+    assert_eq!(event.body["id"], format!("{uid}-pending"));
+    assert_eq!(event.body["type"], "io.awsaccess.accessrequest.pending");
+    assert_eq!(event.body["subject"], format!("{ns}/hotfix"));
+    assert_eq!(event.body["data"]["requester"], who.alice.username.as_str());
+    assert_eq!(event.body["data"]["duration"], "30m");
+    assert_eq!(event.body["data"]["approvalsNeeded"], 2);
+    assert_eq!(
+        event.body["data"]["approveCommand"],
+        format!("aws-access-operator approve hotfix -n {ns}")
+    );
+    // The hanging receiver holds up nothing, and the failing one is tried again.
+    received("the hung receiver reached", || !hung.received().is_empty()).await;
+    received("the flaky receiver tried twice", || {
+        flaky.received().len() >= 2
+    })
+    .await;
+    assert!(flaky.accepted().is_empty());
+
+    // `requests`: what the kubeconfig's user may review now, as the API server decides.
+    let listed = as_user(&who.bob, &["requests", "-n", &ns, "-o", "json"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let waiting: Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(waiting[0]["name"], "hotfix", "{waiting}");
+    assert_eq!(waiting[0]["approvals"], "0/2");
+    for nobody in [&who.mallory, &who.alice] {
+        let out = as_user(nobody, &["requests", "-n", &ns, "-o", "json"]);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out.stdout).expect("json"),
+            json!([])
+        );
+    }
+
+    add_review(&bob, "hotfix", &who.bob.username, "Approve")
+        .await
+        .expect("bob");
+    let after = as_user(&who.bob, &["requests", "-n", &ns]);
+    assert!(
+        String::from_utf8_lossy(&after.stdout).contains("No AccessRequest waits"),
+        "{after:?}"
+    );
+    add_review(&carol, "hotfix", &who.carol.username, "Approve")
+        .await
+        .expect("carol");
+    // Held while the hung receiver still hangs: delivery never holds up reconciliation.
+    state(&alice, "hotfix", "Active").await;
+    flaky.answer(Answer::Accept);
+    alice
+        .patch(
+            "hotfix",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"withdrawn": true}})),
+        )
+        .await
+        .expect("withdraw");
+    state(&alice, "hotfix", "Ended").await;
+    received("Active and Ended everywhere", || {
+        states(&slack, slack_state).len() == 3
+            && states(&events, event_state).len() == 3
+            && states(&flaky, slack_state).len() == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Each state once per receiver, in order; the flaky one caught up once it recovered.
+    let order = vec!["Pending", "Active", "Ended"];
+    assert_eq!(states(&slack, slack_state), order);
+    assert_eq!(states(&events, event_state), order);
+    assert_eq!(states(&flaky, slack_state), order);
+    assert_eq!(teams.accepted().len(), 3);
+    let ids: std::collections::BTreeSet<String> = events
+        .accepted()
+        .iter()
+        .map(|r| r.body["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    // Failures are counted by receiver; nothing secret is in events, status or the record.
+    let metrics = org.operator.metrics.render();
+    assert!(
+        metrics.contains(r#"outcome="failed""#) && metrics.contains(r#"receiver="flaky""#),
+        "{metrics}"
+    );
+    let status = serde_json::to_string(&alice.get("hotfix").await.expect("get")).expect("json");
+    let kept: Vec<ConfigMap> = Api::<ConfigMap>::namespaced(org.cluster.client.clone(), &ns)
+        .list(&ListParams::default().labels("awsaccess.io/request-notices"))
+        .await
+        .expect("notices")
+        .items;
+    assert_eq!(kept.len(), 1);
+    let record = serde_json::to_string(&kept[0]).expect("json");
+    let events_text = format!("{:?}", org.events("Reviewed").await);
+    for url in [&slack.url, &events.url, &flaky.url, &hung.url] {
+        let host = url.trim_start_matches("http://").trim_end_matches("/hook");
+        for (what, text) in [
+            ("status", &status),
+            ("record", &record),
+            ("events", &events_text),
+        ] {
+            assert!(!text.contains(host), "a webhook URL in the {what}: {text}");
+        }
+    }
+    assert!(record.contains("deliveredAt"), "{record}");
+    policy.remove();
+    org.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_due_when_the_operator_is_killed_is_delivered_once_after_the_restart() {
+    let events = Receiver::start(Answer::Accept).await;
+    let moto = crate::support::moto::Moto::start();
+    moto.seed(SMALL_ORG);
+    let cluster = TestCluster::start("notify-kill").await;
+    let config = cluster.kubeconfig_file();
+    let ns = cluster.namespace.clone();
+    let policy = AdmissionPolicy::install();
+    hooks(&cluster.client, &ns, &[("events", &events.url)]).await;
+    let mut operator = operator_process(&moto, &config, &ns, &policy.name);
+    let connectors: Api<AwsConnector> = Api::namespaced(cluster.client.clone(), &ns);
+    connectors
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1",
+                "kind": "AwsConnector", "metadata": {"name": "org"},
+                "spec": {"region": "us-east-1", "requestPolicy": {"enabled": true,
+                    "notify": [receiver("events", "CloudEvents")],
+                    "rules": [{"name": "oncall", "groups": ["system:serviceaccounts"], "principals": "Any",
+                        "permissionSets": ["PermissionSet00"], "accounts": [ACCOUNT]}]}}}))
+            .expect("connector"),
+        )
+        .await
+        .expect("connector");
+    crate::support::operator::wait_condition(&connectors, "org", "Ready", "True").await;
+    moto.reset_calls();
+    enforced(&cluster.client, &ns, &policy.name, None).await;
+    let who = people(&cluster, &ns).await;
+    let alice = api(&who.alice, &ns).await;
+    let bob = api(&who.bob, &ns).await;
+    alice
+        .create(&PostParams::default(), &as_alice(&who, "hotfix", "30m"))
+        .await
+        .expect("request");
+    received("the Pending notice", || events.accepted().len() == 1).await;
+
+    // The receiver fails; bob approves: the Active notice is due, and failing, when the
+    // operator is killed.
+    events.answer(Answer::Fail(503));
+    add_review(&bob, "hotfix", &who.bob.username, "Approve")
+        .await
+        .expect("bob");
+    state(&alice, "hotfix", "Active").await;
+    received("the Active notice tried", || {
+        events
+            .received()
+            .iter()
+            .any(|r| event_state(&r.body) == "Active")
+    })
+    .await;
+    kill_9(&mut operator);
+    let kept: Vec<ConfigMap> = Api::<ConfigMap>::namespaced(cluster.client.clone(), &ns)
+        .list(&ListParams::default().labels("awsaccess.io/request-notices"))
+        .await
+        .expect("notices")
+        .items;
+    let record = serde_json::to_string(&kept).expect("json");
+    assert!(
+        record.contains(r#"\"state\":\"Active\""#) && record.matches("deliveredAt").count() == 1,
+        "the Active notice is recorded as due, the Pending one as delivered: {record}"
+    );
+    events.answer(Answer::Accept);
+    let mut operator = operator_process(&moto, &config, &ns, &policy.name);
+    received("the Active notice after the restart", || {
+        states(&events, event_state) == vec!["Pending", "Active"]
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        states(&events, event_state),
+        vec!["Pending", "Active"],
+        "each state once: the delivered Pending notice is not sent again"
+    );
+    assert_eq!(calls(&moto, "CreateAccountAssignment"), 1);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &operator.id().to_string()])
+        .status();
+    let _ = operator.wait();
+    policy.remove();
+    cluster.cleanup().await;
+}
