@@ -80,6 +80,19 @@ HELM_CACHE_HOME="$OUT/helm" HELM_CONFIG_HOME="$OUT/helm" HELM_DATA_HOME="$OUT/he
   "$KUBE_BIN/helm" template demo charts/aws-access-operator \
   --show-only templates/accessrequest-policy.yaml | kubectl apply -f - | indent
 
+say "the approvers' channel: a local webhook receiver (log in $OUT/receiver.log)"
+"$PYTHON" scripts/demo_receiver.py > "$OUT/receiver.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do
+  grep -q '^PORT ' "$OUT/receiver.log" 2>/dev/null && break
+  sleep 0.1
+done
+HOOK_PORT=$(awk '/^PORT /{print $2}' "$OUT/receiver.log")
+[ -n "$HOOK_PORT" ] || { echo "the webhook receiver did not start; see $OUT/receiver.log" >&2; exit 1; }
+# The connector's requestPolicy.notify names this Secret: the URL is never written elsewhere.
+kubectl create secret generic demo-webhooks -n "$NS" \
+  --from-literal=approvers="http://127.0.0.1:$HOOK_PORT/hook" | indent
+
 say "the operator: aws-access-operator run (log in $OUT/operator.log)"
 METRICS_PORT=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$BIN" run --lease-namespace "$NS" --connector-namespaces "$NS" --identity demo \
@@ -143,6 +156,11 @@ echo "   as alice: kubectl create -f examples/demo/requests/hotfix.yaml"
 KUBECONFIG=$ALICE kubectl create -f examples/demo/requests/hotfix.yaml | indent
 kubectl wait -n "$NS" --for=jsonpath='{.status.state}'=Pending accessrequest/hotfix-42 --timeout=120s | indent
 kubectl get -n "$NS" accessrequests | indent
+echo "   the approvers' channel got:"
+for _ in $(seq 1 100); do grep -q '^\[approvers channel\]' "$OUT/receiver.log" && break; sleep 0.2; done
+grep '^\[approvers channel\]' "$OUT/receiver.log" | indent
+echo "   as bob: aws-access-operator requests (what he may review now, as the API server says)"
+KUBECONFIG=$BOB "$BIN" requests | indent
 echo "   as alice: aws-access-operator approve hotfix-42 (her own request)"
 (KUBECONFIG=$ALICE "$BIN" approve hotfix-42 2>&1 || true) | indent
 echo "   as bob: aws-access-operator approve hotfix-42"
@@ -158,6 +176,9 @@ kubectl get -n "$NS" accessrequests | indent
 echo
 kubectl events -n "$NS" --for accessrequest/hotfix-42 | indent
 "$PYTHON" scripts/demo_aws.py show | indent
+echo "   the approvers' channel got:"
+for _ in $(seq 1 100); do [ "$(grep -c '^\[approvers channel\]' "$OUT/receiver.log")" -ge 3 ] && break; sleep 0.2; done
+grep '^\[approvers channel\]' "$OUT/receiver.log" | indent
 
 say "aws-access-operator access --principal user-07@example.com (who can get into what, and why)"
 "$BIN" sync -f examples/demo/connector.yaml -o "$OUT/inventory.json" --state-dir "$OUT/state" \

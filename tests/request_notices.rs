@@ -25,7 +25,7 @@ use crate::support::wait;
 const ACCOUNT: &str = "123456789012";
 
 /// A Secret `hooks` holding each receiver's URL under its name.
-async fn hooks(client: &kube::Client, namespace: &str, urls: &[(&str, &str)]) {
+pub(crate) async fn hooks(client: &kube::Client, namespace: &str, urls: &[(&str, &str)]) {
     let data: serde_json::Map<String, Value> = urls
         .iter()
         .map(|(k, v)| (k.to_string(), json!(base64(v))))

@@ -1452,7 +1452,20 @@ async fn all_in(api: &Api<AccessRequest>, state: &str, count: usize, timeout: Du
 #[ignore = "a benchmark: make bench"]
 async fn two_hundred_requests_approved_at_once() {
     let rate = 20.0;
-    let (org, policy, who) = requests_org_with(
+    // With notifications on: every request's Pending and Active go to a receiver on loopback.
+    let receiver =
+        crate::support::receiver::Receiver::start(crate::support::receiver::Answer::Accept).await;
+    let cluster = TestCluster::start("req-200").await;
+    let policy = AdmissionPolicy::install();
+    crate::request_notices::hooks(
+        &cluster.client,
+        &cluster.namespace,
+        &[("events", &receiver.url)],
+    )
+    .await;
+    let (org, who) = requests_org_notifying(
+        cluster,
+        policy.name.clone(),
         "req-200",
         crate::support::moto::FORTY_USERS_FIVE_ACCOUNTS,
         1,
@@ -1463,6 +1476,15 @@ async fn two_hundred_requests_approved_at_once() {
             ))
             .expect("limits");
         },
+        json!([{"name": "events", "format": "CloudEvents",
+                "urlSecretRef": {"name": "hooks", "key": "events"}}]),
+    )
+    .await;
+    crate::support::operator::enforced(
+        &org.cluster.client,
+        &org.cluster.namespace,
+        &policy.name,
+        None,
     )
     .await;
     let ns = org.cluster.namespace.clone();
@@ -1508,6 +1530,15 @@ async fn two_hundred_requests_approved_at_once() {
     let approved_in = started.elapsed();
     all_in(&alice, "Active", 200, Duration::from_secs(300)).await;
     let elapsed = started.elapsed();
+    wait::until("every Pending and Active notice", TIMEOUT, || async {
+        (receiver.accepted().len() >= 400).then_some(())
+    })
+    .await;
+    eprintln!(
+        "notices: {} delivered ({} after the first approval)",
+        receiver.accepted().len(),
+        format_args!("{:.1} s", started.elapsed().as_secs_f64())
+    );
     let calls = org.moto.calls();
     let identity_center: u64 = calls
         .iter()

@@ -10,7 +10,7 @@ use super::{key, stamp, status};
 use crate::api::AccessRequest;
 use crate::api::connector::RequestPolicy;
 use crate::api::notify::Receiver;
-use crate::api::request::Decision;
+use crate::api::request::{Decision, State};
 use crate::controller::context::Context;
 use crate::controller::error::Error;
 use crate::controller::grant::Gathered;
@@ -29,6 +29,9 @@ pub(super) struct Moment<'a> {
     pub deadline: Timestamp,
     /// The access, for people.
     pub access: String,
+    /// Whether the API server provably checked the request (a request nothing vouches for is
+    /// never announced as waiting for approvals: its requester may be forged).
+    pub vouched: bool,
     pub now: Timestamp,
 }
 
@@ -58,7 +61,18 @@ pub(super) async fn announce(
     let policy = &connector.spec.request_policy;
     let uid = record.uid.clone();
     let state = moment.outcome.state;
-    let entered = request.status.as_ref().and_then(|s| s.state) != Some(state);
+    let shown = request.status.as_ref();
+    let waited_for_trust = shown.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Approved" && c.reason == "AdmissionPolicyMissing")
+    });
+    let entered = match state {
+        // Pending is announced once the request is vouched for, whenever that is.
+        State::Pending if !moment.vouched => false,
+        State::Pending => shown.and_then(|s| s.state) != Some(state) || waited_for_trust,
+        _ => shown.and_then(|s| s.state) != Some(state),
+    };
     let first_look = ctx.notifier.first_look(&uid);
     if !has_receivers(policy) || !(entered || first_look) {
         return Ok(());

@@ -359,6 +359,7 @@ async fn apply(
             needed,
             deadline,
             access: status::access_text(request, &names, accesses),
+            vouched: trust == Trust::Vouched,
             now,
         },
     )
