@@ -248,6 +248,18 @@ impl Org {
             .collect()
     }
 
+    /// Waits for an event of `reason` saying `note`.
+    pub(crate) async fn event_noted(&self, reason: &str, note: &str) {
+        wait::until(&format!("a {reason} event: {note}"), TIMEOUT, || async {
+            self.events(reason)
+                .await
+                .iter()
+                .any(|e| e.note.as_deref() == Some(note))
+                .then_some(())
+        })
+        .await;
+    }
+
     pub(crate) async fn finish(self) {
         self.trigger.fire();
         self.operator

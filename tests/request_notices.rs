@@ -6,15 +6,14 @@
 
 use std::time::Duration;
 
-use aws_access_operator::api::AwsConnector;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::requests::{
-    AdmissionPolicy, add_review, api, as_alice, as_user, calls, kill_9, operator_process, people,
-    requests_org_notifying, state,
+    AdmissionPolicy, add_review, api, as_alice, as_user, calls, kill_9, oncall_rule,
+    operator_process, people, process_org, requests_org_notifying, state,
 };
 use crate::support::cluster::TestCluster;
 use crate::support::moto::SMALL_ORG;
@@ -278,24 +277,14 @@ async fn a_notice_due_when_the_operator_is_killed_is_delivered_once_after_the_re
     let ns = cluster.namespace.clone();
     let policy = AdmissionPolicy::install();
     hooks(&cluster.client, &ns, &[("events", &events.url)]).await;
-    let mut operator = operator_process(&moto, &config, &ns, &policy.name);
-    let connectors: Api<AwsConnector> = Api::namespaced(cluster.client.clone(), &ns);
-    connectors
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1",
-                "kind": "AwsConnector", "metadata": {"name": "org"},
-                "spec": {"region": "us-east-1", "requestPolicy": {"enabled": true,
-                    "notify": [receiver("events", "CloudEvents")],
-                    "rules": [{"name": "oncall", "groups": ["system:serviceaccounts"], "principals": "Any",
-                        "permissionSets": ["PermissionSet00"], "accounts": [ACCOUNT]}]}}}))
-            .expect("connector"),
-        )
-        .await
-        .expect("connector");
-    crate::support::operator::wait_condition(&connectors, "org", "Ready", "True").await;
-    moto.reset_calls();
-    enforced(&cluster.client, &ns, &policy.name, None).await;
+    let mut operator = process_org(
+        &moto,
+        &cluster,
+        &policy,
+        json!({"enabled": true, "notify": [receiver("events", "CloudEvents")],
+               "rules": [oncall_rule(1)]}),
+    )
+    .await;
     let who = people(&cluster, &ns).await;
     let alice = api(&who.alice, &ns).await;
     let bob = api(&who.bob, &ns).await;

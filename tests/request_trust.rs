@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aws_access_operator::api::{AccessRequest, AwsConnector};
+use aws_access_operator::api::AccessRequest;
 use aws_access_operator::request::trust::Enforcement;
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
@@ -17,16 +17,15 @@ use kube::api::PostParams;
 use serde_json::json;
 
 use crate::requests::{
-    AdmissionPolicy, People, add_review, api, as_alice, calls, kill_9, operator_process, people,
-    requests_org_under, state,
+    AdmissionPolicy, People, add_review, api, approvals, as_alice, calls, kill_9, oncall_rule,
+    operator_process, people, process_org, requests_org_notifying, requests_org_under, state,
 };
 use crate::support::cluster::{TestCluster, named_cluster, unique_suffix};
 use crate::support::moto::SMALL_ORG;
 use crate::support::operator::{TIMEOUT, enforced};
+use crate::support::receiver::{Answer, Receiver};
 use crate::support::tools::{chart, helm_ok};
 use crate::support::wait;
-
-const ACCOUNT: &str = "123456789012";
 
 /// A control plane of the test's own: every AccessRequest admission policy applies to the whole
 /// cluster, so a forged request is admitted only where no other test's policy is in place.
@@ -112,13 +111,23 @@ async fn approvals_forged_while_the_binding_was_away_never_count() {
         return;
     };
     let policy = AdmissionPolicy::install_in(&cluster.kubeconfig_file());
-    let (org, who) = requests_org_under(
+    // Approvers hear of requests waiting for them, and of unvouched ones.
+    let events = Receiver::start(Answer::Accept).await;
+    crate::request_notices::hooks(
+        &cluster.client,
+        &cluster.namespace,
+        &[("events", &events.url)],
+    )
+    .await;
+    let (org, who) = requests_org_notifying(
         cluster,
         policy.name.clone(),
         "trust-gap",
         SMALL_ORG,
         2,
         |_| {},
+        json!([{"name": "events", "format": "CloudEvents", "states": ["Pending", "Unvouched"],
+                "urlSecretRef": {"name": "hooks", "key": "events"}}]),
     )
     .await;
     let ns = org.cluster.namespace.clone();
@@ -161,6 +170,27 @@ async fn approvals_forged_while_the_binding_was_away_never_count() {
     assert_ne!(second.pins.binding.uid, first.pins.binding.uid);
     unvouched(&alice, &forged).await;
     unvouched(&alice, "before").await;
+    // Nobody was asked to approve the forged request: its requester is not vouched for.
+    let subjects = |kind: &str| -> Vec<String> {
+        events
+            .accepted()
+            .iter()
+            .filter(|r| r.body["type"] == format!("io.awsaccess.accessrequest.{kind}"))
+            .map(|r| r.body["subject"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    wait::until("the forged request's Unvouched notice", TIMEOUT, || async {
+        subjects("unvouched")
+            .contains(&format!("{ns}/{forged}"))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !subjects("pending").contains(&format!("{ns}/{forged}")),
+        "{:?}",
+        subjects("pending")
+    );
+    assert!(subjects("pending").contains(&format!("{ns}/before")));
     let forged_status = alice
         .get(&forged)
         .await
@@ -312,11 +342,7 @@ async fn a_chart_upgrade_that_leaves_the_policy_alone_keeps_pending_requests_tru
     add_review(&bob, "pending", &who.bob.username, "Approve")
         .await
         .expect("bob");
-    wait::until("1/2 approvals", TIMEOUT, || async {
-        let r = alice.get("pending").await.ok()?;
-        (r.status?.approvals.as_deref() == Some("1/2")).then_some(())
-    })
-    .await;
+    approvals(&alice, "pending", "1/2").await;
 
     // An upgrade that changes the Deployment, not the policy: same objects, same generations.
     let (policy, binding) = pins_of(&name);
@@ -355,23 +381,13 @@ async fn restarts_neither_lose_nor_invent_trust() {
     let policy = AdmissionPolicy::install_in(&config);
     let moto = crate::support::moto::Moto::start();
     moto.seed(SMALL_ORG);
-    let mut operator = operator_process(&moto, &config, &ns, &policy.name);
-    let connectors: Api<AwsConnector> = Api::namespaced(cluster.client.clone(), &ns);
-    connectors
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1",
-                "kind": "AwsConnector", "metadata": {"name": "org"},
-                "spec": {"region": "us-east-1", "requestPolicy": {"enabled": true, "rules": [{"name": "oncall",
-                    "groups": ["system:serviceaccounts"], "principals": "Any", "approvals": 2,
-                    "permissionSets": ["PermissionSet00"], "accounts": [ACCOUNT]}]}}}))
-            .expect("connector"),
-        )
-        .await
-        .expect("connector");
-    crate::support::operator::wait_condition(&connectors, "org", "Ready", "True").await;
-    // The seed's own writes are not the operator's.
-    moto.reset_calls();
+    let mut operator = process_org(
+        &moto,
+        &cluster,
+        &policy,
+        json!({"enabled": true, "rules": [oncall_rule(2)]}),
+    )
+    .await;
     let first = enforced(&cluster.client, &ns, &policy.name, None).await;
     let who = people(&cluster, &ns).await;
     let alice = api(&who.alice, &ns).await;
@@ -388,11 +404,7 @@ async fn restarts_neither_lose_nor_invent_trust() {
     add_review(&bob, "kept", &who.bob.username, "Approve")
         .await
         .expect("bob");
-    wait::until("1/2 approvals", TIMEOUT, || async {
-        let r = alice.get("kept").await.ok()?;
-        (r.status?.approvals.as_deref() == Some("1/2")).then_some(())
-    })
-    .await;
+    approvals(&alice, "kept", "1/2").await;
     kill_9(&mut operator);
     add_review(&carol, "kept", &who.carol.username, "Approve")
         .await

@@ -458,6 +458,15 @@ pub(crate) async fn requests_org_notifying(
     (org, who)
 }
 
+/// Waits for the request's status to count `want` approvals, e.g. `1/2`.
+pub(crate) async fn approvals(api: &Api<AccessRequest>, name: &str, want: &str) {
+    wait::until(&format!("{want} approvals of {name}"), TIMEOUT, || async {
+        let r = api.get(name).await.ok()?;
+        (r.status?.approvals.as_deref() == Some(want)).then_some(())
+    })
+    .await;
+}
+
 pub(crate) async fn state(api: &Api<AccessRequest>, name: &str, want: &str) -> AccessRequest {
     let deadline = std::time::Instant::now() + TIMEOUT;
     loop {
@@ -514,20 +523,9 @@ async fn two_approvals_grant_once_and_the_duration_revokes_on_time() {
     add_review(&bob, "short", &who.bob.username, "Approve")
         .await
         .expect("bob");
-    wait::until("1/2 approvals", TIMEOUT, || async {
-        let r = alice.get("short").await.ok()?;
-        (r.status?.approvals.as_deref() == Some("1/2")).then_some(())
-    })
-    .await;
+    approvals(&alice, "short", "1/2").await;
     let reviewed = format!("{} approved it", who.bob.username);
-    wait::until("bob's review as an event", TIMEOUT, || async {
-        org.events("Reviewed")
-            .await
-            .iter()
-            .any(|e| e.note.as_deref() == Some(reviewed.as_str()))
-            .then_some(())
-    })
-    .await;
+    org.event_noted("Reviewed", &reviewed).await;
     assert!(
         org.writes().is_empty(),
         "one approval of two wrote {:?}",
@@ -540,14 +538,7 @@ async fn two_approvals_grant_once_and_the_duration_revokes_on_time() {
     let active = state(&alice, "short", "Active").await;
     // The second review is an event of its own too, not a repeat of the first.
     let second = format!("{} approved it", who.carol.username);
-    wait::until("carol's review as an event", TIMEOUT, || async {
-        org.events("Reviewed")
-            .await
-            .iter()
-            .any(|e| e.note.as_deref() == Some(second.as_str()))
-            .then_some(())
-    })
-    .await;
+    org.event_noted("Reviewed", &second).await;
     let status = active.status.expect("status");
     assert!(
         status.active_since.is_some() && status.ends_at.is_some(),
@@ -748,37 +739,7 @@ async fn two_approvals_grant_once_and_the_duration_revokes_on_time() {
 
     // `access --principal` shows the access held through the request, from the request as
     // `kubectl get` prints it.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let held = kubectl_ok(
-        &[
-            "get",
-            "accessrequests",
-            "-n",
-            &ns,
-            "withdrawn",
-            "-o",
-            "yaml",
-        ],
-        "",
-    );
-    std::fs::write(dir.path().join("requests.yaml"), held).expect("write");
-    std::fs::write(
-        dir.path().join("connector.yaml"),
-        json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
-            "metadata": {"name": "org", "namespace": ns}, "spec": {"region": "us-east-1"}})
-        .to_string(),
-    )
-    .expect("write");
-    let shown = access(
-        &org.moto,
-        &[
-            "access",
-            "-f",
-            dir.path().to_str().expect("utf-8"),
-            "--principal",
-            "user-03@example.com",
-        ],
-    );
+    let shown = access_of_user_03(&org, "withdrawn");
     let expected = format!(
         "request {ns}/withdrawn, approved by {}, {}, ends ",
         who.bob.username, who.carol.username
@@ -921,11 +882,7 @@ async fn an_approver_takes_back_an_approval_or_ends_the_access_it_gave() {
     };
     // bob approves, then takes it back while the request is pending: the count drops.
     run(&who.bob, "approve");
-    wait::until("1/2 approvals", TIMEOUT, || async {
-        let r = alice.get("hotfix").await.ok()?;
-        (r.status?.approvals.as_deref() == Some("1/2")).then_some(())
-    })
-    .await;
+    approvals(&alice, "hotfix", "1/2").await;
     run(&who.bob, "revoke");
     let taken_back = wait::until("bob's approval taken back", TIMEOUT, || async {
         let status = alice.get("hotfix").await.ok()?.status?;
@@ -943,14 +900,7 @@ async fn an_approver_takes_back_an_approval_or_ends_the_access_it_gave() {
         taken_back.reviews
     );
     let note = format!("{} took back their approval", who.bob.username);
-    wait::until("the Reviewed event of the Revoke", TIMEOUT, || async {
-        org.events("Reviewed")
-            .await
-            .iter()
-            .any(|e| e.note.as_deref() == Some(note.as_str()))
-            .then_some(())
-    })
-    .await;
+    org.event_noted("Reviewed", &note).await;
     assert!(org.writes().is_empty(), "{:?}", org.writes());
 
     // carol and dave approve: held, and `access` shows every review in order.
@@ -965,29 +915,7 @@ async fn an_approver_takes_back_an_approval_or_ends_the_access_it_gave() {
         org.writes().get("CreateAccountAssignment").copied(),
         Some(1)
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let held = kubectl_ok(
-        &["get", "accessrequests", "-n", &ns, "hotfix", "-o", "yaml"],
-        "",
-    );
-    std::fs::write(dir.path().join("requests.yaml"), held).expect("write");
-    std::fs::write(
-        dir.path().join("connector.yaml"),
-        json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
-            "metadata": {"name": "org", "namespace": ns}, "spec": {"region": "us-east-1"}})
-        .to_string(),
-    )
-    .expect("write");
-    let shown = access(
-        &org.moto,
-        &[
-            "access",
-            "-f",
-            dir.path().to_str().expect("utf-8"),
-            "--principal",
-            "user-03@example.com",
-        ],
-    );
+    let shown = access_of_user_03(&org, "hotfix");
     let trail = format!(
         "reviews: {bob} Approve, {bob} Revoke, {carol} Approve, {dave} Approve",
         bob = who.bob.username,
@@ -1022,6 +950,32 @@ async fn an_approver_takes_back_an_approval_or_ends_the_access_it_gave() {
     .await;
     policy.remove();
     org.finish().await;
+}
+
+/// What `access --principal user-03@example.com` shows from the org's connector and the request
+/// `name` as `kubectl get -o yaml` prints it.
+fn access_of_user_03(org: &Org, name: &str) -> String {
+    let ns = &org.cluster.namespace;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let held = kubectl_ok(&["get", "accessrequests", "-n", ns, name, "-o", "yaml"], "");
+    std::fs::write(dir.path().join("requests.yaml"), held).expect("write");
+    std::fs::write(
+        dir.path().join("connector.yaml"),
+        json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+            "metadata": {"name": "org", "namespace": ns}, "spec": {"region": "us-east-1"}})
+        .to_string(),
+    )
+    .expect("write");
+    access(
+        &org.moto,
+        &[
+            "access",
+            "-f",
+            dir.path().to_str().expect("utf-8"),
+            "--principal",
+            "user-03@example.com",
+        ],
+    )
 }
 
 /// `aws-access-operator` with `args`, reaching AWS at `moto`; its standard output.
@@ -1082,6 +1036,42 @@ pub(crate) fn operator_process(
     )
 }
 
+/// The rule of the process tests: ServiceAccounts may ask for PermissionSet00 on the management
+/// account, for anyone, with `approvals`.
+pub(crate) fn oncall_rule(approvals: u32) -> Value {
+    json!({"name": "oncall", "groups": ["system:serviceaccounts"], "principals": "Any",
+        "permissionSets": ["PermissionSet00"], "accounts": [ACCOUNT], "approvals": approvals})
+}
+
+/// The real binary serving `cluster`'s namespace through the admission policy `policy`, with the
+/// connector `org` serving requests under `request_policy`: returned once the connector is Ready
+/// (the seed's AWS calls forgotten) and the operator has confirmed the policy enforced.
+pub(crate) async fn process_org(
+    moto: &crate::support::moto::Moto,
+    cluster: &TestCluster,
+    policy: &AdmissionPolicy,
+    request_policy: Value,
+) -> std::process::Child {
+    let ns = &cluster.namespace;
+    let operator = operator_process(moto, &cluster.kubeconfig_file(), ns, &policy.name);
+    let connectors: Api<aws_access_operator::api::AwsConnector> =
+        Api::namespaced(cluster.client.clone(), ns);
+    connectors
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1",
+                "kind": "AwsConnector", "metadata": {"name": "org"},
+                "spec": {"region": "us-east-1", "requestPolicy": request_policy}}))
+            .expect("connector"),
+        )
+        .await
+        .expect("connector");
+    crate::support::operator::wait_condition(&connectors, "org", "Ready", "True").await;
+    moto.reset_calls();
+    crate::support::operator::enforced(&cluster.client, ns, &policy.name, None).await;
+    operator
+}
+
 /// SIGKILL to a process this test started, and its exit collected.
 pub(crate) fn kill_9(child: &mut std::process::Child) {
     child.kill().expect("kill -9");
@@ -1096,23 +1086,13 @@ async fn killed_between_approval_and_grant_and_between_end_and_revoke_each_happe
     let config = cluster.kubeconfig_file();
     let ns = cluster.namespace.clone();
     let policy = AdmissionPolicy::install();
-    let mut operator = operator_process(&moto, &config, &ns, &policy.name);
-    let connectors: Api<aws_access_operator::api::AwsConnector> =
-        Api::namespaced(cluster.client.clone(), &ns);
-    connectors
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1",
-                "kind": "AwsConnector", "metadata": {"name": "org"},
-                "spec": {"region": "us-east-1", "requestPolicy": {"enabled": true, "rules": [{"name": "oncall",
-                    "groups": ["system:serviceaccounts"], "principals": "Any",
-                    "permissionSets": ["PermissionSet00"], "accounts": [ACCOUNT]}]}}}))
-            .expect("connector"),
-        )
-        .await
-        .expect("connector");
-    crate::support::operator::wait_condition(&connectors, "org", "Ready", "True").await;
-    crate::support::operator::enforced(&cluster.client, &ns, &policy.name, None).await;
+    let mut operator = process_org(
+        &moto,
+        &cluster,
+        &policy,
+        json!({"enabled": true, "rules": [oncall_rule(1)]}),
+    )
+    .await;
     let who = people(&cluster, &ns).await;
     let alice = api(&who.alice, &ns).await;
     let bob = api(&who.bob, &ns).await;

@@ -7,7 +7,6 @@
 //! a restart neither forgets a start (requests created since stay trusted) nor invents one
 //! (objects replaced or changed while it was down start a new one, after a new refusal).
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -16,9 +15,10 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ObjectMeta, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 
 use super::context::FIELD_MANAGER;
+use super::json_configmap::{JsonConfigMaps, StoreError, Written};
 use crate::api::AccessRequest;
 use crate::fence::Fence;
 use crate::request::trust::{self, Enforcement, Pins};
@@ -28,6 +28,8 @@ use crate::request::trust::{self, Enforcement, Pins};
 pub const FRESH_FOR: Duration = Duration::from_secs(15);
 /// How soon the watch looks again while enforcement is not confirmed.
 const RETRY: Duration = Duration::from_secs(2);
+/// How often the same lack of enforcement is logged again.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 /// The ConfigMap, in the operator's namespace, that keeps the enforcement.
 pub const RECORD_NAME: &str = "aws-access-request-admission";
 const DATA_KEY: &str = "enforcement";
@@ -95,7 +97,7 @@ impl AdmissionCheck {
     }
 
     async fn check(&self, name: &str, client: &Client, fence: &Fence, known: &mut Known) -> Answer {
-        let records: Api<ConfigMap> = Api::namespaced(client.clone(), &self.namespace);
+        let records = records(client, &self.namespace);
         if known.kept.is_none() {
             known.kept = Some(load(&records, name).await?);
         }
@@ -106,12 +108,18 @@ impl AdmissionCheck {
                 None => return Ok(enforcement.clone()),
                 Some(what) => {
                     tracing::warn!(policy = %name, since = %enforcement.since, change = %what, "the admission policy is not the one enforcement was confirmed with: requests created before it is confirmed again are never trusted");
+                    // That start can never hold again (uids are never reused, generations only
+                    // grow): forgotten here, replaced in the ConfigMap by the next one.
+                    known.kept = Some(Kept {
+                        enforcement: None,
+                        version: kept.version.clone(),
+                    });
                 }
             }
         }
         // A new start: the API server must refuse a forged request under these very objects.
         probe(name, client, &self.namespace).await?;
-        let since = server_time(&records).await?;
+        let since = server_time(client, &self.namespace).await?;
         let after = pins(name, client).await?;
         if after != found {
             return Err(format!(
@@ -203,7 +211,8 @@ async fn probe(name: &str, client: &Client, namespace: &str) -> Result<(), Strin
 }
 
 /// The API server's time now: the creation time it gives a dry-run ConfigMap (nothing stored).
-async fn server_time(records: &Api<ConfigMap>) -> Result<Timestamp, String> {
+async fn server_time(client: &Client, namespace: &str) -> Result<Timestamp, String> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let object = ConfigMap {
         metadata: ObjectMeta {
             generate_name: Some("aws-access-clock-".into()),
@@ -215,7 +224,7 @@ async fn server_time(records: &Api<ConfigMap>) -> Result<Timestamp, String> {
         dry_run: true,
         field_manager: Some(FIELD_MANAGER.to_string()),
     };
-    let created = records.create(&params, &object).await.map_err(|e| {
+    let created = config_maps.create(&params, &object).await.map_err(|e| {
         format!("the API server's time cannot be read (dry-run create configmaps): {e}")
     })?;
     created
@@ -225,92 +234,74 @@ async fn server_time(records: &Api<ConfigMap>) -> Result<Timestamp, String> {
         .ok_or_else(|| "the API server gave a dry-run ConfigMap no creationTimestamp".into())
 }
 
-fn unreadable_record(e: impl std::fmt::Display) -> String {
-    format!(
-        "the ConfigMap {RECORD_NAME}, where the start of enforcement is kept, cannot be read: {e}"
-    )
+fn records(client: &Client, namespace: &str) -> JsonConfigMaps {
+    JsonConfigMaps::new(client.clone(), namespace, None, DATA_KEY)
+}
+
+fn unkept(error: StoreError) -> String {
+    format!("the ConfigMap where the start of enforcement is kept, {error}")
 }
 
 /// What is kept: the enforcement of the policy `name` (none when nothing is kept, or it was kept
 /// for another policy) and the ConfigMap's resourceVersion, for the next write.
-async fn load(records: &Api<ConfigMap>, name: &str) -> Result<Kept, String> {
-    let Some(config_map) = records
-        .get_opt(RECORD_NAME)
+async fn load(records: &JsonConfigMaps, name: &str) -> Result<Kept, String> {
+    let Some((enforcement, version)) = records
+        .get::<Enforcement>(RECORD_NAME)
         .await
-        .map_err(unreadable_record)?
+        .map_err(unkept)?
     else {
         return Ok(Kept::default());
     };
-    let version = config_map.resource_version();
-    let Some(text) = config_map.data.as_ref().and_then(|d| d.get(DATA_KEY)) else {
-        return Err(unreadable_record(format!("no {DATA_KEY} key")));
-    };
-    let enforcement: Enforcement = serde_json::from_str(text).map_err(unreadable_record)?;
     Ok(Kept {
         enforcement: (enforcement.name == name).then_some(enforcement),
-        version,
+        version: Some(version),
     })
 }
 
 async fn save(
-    records: &Api<ConfigMap>,
+    records: &JsonConfigMaps,
     enforcement: &Enforcement,
     version: Option<&str>,
 ) -> Result<String, String> {
-    let text = serde_json::to_string_pretty(enforcement)
-        .map_err(|e| format!("the start of enforcement cannot be written: {e}"))?;
-    let object = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(RECORD_NAME.to_string()),
-            labels: Some(BTreeMap::from([(
-                "app.kubernetes.io/managed-by".to_string(),
-                "aws-access-operator".to_string(),
-            )])),
-            resource_version: version.map(str::to_string),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([(DATA_KEY.to_string(), text)])),
-        ..ConfigMap::default()
-    };
-    let params = PostParams {
-        dry_run: false,
-        field_manager: Some(FIELD_MANAGER.to_string()),
-    };
-    let written = match version {
-        None => records.create(&params, &object).await,
-        Some(_) => records.replace(RECORD_NAME, &params, &object).await,
+    match records
+        .put(RECORD_NAME, enforcement, version)
+        .await
+        .map_err(unkept)?
+    {
+        Written::Version(version) => Ok(version),
+        Written::Conflict => Err(format!(
+            "the ConfigMap {RECORD_NAME}, where the start of enforcement is kept, changed meanwhile; confirming again"
+        )),
     }
-    .map_err(|e| format!("the ConfigMap {RECORD_NAME}, where the start of enforcement is kept, cannot be written: {e}"))?;
-    Ok(written.resource_version().unwrap_or_default())
 }
 
 /// Keeps the answer fresh while the operator leads: confirms enforcement as soon as the policy
 /// is in place (so that requests are trusted from the earliest moment), and notices a change
-/// within `FRESH_FOR`. Logs each change of the answer once; the metrics show the current one.
+/// within `FRESH_FOR`. Logs each new start once, and a lack of one once a minute; the metrics
+/// show the current answer.
 pub async fn watch_over(ctx: std::sync::Arc<super::context::Context>) {
     if !ctx.admission.configured() {
         return;
     }
-    let mut shown: Option<Result<String, String>> = None;
+    // The start last logged, or when the last warning was.
+    let mut shown: Option<Result<String, Instant>> = None;
     loop {
         let answer = ctx
             .admission
             .enforcement(&ctx.client, &ctx.fence, Instant::now())
             .await;
-        let now_shown = answer
-            .as_ref()
-            .map(|e| e.since.clone())
-            .map_err(Clone::clone);
-        if shown.as_ref() != Some(&now_shown) {
-            match &answer {
-                Ok(e) => {
-                    tracing::info!(policy = %e.name, since = %e.since, "AccessRequests created after this start are trusted")
-                }
-                Err(why) => {
-                    tracing::warn!(%why, "no AccessRequest is trusted until the admission policy is confirmed enforced")
-                }
+        match (&answer, &shown) {
+            (Ok(e), Some(Ok(since))) if *since == e.since => {}
+            (Ok(e), _) => {
+                tracing::info!(policy = %e.name, since = %e.since, "AccessRequests created after this start are trusted");
+                shown = Some(Ok(e.since.clone()));
             }
-            shown = Some(now_shown);
+            // While it lasts, the warning comes again once a minute, not at every look.
+            (Err(_), Some(Err(at))) if at.elapsed() < WARN_EVERY => {}
+            (Err(why), _) => {
+                tracing::warn!(%why, "no AccessRequest is trusted until the admission policy is confirmed enforced");
+                shown = Some(Err(Instant::now()));
+            }
         }
         ctx.metrics
             .observe_admission(answer.as_ref().ok().and_then(|e| e.since()));

@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod grant;
 pub mod health;
+pub mod json_configmap;
 pub mod leader;
 pub mod ledger;
 pub mod memory;

@@ -4,14 +4,11 @@
 //! is still due, and never what was delivered or given up. Both the reconciler (adding) and
 //! the notifier (settling) write it, each reading it again after a conflict.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{DeleteParams, ObjectMeta, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::Client;
 use serde::{Deserialize, Serialize};
 
 use super::error::Error;
+use super::json_configmap::{JsonConfigMaps, StoreError, Written};
 use crate::api::request::State;
 use crate::fingerprint::short_hash;
 use crate::request::notice::Notice;
@@ -69,7 +66,7 @@ struct Kept {
 }
 
 pub struct NoticeStore {
-    api: Api<ConfigMap>,
+    store: JsonConfigMaps,
 }
 
 /// The ConfigMap of a request's notices: from its uid, like its record.
@@ -77,76 +74,48 @@ pub fn object_name(uid: &str) -> String {
     format!("aws-access-notices-{}", short_hash(uid.as_bytes()))
 }
 
-fn failed(action: &str, name: &str, error: impl std::fmt::Display) -> Error {
+fn failed(error: StoreError) -> Error {
+    Error::Pending(format!("the notice record {error}"))
+}
+
+fn kept_changing(uid: &str) -> Error {
     Error::Pending(format!(
-        "the notice record {name} cannot be {action}: {error}"
+        "the notice record {} cannot be written: it kept changing",
+        object_name(uid)
     ))
 }
 
 impl NoticeStore {
     pub fn new(client: Client, namespace: &str) -> Self {
         Self {
-            api: Api::namespaced(client, namespace),
+            store: JsonConfigMaps::new(client, namespace, Some(LABEL_NOTICES), DATA_KEY),
         }
     }
 
     async fn read(&self, uid: &str) -> Result<(Kept, Option<String>), Error> {
-        let name = object_name(uid);
-        let Some(config_map) = self
-            .api
-            .get_opt(&name)
-            .await
-            .map_err(|e| failed("read", &name, e))?
-        else {
-            return Ok((Kept::default(), None));
-        };
-        let text = config_map
-            .data
-            .as_ref()
-            .and_then(|d| d.get(DATA_KEY))
-            .ok_or_else(|| failed("read", &name, format!("no {DATA_KEY} key")))?;
-        let kept: Kept = serde_json::from_str(text).map_err(|e| failed("read", &name, e))?;
-        Ok((kept, config_map.resource_version()))
+        Ok(
+            match self
+                .store
+                .get::<Kept>(&object_name(uid))
+                .await
+                .map_err(failed)?
+            {
+                Some((kept, version)) => (kept, Some(version)),
+                None => (Kept::default(), None),
+            },
+        )
     }
 
     /// Writes `kept`; `Ok(false)` when someone else wrote first.
     async fn write(&self, kept: &Kept, version: Option<String>) -> Result<bool, Error> {
         let name = object_name(&kept.uid);
-        let text = serde_json::to_string(kept).map_err(|e| failed("written", &name, e))?;
-        let object = ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                labels: Some(BTreeMap::from([
-                    (LABEL_NOTICES.to_string(), "true".to_string()),
-                    (
-                        "app.kubernetes.io/managed-by".to_string(),
-                        "aws-access-operator".to_string(),
-                    ),
-                ])),
-                resource_version: version.clone(),
-                ..ObjectMeta::default()
-            },
-            data: Some(BTreeMap::from([(DATA_KEY.to_string(), text)])),
-            ..ConfigMap::default()
-        };
-        let written = match version {
-            None => self.api.create(&PostParams::default(), &object).await,
-            Some(_) => {
-                self.api
-                    .replace(&name, &PostParams::default(), &object)
-                    .await
-            }
-        };
-        match written {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-            Err(e) => Err(failed("written", &name, e)),
-        }
-    }
-
-    /// Every notice due for the request `uid`, settled or not.
-    pub async fn load(&self, uid: &str) -> Result<Vec<Due>, Error> {
-        Ok(self.read(uid).await?.0.dues)
+        Ok(matches!(
+            self.store
+                .put(&name, kept, version.as_deref())
+                .await
+                .map_err(failed)?,
+            Written::Version(_)
+        ))
     }
 
     /// Adds the notices not there yet (one per receiver and state); returns every notice of the
@@ -174,7 +143,7 @@ impl NoticeStore {
             }
             return Ok(kept.dues.into_iter().filter(|d| !d.settled()).collect());
         }
-        Err(failed("written", &object_name(uid), "it kept changing"))
+        Err(kept_changing(uid))
     }
 
     /// Notes how the delivery of `receiver`'s notice of `state` ended.
@@ -208,15 +177,10 @@ impl NoticeStore {
                 return Ok(());
             }
         }
-        Err(failed("written", &object_name(uid), "it kept changing"))
+        Err(kept_changing(uid))
     }
 
     pub async fn remove(&self, uid: &str) -> Result<(), Error> {
-        let name = object_name(uid);
-        match self.api.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(e) => Err(failed("deleted", &name, e)),
-        }
+        self.store.remove(&object_name(uid)).await.map_err(failed)
     }
 }
