@@ -314,10 +314,33 @@ async fn a_notice_due_when_the_operator_is_killed_is_delivered_once_after_the_re
         .await
         .expect("notices")
         .items;
-    let record = serde_json::to_string(&kept).expect("json");
-    assert!(
-        record.contains(r#"\"state\":\"Active\""#) && record.matches("deliveredAt").count() == 1,
-        "the Active notice is recorded as due, the Pending one as delivered: {record}"
+    assert_eq!(kept.len(), 1);
+    let record: Value = serde_json::from_str(
+        kept[0]
+            .data
+            .as_ref()
+            .and_then(|d| d.get("notices"))
+            .expect("notices"),
+    )
+    .expect("json");
+    let delivered: Vec<(String, bool)> = record["dues"]
+        .as_array()
+        .expect("dues")
+        .iter()
+        .map(|d| {
+            (
+                d["notice"]["state"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                d.get("deliveredAt").is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        delivered,
+        vec![("Pending".to_string(), true), ("Active".to_string(), false)],
+        "the Pending notice is recorded as delivered, the Active one as due: {record}"
     );
     events.answer(Answer::Accept);
     let mut operator = operator_process(&moto, &config, &ns, &policy.name);
