@@ -6,41 +6,22 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::requests::{
     AdmissionPolicy, add_review, api, as_alice, as_user, calls, kill_9, oncall_rule,
-    operator_process, people, process_org, requests_org_notifying, state,
+    operator_process, people, process_org, receiver, requests_org_notifying, state, webhook_secret,
 };
 use crate::support::cluster::TestCluster;
 use crate::support::moto::SMALL_ORG;
-use crate::support::operator::{TIMEOUT, base64, enforced};
+use crate::support::operator::{TIMEOUT, enforced};
 use crate::support::receiver::{Answer, Receiver};
 use crate::support::wait;
 
 const ACCOUNT: &str = "123456789012";
-
-/// A Secret `hooks` holding each receiver's URL under its name.
-pub(crate) async fn hooks(client: &kube::Client, namespace: &str, urls: &[(&str, &str)]) {
-    let data: serde_json::Map<String, Value> = urls
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(base64(v))))
-        .collect();
-    let secret: Secret = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "hooks"}, "data": data}))
-    .expect("secret");
-    Api::<Secret>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("secret");
-}
-
-fn receiver(name: &str, format: &str) -> Value {
-    json!({"name": name, "format": format, "urlSecretRef": {"name": "hooks", "key": name}})
-}
 
 /// The states a receiver accepted notices of, in order.
 fn states(receiver: &Receiver, of: impl Fn(&Value) -> String) -> Vec<String> {
@@ -75,18 +56,6 @@ async fn receivers_hear_each_state_once_in_their_format() {
     let hung = Receiver::start(Answer::Hang).await;
     let cluster = TestCluster::start("notify").await;
     let policy = AdmissionPolicy::install();
-    hooks(
-        &cluster.client,
-        &cluster.namespace,
-        &[
-            ("slack", &slack.url),
-            ("teams", &teams.url),
-            ("events", &events.url),
-            ("flaky", &flaky.url),
-            ("hung", &hung.url),
-        ],
-    )
-    .await;
     let (org, who) = requests_org_notifying(
         cluster,
         policy.name.clone(),
@@ -101,6 +70,13 @@ async fn receivers_hear_each_state_once_in_their_format() {
             receiver("flaky", "Slack"),
             receiver("hung", "CloudEvents")
         ]),
+        &[
+            ("slack", &slack.url),
+            ("teams", &teams.url),
+            ("events", &events.url),
+            ("flaky", &flaky.url),
+            ("hung", &hung.url),
+        ],
     )
     .await;
     let ns = org.cluster.namespace.clone();
@@ -276,7 +252,7 @@ async fn a_notice_due_when_the_operator_is_killed_is_delivered_once_after_the_re
     let config = cluster.kubeconfig_file();
     let ns = cluster.namespace.clone();
     let policy = AdmissionPolicy::install();
-    hooks(&cluster.client, &ns, &[("events", &events.url)]).await;
+    webhook_secret(&cluster.client, &ns, &[("events", &events.url)]).await;
     let mut operator = process_org(
         &moto,
         &cluster,

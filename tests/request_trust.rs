@@ -18,7 +18,8 @@ use serde_json::json;
 
 use crate::requests::{
     AdmissionPolicy, People, add_review, api, approvals, as_alice, calls, kill_9, oncall_rule,
-    operator_process, people, process_org, requests_org_notifying, requests_org_under, state,
+    operator_process, people, process_org, receiver, requests_org_notifying, requests_org_under,
+    state,
 };
 use crate::support::cluster::{TestCluster, named_cluster, unique_suffix};
 use crate::support::moto::SMALL_ORG;
@@ -113,12 +114,8 @@ async fn approvals_forged_while_the_binding_was_away_never_count() {
     let policy = AdmissionPolicy::install_in(&cluster.kubeconfig_file());
     // Approvers hear of requests waiting for them, and of unvouched ones.
     let events = Receiver::start(Answer::Accept).await;
-    crate::request_notices::hooks(
-        &cluster.client,
-        &cluster.namespace,
-        &[("events", &events.url)],
-    )
-    .await;
+    let mut pending_and_unvouched = receiver("events", "CloudEvents");
+    pending_and_unvouched["states"] = json!(["Pending", "Unvouched"]);
     let (org, who) = requests_org_notifying(
         cluster,
         policy.name.clone(),
@@ -126,8 +123,8 @@ async fn approvals_forged_while_the_binding_was_away_never_count() {
         SMALL_ORG,
         2,
         |_| {},
-        json!([{"name": "events", "format": "CloudEvents", "states": ["Pending", "Unvouched"],
-                "urlSecretRef": {"name": "hooks", "key": "events"}}]),
+        json!([pending_and_unvouched]),
+        &[("events", &events.url)],
     )
     .await;
     let ns = org.cluster.namespace.clone();

@@ -426,10 +426,33 @@ pub(crate) async fn requests_org_under(
     approvals: u32,
     tune: impl FnOnce(&mut aws_access_operator::controller::AwsSettings),
 ) -> (Org, People) {
-    requests_org_notifying(cluster, name, prefix, seed, approvals, tune, json!([])).await
+    requests_org_notifying(cluster, name, prefix, seed, approvals, tune, json!([]), &[]).await
 }
 
-/// `requests_org_under` with the requestPolicy's `notify` receivers.
+/// A Secret `hooks` holding each receiver's URL under its name.
+pub(crate) async fn webhook_secret(client: &kube::Client, namespace: &str, urls: &[(&str, &str)]) {
+    use k8s_openapi::api::core::v1::Secret;
+    let data: serde_json::Map<String, Value> = urls
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(crate::support::operator::base64(v))))
+        .collect();
+    let secret: Secret = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "hooks"}, "data": data}))
+    .expect("secret");
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+}
+
+/// A receiver of notices whose URL is the key `name` of the Secret `hooks`.
+pub(crate) fn receiver(name: &str, format: &str) -> Value {
+    json!({"name": name, "format": format, "urlSecretRef": {"name": "hooks", "key": name}})
+}
+
+/// `requests_org_under` with the requestPolicy's `notify` receivers, whose URLs (by receiver
+/// name) are in the Secret `hooks`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn requests_org_notifying(
     cluster: TestCluster,
     name: String,
@@ -438,7 +461,11 @@ pub(crate) async fn requests_org_notifying(
     approvals: u32,
     tune: impl FnOnce(&mut aws_access_operator::controller::AwsSettings),
     notify: Value,
+    urls: &[(&str, &str)],
 ) -> (Org, People) {
+    if !urls.is_empty() {
+        webhook_secret(&cluster.client, &cluster.namespace, urls).await;
+    }
     // The requester's name is known only once her ServiceAccount exists, in the org's
     // namespace: the rule allows ServiceAccounts by their group instead.
     let org = org_on(
@@ -1433,16 +1460,10 @@ async fn all_in(api: &Api<AccessRequest>, state: &str, count: usize, timeout: Du
 async fn two_hundred_requests_approved_at_once() {
     let rate = 20.0;
     // With notifications on: every request's Pending and Active go to a receiver on loopback.
-    let receiver =
+    let events =
         crate::support::receiver::Receiver::start(crate::support::receiver::Answer::Accept).await;
     let cluster = TestCluster::start("req-200").await;
     let policy = AdmissionPolicy::install();
-    crate::request_notices::hooks(
-        &cluster.client,
-        &cluster.namespace,
-        &[("events", &receiver.url)],
-    )
-    .await;
     let (org, who) = requests_org_notifying(
         cluster,
         policy.name.clone(),
@@ -1456,8 +1477,8 @@ async fn two_hundred_requests_approved_at_once() {
             ))
             .expect("limits");
         },
-        json!([{"name": "events", "format": "CloudEvents",
-                "urlSecretRef": {"name": "hooks", "key": "events"}}]),
+        json!([receiver("events", "CloudEvents")]),
+        &[("events", &events.url)],
     )
     .await;
     crate::support::operator::enforced(
@@ -1511,12 +1532,12 @@ async fn two_hundred_requests_approved_at_once() {
     all_in(&alice, "Active", 200, Duration::from_secs(300)).await;
     let elapsed = started.elapsed();
     wait::until("every Pending and Active notice", TIMEOUT, || async {
-        (receiver.accepted().len() >= 400).then_some(())
+        (events.accepted().len() >= 400).then_some(())
     })
     .await;
     eprintln!(
         "notices: {} delivered ({} after the first approval)",
-        receiver.accepted().len(),
+        events.accepted().len(),
         format_args!("{:.1} s", started.elapsed().as_secs_f64())
     );
     let calls = org.moto.calls();

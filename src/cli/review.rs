@@ -43,8 +43,9 @@ async fn caller(client: &Client) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("the API server did not say who you are"))
 }
 
-fn requests(client: &Client, at: &RequestRef) -> Api<AccessRequest> {
-    match &at.namespace {
+/// AccessRequests in `namespace`, or in the kubeconfig context's.
+fn requests(client: &Client, namespace: Option<&str>) -> Api<AccessRequest> {
+    match namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::default_namespaced(client.clone()),
     }
@@ -85,7 +86,7 @@ pub async fn review(args: ReviewArgs, decision: Decision) -> anyhow::Result<Exit
     let client = client().await?;
     let user = caller(&client).await?;
     let name = args.request.name.clone();
-    let api = requests(&client, &args.request);
+    let api = requests(&client, args.request.namespace.as_deref());
     let written = change(&api, &name, |request| {
         let mine: Vec<Decision> = request
             .spec
@@ -130,7 +131,7 @@ pub async fn review(args: ReviewArgs, decision: Decision) -> anyhow::Result<Exit
 
 pub async fn withdraw(args: RequestRef) -> anyhow::Result<ExitCode> {
     let client = client().await?;
-    let api = requests(&client, &args);
+    let api = requests(&client, args.namespace.as_deref());
     let written = change(&api, &args.name, |request| {
         request.spec.withdrawn = Some(true);
         Ok(())
@@ -194,10 +195,7 @@ pub async fn pending(args: PendingArgs) -> anyhow::Result<ExitCode> {
     let api: Api<AccessRequest> = if args.all_namespaces {
         Api::all(client.clone())
     } else {
-        match &args.namespace {
-            Some(namespace) => Api::namespaced(client.clone(), namespace),
-            None => Api::default_namespaced(client.clone()),
-        }
+        requests(&client, args.namespace.as_deref())
     };
     let listed = api
         .list(&Default::default())

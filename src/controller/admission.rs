@@ -169,6 +169,14 @@ async fn pins(name: &str, client: &Client) -> Result<Pins, String> {
     trust::inspect(name, policy.as_ref(), binding.as_ref())
 }
 
+/// A create the API server admits or refuses, and stores nothing of.
+fn dry_run() -> PostParams {
+    PostParams {
+        dry_run: true,
+        field_manager: Some(FIELD_MANAGER.to_string()),
+    }
+}
+
 /// A server-side dry-run create of an AccessRequest in another user's name: `Ok` only when the
 /// API server refuses it with the policy's rule. Nothing is stored.
 async fn probe(name: &str, client: &Client, namespace: &str) -> Result<(), String> {
@@ -191,10 +199,7 @@ async fn probe(name: &str, client: &Client, namespace: &str) -> Result<(), Strin
         }
     }))
     .map_err(|e| format!("the admission probe cannot be built: {e}"))?;
-    let params = PostParams {
-        dry_run: true,
-        field_manager: Some(FIELD_MANAGER.to_string()),
-    };
+    let params = dry_run();
     match api.create(&params, &forged).await {
         Ok(_) => Err(format!(
             "the API server admitted a dry-run AccessRequest in another user's name: the admission policy {name} is not enforced (yet)"
@@ -220,10 +225,7 @@ async fn server_time(client: &Client, namespace: &str) -> Result<Timestamp, Stri
         },
         ..ConfigMap::default()
     };
-    let params = PostParams {
-        dry_run: true,
-        field_manager: Some(FIELD_MANAGER.to_string()),
-    };
+    let params = dry_run();
     let created = config_maps.create(&params, &object).await.map_err(|e| {
         format!("the API server's time cannot be read (dry-run create configmaps): {e}")
     })?;

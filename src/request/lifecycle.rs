@@ -32,6 +32,9 @@ pub struct Facts<'a> {
     pub now: Timestamp,
 }
 
+/// The reason of a request waiting because no enforcement of the admission policy is confirmed.
+pub const ADMISSION_POLICY_MISSING: &str = "AdmissionPolicyMissing";
+
 /// What to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -218,7 +221,7 @@ pub fn step(f: &Facts<'_>) -> Step {
     if let Trust::Unconfirmed(why) = &f.trust {
         return Step::Wait {
             state: State::Pending,
-            reason: "AdmissionPolicyMissing",
+            reason: ADMISSION_POLICY_MISSING,
             message: format!(
                 "{why}: no approval is counted until the operator confirms the admission policy is enforced, and requests created before then are never trusted"
             ),

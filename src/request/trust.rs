@@ -275,19 +275,22 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The policy `p` and the binding `b`, both at generation 1.
+    fn pins() -> Pins {
+        let pin = |uid: &str| Pinned {
+            uid: uid.into(),
+            generation: 1,
+        };
+        Pins {
+            policy: pin("p"),
+            binding: pin("b"),
+        }
+    }
+
     fn enforcement(since: &str) -> Result<Enforcement, String> {
         Ok(Enforcement {
             name: "requests".into(),
-            pins: Pins {
-                policy: Pinned {
-                    uid: "p".into(),
-                    generation: 1,
-                },
-                binding: Pinned {
-                    uid: "b".into(),
-                    generation: 1,
-                },
-            },
+            pins: pins(),
             since: since.into(),
             confirmed_at: since.into(),
         })
@@ -407,16 +410,7 @@ mod tests {
 
     #[test]
     fn a_change_of_either_object_is_named() {
-        let kept = Pins {
-            policy: Pinned {
-                uid: "p".into(),
-                generation: 1,
-            },
-            binding: Pinned {
-                uid: "b".into(),
-                generation: 1,
-            },
-        };
+        let kept = pins();
         assert_eq!(change(&kept, &kept.clone()), None);
         let mut found = kept.clone();
         found.binding.uid = "b2".into();

@@ -6,11 +6,11 @@
 use jiff::Timestamp;
 
 use super::outcome::Outcome;
-use super::{key, stamp, status};
+use super::{key, stamp};
 use crate::api::AccessRequest;
 use crate::api::connector::RequestPolicy;
 use crate::api::notify::Receiver;
-use crate::api::request::{Decision, State};
+use crate::api::request::State;
 use crate::controller::context::Context;
 use crate::controller::error::Error;
 use crate::controller::grant::Gathered;
@@ -26,7 +26,8 @@ pub(super) struct Moment<'a> {
     /// The rule that allows the request, once known.
     pub rule: Option<&'a str>,
     pub needed: Option<u32>,
-    pub deadline: Timestamp,
+    /// Approvals counted of those needed, as the status shows them.
+    pub approvals: String,
     /// The access, for people.
     pub access: String,
     /// Whether the API server provably checked the request (a request nothing vouches for is
@@ -65,7 +66,7 @@ pub(super) async fn announce(
     let waited_for_trust = shown.is_some_and(|s| {
         s.conditions
             .iter()
-            .any(|c| c.type_ == "Approved" && c.reason == "AdmissionPolicyMissing")
+            .any(|c| c.type_ == "Approved" && c.reason == lifecycle::ADMISSION_POLICY_MISSING)
     });
     let entered = match state {
         // Pending is announced once the request is vouched for, whenever that is.
@@ -80,7 +81,6 @@ pub(super) async fn announce(
     let name = key(request);
     let rule = record.rule.as_deref().or(moment.rule);
     let due: Vec<Due> = if entered {
-        let counted = lifecycle::counted(&request.spec, record, moment.deadline, Decision::Approve);
         let notice = Notice {
             namespace: request.metadata.namespace.clone().unwrap_or_default(),
             name: request.metadata.name.clone().unwrap_or_default(),
@@ -92,7 +92,7 @@ pub(super) async fn announce(
             access: moment.access.clone(),
             reason: request.spec.reason.clone(),
             duration: request.spec.duration.clone(),
-            approvals: Some(status::approvals_text(record, moment.needed, counted.len())),
+            approvals: Some(moment.approvals.clone()),
             approvals_needed: moment.needed,
             approved_by: record.approved_by.clone(),
             ends_at: lifecycle::ends_at(&request.spec, record).map(stamp),

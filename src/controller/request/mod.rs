@@ -346,6 +346,7 @@ async fn apply(
             outcome::ended(&ended, report, &names)?
         }
     };
+    let approvers = status::approvers(&request.spec, &record, deadline, uncounted.as_deref());
     // Receivers hear of a new state before the status shows it: a failure here is retried,
     // and the notice record keeps one notice per receiver and state.
     announce::announce(
@@ -357,7 +358,7 @@ async fn apply(
             outcome: &outcome,
             rule: policy.as_ref().ok().map(|a| a.rule.as_str()),
             needed,
-            deadline,
+            approvals: status::approvals_text(&record, needed, approvers.len()),
             access: status::access_text(request, &names, accesses),
             vouched: trust == Trust::Vouched,
             now,
@@ -374,6 +375,7 @@ async fn apply(
             needed,
             deadline,
             uncounted: uncounted.as_deref(),
+            approvers: &approvers,
         },
         &names,
         accesses,
@@ -382,10 +384,10 @@ async fn apply(
     .await?;
     // Each review is an event of its own, once: who, what, and whether it counted.
     for review in new_reviews {
-        let counted = lifecycle::counted(&request.spec, &record, deadline, Decision::Approve)
-            .contains(&review.user.as_str());
         let what = match review.decision {
-            Decision::Approve if counted && uncounted.is_none() => "approved it".to_string(),
+            Decision::Approve if approvers.contains(&review.user.as_str()) => {
+                "approved it".to_string()
+            }
             Decision::Approve => match &uncounted {
                 Some(why) => format!("approved it: not counted ({why})"),
                 None => format!(

@@ -9,7 +9,7 @@ use super::outcome::Outcome;
 use super::{key, stamp};
 use crate::api::AccessRequest;
 use crate::api::conditions::{ConditionStatus, ConditionUpdate};
-use crate::api::request::{Decision, Review, SeenReview, State};
+use crate::api::request::{AccessRequestSpec, Decision, Review, SeenReview, State};
 use crate::controller::context::Context;
 use crate::controller::error::Error;
 use crate::controller::grant::Gathered;
@@ -37,6 +37,21 @@ pub(super) struct Counting<'a> {
     pub deadline: Timestamp,
     /// Why no review counts at all (nothing vouches for the request, or not yet).
     pub uncounted: Option<&'a str>,
+    /// Who approved, of the reviews that count (`approvers`).
+    pub approvers: &'a [&'a str],
+}
+
+/// The approvals that count now: none while nothing vouches for the request.
+pub(super) fn approvers<'s>(
+    spec: &'s AccessRequestSpec,
+    record: &Record,
+    deadline: Timestamp,
+    uncounted: Option<&str>,
+) -> Vec<&'s str> {
+    match uncounted {
+        Some(_) => Vec::new(),
+        None => lifecycle::counted(spec, record, deadline, Decision::Approve),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -58,11 +73,8 @@ pub(super) async fn write(
         needed,
         deadline,
         uncounted,
+        approvers,
     } = counting;
-    let approvers = match uncounted {
-        Some(_) => Vec::new(),
-        None => lifecycle::counted(&request.spec, record, deadline, Decision::Approve),
-    };
     next.state = Some(outcome.state);
     next.approvals = Some(approvals_text(record, needed, approvers.len()));
     next.rule = record.rule.clone();
