@@ -5,7 +5,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use crate::api::{AccessGrant, AccessRequest, AwsConnector};
+use crate::api::{AccessGrant, AccessRequest, AwsConnector, PermissionSet};
 
 /// Every CRD the operator owns. They carry Helm's keep policy: the chart installs and upgrades
 /// them as templates (Helm never upgrades its `crds/` folder), and uninstalling the chart must
@@ -15,6 +15,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         AwsConnector::crd(),
         AccessGrant::crd(),
         AccessRequest::crd(),
+        PermissionSet::crd(),
     ];
     for crd in &mut crds {
         crd.metadata

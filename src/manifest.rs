@@ -8,7 +8,7 @@ use kube::core::TypeMeta;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::{AccessGrant, AccessRequest, AwsConnector};
+use crate::api::{AccessGrant, AccessRequest, AwsConnector, PermissionSet};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -51,7 +51,9 @@ pub enum Document {
     Connector(Box<AwsConnector>),
     Grant(Box<AccessGrant>),
     Request(Box<AccessRequest>),
-    /// An `awsaccess.io` object whose fields do not decode; `message` names the field.
+    PermissionSet(Box<PermissionSet>),
+    /// An `awsaccess.io` object whose fields do not decode (`message` names the field), or of a
+    /// kind or version the group does not have (`message` names the ones it has).
     Undecodable {
         kind: String,
         name: Option<String>,
@@ -189,11 +191,55 @@ pub fn load(paths: &[PathBuf]) -> Result<(Vec<Loaded>, Vec<Source>), ManifestErr
     Ok((loaded, skipped))
 }
 
-/// Decodes one document; `None` when it is not one of our kinds.
+/// The kinds of the `awsaccess.io` group, as `validate` names them.
+pub const KINDS: &[&str] = &[
+    "AwsConnector",
+    "AccessGrant",
+    "AccessRequest",
+    "PermissionSet",
+];
+
+/// The one version the group serves.
+pub const VERSION: &str = "v1alpha1";
+
+/// Decodes one document; `None` when it is not of the `awsaccess.io` group. A kind or version
+/// the group does not have is refused rather than skipped: the API server would refuse it, and
+/// a CI check that passed it (`kind: AccesGrant`) would pass a broken manifest.
 pub fn decode(value: Value) -> Option<Document> {
     let types: TypeMeta = serde_json::from_value(value.clone()).ok()?;
-    if types.api_version != format!("{}/v1alpha1", crate::api::GROUP) {
+    let (group, version) = types.api_version.split_once('/')?;
+    if group != crate::api::GROUP {
         return None;
+    }
+    let refuse = |message: String| {
+        let metadata = |field: &str| {
+            value
+                .pointer(&format!("/metadata/{field}"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        Some(Document::Undecodable {
+            kind: types.kind.clone(),
+            name: metadata("name"),
+            namespace: metadata("namespace"),
+            message,
+        })
+    };
+    if !KINDS.contains(&types.kind.as_str()) {
+        return refuse(format!(
+            "kind {:?} is not a kind of {}: it has {}",
+            types.kind,
+            crate::api::GROUP,
+            KINDS.join(", ")
+        ));
+    }
+    if version != VERSION {
+        return refuse(format!(
+            "apiVersion {} is not served: {} is {}/{VERSION}",
+            types.api_version,
+            types.kind,
+            crate::api::GROUP
+        ));
     }
     match types.kind.as_str() {
         "AwsConnector" => Some(decode_as::<AwsConnector>(value, "AwsConnector", |c| {
@@ -204,6 +250,9 @@ pub fn decode(value: Value) -> Option<Document> {
         })),
         "AccessRequest" => Some(decode_as::<AccessRequest>(value, "AccessRequest", |r| {
             Document::Request(Box::new(r))
+        })),
+        "PermissionSet" => Some(decode_as::<PermissionSet>(value, "PermissionSet", |s| {
+            Document::PermissionSet(Box::new(s))
         })),
         _ => None,
     }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::api::conditions::{ConditionStatus, ConditionUpdate};
+use crate::api::permission_set_validation::validate_permission_set;
 use crate::api::validation::{grant_conditions, validate_connector, validate_grant};
 use crate::manifest::{Document, Loaded};
 
@@ -80,6 +81,27 @@ pub fn check(loaded: &Loaded) -> Report {
                 kind: "AccessRequest".into(),
                 name: request.metadata.name.clone(),
                 namespace: request.metadata.namespace.clone(),
+                source,
+                valid: errors.is_empty(),
+                conditions,
+            }
+        }
+        Document::PermissionSet(set) => {
+            let errors = validate_permission_set(&set.spec);
+            let conditions = if errors.is_empty() {
+                vec![validated()]
+            } else {
+                vec![ConditionUpdate::new(
+                    "Ready",
+                    ConditionStatus::False,
+                    "InvalidSpec",
+                    crate::api::validation::describe(&errors),
+                )]
+            };
+            Report {
+                kind: "PermissionSet".into(),
+                name: set.metadata.name.clone(),
+                namespace: set.metadata.namespace.clone(),
                 source,
                 valid: errors.is_empty(),
                 conditions,

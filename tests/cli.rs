@@ -178,6 +178,105 @@ fn validate_refuses_unknown_fields_naming_them() {
     }
 }
 
+/// A kind or version of the group that does not exist is refused, naming it and the kinds
+/// there are (a CI check must not pass `kind: AccesGrant`); other groups are still skipped; a
+/// PermissionSet is checked as the operator checks it, its inline policy against IAM's grammar.
+#[test]
+fn validate_refuses_unknown_kinds_and_checks_permission_sets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("mixed.yaml");
+    std::fs::write(
+        &file,
+        r#"apiVersion: awsaccess.io/v1alpha1
+kind: AccesGrant
+metadata: {name: typo, namespace: team}
+spec: {}
+---
+apiVersion: awsaccess.io/v1
+kind: AccessGrant
+metadata: {name: future, namespace: team}
+spec: {}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: other}
+---
+apiVersion: awsaccess.io/v1alpha1
+kind: PermissionSet
+metadata: {name: good, namespace: aws}
+spec:
+  connectorRef: {name: org}
+  name: DataReader
+  sessionDuration: 4h
+  managedPolicies: [arn:aws:iam::aws:policy/ReadOnlyAccess]
+  inlinePolicy:
+    Version: "2012-10-17"
+    Statement:
+      - Effect: Allow
+        Action: [s3:GetObject]
+        Resource: "*"
+---
+apiVersion: awsaccess.io/v1alpha1
+kind: PermissionSet
+metadata: {name: bad, namespace: aws}
+spec:
+  connectorRef: {name: org}
+  name: Broken
+  inlinePolicy:
+    Version: "2012-10-17"
+    Statement:
+      - Effect: Allow
+        Action: s3:GetObject
+"#,
+    )
+    .expect("write");
+    let output = binary()
+        .args(["validate", "-f"])
+        .arg(&file)
+        .output()
+        .expect("run validate");
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 4, "the ConfigMap is skipped: {stdout}");
+    let message = |i: usize| {
+        lines[i]["conditions"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(lines[0]["valid"], false);
+    assert!(
+        message(0).contains("\"AccesGrant\" is not a kind of awsaccess.io")
+            && message(0).contains("AccessGrant, AccessRequest, PermissionSet"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[1]["valid"], false);
+    assert!(
+        message(1).contains("apiVersion awsaccess.io/v1 is not served"),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(
+        (lines[2]["kind"].as_str(), lines[2]["valid"].as_bool()),
+        (Some("PermissionSet"), Some(true)),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(lines[3]["valid"], false);
+    assert!(
+        message(3).contains("spec.inlinePolicy.Statement[0] needs Resource or NotResource"),
+        "{}",
+        lines[3]
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("#3: skipped"), "{stderr}");
+}
+
 fn grant_yaml(name: &str) -> String {
     format!(
         "apiVersion: awsaccess.io/v1alpha1\nkind: AccessGrant\nmetadata: {{name: {name}, namespace: team}}\nspec:\n  connectorRef: {{name: prod}}\n  principal: {{kind: SsoUser, name: alice}}\n  target: {{kind: SsoGroupMembership, group: admins}}\n"

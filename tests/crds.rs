@@ -282,6 +282,13 @@ fn invalid_inputs() -> Vec<(&'static str, &'static str, serde_json::Value)> {
         }
         base
     };
+    let set = |spec: serde_json::Value| {
+        let mut base = json!({"connectorRef": {"name": "org"}, "name": "DataReader"});
+        for (key, value) in spec.as_object().into_iter().flatten() {
+            base[key] = value.clone();
+        }
+        base
+    };
     vec![
         (
             "a 13-digit account",
@@ -359,6 +366,49 @@ fn invalid_inputs() -> Vec<(&'static str, &'static str, serde_json::Value)> {
             "AccessGrant",
             grant(json!({"connectorRef": {"name": ""}})),
         ),
+        (
+            "a set name with a space",
+            "PermissionSet",
+            set(json!({"name": "Data Reader"})),
+        ),
+        (
+            "a 13-hour session",
+            "PermissionSet",
+            set(json!({"sessionDuration": "13h"})),
+        ),
+        (
+            "an account's policy as an AWS managed one",
+            "PermissionSet",
+            set(json!({"managedPolicies": ["arn:aws:iam::123456789012:policy/mine"]})),
+        ),
+        (
+            "a relative policy path",
+            "PermissionSet",
+            set(json!({"customerManagedPolicies": [{"name": "p", "path": "team/"}]})),
+        ),
+        (
+            "two boundaries",
+            "PermissionSet",
+            set(
+                json!({"permissionsBoundary": {"managedPolicyArn": "arn:aws:iam::aws:policy/A",
+                "customerManagedPolicy": {"name": "b"}}}),
+            ),
+        ),
+        (
+            "an aws: tag",
+            "PermissionSet",
+            set(json!({"tags": [{"key": "aws:team", "value": "a"}]})),
+        ),
+        (
+            "a relay state that is not a URL",
+            "PermissionSet",
+            set(json!({"relayState": "console"})),
+        ),
+        (
+            "a sandbox policy that would allow iam",
+            "AwsConnector",
+            json!({"region": "us-east-1", "permissionSetPolicy": {"maxSessionDuration": "24h"}}),
+        ),
     ]
 }
 
@@ -366,11 +416,15 @@ fn invalid_inputs() -> Vec<(&'static str, &'static str, serde_json::Value)> {
 /// field; on every Kubernetes version the suite runs on (`make test-oldest` runs it on 1.30).
 #[tokio::test]
 async fn the_api_server_refuses_each_field_as_validate_does() {
+    use aws_access_operator::api::permission_set_validation::validate_permission_set;
     use aws_access_operator::api::validation::{validate_connector, validate_grant};
-    use aws_access_operator::api::{AccessGrant, AccessGrantSpec, AwsConnectorSpec};
+    use aws_access_operator::api::{
+        AccessGrant, AccessGrantSpec, AwsConnectorSpec, PermissionSet, PermissionSetSpec,
+    };
     let cluster = TestCluster::start("admission").await;
     let connectors: Api<AwsConnector> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let grants: Api<AccessGrant> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let sets: Api<PermissionSet> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     for (i, (what, kind, spec)) in invalid_inputs().into_iter().enumerate() {
         let object = json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": kind,
             "metadata": {"name": format!("case-{i}")}, "spec": spec.clone()});
@@ -386,6 +440,19 @@ async fn the_api_server_refuses_each_field_as_validate_does() {
                 fields,
                 connectors
                     .create(&PostParams::default(), &typed)
+                    .await
+                    .map(|_| ()),
+            )
+        } else if kind == "PermissionSet" {
+            let parsed: PermissionSetSpec = serde_json::from_value(spec).expect(what);
+            let fields: Vec<String> = validate_permission_set(&parsed)
+                .into_iter()
+                .map(|e| e.field)
+                .collect();
+            let typed: PermissionSet = serde_json::from_value(object).expect(what);
+            (
+                fields,
+                sets.create(&PostParams::default(), &typed)
                     .await
                     .map(|_| ()),
             )
@@ -409,9 +476,13 @@ async fn the_api_server_refuses_each_field_as_validate_does() {
         assert_eq!(status.code, 422, "{what}: {}", status.message);
         assert!(
             // A rule across fields is reported at their parent, its message naming the field.
-            fields
-                .iter()
-                .any(|field| status.message.contains(field.as_str())),
+            // A rule over a list is reported at the list, Rust names the element.
+            fields.iter().any(|field| {
+                status.message.contains(field.as_str())
+                    || status
+                        .message
+                        .contains(&format!("{}:", field.split('[').next().unwrap_or(field)))
+            }),
             "{what}: validate names {fields:?}, the API server says: {}",
             status.message
         );

@@ -49,6 +49,11 @@ pub struct AwsConnectorSpec {
     /// applies to them too).
     #[serde(default, skip_serializing_if = "RequestPolicy::is_off")]
     pub request_policy: RequestPolicy,
+    /// Which namespaces may declare PermissionSets through this connector, and what those may
+    /// contain. Permission sets are organization-wide: by default only the connector's own
+    /// namespace may declare them.
+    #[serde(default, skip_serializing_if = "PermissionSetPolicy::is_default")]
+    pub permission_set_policy: PermissionSetPolicy,
     /// Observe only: sync and plan, never write to AWS.
     #[serde(default)]
     pub read_only: bool,
@@ -287,6 +292,43 @@ pub struct GrantPolicy {
     #[schemars(length(max = 32))]
     #[x_kube(validation = rules::duration_rule("spec.grantPolicy.maxDuration"))]
     pub max_duration: Option<String>,
+}
+
+/// What PermissionSets may be declared through a connector. A set that breaks it is refused
+/// and nothing of it is written to AWS.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionSetPolicy {
+    /// Which namespaces' PermissionSets may use this connector (default: its own only).
+    #[serde(default)]
+    pub allowed_namespaces: AllowedNamespaces,
+    /// AWS managed policies a set may attach (ARNs; `*` and `?` match as in IAM); empty allows
+    /// any. Applies to the permissions boundary too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500), inner(length(max = 2048)))]
+    pub allowed_managed_policies: Vec<String>,
+    /// Customer managed policies a set may attach, as `<path><name>` (`/team/*`); empty
+    /// allows any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500), inner(length(max = 640)))]
+    pub allowed_customer_managed_policies: Vec<String>,
+    /// Actions an inline policy may never allow, such as `iam:*` or `organizations:*`: an
+    /// `Allow` of an action that could match one (`*`, `iam:Pass*`) is refused, and so is an
+    /// `Allow` with `NotAction` that does not exclude each of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500), inner(length(max = 256)))]
+    pub denied_actions: Vec<String>,
+    /// The longest session a set may have, e.g. `4h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = rules::session_duration_rule("spec.permissionSetPolicy.maxSessionDuration"))]
+    pub max_session_duration: Option<String>,
+}
+
+impl PermissionSetPolicy {
+    pub fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// What AccessRequests may ask of a connector. Off unless `enabled`; a request is served only

@@ -6,7 +6,10 @@ pub mod connector;
 pub mod duration;
 pub mod grant;
 pub mod health;
+pub mod iam_policy;
 pub mod notify;
+pub mod permission_set;
+pub mod permission_set_validation;
 pub mod request;
 pub mod rules;
 pub mod unknown_fields;
@@ -15,6 +18,7 @@ pub mod validation;
 pub use conditions::{ConditionStatus, Conditions};
 pub use connector::{AwsConnector, AwsConnectorSpec, AwsConnectorStatus};
 pub use grant::{AccessGrant, AccessGrantSpec, AccessGrantStatus};
+pub use permission_set::{PermissionSet, PermissionSetSpec, PermissionSetStatus};
 pub use request::{AccessRequest, AccessRequestSpec, AccessRequestStatus};
 
 /// The API group of every kind this operator owns.
@@ -26,3 +30,5 @@ pub const GRANT_FINALIZER: &str = "awsaccess.io/revoke";
 pub const CONNECTOR_FINALIZER: &str = "awsaccess.io/revoke";
 /// The finalizer that makes deleting an AccessRequest end the access it holds first.
 pub const REQUEST_FINALIZER: &str = "awsaccess.io/revoke";
+/// The finalizer that makes deleting a PermissionSet delete (or release) it in AWS first.
+pub const PERMISSION_SET_FINALIZER: &str = "awsaccess.io/permission-set";

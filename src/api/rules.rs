@@ -92,7 +92,13 @@ pub const GLOBAL_EXTERNAL_ID_ONE_SOURCE: &str =
 pub const ALLOWED_ACCOUNTS_MESSAGE: &str =
     "spec.grantPolicy.allowedAccounts entries must be 12-digit account ids";
 pub const SELECTOR_NEEDED: &str =
-    "spec.grantPolicy.allowedNamespaces.selector is required when from is Selector";
+    "allowedNamespaces.selector is required when allowedNamespaces.from is Selector";
+
+/// SELECTOR_NEEDED for one policy's `allowedNamespaces` (the API server names the field before
+/// the CEL message; the Rust checks name it in the message).
+pub fn selector_needed(policy: &str) -> String {
+    format!("spec.{policy}.{SELECTOR_NEEDED}")
+}
 pub const RULE_NEEDS_REQUESTERS: &str =
     "spec.requestPolicy.rules[]: a rule must name users or groups who may request";
 pub const REQUEST_IMMUTABLE: &str = "spec.connectorRef, spec.requester, spec.principal, spec.target, spec.duration and spec.reason of an AccessRequest cannot change once it is made: make a new request";
@@ -175,4 +181,69 @@ pub fn role_arn_length_message(field: &str) -> String {
 
 pub fn external_id_message(field: &str) -> String {
     format!("{field} must be 32-64 characters of [A-Za-z0-9+=,.@:/_-]")
+}
+
+// PermissionSet: AWS's formats and quotas (CreatePermissionSet, the Identity Center quotas).
+pub const PERMISSION_SET_DESCRIPTION: &str = r"^[\t\n\r -~¡-ÿ]*$";
+pub const PERMISSION_SET_DESCRIPTION_MESSAGE: &str =
+    "spec.description must be 1-700 characters of printable Latin-1 (and tab or newline)";
+/// Where the access portal sends a user: an http(s) URL.
+pub const RELAY_STATE: &str = r"^https?://[A-Za-z0-9&$@#/%?=~_|!:,.;*+(){}-]+$";
+pub const RELAY_STATE_MESSAGE: &str =
+    "spec.relayState must be an http(s) URL of at most 240 characters";
+/// An AWS managed policy: `arn:aws:iam::aws:policy/<path/><name>`.
+pub const MANAGED_POLICY_ARN: &str = r"^arn:(aws|aws-cn|aws-us-gov):iam::aws:policy/([A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,128}$";
+pub const MANAGED_POLICIES_MESSAGE: &str = "spec.managedPolicies must hold AWS managed policy ARNs such as arn:aws:iam::aws:policy/ReadOnlyAccess";
+pub const MANAGED_POLICIES_UNIQUE: &str = "spec.managedPolicies must not name a policy twice";
+pub const CUSTOMER_POLICIES_UNIQUE: &str =
+    "spec.customerManagedPolicies must not name a policy (name and path) twice";
+/// An IAM policy name and path.
+pub const POLICY_NAME: &str = r"^[A-Za-z0-9+=,.@_-]{1,128}$";
+pub const POLICY_PATH: &str = r"^/([A-Za-z0-9.,+@=_-]+/)*$";
+/// A tag key and value (the ASCII part of AWS's character set; keys may not start `aws:`).
+pub const TAG_KEY: &str = r"^[A-Za-z0-9 _.:/=+@-]{1,128}$";
+pub const TAG_VALUE: &str = r"^[A-Za-z0-9 _.:/=+@-]{0,256}$";
+pub const TAG_KEY_MESSAGE: &str =
+    "spec.tags[].key must be 1-128 of A-Z a-z 0-9 space _ . : / = + @ - and not start with aws:";
+pub const TAG_VALUE_MESSAGE: &str =
+    "spec.tags[].value must be at most 256 of A-Z a-z 0-9 space _ . : / = + @ -";
+pub const PERMISSION_SET_NAME_FIXED: &str =
+    "spec.name cannot change: a permission set of another name is another object";
+/// Identity Center's quota of AWS managed and customer managed policies per permission set.
+pub const PERMISSION_SET_POLICIES_MAX: usize = 20;
+pub const PERMISSION_SET_POLICY_COUNT: &str = "spec.managedPolicies and spec.customerManagedPolicies together may hold at most 20 policies (Identity Center's quota)";
+pub const BOUNDARY_ONE_OF: &str =
+    "spec.permissionsBoundary needs exactly one of managedPolicyArn and customerManagedPolicy";
+/// The shortest and longest session of a permission set.
+pub const SESSION_MIN: &str = "1h";
+pub const SESSION_MAX: &str = "12h";
+
+pub fn permission_set_name_message(field: &str) -> String {
+    format!("{field} must be 1-32 of [A-Za-z0-9+=,.@_-]")
+}
+
+pub fn managed_policy_message(field: &str) -> String {
+    format!(
+        "{field} must be an AWS managed policy ARN such as arn:aws:iam::aws:policy/ReadOnlyAccess"
+    )
+}
+
+pub fn policy_name_message(field: &str) -> String {
+    format!("{field} must be an IAM policy name: 1-128 of [A-Za-z0-9+=,.@_-]")
+}
+
+pub fn policy_path_message(field: &str) -> String {
+    format!("{field} must be an IAM path such as / or /team/")
+}
+
+pub fn session_duration_message(field: &str) -> String {
+    format!("{field} must be a duration from {SESSION_MIN} to {SESSION_MAX}, such as 1h, 90m or 8h")
+}
+
+/// The CEL rule for a permission set's session duration.
+pub fn session_duration_rule(field: &str) -> Rule {
+    Rule::new(format!(
+        "self.matches('{DURATION}') && duration(self) >= duration('{SESSION_MIN}') && duration(self) <= duration('{SESSION_MAX}')"
+    ))
+    .message(kube::core::Message::Message(session_duration_message(field)))
 }

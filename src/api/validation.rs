@@ -37,7 +37,7 @@ pub fn describe(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
-fn regex(pattern: &str) -> Regex {
+pub(super) fn regex(pattern: &str) -> Regex {
     // The patterns are compile-time constants pinned by unit tests.
     Regex::new(pattern).unwrap_or_else(|e| panic!("invalid built-in pattern {pattern}: {e}"))
 }
@@ -93,6 +93,17 @@ fn check_pattern(
 fn check_duration(field: &str, value: &str, errors: &mut Vec<FieldError>) {
     if !DURATION.is_match(value) || duration::parse(value).is_none_or(|d| d > duration::MAX) {
         errors.push(FieldError::new(field, rules::duration_message(field)));
+    }
+}
+
+/// A permission set's session: a duration from 1h to 12h.
+pub(super) fn check_session_duration(field: &str, value: &str, errors: &mut Vec<FieldError>) {
+    let bounds = duration::parse(rules::SESSION_MIN)..=duration::parse(rules::SESSION_MAX);
+    if !DURATION.is_match(value) || !bounds.contains(&duration::parse(value)) {
+        errors.push(FieldError::new(
+            field,
+            rules::session_duration_message(field),
+        ));
     }
 }
 
@@ -295,7 +306,7 @@ pub fn validate_connector(spec: &AwsConnectorSpec) -> ConnectorVerdict {
     {
         other.push(FieldError::new(
             "spec.grantPolicy.allowedNamespaces.selector",
-            rules::SELECTOR_NEEDED,
+            rules::selector_needed("grantPolicy"),
         ));
     }
     if policy
@@ -310,6 +321,26 @@ pub fn validate_connector(spec: &AwsConnectorSpec) -> ConnectorVerdict {
     }
     if let Some(max) = &policy.max_duration {
         check_duration("spec.grantPolicy.maxDuration", max, other);
+    }
+    let sets = &spec.permission_set_policy;
+    if sets.allowed_namespaces.from == NamespacesFrom::Selector
+        && sets.allowed_namespaces.selector.is_none()
+    {
+        other.push(FieldError::new(
+            "spec.permissionSetPolicy.allowedNamespaces.selector",
+            rules::selector_needed("permissionSetPolicy"),
+        ));
+    }
+    if let Some(max) = &sets.max_session_duration {
+        check_session_duration("spec.permissionSetPolicy.maxSessionDuration", max, other);
+    }
+    for (index, action) in sets.denied_actions.iter().enumerate() {
+        if !super::iam_policy::action_ok(action) {
+            other.push(FieldError::new(
+                &format!("spec.permissionSetPolicy.deniedActions[{index}]"),
+                format!("spec.permissionSetPolicy.deniedActions[{index}] must be an action pattern such as iam:* or organizations:*"),
+            ));
+        }
     }
     if policy
         .allowed_organizational_units
@@ -461,7 +492,7 @@ pub fn grant_conditions(errors: &[FieldError]) -> Vec<ConditionUpdate> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Every rule, table-driven, checked twice: by the Rust validator and by evaluating the
     //! CRD's own CEL rules the way the apiserver does at admission. The two must agree.
 
@@ -513,7 +544,7 @@ mod tests {
     }
 
     /// Runs the CRD's CEL rules over `object`.
-    fn cel_verdict<K: CustomResourceExt>(object: &Value) -> Result<(), String> {
+    pub(crate) fn cel_verdict<K: CustomResourceExt>(object: &Value) -> Result<(), String> {
         CelRules::of::<K>().verdict(object)
     }
 

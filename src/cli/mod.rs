@@ -97,9 +97,7 @@ fn print_crds(output_dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> 
 fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let (loaded, skipped) = crate::manifest::load(files)?;
     for source in &skipped {
-        eprintln!(
-            "{source}: skipped (not an awsaccess.io/v1alpha1 AwsConnector, AccessGrant or AccessRequest)"
-        );
+        eprintln!("{source}: skipped (not of the {} group)", crate::api::GROUP);
     }
     let mut stdout = std::io::stdout().lock();
     let mut all_valid = true;

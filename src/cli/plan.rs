@@ -519,6 +519,7 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
     let (loaded, _) = load(&args.files)?;
     let mut connectors = Vec::new();
     let mut grants = Vec::new();
+    let mut sets = Vec::new();
     let mut lines = Vec::new();
     for document in loaded {
         match document.document {
@@ -531,6 +532,7 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
                 document.source,
                 r.metadata.name.unwrap_or_default()
             ),
+            Document::PermissionSet(set) => sets.push(*set),
             Document::Undecodable {
                 kind,
                 name,
@@ -544,9 +546,9 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
                     message,
                 ));
             }
-            Document::Undecodable { message, .. } => {
+            Document::Undecodable { kind, message, .. } => {
                 return Err(super::InvalidInput(format!(
-                    "{}: invalid AwsConnector: {message}",
+                    "{}: invalid {kind}: {message}",
                     document.source
                 ))
                 .into());

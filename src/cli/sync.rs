@@ -36,7 +36,9 @@ pub fn one_connector(files: &[std::path::PathBuf]) -> anyhow::Result<AwsConnecto
     for document in loaded {
         match document.document {
             Document::Connector(c) => connectors.push(*c),
-            Document::Undecodable { kind, message, .. } if kind == "AwsConnector" => {
+            Document::Undecodable { kind, message, .. }
+                if kind == "AwsConnector" || !crate::manifest::KINDS.contains(&kind.as_str()) =>
+            {
                 return Err(super::InvalidInput(format!(
                     "{}: invalid AwsConnector: {message}",
                     document.source
