@@ -11,6 +11,7 @@ pub mod fence;
 pub mod fingerprint;
 pub mod grant;
 pub mod manifest;
+pub mod permission_set;
 pub mod request;
 pub mod sync;
 pub mod telemetry;

@@ -11,6 +11,7 @@ pub mod iam;
 pub mod identity_center;
 pub mod model;
 pub mod organizations;
+pub mod permission_set_admin;
 pub mod permission_sets;
 pub mod ratelimit;
 pub mod sts;

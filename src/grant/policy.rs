@@ -21,11 +21,29 @@ pub fn namespace_allowed(
     grant_namespace: &str,
     labels: Option<&BTreeMap<String, String>>,
 ) -> Result<(), String> {
+    namespace_allowed_by(
+        ("grantPolicy", "AccessGrants"),
+        allowed,
+        connector_namespace,
+        grant_namespace,
+        labels,
+    )
+}
+
+/// Whether an object in `namespace` may use a connector in `connector_namespace` under one of
+/// its policies (`policy`: its field name and the kinds it governs, for messages).
+pub fn namespace_allowed_by(
+    (policy, kinds): (&str, &str),
+    allowed: &AllowedNamespaces,
+    connector_namespace: &str,
+    namespace: &str,
+    labels: Option<&BTreeMap<String, String>>,
+) -> Result<(), String> {
     match allowed.from {
         NamespacesFrom::All => Ok(()),
-        NamespacesFrom::Same if connector_namespace == grant_namespace => Ok(()),
+        NamespacesFrom::Same if connector_namespace == namespace => Ok(()),
         NamespacesFrom::Same => Err(format!(
-            "the connector's grantPolicy.allowedNamespaces is Same: only AccessGrants in namespace {connector_namespace} may use it"
+            "the connector's {policy}.allowedNamespaces is Same: only {kinds} in namespace {connector_namespace} may use it"
         )),
         NamespacesFrom::Selector => {
             let empty = BTreeMap::new();
@@ -33,7 +51,7 @@ pub fn namespace_allowed(
             match &allowed.selector {
                 Some(selector) if selector_matches(selector, labels) => Ok(()),
                 _ => Err(format!(
-                    "namespace {grant_namespace} does not match the connector's grantPolicy.allowedNamespaces.selector"
+                    "namespace {namespace} does not match the connector's {policy}.allowedNamespaces.selector"
                 )),
             }
         }
