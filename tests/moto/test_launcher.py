@@ -180,6 +180,51 @@ class PermissionsBoundaryAndRolesTest(ServerTest):
     def tearDown(self):
         self.control("POST", "/_launcher/faults", {})
 
+    def test_permission_sets_are_tagged_unique_guarded_and_provisioned_only_where_policies_exist(self):
+        sso, instance, store = self.instance()
+        created = sso.create_permission_set(Name="Data", InstanceArn=instance,
+                                            Tags=[{"Key": "team", "Value": "a"}])["PermissionSet"]
+        arn = created["PermissionSetArn"]
+        with self.assertRaises(ClientError) as duplicate:
+            sso.create_permission_set(Name="Data", InstanceArn=instance)
+        self.assertEqual(duplicate.exception.response["Error"]["Code"], "ConflictException")
+        sso.tag_resource(InstanceArn=instance, ResourceArn=arn,
+                         Tags=[{"Key": "team", "Value": "b"}, {"Key": "cost", "Value": "1"}])
+        sso.untag_resource(InstanceArn=instance, ResourceArn=arn, TagKeys=["cost"])
+        tags = sso.list_tags_for_resource(InstanceArn=instance, ResourceArn=arn)["Tags"]
+        self.assertEqual(tags, [{"Key": "team", "Value": "b"}])
+        # A customer managed policy that exists in one account and not the other.
+        sso.attach_customer_managed_policy_reference_to_permission_set(
+            InstanceArn=instance, PermissionSetArn=arn,
+            CustomerManagedPolicyReference={"Name": "lake", "Path": "/data/"})
+        iam = self.client("iam")
+        iam.create_policy(PolicyName="lake", Path="/data/", PolicyDocument='{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}')
+        here, there = "123456789012", "210987654321"
+        ok = sso.provision_permission_set(InstanceArn=instance, PermissionSetArn=arn,
+                                          TargetType="AWS_ACCOUNT", TargetId=here)
+        self.assertEqual(ok["PermissionSetProvisioningStatus"]["Status"], "SUCCEEDED")
+        failed = sso.provision_permission_set(InstanceArn=instance, PermissionSetArn=arn,
+                                              TargetType="AWS_ACCOUNT", TargetId=there)
+        request = failed["PermissionSetProvisioningStatus"]["RequestId"]
+        status = sso.describe_permission_set_provisioning_status(
+            InstanceArn=instance, ProvisionPermissionSetRequestId=request)["PermissionSetProvisioningStatus"]
+        self.assertEqual(status["Status"], "FAILED")
+        self.assertIn(f"arn:aws:iam::{there}:policy/data/lake", status["FailureReason"])
+        accounts = sso.list_accounts_for_provisioned_permission_set(InstanceArn=instance, PermissionSetArn=arn)
+        self.assertEqual(accounts["AccountIds"], [here])
+        # Assigned: the set cannot be deleted until the assignment goes.
+        ids = self.client("identitystore")
+        user = ids.create_user(IdentityStoreId=store, UserName="a", DisplayName="A",
+                               Name={"GivenName": "A", "FamilyName": "B"})["UserId"]
+        sso.create_account_assignment(InstanceArn=instance, TargetId=here, TargetType="AWS_ACCOUNT",
+                                      PermissionSetArn=arn, PrincipalType="USER", PrincipalId=user)
+        with self.assertRaises(ClientError) as assigned:
+            sso.delete_permission_set(InstanceArn=instance, PermissionSetArn=arn)
+        self.assertEqual(assigned.exception.response["Error"]["Code"], "ConflictException")
+        sso.delete_account_assignment(InstanceArn=instance, TargetId=here, TargetType="AWS_ACCOUNT",
+                                      PermissionSetArn=arn, PrincipalType="USER", PrincipalId=user)
+        sso.delete_permission_set(InstanceArn=instance, PermissionSetArn=arn)
+
     def test_permissions_boundaries_are_kept_and_missing_ones_not_found(self):
         sso, instance, _ = self.instance()
         arn = sso.create_permission_set(Name="Bounded", InstanceArn=instance)["PermissionSet"]["PermissionSetArn"]

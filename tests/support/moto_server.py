@@ -22,6 +22,11 @@ operator depends on, this launcher patches it in memory (installed packages are 
 * sso-admin has no permissions boundaries: the launcher keeps them
   (Put/Get/DeletePermissionsBoundary…PermissionSet); Get of a set without one answers
   ResourceNotFoundException, as AWS does.
+* sso-admin has no tags on permission sets, creates a second set of a name the instance has,
+  deletes a set still assigned, and provisions a set to an account that lacks a customer managed
+  policy it references; AWS keeps tags (TagResource, UntagResource, ListTagsForResource), refuses
+  the duplicate name and the delete (ConflictException), and fails that provisioning naming the
+  policy (patch_permission_set_admin).
 * CloudTrail LookupEvents is not in moto at all. The launcher answers it from events seeded with
   `POST /_launcher/cloudtrail/events` (a JSON list, which replaces what was seeded before; each
   event: `eventName`, `eventSource`, `eventTime` (RFC 3339), and optionally `eventId`,
@@ -308,6 +313,115 @@ def patch_unknown_resources():
     SSOAdminResponse.list_accounts_for_provisioned_permission_set = list_accounts_for_provisioned_permission_set
 
 
+def patch_permission_set_admin():
+    """What sso-admin does to declared permission sets that moto does not:
+
+    * TagResource, UntagResource and ListTagsForResource of a permission set (moto has none):
+      tags kept on the set, at most 50, a key tagged again takes the new value.
+    * CreatePermissionSet of a name the instance already has answers ConflictException (names
+      are unique in an instance); moto creates a second set of that name.
+    * DeletePermissionSet of a set that is still assigned on an account answers
+      ConflictException; moto deletes it and leaves the assignments naming nothing.
+    * ProvisionPermissionSet to an account where a customer managed policy the set references
+      (attached, or as its permissions boundary) does not exist FAILS, its status naming the
+      policy and the account, and the set is not provisioned there; moto provisions anyway.
+    """
+    import json
+
+    from moto.iam.models import iam_backends
+    from moto.ssoadmin.exceptions import ConflictException, ResourceNotFoundException
+    from moto.ssoadmin.models import SSOAdminBackend
+    from moto.ssoadmin.responses import SSOAdminResponse
+
+    def find_by_arn(backend, arn):
+        for permission_set in backend.permission_sets:
+            if permission_set.permission_set_arn == arn:
+                return permission_set
+        raise ResourceNotFoundException(f"Could not find PermissionSet with id {arn.rsplit('/', 1)[-1]}")
+
+    def tag_resource(self):
+        permission_set = find_by_arn(self.ssoadmin_backend, self._get_param("ResourceArn"))
+        tags = {t["Key"]: t.get("Value", "") for t in (permission_set.tags or [])}
+        for tag in self._get_param("Tags") or []:
+            tags[tag["Key"]] = tag.get("Value", "")
+        if len(tags) > 50:
+            from moto.ssoadmin.exceptions import ServiceQuotaExceededException
+            raise ServiceQuotaExceededException("A resource may have at most 50 tags")
+        permission_set.tags = [{"Key": k, "Value": v} for k, v in tags.items()]
+        return "{}"
+
+    def untag_resource(self):
+        permission_set = find_by_arn(self.ssoadmin_backend, self._get_param("ResourceArn"))
+        keys = set(self._get_param("TagKeys") or [])
+        permission_set.tags = [t for t in (permission_set.tags or []) if t["Key"] not in keys]
+        return "{}"
+
+    def list_tags_for_resource(self):
+        permission_set = find_by_arn(self.ssoadmin_backend, self._get_param("ResourceArn"))
+        return json.dumps({"Tags": list(permission_set.tags or [])})
+
+    SSOAdminResponse.tag_resource = tag_resource
+    SSOAdminResponse.untag_resource = untag_resource
+    SSOAdminResponse.list_tags_for_resource = list_tags_for_resource
+
+    original_create = SSOAdminBackend.create_permission_set
+
+    def create_permission_set(self, name, description, instance_arn, session_duration, relay_state, tags):
+        if any(p.name == name and p.instance_arn == instance_arn for p in self.permission_sets):
+            raise ConflictException(f"PermissionSet with name {name} already exists")
+        return original_create(self, name, description, instance_arn, session_duration, relay_state, tags)
+
+    SSOAdminBackend.create_permission_set = create_permission_set
+
+    original_delete = SSOAdminBackend.delete_permission_set
+
+    def delete_permission_set(self, instance_arn, permission_set_arn):
+        if any(a.permission_set_arn == permission_set_arn for a in self.account_assignments):
+            raise ConflictException(
+                "Could not delete because PermissionSet has ApplicationProfile associated with it")
+        return original_delete(self, instance_arn, permission_set_arn)
+
+    SSOAdminBackend.delete_permission_set = delete_permission_set
+
+    # Installed by patch_provisioning and patch_provisioning_status, which run first.
+    original_provision = SSOAdminResponse.provision_permission_set
+
+    def missing_policy(backend, permission_set_arn, account):
+        permission_set = find_by_arn(backend, permission_set_arn)
+        references = [(p.path, p.name) for p in permission_set.customer_managed_policies]
+        boundary = FAULTS.boundaries.get(permission_set_arn, {}) if FAULTS else {}
+        customer = boundary.get("CustomerManagedPolicyReference")
+        if customer:
+            references.append((customer.get("Path", "/"), customer["Name"]))
+        existing = iam_backends[account]["global"].managed_policies
+        for path, name in references:
+            arn = f"arn:aws:iam::{account}:policy{path}{name}"
+            if arn not in existing:
+                return arn
+        return None
+
+    def provision_permission_set(self):
+        arn = self._get_param("PermissionSetArn")
+        account = self._get_param("TargetId")
+        missing = None
+        if self._get_param("TargetType") == "AWS_ACCOUNT":
+            missing = missing_policy(self.ssoadmin_backend, arn, account)
+        if missing is None:
+            return original_provision(self)
+        request_id = str(uuid.uuid4())
+        status = {"Status": "FAILED", "RequestId": request_id, "AccountId": account,
+                  "PermissionSetArn": arn,
+                  "FailureReason": f"Received a 404 status error: Policy {missing} does not exist or is not attachable."}
+        requests = self.ssoadmin_backend.__dict__.setdefault("provisioning_requests", {})
+        requests[request_id] = status
+        return json.dumps({"PermissionSetProvisioningStatus": status})
+
+    SSOAdminResponse.provision_permission_set = provision_permission_set
+
+
+# The fault middleware, once started: the patches read the boundaries it keeps.
+FAULTS = None
+
 PATCHES = [
     patch_session_duration,
     patch_permission_set_arns,
@@ -316,6 +430,7 @@ PATCHES = [
     patch_duplicates,
     patch_provisioning,
     patch_unknown_resources,
+    patch_permission_set_admin,
 ]
 
 
@@ -686,7 +801,8 @@ def main():
     from moto.server import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
-    app = Faults(DomainDispatcherApplication(create_backend_app))
+    global FAULTS
+    app = FAULTS = Faults(DomainDispatcherApplication(create_backend_app))
     server = make_server(args.host, args.port, app, threaded=True)
     print(f"PORT {server.server_port}", flush=True)
 
