@@ -478,3 +478,59 @@ pub async fn find_by_name(
         }
     }
 }
+
+/// A set's name and the settings UpdatePermissionSet writes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Described {
+    pub name: String,
+    pub description: Option<String>,
+    pub session_duration: Option<String>,
+    pub relay_state: Option<String>,
+}
+
+pub async fn describe(session: &Session, instance: &str, arn: &str) -> Result<Described, AwsError> {
+    let client = client(session);
+    let output = sso!(
+        session,
+        "DescribePermissionSet",
+        client
+            .describe_permission_set()
+            .instance_arn(instance)
+            .permission_set_arn(arn)
+    )?;
+    let set = output.permission_set();
+    let text = |v: Option<&str>| v.filter(|s| !s.is_empty()).map(str::to_string);
+    Ok(Described {
+        name: set.and_then(|s| s.name()).unwrap_or_default().to_string(),
+        description: text(set.and_then(|s| s.description())),
+        session_duration: text(set.and_then(|s| s.session_duration())),
+        relay_state: text(set.and_then(|s| s.relay_state())),
+    })
+}
+
+/// Every assignment of the set on `account`.
+pub async fn assignments(
+    session: &Session,
+    instance: &str,
+    account: &str,
+    arn: &str,
+) -> Result<Vec<super::model::Assignment>, AwsError> {
+    let mut found = Vec::new();
+    let mut token = None;
+    loop {
+        let page = super::identity_center::list_account_assignments(
+            session,
+            instance,
+            account,
+            arn,
+            token,
+            super::identity_center::MAX_PAGE,
+        )
+        .await?;
+        found.extend(page.items);
+        token = page.next;
+        if token.is_none() {
+            return Ok(found);
+        }
+    }
+}

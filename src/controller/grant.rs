@@ -31,7 +31,7 @@ use crate::grant::expiry::Expiry;
 use crate::grant::ledger::{HolderKind, OperationKind, Origin};
 use crate::grant::observations::Observations;
 use crate::grant::plan::Names;
-use crate::grant::policy::{check_grant, check_unit, namespace_allowed};
+use crate::grant::policy::{check_grant, check_unit, namespace_allowed_by};
 use crate::grant::resolve::{Directory, Resolved, resolve};
 use crate::grant::units::settle_in_unit;
 use crate::sync::cache::SyncCache;
@@ -92,7 +92,26 @@ pub(super) struct Gathered {
 
 pub(super) async fn gather(grant: &AccessGrant, ctx: &Context) -> Result<Gathered, Error> {
     let grant_namespace = grant.namespace().ok_or(Error::MissingField("namespace"))?;
-    let reference = &grant.spec.connector_ref;
+    gather_for(
+        &grant_namespace,
+        &grant.spec.connector_ref,
+        ("grantPolicy", "AccessGrants"),
+        |c| &c.spec.grant_policy.allowed_namespaces,
+        ctx,
+    )
+    .await
+}
+
+/// What `gather` reads, for any object in `grant_namespace` that names a connector:
+/// `allowed` picks the connector's allowedNamespaces that govern it, `policy` names them.
+pub(super) async fn gather_for(
+    grant_namespace: &str,
+    reference: &crate::api::grant::ConnectorRef,
+    policy: (&str, &str),
+    allowed: fn(&AwsConnector) -> &crate::api::connector::AllowedNamespaces,
+    ctx: &Context,
+) -> Result<Gathered, Error> {
+    let grant_namespace = grant_namespace.to_string();
     let connector_namespace = reference
         .namespace
         .clone()
@@ -110,7 +129,7 @@ pub(super) async fn gather(grant: &AccessGrant, ctx: &Context) -> Result<Gathere
             cache: Arc::new(SyncCache::default()),
         });
     };
-    let allowed = &object.spec.grant_policy.allowed_namespaces;
+    let allowed = allowed(&object);
     let labels = if allowed.selector.is_some() {
         let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
         namespaces
@@ -120,7 +139,8 @@ pub(super) async fn gather(grant: &AccessGrant, ctx: &Context) -> Result<Gathere
     } else {
         None
     };
-    let namespace_allowed = namespace_allowed(
+    let namespace_allowed = namespace_allowed_by(
+        policy,
         allowed,
         &connector_namespace,
         &grant_namespace,

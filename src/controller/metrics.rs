@@ -52,6 +52,14 @@ pub struct RequestLabels {
     pub state: String,
 }
 
+/// A permission set event: drift found (`put_back` or, read-only, `reported`) or an account's
+/// provisioning (`provisioned`, `failed`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SetLabels {
+    pub connector: String,
+    pub outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NoticeLabels {
     pub connector: String,
@@ -84,6 +92,10 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Gauge>,
     pub request_transitions: Family<RequestLabels, Counter>,
     pub notifications: Family<NoticeLabels, Counter>,
+    /// Changes made outside the operator to declared permission sets.
+    pub permission_set_drift: Family<SetLabels, Counter>,
+    /// Provisionings of declared permission sets to accounts, by outcome.
+    pub permission_set_provisioning: Family<SetLabels, Counter>,
     /// 1 while the admission policy for AccessRequests is confirmed enforced.
     pub request_admission_enforced: Gauge,
     /// When the enforcement in force started (Unix seconds, the API server's clock).
@@ -173,6 +185,18 @@ impl Default for Metrics {
             "AccessRequest notice deliveries to webhook receivers, by outcome (failed counts each failed attempt)",
             notifications.clone(),
         );
+        let permission_set_drift = Family::<SetLabels, Counter>::default();
+        registry.register(
+            "permission_set_drift",
+            "Changes made outside the operator to declared permission sets: put_back, or reported on a readOnly connector",
+            permission_set_drift.clone(),
+        );
+        let permission_set_provisioning = Family::<SetLabels, Counter>::default();
+        registry.register(
+            "permission_set_provisioning",
+            "Provisionings of declared permission sets to an account, by outcome (provisioned, failed)",
+            permission_set_provisioning.clone(),
+        );
         let request_admission_enforced = Gauge::default();
         registry.register(
             "request_admission_enforced",
@@ -201,6 +225,8 @@ impl Default for Metrics {
             requests,
             request_transitions,
             notifications,
+            permission_set_drift,
+            permission_set_provisioning,
             request_admission_enforced,
             request_admission_since,
             request_states: Default::default(),

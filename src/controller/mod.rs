@@ -17,10 +17,12 @@ pub mod metrics;
 pub mod notices;
 pub mod notifier;
 pub mod orphans;
+pub mod permission_set;
 pub mod request;
 pub mod request_record;
 pub mod runtime;
 pub mod session;
+pub mod set_records;
 pub mod shutdown;
 pub mod status;
 pub mod watch_backoff;
@@ -42,7 +44,7 @@ use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::api::{AccessGrant, AccessRequest, AwsConnector};
+use crate::api::{AccessGrant, AccessRequest, AwsConnector, PermissionSet};
 use crate::fence::Fence;
 pub use context::AwsSettings;
 use context::Context;
@@ -320,6 +322,18 @@ async fn run_controllers(
             ctx.clone(),
         ));
     }
+    for (sets, connectors) in scopes::<PermissionSet>(client, namespaces)
+        .into_iter()
+        .zip(scopes::<AwsConnector>(client, namespaces))
+    {
+        runs.push(run_connector_user(
+            sets,
+            connectors,
+            permission_set::CONTROLLER,
+            permission_set::reconcile,
+            ctx.clone(),
+        ));
+    }
     // AccessRequests are watched only when the operator serves them (it was told which
     // admission policy vouches for them): otherwise it may have no right to read them.
     let request_scopes = if ctx.admission.configured() {
@@ -387,6 +401,12 @@ trait ConnectorUser:
 }
 
 impl ConnectorUser for AccessGrant {
+    fn connector_ref(&self) -> &crate::api::grant::ConnectorRef {
+        &self.spec.connector_ref
+    }
+}
+
+impl ConnectorUser for PermissionSet {
     fn connector_ref(&self) -> &crate::api::grant::ConnectorRef {
         &self.spec.connector_ref
     }

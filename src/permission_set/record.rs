@@ -55,6 +55,9 @@ pub struct SetRecord {
     pub provision_due: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning: Option<Provisioning>,
+    /// Accounts whose last provisioning failed: provisioned again at the next check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retry_accounts: Vec<String>,
     /// When a DeletePermissionSet was started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleting: Option<String>,
@@ -80,6 +83,7 @@ impl SetRecord {
             converged_generation: None,
             provision_due: false,
             provisioning: None,
+            retry_accounts: Vec::new(),
             deleting: None,
             updated_at: now.to_string(),
         }
