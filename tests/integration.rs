@@ -16,6 +16,7 @@ mod leadership;
 mod member_accounts;
 mod moto_launcher;
 mod operator_process;
+mod permission_sets;
 mod plan;
 mod rbac;
 mod request_notices;

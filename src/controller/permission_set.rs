@@ -23,10 +23,11 @@ use crate::api::permission_set::PermissionSetStatus;
 use crate::api::permission_set_validation::validate_permission_set;
 use crate::api::validation::describe;
 use crate::api::{PERMISSION_SET_FINALIZER, PermissionSet};
+use crate::aws::ErrorKind;
 use crate::aws::model::{Access, Assignment};
 use crate::grant::decide::Connector;
 use crate::grant::ledger::{HolderKind, LedgerStore, Origin};
-use crate::permission_set::execute::{Outcome, Refusal, Removal, Report, SetAsk, Shell};
+use crate::permission_set::execute::{Outcome, Refusal, Removal, Report, SetAsk, SetError, Shell};
 use crate::permission_set::policy;
 use crate::permission_set::record::{Declarer, SetRecords, key};
 
@@ -193,10 +194,10 @@ async fn apply(
         generation: set.metadata.generation,
         read_only,
     };
-    let mut outcome = shell
-        .converge(&ask)
-        .await
-        .map_err(|e| Error::Pending(format!("permission set {name}: {e}")))?;
+    let mut outcome = match shell.converge(&ask).await {
+        Ok(outcome) => outcome,
+        Err(error) => return refused_by_aws(set, api, ctx, error).await,
+    };
     // Declared by an object that no longer exists (deleted while its connector was gone): this
     // one takes the record over.
     if let Outcome::Refused(Refusal::DeclaredElsewhere(other)) = &outcome
@@ -216,10 +217,10 @@ async fn apply(
             declarer(set),
         )
         .await?;
-        outcome = shell
-            .converge(&ask)
-            .await
-            .map_err(|e| Error::Pending(format!("permission set {name}: {e}")))?;
+        outcome = match shell.converge(&ask).await {
+            Ok(outcome) => outcome,
+            Err(error) => return refused_by_aws(set, api, ctx, error).await,
+        };
     }
     match outcome {
         Outcome::Refused(refusal) => {
@@ -244,6 +245,41 @@ async fn apply(
             report_converged(set, api, ctx, &gathered.connector_key, read_only, report).await
         }
     }
+}
+
+/// An AWS answer that trying again will not change (a policy that does not exist, a refused
+/// value, no permission) becomes the Ready condition; anything else is retried with backoff.
+async fn refused_by_aws(
+    set: &PermissionSet,
+    api: &Api<PermissionSet>,
+    ctx: &Context,
+    error: SetError,
+) -> Result<Action, Error> {
+    let name = set.name_any();
+    let lasting = match &error {
+        SetError::Aws(aws) => matches!(
+            aws.kind,
+            ErrorKind::Invalid | ErrorKind::NotFound | ErrorKind::AccessDenied | ErrorKind::Other
+        ),
+        _ => false,
+    };
+    if !lasting {
+        return Err(Error::Pending(format!("permission set {name}: {error}")));
+    }
+    let message = format!("permission set {}: {error}", set.spec.name);
+    tracing::warn!(permission_set = %name, %message, "AWS refused a write");
+    ctx.publish(
+        set,
+        EventType::Warning,
+        "AwsError",
+        "Converge",
+        message.clone(),
+    )
+    .await;
+    write_status(set, api, |_| {}, &[ready(false, "AwsError", message)]).await?;
+    Ok(Action::requeue(
+        FAILED_RETRY.min(ctx.aws.grant_check.max(Duration::from_secs(1))),
+    ))
 }
 
 async fn report_converged(
@@ -366,7 +402,7 @@ async fn report_converged(
                 "ProvisioningFailed",
                 format!("provisioning {aws_name} failed in {}", failed.join("; ")),
             ),
-            FAILED_RETRY,
+            FAILED_RETRY.min(ctx.aws.grant_check.max(Duration::from_secs(1))),
         )
     } else if read_only && !report.changes.is_empty() {
         (
@@ -401,7 +437,17 @@ async fn report_converged(
             status.adopted = Some(adopted);
             status.accounts_provisioned = Some(report.accounts_provisioned);
             if had_provisioning {
-                status.accounts = accounts;
+                // Each account keeps its last outcome: a retry of the failed ones leaves the
+                // others as they were.
+                for account in accounts {
+                    status
+                        .accounts
+                        .retain(|a| a.account_id != account.account_id);
+                    status.accounts.push(account);
+                }
+                status
+                    .accounts
+                    .sort_by(|a, b| a.account_id.cmp(&b.account_id));
                 status.provisioned_at = Some(super::grant::rfc3339(jiff::Timestamp::now()));
             }
             status.drift = report.drift.clone();

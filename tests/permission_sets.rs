@@ -1,0 +1,635 @@
+//! PermissionSets through the real controllers, against moto and the API server: created and
+//! converged attribute by attribute with exact write counts, drift put back, changes
+//! provisioned to each account that uses the set, adopted or refused, refused for a tenant,
+//! a failed provisioning named by account, and deletion held while the set is assigned.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_access_operator::api::PermissionSet;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::grants::{Org, org, sso_user};
+use crate::support::moto::SMALL_ORG;
+use crate::support::operator::{TIMEOUT, grant, wait_grant};
+use crate::support::wait;
+
+const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+const S3_READ: &str = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess";
+const ADMIN: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
+
+fn set(name: &str, spec: Value) -> PermissionSet {
+    let mut body = json!({"connectorRef": {"name": "org"}});
+    for (k, v) in spec.as_object().into_iter().flatten() {
+        body[k] = v.clone();
+    }
+    serde_json::from_value(
+        json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "PermissionSet",
+        "metadata": {"name": name}, "spec": body}),
+    )
+    .expect("permission set")
+}
+
+fn inline(actions: &[&str]) -> Value {
+    json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Lake", "Effect": "Allow", "Action": actions, "Resource": "*"}]})
+}
+
+struct Sets {
+    api: Api<PermissionSet>,
+    sso: aws_sdk_ssoadmin::Client,
+    instance: String,
+}
+
+impl Sets {
+    async fn of(org: &Org) -> Self {
+        Self {
+            api: Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace),
+            sso: aws_sdk_ssoadmin::Client::new(&org.moto.sdk_config().await),
+            instance: org.instance(),
+        }
+    }
+
+    /// Waits until the object's Ready condition, for its current generation, has `reason`.
+    async fn ready(&self, name: &str, reason: &str) -> PermissionSet {
+        wait::until(
+            &format!("permission set {name} Ready reason {reason}"),
+            TIMEOUT,
+            || async {
+                let object = self.api.get_opt(name).await.ok()??;
+                let status = object.status.as_ref()?;
+                if status.observed_generation != object.metadata.generation {
+                    return None;
+                }
+                let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+                (ready.reason == reason).then_some(object)
+            },
+        )
+        .await
+    }
+
+    async fn managed(&self, arn: &str) -> Vec<String> {
+        let page = self
+            .sso
+            .list_managed_policies_in_permission_set()
+            .instance_arn(&self.instance)
+            .permission_set_arn(arn)
+            .send()
+            .await
+            .expect("managed policies");
+        let mut out: Vec<String> = page
+            .attached_managed_policies()
+            .iter()
+            .filter_map(|p| p.arn().map(str::to_string))
+            .collect();
+        out.sort();
+        out
+    }
+
+    async fn inline(&self, arn: &str) -> Option<Value> {
+        let got = self
+            .sso
+            .get_inline_policy_for_permission_set()
+            .instance_arn(&self.instance)
+            .permission_set_arn(arn)
+            .send()
+            .await
+            .expect("inline policy");
+        got.inline_policy()
+            .filter(|p| !p.is_empty())
+            .map(|p| serde_json::from_str(p).expect("inline policy JSON"))
+    }
+
+    async fn session(&self, arn: &str) -> String {
+        let described = self
+            .sso
+            .describe_permission_set()
+            .instance_arn(&self.instance)
+            .permission_set_arn(arn)
+            .send()
+            .await
+            .expect("describe");
+        described
+            .permission_set()
+            .and_then(|p| p.session_duration())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    async fn tags(&self, arn: &str) -> BTreeMap<String, String> {
+        let listed = self
+            .sso
+            .list_tags_for_resource()
+            .instance_arn(&self.instance)
+            .resource_arn(arn)
+            .send()
+            .await
+            .expect("tags");
+        listed
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect()
+    }
+
+    async fn exists(&self, arn: &str) -> bool {
+        self.sso
+            .describe_permission_set()
+            .instance_arn(&self.instance)
+            .permission_set_arn(arn)
+            .send()
+            .await
+            .is_ok()
+    }
+}
+
+/// The AWS writes moto recorded, by operation (everything but List, Get and Describe).
+fn writes(calls: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    calls
+        .iter()
+        .filter(|(op, _)| {
+            !["List", "Get", "Describe"]
+                .iter()
+                .any(|r| op.starts_with(r))
+        })
+        .filter(|(op, _)| op.as_str() != "AssumeRole")
+        .map(|(op, n)| (op.clone(), *n))
+        .collect()
+}
+
+fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+/// Created with every attribute in as few writes as AWS allows; a check with nothing to change
+/// costs seven reads and no write; a change made in AWS is put back; a change of the object is
+/// written as the difference only and provisioned to the account the set is assigned on;
+/// deleting the object waits for the grant that uses it, then deletes the set.
+#[tokio::test]
+async fn created_converged_drift_put_back_provisioned_and_deleted_after_its_grant() {
+    let org = org("psets", SMALL_ORG, json!({}), |aws| {
+        aws.grant_check = Duration::from_secs(3);
+    })
+    .await;
+    let sets = Sets::of(&org).await;
+    let declared = set(
+        "data-reader",
+        json!({"name": "DataReader", "description": "Reads the lake", "sessionDuration": "4h",
+            "managedPolicies": [READ_ONLY], "inlinePolicy": inline(&["s3:GetObject"]),
+            "tags": [{"key": "team", "value": "data"}]}),
+    );
+    sets.api
+        .create(&PostParams::default(), &declared)
+        .await
+        .expect("create");
+    let object = sets.ready("data-reader", "Converged").await;
+    let status = object.status.expect("status");
+    let arn = status.arn.expect("arn");
+    assert_eq!(status.adopted, Some(false));
+    assert_eq!(status.accounts_provisioned, Some(0));
+    assert_eq!(sets.session(&arn).await, "PT4H");
+    assert_eq!(sets.managed(&arn).await, [READ_ONLY]);
+    assert_eq!(sets.inline(&arn).await, Some(inline(&["s3:GetObject"])));
+    let tags = sets.tags(&arn).await;
+    assert_eq!(
+        tags.get("team").map(String::as_str),
+        Some("data"),
+        "{tags:?}"
+    );
+    // Settings and tags come with the create; each attachment is one write; nothing to provision.
+    assert_eq!(
+        writes(&org.moto.calls()),
+        counts(&[
+            ("CreatePermissionSet", 1),
+            ("AttachManagedPolicyToPermissionSet", 1),
+            ("PutInlinePolicyToPermissionSet", 1),
+        ])
+    );
+
+    // A check that finds nothing to change: seven reads, no write.
+    org.moto.reset_calls();
+    let calls = wait::until("one check of the set", TIMEOUT, || async {
+        let calls = org.moto.calls();
+        (calls
+            .get("ListAccountsForProvisionedPermissionSet")
+            .copied()
+            == Some(1))
+        .then_some(calls)
+    })
+    .await;
+    assert_eq!(
+        calls,
+        counts(&[
+            ("DescribePermissionSet", 1),
+            ("ListManagedPoliciesInPermissionSet", 1),
+            ("ListCustomerManagedPolicyReferencesInPermissionSet", 1),
+            ("GetInlinePolicyForPermissionSet", 1),
+            ("GetPermissionsBoundaryForPermissionSet", 1),
+            ("ListTagsForResource", 1),
+            ("ListAccountsForProvisionedPermissionSet", 1),
+        ]),
+        "a check with nothing to change"
+    );
+
+    // Changed in the console: a policy attached, the inline policy edited. Put back.
+    sets.sso
+        .attach_managed_policy_to_permission_set()
+        .instance_arn(&sets.instance)
+        .permission_set_arn(&arn)
+        .managed_policy_arn(ADMIN)
+        .send()
+        .await
+        .expect("attach in the console");
+    sets.sso
+        .put_inline_policy_to_permission_set()
+        .instance_arn(&sets.instance)
+        .permission_set_arn(&arn)
+        .inline_policy(inline(&["s3:*"]).to_string())
+        .send()
+        .await
+        .expect("edit in the console");
+    org.moto.reset_calls();
+    wait::until("the drift to be put back", TIMEOUT, || async {
+        (sets.managed(&arn).await == [READ_ONLY]
+            && sets.inline(&arn).await == Some(inline(&["s3:GetObject"])))
+        .then_some(())
+    })
+    .await;
+    org.event_noted(
+        "Drift",
+        &format!("permission set DataReader was changed outside the operator; put back: detach {ADMIN}; put the inline policy"),
+    )
+    .await;
+    assert_eq!(
+        writes(&org.moto.calls()),
+        counts(&[
+            ("DetachManagedPolicyFromPermissionSet", 1),
+            ("PutInlinePolicyToPermissionSet", 1),
+        ])
+    );
+
+    // A grant assigns it on an account: the set is provisioned there.
+    let account = org.seed["accounts"][0]
+        .as_str()
+        .expect("account")
+        .to_string();
+    org.create(grant(
+        "reader",
+        "org",
+        sso_user(4),
+        json!({"kind": "PermissionSet", "permissionSet": arn, "accountId": account}),
+        json!({}),
+    ))
+    .await;
+    wait_grant(&org.grants, "reader", "Granted").await;
+
+    // The object changes: only the difference is written, then provisioned to that account.
+    org.moto.reset_calls();
+    sets.api
+        .patch(
+            "data-reader",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"sessionDuration": "8h",
+                "managedPolicies": [READ_ONLY, S3_READ]}})),
+        )
+        .await
+        .expect("patch");
+    let object = sets.ready("data-reader", "Converged").await;
+    let status = object.status.expect("status");
+    assert_eq!(status.accounts_provisioned, Some(1));
+    assert_eq!(status.accounts.len(), 1, "{:?}", status.accounts);
+    assert_eq!(
+        (
+            status.accounts[0].account_id.as_str(),
+            status.accounts[0].state.as_str()
+        ),
+        (account.as_str(), "Provisioned")
+    );
+    assert_eq!(sets.session(&arn).await, "PT8H");
+    assert_eq!(
+        writes(&org.moto.calls()),
+        counts(&[
+            ("UpdatePermissionSet", 1),
+            ("AttachManagedPolicyToPermissionSet", 1),
+            ("ProvisionPermissionSet", 1),
+        ])
+    );
+
+    // Deleting the object while the grant holds an assignment of it: kept, naming the grant.
+    sets.api
+        .delete("data-reader", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let message = wait::until("the set to be held in use", TIMEOUT, || async {
+        let object = sets.api.get_opt("data-reader").await.ok()??;
+        let ready = object
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")?;
+        (ready.reason == "InUse").then_some(ready.message)
+    })
+    .await;
+    assert!(
+        message.contains(&format!("AccessGrant {}/reader", org.cluster.namespace)),
+        "{message}"
+    );
+    assert!(sets.exists(&arn).await, "kept while assigned");
+    // The grant goes: so does the set.
+    org.delete_and_wait("reader").await;
+    wait::until("the set to be deleted", TIMEOUT, || async {
+        sets.api
+            .get_opt("data-reader")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(!sets.exists(&arn).await, "deleted from AWS");
+    assert_eq!(org.moto.calls().get("DeletePermissionSet"), Some(&1));
+    org.finish().await;
+}
+
+/// A set of that name that exists in AWS is someone else's unless the object adopts it; an
+/// adopted set is converged but never deleted; a tenant namespace is refused, and so is a set
+/// the connector's permissionSetPolicy does not allow; none of them writes anything.
+#[tokio::test]
+async fn adopted_only_when_asked_and_refused_for_tenants_and_policy() {
+    let org = org(
+        "psets-adopt",
+        SMALL_ORG,
+        json!({"permissionSetPolicy": {"deniedActions": ["iam:*"], "maxSessionDuration": "8h"}}),
+        |_| {},
+    )
+    .await;
+    let sets = Sets::of(&org).await;
+    let existing = org.permission_set("PermissionSet00");
+    // Without adopt: refused, nothing written.
+    sets.api
+        .create(
+            &PostParams::default(),
+            &set("theirs", json!({"name": "PermissionSet00"})),
+        )
+        .await
+        .expect("create");
+    let object = sets.ready("theirs", "OwnedElsewhere").await;
+    let message = object.status.expect("status").conditions[0].message.clone();
+    assert!(message.contains("set spec.adopt: true"), "{message}");
+    assert_eq!(
+        writes(&org.moto.calls()),
+        BTreeMap::new(),
+        "a refused set writes nothing"
+    );
+    // Adopted: converged to the object.
+    sets.api
+        .patch(
+            "theirs",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"adopt": true, "managedPolicies": [READ_ONLY]}})),
+        )
+        .await
+        .expect("adopt");
+    let object = sets.ready("theirs", "Converged").await;
+    let status = object.status.expect("status");
+    assert_eq!(status.arn.as_deref(), Some(existing.as_str()));
+    assert_eq!(status.adopted, Some(true));
+    assert_eq!(sets.managed(&existing).await, [READ_ONLY]);
+    // Deleted: released, not deleted.
+    sets.api
+        .delete("theirs", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait::until("the adopted set's object to go", TIMEOUT, || async {
+        sets.api
+            .get_opt("theirs")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        sets.exists(&existing).await,
+        "an adopted set is never deleted"
+    );
+
+    // Beyond the connector's permissionSetPolicy: refused, naming the rule; nothing written.
+    org.moto.reset_calls();
+    sets.api
+        .create(
+            &PostParams::default(),
+            &set(
+                "too-wide",
+                json!({"name": "TooWide", "sessionDuration": "12h",
+                "inlinePolicy": inline(&["iam:PassRole"])}),
+            ),
+        )
+        .await
+        .expect("create");
+    let object = sets.ready("too-wide", "NotAllowed").await;
+    let message = object.status.expect("status").conditions[0].message.clone();
+    assert!(
+        message.contains("allows iam:PassRole, which reaches iam:*"),
+        "{message}"
+    );
+    assert!(message.contains("maxSessionDuration 8h"), "{message}");
+    // From a tenant namespace: refused by allowedNamespaces (Same by default).
+    let tenant: Api<PermissionSet> = Api::namespaced(org.cluster.client.clone(), &org.other);
+    let mut from_tenant = set("tenant", json!({"name": "TenantSet"}));
+    from_tenant.spec.connector_ref.namespace = Some(org.cluster.namespace.clone());
+    tenant
+        .create(&PostParams::default(), &from_tenant)
+        .await
+        .expect("create");
+    let object = wait::until("the tenant's set to be refused", TIMEOUT, || async {
+        let object = tenant.get_opt("tenant").await.ok()??;
+        let ready = object
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")?;
+        (ready.reason == "NotAllowed").then_some(ready.message)
+    })
+    .await;
+    assert!(
+        object.contains("permissionSetPolicy.allowedNamespaces is Same"),
+        "{object}"
+    );
+    assert_eq!(
+        writes(&org.moto.calls()),
+        BTreeMap::new(),
+        "refused sets write nothing"
+    );
+    org.finish().await;
+}
+
+/// Creates the customer managed policy `/data/lake` in `account`, as someone in that account.
+async fn lake_policy_in(org: &Org, account: &str) {
+    let config = org.moto.sdk_config().await;
+    let assumed = aws_sdk_sts::Client::new(&config)
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
+        ))
+        .role_session_name("test")
+        .send()
+        .await
+        .expect("assume role");
+    let credentials = assumed.credentials().expect("credentials");
+    let in_account = aws_sdk_iam::config::Builder::from(&config)
+        .credentials_provider(aws_sdk_iam::config::Credentials::new(
+            credentials.access_key_id(),
+            credentials.secret_access_key(),
+            Some(credentials.session_token().to_string()),
+            None,
+            "assumed",
+        ))
+        .build();
+    aws_sdk_iam::Client::from_conf(in_account)
+        .create_policy()
+        .policy_name("lake")
+        .path("/data/")
+        .policy_document(inline(&["s3:GetObject"]).to_string())
+        .send()
+        .await
+        .expect("create policy");
+}
+
+/// A customer managed policy missing in one of the two accounts the set is assigned on: that
+/// account's provisioning fails, named with the policy, while the other is provisioned; once
+/// the policy exists there, only that account is provisioned again. An AWS managed policy that
+/// does not exist is a clear condition, not a retry loop.
+#[tokio::test]
+async fn a_failed_provisioning_names_the_account_and_is_retried_there_only() {
+    let org = org("psets-prov", SMALL_ORG, json!({}), |aws| {
+        aws.grant_check = Duration::from_secs(2);
+    })
+    .await;
+    let sets = Sets::of(&org).await;
+    let accounts: Vec<String> = org.seed["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|a| *a != "123456789012")
+        .map(str::to_string)
+        .collect();
+    let (here, there) = (accounts[0].clone(), accounts[1].clone());
+    lake_policy_in(&org, &here).await;
+    sets.api
+        .create(
+            &PostParams::default(),
+            &set(
+                "lake",
+                json!({"name": "Lake", "managedPolicies": [READ_ONLY]}),
+            ),
+        )
+        .await
+        .expect("create");
+    let arn = sets
+        .ready("lake", "Converged")
+        .await
+        .status
+        .and_then(|s| s.arn)
+        .expect("arn");
+    for (name, account) in [("on-here", &here), ("on-there", &there)] {
+        org.create(grant(
+            name,
+            "org",
+            sso_user(4),
+            json!({"kind": "PermissionSet", "permissionSet": arn, "accountId": account}),
+            json!({}),
+        ))
+        .await;
+        wait_grant(&org.grants, name, "Granted").await;
+    }
+    org.moto.reset_calls();
+    sets.api
+        .patch(
+            "lake",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"customerManagedPolicies": [{"name": "lake", "path": "/data/"}]}}),
+            ),
+        )
+        .await
+        .expect("patch");
+    let object = sets.ready("lake", "ProvisioningFailed").await;
+    let status = object.status.expect("status");
+    let message = &status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready")
+        .message;
+    assert!(
+        message.contains(&there)
+            && message.contains(&format!("arn:aws:iam::{there}:policy/data/lake")),
+        "{message}"
+    );
+    let states: BTreeMap<&str, &str> = status
+        .accounts
+        .iter()
+        .map(|a| (a.account_id.as_str(), a.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        BTreeMap::from([(here.as_str(), "Provisioned"), (there.as_str(), "Failed")])
+    );
+    assert_eq!(
+        org.events("ProvisioningFailed").await.len(),
+        1,
+        "one event for the failed account"
+    );
+    // The policy appears where it was missing: only that account is provisioned again.
+    let before = org
+        .moto
+        .calls()
+        .get("ProvisionPermissionSet")
+        .copied()
+        .unwrap_or(0);
+    lake_policy_in(&org, &there).await;
+    let object = sets.ready("lake", "Converged").await;
+    let status = object.status.expect("status");
+    assert_eq!(status.accounts.len(), 2);
+    assert!(
+        status.accounts.iter().all(|a| a.state == "Provisioned"),
+        "{:?}",
+        status.accounts
+    );
+    let after = org
+        .moto
+        .calls()
+        .get("ProvisionPermissionSet")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(before, 2, "one provisioning per account after the change");
+    assert!(after > before, "the failed account is provisioned again");
+    assert_eq!(
+        org.moto
+            .calls()
+            .get("AttachCustomerManagedPolicyReferenceToPermissionSet"),
+        Some(&1)
+    );
+
+    // An AWS managed policy AWS does not have: a condition naming it, then nothing more.
+    let missing = "arn:aws:iam::aws:policy/NoSuchPolicy";
+    sets.api
+        .patch(
+            "lake",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"managedPolicies": [READ_ONLY, missing]}})),
+        )
+        .await
+        .expect("patch");
+    let object = sets.ready("lake", "AwsError").await;
+    let message = object.status.expect("status").conditions[0].message.clone();
+    assert!(
+        message.contains("AttachManagedPolicyToPermissionSet") && message.contains(missing),
+        "{message}"
+    );
+    org.finish().await;
+}
