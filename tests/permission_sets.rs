@@ -633,3 +633,107 @@ async fn a_failed_provisioning_names_the_account_and_is_retried_there_only() {
     );
     org.finish().await;
 }
+
+/// A grant that names a declared set by name waits for it while it is being created (with a
+/// reason saying so, not a failure), then assigns it without waiting for a sync.
+#[tokio::test]
+async fn a_grant_waits_for_the_declared_set_it_names() {
+    let org = org("psets-wait", SMALL_ORG, json!({}), |_| {}).await;
+    let sets = Sets::of(&org).await;
+    org.moto
+        .set_faults(json!({"hold_operations": ["CreatePermissionSet"]}));
+    sets.api
+        .create(
+            &PostParams::default(),
+            &set(
+                "on-call",
+                json!({"name": "OnCall", "managedPolicies": [READ_ONLY]}),
+            ),
+        )
+        .await
+        .expect("create");
+    let account = org.seed["accounts"][0]
+        .as_str()
+        .expect("account")
+        .to_string();
+    org.create(grant(
+        "on-call",
+        "org",
+        sso_user(4),
+        json!({"kind": "PermissionSet", "permissionSet": "OnCall", "accountId": account}),
+        json!({}),
+    ))
+    .await;
+    let message = wait_grant(&org.grants, "on-call", "PermissionSetPending").await;
+    assert!(
+        message.contains(&format!(
+            "declared by PermissionSet {}/on-call",
+            org.cluster.namespace
+        )),
+        "{message}"
+    );
+    org.moto.set_faults(json!({}));
+    let arn = sets
+        .ready("on-call", "Converged")
+        .await
+        .status
+        .and_then(|s| s.arn)
+        .expect("arn");
+    wait_grant(&org.grants, "on-call", "Granted").await;
+    assert_eq!(org.assigned(&account, &arn).await, [org.user_id(4)]);
+    org.finish().await;
+}
+
+/// On a readOnly connector a set that does not exist is not created, and one that differs from
+/// its object is reported (condition, event, metric), never written.
+#[tokio::test]
+async fn a_read_only_connector_reports_drift_and_writes_nothing() {
+    let org = org("psets-ro", SMALL_ORG, json!({"readOnly": true}), |_| {}).await;
+    let sets = Sets::of(&org).await;
+    sets.api
+        .create(
+            &PostParams::default(),
+            &set("new", json!({"name": "NotThere"})),
+        )
+        .await
+        .expect("create");
+    let object = sets.ready("new", "ReadOnly").await;
+    let message = object.status.expect("status").conditions[0].message.clone();
+    assert!(message.contains("is not created"), "{message}");
+    let existing = org.permission_set("PermissionSet01");
+    sets.api
+        .create(
+            &PostParams::default(),
+            &set(
+                "existing",
+                json!({"name": "PermissionSet01", "adopt": true, "managedPolicies": [READ_ONLY]}),
+            ),
+        )
+        .await
+        .expect("create");
+    let object = sets.ready("existing", "Drifted").await;
+    let status = object.status.expect("status");
+    assert_eq!(status.drift, [format!("attach {READ_ONLY}")]);
+    org.event_noted(
+        "Drift",
+        &format!("permission set PermissionSet01 was changed outside the operator (readOnly: not put back): attach {READ_ONLY}"),
+    )
+    .await;
+    assert!(sets.managed(&existing).await.is_empty(), "nothing written");
+    assert_eq!(
+        writes(&org.moto.calls()),
+        BTreeMap::new(),
+        "a readOnly connector writes nothing"
+    );
+    let metrics = org.operator.metrics.clone();
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &metrics.registry).expect("encode");
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("aws_access_operator_permission_set_drift_total{")
+                && l.contains("outcome=\"reported\"")
+        ),
+        "{text}"
+    );
+    org.finish().await;
+}

@@ -185,6 +185,7 @@ async fn declarations(
         cache: &cache,
         identity_center: inventory.identity_center.as_ref(),
         session: None,
+        declared: None,
     };
     let valid = grants.iter().filter(|g| validate_grant(&g.spec).is_empty());
     let mut found = crate::effective::declarations(connector, valid, &directory).await;

@@ -614,6 +614,7 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
         cache: &cache,
         identity_center: identity_center.as_ref(),
         session: session.as_ref(),
+        declared: None,
     };
     let now = Timestamp::now();
     // The ownership ledger: in the state directory, so that a later apply knows what an

@@ -621,6 +621,7 @@ async fn unmanaged_access(
         cache,
         identity_center: inventory.identity_center.as_ref(),
         session: None,
+        declared: None,
     };
     let grants = ctx.grants().await?;
     let mut declarations = crate::effective::declarations(connector, &grants, &directory).await;

@@ -16,6 +16,7 @@ use kube::{Api, ResourceExt};
 use super::context::Context;
 use super::error::Error;
 use super::ledger::ConfigMapLedger;
+use super::set_records::ConfigMapSetRecords;
 use super::{session, status};
 use crate::api::conditions::{ConditionStatus, ConditionUpdate, Conditions};
 use crate::api::grant::{AccessGrantStatus, AccessRecord, AccountAccess, ResolvedIds};
@@ -32,8 +33,9 @@ use crate::grant::ledger::{HolderKind, OperationKind, Origin};
 use crate::grant::observations::Observations;
 use crate::grant::plan::Names;
 use crate::grant::policy::{check_grant, check_unit, namespace_allowed_by};
-use crate::grant::resolve::{Directory, Resolved, resolve};
+use crate::grant::resolve::{DeclaredSet, Directory, Resolved, resolve};
 use crate::grant::units::settle_in_unit;
+use crate::permission_set::record::{SetRecords, key as set_key};
 use crate::sync::cache::SyncCache;
 
 pub const CONTROLLER: &str = "grant";
@@ -88,18 +90,49 @@ pub(super) struct Gathered {
     /// The connector's allowed namespaces, checked for this grant.
     pub(super) namespace_allowed: Result<(), String>,
     pub(super) cache: Arc<SyncCache>,
+    /// The PermissionSet object that declares the set a grant names by name, if any.
+    pub(super) declared_set: Option<DeclaredSet>,
 }
 
 pub(super) async fn gather(grant: &AccessGrant, ctx: &Context) -> Result<Gathered, Error> {
     let grant_namespace = grant.namespace().ok_or(Error::MissingField("namespace"))?;
-    gather_for(
+    let mut gathered = gather_for(
         &grant_namespace,
         &grant.spec.connector_ref,
         ("grantPolicy", "AccessGrants"),
         |c| &c.spec.grant_policy.allowed_namespaces,
         ctx,
     )
-    .await
+    .await?;
+    gathered.declared_set = declared_set(ctx, &gathered.connector_key, &grant.spec).await;
+    Ok(gathered)
+}
+
+/// The operator's record of the permission set a grant names by name, when a PermissionSet
+/// object declares it: one read of one ConfigMap.
+async fn declared_set(
+    ctx: &Context,
+    connector: &str,
+    spec: &AccessGrantSpec,
+) -> Option<DeclaredSet> {
+    let name = spec
+        .target
+        .permission_set
+        .as_deref()
+        .filter(|p| !p.starts_with("arn:"))?;
+    let records = ConfigMapSetRecords::new(ctx.client.clone(), &ctx.home_namespace);
+    match records.load(&set_key(connector, name)).await {
+        Ok(Some((record, _))) if record.deleting.is_none() => Some(DeclaredSet {
+            name: record.name,
+            arn: record.arn,
+            object: record.declarer.object,
+        }),
+        Ok(_) => None,
+        Err(error) => {
+            tracing::warn!(permission_set = name, %error, "cannot read the record of a declared permission set; using the last sync");
+            None
+        }
+    }
 }
 
 /// What `gather` reads, for any object in `grant_namespace` that names a connector:
@@ -127,6 +160,7 @@ pub(super) async fn gather_for(
             session: None,
             namespace_allowed: Err(missing),
             cache: Arc::new(SyncCache::default()),
+            declared_set: None,
         });
     };
     let allowed = allowed(&object);
@@ -181,6 +215,7 @@ pub(super) async fn gather_for(
         session,
         namespace_allowed,
         cache,
+        declared_set: None,
     })
 }
 
@@ -210,11 +245,16 @@ pub(super) async fn wanted(grant: &AccessGrant, gathered: &Gathered) -> Wanted {
         cache: &gathered.cache,
         identity_center: identity_center.as_ref(),
         session: gathered.session.as_ref(),
+        declared: gathered.declared_set.as_ref(),
     };
     match resolve(&grant.spec, &directory).await {
         Ok(Ok(resolved)) => {
             let ids = resolved_ids(&resolved.access);
             Wanted::Access(Box::new(resolved), ids)
+        }
+        // A declared set being created is looked for again soon.
+        Ok(Err(unresolved)) if unresolved.reason == "PermissionSetPending" => {
+            Wanted::Refused(unresolved.reason, unresolved.message, PENDING_RETRY)
         }
         Ok(Err(unresolved)) => {
             Wanted::Refused(unresolved.reason, unresolved.message, RESOLVE_RETRY)
@@ -335,6 +375,20 @@ pub(super) async fn converge(
         .object
         .as_ref()
         .map(|o| o.spec.grant_policy.clone());
+    // A declared set the last sync has not seen yet is known by its record's name too, so that
+    // the grantPolicy's lists of set names apply to it.
+    let names = match &gathered.declared_set {
+        Some(DeclaredSet {
+            name,
+            arn: Some(arn),
+            ..
+        }) if !gathered.cache.permission_set_arns.contains_key(name) => {
+            let mut names = gathered.cache.permission_set_arns.clone();
+            names.insert(name.clone(), arn.clone());
+            std::borrow::Cow::Owned(names)
+        }
+        _ => std::borrow::Cow::Borrowed(&gathered.cache.permission_set_arns),
+    };
     let allowed = |access: &Access| -> Result<(), String> {
         gathered.namespace_allowed.clone()?;
         match &policy {
@@ -346,7 +400,7 @@ pub(super) async fn converge(
                     policy,
                     holding.spec,
                     access,
-                    &gathered.cache.permission_set_arns,
+                    &names,
                     &gathered.cache.accounts,
                     now,
                 )

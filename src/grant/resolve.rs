@@ -11,8 +11,8 @@ use super::access::Access;
 /// Why a grant's names did not resolve; retried later, not an error loop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unresolved {
-    /// `PrincipalNotFound`, `PermissionSetNotFound`, `GroupNotFound` or
-    /// `OrganizationalUnitNotFound`.
+    /// `PrincipalNotFound`, `PermissionSetNotFound`, `PermissionSetPending`, `GroupNotFound`
+    /// or `OrganizationalUnitNotFound`.
     pub reason: &'static str,
     pub message: String,
 }
@@ -55,6 +55,20 @@ pub struct Directory<'a> {
     pub cache: &'a SyncCache,
     pub identity_center: Option<&'a IdentityCenterRef>,
     pub session: Option<&'a Session>,
+    /// The PermissionSet object that declares the set the grant names, if one does: its ARN
+    /// (from the operator's record) counts before the last sync's, and while it is being
+    /// created the grant waits for it.
+    pub declared: Option<&'a DeclaredSet>,
+}
+
+/// A permission set declared by a PermissionSet object, as the operator's record has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeclaredSet {
+    pub name: String,
+    /// `None` while it is being created.
+    pub arn: Option<String>,
+    /// The PermissionSet object, `namespace/name`.
+    pub object: String,
 }
 
 impl Directory<'_> {
@@ -134,6 +148,19 @@ pub async fn resolve(
                     requested.to_string(),
                     directory.permission_set_name(requested),
                 )
+            } else if let Some(declared) = directory.declared.filter(|d| d.name == requested) {
+                match &declared.arn {
+                    Some(arn) => (arn.clone(), Some(requested.to_string())),
+                    None => {
+                        return Ok(Err(Unresolved::new(
+                            "PermissionSetPending",
+                            format!(
+                                "spec.target.permissionSet: {requested} is declared by PermissionSet {} and is being created",
+                                declared.object
+                            ),
+                        )));
+                    }
+                }
             } else {
                 match directory.cache.permission_set_arns.get(requested) {
                     Some(arn) => (arn.clone(), Some(requested.to_string())),

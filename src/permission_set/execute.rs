@@ -269,7 +269,8 @@ impl<S: SetRecords> Shell<'_, S> {
         let unchanged_object =
             record.converged_generation.is_some() && record.converged_generation == ask.generation;
         report.changes = found.iter().map(Change::describe).collect();
-        if unchanged_object {
+        // Read-only, the operator never writes: whatever differs was changed in AWS.
+        if unchanged_object || ask.read_only {
             report.drift.extend(report.changes.iter().cloned());
         }
         report.arn = arn.clone();
