@@ -12,8 +12,11 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::grants::{Org, org, sso_user};
-use crate::support::moto::SMALL_ORG;
-use crate::support::operator::{TIMEOUT, grant, wait_grant};
+use crate::support::cluster::TestCluster;
+use crate::support::moto::{Moto, SMALL_ORG};
+use crate::support::operator::{
+    TIMEOUT, create_org_connector, grant, spawn_operator, wait_condition, wait_grant,
+};
 use crate::support::wait;
 
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
@@ -45,10 +48,17 @@ struct Sets {
 
 impl Sets {
     async fn of(org: &Org) -> Self {
+        Self::on(&org.cluster, &org.moto, &org.seed).await
+    }
+
+    async fn on(cluster: &TestCluster, moto: &Moto, seed: &Value) -> Self {
         Self {
-            api: Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace),
-            sso: aws_sdk_ssoadmin::Client::new(&org.moto.sdk_config().await),
-            instance: org.instance(),
+            api: Api::namespaced(cluster.client.clone(), &cluster.namespace),
+            sso: aws_sdk_ssoadmin::Client::new(&moto.sdk_config().await),
+            instance: seed["identityCenter"]["instanceArn"]
+                .as_str()
+                .expect("instance")
+                .to_string(),
         }
     }
 
@@ -736,4 +746,107 @@ async fn a_read_only_connector_reports_drift_and_writes_nothing() {
         "{text}"
     );
     org.finish().await;
+}
+
+/// Killed with SIGKILL after a change was written and before its provisioning went through
+/// (AWS refused it): the restarted binary finishes the provisioning from its record, once, and
+/// writes the change no second time.
+#[tokio::test]
+async fn a_kill_between_a_change_and_its_provisioning_finishes_it_once_after_the_restart() {
+    let moto = Moto::start();
+    let seed = moto.seed(SMALL_ORG);
+    let cluster = TestCluster::start("psets-kill").await;
+    let config = cluster.kubeconfig_file();
+    let ns = cluster.namespace.clone();
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_aws-access-operator"));
+    let limits = [
+        "--rate-limits",
+        "sts=1000,iam=1000,organizations=1000,identitycenter=1000",
+    ];
+    let mut first = spawn_operator(binary, &moto, &config, &ns, &limits);
+    let connectors = create_org_connector(&cluster.client, &ns).await;
+    wait_condition(&connectors, "org", "Ready", "True").await;
+    let sets = Sets::on(&cluster, &moto, &seed).await;
+    sets.api
+        .create(
+            &PostParams::default(),
+            &set(
+                "kill",
+                json!({"name": "Kill", "managedPolicies": [READ_ONLY]}),
+            ),
+        )
+        .await
+        .expect("create");
+    let arn = sets
+        .ready("kill", "Converged")
+        .await
+        .status
+        .and_then(|s| s.arn)
+        .expect("arn");
+    let account = seed["accounts"][0].as_str().expect("account").to_string();
+    let grants: Api<aws_access_operator::api::AccessGrant> =
+        Api::namespaced(cluster.client.clone(), &ns);
+    grants
+        .create(
+            &PostParams::default(),
+            &grant(
+                "kill",
+                "org",
+                sso_user(4),
+                json!({"kind": "PermissionSet", "permissionSet": arn, "accountId": account}),
+                json!({}),
+            ),
+        )
+        .await
+        .expect("grant");
+    wait_grant(&grants, "kill", "Granted").await;
+
+    moto.set_faults(json!({"deny_operations": ["ProvisionPermissionSet"]}));
+    moto.reset_calls();
+    sets.api
+        .patch(
+            "kill",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"managedPolicies": [READ_ONLY, S3_READ]}})),
+        )
+        .await
+        .expect("patch");
+    sets.ready("kill", "AwsError").await;
+    assert_eq!(
+        moto.calls().get("AttachManagedPolicyToPermissionSet"),
+        Some(&1)
+    );
+    first.kill().expect("kill -9");
+    first.wait().expect("reap");
+
+    moto.set_faults(json!({}));
+    moto.reset_calls();
+    let mut second = spawn_operator(binary, &moto, &config, &ns, &limits);
+    let object = sets.ready("kill", "Converged").await;
+    let status = object.status.expect("status");
+    assert_eq!(status.accounts.len(), 1, "{:?}", status.accounts);
+    assert_eq!(
+        (
+            status.accounts[0].account_id.as_str(),
+            status.accounts[0].state.as_str()
+        ),
+        (account.as_str(), "Provisioned")
+    );
+    let calls = moto.calls();
+    assert_eq!(
+        calls.get("ProvisionPermissionSet"),
+        Some(&1),
+        "provisioned once after the restart: {calls:?}"
+    );
+    assert_eq!(
+        calls.get("AttachManagedPolicyToPermissionSet"),
+        None,
+        "the change is not written again"
+    );
+    assert_eq!(sets.managed(&arn).await, [S3_READ, READ_ONLY]);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status();
+    let _ = second.wait();
+    cluster.cleanup().await;
 }
