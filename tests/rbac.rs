@@ -360,6 +360,39 @@ async fn chart_flow(watching: Watching) {
         .await
         .expect("grant");
     wait_grant(&grants, "member", "Granted").await;
+    // A PermissionSet in the connector's namespace: created in AWS (the finalizer and the
+    // status are the operator's to write), then deleted.
+    let sets: Api<aws_access_operator::api::PermissionSet> =
+        Api::namespaced(client.clone(), &platform);
+    let declared: aws_access_operator::api::PermissionSet = serde_json::from_value(json!({
+        "apiVersion": "awsaccess.io/v1alpha1", "kind": "PermissionSet", "metadata": {"name": "rbac"},
+        "spec": {"connectorRef": {"name": "org"}, "name": "RbacTest"}}))
+    .expect("permission set");
+    sets.create(&PostParams::default(), &declared)
+        .await
+        .expect("permission set");
+    wait::until(
+        "the permission set to converge",
+        crate::support::operator::TIMEOUT,
+        || async {
+            let status = sets.get("rbac").await.ok()?.status?;
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+                .then_some(())
+        },
+    )
+    .await;
+    sets.delete("rbac", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait::until(
+        "the permission set to go",
+        crate::support::operator::TIMEOUT,
+        || async { sets.get_opt("rbac").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
     // An AccessRequest the rule approves by itself: held, then deleted (the finalizer and the
     // status are the operator's to write, the admission policy's binding its to read). It is
     // trusted only if created after the operator saw the policy enforced (its dry-run probe).

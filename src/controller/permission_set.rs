@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -476,11 +477,16 @@ async fn declarer_exists(
     let Some((namespace, object_name)) = object.split_once('/') else {
         return Ok(false);
     };
+    // A list by name rather than a get: the operator lists PermissionSets anyway and needs no
+    // other right for this.
     let api: Api<PermissionSet> = Api::namespaced(ctx.client.clone(), namespace);
-    Ok(api
-        .get_opt(object_name)
-        .await?
-        .is_some_and(|o| o.uid().as_deref() == Some(record.declarer.uid.as_str())))
+    let found = api
+        .list(&ListParams::default().fields(&format!("metadata.name={object_name}")))
+        .await?;
+    Ok(found
+        .items
+        .iter()
+        .any(|o| o.uid().as_deref() == Some(record.declarer.uid.as_str())))
 }
 
 async fn take_over(
