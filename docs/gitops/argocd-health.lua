@@ -1,4 +1,4 @@
--- Argo CD health for AwsConnector and AccessGrant (awsaccess.io): the Ready condition, once the
+-- Argo CD health for AwsConnector, AccessGrant and PermissionSet (awsaccess.io): the Ready condition, once the
 -- operator has observed the current generation. The same decision as src/api/health.rs, and
 -- tested against the same fixtures.
 local hs = {}
@@ -23,7 +23,8 @@ for _, condition in ipairs(obj.status.conditions) do
       hs.message = message
       return hs
     end
-    if reason == "Pending" or reason == "SyncPending" then
+    if reason == "Pending" or reason == "SyncPending" or reason == "Provisioning"
+        or reason == "PermissionSetPending" then
       hs.status = "Progressing"
       hs.message = message
       return hs

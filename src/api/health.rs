@@ -1,4 +1,4 @@
-//! How GitOps tools should read an AwsConnector or AccessGrant: the decision the Argo CD
+//! How GitOps tools should read an AwsConnector, AccessGrant or PermissionSet: the decision the Argo CD
 //! health script in `docs/gitops/argocd-health.lua` makes, written once more in Rust so that
 //! both are tested against the same fixtures (`tests/health/fixtures.json`).
 
@@ -21,8 +21,14 @@ impl Health {
     }
 }
 
-/// Reasons that mean "on its way", not "broken".
-const IN_PROGRESS: &[&str] = &["Pending", "SyncPending"];
+/// Reasons that mean "on its way", not "broken": a grant or sync under way, a permission set
+/// being provisioned, a grant waiting for the declared set it names.
+const IN_PROGRESS: &[&str] = &[
+    "Pending",
+    "SyncPending",
+    "Provisioning",
+    "PermissionSetPending",
+];
 
 /// The health of an object, from its `Ready` condition and `observedGeneration` (kstatus).
 pub fn assess(object: &Value) -> (Health, String) {

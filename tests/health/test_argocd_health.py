@@ -38,12 +38,12 @@ class ArgoCdHealthTest(unittest.TestCase):
             self.assertEqual(status, fixture["status"], fixture["name"])
             self.assertEqual(message, fixture["message"], fixture["name"])
 
-    def test_argocd_cm_carries_the_same_script_for_both_kinds(self):
+    def test_argocd_cm_carries_the_same_script_for_every_kind(self):
         with open(os.path.join(ROOT, "docs", "gitops", "argocd-health.lua")) as f:
             script = f.read()
         with open(os.path.join(ROOT, "docs", "gitops", "argocd-cm.yaml")) as f:
             cm = yaml.safe_load(f)
-        for kind in ["AwsConnector", "AccessGrant"]:
+        for kind in ["AwsConnector", "AccessGrant", "PermissionSet"]:
             self.assertEqual(cm["data"][f"resource.customizations.health.awsaccess.io_{kind}"].strip(), script.strip())
 
 
