@@ -856,3 +856,157 @@ fn a_unit_grant_is_planned_and_applied_account_by_account() {
     assert_eq!(moto.calls().get("DeleteAccountAssignment"), Some(&1));
     assert_eq!(moto.calls().get("CreateAccountAssignment"), None);
 }
+
+/// PermissionSets in files: `plan` says per set what would change (each write, the inline
+/// policy's difference, the calls), `apply` creates the set, then the grant that names it by
+/// name is applied in the same run; a second plan has nothing to do; a change of the files is
+/// planned as its difference and applied with the records in --state-dir.
+#[test]
+fn permission_sets_are_planned_and_applied_before_the_grants_that_name_them() {
+    let moto = Moto::start();
+    let seed = moto.seed(SMALL_ORG);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let set = |actions: &[&str]| {
+        json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "PermissionSet",
+            "metadata": {"name": "data", "namespace": "aws"},
+            "spec": {"connectorRef": {"name": "org"}, "name": "DataReader", "sessionDuration": "2h",
+                "managedPolicies": ["arn:aws:iam::aws:policy/ReadOnlyAccess"],
+                "inlinePolicy": {"Version": "2012-10-17", "Statement": [
+                    {"Effect": "Allow", "Action": actions, "Resource": "*"}]}}})
+    };
+    let connector = json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+        "metadata": {"name": "org", "namespace": "aws"}, "spec": {"region": "us-east-1"}});
+    let account = seed["accounts"][0].as_str().expect("account");
+    let reader = grant(
+        "reader",
+        user(4),
+        json!({"kind": "PermissionSet", "permissionSet": "DataReader", "accountId": account}),
+        json!({}),
+    );
+    write(
+        dir.path(),
+        "all.yaml",
+        &[connector.clone(), set(&["s3:GetObject"]), reader.clone()],
+    );
+    let files = dir.path().join("all.yaml");
+    let files = files.to_str().expect("path");
+    let state_dir = state.to_str().expect("path");
+    let plan = |command: &str| {
+        let output = run(
+            &moto,
+            &[command, "-f", files, "--state-dir", state_dir, "-o", "json"],
+        );
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        let value: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&output.stderr)));
+        (output.status.code(), value)
+    };
+    moto.reset_calls();
+    let (code, planned) = plan("plan");
+    assert_eq!(code, Some(0), "{planned}");
+    let line = &planned["permissionSets"][0];
+    assert_eq!(line["action"], "create", "{line}");
+    assert_eq!(
+        line["changes"],
+        json!([
+            "attach arn:aws:iam::aws:policy/ReadOnlyAccess",
+            "put the inline policy"
+        ])
+    );
+    assert!(
+        line["inlinePolicyDiff"]
+            .as_array()
+            .expect("diff")
+            .iter()
+            .any(|l| l.as_str() == Some("+         \"s3:GetObject\"")),
+        "{line}"
+    );
+    assert_eq!(
+        line["calls"],
+        json!({"reads": 0, "writes": 3, "provisioning": 0})
+    );
+    assert_eq!(planned["grants"][0]["action"], "unresolved", "{planned}");
+    assert!(
+        planned["grants"][0]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("declared by PermissionSet aws/data"),
+        "{planned}"
+    );
+    let writes = |calls: std::collections::BTreeMap<String, u64>| -> Vec<String> {
+        calls
+            .keys()
+            .filter(|k| {
+                !["List", "Get", "Describe", "Assume"]
+                    .iter()
+                    .any(|r| k.starts_with(r))
+            })
+            .cloned()
+            .collect()
+    };
+    assert!(
+        writes(moto.calls()).is_empty(),
+        "plan writes nothing: {:?}",
+        moto.calls()
+    );
+
+    let (code, applied) = plan("apply");
+    assert_eq!(code, Some(0), "{applied}");
+    assert!(
+        applied["permissionSets"][0]["result"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("applied"),
+        "{applied}"
+    );
+    assert_eq!(applied["grants"][0]["action"], "create", "{applied}");
+    let calls = moto.calls();
+    assert_eq!(calls.get("CreatePermissionSet"), Some(&1));
+    assert_eq!(calls.get("CreateAccountAssignment"), Some(&1));
+    let records = std::fs::read_to_string(state.join("permission-sets.json")).expect("records");
+    assert!(records.contains("\"origin\": \"Created\""), "{records}");
+
+    let (_, again) = plan("plan");
+    assert_eq!(again["permissionSets"][0]["action"], "noChange", "{again}");
+    assert_eq!(again["permissionSets"][0]["calls"]["reads"], 7);
+    assert_eq!(again["grants"][0]["action"], "noChange", "{again}");
+
+    // The files change: the difference, and the account the grant put the set on.
+    write(
+        dir.path(),
+        "all.yaml",
+        &[connector, set(&["s3:GetObject", "s3:ListBucket"]), reader],
+    );
+    let (_, changed) = plan("plan");
+    let line = &changed["permissionSets"][0];
+    assert_eq!(line["action"], "change", "{line}");
+    assert_eq!(line["changes"], json!(["put the inline policy"]));
+    assert_eq!(line["provision"], json!([account]));
+    let diff: Vec<&str> = line["inlinePolicyDiff"]
+        .as_array()
+        .expect("diff")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        diff.iter()
+            .any(|l| l.starts_with('+') && l.contains("s3:ListBucket")),
+        "{diff:?}"
+    );
+    assert!(
+        diff.len() <= 6,
+        "only the changed lines and their neighbours: {diff:?}"
+    );
+    moto.reset_calls();
+    let (code, applied) = plan("apply");
+    assert_eq!(code, Some(0), "{applied}");
+    let calls = moto.calls();
+    assert_eq!(
+        calls.get("PutInlinePolicyToPermissionSet"),
+        Some(&1),
+        "{calls:?}"
+    );
+    assert_eq!(calls.get("ProvisionPermissionSet"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("CreatePermissionSet"), None, "{calls:?}");
+}

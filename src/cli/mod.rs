@@ -6,6 +6,7 @@ mod args;
 mod lookup;
 pub mod plan;
 mod review;
+mod set_plan;
 pub mod sync;
 
 pub use args::*;

@@ -67,6 +67,8 @@ pub struct PlanLine {
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     pub connector: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub permission_sets: Vec<super::set_plan::SetLine>,
     pub grants: Vec<PlanLine>,
     /// Access in AWS that no grant declares: reported, never revoked.
     pub unmanaged: Vec<String>,
@@ -610,12 +612,6 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
             )
         }
     };
-    let directory = Directory {
-        cache: &cache,
-        identity_center: identity_center.as_ref(),
-        session: session.as_ref(),
-        declared: None,
-    };
     let now = Timestamp::now();
     // The ownership ledger: in the state directory, so that a later apply knows what an
     // earlier one created. Without one it lives only as long as this run.
@@ -632,8 +628,28 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
             scratch.path().to_path_buf()
         }
     };
+    // Permission sets first: `apply` converges them before the grants that may name them are
+    // planned, and `plan` tells those grants the set is yet to be made.
+    let (set_lines, declared_sets) = super::set_plan::run(
+        &sets,
+        &connector,
+        session.as_ref(),
+        identity_center.as_ref().map(|ic| ic.instance_arn.as_str()),
+        &ledger_dir,
+        apply,
+    )
+    .await;
     let ledger = FileLedger::new(&ledger_dir);
     for grant in &grants {
+        let named = grant.spec.target.permission_set.as_deref();
+        let directory = Directory {
+            cache: &cache,
+            identity_center: identity_center.as_ref(),
+            session: session.as_ref(),
+            declared: declared_sets
+                .iter()
+                .find(|d| Some(d.name.as_str()) == named),
+        };
         lines.extend(
             plan_one(
                 grant, &connector, &directory, &actual, &mut names, &accounts, &ledger, now,
@@ -682,10 +698,12 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
             .as_ref()
             .map_or(UnmanagedFrom::NotLookedFor, |(_, from)| *from),
         summary: BTreeMap::new(),
+        permission_sets: set_lines,
         grants: lines,
     };
 
-    let mut failed = plan.grants.iter().any(|l| l.action.is_refusal());
+    let mut failed = plan.grants.iter().any(|l| l.action.is_refusal())
+        || plan.permission_sets.iter().any(super::set_plan::failed);
     if apply {
         if connector.spec.read_only {
             eprintln!("error: the AwsConnector is readOnly: apply writes nothing");
@@ -961,6 +979,7 @@ impl Drop for TempLedgerDir {
 fn print_table(plan: &Plan, applied: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "AwsConnector {}", plan.connector)?;
+    super::set_plan::print_table(&plan.permission_sets, applied, &mut out)?;
     let width = plan
         .grants
         .iter()

@@ -78,6 +78,28 @@ pub enum Outcome {
     Refused(Refusal),
 }
 
+/// What converging would do, found with reads only (`plan`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Previewed {
+    Create,
+    Adopt,
+    Change,
+    NoChange,
+    Refused(Refusal),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Preview {
+    pub action: Previewed,
+    pub arn: Option<String>,
+    /// The writes after the create (or instead of it), in order.
+    pub changes: Vec<Change>,
+    /// The inline policy's difference, when it changes.
+    pub inline_diff: Vec<String>,
+    /// The accounts that would be provisioned.
+    pub provision: Vec<String>,
+}
+
 /// What deleting the object did.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Removal {
@@ -157,6 +179,90 @@ impl<S: SetRecords> Shell<'_, S> {
     ) -> Result<bool, SetError> {
         let tags = admin::list_tags(self.session, instance, arn).await?;
         Ok(tags.get(CREATE_TOKEN_TAG) == Some(&record.create_token))
+    }
+
+    /// What `converge` would do, without writing: the record (or, without one, the set found by
+    /// name) and what AWS holds.
+    pub async fn preview(&self, ask: &SetAsk<'_>) -> Result<Preview, SetError> {
+        let declared = Shape::declared(ask.spec);
+        let record = self
+            .records
+            .load(&key(ask.connector, &ask.spec.name))
+            .await?;
+        let arn = match &record {
+            Some((record, _)) if record.declarer.uid != ask.declarer.uid => {
+                return Ok(Preview {
+                    action: Previewed::Refused(Refusal::DeclaredElsewhere(
+                        record.declarer.object.clone(),
+                    )),
+                    arn: record.arn.clone(),
+                    changes: Vec::new(),
+                    inline_diff: Vec::new(),
+                    provision: Vec::new(),
+                });
+            }
+            Some((record, _)) => record.arn.clone(),
+            None => None,
+        };
+        let (action, arn) = match arn {
+            Some(arn) => (Previewed::Change, Some(arn)),
+            None => match admin::find_by_name(self.session, ask.instance, &ask.spec.name).await? {
+                Some(found) if ask.spec.adopt || record.is_some() => {
+                    (Previewed::Adopt, Some(found.arn))
+                }
+                Some(_) => {
+                    return Ok(Preview {
+                        action: Previewed::Refused(Refusal::OwnedElsewhere(format!(
+                            "a permission set named {} exists in AWS and was not created by this object; set spec.adopt: true to take it over",
+                            ask.spec.name
+                        ))),
+                        arn: None,
+                        changes: Vec::new(),
+                        inline_diff: Vec::new(),
+                        provision: Vec::new(),
+                    });
+                }
+                None => (Previewed::Create, None),
+            },
+        };
+        let Some(arn) = arn else {
+            // Created with its settings and tags; the rest follows as changes.
+            let empty = Shape {
+                settings: declared.settings.clone(),
+                tags: declared.tags.clone(),
+                ..Shape::default()
+            };
+            return Ok(Preview {
+                action,
+                arn: None,
+                changes: changes(&declared, &empty),
+                inline_diff: super::diff::policy_diff(None, declared.inline.as_ref()),
+                provision: Vec::new(),
+            });
+        };
+        let held = self.held(ask.instance, &arn).await?;
+        let found = changes(&declared, &held);
+        let provision = if found.iter().any(Change::needs_provisioning) {
+            admin::provisioned_accounts(self.session, ask.instance, &arn).await?
+        } else {
+            Vec::new()
+        };
+        let inline_diff = if declared.inline != held.inline || held.unreadable_inline {
+            super::diff::policy_diff(held.inline.as_ref(), declared.inline.as_ref())
+        } else {
+            Vec::new()
+        };
+        let action = match action {
+            Previewed::Change if found.is_empty() => Previewed::NoChange,
+            other => other,
+        };
+        Ok(Preview {
+            action,
+            arn: Some(arn),
+            changes: found,
+            inline_diff,
+            provision,
+        })
     }
 
     /// Makes AWS hold what the object declares, then provisions what changed.

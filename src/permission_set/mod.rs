@@ -3,6 +3,7 @@
 //! (policy.rs), the operator's record of each set (record.rs), and the shell that
 //! converges, provisions and deletes them in AWS (execute.rs).
 
+pub mod diff;
 pub mod execute;
 pub mod policy;
 pub mod record;

@@ -127,6 +127,92 @@ pub trait SetRecords: Sync {
     ) -> impl Future<Output = Result<(), RecordError>> + Send;
 }
 
+/// The records of `apply`: one JSON file in its state directory beside the ledger, rewritten
+/// whole (through a temporary file and a rename) on every change.
+pub struct FileSetRecords {
+    path: std::path::PathBuf,
+    lock: tokio::sync::Mutex<()>,
+}
+
+type FileContent = BTreeMap<String, (u64, SetRecord)>;
+
+impl FileSetRecords {
+    pub const FILE: &'static str = "permission-sets.json";
+
+    pub fn new(dir: &std::path::Path) -> Self {
+        Self {
+            path: dir.join(Self::FILE),
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn unavailable(&self, action: &'static str, error: impl std::fmt::Display) -> RecordError {
+        RecordError::Unavailable {
+            action,
+            message: format!("{}: {error}", self.path.display()),
+        }
+    }
+
+    async fn read(&self) -> Result<FileContent, RecordError> {
+        match tokio::fs::read(&self.path).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| self.unavailable("read", e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileContent::new()),
+            Err(e) => Err(self.unavailable("read", e)),
+        }
+    }
+
+    async fn write(&self, content: &FileContent) -> Result<(), RecordError> {
+        let bytes =
+            serde_json::to_vec_pretty(content).map_err(|e| self.unavailable("written", e))?;
+        if let Some(dir) = self.path.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| self.unavailable("written", e))?;
+        }
+        let temporary = self.path.with_extension("json.tmp");
+        tokio::fs::write(&temporary, bytes)
+            .await
+            .map_err(|e| self.unavailable("written", e))?;
+        tokio::fs::rename(&temporary, &self.path)
+            .await
+            .map_err(|e| self.unavailable("written", e))
+    }
+}
+
+impl SetRecords for FileSetRecords {
+    async fn load(&self, key: &str) -> Result<Option<(SetRecord, String)>, RecordError> {
+        let _guard = self.lock.lock().await;
+        Ok(self
+            .read()
+            .await?
+            .remove(key)
+            .map(|(version, record)| (record, version.to_string())))
+    }
+
+    async fn save(&self, record: &SetRecord, version: Option<&str>) -> Result<String, RecordError> {
+        let _guard = self.lock.lock().await;
+        let mut content = self.read().await?;
+        let key = record.key();
+        let current = content.get(&key).map(|(v, _)| v.to_string());
+        if current.as_deref() != version {
+            return Err(RecordError::Conflict(key));
+        }
+        let next = current.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
+        content.insert(key, (next, record.clone()));
+        self.write(&content).await?;
+        Ok(next.to_string())
+    }
+
+    async fn remove(&self, record: &SetRecord, _version: &str) -> Result<(), RecordError> {
+        let _guard = self.lock.lock().await;
+        let mut content = self.read().await?;
+        if content.remove(&record.key()).is_some() {
+            self.write(&content).await?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +239,40 @@ mod tests {
         );
         let back: SetRecord = serde_json::from_str(&text).expect("back");
         assert_eq!(back, record);
+    }
+
+    #[tokio::test]
+    async fn the_file_store_writes_only_at_the_version_read() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = FileSetRecords::new(dir.path());
+        let record = SetRecord::new(
+            "aws/org",
+            "Data",
+            Declarer {
+                uid: "u".into(),
+                object: "aws/data".into(),
+            },
+            "t".into(),
+            "2026-01-01T00:00:00Z",
+        );
+        assert!(store.load(&record.key()).await.expect("load").is_none());
+        let first = store.save(&record, None).await.expect("create");
+        assert!(matches!(
+            store.save(&record, None).await,
+            Err(RecordError::Conflict(_))
+        ));
+        let second = store.save(&record, Some(&first)).await.expect("update");
+        assert!(matches!(
+            store.save(&record, Some(&first)).await,
+            Err(RecordError::Conflict(_))
+        ));
+        let (loaded, version) = store
+            .load(&record.key())
+            .await
+            .expect("load")
+            .expect("some");
+        assert_eq!((loaded, version), (record.clone(), second.clone()));
+        store.remove(&record, &second).await.expect("remove");
+        assert!(store.load(&record.key()).await.expect("load").is_none());
     }
 }
