@@ -383,3 +383,84 @@ fn access_answers_match_the_seeded_organization() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--principal \"nobody@example.com\""));
 }
+
+/// A PermissionSet in the files that a path goes through is shown with what it declares next to
+/// what AWS holds (from a sync with `sync.policies`): the differences named, or that they match.
+#[test]
+fn access_shows_a_declared_permission_set_next_to_what_aws_holds() {
+    let moto = Moto::start();
+    let seed = moto.seed(&[
+        "--accounts",
+        "2",
+        "--permission-sets",
+        "2",
+        "--assigned-users",
+        "2",
+    ]);
+    let user0 = text(&seed["ssoUsers"][0]["userName"]);
+    let declared = |managed: &[&str], boundary: &str| {
+        json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "PermissionSet",
+            "metadata": {"name": "first", "namespace": "aws"},
+            "spec": {"connectorRef": {"name": "org"}, "name": "PermissionSet00",
+                "managedPolicies": managed,
+                "customerManagedPolicies": [{"name": "team-boundary", "path": "/teams/"}],
+                "inlinePolicy": serde_json::from_str::<Value>(
+                    seed["permissionSets"][0]["contents"]["inlinePolicy"].as_str().expect("inline")).expect("json"),
+                "permissionsBoundary": {"managedPolicyArn": boundary}}})
+    };
+    let connector = json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+        "metadata": {"name": "org", "namespace": "aws"},
+        "spec": {"region": "us-east-1", "sync": {"policies": true}}});
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = dir.path().to_str().expect("utf-8 path");
+    let ask = || {
+        answer(run(
+            &moto,
+            &["access", "-f", files, "--principal", &user0, "-o", "json"],
+        ))
+    };
+    write(
+        dir.path(),
+        &[
+            connector.clone(),
+            declared(
+                &["arn:aws:iam::aws:policy/ReadOnlyAccess"],
+                "arn:aws:iam::aws:policy/PowerUserAccess",
+            ),
+        ],
+    );
+    let same = ask();
+    assert_eq!(same["permissionSets"][0]["object"], "aws/first", "{same}");
+    assert_eq!(
+        same["permissionSets"][0]["differences"],
+        json!([]),
+        "{same}"
+    );
+    write(
+        dir.path(),
+        &[
+            connector,
+            declared(
+                &["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"],
+                "arn:aws:iam::aws:policy/ReadOnlyAccess",
+            ),
+        ],
+    );
+    let differ = ask();
+    assert_eq!(
+        differ["permissionSets"][0]["differences"],
+        json!([
+            "detach arn:aws:iam::aws:policy/ReadOnlyAccess",
+            "attach arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
+            "set the permissions boundary to arn:aws:iam::aws:policy/ReadOnlyAccess"
+        ]),
+        "{differ}"
+    );
+    let table =
+        String::from_utf8(run(&moto, &["access", "-f", files, "--principal", &user0]).stdout)
+            .expect("utf-8");
+    assert!(
+        table.contains("Declared permission sets:") && table.contains("AWS differs: detach"),
+        "{table}"
+    );
+}

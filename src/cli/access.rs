@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::args::{AccessArgs, OutputFormat};
 use crate::api::validation::validate_grant;
-use crate::api::{AccessGrant, AccessRequest, AwsConnector};
+use crate::api::{AccessGrant, AccessRequest, AwsConnector, PermissionSet};
 use crate::effective::{Declaration, Declarations, Path, Via, paths};
 use crate::grant::resolve::Directory;
 use crate::manifest::{Document, load};
@@ -32,6 +32,102 @@ pub struct Answer {
     /// has that account's IAM: the connector's account, or a member account).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iam: Option<AccountIam>,
+    /// The PermissionSets in the files that these paths go through: what each declares next to
+    /// what AWS holds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub permission_sets: Vec<DeclaredSet>,
+}
+
+/// A PermissionSet of the files, compared with the set of that name in the inventory.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeclaredSet {
+    /// The object, `namespace/name`.
+    pub object: String,
+    pub name: String,
+    /// What the object declares: session, managed and customer managed policies, inline
+    /// policy, boundary.
+    pub declared: Vec<String>,
+    /// What AWS would need to match it (empty: it matches); `None` when the inventory has not
+    /// the set's contents (synced without `sync.policies`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub differences: Option<Vec<String>>,
+}
+
+/// What a shape declares, for people.
+fn summary(shape: &crate::permission_set::shape::Shape) -> Vec<String> {
+    use crate::permission_set::shape::iso_duration;
+    let mut out = vec![format!(
+        "session {}",
+        iso_duration(shape.settings.session_seconds)
+    )];
+    out.extend(shape.managed.iter().cloned());
+    out.extend(
+        shape
+            .customer
+            .iter()
+            .map(|p| format!("{}{} (customer managed)", p.path, p.name)),
+    );
+    if shape.inline.is_some() {
+        out.push("an inline policy".into());
+    }
+    if let Some(boundary) = &shape.boundary {
+        let named = boundary.managed_policy_arn.clone().or_else(|| {
+            boundary
+                .customer_managed_policy
+                .as_ref()
+                .map(|p| format!("{}{}", p.path, p.name))
+        });
+        out.push(format!("boundary {}", named.unwrap_or_default()));
+    }
+    out
+}
+
+/// The declared sets the selected paths go through, each next to what AWS holds.
+fn compare_sets(sets: &[PermissionSet], paths: &[Path]) -> Vec<DeclaredSet> {
+    use crate::permission_set::shape::{Settings, Shape, changes, parse_iso_duration};
+    let mut out = Vec::new();
+    for set in sets {
+        let Some(path) = paths
+            .iter()
+            .find(|p| p.permission_set.name == set.spec.name)
+        else {
+            continue;
+        };
+        let declared = Shape::declared(&set.spec);
+        // What the inventory does not carry (description, relay state, tags) counts as equal.
+        let differences = path.permission_set.contents.as_ref().map(|contents| {
+            let settings = Settings {
+                description: declared.settings.description.clone(),
+                session_seconds: path
+                    .permission_set
+                    .session_duration
+                    .as_deref()
+                    .and_then(parse_iso_duration)
+                    .unwrap_or(crate::permission_set::shape::DEFAULT_SESSION),
+                relay_state: declared.settings.relay_state.clone(),
+            };
+            let held = Shape::held(settings, contents, &declared.tags);
+            changes(&declared, &held)
+                .iter()
+                .map(|c| c.describe())
+                .collect()
+        });
+        out.push(DeclaredSet {
+            object: format!(
+                "{}/{}",
+                set.metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+                set.metadata.name.clone().unwrap_or_default()
+            ),
+            name: set.spec.name.clone(),
+            declared: summary(&declared),
+            differences,
+        });
+    }
+    out
 }
 
 #[derive(Debug, Serialize)]
@@ -123,6 +219,7 @@ pub async fn run(args: AccessArgs) -> anyhow::Result<ExitCode> {
     let answer = Answer {
         asked,
         undeclared: selected.iter().filter(|p| !p.declared()).count(),
+        permission_sets: compare_sets(&sets, &selected),
         paths: selected,
         iam,
     };
@@ -377,6 +474,22 @@ fn render(answer: &Answer) -> String {
                 policies.push("none".into());
             }
             out.push_str(&format!("    policies: {}\n", policies.join(", ")));
+        }
+    }
+    if !answer.permission_sets.is_empty() {
+        out.push_str("\nDeclared permission sets:\n");
+        for set in &answer.permission_sets {
+            let against = match &set.differences {
+                None => "AWS's side not synced (sync.policies)".to_string(),
+                Some(d) if d.is_empty() => "AWS holds the same".to_string(),
+                Some(d) => format!("AWS differs: {}", d.join("; ")),
+            };
+            out.push_str(&format!(
+                "  {} (PermissionSet {}): {}\n    {against}\n",
+                set.name,
+                set.object,
+                set.declared.join(", ")
+            ));
         }
     }
     if let Some(iam) = &answer.iam {
