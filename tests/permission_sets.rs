@@ -218,17 +218,59 @@ async fn created_converged_drift_put_back_provisioned_and_deleted_after_its_gran
         ])
     );
 
-    // A check that finds nothing to change: seven reads, no write.
-    org.moto.reset_calls();
-    let calls = wait::until("one check of the set", TIMEOUT, || async {
-        let calls = org.moto.calls();
-        (calls
-            .get("ListAccountsForProvisionedPermissionSet")
-            .copied()
-            == Some(1))
-        .then_some(calls)
+    // The next sync lists the set like any other, linked to the object that declares it.
+    let connectors: Api<aws_access_operator::api::AwsConnector> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    connectors
+        .patch(
+            "org",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"awsaccess.io/sync-now": "set"}}})),
+        )
+        .await
+        .expect("sync now");
+    let connector = connectors.get("org").await.expect("connector");
+    let store = aws_access_operator::controller::configmaps::ConnectorConfigMaps::new(
+        org.cluster.client.clone(),
+        &org.cluster.namespace,
+        &connector,
+    )
+    .expect("store");
+    wait::until("the inventory to link the set", TIMEOUT, || async {
+        let bytes = store.read("inventory").await.ok()??;
+        let inventory: Value = serde_json::from_slice(&bytes).ok()?;
+        let listed = inventory["permissionSets"]
+            .as_array()?
+            .iter()
+            .find(|p| p["arn"] == arn.as_str())?
+            .clone();
+        (listed["declaredBy"] == format!("{}/data-reader", org.cluster.namespace)).then_some(())
     })
     .await;
+
+    // A check that finds nothing to change: seven reads, no write.
+    // Between the end of one check (its last read lists the accounts) and the end of the next
+    // lies exactly one whole check.
+    let moto = &org.moto;
+    let ended = |n: u64| async move {
+        wait::until(&format!("check {n} of the set"), TIMEOUT, || async {
+            let calls = moto.calls();
+            (calls
+                .get("ListAccountsForProvisionedPermissionSet")
+                .copied()
+                == Some(n))
+            .then_some(calls)
+        })
+        .await
+    };
+    org.moto.reset_calls();
+    let first = ended(1).await;
+    let second = ended(2).await;
+    let calls: BTreeMap<String, u64> = second
+        .iter()
+        .map(|(op, n)| (op.clone(), n - first.get(op).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
     assert_eq!(
         calls,
         counts(&[

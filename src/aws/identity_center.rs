@@ -199,6 +199,7 @@ pub async fn describe_permission_set(
         session_duration: ps.and_then(|p| p.session_duration()).map(str::to_string),
         accounts: Vec::new(),
         contents: None,
+        declared_by: None,
     })
 }
 

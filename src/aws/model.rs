@@ -202,6 +202,9 @@ pub struct PermissionSet {
     /// What it carries (with `sync.policies` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contents: Option<PermissionSetContents>,
+    /// The PermissionSet object (`namespace/name`) that declares it, when one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_by: Option<String>,
 }
 
 /// The policies a permission set carries into every account it is assigned on.

@@ -513,7 +513,8 @@ async fn sync(
     };
     let previous = writer.condition_reason("Synced");
     match result {
-        Ok(inventory) => {
+        Ok(mut inventory) => {
+            link_declared_sets(ctx, connector, &mut inventory).await;
             write_inventory(&store, &inventory).await?;
             summary.outcome = Some(schedule::SUCCEEDED.into());
             let cache = Arc::new(SyncCache::decode(
@@ -633,6 +634,32 @@ async fn unmanaged_access(
     let declared: BTreeSet<Access> = declarations.keys().cloned().collect();
     let undeclared_paths = crate::effective::undeclared(inventory, &declarations);
     Ok((unmanaged(inventory, &declared), undeclared_paths))
+}
+
+/// Links each permission set a PermissionSet object declares to that object, from the
+/// operator's records (one list per sync). Without them the inventory is still whole, unlinked.
+async fn link_declared_sets(ctx: &Context, connector: &AwsConnector, inventory: &mut Inventory) {
+    let key = format!(
+        "{}/{}",
+        connector.namespace().unwrap_or_default(),
+        connector.name_any()
+    );
+    let records =
+        super::set_records::ConfigMapSetRecords::new(ctx.client.clone(), &ctx.home_namespace);
+    let declared: std::collections::BTreeMap<String, String> = match records.all().await {
+        Ok(all) => all
+            .into_iter()
+            .filter(|r| r.connector == key)
+            .filter_map(|r| Some((r.arn?, r.declarer.object)))
+            .collect(),
+        Err(error) => {
+            tracing::warn!(connector = %key, %error, "the inventory's permission sets are not linked to their PermissionSet objects");
+            return;
+        }
+    };
+    for set in &mut inventory.permission_sets {
+        set.declared_by = declared.get(&set.arn).cloned();
+    }
 }
 
 /// The inventory as stored in ConfigMaps: without the per-run statistics, so that an unchanged
