@@ -65,8 +65,13 @@ fn validate_examples_one_json_line_per_object() {
     for line in &lines {
         assert_eq!(line["valid"], true, "{line}");
         assert!(
-            ["AwsConnector", "AccessGrant", "AccessRequest"]
-                .contains(&line["kind"].as_str().unwrap_or_default()),
+            [
+                "AwsConnector",
+                "AccessGrant",
+                "AccessRequest",
+                "PermissionSet"
+            ]
+            .contains(&line["kind"].as_str().unwrap_or_default()),
             "{line}"
         );
         assert!(line["name"].is_string());

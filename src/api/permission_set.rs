@@ -21,7 +21,7 @@ use super::rules;
     shortname = "awsps",
     category = "awsaccess",
     doc = "An IAM Identity Center permission set, declared in git and kept so by the operator.",
-    printcolumn = r#"{"name":"Name","type":"string","jsonPath":".spec.name"}"#,
+    printcolumn = r#"{"name":"AWS Name","type":"string","jsonPath":".spec.name"}"#,
     printcolumn = r#"{"name":"Session","type":"string","jsonPath":".spec.sessionDuration"}"#,
     printcolumn = r#"{"name":"Accounts","type":"integer","jsonPath":".status.accountsProvisioned"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
