@@ -96,7 +96,7 @@ kubectl create secret generic demo-webhooks -n "$NS" \
 say "the operator: aws-access-operator run (log in $OUT/operator.log)"
 METRICS_PORT=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$BIN" run --lease-namespace "$NS" --connector-namespaces "$NS" --identity demo \
-  --metrics-addr "127.0.0.1:$METRICS_PORT" --grant-check-interval 1m --log-format plain \
+  --metrics-addr "127.0.0.1:$METRICS_PORT" --grant-check-interval 20s --log-format plain \
   --request-admission-policy "$POLICY" \
   > "$OUT/operator.log" 2>&1 &
 PIDS+=($!)
@@ -108,6 +108,12 @@ kubectl wait -n "$NS" --for=condition=Ready awsconnector/demo-org --timeout=300s
 kubectl get -n "$NS" awsconnectors | indent
 kubectl get -n "$NS" awsconnector demo-org \
   -o jsonpath='{"   inventory: "}{.status.inventory}{"\n   last sync: "}{.status.lastSync}{"\n"}'
+
+say "kubectl apply -f examples/demo/permission-set.yaml: what OnCallReader means, declared in git"
+kubectl apply -f examples/demo/permission-set.yaml | indent
+kubectl wait -n "$NS" --for=condition=Ready permissionset/on-call-reader --timeout=120s | indent
+kubectl get -n "$NS" permissionsets | indent
+"$PYTHON" scripts/demo_aws.py set OnCallReader | indent
 
 say "what AWS holds before the grants"
 "$PYTHON" scripts/demo_aws.py show | indent
@@ -121,6 +127,15 @@ kubectl events -n "$NS" --for accessgrant/user-03-permissionset01 | indent
 
 say "what AWS holds now"
 "$PYTHON" scripts/demo_aws.py show | indent
+
+say "someone attaches AdministratorAccess to OnCallReader in the console: the operator puts it back"
+"$PYTHON" scripts/demo_aws.py tamper OnCallReader | indent
+for _ in $(seq 1 90); do
+  "$PYTHON" scripts/demo_aws.py set OnCallReader | grep -q AdministratorAccess || break
+  sleep 1
+done
+"$PYTHON" scripts/demo_aws.py set OnCallReader | indent
+kubectl events -n "$NS" --for permissionset/on-call-reader | indent
 
 say "kubectl delete accessgrant user-03-permissionset01: the operator revokes what it created"
 kubectl delete -n "$NS" accessgrant user-03-permissionset01 --wait=true --timeout=120s | indent
@@ -188,7 +203,7 @@ say "aws-access-operator access --principal user-07@example.com (who can get int
 echo
 echo "The control plane is running. Poke at it with kubectl:"
 echo "   export KUBECONFIG=$KUBECONFIG"
-echo "   $KUBE_BIN/kubectl get awsconnectors,accessgrants,accessrequests -A"
+echo "   $KUBE_BIN/kubectl get awsconnectors,permissionsets,accessgrants,accessrequests -A"
 echo "The operator's log: $OUT/operator.log; its metrics: http://127.0.0.1:$METRICS_PORT/metrics"
 if [ "${DEMO_EXIT:-0}" = 1 ]; then
   echo "DEMO_EXIT=1: stopping."

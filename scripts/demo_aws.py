@@ -4,6 +4,8 @@ operator:
   demo_aws.py setup ORGANIZATION.json   sign-ins in CloudTrail, the connector's role, and a
                                         summary of the seeded organization
   demo_aws.py show                      the access the demo's grants ask for, as AWS holds it
+  demo_aws.py set NAME                  what the permission set NAME carries, as AWS holds it
+  demo_aws.py tamper NAME               attach AdministratorAccess to NAME, as in the console
 """
 
 import datetime
@@ -96,14 +98,49 @@ def show():
          sso_member("user-00@example.com", "group-00")),
         (f"user-05@example.com has PermissionSet03 on {ACCOUNT} (the AccessRequest)",
          assigned("USER", user_id("user-05@example.com"), "PermissionSet03")),
+        (f"user-06@example.com has OnCallReader on {ACCOUNT} (the declared permission set)",
+         "OnCallReader" in sets and assigned("USER", user_id("user-06@example.com"), "OnCallReader")),
     ]
     for text, held in rows:
         print(f"{'yes' if held else 'no ':<4} {text}")
 
 
+def permission_set(name):
+    """The instance and the ARN of the permission set `name`."""
+    sso = client("sso-admin")
+    instance_arn = sso.list_instances()["Instances"][0]["InstanceArn"]
+    for arn in sso.list_permission_sets(InstanceArn=instance_arn)["PermissionSets"]:
+        if sso.describe_permission_set(InstanceArn=instance_arn, PermissionSetArn=arn)["PermissionSet"]["Name"] == name:
+            return sso, instance_arn, arn
+    sys.exit(f"no permission set {name}")
+
+
+def describe_set(name):
+    sso, instance_arn, arn = permission_set(name)
+    described = sso.describe_permission_set(InstanceArn=instance_arn, PermissionSetArn=arn)["PermissionSet"]
+    managed = sso.list_managed_policies_in_permission_set(InstanceArn=instance_arn, PermissionSetArn=arn)
+    inline = sso.get_inline_policy_for_permission_set(InstanceArn=instance_arn, PermissionSetArn=arn)
+    tags = sso.list_tags_for_resource(InstanceArn=instance_arn, ResourceArn=arn)["Tags"]
+    print(f"{name}: sessions {described['SessionDuration']}, {described.get('Description', '')!r}")
+    print("  managed policies: " + ", ".join(p["Name"] for p in managed["AttachedManagedPolicies"]))
+    print(f"  inline policy: {inline.get('InlinePolicy') or 'none'}")
+    print("  tags: " + ", ".join(f"{t['Key']}={t['Value']}" for t in tags))
+
+
+def tamper(name):
+    sso, instance_arn, arn = permission_set(name)
+    sso.attach_managed_policy_to_permission_set(InstanceArn=instance_arn, PermissionSetArn=arn,
+                                                ManagedPolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
+    print(f"attached AdministratorAccess to {name}")
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["setup"] and len(sys.argv) == 3:
         setup(sys.argv[2])
+    elif sys.argv[1:2] == ["set"] and len(sys.argv) == 3:
+        describe_set(sys.argv[2])
+    elif sys.argv[1:2] == ["tamper"] and len(sys.argv) == 3:
+        tamper(sys.argv[2])
     elif sys.argv[1:] == ["show"]:
         show()
     else:

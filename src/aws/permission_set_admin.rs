@@ -454,6 +454,28 @@ pub async fn provisioning_status(
     Ok(provisioned(output.permission_set_provisioning_status()))
 }
 
+/// Every set of the instance by name (name → ARN): one listing and a description of each,
+/// for a plan of many sets at once.
+pub async fn names(
+    session: &Session,
+    instance: &str,
+) -> Result<BTreeMap<String, String>, AwsError> {
+    let mut found = BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = list_permission_sets(session, instance, token, super::identity_center::MAX_PAGE)
+            .await?;
+        for arn in &page.items {
+            let set = describe_permission_set(session, instance, arn).await?;
+            found.insert(set.name, set.arn);
+        }
+        token = page.next;
+        if token.is_none() {
+            return Ok(found);
+        }
+    }
+}
+
 /// The set named `name` in the instance, if there is one: every set is listed and described
 /// until it is found (there is no lookup by name), so this runs only when a set is first
 /// declared or its creation must be confirmed.

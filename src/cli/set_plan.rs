@@ -169,6 +169,7 @@ pub async fn run(
     let fence = Fence::unfenced();
     let mut lines = Vec::new();
     let mut declared = Vec::new();
+    let mut names: Option<std::collections::BTreeMap<String, String>> = None;
     for set in sets {
         let object = format!(
             "{}/{}",
@@ -203,8 +204,22 @@ pub async fn run(
             spec: &set.spec,
             generation: None,
             read_only: connector.spec.read_only,
+            look_up_first: false,
         };
-        let preview = match shell.preview(&ask).await {
+        // Every set of the instance by name, read once for the whole plan.
+        if names.is_none() {
+            match crate::aws::permission_set_admin::names(session, instance).await {
+                Ok(found) => names = Some(found),
+                Err(error) => {
+                    lines.push(line(set, SetAction::Refused, error.to_string()));
+                    continue;
+                }
+            }
+        }
+        let preview = match shell
+            .preview(&ask, names.as_ref().unwrap_or(&Default::default()))
+            .await
+        {
             Ok(preview) => preview,
             Err(error) => {
                 lines.push(line(set, SetAction::Refused, error.to_string()));

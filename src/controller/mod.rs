@@ -310,13 +310,15 @@ async fn run_controllers(
         let run: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(run);
         runs.push(run);
     }
-    for (grants, connectors) in scopes::<AccessGrant>(client, namespaces)
+    for ((grants, connectors), sets) in scopes::<AccessGrant>(client, namespaces)
         .into_iter()
         .zip(scopes::<AwsConnector>(client, namespaces))
+        .zip(scopes::<PermissionSet>(client, namespaces))
     {
         runs.push(run_connector_user(
             grants,
             connectors,
+            Some(sets),
             grant::CONTROLLER,
             grant::reconcile,
             ctx.clone(),
@@ -329,6 +331,7 @@ async fn run_controllers(
         runs.push(run_connector_user(
             sets,
             connectors,
+            None,
             permission_set::CONTROLLER,
             permission_set::reconcile,
             ctx.clone(),
@@ -346,13 +349,15 @@ async fn run_controllers(
         runs.push(Box::pin(admission::watch_over(ctx.clone())));
         runs.push(Box::pin(notifier::Notifier::run(ctx.clone())));
     }
-    for (requests, connectors) in request_scopes
+    for ((requests, connectors), sets) in request_scopes
         .into_iter()
         .zip(scopes::<AwsConnector>(client, namespaces))
+        .zip(scopes::<PermissionSet>(client, namespaces))
     {
         runs.push(run_connector_user(
             requests,
             connectors,
+            Some(sets),
             request::CONTROLLER,
             request::reconcile,
             ctx.clone(),
@@ -398,11 +403,21 @@ trait ConnectorUser:
     + 'static
 {
     fn connector_ref(&self) -> &crate::api::grant::ConnectorRef;
+
+    /// The permission set the object names by name, if it does: a PermissionSet declaring it
+    /// that changes (is created, converges) looks at the object again.
+    fn permission_set_name(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl ConnectorUser for AccessGrant {
     fn connector_ref(&self) -> &crate::api::grant::ConnectorRef {
         &self.spec.connector_ref
+    }
+
+    fn permission_set_name(&self) -> Option<&str> {
+        self.spec.target.permission_set.as_deref()
     }
 }
 
@@ -416,6 +431,10 @@ impl ConnectorUser for AccessRequest {
     fn connector_ref(&self) -> &crate::api::grant::ConnectorRef {
         &self.spec.connector_ref
     }
+
+    fn permission_set_name(&self) -> Option<&str> {
+        self.spec.target.permission_set.as_deref()
+    }
 }
 
 /// The controller of a kind that names a connector (AccessGrants, AccessRequests) in one
@@ -425,6 +444,7 @@ impl ConnectorUser for AccessRequest {
 fn run_connector_user<K, R, Fut>(
     objects: Api<K>,
     connectors: Api<AwsConnector>,
+    sets: Option<Api<PermissionSet>>,
     controller: &'static str,
     reconcile: R,
     ctx: Arc<Context>,
@@ -448,6 +468,33 @@ where
     let store = runner.store();
     let connector_changes =
         watch(connectors, watcher::Config::default().any_semantic()).touched_objects();
+    // A declared permission set that changes (its record now has an ARN, it converged) looks
+    // at the objects that name it again: a grant applied with its set need not wait a minute.
+    let runner = match sets {
+        Some(sets) => {
+            let store = runner.store();
+            let set_changes =
+                watch(sets, watcher::Config::default().any_semantic()).touched_objects();
+            runner.watches_stream(set_changes, move |set: PermissionSet| {
+                let namespace = set.namespace();
+                let reference = &set.spec.connector_ref;
+                let connector_namespace = reference.namespace.clone().or(namespace);
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|object| {
+                        let theirs = object.connector_ref();
+                        object.permission_set_name() == Some(set.spec.name.as_str())
+                            && theirs.name == reference.name
+                            && theirs.namespace.clone().or_else(|| object.namespace())
+                                == connector_namespace
+                    })
+                    .map(|object| ObjectRef::from_obj(&*object))
+                    .collect::<Vec<_>>()
+            })
+        }
+        None => runner,
+    };
     let run = runner
         .watches_stream(connector_changes, move |connector: AwsConnector| {
             let (name, namespace) = (connector.name_any(), connector.namespace());

@@ -157,7 +157,9 @@ async fn apply(
     if let Some((reason, message, retry)) = blocked(set, &gathered) {
         tracing::info!(permission_set = %name, reason, %message, "permission set not converged");
         write_status(set, api, |_| {}, &[ready(false, reason, message)]).await?;
-        return Ok(Action::requeue(retry));
+        return Ok(Action::requeue(
+            retry.min(ctx.aws.grant_check.max(Duration::from_secs(1))),
+        ));
     }
     let (Some(instance), Some(session)) = (instance_of(&gathered), gathered.session.as_ref())
     else {
@@ -194,6 +196,13 @@ async fn apply(
         spec: &set.spec,
         generation: set.metadata.generation,
         read_only,
+        // The status is only a hint here: the lookup, not the status, decides.
+        look_up_first: set.status.as_ref().is_some_and(|s| {
+            s.observed_generation == set.metadata.generation
+                && s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.reason == "OwnedElsewhere")
+        }),
     };
     let mut outcome = match shell.converge(&ask).await {
         Ok(outcome) => outcome,
@@ -240,7 +249,9 @@ async fn apply(
             ctx.publish(set, EventType::Warning, reason, "Converge", message.clone())
                 .await;
             write_status(set, api, |_| {}, &[ready(false, reason, message)]).await?;
-            Ok(Action::requeue(RECHECK))
+            Ok(Action::requeue(
+                RECHECK.min(ctx.aws.grant_check.max(Duration::from_secs(1))),
+            ))
         }
         Outcome::Converged(report) => {
             report_converged(set, api, ctx, &gathered.connector_key, read_only, report).await

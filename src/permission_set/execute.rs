@@ -40,6 +40,9 @@ pub struct SetAsk<'a> {
     pub spec: &'a PermissionSetSpec,
     pub generation: Option<i64>,
     pub read_only: bool,
+    /// Look the name up before creating: the last attempt found it taken. (A create of a taken
+    /// name is refused by AWS, but it is a write attempt every check.)
+    pub look_up_first: bool,
 }
 
 /// What converging found and did.
@@ -108,6 +111,12 @@ pub enum Removal {
     Done(String),
     /// Assignments of the set remain: it is kept until they go.
     Blocked(Vec<Assignment>),
+}
+
+fn owned_elsewhere(name: &str) -> Refusal {
+    Refusal::OwnedElsewhere(format!(
+        "a permission set named {name} exists in AWS and was not created by this object; set spec.adopt: true to take it over"
+    ))
 }
 
 fn now() -> String {
@@ -183,7 +192,12 @@ impl<S: SetRecords> Shell<'_, S> {
 
     /// What `converge` would do, without writing: the record (or, without one, the set found by
     /// name) and what AWS holds.
-    pub async fn preview(&self, ask: &SetAsk<'_>) -> Result<Preview, SetError> {
+    /// `names` is every set of the instance by name (`admin::names`), read once for a plan.
+    pub async fn preview(
+        &self,
+        ask: &SetAsk<'_>,
+        names: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Preview, SetError> {
         let declared = Shape::declared(ask.spec);
         let record = self
             .records
@@ -206,9 +220,9 @@ impl<S: SetRecords> Shell<'_, S> {
         };
         let (action, arn) = match arn {
             Some(arn) => (Previewed::Change, Some(arn)),
-            None => match admin::find_by_name(self.session, ask.instance, &ask.spec.name).await? {
+            None => match names.get(&ask.spec.name) {
                 Some(found) if ask.spec.adopt || record.is_some() => {
-                    (Previewed::Adopt, Some(found.arn))
+                    (Previewed::Adopt, Some(found.clone()))
                 }
                 Some(_) => {
                     return Ok(Preview {
@@ -271,12 +285,16 @@ impl<S: SetRecords> Shell<'_, S> {
         let (mut record, mut version) = match self.records.load(&key).await? {
             Some((record, version)) => (record, Some(version)),
             None => {
-                let found = admin::find_by_name(self.session, ask.instance, &ask.spec.name).await?;
+                // Looked up by name only to adopt (or, read-only, to say what is there): a name
+                // the instance has already makes CreatePermissionSet answer ConflictException,
+                // which costs one call where a lookup costs one per set in the instance.
+                let found = if ask.spec.adopt || ask.read_only || ask.look_up_first {
+                    admin::find_by_name(self.session, ask.instance, &ask.spec.name).await?
+                } else {
+                    None
+                };
                 if found.is_some() && !ask.spec.adopt {
-                    return Ok(Outcome::Refused(Refusal::OwnedElsewhere(format!(
-                        "a permission set named {} exists in AWS and was not created by this object; set spec.adopt: true to take it over",
-                        ask.spec.name
-                    ))));
+                    return Ok(Outcome::Refused(owned_elsewhere(&ask.spec.name)));
                 }
                 if found.is_none() && ask.read_only {
                     return Ok(Outcome::Refused(Refusal::ReadOnly(format!(
@@ -339,8 +357,24 @@ impl<S: SetRecords> Shell<'_, S> {
         let arn = match record.arn.clone() {
             Some(arn) => arn,
             None => {
+                let arn = match self.create(ask, &mut record, &mut version).await {
+                    Ok(arn) => arn,
+                    // The name is taken, by a set this record did not create.
+                    Err(SetError::Aws(error)) if error.kind == ErrorKind::Conflict => {
+                        if let Some(v) = &version {
+                            self.records.remove(&record, v).await?;
+                        }
+                        return Ok(Outcome::Refused(owned_elsewhere(&ask.spec.name)));
+                    }
+                    Err(error) => return Err(error),
+                };
                 report.created = true;
-                self.create(ask, &mut record, &mut version).await?
+                // What a set just created holds is known: its settings and tags, nothing
+                // attached, no account.
+                let held = Shape::created(&Shape::declared(ask.spec));
+                return self
+                    .finish(ask, record, version, report, arn, held, Some(Vec::new()))
+                    .await;
             }
         };
         let held = match self.held(ask.instance, &arn).await {
@@ -353,12 +387,15 @@ impl<S: SetRecords> Shell<'_, S> {
                     ask.spec.name
                 ));
                 let arn = self.create(ask, &mut record, &mut version).await?;
-                let held = self.held(ask.instance, &arn).await?;
-                return self.finish(ask, record, version, report, arn, held).await;
+                let held = Shape::created(&Shape::declared(ask.spec));
+                return self
+                    .finish(ask, record, version, report, arn, held, Some(Vec::new()))
+                    .await;
             }
             Err(error) => return Err(error.into()),
         };
-        self.finish(ask, record, version, report, arn, held).await
+        self.finish(ask, record, version, report, arn, held, None)
+            .await
     }
 
     async fn finish(
@@ -369,6 +406,8 @@ impl<S: SetRecords> Shell<'_, S> {
         mut report: Report,
         arn: String,
         held: Shape,
+        // The accounts the set is provisioned to, when known without asking.
+        accounts: Option<Vec<String>>,
     ) -> Result<Outcome, SetError> {
         let declared = Shape::declared(ask.spec);
         let found = changes(&declared, &held);
@@ -381,7 +420,10 @@ impl<S: SetRecords> Shell<'_, S> {
         }
         report.arn = arn.clone();
         report.origin = record.origin;
-        let accounts = admin::provisioned_accounts(self.session, ask.instance, &arn).await?;
+        let accounts = match accounts {
+            Some(accounts) => accounts,
+            None => admin::provisioned_accounts(self.session, ask.instance, &arn).await?,
+        };
         report.accounts_provisioned = u32::try_from(accounts.len()).unwrap_or(u32::MAX);
         if ask.read_only {
             return Ok(Outcome::Converged(report));

@@ -115,6 +115,16 @@ impl Shape {
         }
     }
 
+    /// What a set created from `declared` holds at once: its settings and tags (they come with
+    /// CreatePermissionSet), nothing attached.
+    pub fn created(declared: &Shape) -> Self {
+        Self {
+            settings: declared.settings.clone(),
+            tags: declared.tags.clone(),
+            ..Self::default()
+        }
+    }
+
     /// What AWS holds: the set's description, its contents and its tags.
     pub fn held(
         settings: Settings,
