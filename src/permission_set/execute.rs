@@ -373,7 +373,7 @@ impl<S: SetRecords> Shell<'_, S> {
                 // attached, no account.
                 let held = Shape::created(&Shape::declared(ask.spec));
                 return self
-                    .finish(ask, record, version, report, arn, held, Some(Vec::new()))
+                    .finish(ask, record, version, report, arn, (held, Some(Vec::new())))
                     .await;
             }
         };
@@ -389,12 +389,12 @@ impl<S: SetRecords> Shell<'_, S> {
                 let arn = self.create(ask, &mut record, &mut version).await?;
                 let held = Shape::created(&Shape::declared(ask.spec));
                 return self
-                    .finish(ask, record, version, report, arn, held, Some(Vec::new()))
+                    .finish(ask, record, version, report, arn, (held, Some(Vec::new())))
                     .await;
             }
             Err(error) => return Err(error.into()),
         };
-        self.finish(ask, record, version, report, arn, held, None)
+        self.finish(ask, record, version, report, arn, (held, None))
             .await
     }
 
@@ -405,9 +405,8 @@ impl<S: SetRecords> Shell<'_, S> {
         mut version: Option<String>,
         mut report: Report,
         arn: String,
-        held: Shape,
-        // The accounts the set is provisioned to, when known without asking.
-        accounts: Option<Vec<String>>,
+        // What AWS holds, and the accounts the set is provisioned to when known without asking.
+        (held, accounts): (Shape, Option<Vec<String>>),
     ) -> Result<Outcome, SetError> {
         let declared = Shape::declared(ask.spec);
         let found = changes(&declared, &held);
