@@ -10,7 +10,7 @@ CLEAN_AWS_ENV := env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_CA_BUNDLE -u A
 	-u AWS_SHARED_CREDENTIALS_FILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
 	-u AWS_REGION -u AWS_DEFAULT_REGION -u AWS_ENDPOINT_URL -u AWS_ROLE_ARN -u AWS_WEB_IDENTITY_TOKEN_FILE
 
-.PHONY: demo test test-oldest controlplane controlplane-oldest bench bench-requests bench-idle venv build crds check-crds lint fmt clean
+.PHONY: demo test test-oldest controlplane controlplane-oldest bench bench-requests bench-permission-sets bench-idle venv build crds check-crds lint fmt clean
 
 ## demo: a local AWS emulator seeded with a sample organization, a local Kubernetes control
 ## plane, and the operator running against both; kubectl applies a connector and grants
@@ -28,7 +28,7 @@ test: venv controlplane
 
 ## test-oldest: the end-to-end, grant, request, RBAC and chart tests again on the oldest Kubernetes the
 ## chart supports (1.30)
-OLDEST_SUITES := e2e:: grants:: unit_grants:: rbac:: crds:: chart:: requests:: request_trust:: request_notices::
+OLDEST_SUITES := e2e:: grants:: unit_grants:: rbac:: crds:: chart:: requests:: request_trust:: request_notices:: permission_sets::
 test-oldest: venv controlplane controlplane-oldest
 	$(CLEAN_AWS_ENV) TEST_KUBERNETES_VERSION=1.30 $(CARGO) test --locked --test integration -- $(OLDEST_SUITES)
 
@@ -48,12 +48,19 @@ bench: venv controlplane
 	$(CARGO) build --release --locked
 	$(CLEAN_AWS_ENV) $(VENV)/bin/python scripts/bench.py --size $(BENCH_SIZE)
 	$(MAKE) bench-requests
+	$(MAKE) bench-permission-sets
 
 ## bench-requests: 200 AccessRequests on one connector approved at once, on the local control plane
 ## (or TEST_KUBECONFIG's cluster); prints the time to all Active against the Identity Center
 ## lane's bound, and the AWS calls
 bench-requests: venv controlplane
 	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration requests::two_hundred_requests_approved_at_once -- --ignored --nocapture
+
+## bench-permission-sets: 100 PermissionSets on a 20-account organization converged from nothing,
+## then checked with nothing to change; prints the calls against their lower bound and the time
+## against the sso-admin lane's bound
+bench-permission-sets: venv controlplane
+	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration permission_sets::a_hundred_permission_sets_converged_then_checked -- --ignored --nocapture
 
 ## bench-idle: the release operator converges 1,000 AccessGrants on the 3-account organization
 ## (the local control plane, or TEST_KUBECONFIG's cluster) and idles; prints convergence time and its

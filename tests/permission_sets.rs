@@ -895,3 +895,90 @@ async fn a_kill_between_a_change_and_its_provisioning_finishes_it_once_after_the
     let _ = second.wait();
     cluster.cleanup().await;
 }
+
+/// 100 PermissionSets declared at once on an organization of 20 accounts, converged from
+/// nothing, then checked with nothing to change. Measured by `make bench` (`--ignored
+/// --nocapture`): the calls against their lower bound and the time against the sso-admin
+/// lane's bound are printed, never asserted as time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: make bench"]
+async fn a_hundred_permission_sets_converged_then_checked() {
+    const SETS: usize = 100;
+    let rate = 20.0;
+    let check_every = Duration::from_secs(45);
+    let org = org(
+        "psets-100",
+        &["--accounts", "20", "--sso-users", "2", "--sso-groups", "1", "--permission-sets", "1"],
+        json!({}),
+        |aws| {
+            aws.grant_check = check_every;
+            aws.limits = aws_access_operator::aws::RateLimits::parse(&format!(
+                "identitycenter={rate},iam=1000,sts=1000,organizations=1000"
+            ))
+            .expect("limits");
+        },
+    )
+    .await;
+    let sets = Sets::of(&org).await;
+    org.moto.reset_calls();
+    let started = std::time::Instant::now();
+    for i in 0..SETS {
+        let declared = set(
+            &format!("set-{i:03}"),
+            json!({"name": format!("Bench{i:03}"), "sessionDuration": "2h",
+                "managedPolicies": [READ_ONLY], "inlinePolicy": inline(&["s3:GetObject"]),
+                "tags": [{"key": "bench", "value": "yes"}]}),
+        );
+        sets.api.create(&PostParams::default(), &declared).await.expect("create");
+    }
+    wait::until("every set Converged", Duration::from_secs(300), || async {
+        let listed = sets.api.list(&Default::default()).await.ok()?;
+        let converged = listed
+            .items
+            .iter()
+            .filter(|s| {
+                s.status.as_ref().is_some_and(|st| {
+                    st.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "Converged")
+                })
+            })
+            .count();
+        (converged == SETS).then_some(())
+    })
+    .await;
+    let converged = started.elapsed();
+    let calls = org.moto.calls();
+    let total: u64 = calls.values().sum();
+    // Lower bound: CreatePermissionSet, one attach and one inline policy per set (settings and
+    // tags come with the create); nothing to provision on sets no account uses yet.
+    let lower = 3 * SETS as u64;
+    let bound = lower as f64 / rate;
+    println!(
+        "bench: {SETS} permission sets converged from nothing in {:.1} s (sso-admin lane bound {bound:.1} s at {rate} TPS, {:.2}x); {total} AWS calls, lower bound {lower}: {calls:?}",
+        converged.as_secs_f64(),
+        converged.as_secs_f64() / bound
+    );
+    assert_eq!(total, lower, "every call is one of the lower bound's: {calls:?}");
+
+    // One check of every set, with nothing to change.
+    org.moto.reset_calls();
+    let first_seen = wait::until("the first check", check_every * 3, || async {
+        (!org.moto.calls().is_empty()).then(std::time::Instant::now)
+    })
+    .await;
+    let round = wait::until("a check of every set", check_every * 3, || async {
+        let calls = org.moto.calls();
+        (calls.get("ListAccountsForProvisionedPermissionSet").copied() == Some(SETS as u64))
+            .then_some(calls)
+    })
+    .await;
+    let took = first_seen.elapsed();
+    let reads: u64 = round.values().sum();
+    let lower = 7 * SETS as u64;
+    println!(
+        "bench: a check of {SETS} sets with nothing to change: {reads} reads (7 per set: {lower}), no write, over {:.1} s (lane bound {:.1} s; the checks follow the schedule the sets converged on): {round:?}",
+        took.as_secs_f64(),
+        lower as f64 / rate
+    );
+    assert!(writes(&round).is_empty(), "a check with nothing to change writes nothing");
+    org.finish().await;
+}

@@ -144,7 +144,9 @@ class ObservabilityTest(unittest.TestCase):
                "aws_access_operator_access_requests", "aws_access_operator_access_request_transitions_total",
                "aws_access_operator_request_notifications_total",
                "aws_access_operator_request_admission_enforced",
-               "aws_access_operator_request_admission_trusted_since_seconds"]
+               "aws_access_operator_request_admission_trusted_since_seconds",
+               "aws_access_operator_permission_set_drift_total",
+               "aws_access_operator_permission_set_provisioning_total"]
 
     def test_metrics_are_registered_documented_and_charted(self):
         with open(os.path.join(ROOT, "src", "controller", "metrics.rs")) as f:
