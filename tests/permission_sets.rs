@@ -908,7 +908,16 @@ async fn a_hundred_permission_sets_converged_then_checked() {
     let check_every = Duration::from_secs(45);
     let org = org(
         "psets-100",
-        &["--accounts", "20", "--sso-users", "2", "--sso-groups", "1", "--permission-sets", "1"],
+        &[
+            "--accounts",
+            "20",
+            "--sso-users",
+            "2",
+            "--sso-groups",
+            "1",
+            "--permission-sets",
+            "1",
+        ],
         json!({}),
         |aws| {
             aws.grant_check = check_every;
@@ -929,7 +938,10 @@ async fn a_hundred_permission_sets_converged_then_checked() {
                 "managedPolicies": [READ_ONLY], "inlinePolicy": inline(&["s3:GetObject"]),
                 "tags": [{"key": "bench", "value": "yes"}]}),
         );
-        sets.api.create(&PostParams::default(), &declared).await.expect("create");
+        sets.api
+            .create(&PostParams::default(), &declared)
+            .await
+            .expect("create");
     }
     wait::until("every set Converged", Duration::from_secs(300), || async {
         let listed = sets.api.list(&Default::default()).await.ok()?;
@@ -938,7 +950,9 @@ async fn a_hundred_permission_sets_converged_then_checked() {
             .iter()
             .filter(|s| {
                 s.status.as_ref().is_some_and(|st| {
-                    st.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "Converged")
+                    st.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.reason == "Converged")
                 })
             })
             .count();
@@ -957,7 +971,10 @@ async fn a_hundred_permission_sets_converged_then_checked() {
         converged.as_secs_f64(),
         converged.as_secs_f64() / bound
     );
-    assert_eq!(total, lower, "every call is one of the lower bound's: {calls:?}");
+    assert_eq!(
+        total, lower,
+        "every call is one of the lower bound's: {calls:?}"
+    );
 
     // One check of every set, with nothing to change.
     org.moto.reset_calls();
@@ -967,8 +984,11 @@ async fn a_hundred_permission_sets_converged_then_checked() {
     .await;
     let round = wait::until("a check of every set", check_every * 3, || async {
         let calls = org.moto.calls();
-        (calls.get("ListAccountsForProvisionedPermissionSet").copied() == Some(SETS as u64))
-            .then_some(calls)
+        (calls
+            .get("ListAccountsForProvisionedPermissionSet")
+            .copied()
+            == Some(SETS as u64))
+        .then_some(calls)
     })
     .await;
     let took = first_seen.elapsed();
@@ -979,6 +999,9 @@ async fn a_hundred_permission_sets_converged_then_checked() {
         took.as_secs_f64(),
         lower as f64 / rate
     );
-    assert!(writes(&round).is_empty(), "a check with nothing to change writes nothing");
+    assert!(
+        writes(&round).is_empty(),
+        "a check with nothing to change writes nothing"
+    );
     org.finish().await;
 }

@@ -225,6 +225,24 @@ pub(super) enum Wanted {
     Refused(&'static str, String, Duration),
 }
 
+/// How long a permission set name that nothing knows is looked for every few seconds before
+/// once a minute will do.
+const MISSING_SET_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Whether the grant has said for a while that its permission set is not found.
+fn missing_for_long(grant: &AccessGrant) -> bool {
+    let Some(ready) = grant
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+    else {
+        return false;
+    };
+    let since = ready.last_transition_time.0;
+    ready.reason == "PermissionSetNotFound"
+        && Timestamp::now().duration_since(since).unsigned_abs() > MISSING_SET_PATIENCE
+}
+
 pub(super) async fn wanted(grant: &AccessGrant, gathered: &Gathered) -> Wanted {
     let errors = validate_grant(&grant.spec);
     if !errors.is_empty() {
@@ -252,8 +270,13 @@ pub(super) async fn wanted(grant: &AccessGrant, gathered: &Gathered) -> Wanted {
             let ids = resolved_ids(&resolved.access);
             Wanted::Access(Box::new(resolved), ids)
         }
-        // A declared set being created is looked for again soon.
-        Ok(Err(unresolved)) if unresolved.reason == "PermissionSetPending" => {
+        // A declared set being created is looked for again soon, and so is a set of no known
+        // name (no AWS call: the last sync's names and the operator's records): its
+        // PermissionSet may have been applied with the grant and not have begun yet.
+        Ok(Err(unresolved))
+            if unresolved.reason == "PermissionSetPending"
+                || (unresolved.reason == "PermissionSetNotFound" && !missing_for_long(grant)) =>
+        {
             Wanted::Refused(unresolved.reason, unresolved.message, PENDING_RETRY)
         }
         Ok(Err(unresolved)) => {
