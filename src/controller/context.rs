@@ -46,6 +46,10 @@ pub struct Context {
     pub admission: super::admission::AdmissionCheck,
     /// Delivers AccessRequest notices to webhook receivers.
     pub notifier: super::notifier::Notifier,
+    /// The ARN of each declared permission set, by its record's key, as the PermissionSet
+    /// controller last converged it: grants that name one take it from here rather than read
+    /// its record at every reconciliation.
+    pub declared_sets: Mutex<HashMap<String, String>>,
     /// Reconciliations running now, and whether new ones may start.
     running: tokio::sync::watch::Sender<usize>,
     stopping: std::sync::atomic::AtomicBool,
@@ -101,6 +105,7 @@ impl Context {
                 &settings.home_namespace,
             ),
             notifier: super::notifier::Notifier::default(),
+            declared_sets: Mutex::default(),
             running: tokio::sync::watch::channel(0).0,
             stopping: std::sync::atomic::AtomicBool::new(false),
             stop_requested: tokio::sync::watch::channel(false).0,

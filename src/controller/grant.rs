@@ -104,15 +104,18 @@ pub(super) async fn gather(grant: &AccessGrant, ctx: &Context) -> Result<Gathere
         ctx,
     )
     .await?;
-    gathered.declared_set = declared_set(ctx, &gathered.connector_key, &grant.spec).await;
+    gathered.declared_set =
+        declared_set(ctx, &gathered.connector_key, &gathered.cache, &grant.spec).await;
     Ok(gathered)
 }
 
-/// The operator's record of the permission set a grant names by name, when a PermissionSet
-/// object declares it: one read of one ConfigMap.
+/// The permission set a grant names by name, when a PermissionSet object declares it: as the
+/// PermissionSet controller keeps it, or from the operator's record (one read) when the name is
+/// new to this replica.
 async fn declared_set(
     ctx: &Context,
     connector: &str,
+    cache: &SyncCache,
     spec: &AccessGrantSpec,
 ) -> Option<DeclaredSet> {
     let name = spec
@@ -120,8 +123,28 @@ async fn declared_set(
         .permission_set
         .as_deref()
         .filter(|p| !p.starts_with("arn:"))?;
+    let key = set_key(connector, name);
+    // Kept by the PermissionSet controller as it converges the set: no read needed.
+    let known = ctx
+        .declared_sets
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .cloned();
+    if let Some(arn) = known {
+        return Some(DeclaredSet {
+            name: name.to_string(),
+            arn: Some(arn),
+            object: String::new(),
+        });
+    }
+    // A set the last sync saw and no PermissionSet of this replica has converged: the sync's
+    // ARN. Only a name nobody knows yet costs a read of its record (being created?).
+    if cache.permission_set_arns.contains_key(name) {
+        return None;
+    }
     let records = ConfigMapSetRecords::new(ctx.client.clone(), &ctx.home_namespace);
-    match records.load(&set_key(connector, name)).await {
+    match records.load(&key).await {
         Ok(Some((record, _))) if record.deleting.is_none() => Some(DeclaredSet {
             name: record.name,
             arn: record.arn,

@@ -234,6 +234,8 @@ async fn apply(
     }
     match outcome {
         Outcome::Refused(refusal) => {
+            // The set is not this object's: grants look it up elsewhere.
+            forget(ctx, &gathered.connector_key, &set.spec.name);
             let (reason, message) = match refusal {
                 Refusal::OwnedElsewhere(message) => ("OwnedElsewhere", message),
                 Refusal::DeclaredElsewhere(other) => (
@@ -304,6 +306,10 @@ async fn report_converged(
 ) -> Result<Action, Error> {
     let name = set.name_any();
     let aws_name = &set.spec.name;
+    ctx.declared_sets
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key(connector, aws_name), report.arn.clone());
     if report.created {
         tracing::info!(permission_set = %name, arn = %report.arn, "permission set created");
         ctx.publish(
@@ -470,6 +476,14 @@ async fn report_converged(
     Ok(Action::requeue(requeue))
 }
 
+/// Drops what this replica keeps of a declared set for the grants that name it.
+fn forget(ctx: &Context, connector: &str, name: &str) {
+    ctx.declared_sets
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&key(connector, name));
+}
+
 /// Whether the object a record names as declaring the set still exists with that uid.
 async fn declarer_exists(
     ctx: &Context,
@@ -602,6 +616,7 @@ async fn cleanup(
         .map_err(|e| Error::Pending(format!("deleting permission set {name}: {e}")))?;
     match removal {
         Removal::Done(note) => {
+            forget(ctx, &gathered.connector_key, &set.spec.name);
             tracing::info!(permission_set = %name, %note, "permission set deleted");
             ctx.publish(set, EventType::Normal, "Deleted", "Delete", note)
                 .await;
