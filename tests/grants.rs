@@ -531,7 +531,12 @@ async fn access_removed_outside_is_granted_again_and_expired_access_is_revoked()
     // The 3 s grant expires: revoked in AWS, the object kept, Ready with reason Expired.
     let message = wait_grant(&org.grants, "short", "Expired").await;
     assert!(message.contains("holds no access"), "{message}");
-    let expired = org.events("Expired").await;
+    // The event is published after the status is written: wait for it, then count.
+    let expired = wait::until("the Expired event", TIMEOUT, || async {
+        let found = org.events("Expired").await;
+        (!found.is_empty()).then_some(found)
+    })
+    .await;
     assert_eq!(expired.len(), 1, "one Expired event");
     let note = expired[0].note.clone().unwrap_or_default();
     assert!(

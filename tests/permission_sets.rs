@@ -1005,3 +1005,125 @@ async fn a_hundred_permission_sets_converged_then_checked() {
     );
     org.finish().await;
 }
+
+/// Every attribute converges with one write per difference, in both directions: settings,
+/// customer managed policies, the inline policy, the boundary (managed, customer managed,
+/// removed) and tags.
+#[tokio::test]
+async fn each_attribute_converges_with_one_write_per_difference() {
+    let org = org("psets-attrs", SMALL_ORG, json!({}), |_| {}).await;
+    let sets = Sets::of(&org).await;
+    sets.api
+        .create(
+            &PostParams::default(),
+            &set(
+                "attrs",
+                json!({"name": "Attrs", "description": "first",
+                "customerManagedPolicies": [{"name": "a"}, {"name": "b", "path": "/t/"}],
+                "inlinePolicy": inline(&["s3:GetObject"]),
+                "permissionsBoundary": {"managedPolicyArn": READ_ONLY},
+                "tags": [{"key": "keep", "value": "1"}, {"key": "drop", "value": "2"}]}),
+            ),
+        )
+        .await
+        .expect("create");
+    let arn = sets
+        .ready("attrs", "Converged")
+        .await
+        .status
+        .and_then(|s| s.arn)
+        .expect("arn");
+    let boundary = || async {
+        sets.sso
+            .get_permissions_boundary_for_permission_set()
+            .instance_arn(&sets.instance)
+            .permission_set_arn(&arn)
+            .send()
+            .await
+            .ok()
+            .and_then(|b| b.permissions_boundary().cloned())
+    };
+    assert_eq!(
+        boundary()
+            .await
+            .and_then(|b| b.managed_policy_arn().map(str::to_string))
+            .as_deref(),
+        Some(READ_ONLY)
+    );
+    // Each step: the spec change, then the writes it takes.
+    let steps: Vec<(Value, Vec<(&str, u64)>)> = vec![
+        (
+            json!({"description": "second", "relayState": "https://example.com/start"}),
+            vec![("UpdatePermissionSet", 1)],
+        ),
+        (
+            json!({"customerManagedPolicies": [{"name": "a"}, {"name": "c"}]}),
+            vec![
+                ("DetachCustomerManagedPolicyReferenceFromPermissionSet", 1),
+                ("AttachCustomerManagedPolicyReferenceToPermissionSet", 1),
+            ],
+        ),
+        (
+            json!({"inlinePolicy": null}),
+            vec![("DeleteInlinePolicyFromPermissionSet", 1)],
+        ),
+        (
+            json!({"permissionsBoundary": {"managedPolicyArn": null,
+                "customerManagedPolicy": {"name": "limit", "path": "/b/"}}}),
+            vec![("PutPermissionsBoundaryToPermissionSet", 1)],
+        ),
+        (
+            json!({"permissionsBoundary": null}),
+            vec![("DeletePermissionsBoundaryFromPermissionSet", 1)],
+        ),
+        (
+            json!({"tags": [{"key": "keep", "value": "changed"}]}),
+            vec![("UntagResource", 1), ("TagResource", 1)],
+        ),
+    ];
+    for (change, expected) in steps {
+        org.moto.reset_calls();
+        sets.api
+            .patch(
+                "attrs",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": change.clone()})),
+            )
+            .await
+            .expect("patch");
+        sets.ready("attrs", "Converged").await;
+        assert_eq!(writes(&org.moto.calls()), counts(&expected), "{change}");
+    }
+    let described = sets
+        .sso
+        .describe_permission_set()
+        .instance_arn(&sets.instance)
+        .permission_set_arn(&arn)
+        .send()
+        .await
+        .expect("describe");
+    let described = described.permission_set().expect("set");
+    assert_eq!(described.description(), Some("second"));
+    assert_eq!(described.relay_state(), Some("https://example.com/start"));
+    assert_eq!(sets.inline(&arn).await, None);
+    assert!(boundary().await.is_none(), "the boundary is removed");
+    let tags = sets.tags(&arn).await;
+    assert_eq!(tags.get("keep").map(String::as_str), Some("changed"));
+    assert!(!tags.contains_key("drop"), "{tags:?}");
+    let customer = sets
+        .sso
+        .list_customer_managed_policy_references_in_permission_set()
+        .instance_arn(&sets.instance)
+        .permission_set_arn(&arn)
+        .send()
+        .await
+        .expect("customer policies");
+    let mut names: Vec<&str> = customer
+        .customer_managed_policy_references()
+        .iter()
+        .map(|p| p.name())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["a", "c"]);
+    org.finish().await;
+}

@@ -1010,3 +1010,33 @@ fn permission_sets_are_planned_and_applied_before_the_grants_that_name_them() {
     assert_eq!(calls.get("ProvisionPermissionSet"), Some(&1), "{calls:?}");
     assert_eq!(calls.get("CreatePermissionSet"), None, "{calls:?}");
 }
+
+/// `plan` and `apply` refuse a document of the group whose kind does not exist, as `validate`
+/// does: exit 1 naming it, before any AWS call.
+#[test]
+fn plan_refuses_a_kind_the_group_does_not_have() {
+    let moto = Moto::start();
+    moto.seed(SMALL_ORG);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "all.yaml",
+        &[
+            json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+                "metadata": {"name": "org", "namespace": "aws"}, "spec": {"region": "us-east-1"}}),
+            json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AccesGrant",
+                "metadata": {"name": "typo", "namespace": "aws"}, "spec": {}}),
+        ],
+    );
+    moto.reset_calls();
+    for command in ["plan", "apply"] {
+        let output = run(&moto, &[command, "-f", dir.path().to_str().expect("path")]);
+        assert_eq!(output.status.code(), Some(1), "{command}");
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            said.contains("\"AccesGrant\" is not a kind of awsaccess.io"),
+            "{command}: {said}"
+        );
+    }
+    assert!(moto.calls().is_empty(), "no AWS call: {:?}", moto.calls());
+}

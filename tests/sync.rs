@@ -650,14 +650,34 @@ fn delete(moto: &Moto, seeded: &Value, deletion: Deletion) {
                     .expect("delete the group");
             }
             Deletion::PermissionSet(index) => {
-                aws_sdk_ssoadmin::Client::new(&config)
-                    .delete_permission_set()
-                    .instance_arn(center["instanceArn"].as_str().expect("instance"))
-                    .permission_set_arn(
-                        seeded["permissionSets"][index]["arn"]
-                            .as_str()
-                            .expect("permission set"),
-                    )
+                let sso = aws_sdk_ssoadmin::Client::new(&config);
+                let instance = center["instanceArn"].as_str().expect("instance");
+                let arn = seeded["permissionSets"][index]["arn"]
+                    .as_str()
+                    .expect("permission set");
+                // AWS refuses to delete a set still assigned (ConflictException): its
+                // assignments go first, as they would in the console.
+                for assignment in seeded["assignments"].as_array().into_iter().flatten() {
+                    if assignment["permissionSetArn"] != arn {
+                        continue;
+                    }
+                    let text = |key: &str| assignment[key].as_str().unwrap_or_default().to_string();
+                    sso.delete_account_assignment()
+                        .instance_arn(instance)
+                        .target_id(text("accountId"))
+                        .target_type(aws_sdk_ssoadmin::types::TargetType::AwsAccount)
+                        .permission_set_arn(arn)
+                        .principal_type(aws_sdk_ssoadmin::types::PrincipalType::from(
+                            text("principalType").as_str(),
+                        ))
+                        .principal_id(text("principalId"))
+                        .send()
+                        .await
+                        .expect("delete an assignment of the permission set");
+                }
+                sso.delete_permission_set()
+                    .instance_arn(instance)
+                    .permission_set_arn(arn)
                     .send()
                     .await
                     .expect("delete the permission set");
