@@ -13,6 +13,7 @@ pub mod grant;
 pub mod manifest;
 pub mod permission_set;
 pub mod request;
+pub mod state_file;
 pub mod sync;
 pub mod telemetry;
 pub mod validate;

@@ -369,7 +369,46 @@ async fn created_converged_drift_put_back_provisioned_and_deleted_after_its_gran
         ])
     );
 
-    // Deleting the object while the grant holds an assignment of it: kept, naming the grant.
+    // Someone assigns it in the console too.
+    let outside = |create: bool| {
+        let (sso, instance, arn, account, user) = (
+            sets.sso.clone(),
+            sets.instance.clone(),
+            arn.clone(),
+            account.clone(),
+            org.user_id(5),
+        );
+        async move {
+            if create {
+                sso.create_account_assignment()
+                    .instance_arn(instance)
+                    .target_id(account)
+                    .target_type(aws_sdk_ssoadmin::types::TargetType::AwsAccount)
+                    .permission_set_arn(arn)
+                    .principal_type(aws_sdk_ssoadmin::types::PrincipalType::User)
+                    .principal_id(user)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .expect("assign in the console");
+            } else {
+                sso.delete_account_assignment()
+                    .instance_arn(instance)
+                    .target_id(account)
+                    .target_type(aws_sdk_ssoadmin::types::TargetType::AwsAccount)
+                    .permission_set_arn(arn)
+                    .principal_type(aws_sdk_ssoadmin::types::PrincipalType::User)
+                    .principal_id(user)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .expect("unassign in the console");
+            }
+        }
+    };
+    outside(true).await;
+    // Deleting the object while the grant and the console's assignment use it: kept, naming the
+    // grant and counting the other.
     sets.api
         .delete("data-reader", &DeleteParams::default())
         .await
@@ -388,9 +427,14 @@ async fn created_converged_drift_put_back_provisioned_and_deleted_after_its_gran
         message.contains(&format!("AccessGrant {}/reader", org.cluster.namespace)),
         "{message}"
     );
+    assert!(
+        message.contains("1 assignment(s) nobody declared"),
+        "{message}"
+    );
     assert!(sets.exists(&arn).await, "kept while assigned");
-    // The grant goes: so does the set.
+    // The grant goes, and the console's assignment: so does the set.
     org.delete_and_wait("reader").await;
+    outside(false).await;
     wait::until("the set to be deleted", TIMEOUT, || async {
         sets.api
             .get_opt("data-reader")

@@ -273,18 +273,7 @@ pub async fn run(
                     arn: Some(report.arn.clone()),
                     object: object.clone(),
                 });
-                let failed: Vec<String> = report
-                    .accounts
-                    .iter()
-                    .filter(|a| a.state == "Failed")
-                    .map(|a| {
-                        format!(
-                            "{}: {}",
-                            a.account_id,
-                            a.message.clone().unwrap_or_default()
-                        )
-                    })
-                    .collect();
+                let failed = report.failed();
                 if report.in_progress {
                     "applied; provisioning still in progress (apply again to follow it)".to_string()
                 } else if failed.is_empty() {

@@ -28,7 +28,9 @@ use crate::aws::ErrorKind;
 use crate::aws::model::{Access, Assignment};
 use crate::grant::decide::Connector;
 use crate::grant::ledger::{HolderKind, LedgerStore, Origin};
-use crate::permission_set::execute::{Outcome, Refusal, Removal, Report, SetAsk, SetError, Shell};
+use crate::permission_set::execute::{
+    FAILED, Outcome, Refusal, Removal, Report, SetAsk, SetError, Shell,
+};
 use crate::permission_set::policy;
 use crate::permission_set::record::{Declarer, SetRecords, key};
 
@@ -122,13 +124,15 @@ fn blocked(set: &PermissionSet, gathered: &Gathered) -> Option<(&'static str, St
     None
 }
 
-fn instance_of(gathered: &Gathered) -> Option<String> {
-    gathered
+/// The Identity Center instance and the session to reach it, once the connector has both.
+fn reach(gathered: &Gathered) -> Option<(String, &crate::aws::Session)> {
+    let instance = gathered
         .object
         .as_ref()
         .and_then(|o| o.status.as_ref())
         .and_then(|s| s.identity_center.as_ref())
-        .map(|i| i.instance_arn.clone())
+        .map(|i| i.instance_arn.clone())?;
+    Some((instance, gathered.session.as_ref()?))
 }
 
 async fn write_status(
@@ -161,8 +165,7 @@ async fn apply(
             retry.min(ctx.aws.grant_check.max(Duration::from_secs(1))),
         ));
     }
-    let (Some(instance), Some(session)) = (instance_of(&gathered), gathered.session.as_ref())
-    else {
+    let Some((instance, session)) = reach(&gathered) else {
         let message = format!(
             "AwsConnector {} has found no Identity Center instance yet",
             gathered.connector_key
@@ -351,7 +354,7 @@ async fn report_converged(
             .await;
     }
     for account in &report.accounts {
-        let failed = account.state == "Failed";
+        let failed = account.state == FAILED;
         ctx.metrics
             .permission_set_provisioning
             .get_or_create(&super::metrics::SetLabels {
@@ -379,7 +382,7 @@ async fn report_converged(
     let provisioned: Vec<&str> = report
         .accounts
         .iter()
-        .filter(|a| a.state != "Failed")
+        .filter(|a| a.state != FAILED)
         .map(|a| a.account_id.as_str())
         .collect();
     if !provisioned.is_empty() {
@@ -391,18 +394,7 @@ async fn report_converged(
         ctx.publish(set, EventType::Normal, "Provisioned", "Provision", note)
             .await;
     }
-    let failed: Vec<String> = report
-        .accounts
-        .iter()
-        .filter(|a| a.state == "Failed")
-        .map(|a| {
-            format!(
-                "{}: {}",
-                a.account_id,
-                a.message.clone().unwrap_or_default()
-            )
-        })
-        .collect();
+    let failed = report.failed();
     let adopted = report.origin == Some(Origin::Adopted);
     let (condition, requeue) = if report.in_progress {
         (
@@ -538,27 +530,25 @@ async fn take_over(
 
 /// Who holds the remaining assignments, by the ledger: grants and requests by name, the rest
 /// (made outside the operator) by count.
-async fn users_of(ctx: &Context, connector: &str, remaining: &[Assignment]) -> String {
+async fn users_of(
+    ctx: &Context,
+    connector: &str,
+    instance: &str,
+    remaining: &[Assignment],
+) -> String {
     let ledger = ConfigMapLedger::new(ctx.client.clone(), &ctx.home_namespace);
     let entries = ledger.of_connector(connector).await.unwrap_or_default();
     let mut named = std::collections::BTreeSet::new();
     let mut undeclared = 0usize;
     for assignment in remaining {
-        let held = entries.iter().find(|stored| match &stored.entry.access {
-            Access::Assignment {
-                account_id,
-                permission_set_arn,
-                principal_type,
-                principal_id,
-                ..
-            } => {
-                account_id == &assignment.account_id
-                    && permission_set_arn == &assignment.permission_set_arn
-                    && principal_type == &assignment.principal_type
-                    && principal_id == &assignment.principal_id
-            }
-            _ => false,
-        });
+        let access = Access::Assignment {
+            instance_arn: instance.to_string(),
+            account_id: assignment.account_id.clone(),
+            permission_set_arn: assignment.permission_set_arn.clone(),
+            principal_type: assignment.principal_type.clone(),
+            principal_id: assignment.principal_id.clone(),
+        };
+        let held = entries.iter().find(|stored| stored.entry.access == access);
         match held {
             Some(stored) if !stored.entry.holders.is_empty() => {
                 for holder in stored.entry.holders.values() {
@@ -588,8 +578,7 @@ async fn cleanup(
     let name = set.name_any();
     let gathered = gather(set, ctx).await?;
     let records = ConfigMapSetRecords::new(ctx.client.clone(), &ctx.home_namespace);
-    let (Some(instance), Some(session)) = (instance_of(&gathered), gathered.session.as_ref())
-    else {
+    let Some((instance, session)) = reach(&gathered) else {
         // Without its connector nothing in AWS can be reached: the set is left as it is.
         let note = format!(
             "permission set {} is left in AWS: its AwsConnector {} cannot reach AWS",
@@ -623,7 +612,7 @@ async fn cleanup(
             Ok(Action::await_change())
         }
         Removal::Blocked(remaining) => {
-            let users = users_of(ctx, &gathered.connector_key, &remaining).await;
+            let users = users_of(ctx, &gathered.connector_key, &instance, &remaining).await;
             let message = format!(
                 "permission set {} is kept in AWS while it is assigned: {users}",
                 set.spec.name

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::Access;
 use crate::fingerprint::short_hash;
+use crate::state_file::{FileError, VersionedFile};
 
 /// Whether the operator made the access, or found it in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,17 +175,16 @@ pub trait LedgerStore: Sync {
     ) -> impl Future<Output = Result<(), LedgerError>> + Send;
 }
 
-/// The ledger of `apply`: one JSON file in its state directory, rewritten whole (through a
-/// temporary file and a rename) on every change.
+/// The ledger of `apply`: one JSON file in its state directory (`crate::state_file`).
 pub struct FileLedger {
-    path: std::path::PathBuf,
-    entries: tokio::sync::Mutex<()>,
+    file: VersionedFile<LedgerEntry>,
 }
 
-#[derive(Default, Serialize, Deserialize)]
-struct FileContent {
-    /// key → (version, entry)
-    entries: BTreeMap<String, (u64, LedgerEntry)>,
+fn file_error(error: FileError) -> LedgerError {
+    match error {
+        FileError::Conflict(key) => LedgerError::Conflict(key),
+        FileError::Unavailable { action, message } => LedgerError::Unavailable { action, message },
+    }
 }
 
 impl FileLedger {
@@ -192,8 +192,7 @@ impl FileLedger {
 
     pub fn new(dir: &std::path::Path) -> Self {
         Self {
-            path: dir.join(Self::FILE),
-            entries: tokio::sync::Mutex::new(()),
+            file: VersionedFile::new(dir.join(Self::FILE)),
         }
     }
 
@@ -201,94 +200,47 @@ impl FileLedger {
     /// read is never overwritten or taken as empty (what it records would be lost).
     pub fn check(dir: &std::path::Path) -> Result<(), String> {
         let path = dir.join(Self::FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<FileContent>(&bytes)
-                .map(|_| ())
-                .map_err(|e| {
-                    format!(
-                        "{}: not a ledger this version can read ({e}); it records which access apply created, so it is left as it is: restore it, or move it away to start a new ledger (access it recorded would then count as not created here)",
-                        path.display()
-                    )
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(format!("{}: {e}", path.display())),
-        }
+        VersionedFile::<LedgerEntry>::readable(&path).map_err(|e| {
+            format!(
+                "{}: not a ledger this version can read ({e}); it records which access apply created, so it is left as it is: restore it, or move it away to start a new ledger (access it recorded would then count as not created here)",
+                path.display()
+            )
+        })
     }
 
-    fn unavailable(action: &'static str, error: impl std::fmt::Display) -> LedgerError {
-        LedgerError::Unavailable {
-            action,
-            message: error.to_string(),
-        }
-    }
-
-    async fn read(&self) -> Result<FileContent, LedgerError> {
-        match tokio::fs::read(&self.path).await {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Self::unavailable("read", format!("{}: {e}", self.path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileContent::default()),
-            Err(e) => Err(Self::unavailable(
-                "read",
-                format!("{}: {e}", self.path.display()),
-            )),
-        }
-    }
-
-    async fn write(&self, content: &FileContent) -> Result<(), LedgerError> {
-        let bytes =
-            serde_json::to_vec_pretty(content).map_err(|e| Self::unavailable("written", e))?;
-        if let Some(dir) = self.path.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| Self::unavailable("written", format!("{}: {e}", dir.display())))?;
-        }
-        let temporary = self.path.with_extension("json.tmp");
-        tokio::fs::write(&temporary, bytes)
+    async fn entries(
+        &self,
+        keep: impl Fn(&LedgerEntry) -> bool,
+    ) -> Result<Vec<Stored>, LedgerError> {
+        Ok(self
+            .file
+            .all()
             .await
-            .map_err(|e| Self::unavailable("written", format!("{}: {e}", temporary.display())))?;
-        tokio::fs::rename(&temporary, &self.path)
-            .await
-            .map_err(|e| Self::unavailable("written", format!("{}: {e}", self.path.display())))
-    }
-
-    fn stored((version, entry): &(u64, LedgerEntry)) -> Stored {
-        Stored {
-            entry: entry.clone(),
-            version: version.to_string(),
-        }
+            .map_err(file_error)?
+            .into_iter()
+            .filter(|(entry, _)| keep(entry))
+            .map(|(entry, version)| Stored { entry, version })
+            .collect())
     }
 }
 
 impl LedgerStore for FileLedger {
     async fn load(&self, connector: &str, access: &Access) -> Result<Option<Stored>, LedgerError> {
-        let _guard = self.entries.lock().await;
-        let content = self.read().await?;
-        Ok(content
-            .entries
+        Ok(self
+            .file
             .get(&key(connector, access))
-            .map(Self::stored))
+            .await
+            .map_err(file_error)?
+            .map(|(entry, version)| Stored { entry, version }))
     }
 
     async fn held_by(&self, connector: &str, holder: &str) -> Result<Vec<Stored>, LedgerError> {
-        let _guard = self.entries.lock().await;
-        let content = self.read().await?;
-        Ok(content
-            .entries
-            .values()
-            .filter(|(_, e)| e.connector == connector && e.holders.contains_key(holder))
-            .map(Self::stored)
-            .collect())
+        self.entries(|e| e.connector == connector && e.holders.contains_key(holder))
+            .await
     }
 
     async fn of_connector(&self, connector: &str) -> Result<Vec<Stored>, LedgerError> {
-        let _guard = self.entries.lock().await;
-        let content = self.read().await?;
-        Ok(content
-            .entries
-            .values()
-            .filter(|(_, e)| e.connector == connector)
-            .map(Self::stored)
-            .collect())
+        self.entries(|e| e.connector == connector).await
     }
 
     async fn save(
@@ -296,30 +248,17 @@ impl LedgerStore for FileLedger {
         entry: &LedgerEntry,
         version: Option<&str>,
     ) -> Result<String, LedgerError> {
-        let _guard = self.entries.lock().await;
-        let mut content = self.read().await?;
-        let key = entry.key();
-        let current = content.entries.get(&key).map(|(v, _)| v.to_string());
-        if current.as_deref() != version {
-            return Err(LedgerError::Conflict(key));
-        }
-        let next = current.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
-        content.entries.insert(key, (next, entry.clone()));
-        self.write(&content).await?;
-        Ok(next.to_string())
+        self.file
+            .put(&entry.key(), entry, version)
+            .await
+            .map_err(file_error)
     }
 
     async fn remove(&self, entry: &LedgerEntry, version: &str) -> Result<(), LedgerError> {
-        let _guard = self.entries.lock().await;
-        let mut content = self.read().await?;
-        let key = entry.key();
-        match content.entries.get(&key) {
-            Some((v, _)) if v.to_string() == version => {}
-            None => return Ok(()),
-            Some(_) => return Err(LedgerError::Conflict(key)),
-        }
-        content.entries.remove(&key);
-        self.write(&content).await
+        self.file
+            .remove(&entry.key(), version)
+            .await
+            .map_err(file_error)
     }
 }
 

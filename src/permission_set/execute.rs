@@ -65,6 +65,27 @@ pub struct Report {
     pub accounts_provisioned: u32,
 }
 
+impl Report {
+    /// Each account whose provisioning failed, as `account: AWS's reason`.
+    pub fn failed(&self) -> Vec<String> {
+        self.accounts
+            .iter()
+            .filter(|a| a.state == FAILED)
+            .map(|a| {
+                format!(
+                    "{}: {}",
+                    a.account_id,
+                    a.message.clone().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+}
+
+/// An account's provisioning outcomes, as `status.accounts[].state` says them.
+pub const PROVISIONED: &str = "Provisioned";
+pub const FAILED: &str = "Failed";
+
 /// Why a set is not converged.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Refusal {
@@ -576,12 +597,12 @@ impl<S: SetRecords> Shell<'_, S> {
             .map(|(account, state)| match state {
                 Provisioned::Failed(reason) => AccountProvisioning {
                     account_id: account.clone(),
-                    state: "Failed".into(),
+                    state: FAILED.into(),
                     message: Some(reason.clone()),
                 },
                 _ => AccountProvisioning {
                     account_id: account.clone(),
-                    state: "Provisioned".into(),
+                    state: PROVISIONED.into(),
                     message: None,
                 },
             })
@@ -589,7 +610,7 @@ impl<S: SetRecords> Shell<'_, S> {
         record.retry_accounts = report
             .accounts
             .iter()
-            .filter(|a| a.state == "Failed")
+            .filter(|a| a.state == FAILED)
             .map(|a| a.account_id.clone())
             .collect();
         record.provisioning = None;

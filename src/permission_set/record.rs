@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::short_hash;
 use crate::grant::ledger::Origin;
+use crate::state_file::{FileError, VersionedFile};
 
 /// The object that declares the set.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,89 +128,46 @@ pub trait SetRecords: Sync {
     ) -> impl Future<Output = Result<(), RecordError>> + Send;
 }
 
-/// The records of `apply`: one JSON file in its state directory beside the ledger, rewritten
-/// whole (through a temporary file and a rename) on every change.
+/// The records of `apply`: one JSON file in its state directory beside the ledger
+/// (`crate::state_file`).
 pub struct FileSetRecords {
-    path: std::path::PathBuf,
-    lock: tokio::sync::Mutex<()>,
+    file: VersionedFile<SetRecord>,
 }
 
-type FileContent = BTreeMap<String, (u64, SetRecord)>;
+fn file_error(error: FileError) -> RecordError {
+    match error {
+        FileError::Conflict(key) => RecordError::Conflict(key),
+        FileError::Unavailable { action, message } => RecordError::Unavailable { action, message },
+    }
+}
 
 impl FileSetRecords {
     pub const FILE: &'static str = "permission-sets.json";
 
     pub fn new(dir: &std::path::Path) -> Self {
         Self {
-            path: dir.join(Self::FILE),
-            lock: tokio::sync::Mutex::new(()),
+            file: VersionedFile::new(dir.join(Self::FILE)),
         }
-    }
-
-    fn unavailable(&self, action: &'static str, error: impl std::fmt::Display) -> RecordError {
-        RecordError::Unavailable {
-            action,
-            message: format!("{}: {error}", self.path.display()),
-        }
-    }
-
-    async fn read(&self) -> Result<FileContent, RecordError> {
-        match tokio::fs::read(&self.path).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| self.unavailable("read", e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileContent::new()),
-            Err(e) => Err(self.unavailable("read", e)),
-        }
-    }
-
-    async fn write(&self, content: &FileContent) -> Result<(), RecordError> {
-        let bytes =
-            serde_json::to_vec_pretty(content).map_err(|e| self.unavailable("written", e))?;
-        if let Some(dir) = self.path.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| self.unavailable("written", e))?;
-        }
-        let temporary = self.path.with_extension("json.tmp");
-        tokio::fs::write(&temporary, bytes)
-            .await
-            .map_err(|e| self.unavailable("written", e))?;
-        tokio::fs::rename(&temporary, &self.path)
-            .await
-            .map_err(|e| self.unavailable("written", e))
     }
 }
 
 impl SetRecords for FileSetRecords {
     async fn load(&self, key: &str) -> Result<Option<(SetRecord, String)>, RecordError> {
-        let _guard = self.lock.lock().await;
-        Ok(self
-            .read()
-            .await?
-            .remove(key)
-            .map(|(version, record)| (record, version.to_string())))
+        self.file.get(key).await.map_err(file_error)
     }
 
     async fn save(&self, record: &SetRecord, version: Option<&str>) -> Result<String, RecordError> {
-        let _guard = self.lock.lock().await;
-        let mut content = self.read().await?;
-        let key = record.key();
-        let current = content.get(&key).map(|(v, _)| v.to_string());
-        if current.as_deref() != version {
-            return Err(RecordError::Conflict(key));
-        }
-        let next = current.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
-        content.insert(key, (next, record.clone()));
-        self.write(&content).await?;
-        Ok(next.to_string())
+        self.file
+            .put(&record.key(), record, version)
+            .await
+            .map_err(file_error)
     }
 
-    async fn remove(&self, record: &SetRecord, _version: &str) -> Result<(), RecordError> {
-        let _guard = self.lock.lock().await;
-        let mut content = self.read().await?;
-        if content.remove(&record.key()).is_some() {
-            self.write(&content).await?;
-        }
-        Ok(())
+    async fn remove(&self, record: &SetRecord, version: &str) -> Result<(), RecordError> {
+        self.file
+            .remove(&record.key(), version)
+            .await
+            .map_err(file_error)
     }
 }
 
