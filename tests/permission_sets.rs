@@ -62,6 +62,19 @@ impl Sets {
         }
     }
 
+    /// Creates the PermissionSet `name` and waits until it is Converged; returns its ARN.
+    async fn declare(&self, name: &str, spec: Value) -> String {
+        self.api
+            .create(&PostParams::default(), &set(name, spec))
+            .await
+            .expect("create");
+        self.ready(name, "Converged")
+            .await
+            .status
+            .and_then(|s| s.arn)
+            .expect("arn")
+    }
+
     /// Waits until the object's Ready condition, for its current generation, has `reason`.
     async fn ready(&self, name: &str, reason: &str) -> PermissionSet {
         wait::until(
@@ -618,22 +631,12 @@ async fn a_failed_provisioning_names_the_account_and_is_retried_there_only() {
         .collect();
     let (here, there) = (accounts[0].clone(), accounts[1].clone());
     lake_policy_in(&org, &here).await;
-    sets.api
-        .create(
-            &PostParams::default(),
-            &set(
-                "lake",
-                json!({"name": "Lake", "managedPolicies": [READ_ONLY]}),
-            ),
-        )
-        .await
-        .expect("create");
     let arn = sets
-        .ready("lake", "Converged")
-        .await
-        .status
-        .and_then(|s| s.arn)
-        .expect("arn");
+        .declare(
+            "lake",
+            json!({"name": "Lake", "managedPolicies": [READ_ONLY]}),
+        )
+        .await;
     for (name, account) in [("on-here", &here), ("on-there", &there)] {
         org.create(grant(
             name,
@@ -856,22 +859,12 @@ async fn a_kill_between_a_change_and_its_provisioning_finishes_it_once_after_the
     let connectors = create_org_connector(&cluster.client, &ns).await;
     wait_condition(&connectors, "org", "Ready", "True").await;
     let sets = Sets::on(&cluster, &moto, &seed).await;
-    sets.api
-        .create(
-            &PostParams::default(),
-            &set(
-                "kill",
-                json!({"name": "Kill", "managedPolicies": [READ_ONLY]}),
-            ),
-        )
-        .await
-        .expect("create");
     let arn = sets
-        .ready("kill", "Converged")
-        .await
-        .status
-        .and_then(|s| s.arn)
-        .expect("arn");
+        .declare(
+            "kill",
+            json!({"name": "Kill", "managedPolicies": [READ_ONLY]}),
+        )
+        .await;
     let account = seed["accounts"][0].as_str().expect("account").to_string();
     let grants: Api<aws_access_operator::api::AccessGrant> =
         Api::namespaced(cluster.client.clone(), &ns);
@@ -1057,26 +1050,16 @@ async fn a_hundred_permission_sets_converged_then_checked() {
 async fn each_attribute_converges_with_one_write_per_difference() {
     let org = org("psets-attrs", SMALL_ORG, json!({}), |_| {}).await;
     let sets = Sets::of(&org).await;
-    sets.api
-        .create(
-            &PostParams::default(),
-            &set(
-                "attrs",
-                json!({"name": "Attrs", "description": "first",
+    let arn = sets
+        .declare(
+            "attrs",
+            json!({"name": "Attrs", "description": "first",
                 "customerManagedPolicies": [{"name": "a"}, {"name": "b", "path": "/t/"}],
                 "inlinePolicy": inline(&["s3:GetObject"]),
                 "permissionsBoundary": {"managedPolicyArn": READ_ONLY},
                 "tags": [{"key": "keep", "value": "1"}, {"key": "drop", "value": "2"}]}),
-            ),
         )
-        .await
-        .expect("create");
-    let arn = sets
-        .ready("attrs", "Converged")
-        .await
-        .status
-        .and_then(|s| s.arn)
-        .expect("arn");
+        .await;
     let boundary = || async {
         sets.sso
             .get_permissions_boundary_for_permission_set()
