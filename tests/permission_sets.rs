@@ -1154,3 +1154,72 @@ async fn each_attribute_converges_with_one_write_per_difference() {
     assert_eq!(names, ["a", "c"]);
     org.finish().await;
 }
+
+/// A provisioning request AWS no longer knows (its status is kept for a while only) is made
+/// again, once, rather than asked after forever.
+#[tokio::test]
+async fn a_provisioning_request_aws_forgot_is_made_again() {
+    let org = org("psets-forgot", SMALL_ORG, json!({}), |_| {}).await;
+    let sets = Sets::of(&org).await;
+    let arn = sets
+        .declare(
+            "forgot",
+            json!({"name": "Forgot", "managedPolicies": [READ_ONLY]}),
+        )
+        .await;
+    let account = org.seed["accounts"][0]
+        .as_str()
+        .expect("account")
+        .to_string();
+    org.create(grant(
+        "forgot",
+        "org",
+        sso_user(4),
+        json!({"kind": "PermissionSet", "permissionSet": arn, "accountId": account}),
+        json!({}),
+    ))
+    .await;
+    wait_grant(&org.grants, "forgot", "Granted").await;
+    // The record says a provisioning to the account is under way, with a request id AWS
+    // never gave (as after a long outage of the operator).
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    let name = format!(
+        "aws-access-permission-set-{}",
+        aws_access_operator::permission_set::record::key(
+            &format!("{}/org", org.cluster.namespace),
+            "Forgot"
+        )
+    );
+    let kept = config_maps.get(&name).await.expect("record");
+    let mut record: Value =
+        serde_json::from_str(&kept.data.expect("data")["record"]).expect("record JSON");
+    record["provisioning"] = json!({"accounts": {account.clone(): "00000000-0000-4000-8000-000000000000"},
+        "startedAt": "2026-01-01T00:00:00Z"});
+    org.moto.reset_calls();
+    config_maps
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"record": record.to_string()}})),
+        )
+        .await
+        .expect("edit the record");
+    wait::until("the account provisioned again", TIMEOUT, || async {
+        let object = sets.api.get_opt("forgot").await.ok()??;
+        let accounts = object.status?.accounts;
+        accounts
+            .iter()
+            .any(|a| a.account_id == account && a.state == "Provisioned")
+            .then_some(())
+    })
+    .await;
+    let calls = org.moto.calls();
+    assert_eq!(calls.get("ProvisionPermissionSet"), Some(&1), "{calls:?}");
+    assert_eq!(
+        calls.get("DescribePermissionSetProvisioningStatus"),
+        Some(&1),
+        "{calls:?}"
+    );
+    org.finish().await;
+}

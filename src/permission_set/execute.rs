@@ -571,10 +571,19 @@ impl<S: SetRecords> Shell<'_, S> {
             .unwrap_or_default();
         let mut outcomes: BTreeMap<String, Provisioned> = BTreeMap::new();
         for (account, request) in pending {
-            let state = match request {
+            // A request AWS no longer knows (its status is kept for a while only) is made again.
+            let known = match &request {
                 Some(request) => {
-                    admin::provisioning_status(self.session, instance, &request).await?
+                    match admin::provisioning_status(self.session, instance, request).await {
+                        Ok(state) => Some(state),
+                        Err(error) if error.kind == ErrorKind::NotFound => None,
+                        Err(error) => return Err(error.into()),
+                    }
                 }
+                None => None,
+            };
+            let state = match known {
+                Some(state) => state,
                 None => {
                     self.fence.check()?;
                     let (request, state) =
@@ -615,6 +624,10 @@ impl<S: SetRecords> Shell<'_, S> {
             .collect();
         record.provisioning = None;
         self.save(record, version).await?;
+        // Changes written while this provisioning was under way are due one of their own.
+        if record.provision_due {
+            report.in_progress = true;
+        }
         Ok(())
     }
 
