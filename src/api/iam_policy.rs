@@ -249,19 +249,8 @@ fn one_of(
     }
 }
 
-pub(super) fn action_ok(action: &str) -> bool {
-    if action == "*" {
-        return true;
-    }
-    let Some((service, name)) = action.split_once(':') else {
-        return false;
-    };
-    let part = |s: &str, extra: fn(char) -> bool| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '*' || c == '?' || extra(c))
-    };
-    part(service, |c| c == '-') && part(name, |_| false)
+fn action_ok(action: &str) -> bool {
+    super::validation::IAM_ACTION.is_match(action)
 }
 
 fn resource_ok(resource: &str) -> bool {

@@ -197,6 +197,8 @@ pub const MANAGED_POLICIES_MESSAGE: &str = "spec.managedPolicies must hold AWS m
 pub const MANAGED_POLICIES_UNIQUE: &str = "spec.managedPolicies must not name a policy twice";
 pub const CUSTOMER_POLICIES_UNIQUE: &str =
     "spec.customerManagedPolicies must not name a policy (name and path) twice";
+/// An IAM action or action pattern: `*`, or `service:Action` with IAM's `*` and `?` wildcards.
+pub const IAM_ACTION: &str = r"^(\*|[A-Za-z0-9*?-]+:[A-Za-z0-9*?]+)$";
 /// An IAM policy name and path.
 pub const POLICY_NAME: &str = r"^[A-Za-z0-9+=,.@_-]{1,128}$";
 pub const POLICY_PATH: &str = r"^/([A-Za-z0-9.,+@=_-]+/)*$";
