@@ -1223,3 +1223,62 @@ async fn a_provisioning_request_aws_forgot_is_made_again() {
     );
     org.finish().await;
 }
+
+/// A set the operator created is not deleted through a connector that has become readOnly: the
+/// object goes, the set stays. The object cannot move to another connector (another
+/// organization's set would be another object).
+#[tokio::test]
+async fn a_read_only_connector_releases_a_deleted_set_and_a_set_keeps_its_connector() {
+    let org = org("psets-ro-delete", SMALL_ORG, json!({}), |_| {}).await;
+    let sets = Sets::of(&org).await;
+    let arn = sets.declare("made", json!({"name": "Made"})).await;
+    let moved = sets
+        .api
+        .patch(
+            "made",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"connectorRef": {"name": "other"}}})),
+        )
+        .await;
+    match moved {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422);
+            assert!(
+                status.message.contains("spec.connectorRef cannot change"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("moving a set to another connector is refused: {other:?}"),
+    }
+    let connectors: Api<aws_access_operator::api::AwsConnector> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    connectors
+        .patch(
+            "org",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"readOnly": true}})),
+        )
+        .await
+        .expect("readOnly");
+    org.moto.reset_calls();
+    sets.api
+        .delete("made", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait::until("the object to go", TIMEOUT, || async {
+        sets.api.get_opt("made").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        sets.exists(&arn).await,
+        "a readOnly connector deletes nothing"
+    );
+    assert_eq!(writes(&org.moto.calls()), BTreeMap::new());
+    org.event_noted(
+        "Deleted",
+        "permission set Made: the connector is readOnly: released and left in AWS",
+    )
+    .await;
+    org.finish().await;
+}

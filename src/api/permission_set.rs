@@ -30,11 +30,11 @@ use super::rules;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = kube::core::Rule::new("self.name == oldSelf.name").message(rules::PERMISSION_SET_NAME_FIXED),
+    validation = kube::core::Rule::new("self.name == oldSelf.name && self.connectorRef == oldSelf.connectorRef").message(rules::PERMISSION_SET_NAME_FIXED),
     validation = kube::core::Rule::new("(has(self.managedPolicies) ? size(self.managedPolicies) : 0) + (has(self.customerManagedPolicies) ? size(self.customerManagedPolicies) : 0) <= 20").message(rules::PERMISSION_SET_POLICY_COUNT)
 )]
 pub struct PermissionSetSpec {
-    /// The AwsConnector of the organization the set belongs to.
+    /// The AwsConnector of the organization the set belongs to; it cannot change.
     pub connector_ref: ConnectorRef,
     /// The name in Identity Center (1-32 of `A-Za-z0-9+=,.@_-`). It cannot change: a set with
     /// another name is another set.

@@ -209,8 +209,7 @@ pub const TAG_KEY_MESSAGE: &str =
     "spec.tags[].key must be 1-128 of A-Z a-z 0-9 space _ . : / = + @ - and not start with aws:";
 pub const TAG_VALUE_MESSAGE: &str =
     "spec.tags[].value must be at most 256 of A-Z a-z 0-9 space _ . : / = + @ -";
-pub const PERMISSION_SET_NAME_FIXED: &str =
-    "spec.name cannot change: a permission set of another name is another object";
+pub const PERMISSION_SET_NAME_FIXED: &str = "spec.name and spec.connectorRef cannot change: a permission set of another name or organization is another object";
 /// Identity Center's quota of AWS managed and customer managed policies per permission set.
 pub const PERMISSION_SET_POLICIES_MAX: usize = 20;
 pub const PERMISSION_SET_POLICY_COUNT: &str = "spec.managedPolicies and spec.customerManagedPolicies together may hold at most 20 policies (Identity Center's quota)";

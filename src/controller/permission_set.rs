@@ -600,6 +600,13 @@ async fn cleanup(
             &instance,
             &declarer(set),
             &set.spec,
+            matches!(
+                gathered.connector,
+                Connector::Present {
+                    read_only: true,
+                    ..
+                }
+            ),
         )
         .await
         .map_err(|e| Error::Pending(format!("deleting permission set {name}: {e}")))?;

@@ -639,6 +639,7 @@ impl<S: SetRecords> Shell<'_, S> {
         instance: &str,
         declarer: &Declarer,
         spec: &PermissionSetSpec,
+        read_only: bool,
     ) -> Result<Removal, SetError> {
         let key = key(connector, &spec.name);
         let Some((mut record, version)) = self.records.load(&key).await? else {
@@ -650,16 +651,27 @@ impl<S: SetRecords> Shell<'_, S> {
                 record.declarer.object
             )));
         }
+        // A create that may have happened before a restart: the set is this record's if it
+        // carries the record's token.
+        if record.arn.is_none()
+            && record.creating.is_some()
+            && let Some(found) = admin::find_by_name(self.session, instance, &spec.name).await?
+            && self.carries_token(instance, &found.arn, &record).await?
+        {
+            record.arn = Some(found.arn);
+            record.origin = Some(Origin::Created);
+        }
         let retain = spec.deletion_policy == Some(SetDeletionPolicy::Retain);
         let arn = match (&record.arn, record.origin) {
-            (Some(arn), Some(Origin::Created)) if !retain => arn.clone(),
+            (Some(arn), Some(Origin::Created)) if !retain && !read_only => arn.clone(),
             (_, origin) => {
                 self.fence.check()?;
                 self.records.remove(&record, &version).await?;
                 let why = match origin {
                     Some(Origin::Adopted) => "adopted, so released and left in AWS",
                     _ if retain => "deletionPolicy Retain: left in AWS",
-                    _ => "its create never finished",
+                    _ if read_only => "the connector is readOnly: released and left in AWS",
+                    _ => "it was never created",
                 };
                 return Ok(Removal::Done(format!(
                     "permission set {}: {why}",
