@@ -1282,3 +1282,50 @@ async fn a_read_only_connector_releases_a_deleted_set_and_a_set_keeps_its_connec
     .await;
     org.finish().await;
 }
+
+/// Two objects declaring one name on one connector: the second is refused, naming the first,
+/// and writes nothing; once the first is deleted (and with it the set), the second creates it.
+#[tokio::test]
+async fn a_name_is_declared_by_one_object_at_a_time() {
+    let org = org("psets-dup", SMALL_ORG, json!({}), |_| {}).await;
+    let sets = Sets::of(&org).await;
+    let first = sets.declare("first", json!({"name": "Dup"})).await;
+    org.moto.reset_calls();
+    sets.api
+        .create(
+            &PostParams::default(),
+            &set("second", json!({"name": "Dup"})),
+        )
+        .await
+        .expect("create");
+    let object = sets.ready("second", "DeclaredElsewhere").await;
+    let message = object.status.expect("status").conditions[0].message.clone();
+    assert!(
+        message.contains(&format!(
+            "declared by PermissionSet {}/first",
+            org.cluster.namespace
+        )),
+        "{message}"
+    );
+    assert_eq!(writes(&org.moto.calls()), BTreeMap::new(), "{message}");
+    sets.api
+        .delete("first", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait::until("the first to go", TIMEOUT, || async {
+        sets.api
+            .get_opt("first")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !sets.exists(&first).await,
+        "the first object's set is deleted"
+    );
+    let second = sets.ready("second", "Converged").await;
+    assert_ne!(second.status.and_then(|s| s.arn), Some(first));
+    org.finish().await;
+}
