@@ -1329,3 +1329,44 @@ async fn a_name_is_declared_by_one_object_at_a_time() {
     assert_ne!(second.status.and_then(|s| s.arn), Some(first));
     org.finish().await;
 }
+
+/// A declared set deleted in the console is created again at the next check, reported as
+/// drift, and the object's status carries the new ARN.
+#[tokio::test]
+async fn a_set_deleted_in_the_console_is_created_again() {
+    let org = org("psets-gone", SMALL_ORG, json!({}), |_| {}).await;
+    let sets = Sets::of(&org).await;
+    let old = sets
+        .declare(
+            "gone",
+            json!({"name": "Gone", "managedPolicies": [READ_ONLY]}),
+        )
+        .await;
+    sets.sso
+        .delete_permission_set()
+        .instance_arn(&sets.instance)
+        .permission_set_arn(&old)
+        .send()
+        .await
+        .expect("delete in the console");
+    let new = wait::until("the set created again", TIMEOUT, || async {
+        let arn = sets.api.get_opt("gone").await.ok()??.status?.arn?;
+        (arn != old).then_some(arn)
+    })
+    .await;
+    assert!(sets.exists(&new).await);
+    assert_eq!(sets.managed(&new).await, [READ_ONLY]);
+    wait::until("a Drift event", TIMEOUT, || async {
+        org.events("Drift")
+            .await
+            .iter()
+            .any(|e| {
+                e.note
+                    .as_deref()
+                    .is_some_and(|n| n.contains("permission set Gone was deleted in AWS"))
+            })
+            .then_some(())
+    })
+    .await;
+    org.finish().await;
+}
