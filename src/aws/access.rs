@@ -12,7 +12,7 @@ use aws_smithy_types::Document;
 use super::credentials::Session;
 use super::error::{AwsError, ErrorKind};
 use super::identity_center;
-use super::model::Access;
+use super::model::{Access, every_page};
 use super::ratelimit::Service;
 
 /// How long one call waits for an asynchronous assignment operation before handing back its
@@ -104,10 +104,8 @@ pub async fn pair_assignments(
     account_id: &str,
     permission_set_arn: &str,
 ) -> Result<BTreeSet<(String, String)>, AwsError> {
-    let mut found = BTreeSet::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = identity_center::list_account_assignments(
+    let assignments = every_page(|token| {
+        identity_center::list_account_assignments(
             session,
             instance_arn,
             account_id,
@@ -115,17 +113,12 @@ pub async fn pair_assignments(
             token,
             identity_center::MAX_PAGE,
         )
-        .await?;
-        found.extend(
-            page.items
-                .into_iter()
-                .map(|a| (a.principal_type, a.principal_id)),
-        );
-        token = page.next;
-        if token.is_none() {
-            return Ok(found);
-        }
-    }
+    })
+    .await?;
+    Ok(assignments
+        .into_iter()
+        .map(|a| (a.principal_type, a.principal_id))
+        .collect())
 }
 
 /// The names of the IAM groups a user belongs to.

@@ -22,6 +22,24 @@ impl<T> Page<T> {
     }
 }
 
+/// Every item of a paged list call, page after page: `page(token)` fetches one.
+pub async fn every_page<T, E, F, Fut>(mut page: F) -> Result<Vec<T>, E>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<Vec<T>>, E>>,
+{
+    let mut items = Vec::new();
+    let mut token = None;
+    loop {
+        let next = page(token).await?;
+        items.extend(next.items);
+        token = next.next;
+        if token.is_none() {
+            return Ok(items);
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Account {

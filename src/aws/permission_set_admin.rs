@@ -12,7 +12,7 @@ use aws_sdk_ssoadmin::types::{
 use super::credentials::Session;
 use super::error::{AwsError, ErrorKind};
 use super::identity_center::{describe_permission_set, list_permission_sets};
-use super::model::{CustomerPolicyRef, PermissionSet, PermissionsBoundary};
+use super::model::{CustomerPolicyRef, PermissionSet, PermissionsBoundary, every_page};
 use super::ratelimit::Service;
 
 fn client(session: &Session) -> aws_sdk_ssoadmin::Client {
@@ -365,23 +365,16 @@ pub async fn provisioned_accounts(
     instance: &str,
     arn: &str,
 ) -> Result<Vec<String>, AwsError> {
-    let mut accounts = Vec::new();
-    let mut token = None;
-    loop {
-        let page = super::identity_center::list_provisioned_accounts(
+    every_page(|token| {
+        super::identity_center::list_provisioned_accounts(
             session,
             instance,
             arn,
             token,
             super::identity_center::MAX_PAGE,
         )
-        .await?;
-        accounts.extend(page.items);
-        token = page.next;
-        if token.is_none() {
-            return Ok(accounts);
-        }
-    }
+    })
+    .await
 }
 
 /// How a provisioning request stands.
@@ -460,20 +453,16 @@ pub async fn names(
     session: &Session,
     instance: &str,
 ) -> Result<BTreeMap<String, String>, AwsError> {
+    let arns = every_page(|token| {
+        list_permission_sets(session, instance, token, super::identity_center::MAX_PAGE)
+    })
+    .await?;
     let mut found = BTreeMap::new();
-    let mut token = None;
-    loop {
-        let page = list_permission_sets(session, instance, token, super::identity_center::MAX_PAGE)
-            .await?;
-        for arn in &page.items {
-            let set = describe_permission_set(session, instance, arn).await?;
-            found.insert(set.name, set.arn);
-        }
-        token = page.next;
-        if token.is_none() {
-            return Ok(found);
-        }
+    for arn in &arns {
+        let set = describe_permission_set(session, instance, arn).await?;
+        found.insert(set.name, set.arn);
     }
+    Ok(found)
 }
 
 /// The set named `name` in the instance, if there is one: every set is listed and described
@@ -537,10 +526,8 @@ pub async fn assignments(
     account: &str,
     arn: &str,
 ) -> Result<Vec<super::model::Assignment>, AwsError> {
-    let mut found = Vec::new();
-    let mut token = None;
-    loop {
-        let page = super::identity_center::list_account_assignments(
+    every_page(|token| {
+        super::identity_center::list_account_assignments(
             session,
             instance,
             account,
@@ -548,11 +535,6 @@ pub async fn assignments(
             token,
             super::identity_center::MAX_PAGE,
         )
-        .await?;
-        found.extend(page.items);
-        token = page.next;
-        if token.is_none() {
-            return Ok(found);
-        }
-    }
+    })
+    .await
 }

@@ -13,6 +13,7 @@ use crate::api::connector::IdentityCenterRef;
 use crate::api::grant::TargetKind;
 use crate::api::{AccessGrant, AwsConnector};
 use crate::aws::error::ErrorKind;
+use crate::aws::model::every_page;
 use crate::aws::{AwsError, Session, identity_center, organizations};
 use crate::grant::access::Access;
 use crate::grant::observations::Observations;
@@ -150,50 +151,36 @@ async fn organization_tree(session: &Session, cache: &mut SyncCache) -> Result<(
     cache.account_parents.clear();
     cache.unit_parents.clear();
     cache.inactive_accounts.clear();
-    let mut parents = Vec::new();
-    let mut token = None;
-    loop {
-        let page = organizations::list_roots(session, token, size).await?;
-        parents.extend(page.items.into_iter().map(|r| r.id));
-        token = page.next;
-        if token.is_none() {
-            break;
-        }
-    }
+    let mut parents: Vec<String> =
+        every_page(|token| organizations::list_roots(session, token, size))
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
     let mut at = 0;
     while at < parents.len() {
         let parent = parents[at].clone();
         at += 1;
-        let mut token = None;
-        loop {
-            let page =
-                organizations::list_organizational_units(session, &parent, token, size).await?;
-            for unit in page.items {
-                cache.unit_parents.insert(unit.id.clone(), unit.parent_id);
-                parents.push(unit.id);
-            }
-            token = page.next;
-            if token.is_none() {
-                break;
-            }
+        let units = every_page(|token| {
+            organizations::list_organizational_units(session, &parent, token, size)
+        })
+        .await?;
+        for unit in units {
+            cache.unit_parents.insert(unit.id.clone(), unit.parent_id);
+            parents.push(unit.id);
         }
-        let mut token = None;
-        loop {
-            let page =
-                organizations::list_accounts_for_parent(session, &parent, token, size).await?;
-            for account in page.items {
-                if account.status != "ACTIVE" {
-                    cache.inactive_accounts.push(account.id.clone());
-                }
-                cache
-                    .account_parents
-                    .insert(account.id.clone(), parent.clone());
-                cache.accounts.push(account.id);
+        let accounts = every_page(|token| {
+            organizations::list_accounts_for_parent(session, &parent, token, size)
+        })
+        .await?;
+        for account in accounts {
+            if account.status != "ACTIVE" {
+                cache.inactive_accounts.push(account.id.clone());
             }
-            token = page.next;
-            if token.is_none() {
-                break;
-            }
+            cache
+                .account_parents
+                .insert(account.id.clone(), parent.clone());
+            cache.accounts.push(account.id);
         }
     }
     cache.accounts.sort();
