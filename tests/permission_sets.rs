@@ -168,6 +168,19 @@ impl Sets {
     }
 }
 
+/// A grant `name` of the set `arn` to user-04 on `account`, waited for until Granted.
+async fn grant_on(org: &Org, name: &str, arn: &str, account: &str) {
+    org.create(grant(
+        name,
+        "org",
+        sso_user(4),
+        json!({"kind": "PermissionSet", "permissionSet": arn, "accountId": account}),
+        json!({}),
+    ))
+    .await;
+    wait_grant(&org.grants, name, "Granted").await;
+}
+
 /// The AWS writes moto recorded, by operation (everything but List, Get and Describe).
 fn writes(calls: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     calls
@@ -340,15 +353,7 @@ async fn created_converged_drift_put_back_provisioned_and_deleted_after_its_gran
         .as_str()
         .expect("account")
         .to_string();
-    org.create(grant(
-        "reader",
-        "org",
-        sso_user(4),
-        json!({"kind": "PermissionSet", "permissionSet": arn, "accountId": account}),
-        json!({}),
-    ))
-    .await;
-    wait_grant(&org.grants, "reader", "Granted").await;
+    grant_on(&org, "reader", &arn, &account).await;
 
     // The object changes: only the difference is written, then provisioned to that account.
     org.moto.reset_calls();
@@ -638,15 +643,7 @@ async fn a_failed_provisioning_names_the_account_and_is_retried_there_only() {
         )
         .await;
     for (name, account) in [("on-here", &here), ("on-there", &there)] {
-        org.create(grant(
-            name,
-            "org",
-            sso_user(4),
-            json!({"kind": "PermissionSet", "permissionSet": arn, "accountId": account}),
-            json!({}),
-        ))
-        .await;
-        wait_grant(&org.grants, name, "Granted").await;
+        grant_on(&org, name, &arn, account).await;
     }
     org.moto.reset_calls();
     sets.api
@@ -1171,15 +1168,7 @@ async fn a_provisioning_request_aws_forgot_is_made_again() {
         .as_str()
         .expect("account")
         .to_string();
-    org.create(grant(
-        "forgot",
-        "org",
-        sso_user(4),
-        json!({"kind": "PermissionSet", "permissionSet": arn, "accountId": account}),
-        json!({}),
-    ))
-    .await;
-    wait_grant(&org.grants, "forgot", "Granted").await;
+    grant_on(&org, "forgot", &arn, &account).await;
     // The record says a provisioning to the account is under way, with a request id AWS
     // never gave (as after a long outage of the operator).
     let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
