@@ -12,7 +12,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::requests::{
-    AdmissionPolicy, add_review, api, as_alice, as_user, calls, kill_9, oncall_rule,
+    AdmissionPolicy, add_review, api, as_alice, as_user, asked, calls, kill_9, oncall_rule,
     operator_process, people, process_org, receiver, requests_org_notifying, state, webhook_secret,
 };
 use crate::support::cluster::TestCluster;
@@ -85,11 +85,7 @@ async fn receivers_hear_each_state_once_in_their_format() {
     let bob = api(&who.bob, &ns).await;
     let carol = api(&who.carol, &ns).await;
 
-    alice
-        .create(&PostParams::default(), &as_alice(&who, "hotfix", "30m"))
-        .await
-        .expect("request");
-    state(&alice, "hotfix", "Pending").await;
+    asked(&alice, &who, "hotfix", "30m").await;
     received("the Pending notice on Slack and as a CloudEvent", || {
         !slack.accepted().is_empty()
             && !events.accepted().is_empty()

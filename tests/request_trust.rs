@@ -17,9 +17,9 @@ use kube::api::PostParams;
 use serde_json::json;
 
 use crate::requests::{
-    AdmissionPolicy, People, add_review, api, approvals, as_alice, calls, kill_9, oncall_rule,
-    operator_process, people, process_org, receiver, requests_org_notifying, requests_org_under,
-    state,
+    AdmissionPolicy, People, add_review, api, approvals, as_alice, asked, calls, kill_9,
+    oncall_rule, operator_process, people, process_org, receiver, requests_org_notifying,
+    requests_org_under, state,
 };
 use crate::support::cluster::{TestCluster, named_cluster, unique_suffix};
 use crate::support::moto::SMALL_ORG;
@@ -133,11 +133,7 @@ async fn approvals_forged_while_the_binding_was_away_never_count() {
     let bob = api(&who.bob, &ns).await;
     let carol = api(&who.carol, &ns).await;
     let first = enforced(&client, &ns, &policy.name, None).await;
-    alice
-        .create(&PostParams::default(), &as_alice(&who, "before", "30m"))
-        .await
-        .expect("request");
-    state(&alice, "before", "Pending").await;
+    asked(&alice, &who, "before", "30m").await;
 
     // The binding goes (a rollback, a toggled value): alice files a request that already
     // holds two approvals in the on-call engineers' names, and nothing refuses it.
@@ -212,11 +208,7 @@ async fn approvals_forged_while_the_binding_was_away_never_count() {
     .await;
 
     // A request created now is trusted as before.
-    alice
-        .create(&PostParams::default(), &as_alice(&who, "after", "30m"))
-        .await
-        .expect("request");
-    state(&alice, "after", "Pending").await;
+    asked(&alice, &who, "after", "30m").await;
     add_review(&bob, "after", &who.bob.username, "Approve")
         .await
         .expect("bob");
@@ -393,11 +385,7 @@ async fn restarts_neither_lose_nor_invent_trust() {
 
     // A trusted request, one approval before a kill -9, the second while the operator is down:
     // the restarted operator keeps the start it had and grants it.
-    alice
-        .create(&PostParams::default(), &as_alice(&who, "kept", "30m"))
-        .await
-        .expect("request");
-    state(&alice, "kept", "Pending").await;
+    asked(&alice, &who, "kept", "30m").await;
     add_review(&bob, "kept", &who.bob.username, "Approve")
         .await
         .expect("bob");

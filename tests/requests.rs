@@ -516,6 +516,14 @@ pub(crate) async fn state(api: &Api<AccessRequest>, name: &str, want: &str) -> A
     }
 }
 
+/// Alice asks for `name` (as `as_alice`) and the request is Pending.
+pub(crate) async fn asked(api: &Api<AccessRequest>, who: &People, name: &str, duration: &str) {
+    api.create(&PostParams::default(), &as_alice(who, name, duration))
+        .await
+        .expect("request");
+    state(api, name, "Pending").await;
+}
+
 pub(crate) fn as_alice(who: &People, name: &str, duration: &str) -> AccessRequest {
     request(
         name,
@@ -898,11 +906,7 @@ async fn an_approver_takes_back_an_approval_or_ends_the_access_it_gave() {
         )],
     )
     .await;
-    alice
-        .create(&PostParams::default(), &as_alice(&who, "hotfix", "30m"))
-        .await
-        .expect("request");
-    state(&alice, "hotfix", "Pending").await;
+    asked(&alice, &who, "hotfix", "30m").await;
     let run = |identity: &Identity, verb: &str| {
         let out = as_user(identity, &[verb, "hotfix", "-n", &ns]);
         assert!(out.status.success(), "{verb}: {out:?}");
@@ -1128,11 +1132,7 @@ async fn killed_between_approval_and_grant_and_between_end_and_revoke_each_happe
     // approval recorded and the creation under way.
     moto.set_faults(json!({"in_progress_polls": 8}));
     moto.reset_calls();
-    alice
-        .create(&PostParams::default(), &as_alice(&who, "hotfix", "40s"))
-        .await
-        .expect("request");
-    state(&alice, "hotfix", "Pending").await;
+    asked(&alice, &who, "hotfix", "40s").await;
     add_review(&bob, "hotfix", &who.bob.username, "Approve")
         .await
         .expect("bob");
