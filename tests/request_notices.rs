@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::requests::{
     AdmissionPolicy, add_review, api, as_alice, as_user, asked, calls, kill_9, oncall_rule,
     operator_process, people, process_org, receiver, requests_org_notifying, state, webhook_secret,
+    withdrawn,
 };
 use crate::support::cluster::TestCluster;
 use crate::support::moto::SMALL_ORG;
@@ -181,15 +182,7 @@ async fn receivers_hear_each_state_once_in_their_format() {
     // Held while the hung receiver still hangs: delivery never holds up reconciliation.
     state(&alice, "hotfix", "Active").await;
     flaky.answer(Answer::Accept);
-    alice
-        .patch(
-            "hotfix",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"withdrawn": true}})),
-        )
-        .await
-        .expect("withdraw");
-    state(&alice, "hotfix", "Ended").await;
+    withdrawn(&alice, "hotfix").await;
     received("Active and Ended everywhere", || {
         states(&slack, slack_state).len() == 3
             && states(&events, event_state).len() == 3

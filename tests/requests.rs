@@ -516,6 +516,18 @@ pub(crate) async fn state(api: &Api<AccessRequest>, name: &str, want: &str) -> A
     }
 }
 
+/// The requester withdraws `name`, and the request has Ended.
+pub(crate) async fn withdrawn(api: &Api<AccessRequest>, name: &str) -> AccessRequest {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"withdrawn": true}})),
+    )
+    .await
+    .expect("withdraw");
+    state(api, name, "Ended").await
+}
+
 /// Alice asks for `name` (as `as_alice`) and the request is Pending.
 pub(crate) async fn asked(api: &Api<AccessRequest>, who: &People, name: &str, duration: &str) {
     api.create(&PostParams::default(), &as_alice(who, name, duration))
@@ -781,15 +793,7 @@ async fn two_approvals_grant_once_and_the_duration_revokes_on_time() {
     );
     assert!(shown.contains(&expected), "{expected:?} not in:\n{shown}");
 
-    alice
-        .patch(
-            "withdrawn",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"withdrawn": true}})),
-        )
-        .await
-        .expect("withdraw");
-    let withdrawn = state(&alice, "withdrawn", "Ended").await;
+    let withdrawn = withdrawn(&alice, "withdrawn").await;
     assert_eq!(
         withdrawn.status.and_then(|s| s.end_reason).as_deref(),
         Some("Withdrawn")
@@ -1257,15 +1261,7 @@ async fn an_ended_request_leaves_adopted_access_and_access_a_grant_still_declare
                 .contains("approved automatically by rule oncall"),
             "{approved:?}"
         );
-        alice
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"withdrawn": true}})),
-            )
-            .await
-            .expect("withdraw");
-        let ended = state(&alice, name, "Ended").await;
+        let ended = withdrawn(&alice, name).await;
         let message = ended
             .status
             .expect("status")
@@ -1635,15 +1631,7 @@ async fn a_request_for_an_organizational_unit_is_held_on_each_of_its_accounts() 
         );
     }
     assert_eq!(org.writes().get("CreateAccountAssignment"), Some(&2));
-    alice
-        .patch(
-            "unit",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"withdrawn": true}})),
-        )
-        .await
-        .expect("withdraw");
-    state(&alice, "unit", "Ended").await;
+    withdrawn(&alice, "unit").await;
     for account in &under_ou0 {
         assert!(
             !org.assigned(account, &org.permission_set("PermissionSet00"))
