@@ -112,6 +112,12 @@ impl Context {
         }
     }
 
+    /// `wait`, but no longer than a check interval (at least a second): what is looked at
+    /// again is never looked at less often than a granted access is checked.
+    pub fn within_a_check(&self, wait: std::time::Duration) -> std::time::Duration {
+        wait.min(self.aws.grant_check.max(std::time::Duration::from_secs(1)))
+    }
+
     /// Counts a reconciliation in, unless the operator is stopping.
     pub fn start_reconcile(&self) -> Option<Running<'_>> {
         if self.stopping.load(std::sync::atomic::Ordering::Acquire) {

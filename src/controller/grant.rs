@@ -595,7 +595,7 @@ pub(super) fn retry_after(reason: &str, ctx: &Context) -> Duration {
         "Throttled" => Duration::from_secs(30),
         _ => Duration::from_secs(60),
     };
-    retry.min(ctx.aws.grant_check.max(Duration::from_secs(1)))
+    ctx.within_a_check(retry)
 }
 
 async fn apply(

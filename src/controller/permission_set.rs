@@ -124,6 +124,17 @@ fn blocked(set: &PermissionSet, gathered: &Gathered) -> Option<(&'static str, St
     None
 }
 
+/// Whether the connector is readOnly: nothing is written to AWS through it.
+fn read_only(gathered: &Gathered) -> bool {
+    matches!(
+        gathered.connector,
+        Connector::Present {
+            read_only: true,
+            ..
+        }
+    )
+}
+
 /// The Identity Center instance and the session to reach it, once the connector has both.
 fn reach(gathered: &Gathered) -> Option<(String, &crate::aws::Session)> {
     let instance = gathered
@@ -161,9 +172,7 @@ async fn apply(
     if let Some((reason, message, retry)) = blocked(set, &gathered) {
         tracing::info!(permission_set = %name, reason, %message, "permission set not converged");
         write_status(set, api, |_| {}, &[ready(false, reason, message)]).await?;
-        return Ok(Action::requeue(
-            retry.min(ctx.aws.grant_check.max(Duration::from_secs(1))),
-        ));
+        return Ok(Action::requeue(ctx.within_a_check(retry)));
     }
     let Some((instance, session)) = reach(&gathered) else {
         let message = format!(
@@ -179,13 +188,7 @@ async fn apply(
         .await?;
         return Ok(Action::requeue(RECHECK));
     };
-    let read_only = matches!(
-        gathered.connector,
-        Connector::Present {
-            read_only: true,
-            ..
-        }
-    );
+    let read_only = read_only(&gathered);
     let records = ConfigMapSetRecords::new(ctx.client.clone(), &ctx.home_namespace);
     let shell = Shell {
         session,
@@ -254,9 +257,7 @@ async fn apply(
             ctx.publish(set, EventType::Warning, reason, "Converge", message.clone())
                 .await;
             write_status(set, api, |_| {}, &[ready(false, reason, message)]).await?;
-            Ok(Action::requeue(
-                RECHECK.min(ctx.aws.grant_check.max(Duration::from_secs(1))),
-            ))
+            Ok(Action::requeue(ctx.within_a_check(RECHECK)))
         }
         Outcome::Converged(report) => {
             report_converged(set, api, ctx, &gathered.connector_key, read_only, report).await
@@ -294,9 +295,7 @@ async fn refused_by_aws(
     )
     .await;
     write_status(set, api, |_| {}, &[ready(false, "AwsError", message)]).await?;
-    Ok(Action::requeue(
-        FAILED_RETRY.min(ctx.aws.grant_check.max(Duration::from_secs(1))),
-    ))
+    Ok(Action::requeue(ctx.within_a_check(FAILED_RETRY)))
 }
 
 async fn report_converged(
@@ -412,7 +411,7 @@ async fn report_converged(
                 "ProvisioningFailed",
                 format!("provisioning {aws_name} failed in {}", failed.join("; ")),
             ),
-            FAILED_RETRY.min(ctx.aws.grant_check.max(Duration::from_secs(1))),
+            ctx.within_a_check(FAILED_RETRY),
         )
     } else if read_only && !report.changes.is_empty() {
         (
@@ -600,13 +599,7 @@ async fn cleanup(
             &instance,
             &declarer(set),
             &set.spec,
-            matches!(
-                gathered.connector,
-                Connector::Present {
-                    read_only: true,
-                    ..
-                }
-            ),
+            read_only(&gathered),
         )
         .await
         .map_err(|e| Error::Pending(format!("deleting permission set {name}: {e}")))?;
