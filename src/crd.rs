@@ -5,7 +5,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use crate::api::{AccessGrant, AccessRequest, AwsConnector, PermissionSet};
+use crate::api::{
+    AccessGrant, AccessRequest, AwsConnector, IamUser, IdentityCenterGroup, IdentityCenterUser,
+    PermissionSet,
+};
 
 /// Every CRD the operator owns. They carry Helm's keep policy: the chart installs and upgrades
 /// them as templates (Helm never upgrades its `crds/` folder), and uninstalling the chart must
@@ -16,6 +19,9 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         AccessGrant::crd(),
         AccessRequest::crd(),
         PermissionSet::crd(),
+        IdentityCenterUser::crd(),
+        IdentityCenterGroup::crd(),
+        IamUser::crd(),
     ];
     for crd in &mut crds {
         crd.metadata

@@ -8,7 +8,11 @@ use kube::core::TypeMeta;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::{AccessGrant, AccessRequest, AwsConnector, PermissionSet};
+use crate::api::identity::AnyIdentity;
+use crate::api::{
+    AccessGrant, AccessRequest, AwsConnector, IamUser, IdentityCenterGroup, IdentityCenterUser,
+    PermissionSet,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -52,6 +56,8 @@ pub enum Document {
     Grant(Box<AccessGrant>),
     Request(Box<AccessRequest>),
     PermissionSet(Box<PermissionSet>),
+    /// An IdentityCenterUser, IdentityCenterGroup or IamUser.
+    Identity(AnyIdentity),
     /// An `awsaccess.io` object whose fields do not decode (`message` names the field), or of a
     /// kind or version the group does not have (`message` names the ones it has).
     Undecodable {
@@ -197,6 +203,9 @@ pub const KINDS: &[&str] = &[
     "AccessGrant",
     "AccessRequest",
     "PermissionSet",
+    "IdentityCenterUser",
+    "IdentityCenterGroup",
+    "IamUser",
 ];
 
 /// The one version the group serves.
@@ -253,6 +262,19 @@ pub fn decode(value: Value) -> Option<Document> {
         })),
         "PermissionSet" => Some(decode_as::<PermissionSet>(value, "PermissionSet", |s| {
             Document::PermissionSet(Box::new(s))
+        })),
+        "IdentityCenterUser" => Some(decode_as::<IdentityCenterUser>(
+            value,
+            "IdentityCenterUser",
+            |u| Document::Identity(AnyIdentity::User(Box::new(u))),
+        )),
+        "IdentityCenterGroup" => Some(decode_as::<IdentityCenterGroup>(
+            value,
+            "IdentityCenterGroup",
+            |g| Document::Identity(AnyIdentity::Group(Box::new(g))),
+        )),
+        "IamUser" => Some(decode_as::<IamUser>(value, "IamUser", |u| {
+            Document::Identity(AnyIdentity::IamUser(Box::new(u)))
         })),
         _ => None,
     }

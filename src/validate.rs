@@ -107,6 +107,27 @@ pub fn check(loaded: &Loaded) -> Report {
                 conditions,
             }
         }
+        Document::Identity(identity) => {
+            let errors = identity.validate();
+            let conditions = if errors.is_empty() {
+                vec![validated()]
+            } else {
+                vec![ConditionUpdate::new(
+                    "Ready",
+                    ConditionStatus::False,
+                    "InvalidSpec",
+                    crate::api::validation::describe(&errors),
+                )]
+            };
+            Report {
+                kind: identity.kind().into(),
+                name: identity.metadata().name.clone(),
+                namespace: identity.metadata().namespace.clone(),
+                source,
+                valid: errors.is_empty(),
+                conditions,
+            }
+        }
         Document::Undecodable {
             kind,
             name,

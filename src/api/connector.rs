@@ -54,6 +54,11 @@ pub struct AwsConnectorSpec {
     /// namespace may declare them.
     #[serde(default, skip_serializing_if = "PermissionSetPolicy::is_default")]
     pub permission_set_policy: PermissionSetPolicy,
+    /// Which namespaces may declare IdentityCenterUsers, IdentityCenterGroups and IamUsers
+    /// through this connector, and which names. By default only the connector's own namespace
+    /// may declare them.
+    #[serde(default, skip_serializing_if = "IdentityPolicy::is_default")]
+    pub identity_policy: IdentityPolicy,
     /// Observe only: sync and plan, never write to AWS.
     #[serde(default)]
     pub read_only: bool,
@@ -326,6 +331,73 @@ pub struct PermissionSetPolicy {
 }
 
 impl PermissionSetPolicy {
+    pub fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// Who may declare identities through a connector, one rule per kind.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityPolicy {
+    /// IdentityCenterUsers; `allowedNames` match the user name (`*@example.com`).
+    #[serde(default, skip_serializing_if = "IdentityRule::is_default")]
+    pub users: IdentityRule,
+    /// IdentityCenterGroups; `allowedNames` match the display name (`team-*`).
+    #[serde(default, skip_serializing_if = "IdentityRule::is_default")]
+    pub groups: IdentityRule,
+    /// IamUsers; `allowedNames` match the user name.
+    #[serde(default, skip_serializing_if = "IamUserRule::is_default")]
+    pub iam_users: IamUserRule,
+}
+
+impl IdentityPolicy {
+    pub fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// Which namespaces may declare one identity kind, and which names.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityRule {
+    /// Which namespaces may declare it (default: the connector's own only).
+    #[serde(default)]
+    pub allowed_namespaces: AllowedNamespaces,
+    /// The names they may declare, with `*` and `?` as wildcards, compared without regard to
+    /// case; empty allows any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500), inner(length(min = 1, max = 1024)))]
+    pub allowed_names: Vec<String>,
+}
+
+impl IdentityRule {
+    pub fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// Which namespaces may declare IamUsers, which names and in which accounts.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IamUserRule {
+    /// Which namespaces may declare them (default: the connector's own only).
+    #[serde(default)]
+    pub allowed_namespaces: AllowedNamespaces,
+    /// The user names they may declare, with `*` and `?` as wildcards, compared without regard
+    /// to case; empty allows any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500), inner(length(min = 1, max = 64)))]
+    pub allowed_names: Vec<String>,
+    /// The accounts they may be declared in (the management account is `spec.account` unset,
+    /// always allowed when this is empty); empty allows any account of the organization.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000), inner(length(max = 12)))]
+    #[x_kube(validation = kube::core::Rule::new(format!("self.all(a, a.matches('{}'))", rules::ACCOUNT_ID)).message(rules::IAM_ACCOUNTS_MESSAGE))]
+    pub allowed_accounts: Vec<String>,
+}
+
+impl IamUserRule {
     pub fn is_default(&self) -> bool {
         self == &Self::default()
     }

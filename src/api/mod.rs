@@ -7,6 +7,8 @@ pub mod duration;
 pub mod grant;
 pub mod health;
 pub mod iam_policy;
+pub mod identity;
+pub mod identity_validation;
 pub mod notify;
 pub mod permission_set;
 pub mod permission_set_validation;
@@ -18,6 +20,10 @@ pub mod validation;
 pub use conditions::{ConditionStatus, Conditions};
 pub use connector::{AwsConnector, AwsConnectorSpec, AwsConnectorStatus};
 pub use grant::{AccessGrant, AccessGrantSpec, AccessGrantStatus};
+pub use identity::{
+    IamUser, IamUserSpec, IdentityCenterGroup, IdentityCenterGroupSpec, IdentityCenterUser,
+    IdentityCenterUserSpec, IdentityStatus,
+};
 pub use permission_set::{PermissionSet, PermissionSetSpec, PermissionSetStatus};
 pub use request::{AccessRequest, AccessRequestSpec, AccessRequestStatus};
 
@@ -32,3 +38,6 @@ pub const CONNECTOR_FINALIZER: &str = "awsaccess.io/revoke";
 pub const REQUEST_FINALIZER: &str = "awsaccess.io/revoke";
 /// The finalizer that makes deleting a PermissionSet delete (or release) it in AWS first.
 pub const PERMISSION_SET_FINALIZER: &str = "awsaccess.io/permission-set";
+/// The finalizer that makes deleting an IdentityCenterUser, IdentityCenterGroup or IamUser
+/// delete (or release) it in AWS first.
+pub const IDENTITY_FINALIZER: &str = "awsaccess.io/identity";

@@ -88,7 +88,7 @@ pub struct PermissionSetSpec {
     /// What deleting this object does in AWS: `Delete` (the default) deletes a set the
     /// operator created, once no account assignment of it remains; `Retain` leaves it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deletion_policy: Option<SetDeletionPolicy>,
+    pub deletion_policy: Option<ResourceDeletionPolicy>,
 }
 
 /// The schema of a policy document: any mapping, checked by the operator (and `validate`)
@@ -143,10 +143,10 @@ pub struct Tag {
 }
 
 #[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SetDeletionPolicy {
-    /// Delete the set from AWS (only one the operator created, once nothing is assigned it).
+pub enum ResourceDeletionPolicy {
+    /// Delete it from AWS (only what the operator created, once nothing depends on it).
     Delete,
-    /// Leave the set in AWS.
+    /// Leave it in AWS.
     Retain,
 }
 

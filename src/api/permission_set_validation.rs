@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use regex_lite::Regex;
 
-use super::permission_set::{CustomerManagedPolicy, PermissionSetSpec};
+use super::permission_set::{CustomerManagedPolicy, PermissionSetSpec, Tag};
 use super::validation::{FieldError, check_session_duration, regex};
 use super::{iam_policy, rules};
 
@@ -19,7 +19,13 @@ static POLICY_PATH: LazyLock<Regex> = LazyLock::new(|| regex(rules::POLICY_PATH)
 static TAG_KEY: LazyLock<Regex> = LazyLock::new(|| regex(rules::TAG_KEY));
 static TAG_VALUE: LazyLock<Regex> = LazyLock::new(|| regex(rules::TAG_VALUE));
 
-fn length(field: &str, value: &str, min: usize, max: usize, errors: &mut Vec<FieldError>) {
+pub(super) fn length(
+    field: &str,
+    value: &str,
+    min: usize,
+    max: usize,
+    errors: &mut Vec<FieldError>,
+) {
     let count = value.chars().count();
     if count < min || count > max {
         errors.push(FieldError::new(
@@ -39,6 +45,37 @@ fn customer_policy(field: &str, policy: &CustomerManagedPolicy, errors: &mut Vec
     {
         let here = format!("{field}.path");
         errors.push(FieldError::new(&here, rules::policy_path_message(&here)));
+    }
+}
+
+/// The tags of a set or an IAM user: AWS's characters, no `aws:` prefix, no key twice, at most
+/// `max`.
+pub(super) fn check_tags(tags: &[Tag], max: usize, errors: &mut Vec<FieldError>) {
+    if tags.len() > max {
+        errors.push(FieldError::new(
+            "spec.tags",
+            format!("spec.tags may hold at most {max} tags"),
+        ));
+    }
+    for (index, tag) in tags.iter().enumerate() {
+        if !TAG_KEY.is_match(&tag.key) || tag.key.starts_with("aws:") {
+            errors.push(FieldError::new(
+                &format!("spec.tags[{index}].key"),
+                rules::TAG_KEY_MESSAGE,
+            ));
+        }
+        if !TAG_VALUE.is_match(&tag.value) {
+            errors.push(FieldError::new(
+                &format!("spec.tags[{index}].value"),
+                rules::TAG_VALUE_MESSAGE,
+            ));
+        }
+        if tags[..index].iter().any(|t| t.key == tag.key) {
+            errors.push(FieldError::new(
+                &format!("spec.tags[{index}].key"),
+                format!("spec.tags[{index}].key: tag {} is given twice", tag.key),
+            ));
+        }
     }
 }
 
@@ -134,32 +171,7 @@ pub fn validate_permission_set(spec: &PermissionSetSpec) -> Vec<FieldError> {
             )),
         }
     }
-    if spec.tags.len() > 50 {
-        errors.push(FieldError::new(
-            "spec.tags",
-            "spec.tags may hold at most 50 tags",
-        ));
-    }
-    for (index, tag) in spec.tags.iter().enumerate() {
-        if !TAG_KEY.is_match(&tag.key) || tag.key.starts_with("aws:") {
-            errors.push(FieldError::new(
-                &format!("spec.tags[{index}].key"),
-                rules::TAG_KEY_MESSAGE,
-            ));
-        }
-        if !TAG_VALUE.is_match(&tag.value) {
-            errors.push(FieldError::new(
-                &format!("spec.tags[{index}].value"),
-                rules::TAG_VALUE_MESSAGE,
-            ));
-        }
-        if spec.tags[..index].iter().any(|t| t.key == tag.key) {
-            errors.push(FieldError::new(
-                &format!("spec.tags[{index}].key"),
-                format!("spec.tags[{index}].key: tag {} is given twice", tag.key),
-            ));
-        }
-    }
+    check_tags(&spec.tags, 50, &mut errors);
     errors
 }
 

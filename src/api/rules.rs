@@ -248,3 +248,53 @@ pub fn session_duration_rule(field: &str) -> Rule {
     ))
     .message(kube::core::Message::Message(session_duration_message(field)))
 }
+
+// The identity kinds: AWS's formats (Identity Store CreateUser/CreateGroup, IAM CreateUser).
+/// An Identity Center user name.
+pub const SSO_USER_NAME: &str = r"^[A-Za-z0-9+=,.@_-]{1,128}$";
+/// Printable text of the Basic Multilingual Plane (no control characters but tab and
+/// newline): the identity store's names, titles and descriptions.
+pub const IDENTITY_TEXT: &str = concat!(r"^[\t\n\r -~", "\u{a0}-\u{fffd}", "]+$");
+pub const IDENTITY_TEXT_MESSAGE: &str = "spec.displayName, spec.name, spec.title and spec.description must be printable text of at most 1024 characters";
+pub const EMAIL: &str = r"^[^@ \t\n\r]+@[^@ \t\n\r]+[.][^@ \t\n\r]+$";
+pub const EMAIL_MESSAGE: &str =
+    "spec.emails[].value must be an email address such as jane@example.com";
+pub const ONE_PRIMARY_EMAIL: &str =
+    "spec.emails must hold exactly one address, marked primary: true (Identity Center keeps one)";
+pub const LOCALE: &str = r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$";
+pub const LOCALE_MESSAGE: &str = "spec.locale must be a locale such as en-US";
+pub const TIMEZONE: &str = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$";
+pub const TIMEZONE_MESSAGE: &str =
+    "spec.timezone must be a time zone of the IANA database such as Europe/Berlin";
+pub const USER_NAME_FIXED: &str = "spec.userName and spec.connectorRef cannot change: a user of another name or organization is another person, declared by another object";
+pub const GROUP_CONNECTOR_FIXED: &str =
+    "spec.connectorRef cannot change: a group of another organization is another object";
+pub const IAM_USER_FIXED: &str = "spec.userName, spec.account and spec.connectorRef cannot change: a user of another name or account is another user, declared by another object";
+/// An IAM user name.
+pub const IAM_USER_NAME: &str = r"^[A-Za-z0-9+=,.@_-]{1,64}$";
+/// An IAM path: `/` or `/a/b/` of printable ASCII.
+pub const IAM_PATH: &str = r"^(/|/[!-~]+/)$";
+/// A permissions boundary of an IAM user: an AWS managed policy or one of an account.
+pub const BOUNDARY_POLICY_ARN: &str = r"^arn:(aws|aws-cn|aws-us-gov):iam::(aws|[0-9]{12}):policy/([A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,128}$";
+/// IAM's quota of tags per user, less the one the operator adds to users it creates.
+pub const IAM_USER_TAGS_MAX: usize = 49;
+
+pub fn sso_user_name_message(field: &str) -> String {
+    format!("{field} must be 1-128 of [A-Za-z0-9+=,.@_-]")
+}
+
+pub fn iam_user_name_message(field: &str) -> String {
+    format!("{field} must be an IAM user name: 1-64 of [A-Za-z0-9+=,.@_-]")
+}
+
+pub fn iam_path_message(field: &str) -> String {
+    format!("{field} must be an IAM path such as / or /people/ (at most 512 characters)")
+}
+
+pub fn boundary_arn_message(field: &str) -> String {
+    format!(
+        "{field} must be a managed policy ARN such as arn:aws:iam::aws:policy/PowerUserAccess or arn:aws:iam::123456789012:policy/boundary"
+    )
+}
+pub const IAM_ACCOUNTS_MESSAGE: &str =
+    "spec.identityPolicy.iamUsers.allowedAccounts must hold 12-digit account ids";

@@ -343,6 +343,36 @@ pub fn validate_connector(spec: &AwsConnectorSpec) -> ConnectorVerdict {
             ));
         }
     }
+    let identities = &spec.identity_policy;
+    for (rule, namespaces) in [
+        ("identityPolicy.users", &identities.users.allowed_namespaces),
+        (
+            "identityPolicy.groups",
+            &identities.groups.allowed_namespaces,
+        ),
+        (
+            "identityPolicy.iamUsers",
+            &identities.iam_users.allowed_namespaces,
+        ),
+    ] {
+        if namespaces.from == NamespacesFrom::Selector && namespaces.selector.is_none() {
+            other.push(FieldError::new(
+                &format!("spec.{rule}.allowedNamespaces.selector"),
+                rules::selector_needed(rule),
+            ));
+        }
+    }
+    if identities
+        .iam_users
+        .allowed_accounts
+        .iter()
+        .any(|a| !ACCOUNT_ID.is_match(a))
+    {
+        other.push(FieldError::new(
+            "spec.identityPolicy.iamUsers.allowedAccounts",
+            rules::IAM_ACCOUNTS_MESSAGE,
+        ));
+    }
     if policy
         .allowed_organizational_units
         .iter()

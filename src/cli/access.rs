@@ -144,12 +144,14 @@ pub async fn run(args: AccessArgs) -> anyhow::Result<ExitCode> {
     let mut grants = Vec::new();
     let mut requests = Vec::new();
     let mut sets = Vec::new();
+    let mut identities = Vec::new();
     for document in loaded {
         match document.document {
             Document::Connector(c) => connectors.push(*c),
             Document::Grant(g) => grants.push(*g),
             Document::Request(r) => requests.push(*r),
             Document::PermissionSet(s) => sets.push(*s),
+            Document::Identity(i) => identities.push(i),
             Document::Undecodable { kind, message, .. } => {
                 return Err(super::InvalidInput(format!(
                     "{}: invalid {kind}: {message}",

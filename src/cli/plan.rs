@@ -522,6 +522,7 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
     let mut connectors = Vec::new();
     let mut grants = Vec::new();
     let mut sets = Vec::new();
+    let mut identities = Vec::new();
     let mut lines = Vec::new();
     for document in loaded {
         match document.document {
@@ -535,6 +536,7 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
                 r.metadata.name.unwrap_or_default()
             ),
             Document::PermissionSet(set) => sets.push(*set),
+            Document::Identity(identity) => identities.push(identity),
             Document::Undecodable {
                 kind,
                 name,

@@ -13,7 +13,7 @@ use super::record::{Declarer, Provisioning, RecordError, SetRecord, SetRecords, 
 use super::shape::{
     CREATE_TOKEN_TAG, Change, Settings, Shape, changes, iso_duration, parse_iso_duration,
 };
-use crate::api::permission_set::{AccountProvisioning, PermissionSetSpec, SetDeletionPolicy};
+use crate::api::permission_set::{AccountProvisioning, PermissionSetSpec, ResourceDeletionPolicy};
 use crate::aws::model::Assignment;
 use crate::aws::permission_set_admin::{self as admin, Provisioned};
 use crate::aws::{AwsError, ErrorKind, Session, permission_sets};
@@ -661,7 +661,7 @@ impl<S: SetRecords> Shell<'_, S> {
             record.arn = Some(found.arn);
             record.origin = Some(Origin::Created);
         }
-        let retain = spec.deletion_policy == Some(SetDeletionPolicy::Retain);
+        let retain = spec.deletion_policy == Some(ResourceDeletionPolicy::Retain);
         let arn = match (&record.arn, record.origin) {
             (Some(arn), Some(Origin::Created)) if !retain && !read_only => arn.clone(),
             (_, origin) => {
