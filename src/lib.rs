@@ -12,6 +12,7 @@ pub mod fingerprint;
 pub mod grant;
 pub mod manifest;
 pub mod permission_set;
+pub mod records;
 pub mod request;
 pub mod state_file;
 pub mod sync;

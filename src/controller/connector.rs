@@ -644,8 +644,7 @@ async fn link_declared_sets(ctx: &Context, connector: &AwsConnector, inventory: 
         connector.namespace().unwrap_or_default(),
         connector.name_any()
     );
-    let records =
-        super::set_records::ConfigMapSetRecords::new(ctx.client.clone(), &ctx.home_namespace);
+    let records = super::records::ConfigMapSetRecords::new(ctx.client.clone(), &ctx.home_namespace);
     let declared: std::collections::BTreeMap<String, String> = match records.all().await {
         Ok(all) => all
             .into_iter()

@@ -16,7 +16,7 @@ use kube::{Api, ResourceExt};
 use super::context::Context;
 use super::error::Error;
 use super::ledger::ConfigMapLedger;
-use super::set_records::ConfigMapSetRecords;
+use super::records::ConfigMapSetRecords;
 use super::{session, status};
 use crate::api::conditions::{ConditionStatus, ConditionUpdate, Conditions};
 use crate::api::grant::{AccessGrantStatus, AccessRecord, AccountAccess, ResolvedIds};
@@ -35,7 +35,8 @@ use crate::grant::plan::Names;
 use crate::grant::policy::{check_grant, check_unit, namespace_allowed_by};
 use crate::grant::resolve::{DeclaredSet, Directory, Resolved, resolve};
 use crate::grant::units::settle_in_unit;
-use crate::permission_set::record::{SetRecords, key as set_key};
+use crate::permission_set::record::key as set_key;
+use crate::records::Records;
 use crate::sync::cache::SyncCache;
 
 pub const CONTROLLER: &str = "grant";

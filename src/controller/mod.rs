@@ -18,11 +18,12 @@ pub mod notices;
 pub mod notifier;
 pub mod orphans;
 pub mod permission_set;
+pub mod records;
 pub mod request;
 pub mod request_record;
 pub mod runtime;
 pub mod session;
-pub mod set_records;
+
 pub mod shutdown;
 pub mod status;
 pub mod watch_backoff;

@@ -17,7 +17,7 @@ use super::context::Context;
 use super::error::Error;
 use super::grant::{Gathered, gather_for};
 use super::ledger::ConfigMapLedger;
-use super::set_records::ConfigMapSetRecords;
+use super::records::ConfigMapSetRecords;
 use super::status;
 use crate::api::conditions::{ConditionStatus, ConditionUpdate};
 use crate::api::permission_set::PermissionSetStatus;
@@ -32,7 +32,8 @@ use crate::permission_set::execute::{
     FAILED, Outcome, Refusal, Removal, Report, SetAsk, SetError, Shell,
 };
 use crate::permission_set::policy;
-use crate::permission_set::record::{Declarer, SetRecords, key};
+use crate::permission_set::record::{Declarer, key};
+use crate::records::Records;
 
 pub const CONTROLLER: &str = "permission-set";
 

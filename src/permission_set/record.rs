@@ -3,14 +3,13 @@
 //! delete). Kept where tenants cannot write (the operator's namespace, or `apply`'s state
 //! directory); what may be deleted in AWS is decided from here, never from the object's status.
 
-use std::collections::BTreeMap;
-use std::future::Future;
-
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 use crate::fingerprint::short_hash;
 use crate::grant::ledger::Origin;
-use crate::state_file::{FileError, VersionedFile};
+pub use crate::records::RecordError;
+use crate::records::{FileRecords, Record, Records};
 
 /// The object that declares the set.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,87 +88,26 @@ impl SetRecord {
             updated_at: now.to_string(),
         }
     }
+}
 
-    pub fn key(&self) -> String {
+impl Record for SetRecord {
+    const WHAT: &'static str = "permission set";
+    const FILE: &'static str = "permission-sets.json";
+    const CONFIG_MAP_PREFIX: &'static str = "aws-access-permission-set-";
+    const LABEL: &'static str = "awsaccess.io/permission-set-record";
+
+    fn key(&self) -> String {
         key(&self.connector, &self.name)
     }
 }
 
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum RecordError {
-    /// Someone else wrote the record since it was read: read again and decide again.
-    #[error("the permission set record {0} changed since it was read")]
-    Conflict(String),
-    #[error("the permission set record cannot be {action}: {message}")]
-    Unavailable {
-        action: &'static str,
-        message: String,
-    },
-}
+/// Where the records of sets live.
+pub trait SetRecords: Records<SetRecord> {}
 
-/// Where the records live. Writes are compare-and-swap on the version read.
-pub trait SetRecords: Sync {
-    fn load(
-        &self,
-        key: &str,
-    ) -> impl Future<Output = Result<Option<(SetRecord, String)>, RecordError>> + Send;
+impl<T: Records<SetRecord>> SetRecords for T {}
 
-    /// Writes `record`; `version` is `None` to create it. Returns the new version.
-    fn save(
-        &self,
-        record: &SetRecord,
-        version: Option<&str>,
-    ) -> impl Future<Output = Result<String, RecordError>> + Send;
-
-    fn remove(
-        &self,
-        record: &SetRecord,
-        version: &str,
-    ) -> impl Future<Output = Result<(), RecordError>> + Send;
-}
-
-/// The records of `apply`: one JSON file in its state directory beside the ledger
-/// (`crate::state_file`).
-pub struct FileSetRecords {
-    file: VersionedFile<SetRecord>,
-}
-
-fn file_error(error: FileError) -> RecordError {
-    match error {
-        FileError::Conflict(key) => RecordError::Conflict(key),
-        FileError::Unavailable { action, message } => RecordError::Unavailable { action, message },
-    }
-}
-
-impl FileSetRecords {
-    pub const FILE: &'static str = "permission-sets.json";
-
-    pub fn new(dir: &std::path::Path) -> Self {
-        Self {
-            file: VersionedFile::new(dir.join(Self::FILE)),
-        }
-    }
-}
-
-impl SetRecords for FileSetRecords {
-    async fn load(&self, key: &str) -> Result<Option<(SetRecord, String)>, RecordError> {
-        self.file.get(key).await.map_err(file_error)
-    }
-
-    async fn save(&self, record: &SetRecord, version: Option<&str>) -> Result<String, RecordError> {
-        self.file
-            .put(&record.key(), record, version)
-            .await
-            .map_err(file_error)
-    }
-
-    async fn remove(&self, record: &SetRecord, version: &str) -> Result<(), RecordError> {
-        self.file
-            .remove(&record.key(), version)
-            .await
-            .map_err(file_error)
-    }
-}
+/// The records of `apply`, in its state directory.
+pub type FileSetRecords = FileRecords<SetRecord>;
 
 #[cfg(test)]
 mod tests {
@@ -217,12 +155,12 @@ mod tests {
         let first = store.save(&record, None).await.expect("create");
         assert!(matches!(
             store.save(&record, None).await,
-            Err(RecordError::Conflict(_))
+            Err(RecordError::Conflict { .. })
         ));
         let second = store.save(&record, Some(&first)).await.expect("update");
         assert!(matches!(
             store.save(&record, Some(&first)).await,
-            Err(RecordError::Conflict(_))
+            Err(RecordError::Conflict { .. })
         ));
         let (loaded, version) = store
             .load(&record.key())
