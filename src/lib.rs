@@ -10,6 +10,7 @@ pub mod effective;
 pub mod fence;
 pub mod fingerprint;
 pub mod grant;
+pub mod identity;
 pub mod manifest;
 pub mod permission_set;
 pub mod records;

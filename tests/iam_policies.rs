@@ -145,7 +145,55 @@ const ACTIONS: &[(&str, Option<&str>)] = &[
         "DescribePermissionSetProvisioningStatus",
         Some("sso:DescribePermissionSetProvisioningStatus"),
     ),
+    // Declared users and groups. The Identity Store and IAM share three operation names: the
+    // code calls both, so both actions are needed.
+    ("GetUserId", Some("identitystore:GetUserId")),
+    ("GetGroupId", Some("identitystore:GetGroupId")),
+    ("DescribeUser", Some("identitystore:DescribeUser")),
+    ("DescribeGroup", Some("identitystore:DescribeGroup")),
+    (
+        "CreateUser",
+        Some("identitystore:CreateUser iam:CreateUser"),
+    ),
+    (
+        "UpdateUser",
+        Some("identitystore:UpdateUser iam:UpdateUser"),
+    ),
+    (
+        "DeleteUser",
+        Some("identitystore:DeleteUser iam:DeleteUser"),
+    ),
+    ("CreateGroup", Some("identitystore:CreateGroup")),
+    ("UpdateGroup", Some("identitystore:UpdateGroup")),
+    ("DeleteGroup", Some("identitystore:DeleteGroup")),
+    (
+        "ListGroupMembershipsForMember",
+        Some("identitystore:ListGroupMembershipsForMember"),
+    ),
+    ("GetUser", Some("iam:GetUser")),
+    ("TagUser", Some("iam:TagUser")),
+    ("UntagUser", Some("iam:UntagUser")),
+    (
+        "PutUserPermissionsBoundary",
+        Some("iam:PutUserPermissionsBoundary"),
+    ),
+    (
+        "DeleteUserPermissionsBoundary",
+        Some("iam:DeleteUserPermissionsBoundary"),
+    ),
+    ("ListGroupsForUser", Some("iam:ListGroupsForUser")),
+    (
+        "ListAttachedUserPolicies",
+        Some("iam:ListAttachedUserPolicies"),
+    ),
+    ("ListUserPolicies", Some("iam:ListUserPolicies")),
+    ("GetLoginProfile", Some("iam:GetLoginProfile")),
+    ("ListMFADevices", Some("iam:ListMFADevices")),
 ];
+
+/// The source file of the operations only declared users and groups call: their actions are
+/// in a policy of their own (docs/iam/identity-policy.json).
+const IDENTITY_SOURCE: &str = "identity_admin.rs";
 
 /// The source file of the operations only declared permission sets call: their actions are in
 /// a policy of their own (docs/iam/permission-set-policy.json), attached only where
@@ -214,17 +262,32 @@ fn shipped_policies_allow_exactly_what_the_code_calls() {
         operations.len() > 20,
         "the scan finds the operations: {operations:?}"
     );
-    let action_of = |operation: &str| {
+    let action_of = |operation: &str| -> Vec<String> {
         ACTIONS
             .iter()
             .find(|(op, _)| *op == operation)
-            .and_then(|(_, action)| action.map(str::to_string))
+            .and_then(|(_, action)| *action)
+            .map(|a| a.split(' ').map(str::to_string).collect())
+            .unwrap_or_default()
     };
-    let permission_sets: BTreeSet<String> = by_file
-        .iter()
-        .filter(|(_, files)| files.len() == 1 && files.contains(PERMISSION_SET_SOURCE))
-        .filter_map(|(operation, _)| action_of(operation))
-        .collect();
+    let only_in = |source: &str| -> BTreeSet<String> {
+        by_file
+            .iter()
+            .filter(|(_, files)| files.len() == 1 && files.contains(source))
+            .flat_map(|(operation, _)| action_of(operation))
+            .collect()
+    };
+    let permission_sets = only_in(PERMISSION_SET_SOURCE);
+    let identities = only_in(IDENTITY_SOURCE);
+    assert!(
+        identities.contains("identitystore:UpdateUser") && identities.contains("iam:UpdateUser"),
+        "{identities:?}"
+    );
+    assert_eq!(
+        allowed("identity-policy.json"),
+        identities,
+        "the policy of declared users and groups"
+    );
     assert!(
         permission_sets.contains("sso:CreatePermissionSet")
             && permission_sets.contains("sso:DescribePermissionSetProvisioningStatus"),
@@ -246,8 +309,10 @@ fn shipped_policies_allow_exactly_what_the_code_calls() {
             .1;
         needed.extend(
             action
+                .into_iter()
+                .flat_map(|a| a.split(' '))
                 .map(str::to_string)
-                .filter(|a| !permission_sets.contains(a)),
+                .filter(|a| !permission_sets.contains(a) && !identities.contains(a)),
         );
     }
     let writes: BTreeSet<String> = needed

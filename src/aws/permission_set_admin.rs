@@ -48,15 +48,7 @@ fn tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, AwsError> {
 /// Runs one sso-admin call through the throttle-aware caller.
 macro_rules! sso {
     ($session:expr, $operation:literal, $call:expr) => {
-        $session
-            .caller
-            .call(Service::SsoAdmin, $operation, || async {
-                $call
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk($operation, e))
-            })
-            .await
+        call!($session, Service::SsoAdmin, $operation, $call)
     };
 }
 

@@ -27,6 +27,9 @@ operator depends on, this launcher patches it in memory (installed packages are 
   policy it references; AWS keeps tags (TagResource, UntagResource, ListTagsForResource), refuses
   the duplicate name and the delete (ConflictException), and fails that provisioning naming the
   policy (patch_permission_set_admin).
+* identitystore lacks UpdateUser and UpdateGroup, IAM users have no permissions boundary, and
+  IAM DeleteUser deletes a user still in a group or holding keys, a password or MFA devices;
+  AWS has both updates, keeps the boundary and refuses that delete (patch_identities).
 * CloudTrail LookupEvents is not in moto at all. The launcher answers it from events seeded with
   `POST /_launcher/cloudtrail/events` (a JSON list, which replaces what was seeded before; each
   event: `eventName`, `eventSource`, `eventTime` (RFC 3339), and optionally `eventId`,
@@ -419,6 +422,134 @@ def patch_permission_set_admin():
     SSOAdminResponse.provision_permission_set = provision_permission_set
 
 
+def patch_identities():
+    """What AWS does to declared users and groups that moto does not:
+
+    * identitystore UpdateUser and UpdateGroup are missing. AWS applies each AttributeOperation
+      to one attribute, replacing it (or, without AttributeValue, removing it); a group's
+      displayName another group has answers ConflictException (display names are unique).
+    * IAM users have no permissions boundary in moto: CreateUser ignores PermissionsBoundary,
+      Put/DeleteUserPermissionsBoundary are missing and GetUser leaves it out. AWS keeps it and
+      GetUser returns it.
+    * IAM DeleteUser of a user in a group, or with access keys, a console password or MFA
+      devices, answers DeleteConflict in AWS ("you must delete the items attached to the user");
+      moto checks only policies.
+    """
+    from moto.core.responses import EmptyResult
+    from moto.iam.exceptions import DeleteConflictException
+    from moto.iam.models import IAMBackend, User
+    from moto.iam.responses import IamResponse
+    from moto.identitystore.exceptions import ConflictException, ValidationException
+    from moto.identitystore.responses import IdentityStoreResponse
+
+    user_fields = {"displayName": "DisplayName", "title": "Title", "locale": "Locale",
+                   "timezone": "Timezone", "nickName": "NickName", "profileUrl": "ProfileUrl",
+                   "userType": "UserType", "preferredLanguage": "PreferredLanguage"}
+    name_fields = {"name.givenName": "GivenName", "name.familyName": "FamilyName",
+                   "name.middleName": "MiddleName", "name.formatted": "Formatted"}
+
+    def store(response):
+        backend = response.identitystore_backend
+        return backend._IdentityStoreBackend__get_identity_store(response._get_param("IdentityStoreId"))
+
+    def email(value):
+        pick = lambda *keys: next((value[k] for k in keys if k in value), None)
+        return {"Value": pick("value", "Value"), "Type": pick("type", "Type"),
+                "Primary": bool(pick("primary", "Primary"))}
+
+    def update_user(self):
+        users = store(self).users
+        user_id = self._get_param("UserId")
+        if user_id not in users:
+            from moto.identitystore.exceptions import ResourceNotFoundException
+            raise ResourceNotFoundException(message="USER not found.", resource_type="USER")
+        user = users[user_id]
+        for operation in self._get_param("Operations") or []:
+            path, value = operation["AttributePath"], operation.get("AttributeValue")
+            if path in user_fields:
+                user = user._replace(**{user_fields[path]: value})
+            elif path in name_fields:
+                from moto.identitystore.models import Name
+                current = user.Name or Name(None, None, None, None, None, None)
+                user = user._replace(Name=current._replace(**{name_fields[path]: value}))
+            elif path == "emails":
+                user = user._replace(Emails=[email(v) for v in (value or [])])
+            else:
+                raise ValidationException(message=f"Invalid attribute path {path}")
+        users[user_id] = user
+        return "{}"
+
+    def update_group(self):
+        identity_store = store(self)
+        group_id = self._get_param("GroupId")
+        if group_id not in identity_store.groups:
+            from moto.identitystore.exceptions import ResourceNotFoundException
+            raise ResourceNotFoundException(message="GROUP not found.", resource_type="GROUP")
+        group = identity_store.groups[group_id]
+        for operation in self._get_param("Operations") or []:
+            path, value = operation["AttributePath"], operation.get("AttributeValue")
+            if path == "displayName":
+                if any(g.DisplayName == value and i != group_id for i, g in identity_store.groups.items()):
+                    raise ConflictException(message="Duplicate GroupDisplayName", reason="UNIQUENESS_CONSTRAINT_VIOLATION")
+                group = group._replace(DisplayName=value)
+            elif path == "description":
+                group = group._replace(Description=value)
+            else:
+                raise ValidationException(message=f"Invalid attribute path {path}")
+        identity_store.groups[group_id] = group
+        return "{}"
+
+    IdentityStoreResponse.update_user = update_user
+    IdentityStoreResponse.update_group = update_group
+
+    def boundary(self):
+        arn = getattr(self, "permissions_boundary_arn", None)
+        if arn:
+            return {"PermissionsBoundaryType": "PermissionsBoundaryPolicy", "PermissionsBoundaryArn": arn}
+        return None
+
+    User.permissions_boundary = property(boundary)
+
+    original_create_user = IamResponse.create_user
+
+    def create_user(self):
+        result = original_create_user(self)
+        arn = self._get_param("PermissionsBoundary")
+        if arn:
+            self.backend.get_user(self._get_param("UserName")).permissions_boundary_arn = arn
+        return result
+
+    def put_user_permissions_boundary(self):
+        user = self.backend.get_user(self._get_param("UserName"))
+        user.permissions_boundary_arn = self._get_param("PermissionsBoundary")
+        return EmptyResult()
+
+    def delete_user_permissions_boundary(self):
+        user = self.backend.get_user(self._get_param("UserName"))
+        user.permissions_boundary_arn = None
+        return EmptyResult()
+
+    IamResponse.create_user = create_user
+    IamResponse.put_user_permissions_boundary = put_user_permissions_boundary
+    IamResponse.delete_user_permissions_boundary = delete_user_permissions_boundary
+
+    original_delete_user = IAMBackend.delete_user
+
+    def delete_user(self, user_name):
+        user = self.get_user(user_name)
+        if self.get_groups_for_user(user_name):
+            raise DeleteConflictException("Cannot delete entity, must remove users from group first.")
+        if user.access_keys:
+            raise DeleteConflictException("Cannot delete entity, must delete access keys first.")
+        if user.password is not None:
+            raise DeleteConflictException("Cannot delete entity, must delete login profile first.")
+        if user.mfa_devices:
+            raise DeleteConflictException("Cannot delete entity, must delete MFA device first.")
+        return original_delete_user(self, user_name)
+
+    IAMBackend.delete_user = delete_user
+
+
 # The fault middleware, once started: the patches read the boundaries it keeps.
 FAULTS = None
 
@@ -431,6 +562,7 @@ PATCHES = [
     patch_provisioning,
     patch_unknown_resources,
     patch_permission_set_admin,
+    patch_identities,
 ]
 
 
