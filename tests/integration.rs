@@ -11,6 +11,7 @@ mod crds;
 mod e2e;
 mod grants;
 mod iam_policies;
+mod identities;
 mod idle_memory;
 mod leadership;
 mod member_accounts;

@@ -393,6 +393,20 @@ async fn chart_flow(watching: Watching) {
         || async { sets.get_opt("rbac").await.ok()?.is_none().then_some(()) },
     )
     .await;
+    // A user, a group and an IAM user in the connector's namespace: each created, then deleted
+    // (the finalizer and the status are the operator's to write).
+    for (kind, spec) in [
+        (
+            "IdentityCenterUser",
+            json!({"userName": "rbac@example.com", "displayName": "RBAC",
+                "name": {"givenName": "R", "familyName": "BAC"},
+                "emails": [{"value": "rbac@example.com", "primary": true}]}),
+        ),
+        ("IdentityCenterGroup", json!({"displayName": "rbac-test"})),
+        ("IamUser", json!({"userName": "rbac-test"})),
+    ] {
+        declare_and_delete(&client, &platform, kind, spec).await;
+    }
     // An AccessRequest the rule approves by itself: held, then deleted (the finalizer and the
     // status are the operator's to write, the admission policy's binding its to read). It is
     // trusted only if created after the operator saw the policy enforced (its dry-run probe).
@@ -727,4 +741,50 @@ async fn a_grant_listing_failure_never_costs_another_sync() {
     trigger.fire();
     operator.task.await.expect("join").expect("stop");
     cluster.cleanup().await;
+}
+
+/// Creates an object of one of the identity kinds in `namespace`, waits until it is Ready, then
+/// deletes it and waits until it is gone.
+async fn declare_and_delete(
+    client: &kube::Client,
+    namespace: &str,
+    kind: &str,
+    mut spec: serde_json::Value,
+) {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    spec["connectorRef"] = json!({"name": "org"});
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("awsaccess.io", "v1alpha1", kind),
+        &format!("{}s", kind.to_lowercase()),
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "awsaccess.io/v1alpha1", "kind": kind,
+        "metadata": {"name": "rbac"}, "spec": spec}))
+    .expect(kind);
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect(kind);
+    wait::until(
+        &format!("the {kind} to converge"),
+        crate::support::operator::TIMEOUT,
+        || async {
+            let object = api.get("rbac").await.ok()?;
+            let conditions = object.data["status"]["conditions"].as_array()?.clone();
+            conditions
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                .then_some(())
+        },
+    )
+    .await;
+    api.delete("rbac", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait::until(
+        &format!("the {kind} to go"),
+        crate::support::operator::TIMEOUT,
+        || async { api.get_opt("rbac").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
 }

@@ -61,6 +61,14 @@ pub struct SetLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IdentityLabels {
+    pub connector: String,
+    /// IdentityCenterUser, IdentityCenterGroup or IamUser.
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NoticeLabels {
     pub connector: String,
     pub receiver: String,
@@ -96,6 +104,10 @@ pub struct Metrics {
     pub permission_set_drift: Family<SetLabels, Counter>,
     /// Provisionings of declared permission sets to accounts, by outcome.
     pub permission_set_provisioning: Family<SetLabels, Counter>,
+    /// Changes made outside the operator to declared users and groups, by outcome.
+    pub identity_drift: Family<IdentityLabels, Counter>,
+    /// Declared users and groups written in AWS, by kind and operation.
+    pub identity_writes: Family<IdentityLabels, Counter>,
     /// 1 while the admission policy for AccessRequests is confirmed enforced.
     pub request_admission_enforced: Gauge,
     /// When the enforcement in force started (Unix seconds, the API server's clock).
@@ -197,6 +209,18 @@ impl Default for Metrics {
             "Provisionings of declared permission sets to an account, by outcome (provisioned, failed)",
             permission_set_provisioning.clone(),
         );
+        let identity_drift = Family::<IdentityLabels, Counter>::default();
+        registry.register(
+            "identity_drift",
+            "Changes made outside the operator to declared users and groups: put_back, or reported on a readOnly connector",
+            identity_drift.clone(),
+        );
+        let identity_writes = Family::<IdentityLabels, Counter>::default();
+        registry.register(
+            "identity_writes",
+            "Declared users and groups written in AWS, by kind and outcome (created, adopted, changed, deleted, released)",
+            identity_writes.clone(),
+        );
         let request_admission_enforced = Gauge::default();
         registry.register(
             "request_admission_enforced",
@@ -227,6 +251,8 @@ impl Default for Metrics {
             notifications,
             permission_set_drift,
             permission_set_provisioning,
+            identity_drift,
+            identity_writes,
             request_admission_enforced,
             request_admission_since,
             request_states: Default::default(),

@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod grant;
 pub mod health;
+pub mod identity;
 pub mod json_configmap;
 pub mod leader;
 pub mod ledger;
@@ -45,7 +46,10 @@ use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::api::{AccessGrant, AccessRequest, AwsConnector, PermissionSet};
+use crate::api::{
+    AccessGrant, AccessRequest, AwsConnector, IamUser, IdentityCenterGroup, IdentityCenterUser,
+    PermissionSet,
+};
 use crate::fence::Fence;
 pub use context::AwsSettings;
 use context::Context;
@@ -338,6 +342,42 @@ async fn run_controllers(
             ctx.clone(),
         ));
     }
+    for (connectors, (users, (groups, iam_users))) in
+        scopes::<AwsConnector>(client, namespaces).into_iter().zip(
+            scopes::<IdentityCenterUser>(client, namespaces)
+                .into_iter()
+                .zip(
+                    scopes::<IdentityCenterGroup>(client, namespaces)
+                        .into_iter()
+                        .zip(scopes::<IamUser>(client, namespaces)),
+                ),
+        )
+    {
+        runs.push(run_connector_user(
+            users,
+            connectors.clone(),
+            None,
+            identity::USER_CONTROLLER,
+            identity::reconcile::<IdentityCenterUser>,
+            ctx.clone(),
+        ));
+        runs.push(run_connector_user(
+            groups,
+            connectors.clone(),
+            None,
+            identity::GROUP_CONTROLLER,
+            identity::reconcile::<IdentityCenterGroup>,
+            ctx.clone(),
+        ));
+        runs.push(run_connector_user(
+            iam_users,
+            connectors,
+            None,
+            identity::IAM_USER_CONTROLLER,
+            identity::reconcile::<IamUser>,
+            ctx.clone(),
+        ));
+    }
     // AccessRequests are watched only when the operator serves them (it was told which
     // admission policy vouches for them): otherwise it may have no right to read them.
     let request_scopes = if ctx.admission.configured() {
@@ -423,6 +463,24 @@ impl ConnectorUser for AccessGrant {
 }
 
 impl ConnectorUser for PermissionSet {
+    fn connector_ref(&self) -> &crate::api::grant::ConnectorRef {
+        &self.spec.connector_ref
+    }
+}
+
+impl ConnectorUser for IdentityCenterUser {
+    fn connector_ref(&self) -> &crate::api::grant::ConnectorRef {
+        &self.spec.connector_ref
+    }
+}
+
+impl ConnectorUser for IdentityCenterGroup {
+    fn connector_ref(&self) -> &crate::api::grant::ConnectorRef {
+        &self.spec.connector_ref
+    }
+}
+
+impl ConnectorUser for IamUser {
     fn connector_ref(&self) -> &crate::api::grant::ConnectorRef {
         &self.spec.connector_ref
     }

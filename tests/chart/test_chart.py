@@ -146,7 +146,9 @@ class ObservabilityTest(unittest.TestCase):
                "aws_access_operator_request_admission_enforced",
                "aws_access_operator_request_admission_trusted_since_seconds",
                "aws_access_operator_permission_set_drift_total",
-               "aws_access_operator_permission_set_provisioning_total"]
+               "aws_access_operator_permission_set_provisioning_total",
+               "aws_access_operator_identity_drift_total",
+               "aws_access_operator_identity_writes_total"]
 
     def test_metrics_are_registered_documented_and_charted(self):
         with open(os.path.join(ROOT, "src", "controller", "metrics.rs")) as f:

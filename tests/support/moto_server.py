@@ -434,6 +434,8 @@ def patch_identities():
     * IAM DeleteUser of a user in a group, or with access keys, a console password or MFA
       devices, answers DeleteConflict in AWS ("you must delete the items attached to the user");
       moto checks only policies.
+    * IAM UpdateUser with NewPath loses the user's tags in moto (it keeps them by ARN, and the
+      path is part of the ARN); in AWS the tags stay with the user.
     """
     from moto.core.responses import EmptyResult
     from moto.iam.exceptions import DeleteConflictException
@@ -532,6 +534,22 @@ def patch_identities():
     IamResponse.create_user = create_user
     IamResponse.put_user_permissions_boundary = put_user_permissions_boundary
     IamResponse.delete_user_permissions_boundary = delete_user_permissions_boundary
+
+    original_update_user = IAMBackend.update_user
+
+    def update_user(self, user_name, new_path=None, new_user_name=None):
+        # moto keeps tags by ARN, and a new path is a new ARN: the tags stay with the user.
+        user = self.get_user(user_name)
+        old_arn = user.arn
+        tags = self.tagger.list_tags_for_resource(old_arn)["Tags"]
+        result = original_update_user(self, user_name, new_path, new_user_name)
+        new_arn = self.get_user(new_user_name or user_name).arn
+        if new_arn != old_arn:
+            self.tagger.delete_all_tags_for_resource(old_arn)
+            self.tagger.tag_resource(new_arn, tags)
+        return result
+
+    IAMBackend.update_user = update_user
 
     original_delete_user = IAMBackend.delete_user
 

@@ -1,0 +1,431 @@
+//! IdentityCenterUsers, IdentityCenterGroups and IamUsers through the real controllers, against
+//! moto and the API server: created with exact write counts, changed in place with the fewest
+//! writes, drift put back, an existing one refused or adopted, deletion held while access is
+//! declared for it or something the operator did not add hangs on it.
+
+use std::collections::BTreeMap;
+
+use aws_access_operator::api::{IamUser, IdentityCenterGroup, IdentityCenterUser};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::grants::{Org, org};
+use crate::support::moto::SMALL_ORG;
+use crate::support::operator::{TIMEOUT, grant};
+use crate::support::wait;
+
+fn object<K: DeserializeOwned>(kind: &str, name: &str, spec: Value) -> K {
+    let mut body = json!({"connectorRef": {"name": "org"}});
+    for (k, v) in spec.as_object().into_iter().flatten() {
+        body[k] = v.clone();
+    }
+    serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": kind,
+        "metadata": {"name": name}, "spec": body}))
+    .expect(kind)
+}
+
+fn jane(extra: Value) -> Value {
+    let mut spec = json!({"userName": "jane@example.com", "displayName": "Jane Doe",
+        "name": {"givenName": "Jane", "familyName": "Doe"},
+        "emails": [{"value": "jane@example.com", "type": "work", "primary": true}]});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        spec[k] = v.clone();
+    }
+    spec
+}
+
+/// Waits until the object's Ready condition, for its current generation, has `reason`;
+/// returns its status.
+async fn ready<K>(
+    api: &Api<K>,
+    name: &str,
+    reason: &str,
+) -> aws_access_operator::api::IdentityStatus
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + HasStatus,
+{
+    wait::until(
+        &format!("{name} Ready reason {reason}"),
+        TIMEOUT,
+        || async {
+            let object = api.get_opt(name).await.ok()??;
+            let status = object.identity_status()?;
+            if status.observed_generation != object.meta().generation {
+                return None;
+            }
+            let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+            (ready.reason == reason).then_some(status)
+        },
+    )
+    .await
+}
+
+trait HasStatus {
+    fn identity_status(&self) -> Option<aws_access_operator::api::IdentityStatus>;
+}
+
+impl HasStatus for IdentityCenterUser {
+    fn identity_status(&self) -> Option<aws_access_operator::api::IdentityStatus> {
+        self.status.clone()
+    }
+}
+
+impl HasStatus for IdentityCenterGroup {
+    fn identity_status(&self) -> Option<aws_access_operator::api::IdentityStatus> {
+        self.status.clone()
+    }
+}
+
+impl HasStatus for IamUser {
+    fn identity_status(&self) -> Option<aws_access_operator::api::IdentityStatus> {
+        self.status.clone()
+    }
+}
+
+async fn gone<K>(api: &Api<K>, name: &str)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    wait::until(&format!("{name} to go"), TIMEOUT, || async {
+        api.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+}
+
+/// The AWS writes moto recorded, by operation.
+fn writes(calls: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    calls
+        .iter()
+        .filter(|(op, _)| {
+            !["List", "Get", "Describe"]
+                .iter()
+                .any(|r| op.starts_with(r))
+                && op.as_str() != "AssumeRole"
+        })
+        .map(|(op, n)| (op.clone(), *n))
+        .collect()
+}
+
+fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+fn store_of(org: &Org) -> String {
+    org.seed["identityCenter"]["identityStoreId"]
+        .as_str()
+        .expect("identity store")
+        .to_string()
+}
+
+async fn store_client(org: &Org) -> aws_sdk_identitystore::Client {
+    aws_sdk_identitystore::Client::new(&org.moto.sdk_config().await)
+}
+
+/// A user is created with one CreateUser, changed with one UpdateUser naming only what changed,
+/// put back after a change made in AWS, and deleted once no grant names it.
+#[tokio::test]
+async fn an_identity_center_user_is_created_changed_put_back_and_deleted() {
+    let org = org("ids-user", SMALL_ORG, json!({}), |_| {}).await;
+    let users: Api<IdentityCenterUser> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    users
+        .create(
+            &PostParams::default(),
+            &object("IdentityCenterUser", "jane", jane(json!({"title": "SRE"}))),
+        )
+        .await
+        .expect("create");
+    let status = ready(&users, "jane", "Converged").await;
+    let id = status.id.clone().expect("user id");
+    assert_eq!(status.adopted, Some(false));
+    assert_eq!(
+        writes(&org.moto.calls()),
+        counts(&[("CreateUser", 1)]),
+        "one create, nothing else written"
+    );
+    let store = store_of(&org);
+    let client = store_client(&org).await;
+    let described = client
+        .describe_user()
+        .identity_store_id(&store)
+        .user_id(&id)
+        .send()
+        .await
+        .expect("describe");
+    assert_eq!(described.display_name(), Some("Jane Doe"));
+    assert_eq!(described.title(), Some("SRE"));
+    assert_eq!(described.emails()[0].value(), Some("jane@example.com"));
+
+    // A change in the object: one UpdateUser with the two attributes that changed.
+    org.moto.reset_calls();
+    users
+        .patch(
+            "jane",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"displayName": "Jane Roe", "name": {"familyName": "Roe"}}}),
+            ),
+        )
+        .await
+        .expect("patch");
+    wait::until("the new display name in AWS", TIMEOUT, || async {
+        let user = client
+            .describe_user()
+            .identity_store_id(&store)
+            .user_id(&id)
+            .send()
+            .await
+            .ok()?;
+        (user.display_name() == Some("Jane Roe")
+            && user.name().and_then(|n| n.family_name()) == Some("Roe"))
+        .then_some(())
+    })
+    .await;
+    ready(&users, "jane", "Converged").await;
+    assert_eq!(writes(&org.moto.calls()), counts(&[("UpdateUser", 1)]));
+
+    // A change made in AWS is put back at the next check, and reported.
+    let operation = aws_sdk_identitystore::types::AttributeOperation::builder()
+        .attribute_path("title")
+        .attribute_value(aws_smithy_types::Document::String("Intern".into()))
+        .build()
+        .expect("operation");
+    client
+        .update_user()
+        .identity_store_id(&store)
+        .user_id(&id)
+        .operations(operation)
+        .send()
+        .await
+        .expect("tamper");
+    wait::until("the title put back", TIMEOUT, || async {
+        let user = client
+            .describe_user()
+            .identity_store_id(&store)
+            .user_id(&id)
+            .send()
+            .await
+            .ok()?;
+        (user.title() == Some("SRE")).then_some(())
+    })
+    .await;
+    let status = wait::until("drift reported", TIMEOUT, || async {
+        let status = users.get("jane").await.ok()?.status?;
+        (!status.drift.is_empty()).then_some(status)
+    })
+    .await;
+    assert_eq!(status.drift, ["title set to SRE"]);
+
+    // A grant naming the user holds its deletion, named in the condition.
+    org.create(grant(
+        "jane-reads",
+        "org",
+        json!({"kind": "SsoUser", "name": "jane@example.com"}),
+        json!({"kind": "SsoGroupMembership", "group": "group-01"}),
+        json!({}),
+    ))
+    .await;
+    crate::support::operator::wait_grant(&org.grants, "jane-reads", "Granted").await;
+    org.moto.reset_calls();
+    users
+        .delete("jane", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let held = ready(&users, "jane", "InUse").await;
+    let message = &held
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("ready")
+        .message;
+    assert!(
+        message.contains(&format!("AccessGrant {}/jane-reads", org.cluster.namespace)),
+        "{message}"
+    );
+    assert_eq!(writes(&org.moto.calls()).get("DeleteUser"), None);
+    // The grant goes (its membership revoked), then the user.
+    org.delete_and_wait("jane-reads").await;
+    gone(&users, "jane").await;
+    let calls = writes(&org.moto.calls());
+    assert_eq!(calls.get("DeleteGroupMembership"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("DeleteUser"), Some(&1), "{calls:?}");
+    assert!(
+        client
+            .describe_user()
+            .identity_store_id(&store)
+            .user_id(&id)
+            .send()
+            .await
+            .is_err(),
+        "the user is gone from AWS"
+    );
+    org.finish().await;
+}
+
+/// A group of a name the identity store has is refused without `adopt`, adopted with it, and
+/// released (not deleted) when its object goes.
+#[tokio::test]
+async fn an_existing_group_is_refused_then_adopted_and_released() {
+    let org = org("ids-group", SMALL_ORG, json!({}), |_| {}).await;
+    let groups: Api<IdentityCenterGroup> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    groups
+        .create(
+            &PostParams::default(),
+            &object(
+                "IdentityCenterGroup",
+                "g1",
+                json!({"displayName": "group-01", "description": "Ops"}),
+            ),
+        )
+        .await
+        .expect("create");
+    let refused = ready(&groups, "g1", "OwnedElsewhere").await;
+    assert!(
+        refused.conditions[0].message.contains("spec.adopt: true"),
+        "{:?}",
+        refused.conditions
+    );
+    groups
+        .patch(
+            "g1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"adopt": true}})),
+        )
+        .await
+        .expect("adopt");
+    let adopted = ready(&groups, "g1", "Converged").await;
+    assert_eq!(adopted.adopted, Some(true));
+    let id = adopted.id.expect("group id");
+    let calls = writes(&org.moto.calls());
+    assert_eq!(
+        calls.get("CreateGroup"),
+        Some(&1),
+        "the refused create: {calls:?}"
+    );
+    assert_eq!(
+        calls.get("UpdateGroup"),
+        Some(&1),
+        "the description: {calls:?}"
+    );
+    groups
+        .delete("g1", &DeleteParams::default())
+        .await
+        .expect("delete");
+    gone(&groups, "g1").await;
+    let client = store_client(&org).await;
+    let group = client
+        .describe_group()
+        .identity_store_id(store_of(&org))
+        .group_id(&id)
+        .send()
+        .await
+        .expect("an adopted group stays");
+    assert_eq!(group.description(), Some("Ops"));
+    assert_eq!(writes(&org.moto.calls()).get("DeleteGroup"), None);
+    org.finish().await;
+}
+
+/// An IAM user is created with its tags and boundary in one CreateUser, changed with one call
+/// per attribute, and kept while it is in a group the operator did not put it in.
+#[tokio::test]
+async fn an_iam_user_is_converged_and_its_deletion_blocked_by_what_it_did_not_add() {
+    let org = org("ids-iam", SMALL_ORG, json!({}), |_| {}).await;
+    let users: Api<IamUser> = Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    users
+        .create(
+            &PostParams::default(),
+            &object(
+                "IamUser",
+                "deploy",
+                json!({"userName": "deploy", "path": "/ci/",
+                    "tags": [{"key": "team", "value": "ci"}, {"key": "old", "value": "x"}],
+                    "permissionsBoundary": "arn:aws:iam::aws:policy/PowerUserAccess"}),
+            ),
+        )
+        .await
+        .expect("create");
+    let status = ready(&users, "deploy", "Converged").await;
+    assert!(
+        status
+            .arn
+            .as_deref()
+            .is_some_and(|a| a.ends_with(":user/ci/deploy")),
+        "{status:?}"
+    );
+    assert_eq!(writes(&org.moto.calls()), counts(&[("CreateUser", 1)]));
+    let iam = aws_sdk_iam::Client::new(&org.moto.sdk_config().await);
+    let user = iam
+        .get_user()
+        .user_name("deploy")
+        .send()
+        .await
+        .expect("get user");
+    let user = user.user().expect("user");
+    assert_eq!(
+        user.permissions_boundary()
+            .and_then(|b| b.permissions_boundary_arn()),
+        Some("arn:aws:iam::aws:policy/PowerUserAccess")
+    );
+
+    org.moto.reset_calls();
+    users
+        .patch(
+            "deploy",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"path": "/build/", "tags": [{"key": "team", "value": "build"}],
+                "permissionsBoundary": null}}),
+            ),
+        )
+        .await
+        .expect("patch");
+    ready(&users, "deploy", "Converged").await;
+    wait::until("the changes written", TIMEOUT, || async {
+        let calls = writes(&org.moto.calls());
+        (calls.get("DeleteUserPermissionsBoundary") == Some(&1)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        writes(&org.moto.calls()),
+        counts(&[
+            ("UpdateUser", 1),
+            ("TagUser", 1),
+            ("UntagUser", 1),
+            ("DeleteUserPermissionsBoundary", 1)
+        ])
+    );
+
+    // Put in a group outside the operator: deleting the object leaves the user, and says why.
+    iam.add_user_to_group()
+        .group_name("iam-group-01")
+        .user_name("deploy")
+        .send()
+        .await
+        .expect("add to group");
+    org.moto.reset_calls();
+    users
+        .delete("deploy", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let blocked = ready(&users, "deploy", "DeletionBlocked").await;
+    assert!(
+        blocked.conditions[0]
+            .message
+            .contains("membership of IAM group iam-group-01"),
+        "{:?}",
+        blocked.conditions
+    );
+    assert_eq!(writes(&org.moto.calls()).get("DeleteUser"), None);
+    iam.remove_user_from_group()
+        .group_name("iam-group-01")
+        .user_name("deploy")
+        .send()
+        .await
+        .expect("remove from group");
+    gone(&users, "deploy").await;
+    assert!(iam.get_user().user_name("deploy").send().await.is_err());
+    org.finish().await;
+}
