@@ -28,7 +28,7 @@ test: venv controlplane
 
 ## test-oldest: the end-to-end, grant, request, RBAC and chart tests again on the oldest Kubernetes the
 ## chart supports (1.30)
-OLDEST_SUITES := e2e:: grants:: unit_grants:: rbac:: crds:: chart:: requests:: request_trust:: request_notices:: permission_sets::
+OLDEST_SUITES := e2e:: grants:: unit_grants:: rbac:: crds:: chart:: requests:: request_trust:: request_notices:: permission_sets:: identities::
 test-oldest: venv controlplane controlplane-oldest
 	$(CLEAN_AWS_ENV) TEST_KUBERNETES_VERSION=1.30 $(CARGO) test --locked --test integration -- $(OLDEST_SUITES)
 
@@ -60,7 +60,7 @@ bench-requests: venv controlplane
 ## then checked with nothing to change; prints the calls against their lower bound and the time
 ## against the sso-admin lane's bound
 bench-permission-sets: venv controlplane
-	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration permission_sets::a_hundred_permission_sets_converged_then_checked -- --ignored --nocapture
+	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration permission_sets:: identities::a_hundred_permission_sets_converged_then_checked -- --ignored --nocapture
 
 ## bench-idle: the release operator converges 1,000 AccessGrants on the 3-account organization
 ## (the local control plane, or TEST_KUBECONFIG's cluster) and idles; prints convergence time and its

@@ -429,3 +429,187 @@ async fn an_iam_user_is_converged_and_its_deletion_blocked_by_what_it_did_not_ad
     assert!(iam.get_user().user_name("deploy").send().await.is_err());
     org.finish().await;
 }
+
+/// Killed with SIGKILL while its creates were on their way to AWS: the restarted binary finds
+/// the Identity Center user (holding exactly what the create wrote) and the IAM user (carrying
+/// the record's token) and records them, with no second create.
+#[tokio::test]
+async fn a_kill_during_a_create_records_what_it_made_without_a_second_create() {
+    use crate::support::cluster::TestCluster;
+    use crate::support::moto::Moto;
+    use crate::support::operator::{create_org_connector, spawn_operator, wait_condition};
+    let moto = Moto::start();
+    let seed = moto.seed(SMALL_ORG);
+    let cluster = TestCluster::start("ids-kill").await;
+    let config = cluster.kubeconfig_file();
+    let ns = cluster.namespace.clone();
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_aws-access-operator"));
+    let limits = [
+        "--rate-limits",
+        "sts=1000,iam=1000,organizations=1000,identitycenter=1000",
+    ];
+    let mut first = spawn_operator(binary, &moto, &config, &ns, &limits);
+    let connectors = create_org_connector(&cluster.client, &ns).await;
+    wait_condition(&connectors, "org", "Ready", "True").await;
+    moto.set_faults(json!({"hold_operations": ["CreateUser"]}));
+    moto.reset_calls();
+    let users: Api<IdentityCenterUser> = Api::namespaced(cluster.client.clone(), &ns);
+    let iam_users: Api<IamUser> = Api::namespaced(cluster.client.clone(), &ns);
+    users
+        .create(
+            &PostParams::default(),
+            &object("IdentityCenterUser", "jane", jane(json!({}))),
+        )
+        .await
+        .expect("user");
+    iam_users
+        .create(
+            &PostParams::default(),
+            &object("IamUser", "deploy", json!({"userName": "deploy"})),
+        )
+        .await
+        .expect("iam user");
+    // Both creates reached AWS and wait there; the records say so.
+    wait::until("both creates under way", TIMEOUT, || async {
+        (moto.calls().get("CreateUser") == Some(&2)).then_some(())
+    })
+    .await;
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(cluster.client.clone(), &ns);
+    let records = maps
+        .list(&kube::api::ListParams::default().labels("awsaccess.io/identity-record"))
+        .await
+        .expect("records");
+    assert_eq!(records.items.len(), 2);
+    assert!(
+        records.items.iter().all(|m| m
+            .data
+            .as_ref()
+            .is_some_and(|d| d["record"].contains("\"creating\""))),
+        "{records:?}"
+    );
+    first.kill().expect("kill -9");
+    first.wait().expect("reap");
+    // The held creates go through with nobody to hear the answers.
+    moto.set_faults(json!({}));
+    let iam = aws_sdk_iam::Client::new(&moto.sdk_config().await);
+    let made = wait::until("the IAM user made", TIMEOUT, || async {
+        let user = iam.get_user().user_name("deploy").send().await.ok()?;
+        user.user().map(|u| u.user_id().to_string())
+    })
+    .await;
+    let store = seed["identityCenter"]["identityStoreId"]
+        .as_str()
+        .expect("store")
+        .to_string();
+    let ids = aws_sdk_identitystore::Client::new(&moto.sdk_config().await);
+    let listed = ids
+        .list_users()
+        .identity_store_id(&store)
+        .send()
+        .await
+        .expect("users");
+    let jane_id = listed
+        .users()
+        .iter()
+        .find(|u| u.user_name() == Some("jane@example.com"))
+        .map(|u| u.user_id().to_string())
+        .expect("the Identity Center user made");
+    moto.reset_calls();
+
+    let mut second = spawn_operator(binary, &moto, &config, &ns, &limits);
+    let user = ready(&users, "jane", "Converged").await;
+    let iam_user = ready(&iam_users, "deploy", "Converged").await;
+    assert_eq!(user.id.as_deref(), Some(jane_id.as_str()));
+    assert_eq!(iam_user.id.as_deref(), Some(made.as_str()));
+    assert_eq!((user.adopted, iam_user.adopted), (Some(false), Some(false)));
+    let calls = writes(&moto.calls());
+    assert_eq!(calls.get("CreateUser"), None, "no second create: {calls:?}");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status();
+    let _ = second.wait();
+    cluster.cleanup().await;
+}
+
+/// A namespace the connector's identityPolicy does not allow, and a name its patterns do not
+/// match, are refused naming the rule, and nothing reaches AWS; a user name cannot change in
+/// place (the API server refuses it: another name is another person).
+#[tokio::test]
+async fn a_tenant_and_a_name_outside_the_policy_are_refused_and_a_user_name_cannot_change() {
+    let org = org(
+        "ids-tenant",
+        SMALL_ORG,
+        json!({"identityPolicy": {"iamUsers": {"allowedNames": ["svc-*"]}}}),
+        |_| {},
+    )
+    .await;
+    let elsewhere: Api<IdentityCenterUser> =
+        Api::namespaced(org.cluster.client.clone(), &org.other);
+    let mut tenant: IdentityCenterUser = object("IdentityCenterUser", "jane", jane(json!({})));
+    tenant.spec.connector_ref.namespace = Some(org.cluster.namespace.clone());
+    elsewhere
+        .create(&PostParams::default(), &tenant)
+        .await
+        .expect("create");
+    let refused = ready(&elsewhere, "jane", "NotAllowed").await;
+    assert!(
+        refused.conditions[0]
+            .message
+            .contains("identityPolicy.users"),
+        "{:?}",
+        refused.conditions
+    );
+    let iam_users: Api<IamUser> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    iam_users
+        .create(
+            &PostParams::default(),
+            &object("IamUser", "admin", json!({"userName": "admin"})),
+        )
+        .await
+        .expect("create");
+    let refused = ready(&iam_users, "admin", "NotAllowed").await;
+    assert!(
+        refused.conditions[0]
+            .message
+            .contains("spec.userName: admin is not allowed by the connector's identityPolicy.iamUsers.allowedNames (svc-*)"),
+        "{:?}",
+        refused.conditions
+    );
+    assert_eq!(
+        writes(&org.moto.calls()),
+        BTreeMap::new(),
+        "nothing written"
+    );
+
+    iam_users
+        .create(
+            &PostParams::default(),
+            &object("IamUser", "svc", json!({"userName": "svc-deploy"})),
+        )
+        .await
+        .expect("create");
+    ready(&iam_users, "svc", "Converged").await;
+    let renamed = iam_users
+        .patch(
+            "svc",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"userName": "svc-other"}})),
+        )
+        .await;
+    match renamed {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422);
+            assert!(
+                status
+                    .message
+                    .contains("spec.userName, spec.account and spec.connectorRef cannot change"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("a new user name is refused: {other:?}"),
+    }
+    org.finish().await;
+}
