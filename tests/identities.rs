@@ -613,3 +613,100 @@ async fn a_tenant_and_a_name_outside_the_policy_are_refused_and_a_user_name_cann
     }
     org.finish().await;
 }
+
+/// Grants that name a declared user and group wait for them while they are being created (a
+/// reason saying so, not a failure), then grant at once; a declared IAM user is put in an IAM
+/// group before any sync has seen it.
+#[tokio::test]
+async fn grants_wait_for_the_users_and_groups_they_name() {
+    let org = org("ids-wait", SMALL_ORG, json!({}), |_| {}).await;
+    let users: Api<IdentityCenterUser> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    let groups: Api<IdentityCenterGroup> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    org.moto
+        .set_faults(json!({"hold_operations": ["CreateUser", "CreateGroup"]}));
+    users
+        .create(
+            &PostParams::default(),
+            &object("IdentityCenterUser", "jane", jane(json!({}))),
+        )
+        .await
+        .expect("user");
+    groups
+        .create(
+            &PostParams::default(),
+            &object(
+                "IdentityCenterGroup",
+                "oncall",
+                json!({"displayName": "on-call"}),
+            ),
+        )
+        .await
+        .expect("group");
+    wait::until("both creates under way", TIMEOUT, || async {
+        let calls = org.moto.calls();
+        (calls.get("CreateUser") == Some(&1) && calls.get("CreateGroup") == Some(&1)).then_some(())
+    })
+    .await;
+    org.create(grant(
+        "jane-on-call",
+        "org",
+        json!({"kind": "SsoUser", "name": "jane@example.com"}),
+        json!({"kind": "SsoGroupMembership", "group": "on-call"}),
+        json!({}),
+    ))
+    .await;
+    let message =
+        crate::support::operator::wait_grant(&org.grants, "jane-on-call", "IdentityPending").await;
+    assert!(
+        message.contains(&format!(
+            "jane@example.com is declared by IdentityCenterUser {}/jane and is being created",
+            org.cluster.namespace
+        )),
+        "{message}"
+    );
+    org.moto.set_faults(json!({}));
+    let user = ready(&users, "jane", "Converged").await;
+    let group = ready(&groups, "oncall", "Converged").await;
+    crate::support::operator::wait_grant(&org.grants, "jane-on-call", "Granted").await;
+    let ids = store_client(&org).await;
+    let members = ids
+        .list_group_memberships()
+        .identity_store_id(store_of(&org))
+        .group_id(group.id.expect("group id"))
+        .send()
+        .await
+        .expect("members");
+    let member_ids: Vec<String> = members
+        .group_memberships()
+        .iter()
+        .filter_map(|m| match m.member_id() {
+            Some(aws_sdk_identitystore::types::MemberId::UserId(id)) => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(member_ids, [user.id.expect("user id")]);
+
+    // An IAM user the last sync has not seen, put in a group as soon as it exists.
+    let iam_users: Api<IamUser> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    iam_users
+        .create(
+            &PostParams::default(),
+            &object("IamUser", "ci", json!({"userName": "ci-bot"})),
+        )
+        .await
+        .expect("iam user");
+    ready(&iam_users, "ci", "Converged").await;
+    org.create(grant(
+        "ci-deployers",
+        "org",
+        json!({"kind": "IamUser", "name": "ci-bot"}),
+        json!({"kind": "IamGroupMembership", "group": "iam-group-01"}),
+        json!({}),
+    ))
+    .await;
+    crate::support::operator::wait_grant(&org.grants, "ci-deployers", "Granted").await;
+    org.finish().await;
+}

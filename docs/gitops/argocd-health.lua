@@ -1,5 +1,6 @@
--- Argo CD health for AwsConnector, AccessGrant and PermissionSet (awsaccess.io): the Ready condition, once the
--- operator has observed the current generation. The same decision as src/api/health.rs, and
+-- Argo CD health for AwsConnector, AccessGrant, PermissionSet, IdentityCenterUser,
+-- IdentityCenterGroup and IamUser (awsaccess.io): the Ready condition, once the operator has
+-- observed the current generation. The same decision as src/api/health.rs, and
 -- tested against the same fixtures.
 local hs = {}
 if obj.status == nil or obj.status.conditions == nil then
@@ -24,7 +25,7 @@ for _, condition in ipairs(obj.status.conditions) do
       return hs
     end
     if reason == "Pending" or reason == "SyncPending" or reason == "Provisioning"
-        or reason == "PermissionSetPending" then
+        or reason == "PermissionSetPending" or reason == "IdentityPending" then
       hs.status = "Progressing"
       hs.message = message
       return hs

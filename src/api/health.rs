@@ -1,4 +1,5 @@
-//! How GitOps tools should read an AwsConnector, AccessGrant or PermissionSet: the decision the Argo CD
+//! How GitOps tools should read an AwsConnector, AccessGrant, PermissionSet or identity kind: the
+//! decision the Argo CD
 //! health script in `docs/gitops/argocd-health.lua` makes, written once more in Rust so that
 //! both are tested against the same fixtures (`tests/health/fixtures.json`).
 
@@ -22,12 +23,13 @@ impl Health {
 }
 
 /// Reasons that mean "on its way", not "broken": a grant or sync under way, a permission set
-/// being provisioned, a grant waiting for the declared set it names.
+/// being provisioned, a grant waiting for the declared set, user or group it names.
 const IN_PROGRESS: &[&str] = &[
     "Pending",
     "SyncPending",
     "Provisioning",
     "PermissionSetPending",
+    "IdentityPending",
 ];
 
 /// The health of an object, from its `Ready` condition and `observedGeneration` (kstatus).

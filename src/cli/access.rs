@@ -285,6 +285,7 @@ async fn declarations(
         identity_center: inventory.identity_center.as_ref(),
         session: None,
         declared: None,
+        identities: &[],
     };
     let valid = grants.iter().filter(|g| validate_grant(&g.spec).is_empty());
     let mut found = crate::effective::declarations(connector, valid, &directory).await;

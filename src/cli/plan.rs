@@ -651,6 +651,7 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
             declared: declared_sets
                 .iter()
                 .find(|d| Some(d.name.as_str()) == named),
+            identities: &[],
         };
         lines.extend(
             plan_one(

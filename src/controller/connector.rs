@@ -623,6 +623,7 @@ async fn unmanaged_access(
         identity_center: inventory.identity_center.as_ref(),
         session: None,
         declared: None,
+        identities: &[],
     };
     let grants = ctx.grants().await?;
     let mut declarations = crate::effective::declarations(connector, &grants, &directory).await;

@@ -50,6 +50,10 @@ pub struct Context {
     /// controller last converged it: grants that name one take it from here rather than read
     /// its record at every reconciliation.
     pub declared_sets: Mutex<HashMap<String, String>>,
+    /// The users and groups declared by IdentityCenterUsers, IdentityCenterGroups and
+    /// IamUsers, by (kind, connector, name): their id once converged (`None` while being
+    /// created) and the declaring object. Grants that name one take its id from here, or wait.
+    pub declared_identities: Mutex<HashMap<IdentityKey, (Option<String>, String)>>,
     /// Reconciliations running now, and whether new ones may start.
     running: tokio::sync::watch::Sender<usize>,
     stopping: std::sync::atomic::AtomicBool,
@@ -65,6 +69,9 @@ impl Drop for Running<'_> {
         self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
+
+/// A declared user or group: (kind, connector `namespace/name`, user name or display name).
+pub type IdentityKey = (crate::identity::record::IdentityKind, String, String);
 
 /// How the operator reaches AWS.
 #[derive(Clone, Debug)]
@@ -106,6 +113,7 @@ impl Context {
             ),
             notifier: super::notifier::Notifier::default(),
             declared_sets: Mutex::default(),
+            declared_identities: Mutex::default(),
             running: tokio::sync::watch::channel(0).0,
             stopping: std::sync::atomic::AtomicBool::new(false),
             stop_requested: tokio::sync::watch::channel(false).0,

@@ -33,7 +33,7 @@ use crate::grant::ledger::{HolderKind, OperationKind, Origin};
 use crate::grant::observations::Observations;
 use crate::grant::plan::Names;
 use crate::grant::policy::{check_grant, check_unit, namespace_allowed_by};
-use crate::grant::resolve::{DeclaredSet, Directory, Resolved, resolve};
+use crate::grant::resolve::{DeclaredIdentity, DeclaredSet, Directory, Resolved, resolve};
 use crate::grant::units::settle_in_unit;
 use crate::permission_set::record::key as set_key;
 use crate::records::Records;
@@ -93,6 +93,8 @@ pub(super) struct Gathered {
     pub(super) cache: Arc<SyncCache>,
     /// The PermissionSet object that declares the set a grant names by name, if any.
     pub(super) declared_set: Option<DeclaredSet>,
+    /// The declared users and groups the grant names.
+    pub(super) identities: Vec<DeclaredIdentity>,
 }
 
 pub(super) async fn gather(grant: &AccessGrant, ctx: &Context) -> Result<Gathered, Error> {
@@ -107,7 +109,49 @@ pub(super) async fn gather(grant: &AccessGrant, ctx: &Context) -> Result<Gathere
     .await?;
     gathered.declared_set =
         declared_set(ctx, &gathered.connector_key, &gathered.cache, &grant.spec).await;
+    gathered.identities = declared_identities(ctx, &gathered.connector_key, &grant.spec);
     Ok(gathered)
+}
+
+/// The users and groups a grant names (its principal, its target group) that objects of the
+/// operator's declare, as their reconciler keeps them.
+pub(super) fn declared_identities(
+    ctx: &Context,
+    connector: &str,
+    spec: &AccessGrantSpec,
+) -> Vec<DeclaredIdentity> {
+    use crate::api::grant::PrincipalKind;
+    use crate::identity::record::IdentityKind;
+    let mut named = Vec::new();
+    if let Some(name) = &spec.principal.name {
+        let kind = match spec.principal.kind {
+            PrincipalKind::SsoUser => IdentityKind::IdentityCenterUser,
+            PrincipalKind::SsoGroup => IdentityKind::IdentityCenterGroup,
+            PrincipalKind::IamUser => IdentityKind::IamUser,
+        };
+        named.push((kind, name.clone()));
+    }
+    if spec.target.kind == crate::api::grant::TargetKind::SsoGroupMembership
+        && let Some(group) = &spec.target.group
+    {
+        named.push((IdentityKind::IdentityCenterGroup, group.clone()));
+    }
+    let known = ctx
+        .declared_identities
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    named
+        .into_iter()
+        .filter_map(|(kind, name)| {
+            let (id, object) = known.get(&(kind, connector.to_string(), name.clone()))?;
+            Some(DeclaredIdentity {
+                kind,
+                name,
+                id: id.clone(),
+                object: object.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The permission set a grant names by name, when a PermissionSet object declares it: as the
@@ -185,6 +229,7 @@ pub(super) async fn gather_for(
             namespace_allowed: Err(missing),
             cache: Arc::new(SyncCache::default()),
             declared_set: None,
+            identities: Vec::new(),
         });
     };
     let allowed = allowed(&object);
@@ -240,6 +285,7 @@ pub(super) async fn gather_for(
         namespace_allowed,
         cache,
         declared_set: None,
+        identities: Vec::new(),
     })
 }
 
@@ -288,6 +334,7 @@ pub(super) async fn wanted(grant: &AccessGrant, gathered: &Gathered) -> Wanted {
         identity_center: identity_center.as_ref(),
         session: gathered.session.as_ref(),
         declared: gathered.declared_set.as_ref(),
+        identities: &gathered.identities,
     };
     match resolve(&grant.spec, &directory).await {
         Ok(Ok(resolved)) => {
@@ -299,6 +346,7 @@ pub(super) async fn wanted(grant: &AccessGrant, gathered: &Gathered) -> Wanted {
         // PermissionSet may have been applied with the grant and not have begun yet.
         Ok(Err(unresolved))
             if unresolved.reason == "PermissionSetPending"
+                || unresolved.reason == "IdentityPending"
                 || (unresolved.reason == "PermissionSetNotFound" && !missing_for_long(grant)) =>
         {
             Wanted::Refused(unresolved.reason, unresolved.message, PENDING_RETRY)

@@ -129,6 +129,45 @@ fn declarer(identity: &AnyIdentity) -> Declarer {
     }
 }
 
+/// What this replica tells grants of the identity: its id once converged, `None` while it is
+/// being created; `forget` drops it (refused, deleted, renamed away).
+fn remember(ctx: &Context, identity: &AnyIdentity, connector: &str, id: Option<String>) {
+    // Grants reach IAM users of the connector's own account only.
+    if let AnyIdentity::IamUser(user) = identity
+        && user.spec.account.is_some()
+    {
+        return;
+    }
+    let object = format!("{} {}", identity.kind(), declarer(identity).object);
+    let key = (
+        kind_of(identity),
+        connector.to_string(),
+        identity.aws_name().to_string(),
+    );
+    let mut known = ctx
+        .declared_identities
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    // A group's old display name no longer names it.
+    known.retain(|k, (_, o)| *o != object || *k == key);
+    match id {
+        Some(id) => {
+            known.insert(key, (Some(id), object));
+        }
+        None => {
+            known.entry(key).or_insert((None, object));
+        }
+    }
+}
+
+fn forget(ctx: &Context, identity: &AnyIdentity) {
+    let object = format!("{} {}", identity.kind(), declarer(identity).object);
+    ctx.declared_identities
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|_, (_, o)| *o != object);
+}
+
 async fn gather(identity: &AnyIdentity, ctx: &Context) -> Result<Gathered, Error> {
     let namespace = identity
         .metadata()
@@ -315,6 +354,7 @@ async fn apply<K: IdentityObject>(
     let kind = identity.kind();
     let gathered = gather(&identity, ctx).await?;
     if let Some((reason, message)) = blocked(&identity, &gathered) {
+        forget(ctx, &identity);
         tracing::info!(kind, object = %name, reason, %message, "not converged");
         write_status(
             object,
@@ -348,12 +388,14 @@ async fn apply<K: IdentityObject>(
         fence: &ctx.fence,
     };
     let ask = ask(&identity, &gathered.connector_key, &store, read_only);
+    remember(ctx, &identity, &gathered.connector_key, None);
     let outcome = match shell.converge(&ask).await {
         Ok(outcome) => outcome,
         Err(error) => return refused_by_aws(object, &identity, api, ctx, error).await,
     };
     match outcome {
         Outcome::Refused(refusal) => {
+            forget(ctx, &identity);
             let (reason, message) = match refusal {
                 Refusal::OwnedElsewhere(message) => ("OwnedElsewhere", message),
                 Refusal::DeclaredElsewhere(other) => (
@@ -495,6 +537,14 @@ async fn report_converged<K: IdentityObject>(
         tracing::info!(kind, object = %name, %note, "changed");
         ctx.publish(object, EventType::Normal, "Changed", "Converge", note)
             .await;
+    }
+    if !report.id.is_empty() {
+        remember(
+            ctx,
+            identity,
+            &gathered.connector_key,
+            Some(report.id.clone()),
+        );
     }
     let adopted = report.origin == Some(Origin::Adopted);
     let condition = if read_only && !report.changes.is_empty() {
@@ -776,6 +826,7 @@ async fn cleanup<K: IdentityObject>(
         .map_err(|e| Error::Pending(format!("deleting {kind} {name}: {e}")))?;
     match removal {
         Removal::Done(note) => {
+            forget(ctx, &identity);
             ctx.metrics
                 .identity_writes
                 .get_or_create(&super::metrics::IdentityLabels {

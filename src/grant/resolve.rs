@@ -4,6 +4,7 @@
 use crate::api::connector::IdentityCenterRef;
 use crate::api::grant::{AccessGrantSpec, PrincipalKind, TargetKind};
 use crate::aws::{AwsError, Session, access};
+use crate::identity::record::IdentityKind;
 use crate::sync::cache::SyncCache;
 
 use super::access::Access;
@@ -11,8 +12,8 @@ use super::access::Access;
 /// Why a grant's names did not resolve; retried later, not an error loop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unresolved {
-    /// `PrincipalNotFound`, `PermissionSetNotFound`, `PermissionSetPending`, `GroupNotFound`
-    /// or `OrganizationalUnitNotFound`.
+    /// `PrincipalNotFound`, `PermissionSetNotFound`, `PermissionSetPending`, `GroupNotFound`,
+    /// `IdentityPending` or `OrganizationalUnitNotFound`.
     pub reason: &'static str,
     pub message: String,
 }
@@ -59,6 +60,23 @@ pub struct Directory<'a> {
     /// (from the operator's record) counts before the last sync's, and while it is being
     /// created the grant waits for it.
     pub declared: Option<&'a DeclaredSet>,
+    /// The users and groups the grant names that objects of the operator's declare: their ids
+    /// count before the last sync's (which may not have seen them yet), and while one is being
+    /// created the grant waits for it.
+    pub identities: &'a [DeclaredIdentity],
+}
+
+/// A user or group declared by an IdentityCenterUser, IdentityCenterGroup or IamUser, as its
+/// reconciler last converged it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeclaredIdentity {
+    pub kind: IdentityKind,
+    /// The user name, or the group's display name.
+    pub name: String,
+    /// `None` while it is being created.
+    pub id: Option<String>,
+    /// The declaring object, `Kind namespace/name`.
+    pub object: String,
 }
 
 /// A permission set declared by a PermissionSet object, as the operator's record has it.
@@ -72,7 +90,33 @@ pub struct DeclaredSet {
 }
 
 impl Directory<'_> {
+    fn declared(&self, kind: IdentityKind, name: &str) -> Option<&DeclaredIdentity> {
+        self.identities
+            .iter()
+            .find(|d| d.kind == kind && d.name == name)
+    }
+
+    /// Why the grant waits, when a user or group it names is declared and being created.
+    fn pending(&self, field: &str, kind: IdentityKind, name: &str) -> Option<Unresolved> {
+        let declared = self.declared(kind, name).filter(|d| d.id.is_none())?;
+        Some(Unresolved::new(
+            "IdentityPending",
+            format!(
+                "{field}: {name} is declared by {} and is being created",
+                declared.object
+            ),
+        ))
+    }
+
     async fn principal(&self, group: bool, name: &str) -> Result<Option<String>, AwsError> {
+        let kind = if group {
+            IdentityKind::IdentityCenterGroup
+        } else {
+            IdentityKind::IdentityCenterUser
+        };
+        if let Some(id) = self.declared(kind, name).and_then(|d| d.id.clone()) {
+            return Ok(Some(id));
+        }
         let cached = if group {
             self.cache.sso_groups.get(name)
         } else {
@@ -125,6 +169,26 @@ pub async fn resolve(
             .principal(group, principal.name.as_deref().unwrap_or_default())
             .await
     };
+    if let Some(name) = &principal.name {
+        let kind = match principal.kind {
+            PrincipalKind::SsoUser => IdentityKind::IdentityCenterUser,
+            PrincipalKind::SsoGroup => IdentityKind::IdentityCenterGroup,
+            PrincipalKind::IamUser => IdentityKind::IamUser,
+        };
+        if let Some(pending) = directory.pending("spec.principal", kind, name) {
+            return Ok(Err(pending));
+        }
+    }
+    if target.kind == TargetKind::SsoGroupMembership
+        && let Some(group) = &target.group
+        && let Some(pending) = directory.pending(
+            "spec.target.group",
+            IdentityKind::IdentityCenterGroup,
+            group,
+        )
+    {
+        return Ok(Err(pending));
+    }
     match target.kind {
         TargetKind::PermissionSet => {
             let Some(ic) = directory.identity_center else {
@@ -241,7 +305,10 @@ pub async fn resolve(
             // IAM calls take names; the cache only tells whether they existed at the last sync.
             let synced =
                 !directory.cache.iam_users.is_empty() || !directory.cache.iam_groups.is_empty();
-            if synced && !directory.cache.iam_users.contains(&user) {
+            let declared = directory
+                .declared(IdentityKind::IamUser, &user)
+                .is_some_and(|d| d.id.is_some());
+            if synced && !declared && !directory.cache.iam_users.contains(&user) {
                 return Ok(Err(Unresolved::new(
                     "PrincipalNotFound",
                     format!("spec.principal: no IAM user {user:?}"),

@@ -9,7 +9,7 @@ use crate::grant::ledger::Origin;
 use crate::permission_set::record::Declarer;
 use crate::records::{FileRecords, Record};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum IdentityKind {
     IdentityCenterUser,
     IdentityCenterGroup,

@@ -43,7 +43,8 @@ class ArgoCdHealthTest(unittest.TestCase):
             script = f.read()
         with open(os.path.join(ROOT, "docs", "gitops", "argocd-cm.yaml")) as f:
             cm = yaml.safe_load(f)
-        for kind in ["AwsConnector", "AccessGrant", "PermissionSet"]:
+        for kind in ["AwsConnector", "AccessGrant", "PermissionSet", "IdentityCenterUser",
+                     "IdentityCenterGroup", "IamUser"]:
             self.assertEqual(cm["data"][f"resource.customizations.health.awsaccess.io_{kind}"].strip(), script.strip())
 
 
