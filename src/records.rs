@@ -75,6 +75,13 @@ fn file_error<R: Record>(error: FileError) -> RecordError {
     }
 }
 
+/// Whether the file of `R`'s records in `dir`, if there is one, can be read: one that cannot is
+/// never overwritten (what it records would be lost).
+pub fn readable<R: Record>(dir: &std::path::Path) -> Result<(), String> {
+    let path = dir.join(R::FILE);
+    VersionedFile::<R>::readable(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 impl<R: Record> FileRecords<R> {
     pub fn new(dir: &std::path::Path) -> Self {
         Self {

@@ -1040,3 +1040,126 @@ fn plan_refuses_a_kind_the_group_does_not_have() {
     }
     assert!(moto.calls().is_empty(), "no AWS call: {:?}", moto.calls());
 }
+
+/// Users and groups in files: `plan` says what would be created (and what a grant naming one
+/// waits for), `apply` creates them with their records in --state-dir and then the grant that
+/// puts the user in the group; a change of the files is one UpdateUser naming what changed.
+#[test]
+fn identities_are_planned_and_applied_before_the_grants_that_name_them() {
+    let moto = Moto::start();
+    moto.seed(SMALL_ORG);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let connector = json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+        "metadata": {"name": "org", "namespace": "aws"}, "spec": {"region": "us-east-1"}});
+    let jane = |title: &str| {
+        json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "IdentityCenterUser",
+            "metadata": {"name": "jane", "namespace": "aws"},
+            "spec": {"connectorRef": {"name": "org"}, "userName": "jane@example.com",
+                "displayName": "Jane Doe", "name": {"givenName": "Jane", "familyName": "Doe"},
+                "emails": [{"value": "jane@example.com", "primary": true}], "title": title}})
+    };
+    let group = json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "IdentityCenterGroup",
+        "metadata": {"name": "oncall", "namespace": "aws"},
+        "spec": {"connectorRef": {"name": "org"}, "displayName": "on-call"}});
+    let member = grant(
+        "jane-on-call",
+        json!({"kind": "SsoUser", "name": "jane@example.com"}),
+        json!({"kind": "SsoGroupMembership", "group": "on-call"}),
+        json!({}),
+    );
+    write(
+        dir.path(),
+        "all.yaml",
+        &[
+            connector.clone(),
+            jane("SRE"),
+            group.clone(),
+            member.clone(),
+        ],
+    );
+    let files = dir.path().join("all.yaml");
+    let files = files.to_str().expect("path");
+    let state_dir = state.to_str().expect("path");
+    let plan = |command: &str| {
+        let output = run(
+            &moto,
+            &[command, "-f", files, "--state-dir", state_dir, "-o", "json"],
+        );
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        let value: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&output.stderr)));
+        (output.status.code(), value)
+    };
+    moto.reset_calls();
+    let (code, planned) = plan("plan");
+    assert_eq!(code, Some(0), "{planned}");
+    let kinds_actions: Vec<(String, String)> = planned["identities"]
+        .as_array()
+        .expect("identities")
+        .iter()
+        .map(|l| {
+            (
+                l["kind"].as_str().unwrap_or_default().to_string(),
+                l["action"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds_actions,
+        [
+            ("IdentityCenterUser".to_string(), "create".to_string()),
+            ("IdentityCenterGroup".to_string(), "create".to_string())
+        ]
+    );
+    assert_eq!(planned["grants"][0]["action"], "unresolved", "{planned}");
+    assert!(
+        planned["grants"][0]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("declared by IdentityCenterUser aws/jane"),
+        "{planned}"
+    );
+    let calls = moto.calls();
+    assert!(
+        !calls.contains_key("CreateUser") && !calls.contains_key("CreateGroup"),
+        "plan writes nothing: {calls:?}"
+    );
+
+    let (code, applied) = plan("apply");
+    assert_eq!(code, Some(0), "{applied}");
+    assert_eq!(applied["grants"][0]["action"], "create", "{applied}");
+    let calls = moto.calls();
+    assert_eq!(
+        (
+            calls.get("CreateUser"),
+            calls.get("CreateGroup"),
+            calls.get("CreateGroupMembership")
+        ),
+        (Some(&1), Some(&1), Some(&1)),
+        "{calls:?}"
+    );
+    let records = std::fs::read_to_string(state.join("identities.json")).expect("records");
+    assert!(records.contains("\"origin\": \"Created\""), "{records}");
+
+    let (_, again) = plan("plan");
+    assert_eq!(again["identities"][0]["action"], "noChange", "{again}");
+    assert_eq!(again["identities"][0]["calls"]["reads"], 1, "{again}");
+
+    write(
+        dir.path(),
+        "all.yaml",
+        &[connector, jane("Staff SRE"), group, member],
+    );
+    moto.reset_calls();
+    let (code, changed) = plan("apply");
+    assert_eq!(code, Some(0), "{changed}");
+    assert_eq!(changed["identities"][0]["action"], "change", "{changed}");
+    assert_eq!(
+        changed["identities"][0]["changes"],
+        json!(["title set to Staff SRE"])
+    );
+    let calls = moto.calls();
+    assert_eq!(calls.get("UpdateUser"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("CreateUser"), None, "{calls:?}");
+}

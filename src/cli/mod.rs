@@ -3,6 +3,7 @@
 
 mod access;
 mod args;
+mod identity_plan;
 mod lookup;
 pub mod plan;
 mod review;

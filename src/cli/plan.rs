@@ -69,6 +69,8 @@ pub struct Plan {
     pub connector: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub permission_sets: Vec<super::set_plan::SetLine>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<super::identity_plan::IdentityLine>,
     pub grants: Vec<PlanLine>,
     /// Access in AWS that no grant declares: reported, never revoked.
     pub unmanaged: Vec<String>,
@@ -641,6 +643,16 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
         apply,
     )
     .await;
+    // Users and groups too, for the grants that name them.
+    let (identity_lines, declared_identities) = super::identity_plan::run(
+        &identities,
+        &connector,
+        session.as_ref(),
+        identity_center.as_ref(),
+        &ledger_dir,
+        apply,
+    )
+    .await;
     let ledger = FileLedger::new(&ledger_dir);
     for grant in &grants {
         let named = grant.spec.target.permission_set.as_deref();
@@ -651,7 +663,7 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
             declared: declared_sets
                 .iter()
                 .find(|d| Some(d.name.as_str()) == named),
-            identities: &[],
+            identities: &declared_identities,
         };
         lines.extend(
             plan_one(
@@ -702,11 +714,13 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
             .map_or(UnmanagedFrom::NotLookedFor, |(_, from)| *from),
         summary: BTreeMap::new(),
         permission_sets: set_lines,
+        identities: identity_lines,
         grants: lines,
     };
 
     let mut failed = plan.grants.iter().any(|l| l.action.is_refusal())
-        || plan.permission_sets.iter().any(super::set_plan::failed);
+        || plan.permission_sets.iter().any(super::set_plan::failed)
+        || plan.identities.iter().any(super::identity_plan::failed);
     if apply {
         if connector.spec.read_only {
             eprintln!("error: the AwsConnector is readOnly: apply writes nothing");
@@ -983,6 +997,7 @@ fn print_table(plan: &Plan, applied: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "AwsConnector {}", plan.connector)?;
     super::set_plan::print_table(&plan.permission_sets, applied, &mut out)?;
+    super::identity_plan::print_table(&plan.identities, applied, &mut out)?;
     let width = plan
         .grants
         .iter()

@@ -32,7 +32,7 @@ pub struct SetLine {
     pub name: String,
     /// The set's name in Identity Center.
     pub permission_set: String,
-    pub action: SetAction,
+    pub action: ObjectAction,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -48,7 +48,7 @@ pub struct SetLine {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub enum SetAction {
+pub enum ObjectAction {
     Create,
     Adopt,
     Change,
@@ -62,7 +62,7 @@ pub enum SetAction {
     NotLookedUp,
 }
 
-impl SetAction {
+impl ObjectAction {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Create => "create",
@@ -91,7 +91,7 @@ fn object_namespace(set: &PermissionSet) -> String {
         .unwrap_or_else(|| "default".into())
 }
 
-fn line(set: &PermissionSet, action: SetAction, detail: String) -> SetLine {
+fn line(set: &PermissionSet, action: ObjectAction, detail: String) -> SetLine {
     SetLine {
         namespace: object_namespace(set),
         name: set.metadata.name.clone().unwrap_or_default(),
@@ -106,33 +106,46 @@ fn line(set: &PermissionSet, action: SetAction, detail: String) -> SetLine {
     }
 }
 
-/// Why the set may not be converged through `connector`, before any AWS call.
-fn refused(set: &PermissionSet, connector: &AwsConnector) -> Option<(SetAction, String)> {
-    let errors = validate_permission_set(&set.spec);
-    if !errors.is_empty() {
-        return Some((SetAction::Invalid, describe(&errors)));
-    }
+/// Why an object in `namespace` that names `reference` is not served by `connector` (the one
+/// connector `plan` and `apply` are given).
+pub fn other_connector(
+    reference: &crate::api::grant::ConnectorRef,
+    namespace: &str,
+    connector: &AwsConnector,
+) -> Option<String> {
     let connector_namespace = connector
         .metadata
         .namespace
         .clone()
         .unwrap_or_else(|| "default".into());
     let connector_name = connector.metadata.name.clone().unwrap_or_default();
-    let reference = &set.spec.connector_ref;
-    if reference.name != connector_name
-        || reference
-            .namespace
-            .clone()
-            .unwrap_or_else(|| object_namespace(set))
-            != connector_namespace
-    {
-        return Some((
-            SetAction::NotAllowed,
-            format!(
-                "spec.connectorRef names another connector than {connector_namespace}/{connector_name}"
-            ),
-        ));
+    let named = reference
+        .namespace
+        .clone()
+        .unwrap_or_else(|| namespace.to_string());
+    (reference.name != connector_name || named != connector_namespace).then(|| {
+        format!(
+            "spec.connectorRef names another connector than {connector_namespace}/{connector_name}"
+        )
+    })
+}
+
+/// Why the set may not be converged through `connector`, before any AWS call.
+fn refused(set: &PermissionSet, connector: &AwsConnector) -> Option<(ObjectAction, String)> {
+    let errors = validate_permission_set(&set.spec);
+    if !errors.is_empty() {
+        return Some((ObjectAction::Invalid, describe(&errors)));
     }
+    if let Some(message) =
+        other_connector(&set.spec.connector_ref, &object_namespace(set), connector)
+    {
+        return Some((ObjectAction::NotAllowed, message));
+    }
+    let connector_namespace = connector
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let policy = &connector.spec.permission_set_policy;
     if let Err(message) = namespace_allowed_by(
         ("permissionSetPolicy", "PermissionSets"),
@@ -141,10 +154,10 @@ fn refused(set: &PermissionSet, connector: &AwsConnector) -> Option<(SetAction, 
         &object_namespace(set),
         None,
     ) {
-        return Some((SetAction::NotAllowed, message));
+        return Some((ObjectAction::NotAllowed, message));
     }
     let broken = policy::check(policy, &set.spec);
-    (!broken.is_empty()).then(|| (SetAction::NotAllowed, broken.join("; ")))
+    (!broken.is_empty()).then(|| (ObjectAction::NotAllowed, broken.join("; ")))
 }
 
 /// Plans (or, `apply`, converges) every set; returns the lines and the sets grants may name.
@@ -183,7 +196,7 @@ pub async fn run(
         let (Some(session), Some(instance)) = (session, instance) else {
             lines.push(line(
                 set,
-                SetAction::NotLookedUp,
+                ObjectAction::NotLookedUp,
                 "permission sets are looked up in AWS: run without --inventory, or the organization has no Identity Center instance".into(),
             ));
             continue;
@@ -211,7 +224,7 @@ pub async fn run(
             match crate::aws::permission_set_admin::names(session, instance).await {
                 Ok(found) => names = Some(found),
                 Err(error) => {
-                    lines.push(line(set, SetAction::Refused, error.to_string()));
+                    lines.push(line(set, ObjectAction::Refused, error.to_string()));
                     continue;
                 }
             }
@@ -222,22 +235,22 @@ pub async fn run(
         {
             Ok(preview) => preview,
             Err(error) => {
-                lines.push(line(set, SetAction::Refused, error.to_string()));
+                lines.push(line(set, ObjectAction::Refused, error.to_string()));
                 continue;
             }
         };
         let (action, detail) = match &preview.action {
-            Previewed::Create => (SetAction::Create, format!("create {}", set.spec.name)),
-            Previewed::Adopt => (SetAction::Adopt, format!("adopt {}", set.spec.name)),
+            Previewed::Create => (ObjectAction::Create, format!("create {}", set.spec.name)),
+            Previewed::Adopt => (ObjectAction::Adopt, format!("adopt {}", set.spec.name)),
             Previewed::Change => (
-                SetAction::Change,
+                ObjectAction::Change,
                 format!("{} change(s)", preview.changes.len()),
             ),
             Previewed::NoChange => (
-                SetAction::NoChange,
+                ObjectAction::NoChange,
                 "AWS holds what the object declares".into(),
             ),
-            Previewed::Refused(refusal) => (SetAction::Refused, refusal_text(refusal)),
+            Previewed::Refused(refusal) => (ObjectAction::Refused, refusal_text(refusal)),
         };
         let mut planned = line(set, action, detail);
         planned.changes = preview.changes.iter().map(|c| c.describe()).collect();
@@ -301,7 +314,7 @@ fn refusal_text(refusal: &Refusal) -> String {
 pub fn failed(line: &SetLine) -> bool {
     matches!(
         line.action,
-        SetAction::Invalid | SetAction::NotAllowed | SetAction::Refused
+        ObjectAction::Invalid | ObjectAction::NotAllowed | ObjectAction::Refused
     ) || line
         .result
         .as_deref()

@@ -164,6 +164,8 @@ pub fn check_state_dir(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("--state-dir {}: cannot create it: {e}", dir.display()))?;
     crate::grant::ledger::FileLedger::check(dir)
+        .and_then(|()| crate::records::readable::<crate::permission_set::record::SetRecord>(dir))
+        .and_then(|()| crate::records::readable::<crate::identity::record::IdentityRecord>(dir))
         .map_err(|message| anyhow::anyhow!("--state-dir {message}"))
 }
 

@@ -216,17 +216,8 @@ fn blocked(identity: &AnyIdentity, gathered: &Gathered) -> Option<(&'static str,
     if !refused.is_empty() {
         return Some(("NotAllowed", refused.join("; ")));
     }
-    if let AnyIdentity::IamUser(user) = identity
-        && user.spec.account.is_some()
-        && object.spec.sync.members().is_none()
-    {
-        return Some((
-            "NotAllowed",
-            format!(
-                "spec.account: the IAM user lives in a member account, and AwsConnector {} does not enter member accounts (spec.sync.memberAccounts.enabled is false)",
-                gathered.connector_key
-            ),
-        ));
+    if let Some(message) = policy::unreachable_account(identity, object) {
+        return Some(("NotAllowed", message));
     }
     match &gathered.connector {
         Connector::Present {

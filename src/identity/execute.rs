@@ -14,7 +14,7 @@ use crate::aws::{AwsError, ErrorKind, Session};
 use crate::fence::{Fence, Fenced};
 use crate::fingerprint::short_hash;
 use crate::grant::ledger::Origin;
-use crate::permission_set::execute::Refusal;
+use crate::permission_set::execute::{Previewed, Refusal};
 use crate::permission_set::record::Declarer;
 use crate::records::{RecordError, Records};
 
@@ -86,6 +86,16 @@ pub struct Report {
 pub enum Outcome {
     Converged(Report),
     Refused(Refusal),
+}
+
+/// What converging would do, found with reads only (`plan`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Preview {
+    pub action: Previewed,
+    /// The id AWS has for it, when it exists.
+    pub id: Option<String>,
+    /// The writes after an adopt, or of a change.
+    pub changes: Vec<String>,
 }
 
 /// What deleting the object did.
@@ -192,6 +202,70 @@ impl<S: Records<IdentityRecord>> Shell<'_, S> {
         record.converged_generation = ask.generation;
         self.save(record, version).await?;
         Ok(())
+    }
+
+    /// What `converge` would do, with reads only (`plan`): the record (or, without one, what
+    /// AWS has under the name) and what AWS holds.
+    pub async fn preview(&self, ask: &IdentityAsk<'_>) -> Result<Preview, IdentityError> {
+        let refused = |refusal| Preview {
+            action: Previewed::Refused(refusal),
+            id: None,
+            changes: Vec::new(),
+        };
+        let record = self.records.load(&ask.key()).await?;
+        let found = match &record {
+            Some((record, _)) if record.declarer.uid != ask.declarer.uid => {
+                return Ok(refused(Refusal::DeclaredElsewhere(
+                    record.declarer.object.clone(),
+                )));
+            }
+            Some((record, _)) if record.id.is_some() => {
+                let handle = Self::handle(ask, record).to_string();
+                match admin::read(self.session, ask.place(), &handle).await? {
+                    Some(found) => (Previewed::Change, found),
+                    None => {
+                        return Ok(Preview {
+                            action: Previewed::Create,
+                            id: None,
+                            changes: Vec::new(),
+                        });
+                    }
+                }
+            }
+            _ => match admin::find(self.session, ask.place(), ask.name).await? {
+                Some(found) if ask.adopt => (Previewed::Adopt, found),
+                Some(found)
+                    if record
+                        .as_ref()
+                        .is_some_and(|(record, _)| made_by(record, &found)) =>
+                {
+                    (Previewed::Change, found)
+                }
+                Some(_) => return Ok(refused(owned_elsewhere(&ask.what()))),
+                None => {
+                    // Created with every declared attribute: nothing follows.
+                    return Ok(Preview {
+                        action: Previewed::Create,
+                        id: None,
+                        changes: Vec::new(),
+                    });
+                }
+            },
+        };
+        let (action, found) = found;
+        let changes: Vec<String> = changes(&ask.declared, &found.shape)
+            .iter()
+            .map(|c| c.describe())
+            .collect();
+        let action = match action {
+            Previewed::Change if changes.is_empty() => Previewed::NoChange,
+            other => other,
+        };
+        Ok(Preview {
+            action,
+            id: Some(found.id),
+            changes,
+        })
     }
 
     /// Makes AWS hold what the object declares.

@@ -2,12 +2,49 @@
 //! have and, for an IAM user, which accounts it may live in. One that breaks it is refused
 //! before anything of it reaches AWS.
 
-use crate::api::connector::IdentityPolicy;
+use crate::api::AwsConnector;
+use crate::api::connector::{AllowedNamespaces, IdentityPolicy};
 use crate::api::iam_policy::covers;
 use crate::api::identity::AnyIdentity;
 
 fn listed(patterns: &[String], value: &str) -> bool {
     patterns.is_empty() || patterns.iter().any(|p| covers(p, value))
+}
+
+/// Why an IamUser of a member account cannot be reached through `connector`: it enters member
+/// accounts only with `sync.memberAccounts` enabled (the role it assumes there).
+pub fn unreachable_account(identity: &AnyIdentity, connector: &AwsConnector) -> Option<String> {
+    let AnyIdentity::IamUser(user) = identity else {
+        return None;
+    };
+    (user.spec.account.is_some() && connector.spec.sync.members().is_none()).then(|| {
+        format!(
+            "spec.account: the IAM user lives in a member account, and AwsConnector {}/{} does not enter member accounts (spec.sync.memberAccounts.enabled is false)",
+            connector.metadata.namespace.clone().unwrap_or_default(),
+            connector.metadata.name.clone().unwrap_or_default()
+        )
+    })
+}
+
+/// Which namespaces may declare the kind of `identity`, and the rule's name for messages.
+pub fn namespaces<'a>(
+    policy: &'a IdentityPolicy,
+    identity: &AnyIdentity,
+) -> ((&'static str, &'static str), &'a AllowedNamespaces) {
+    match identity {
+        AnyIdentity::User(_) => (
+            ("identityPolicy.users", "IdentityCenterUsers"),
+            &policy.users.allowed_namespaces,
+        ),
+        AnyIdentity::Group(_) => (
+            ("identityPolicy.groups", "IdentityCenterGroups"),
+            &policy.groups.allowed_namespaces,
+        ),
+        AnyIdentity::IamUser(_) => (
+            ("identityPolicy.iamUsers", "IamUsers"),
+            &policy.iam_users.allowed_namespaces,
+        ),
+    }
 }
 
 /// Every way `identity` breaks `policy`, each naming the field and the rule.
