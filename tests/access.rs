@@ -464,3 +464,51 @@ fn access_shows_a_declared_permission_set_next_to_what_aws_holds() {
         "{table}"
     );
 }
+
+/// An IdentityCenterUser in the files is shown next to the inventory's user of that name (its
+/// display name compared), and a declared user not created yet is answered, not refused.
+#[test]
+fn access_shows_a_declared_user_next_to_the_inventory() {
+    let moto = Moto::start();
+    let seed = moto.seed(&["--accounts", "2", "--assigned-users", "2"]);
+    let user0 = text(&seed["ssoUsers"][0]["userName"]);
+    let declared = |user_name: &str, display: &str| {
+        json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "IdentityCenterUser",
+            "metadata": {"name": "someone", "namespace": "aws"},
+            "spec": {"connectorRef": {"name": "org"}, "userName": user_name, "displayName": display,
+                "name": {"givenName": "Some", "familyName": "One"},
+                "emails": [{"value": user_name, "primary": true}]}})
+    };
+    let connector = json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+        "metadata": {"name": "org", "namespace": "aws"}, "spec": {"region": "us-east-1"}});
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = dir.path().to_str().expect("utf-8 path");
+    write(
+        dir.path(),
+        &[connector.clone(), declared(&user0, "Someone Else")],
+    );
+    let answered = answer(run(
+        &moto,
+        &["access", "-f", files, "--principal", &user0, "-o", "json"],
+    ));
+    let view = &answered["identities"][0];
+    assert_eq!(view["object"], "aws/someone", "{answered}");
+    assert_eq!(view["inInventory"], true, "{answered}");
+    assert!(
+        view["differences"][0]
+            .as_str()
+            .is_some_and(|d| d.starts_with("display name")),
+        "{answered}"
+    );
+    write(dir.path(), &[connector, declared("new@example.com", "New")]);
+    let output = run(
+        &moto,
+        &["access", "-f", files, "--principal", "new@example.com"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.contains("not in the inventory: the operator creates it"),
+        "{table}"
+    );
+}

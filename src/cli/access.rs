@@ -2,7 +2,7 @@
 //! (`--inventory`, or a sync of the connector) and the AccessGrants in the files given: every
 //! path of a user or group into accounts, or every path into one account.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::args::{AccessArgs, OutputFormat};
+use crate::api::identity::AnyIdentity;
 use crate::api::validation::validate_grant;
 use crate::api::{AccessGrant, AccessRequest, AwsConnector, PermissionSet};
 use crate::effective::{Declaration, Declarations, Path, Via, paths};
@@ -36,6 +37,101 @@ pub struct Answer {
     /// what AWS holds.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub permission_sets: Vec<DeclaredSet>,
+    /// The IdentityCenterUsers and IdentityCenterGroups in the files that the paths (or the
+    /// principal asked about) are: what each declares, next to what the inventory holds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<DeclaredIdentityView>,
+}
+
+/// A user or group of the files, compared with the one of that name in the inventory.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeclaredIdentityView {
+    pub kind: &'static str,
+    /// The object, `namespace/name`.
+    pub object: String,
+    /// The user name, or the group's display name.
+    pub name: String,
+    /// What the object declares, for people.
+    pub declared: Vec<String>,
+    /// Whether the inventory has it (the operator creates it otherwise).
+    pub in_inventory: bool,
+    /// What differs from the inventory's copy (display name, email: what a sync reads).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<String>,
+}
+
+/// The declared users and groups named `names`, each next to the inventory.
+fn compare_identities(
+    identities: &[AnyIdentity],
+    inventory: &Inventory,
+    names: &BTreeSet<String>,
+) -> Vec<DeclaredIdentityView> {
+    let mut out = Vec::new();
+    for identity in identities {
+        if !names.contains(identity.aws_name()) {
+            continue;
+        }
+        let object = format!(
+            "{}/{}",
+            identity
+                .metadata()
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            identity.metadata().name.clone().unwrap_or_default()
+        );
+        let (declared, in_inventory, differences) = match identity {
+            AnyIdentity::User(user) => {
+                let email = user.spec.emails.first().map(|e| e.value.clone());
+                let held = inventory
+                    .sso_users
+                    .iter()
+                    .find(|u| u.user_name == user.spec.user_name);
+                let mut differences = Vec::new();
+                if let Some(held) = held {
+                    if held.display_name.as_deref() != Some(user.spec.display_name.as_str()) {
+                        differences.push(format!(
+                            "display name {:?} in AWS",
+                            held.display_name.clone().unwrap_or_default()
+                        ));
+                    }
+                    if held.email.is_some() && held.email != email {
+                        differences.push(format!(
+                            "email {} in AWS",
+                            held.email.clone().unwrap_or_default()
+                        ));
+                    }
+                }
+                (
+                    vec![
+                        format!("display name {:?}", user.spec.display_name),
+                        format!("email {}", email.unwrap_or_default()),
+                    ],
+                    held.is_some(),
+                    differences,
+                )
+            }
+            AnyIdentity::Group(group) => (
+                vec![format!("display name {:?}", group.spec.display_name)],
+                inventory
+                    .sso_groups
+                    .iter()
+                    .any(|g| g.display_name == group.spec.display_name),
+                Vec::new(),
+            ),
+            AnyIdentity::IamUser(_) => continue,
+        };
+        out.push(DeclaredIdentityView {
+            kind: identity.kind(),
+            object,
+            name: identity.aws_name().to_string(),
+            declared,
+            in_inventory,
+            differences,
+        });
+    }
+    out
 }
 
 /// A PermissionSet of the files, compared with the set of that name in the inventory.
@@ -186,6 +282,13 @@ pub async fn run(args: AccessArgs) -> anyhow::Result<ExitCode> {
         asked.insert("principal", principal.clone());
         match of_principal(&inventory, all, principal) {
             Some(selected) => (selected, None),
+            // Declared in the files and not created yet: no path, and the declaration says so.
+            None if identities
+                .iter()
+                .any(|i| i.aws_name() == principal.as_str()) =>
+            {
+                (Vec::new(), None)
+            }
             None => {
                 eprintln!(
                     "error: --principal {principal:?}: no Identity Center user (user name, id or email) or group (display name or id) of that name in the inventory"
@@ -222,6 +325,22 @@ pub async fn run(args: AccessArgs) -> anyhow::Result<ExitCode> {
         asked,
         undeclared: selected.iter().filter(|p| !p.declared()).count(),
         permission_sets: compare_sets(&sets, &selected),
+        identities: compare_identities(&identities, &inventory, &{
+            let mut names: BTreeSet<String> = selected
+                .iter()
+                .flat_map(|p| {
+                    let group = match &p.via {
+                        crate::effective::Via::Group { display_name, .. } => {
+                            Some(display_name.clone())
+                        }
+                        crate::effective::Via::Direct => None,
+                    };
+                    std::iter::once(p.user.user_name.clone()).chain(group)
+                })
+                .collect();
+            names.extend(args.principal.clone());
+            names
+        }),
         paths: selected,
         iam,
     };
@@ -492,6 +611,25 @@ fn render(answer: &Answer) -> String {
                 set.name,
                 set.object,
                 set.declared.join(", ")
+            ));
+        }
+    }
+    if !answer.identities.is_empty() {
+        out.push_str("\nDeclared users and groups:\n");
+        for identity in &answer.identities {
+            let against = if !identity.in_inventory {
+                "not in the inventory: the operator creates it".to_string()
+            } else if identity.differences.is_empty() {
+                "AWS holds the same".to_string()
+            } else {
+                format!("AWS differs: {}", identity.differences.join("; "))
+            };
+            out.push_str(&format!(
+                "  {} ({} {}): {}\n    {against}\n",
+                identity.name,
+                identity.kind,
+                identity.object,
+                identity.declared.join(", ")
             ));
         }
     }
