@@ -69,7 +69,10 @@ fn validate_examples_one_json_line_per_object() {
                 "AwsConnector",
                 "AccessGrant",
                 "AccessRequest",
-                "PermissionSet"
+                "PermissionSet",
+                "IdentityCenterUser",
+                "IdentityCenterGroup",
+                "IamUser"
             ]
             .contains(&line["kind"].as_str().unwrap_or_default()),
             "{line}"
