@@ -10,7 +10,7 @@ CLEAN_AWS_ENV := env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_CA_BUNDLE -u A
 	-u AWS_SHARED_CREDENTIALS_FILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
 	-u AWS_REGION -u AWS_DEFAULT_REGION -u AWS_ENDPOINT_URL -u AWS_ROLE_ARN -u AWS_WEB_IDENTITY_TOKEN_FILE
 
-.PHONY: demo test test-oldest controlplane controlplane-oldest bench bench-requests bench-permission-sets bench-idle venv build crds check-crds lint fmt clean
+.PHONY: demo test test-oldest controlplane controlplane-oldest bench bench-requests bench-permission-sets bench-identities bench-idle venv build crds check-crds lint fmt clean
 
 ## demo: a local AWS emulator seeded with a sample organization, a local Kubernetes control
 ## plane, and the operator running against both; kubectl applies a connector and grants
@@ -49,6 +49,7 @@ bench: venv controlplane
 	$(CLEAN_AWS_ENV) $(VENV)/bin/python scripts/bench.py --size $(BENCH_SIZE)
 	$(MAKE) bench-requests
 	$(MAKE) bench-permission-sets
+	$(MAKE) bench-identities
 
 ## bench-requests: 200 AccessRequests on one connector approved at once, on the local control plane
 ## (or TEST_KUBECONFIG's cluster); prints the time to all Active against the Identity Center
@@ -60,7 +61,14 @@ bench-requests: venv controlplane
 ## then checked with nothing to change; prints the calls against their lower bound and the time
 ## against the sso-admin lane's bound
 bench-permission-sets: venv controlplane
-	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration permission_sets:: identities::a_hundred_permission_sets_converged_then_checked -- --ignored --nocapture
+	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration permission_sets::a_hundred_permission_sets_converged_then_checked -- --ignored --nocapture
+
+## bench-identities: the release operator converges 1,000 Identity Center users and 100 groups
+## from nothing, then checks them with nothing to change; prints the calls against their lower
+## bound, the time against the Identity Store lane's bound, and the operator's memory
+bench-identities: venv controlplane
+	$(CARGO) build --release --locked
+	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration identities::a_thousand_users_and_a_hundred_groups_converged -- --ignored --nocapture
 
 ## bench-idle: the release operator converges 1,000 AccessGrants on the 3-account organization
 ## (the local control plane, or TEST_KUBECONFIG's cluster) and idles; prints convergence time and its

@@ -115,6 +115,13 @@ kubectl wait -n "$NS" --for=condition=Ready permissionset/on-call-reader --timeo
 kubectl get -n "$NS" permissionsets | indent
 "$PYTHON" scripts/demo_aws.py set OnCallReader | indent
 
+say "kubectl apply -f examples/demo/identities.yaml: a person and a team declared in git, the person put in the team, the team given OnCallReader"
+kubectl apply -f examples/demo/identities.yaml | indent
+kubectl wait -n "$NS" --for=condition=Ready identitycenteruser/dana identitycentergroup/on-call --timeout=120s | indent
+kubectl wait -n "$NS" --for=condition=Ready accessgrant/dana-on-call accessgrant/on-call-reads-production --timeout=120s | indent
+kubectl get -n "$NS" identitycenterusers,identitycentergroups | indent
+"$PYTHON" scripts/demo_aws.py people dana@example.com on-call | indent
+
 say "what AWS holds before the grants"
 "$PYTHON" scripts/demo_aws.py show | indent
 

@@ -6,6 +6,8 @@ operator:
   demo_aws.py show                      the access the demo's grants ask for, as AWS holds it
   demo_aws.py set NAME                  what the permission set NAME carries, as AWS holds it
   demo_aws.py tamper NAME               attach AdministratorAccess to NAME, as in the console
+  demo_aws.py people USER GROUP         the declared user and group, the user's membership and
+                                        the group's assignments, as AWS holds them
 """
 
 import datetime
@@ -134,6 +136,32 @@ def tamper(name):
     print(f"attached AdministratorAccess to {name}")
 
 
+def people(user_name, group_name):
+    sso = client("sso-admin")
+    store = client("identitystore")
+    instance = sso.list_instances()["Instances"][0]
+    store_id, instance_arn = instance["IdentityStoreId"], instance["InstanceArn"]
+    user = next((u for u in store.list_users(IdentityStoreId=store_id)["Users"]
+                 if u["UserName"] == user_name), None)
+    group = next((g for g in store.list_groups(IdentityStoreId=store_id)["Groups"]
+                  if g["DisplayName"] == group_name), None)
+    if user is None or group is None:
+        print(f"{user_name}: {'found' if user else 'missing'}; {group_name}: {'found' if group else 'missing'}")
+        return
+    described = store.describe_user(IdentityStoreId=store_id, UserId=user["UserId"])
+    print(f"user {user_name}: {described.get('DisplayName')!r}, {described.get('Title')!r} ({user['UserId']})")
+    print(f"group {group_name}: {group.get('Description')!r} ({group['GroupId']})")
+    members = store.list_group_memberships(IdentityStoreId=store_id, GroupId=group["GroupId"])["GroupMemberships"]
+    held = any(m["MemberId"].get("UserId") == user["UserId"] for m in members)
+    print(f"{'yes' if held else 'no ':<4} {user_name} is in {group_name}")
+    for arn in sso.list_permission_sets(InstanceArn=instance_arn)["PermissionSets"]:
+        name = sso.describe_permission_set(InstanceArn=instance_arn, PermissionSetArn=arn)["PermissionSet"]["Name"]
+        found = sso.list_account_assignments(InstanceArn=instance_arn, AccountId=ACCOUNT,
+                                             PermissionSetArn=arn)["AccountAssignments"]
+        if any(a["PrincipalId"] == group["GroupId"] for a in found):
+            print(f"yes  {group_name} has {name} on {ACCOUNT}")
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["setup"] and len(sys.argv) == 3:
         setup(sys.argv[2])
@@ -141,6 +169,8 @@ if __name__ == "__main__":
         describe_set(sys.argv[2])
     elif sys.argv[1:2] == ["tamper"] and len(sys.argv) == 3:
         tamper(sys.argv[2])
+    elif sys.argv[1:2] == ["people"] and len(sys.argv) == 4:
+        people(sys.argv[2], sys.argv[3])
     elif sys.argv[1:] == ["show"]:
         show()
     else:

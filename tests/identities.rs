@@ -710,3 +710,174 @@ async fn grants_wait_for_the_users_and_groups_they_name() {
     crate::support::operator::wait_grant(&org.grants, "ci-deployers", "Granted").await;
     org.finish().await;
 }
+
+/// Resident memory of `pid` in KiB: (now, peak).
+fn rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// 1,000 Identity Center users and 100 groups declared at once and converged from nothing by
+/// the operator's release binary, as a process; then one check of each with nothing to change.
+/// Measured by `make bench-identities` (`--ignored --nocapture`): the calls against their
+/// lower bound, the time against the Identity Store lane's bound, and the operator's memory
+/// are printed, never asserted as time. `BENCH_OPERATOR` names the binary (default
+/// `target/release/aws-access-operator`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: make bench-identities"]
+async fn a_thousand_users_and_a_hundred_groups_converged() {
+    use crate::support::cluster::TestCluster;
+    use crate::support::moto::Moto;
+    use crate::support::operator::{create_org_connector, spawn_operator, wait_condition};
+    const USERS: usize = 1000;
+    const GROUPS: usize = 100;
+    let rate = 20.0;
+    let binary = std::env::var("BENCH_OPERATOR").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/target/release/aws-access-operator"
+        )
+        .to_string()
+    });
+    let moto = Moto::start();
+    moto.seed(SMALL_ORG);
+    let cluster = TestCluster::start("ids-bench").await;
+    let config = cluster.kubeconfig_file();
+    let ns = cluster.namespace.clone();
+    let limits = format!("identitycenter={rate},iam=1000,sts=1000,organizations=1000");
+    let mut operator = spawn_operator(
+        std::path::Path::new(&binary),
+        &moto,
+        &config,
+        &ns,
+        &[
+            "--rate-limits",
+            &limits,
+            "--grant-check-interval",
+            "2m",
+            "--log-format",
+            "json",
+        ],
+    );
+    let pid = operator.id();
+    let connectors = create_org_connector(&cluster.client, &ns).await;
+    wait_condition(&connectors, "org", "Ready", "True").await;
+    let (before, _) = rss(pid);
+    let users: Api<IdentityCenterUser> = Api::namespaced(cluster.client.clone(), &ns);
+    let groups: Api<IdentityCenterGroup> = Api::namespaced(cluster.client.clone(), &ns);
+    moto.reset_calls();
+    let started = std::time::Instant::now();
+    for i in 0..GROUPS {
+        groups
+            .create(
+                &PostParams::default(),
+                &object(
+                    "IdentityCenterGroup",
+                    &format!("team-{i:03}"),
+                    json!({"displayName": format!("team-{i:03}"), "description": "A bench team"}),
+                ),
+            )
+            .await
+            .expect("group");
+    }
+    for i in 0..USERS {
+        let name = format!("person-{i:04}@example.com");
+        users
+            .create(
+                &PostParams::default(),
+                &object(
+                    "IdentityCenterUser",
+                    &format!("person-{i:04}"),
+                    json!({"userName": name, "displayName": format!("Person {i}"),
+                        "name": {"givenName": "Person", "familyName": format!("{i}")},
+                        "emails": [{"value": name, "primary": true}], "title": "Engineer"}),
+                ),
+            )
+            .await
+            .expect("user");
+    }
+    let converged_count = |list: Vec<Option<aws_access_operator::api::IdentityStatus>>| {
+        list.iter()
+            .filter(|s| {
+                s.as_ref().is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.reason == "Converged")
+                })
+            })
+            .count()
+    };
+    wait::until(
+        "every user and group Converged",
+        std::time::Duration::from_secs(900),
+        || async {
+            let u = users.list(&Default::default()).await.ok()?;
+            let g = groups.list(&Default::default()).await.ok()?;
+            let done = converged_count(u.items.into_iter().map(|o| o.status).collect())
+                + converged_count(g.items.into_iter().map(|o| o.status).collect());
+            (done == USERS + GROUPS).then_some(())
+        },
+    )
+    .await;
+    let took = started.elapsed();
+    let (after, peak) = rss(pid);
+    let calls = moto.calls();
+    let total: u64 = calls.values().sum();
+    // Lower bound: one create each, every attribute with it.
+    let lower = (USERS + GROUPS) as u64;
+    let bound = lower as f64 / rate;
+    println!(
+        "bench: {USERS} users and {GROUPS} groups converged from nothing in {:.1} s (Identity Store lane bound {bound:.1} s at {rate} TPS, {:.2}x); {total} AWS calls, lower bound {lower}: {calls:?}",
+        took.as_secs_f64(),
+        took.as_secs_f64() / bound
+    );
+    println!(
+        "bench: operator memory: {:.1} MiB before, {:.1} MiB after converging (peak {:.1} MiB)",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    assert_eq!(
+        writes(&calls),
+        counts(&[("CreateUser", USERS as u64), ("CreateGroup", GROUPS as u64)]),
+        "one create each: {calls:?}"
+    );
+
+    // One check of each, with nothing to change: one read each, no write.
+    moto.reset_calls();
+    let round = wait::until(
+        "a check of every user and group",
+        std::time::Duration::from_secs(600),
+        || async {
+            let calls = moto.calls();
+            (calls.get("DescribeUser").copied() >= Some(USERS as u64)
+                && calls.get("DescribeGroup").copied() >= Some(GROUPS as u64))
+            .then_some(calls)
+        },
+    )
+    .await;
+    let (idle, peak) = rss(pid);
+    println!(
+        "bench: a check of {} users and groups with nothing to change: {round:?}; operator memory {:.1} MiB (peak {:.1} MiB)",
+        USERS + GROUPS,
+        idle as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    assert!(
+        writes(&round).is_empty(),
+        "a check with nothing to change writes nothing: {round:?}"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = operator.wait();
+    cluster.cleanup().await;
+}

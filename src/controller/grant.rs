@@ -295,9 +295,10 @@ pub(super) enum Wanted {
     Refused(&'static str, String, Duration),
 }
 
-/// How long a permission set name that nothing knows is looked for every few seconds before
+/// How long a permission set, user or group name that nothing knows is looked for every few
+/// seconds before
 /// once a minute will do.
-const MISSING_SET_PATIENCE: Duration = Duration::from_secs(120);
+const MISSING_NAME_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Whether the grant has said for a while that its permission set is not found.
 fn missing_for_long(grant: &AccessGrant) -> bool {
@@ -309,8 +310,13 @@ fn missing_for_long(grant: &AccessGrant) -> bool {
         return false;
     };
     let since = ready.last_transition_time.0;
-    ready.reason == "PermissionSetNotFound"
-        && Timestamp::now().duration_since(since).unsigned_abs() > MISSING_SET_PATIENCE
+    [
+        "PermissionSetNotFound",
+        "PrincipalNotFound",
+        "GroupNotFound",
+    ]
+    .contains(&ready.reason.as_str())
+        && Timestamp::now().duration_since(since).unsigned_abs() > MISSING_NAME_PATIENCE
 }
 
 pub(super) async fn wanted(grant: &AccessGrant, gathered: &Gathered) -> Wanted {
@@ -341,13 +347,19 @@ pub(super) async fn wanted(grant: &AccessGrant, gathered: &Gathered) -> Wanted {
             let ids = resolved_ids(&resolved.access);
             Wanted::Access(Box::new(resolved), ids)
         }
-        // A declared set being created is looked for again soon, and so is a set of no known
-        // name (no AWS call: the last sync's names and the operator's records): its
-        // PermissionSet may have been applied with the grant and not have begun yet.
+        // A declared set, user or group being created is looked for again soon, and so is a
+        // name nobody knows yet, for a while: its PermissionSet, IdentityCenterUser or
+        // IdentityCenterGroup may have been applied with the grant and not have begun yet.
         Ok(Err(unresolved))
             if unresolved.reason == "PermissionSetPending"
                 || unresolved.reason == "IdentityPending"
-                || (unresolved.reason == "PermissionSetNotFound" && !missing_for_long(grant)) =>
+                || ([
+                    "PermissionSetNotFound",
+                    "PrincipalNotFound",
+                    "GroupNotFound",
+                ]
+                .contains(&unresolved.reason)
+                    && !missing_for_long(grant)) =>
         {
             Wanted::Refused(unresolved.reason, unresolved.message, PENDING_RETRY)
         }
