@@ -296,8 +296,7 @@ pub(super) enum Wanted {
 }
 
 /// How long a permission set, user or group name that nothing knows is looked for every few
-/// seconds before
-/// once a minute will do.
+/// seconds before once a minute will do.
 const MISSING_NAME_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Whether the grant has said for a while that its permission set is not found.
