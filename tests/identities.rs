@@ -881,3 +881,96 @@ async fn a_thousand_users_and_a_hundred_groups_converged() {
     let _ = operator.wait();
     cluster.cleanup().await;
 }
+
+/// On a readOnly connector a user that does not exist is not created, and an adopted group that
+/// differs from its object is reported (condition, status), never written.
+#[tokio::test]
+async fn a_read_only_connector_reports_and_writes_nothing() {
+    let org = org("ids-ro", SMALL_ORG, json!({"readOnly": true}), |_| {}).await;
+    let users: Api<IdentityCenterUser> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    let groups: Api<IdentityCenterGroup> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    users
+        .create(
+            &PostParams::default(),
+            &object("IdentityCenterUser", "jane", jane(json!({}))),
+        )
+        .await
+        .expect("user");
+    let refused = ready(&users, "jane", "ReadOnly").await;
+    assert!(
+        refused.conditions[0].message.contains("is not created"),
+        "{:?}",
+        refused.conditions
+    );
+    groups
+        .create(
+            &PostParams::default(),
+            &object(
+                "IdentityCenterGroup",
+                "g0",
+                json!({"displayName": "group-00", "description": "Declared", "adopt": true}),
+            ),
+        )
+        .await
+        .expect("group");
+    let drifted = ready(&groups, "g0", "Drifted").await;
+    assert_eq!(drifted.drift, ["description set to Declared"]);
+    assert_eq!(
+        writes(&org.moto.calls()),
+        BTreeMap::new(),
+        "a readOnly connector writes nothing"
+    );
+    org.finish().await;
+}
+
+/// An IAM user a grant put in an IAM group is deleted in order: kept while the grant declares
+/// the membership, then, once the grant is gone and its membership revoked, deleted.
+#[tokio::test]
+async fn an_iam_user_is_deleted_after_the_membership_the_operator_gave_it() {
+    let org = org("ids-iam-order", SMALL_ORG, json!({}), |_| {}).await;
+    let users: Api<IamUser> = Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    users
+        .create(
+            &PostParams::default(),
+            &object("IamUser", "ci", json!({"userName": "ci-bot"})),
+        )
+        .await
+        .expect("iam user");
+    ready(&users, "ci", "Converged").await;
+    org.create(grant(
+        "ci-deployers",
+        "org",
+        json!({"kind": "IamUser", "name": "ci-bot"}),
+        json!({"kind": "IamGroupMembership", "group": "iam-group-01"}),
+        json!({}),
+    ))
+    .await;
+    crate::support::operator::wait_grant(&org.grants, "ci-deployers", "Granted").await;
+    org.moto.reset_calls();
+    users
+        .delete("ci", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let held = ready(&users, "ci", "InUse").await;
+    assert!(
+        held.conditions[0].message.contains(&format!(
+            "AccessGrant {}/ci-deployers",
+            org.cluster.namespace
+        )),
+        "{:?}",
+        held.conditions
+    );
+    org.delete_and_wait("ci-deployers").await;
+    gone(&users, "ci").await;
+    let calls = writes(&org.moto.calls());
+    assert_eq!(
+        (calls.get("RemoveUserFromGroup"), calls.get("DeleteUser")),
+        (Some(&1), Some(&1)),
+        "{calls:?}"
+    );
+    let iam = aws_sdk_iam::Client::new(&org.moto.sdk_config().await);
+    assert!(iam.get_user().user_name("ci-bot").send().await.is_err());
+    org.finish().await;
+}
