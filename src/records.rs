@@ -37,6 +37,18 @@ pub enum RecordError {
     },
 }
 
+/// Why a shell that writes through records (a permission set's, an identity's) stopped: AWS
+/// refused, the record could not be read or written, or this replica may not write now.
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error(transparent)]
+    Aws(#[from] crate::aws::AwsError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Fenced(#[from] crate::fence::Fenced),
+}
+
 /// Where the records live. Writes are compare-and-swap on the version read.
 pub trait Records<R: Record>: Sync {
     fn load(

@@ -29,6 +29,33 @@ fn validated() -> ConditionUpdate {
     )
 }
 
+/// The report of a kind whose only rules are its spec's (a PermissionSet, an identity).
+fn declared(
+    kind: &str,
+    metadata: &kube::core::ObjectMeta,
+    source: String,
+    errors: Vec<crate::api::validation::FieldError>,
+) -> Report {
+    let conditions = if errors.is_empty() {
+        vec![validated()]
+    } else {
+        vec![ConditionUpdate::new(
+            "Ready",
+            ConditionStatus::False,
+            "InvalidSpec",
+            crate::api::validation::describe(&errors),
+        )]
+    };
+    Report {
+        kind: kind.into(),
+        name: metadata.name.clone(),
+        namespace: metadata.namespace.clone(),
+        source,
+        valid: errors.is_empty(),
+        conditions,
+    }
+}
+
 /// Validates each loaded document into one report.
 pub fn check(loaded: &Loaded) -> Report {
     let source = loaded.source.to_string();
@@ -86,48 +113,18 @@ pub fn check(loaded: &Loaded) -> Report {
                 conditions,
             }
         }
-        Document::PermissionSet(set) => {
-            let errors = validate_permission_set(&set.spec);
-            let conditions = if errors.is_empty() {
-                vec![validated()]
-            } else {
-                vec![ConditionUpdate::new(
-                    "Ready",
-                    ConditionStatus::False,
-                    "InvalidSpec",
-                    crate::api::validation::describe(&errors),
-                )]
-            };
-            Report {
-                kind: "PermissionSet".into(),
-                name: set.metadata.name.clone(),
-                namespace: set.metadata.namespace.clone(),
-                source,
-                valid: errors.is_empty(),
-                conditions,
-            }
-        }
-        Document::Identity(identity) => {
-            let errors = identity.validate();
-            let conditions = if errors.is_empty() {
-                vec![validated()]
-            } else {
-                vec![ConditionUpdate::new(
-                    "Ready",
-                    ConditionStatus::False,
-                    "InvalidSpec",
-                    crate::api::validation::describe(&errors),
-                )]
-            };
-            Report {
-                kind: identity.kind().into(),
-                name: identity.metadata().name.clone(),
-                namespace: identity.metadata().namespace.clone(),
-                source,
-                valid: errors.is_empty(),
-                conditions,
-            }
-        }
+        Document::PermissionSet(set) => declared(
+            "PermissionSet",
+            &set.metadata,
+            source,
+            validate_permission_set(&set.spec),
+        ),
+        Document::Identity(identity) => declared(
+            identity.kind(),
+            identity.metadata(),
+            source,
+            identity.validate(),
+        ),
         Document::Undecodable {
             kind,
             name,

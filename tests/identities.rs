@@ -112,11 +112,50 @@ fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
+/// The IamUser `ci` (ci-bot) declared and converged, then put in iam-group-01 by the grant
+/// `ci-deployers`, waited for until Granted.
+async fn ci_bot_in_a_group(org: &Org) -> Api<IamUser> {
+    let users: Api<IamUser> = Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    users
+        .create(
+            &PostParams::default(),
+            &object("IamUser", "ci", json!({"userName": "ci-bot"})),
+        )
+        .await
+        .expect("iam user");
+    ready(&users, "ci", "Converged").await;
+    org.create(grant(
+        "ci-deployers",
+        "org",
+        json!({"kind": "IamUser", "name": "ci-bot"}),
+        json!({"kind": "IamGroupMembership", "group": "iam-group-01"}),
+        json!({}),
+    ))
+    .await;
+    crate::support::operator::wait_grant(&org.grants, "ci-deployers", "Granted").await;
+    users
+}
+
 fn store_of(org: &Org) -> String {
     org.seed["identityCenter"]["identityStoreId"]
         .as_str()
         .expect("identity store")
         .to_string()
+}
+
+/// The identity store's user `id`, as AWS holds it now.
+async fn user_in_store(
+    client: &aws_sdk_identitystore::Client,
+    store: &str,
+    id: &str,
+) -> Option<aws_sdk_identitystore::operation::describe_user::DescribeUserOutput> {
+    client
+        .describe_user()
+        .identity_store_id(store)
+        .user_id(id)
+        .send()
+        .await
+        .ok()
 }
 
 async fn store_client(org: &Org) -> aws_sdk_identitystore::Client {
@@ -147,13 +186,7 @@ async fn an_identity_center_user_is_created_changed_put_back_and_deleted() {
     );
     let store = store_of(&org);
     let client = store_client(&org).await;
-    let described = client
-        .describe_user()
-        .identity_store_id(&store)
-        .user_id(&id)
-        .send()
-        .await
-        .expect("describe");
+    let described = user_in_store(&client, &store, &id).await.expect("describe");
     assert_eq!(described.display_name(), Some("Jane Doe"));
     assert_eq!(described.title(), Some("SRE"));
     assert_eq!(described.emails()[0].value(), Some("jane@example.com"));
@@ -171,13 +204,7 @@ async fn an_identity_center_user_is_created_changed_put_back_and_deleted() {
         .await
         .expect("patch");
     wait::until("the new display name in AWS", TIMEOUT, || async {
-        let user = client
-            .describe_user()
-            .identity_store_id(&store)
-            .user_id(&id)
-            .send()
-            .await
-            .ok()?;
+        let user = user_in_store(&client, &store, &id).await?;
         (user.display_name() == Some("Jane Roe")
             && user.name().and_then(|n| n.family_name()) == Some("Roe"))
         .then_some(())
@@ -201,13 +228,7 @@ async fn an_identity_center_user_is_created_changed_put_back_and_deleted() {
         .await
         .expect("tamper");
     wait::until("the title put back", TIMEOUT, || async {
-        let user = client
-            .describe_user()
-            .identity_store_id(&store)
-            .user_id(&id)
-            .send()
-            .await
-            .ok()?;
+        let user = user_in_store(&client, &store, &id).await?;
         (user.title() == Some("SRE")).then_some(())
     })
     .await;
@@ -252,13 +273,7 @@ async fn an_identity_center_user_is_created_changed_put_back_and_deleted() {
     assert_eq!(calls.get("DeleteGroupMembership"), Some(&1), "{calls:?}");
     assert_eq!(calls.get("DeleteUser"), Some(&1), "{calls:?}");
     assert!(
-        client
-            .describe_user()
-            .identity_store_id(&store)
-            .user_id(&id)
-            .send()
-            .await
-            .is_err(),
+        user_in_store(&client, &store, &id).await.is_none(),
         "the user is gone from AWS"
     );
     org.finish().await;
@@ -689,25 +704,7 @@ async fn grants_wait_for_the_users_and_groups_they_name() {
     assert_eq!(member_ids, [user.id.expect("user id")]);
 
     // An IAM user the last sync has not seen, put in a group as soon as it exists.
-    let iam_users: Api<IamUser> =
-        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
-    iam_users
-        .create(
-            &PostParams::default(),
-            &object("IamUser", "ci", json!({"userName": "ci-bot"})),
-        )
-        .await
-        .expect("iam user");
-    ready(&iam_users, "ci", "Converged").await;
-    org.create(grant(
-        "ci-deployers",
-        "org",
-        json!({"kind": "IamUser", "name": "ci-bot"}),
-        json!({"kind": "IamGroupMembership", "group": "iam-group-01"}),
-        json!({}),
-    ))
-    .await;
-    crate::support::operator::wait_grant(&org.grants, "ci-deployers", "Granted").await;
+    ci_bot_in_a_group(&org).await;
     org.finish().await;
 }
 
@@ -930,24 +927,7 @@ async fn a_read_only_connector_reports_and_writes_nothing() {
 #[tokio::test]
 async fn an_iam_user_is_deleted_after_the_membership_the_operator_gave_it() {
     let org = org("ids-iam-order", SMALL_ORG, json!({}), |_| {}).await;
-    let users: Api<IamUser> = Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
-    users
-        .create(
-            &PostParams::default(),
-            &object("IamUser", "ci", json!({"userName": "ci-bot"})),
-        )
-        .await
-        .expect("iam user");
-    ready(&users, "ci", "Converged").await;
-    org.create(grant(
-        "ci-deployers",
-        "org",
-        json!({"kind": "IamUser", "name": "ci-bot"}),
-        json!({"kind": "IamGroupMembership", "group": "iam-group-01"}),
-        json!({}),
-    ))
-    .await;
-    crate::support::operator::wait_grant(&org.grants, "ci-deployers", "Granted").await;
+    let users = ci_bot_in_a_group(&org).await;
     org.moto.reset_calls();
     users
         .delete("ci", &DeleteParams::default())

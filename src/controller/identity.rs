@@ -784,26 +784,7 @@ async fn cleanup<K: IdentityObject>(
                 identity.aws_name(),
                 users.join(", ")
             );
-            write_status(
-                object,
-                identity.status(),
-                api,
-                |_| {},
-                &[ready(false, "InUse", message.clone())],
-            )
-            .await?;
-            ctx.publish(
-                object,
-                EventType::Warning,
-                "InUse",
-                "Delete",
-                message.clone(),
-            )
-            .await;
-            tracing::info!(kind, object = %name, %message, "deletion waits");
-            // An error keeps the finalizer (a success would let the object go): looked at
-            // again with the object's backoff.
-            return Err(Error::Pending(message));
+            return Err(keep(object, &identity, api, ctx, "InUse", message).await);
         }
     }
     let shell = Shell {
@@ -842,25 +823,41 @@ async fn cleanup<K: IdentityObject>(
                 identity.aws_name(),
                 remaining.join(", ")
             );
-            write_status(
-                object,
-                identity.status(),
-                api,
-                |_| {},
-                &[ready(false, "DeletionBlocked", message.clone())],
-            )
-            .await?;
-            ctx.publish(
-                object,
-                EventType::Warning,
-                "DeletionBlocked",
-                "Delete",
-                message.clone(),
-            )
-            .await;
-            tracing::info!(kind, object = %name, %message, "deletion blocked");
-            // An error keeps the finalizer until what blocks it is gone.
-            Err(Error::Pending(message))
+            Err(keep(object, &identity, api, ctx, "DeletionBlocked", message).await)
         }
     }
+}
+
+/// Keeps the object (and what it declares in AWS) while its deletion waits: the reason in
+/// status and an event, and an error, which keeps the finalizer (a success would let the
+/// object go); it is looked at again with the object's backoff.
+async fn keep<K: IdentityObject>(
+    object: &K,
+    identity: &AnyIdentity,
+    api: &Api<K>,
+    ctx: &Context,
+    reason: &str,
+    message: String,
+) -> Error {
+    tracing::info!(kind = identity.kind(), object = %object.name_any(), reason, %message, "deletion waits");
+    if let Err(error) = write_status(
+        object,
+        identity.status(),
+        api,
+        |_| {},
+        &[ready(false, reason, message.clone())],
+    )
+    .await
+    {
+        return error;
+    }
+    ctx.publish(
+        object,
+        EventType::Warning,
+        reason,
+        "Delete",
+        message.clone(),
+    )
+    .await;
+    Error::Pending(message)
 }

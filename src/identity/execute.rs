@@ -10,23 +10,15 @@ use super::record::{IdentityKind, IdentityRecord, key};
 use super::shape::{Shape, changes};
 use crate::api::permission_set::ResourceDeletionPolicy;
 use crate::aws::identity_admin::{self as admin, Found, Place};
-use crate::aws::{AwsError, ErrorKind, Session};
-use crate::fence::{Fence, Fenced};
+use crate::aws::{ErrorKind, Session};
+use crate::fence::Fence;
 use crate::fingerprint::short_hash;
 use crate::grant::ledger::Origin;
 use crate::permission_set::execute::{Previewed, Refusal};
 use crate::permission_set::record::Declarer;
-use crate::records::{RecordError, Records};
+use crate::records::Records;
 
-#[derive(Debug, thiserror::Error)]
-pub enum IdentityError {
-    #[error(transparent)]
-    Aws(#[from] AwsError),
-    #[error(transparent)]
-    Record(#[from] RecordError),
-    #[error(transparent)]
-    Fenced(#[from] Fenced),
-}
+pub use crate::records::ShellError as IdentityError;
 
 /// One declared user or group to converge.
 pub struct IdentityAsk<'a> {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use super::record::{Declarer, Provisioning, RecordError, SetRecord, SetRecords, key};
+use super::record::{Declarer, Provisioning, SetRecord, SetRecords, key};
 use super::shape::{
     CREATE_TOKEN_TAG, Change, Settings, Shape, changes, iso_duration, parse_iso_duration,
 };
@@ -17,19 +17,11 @@ use crate::api::permission_set::{AccountProvisioning, PermissionSetSpec, Resourc
 use crate::aws::model::Assignment;
 use crate::aws::permission_set_admin::{self as admin, Provisioned};
 use crate::aws::{AwsError, ErrorKind, Session, permission_sets};
-use crate::fence::{Fence, Fenced};
+use crate::fence::Fence;
 use crate::fingerprint::short_hash;
 use crate::grant::ledger::Origin;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SetError {
-    #[error(transparent)]
-    Aws(#[from] AwsError),
-    #[error(transparent)]
-    Record(#[from] RecordError),
-    #[error(transparent)]
-    Fenced(#[from] Fenced),
-}
+pub use crate::records::ShellError as SetError;
 
 /// One declared set to converge.
 pub struct SetAsk<'a> {
