@@ -47,6 +47,10 @@ pub const USER_CONTROLLER: &str = "identity-center-user";
 pub const GROUP_CONTROLLER: &str = "identity-center-group";
 pub const IAM_USER_CONTROLLER: &str = "iam-user";
 
+/// How many users (groups, IAM users) are reconciled at once: more than the rate-limit lanes
+/// serve in a couple of seconds only holds memory.
+pub const CONCURRENCY: u16 = 32;
+
 /// How soon one waiting on something outside itself is looked at again.
 const RECHECK: Duration = Duration::from_secs(300);
 /// How soon a refused write is tried again.

@@ -445,6 +445,11 @@ trait ConnectorUser:
 {
     fn connector_ref(&self) -> &crate::api::grant::ConnectorRef;
 
+    /// How many of the kind are reconciled at once (0: as many as are due). Users and groups
+    /// are bounded: thousands applied at once would otherwise each hold a reconciliation
+    /// waiting on the Identity Store's or IAM's rate limit, memory that buys no speed.
+    const CONCURRENCY: u16 = 0;
+
     /// The permission set the object names by name, if it does: a PermissionSet declaring it
     /// that changes (is created, converges) looks at the object again.
     fn permission_set_name(&self) -> Option<&str> {
@@ -469,18 +474,24 @@ impl ConnectorUser for PermissionSet {
 }
 
 impl ConnectorUser for IdentityCenterUser {
+    const CONCURRENCY: u16 = identity::CONCURRENCY;
+
     fn connector_ref(&self) -> &crate::api::grant::ConnectorRef {
         &self.spec.connector_ref
     }
 }
 
 impl ConnectorUser for IdentityCenterGroup {
+    const CONCURRENCY: u16 = identity::CONCURRENCY;
+
     fn connector_ref(&self) -> &crate::api::grant::ConnectorRef {
         &self.spec.connector_ref
     }
 }
 
 impl ConnectorUser for IamUser {
+    const CONCURRENCY: u16 = identity::CONCURRENCY;
+
     fn connector_ref(&self) -> &crate::api::grant::ConnectorRef {
         &self.spec.connector_ref
     }
@@ -523,7 +534,9 @@ where
             Default::default(),
         );
     // Each watch feeding the controller waits on its own after an error (`watch`).
-    let runner = Controller::for_stream(changes, reader).trigger_backoff(NoWait);
+    let runner = Controller::for_stream(changes, reader)
+        .with_config(kube::runtime::controller::Config::default().concurrency(K::CONCURRENCY))
+        .trigger_backoff(NoWait);
     let store = runner.store();
     let connector_changes =
         watch(connectors, watcher::Config::default().any_semantic()).touched_objects();
