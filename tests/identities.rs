@@ -954,3 +954,127 @@ async fn an_iam_user_is_deleted_after_the_membership_the_operator_gave_it() {
     assert!(iam.get_user().user_name("ci-bot").send().await.is_err());
     org.finish().await;
 }
+
+/// An IamUser of a member account is created there, through the role the connector assumes in
+/// member accounts, and nowhere else; without `sync.memberAccounts` it is refused, naming it.
+#[tokio::test]
+async fn an_iam_user_of_a_member_account_is_created_there() {
+    let org = org(
+        "ids-member",
+        &[
+            "--accounts",
+            "3",
+            "--member-iam-users",
+            "1",
+            "--sso-users",
+            "2",
+            "--permission-sets",
+            "1",
+        ],
+        json!({"sync": {"memberAccounts": {"enabled": true}}}),
+        |_| {},
+    )
+    .await;
+    let members: Vec<String> = org.seed["memberAccounts"]
+        .as_object()
+        .expect("members")
+        .iter()
+        .filter(|(_, m)| m["role"] == true)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let member = members
+        .first()
+        .expect("a member account with its role")
+        .clone();
+    let users: Api<IamUser> = Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    users
+        .create(
+            &PostParams::default(),
+            &object(
+                "IamUser",
+                "member-ci",
+                json!({"userName": "member-ci", "account": member}),
+            ),
+        )
+        .await
+        .expect("create");
+    let status = ready(&users, "member-ci", "Converged").await;
+    assert_eq!(status.account.as_deref(), Some(member.as_str()));
+    assert!(
+        status
+            .arn
+            .as_deref()
+            .is_some_and(|a| a.contains(&format!(":{member}:user/member-ci"))),
+        "{status:?}"
+    );
+    // Seen from inside the member account; the management account has no such user.
+    let config = org.moto.sdk_config().await;
+    let assumed = aws_sdk_sts::Client::new(&config)
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{member}:role/OrganizationAccountAccessRole"
+        ))
+        .role_session_name("test")
+        .send()
+        .await
+        .expect("assume role");
+    let credentials = assumed.credentials().expect("credentials");
+    let inside = aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::config::Builder::from(&config)
+            .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                credentials.access_key_id(),
+                credentials.secret_access_key(),
+                Some(credentials.session_token().to_string()),
+                None,
+                "test",
+            ))
+            .build(),
+    );
+    inside
+        .get_user()
+        .user_name("member-ci")
+        .send()
+        .await
+        .expect("the user is in the member account");
+    let management = aws_sdk_iam::Client::new(&config);
+    assert!(
+        management
+            .get_user()
+            .user_name("member-ci")
+            .send()
+            .await
+            .is_err(),
+        "not in the management account"
+    );
+    // A connector that does not enter member accounts refuses one, naming why.
+    let connectors: Api<aws_access_operator::api::AwsConnector> =
+        Api::namespaced(org.cluster.client.clone(), &org.cluster.namespace);
+    connectors
+        .patch(
+            "org",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"sync": {"memberAccounts": {"enabled": false}}}})),
+        )
+        .await
+        .expect("patch");
+    users
+        .create(
+            &PostParams::default(),
+            &object(
+                "IamUser",
+                "member-other",
+                json!({"userName": "member-other", "account": member}),
+            ),
+        )
+        .await
+        .expect("create");
+    let refused = ready(&users, "member-other", "NotAllowed").await;
+    assert!(
+        refused.conditions[0]
+            .message
+            .contains("spec.sync.memberAccounts.enabled is false"),
+        "{:?}",
+        refused.conditions
+    );
+    org.finish().await;
+}
