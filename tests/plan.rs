@@ -1162,4 +1162,41 @@ fn identities_are_planned_and_applied_before_the_grants_that_name_them() {
     let calls = moto.calls();
     assert_eq!(calls.get("UpdateUser"), Some(&1), "{calls:?}");
     assert_eq!(calls.get("CreateUser"), None, "{calls:?}");
+
+    // Another user name in the same object: refused, as the API server refuses it.
+    let mut renamed = jane("Staff SRE");
+    renamed["spec"]["userName"] = json!("jane.doe@example.com");
+    write(dir.path(), "all.yaml", &[renamed]);
+    let connector_file = dir.path().join("connector.yaml");
+    write(
+        dir.path(),
+        "connector.yaml",
+        &[
+            json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+            "metadata": {"name": "org", "namespace": "aws"}, "spec": {"region": "us-east-1"}}),
+        ],
+    );
+    let output = run(
+        &moto,
+        &[
+            "apply",
+            "-f",
+            connector_file.to_str().expect("path"),
+            "-f",
+            files,
+            "--state-dir",
+            state_dir,
+            "-o",
+            "json",
+        ],
+    );
+    let refused: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(output.status.code(), Some(1), "{refused}");
+    assert_eq!(refused["identities"][0]["action"], "refused", "{refused}");
+    assert!(
+        refused["identities"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("cannot change in place") && d.contains("jane@example.com")),
+        "{refused}"
+    );
 }

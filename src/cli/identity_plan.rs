@@ -113,6 +113,9 @@ pub async fn run(
         connector.metadata.name.clone().unwrap_or_default()
     );
     let records = FileIdentityRecords::new(state_dir);
+    // What each object declared when last applied: a user name (an account) is never changed
+    // in place, as the API server refuses it in a cluster.
+    let recorded = records.all().await.unwrap_or_default();
     let fence = Fence::unfenced();
     let mut lines = Vec::new();
     let mut declared = Vec::new();
@@ -127,6 +130,32 @@ pub async fn run(
             continue;
         }
         let kind = kind_of(identity);
+        let account = match identity {
+            AnyIdentity::IamUser(user) => user.spec.account.clone(),
+            _ => None,
+        };
+        if let Some(earlier) = recorded.iter().find(|r| {
+            r.kind == kind
+                && r.declarer.uid == object
+                && kind != IdentityKind::IdentityCenterGroup
+                && (r.name != identity.aws_name() || r.account != account)
+        }) {
+            lines.push(line(
+                identity,
+                ObjectAction::Refused,
+                format!(
+                    "spec.userName (and an IamUser's spec.account) cannot change in place: {object} declared {} {}{}; a user of another name is another person, declared by another object",
+                    kind.noun(),
+                    earlier.name,
+                    earlier
+                        .account
+                        .as_deref()
+                        .map(|a| format!(" in account {a}"))
+                        .unwrap_or_default()
+                ),
+            ));
+            continue;
+        }
         let store = identity_center.map(|ic| ic.identity_store_id.as_str());
         let reached = match (session, kind, store) {
             (None, _, _) => None,

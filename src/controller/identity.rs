@@ -761,6 +761,7 @@ async fn cleanup<K: IdentityObject>(
             identity.aws_name(),
             gathered.connector_key
         );
+        forget(ctx, &identity);
         tracing::warn!(kind, object = %name, %note, "released");
         ctx.publish(object, EventType::Warning, "Released", "Delete", note)
             .await;
