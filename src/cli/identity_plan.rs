@@ -103,15 +103,7 @@ pub async fn run(
     state_dir: &std::path::Path,
     apply: bool,
 ) -> (Vec<IdentityLine>, Vec<DeclaredIdentity>) {
-    let connector_key = format!(
-        "{}/{}",
-        connector
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into()),
-        connector.metadata.name.clone().unwrap_or_default()
-    );
+    let connector_key = super::connector_key(connector);
     let records = FileIdentityRecords::new(state_dir);
     // What each object declared when last applied: a user name (an account) is never changed
     // in place, as the API server refuses it in a cluster.

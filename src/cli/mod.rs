@@ -14,6 +14,16 @@ pub use args::*;
 
 /// The one AwsConnector of the files, valid; `Ok(None)` when it is invalid (said on stderr: exit
 /// 1).
+/// The connector as the operator's records and ledger name it: `namespace/name`, its
+/// namespace `default` when the manifest has none.
+pub fn connector_key(connector: &crate::api::AwsConnector) -> String {
+    format!(
+        "{}/{}",
+        connector.metadata.namespace.as_deref().unwrap_or("default"),
+        connector.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
 pub fn one_valid_connector(
     mut connectors: Vec<crate::api::AwsConnector>,
 ) -> anyhow::Result<Option<crate::api::AwsConnector>> {

@@ -202,11 +202,7 @@ async fn plan_one(
         );
     }
     let holder = format!("{namespace}/{name}");
-    let connector_key = format!(
-        "{}/{}",
-        namespace_of(connector.metadata.namespace.as_ref()),
-        connector.metadata.name.clone().unwrap_or_default()
-    );
+    let connector_key = super::connector_key(connector);
     for stored in ledger.held_by(&connector_key, &holder).await? {
         let access = &stored.entry.access;
         if resolved.accesses.contains(access) {
@@ -672,11 +668,7 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
             .await?,
         );
     }
-    let connector_key = format!(
-        "{}/{}",
-        namespace_of(connector.metadata.namespace.as_ref()),
-        connector.metadata.name.clone().unwrap_or_default()
-    );
+    let connector_key = super::connector_key(&connector);
     lines.extend(
         unlisted(
             &ledger,
@@ -695,11 +687,7 @@ pub async fn run(args: PlanArgs, apply: bool) -> anyhow::Result<ExitCode> {
         .filter_map(|l| l.target.clone())
         .collect();
     let mut plan = Plan {
-        connector: format!(
-            "{}/{}",
-            namespace_of(connector.metadata.namespace.as_ref()),
-            connector.metadata.name.clone().unwrap_or_default()
-        ),
+        connector: connector_key,
         unmanaged: inventory
             .as_ref()
             .map(|(inventory, _)| {

@@ -169,15 +169,7 @@ pub async fn run(
     state_dir: &std::path::Path,
     apply: bool,
 ) -> (Vec<SetLine>, Vec<DeclaredSet>) {
-    let connector_key = format!(
-        "{}/{}",
-        connector
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into()),
-        connector.metadata.name.clone().unwrap_or_default()
-    );
+    let connector_key = super::connector_key(connector);
     let records = FileSetRecords::new(state_dir);
     let fence = Fence::unfenced();
     let mut lines = Vec::new();

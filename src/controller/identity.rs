@@ -152,8 +152,11 @@ fn remember(ctx: &Context, identity: &AnyIdentity, connector: &str, id: Option<S
         .declared_identities
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    // A group's old display name no longer names it.
-    known.retain(|k, (_, o)| *o != object || *k == key);
+    // A group's old display name no longer names it. Looked for only when this name is new for
+    // the object, not at every check.
+    if known.get(&key).is_none_or(|(_, o)| *o != object) {
+        known.retain(|k, (_, o)| *o != object || *k == key);
+    }
     match id {
         Some(id) => {
             known.insert(key, (Some(id), object));
