@@ -1,9 +1,10 @@
 //! The real binary's `run` against the API server: health endpoints, metrics, leadership, and
 //! a graceful stop on SIGTERM that releases the lease.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -12,11 +13,42 @@ use kube::Api;
 use crate::support::cluster::{TestCluster, kubeconfig};
 use crate::support::wait;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// The operator's stderr, read line by line as it is written: the pipe never fills (a full
+/// pipe would stop the process at its next log line), and the test can wait for a line.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn follow(pipe: impl Read + Send + 'static) -> (Self, std::thread::JoinHandle<()>) {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { return };
+                sink.0.lock().expect("log lines").push(line);
+            }
+        });
+        (lines, reader)
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.0.lock().expect("log lines").clone()
+    }
+}
+
+/// The port the health server bound, from its JSON log line: the operator is started on port
+/// 0, because a port picked beforehand can be taken by another test's server before the
+/// operator binds it.
+fn bound_port(lines: &Lines) -> Option<u16> {
+    lines.all().iter().find_map(|line| {
+        let entry: serde_json::Value = serde_json::from_str(line).ok()?;
+        let message = entry.get("message")?.as_str()?;
+        if !message.starts_with("serving /healthz") {
+            return None;
+        }
+        let addr: std::net::SocketAddr = entry.get("addr")?.as_str()?.parse().ok()?;
+        Some(addr.port())
+    })
 }
 
 /// A minimal HTTP GET; returns (status, body).
@@ -42,7 +74,6 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
 async fn serves_health_and_stops_gracefully_on_sigterm() {
     let cluster = TestCluster::start("process").await;
     let ns = cluster.namespace.as_str();
-    let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_aws-access-operator"))
         .args([
             "run",
@@ -53,12 +84,7 @@ async fn serves_health_and_stops_gracefully_on_sigterm() {
             "--identity",
             "pod-1",
         ])
-        .args([
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-            "--log-format",
-            "json",
-        ])
+        .args(["--metrics-addr", "127.0.0.1:0", "--log-format", "json"])
         .env("KUBECONFIG", kubeconfig())
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env_remove("POD_NAME")
@@ -68,9 +94,16 @@ async fn serves_health_and_stops_gracefully_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the operator");
+    let (lines, reader) = Lines::follow(child.stderr.take().expect("stderr"));
 
+    let port = wait::until(
+        "the health server's address in the log",
+        Duration::from_secs(30),
+        || async { bound_port(&lines) },
+    )
+    .await;
     let (status, _) = wait::until("/readyz", Duration::from_secs(30), || async {
-        get(port, "/readyz")
+        get(port, "/readyz").filter(|(status, _)| *status == 200)
     })
     .await;
     assert_eq!(status, 200);
@@ -118,10 +151,8 @@ async fn serves_health_and_stops_gracefully_on_sigterm() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = pipe.read_to_string(&mut stderr);
-    }
+    reader.join().expect("the log reader");
+    let stderr = lines.all().join("\n");
     assert!(exit.success(), "exit {exit:?}; logs:\n{stderr}");
     for line in stderr.lines() {
         let _: serde_json::Value =

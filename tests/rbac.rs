@@ -123,17 +123,11 @@ async fn chart_rules(admin: &Client, release: &str) -> BTreeSet<Granted> {
     out
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// The operator binary as the chart's Deployment runs it, outside a pod: the container's
 /// arguments and environment, the ServiceAccount's token in place of the one a pod would
 /// have mounted, and moto's dummy keys in place of IRSA. Only the metrics address moves, to a
-/// free loopback port (a pod has a network namespace of its own; this process does not).
+/// loopback port the kernel picks when it binds (a pod has a network namespace of its own; this
+/// process does not, and a port chosen beforehand can be taken by a server of another test).
 async fn start_as_the_chart(
     admin: &Client,
     home: &str,
@@ -160,7 +154,7 @@ async fn start_as_the_chart(
         }
     }
     command
-        .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("METRICS_ADDR", "127.0.0.1:0")
         .env("KUBECONFIG", kubeconfig)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
