@@ -3,7 +3,7 @@
 
 use crate::api::AwsConnector;
 use crate::api::connector::CallerIdentity;
-use crate::aws::{AwsBase, AwsError, Caller, RateLimits, RetryPolicy, Session, sts};
+use crate::aws::{AwsBase, AwsError, Caller, RateLimits, Session, sts};
 
 /// A session whose identity has been confirmed with GetCallerIdentity.
 pub struct Authenticated {
@@ -33,7 +33,7 @@ pub async fn session(
     external_id: Option<&str>,
     limits: &RateLimits,
 ) -> Session {
-    let caller = Caller::new(limits, RetryPolicy::default());
+    let caller = Caller::new(limits, base.retry_policy());
     Session::new(base, &connector.spec, external_id, caller).await
 }
 

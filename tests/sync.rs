@@ -1081,15 +1081,21 @@ fn a_refused_list_call_fails_the_sync_naming_the_operation() {
 
 /// An endpoint that accepts connections and never answers (a black hole, as a broken proxy or
 /// a dropped route looks) fails each attempt after `--aws-attempt-timeout`, is retried like any
-/// transient failure, and then fails the sync naming the operation: it never hangs.
+/// transient failure until `--aws-call-timeout` is spent, and then fails the sync naming the
+/// service, the operation and the timeouts: it never hangs. The timeouts are shortened here
+/// (the defaults, 20 s and 90 s, are the same arithmetic: see `aws::caller`'s tests); the
+/// attempts are counted from the connections the hole accepted.
 #[test]
-fn an_endpoint_that_never_answers_fails_the_sync_instead_of_hanging() {
+fn an_endpoint_that_never_answers_fails_the_sync_within_the_call_timeout() {
     let hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let endpoint = format!("http://{}", hole.local_addr().expect("addr"));
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
     std::thread::spawn(move || {
         // Accept and hold every connection, reading nothing and answering nothing.
         let mut held = Vec::new();
         for stream in hole.incoming() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             held.push(stream);
         }
     });
@@ -1099,6 +1105,8 @@ fn an_endpoint_that_never_answers_fails_the_sync_instead_of_hanging() {
     command.args(["sync", "-f"]).arg(&connector).args([
         "--aws-attempt-timeout",
         "1s",
+        "--aws-call-timeout",
+        "3s",
         "--rate-limits",
         FAST,
     ]);
@@ -1115,9 +1123,9 @@ fn an_endpoint_that_never_answers_fails_the_sync_instead_of_hanging() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = command.spawn().expect("start sync");
-    // Eight attempts of a second each, with the retry waits between them, end well within this;
-    // without a bound on attempts the sync would wait here forever.
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    // Three seconds of attempts and waits end well within this; without a bound on the call
+    // the sync would wait here forever.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait().expect("poll") {
             break status;
@@ -1132,10 +1140,40 @@ fn an_endpoint_that_never_answers_fails_the_sync_instead_of_hanging() {
     std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
         .expect("read stderr");
     assert_eq!(status.code(), Some(1), "{stderr}");
+    for part in [
+        "GetCallerIdentity: sts did not answer within 3s (--aws-call-timeout)",
+        "of at most 1s each (--aws-attempt-timeout)",
+    ] {
+        assert!(stderr.contains(part), "{part:?} in: {stderr}");
+    }
+    // Three one-second attempts fit the budget, with the backoff between them (each attempt a
+    // connection of its own: the SDK drops one that timed out).
+    let attempts = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((2..=4).contains(&attempts), "{attempts} attempts: {stderr}");
+}
+
+/// A slow endpoint that answers within an attempt is waited for at the default timeouts, not
+/// retried: moto answers GetCallerIdentity and ListInstances 10 s late.
+#[test]
+fn a_slow_endpoint_that_answers_within_an_attempt_is_waited_for() {
+    let moto = Moto::start();
+    moto.seed(&[]);
+    moto.reset_calls();
+    moto.set_faults(json!({"slow_operations": {"GetCallerIdentity": 10, "ListInstances": 10}}));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let connector = write_connector(dir.path(), json!({}));
+    let (inventory, stderr) = succeeded(command(&moto, &connector, &[]).output().expect("run"));
     assert!(
-        stderr.contains("GetCallerIdentity") && stderr.to_lowercase().contains("timeout"),
-        "the error names the operation and the timeout: {stderr}"
+        inventory["accounts"]
+            .as_array()
+            .is_some_and(|a| a.len() >= 2),
+        "{stderr}"
     );
+    let calls = moto.calls();
+    assert_eq!(calls.get("GetCallerIdentity"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("ListInstances"), Some(&1), "{calls:?}");
+    let retried = stderr.contains("retrying") || stderr.contains("timed out");
+    assert!(!retried, "{stderr}");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::error::AwsError;
+use super::error::{AwsError, ErrorKind};
 use super::ratelimit::{RateLimits, SHARED, Service, TokenBucket};
 
 /// Calls made, by operation, and how many were throttled.
@@ -49,12 +49,27 @@ impl CallStats {
     }
 }
 
-/// How failed calls are retried.
+/// How long one attempt of one call may take by default (`--aws-attempt-timeout`): twice what
+/// a slow but working endpoint takes to answer (10 s), so that it still succeeds.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one call may take by default, its attempts and the waits between them together
+/// (`--aws-call-timeout`): an endpoint that never answers fails the call, and the sync or
+/// grant waiting on it, within this (four attempts, and a fifth cut short).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How failed calls are retried, and how long they may take.
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
     pub max_attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
+    /// One attempt's bound (the SDK has the same one; this one also covers what happens
+    /// before the request is sent, such as loading credentials).
+    pub attempt_timeout: Duration,
+    /// The whole call's bound: the attempts and the backoff between them. Waiting for the
+    /// rate-limit lane is not counted: that wait is the operator's own queue, not AWS failing
+    /// to answer, and with thousands of grants queued it is long by design.
+    pub call_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -63,7 +78,18 @@ impl Default for RetryPolicy {
             max_attempts: 8,
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(20),
+            attempt_timeout: ATTEMPT_TIMEOUT,
+            call_timeout: CALL_TIMEOUT,
         }
+    }
+}
+
+/// A duration as the flags take it: `90s`, or `1.5s` below a minute's precision.
+pub fn seconds(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{:.1}s", duration.as_secs_f64())
     }
 }
 
@@ -225,12 +251,27 @@ impl Caller {
         Fut: Future<Output = Result<T, AwsError>>,
     {
         let mut attempt = 0;
+        // Time in attempts and in the waits between them: what the call's budget bounds.
+        let mut spent = Duration::ZERO;
         loop {
             if let Some(bucket) = self.bucket(service) {
                 bucket.acquire().await;
             }
             self.stats.count(operation);
-            let result = call().await;
+            let bound = self
+                .retry
+                .attempt_timeout
+                .min(self.retry.call_timeout.saturating_sub(spent));
+            let started = tokio::time::Instant::now();
+            let result = match tokio::time::timeout(bound, call()).await {
+                Ok(result) => result,
+                Err(_) => Err(AwsError::new(
+                    operation,
+                    ErrorKind::TimedOut,
+                    format!("no answer within {}", seconds(bound)),
+                )),
+            };
+            spent += started.elapsed();
             // Credentials that could not be had (a refused AssumeRole): the request was never
             // sent, so it is not a call to count (the AssumeRole was counted as one).
             if result
@@ -252,6 +293,10 @@ impl Caller {
                         self.stats.throttled.fetch_add(1, Ordering::Relaxed);
                     }
                     let delay = self.retry.delay(attempt, jitter_random());
+                    if spent + delay >= self.retry.call_timeout {
+                        return Err(self.out_of_time(service, attempt + 1, error));
+                    }
+                    spent += delay;
                     tracing::debug!(operation, %error, attempt, ?delay, "retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -267,10 +312,45 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// The error of a call whose budget is spent: the service, the operation (`AwsError`
+    /// prints it first), both timeouts and the flags that set them, and the last failure.
+    fn out_of_time(&self, service: Service, attempts: u32, last: AwsError) -> AwsError {
+        let budget = seconds(self.retry.call_timeout);
+        let message = if last.kind == ErrorKind::TimedOut {
+            format!(
+                "{} did not answer within {budget} (--aws-call-timeout): {attempts} attempts of \
+                 at most {} each (--aws-attempt-timeout); the last: {}",
+                service.as_str(),
+                seconds(self.retry.attempt_timeout),
+                last.message
+            )
+        } else {
+            let code = last
+                .code
+                .as_deref()
+                .map(|c| format!("{c}: "))
+                .unwrap_or_default();
+            format!(
+                "{} still failing after {budget} (--aws-call-timeout) and {attempts} attempts; \
+                 the last: {code}{}",
+                service.as_str(),
+                last.message
+            )
+        };
+        AwsError {
+            operation: last.operation,
+            kind: last.kind,
+            code: None,
+            message,
+            request_id: last.request_id,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::error::ErrorKind;
 
     fn fast() -> Caller {
         let limits = RateLimits(Service::ALL.into_iter().map(|s| (s, 1000.0)).collect());
@@ -280,6 +360,7 @@ mod tests {
                 max_attempts: 4,
                 base_delay: Duration::from_millis(1),
                 max_delay: Duration::from_millis(2),
+                ..RetryPolicy::default()
             },
         )
     }
@@ -416,5 +497,90 @@ mod tests {
             Duration::from_millis(10),
             "never zero"
         );
+    }
+
+    /// The limits the tests are not about: no waiting for a lane.
+    fn at_defaults() -> Caller {
+        let limits = RateLimits(Service::ALL.into_iter().map(|s| (s, 1000.0)).collect());
+        Caller::new(&limits, RetryPolicy::default())
+    }
+
+    /// An endpoint that accepts and never answers fails the call within the call timeout at
+    /// the default settings (under the two minutes a sync may wait on it), naming the
+    /// service, the operation and both timeouts. The clock is tokio's paused one: the
+    /// arithmetic of the retries is what is tested, not the machine's speed.
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_that_never_answers_fails_the_call_within_its_budget() {
+        let caller = at_defaults();
+        let started = tokio::time::Instant::now();
+        let failed = caller
+            .call(Service::Sts, "GetCallerIdentity", || async {
+                std::future::pending::<Result<(), AwsError>>().await
+            })
+            .await
+            .expect_err("never answered");
+        // The waits for the lane (a millisecond each here) are not the budget's.
+        let took = started.elapsed();
+        assert!(took <= CALL_TIMEOUT + Duration::from_millis(50), "{took:?}");
+        assert!(took >= CALL_TIMEOUT - ATTEMPT_TIMEOUT, "{took:?}");
+        assert!(CALL_TIMEOUT < Duration::from_secs(120));
+        assert_eq!(failed.kind, ErrorKind::TimedOut);
+        let text = failed.to_string();
+        for part in [
+            "GetCallerIdentity:",
+            "sts did not answer within 90s (--aws-call-timeout)",
+            "of at most 20s each (--aws-attempt-timeout)",
+        ] {
+            assert!(text.contains(part), "{part:?} in {text}");
+        }
+        // Four whole attempts, and a fifth cut short by what was left of the budget.
+        assert_eq!(caller.stats().total(), 5, "{text}");
+    }
+
+    /// A slow endpoint that answers within an attempt (10 s) is not retried.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_endpoint_that_answers_succeeds_at_the_first_attempt() {
+        let caller = at_defaults();
+        let answered = caller
+            .call(Service::Iam, "ListUsers", || async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok::<_, AwsError>("users")
+            })
+            .await;
+        assert_eq!(answered, Ok("users"));
+        assert_eq!(caller.stats().total(), 1);
+    }
+
+    /// Throttled past the budget: the error says for how long and what AWS last said.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_throttled_past_its_budget_names_the_last_answer() {
+        let policy = RetryPolicy {
+            max_attempts: 100,
+            call_timeout: Duration::from_secs(3),
+            ..RetryPolicy::default()
+        };
+        let limits = RateLimits(Service::ALL.into_iter().map(|s| (s, 1000.0)).collect());
+        let caller = Caller::new(&limits, policy);
+        let failed = caller
+            .call(Service::SsoAdmin, "ListAccountAssignments", || async {
+                Err::<(), _>(AwsError {
+                    code: Some("ThrottlingException".into()),
+                    ..AwsError::new(
+                        "ListAccountAssignments",
+                        ErrorKind::Throttled,
+                        "Rate exceeded",
+                    )
+                })
+            })
+            .await
+            .expect_err("throttled");
+        let text = failed.to_string();
+        assert!(
+            text.contains("ssoadmin still failing after 3s (--aws-call-timeout)")
+                && text.contains("the last: ThrottlingException: Rate exceeded"),
+            "{text}"
+        );
+        // Backoff alone spent the budget, long before the hundred attempts allowed.
+        assert!(caller.stats().total() < 20, "{text}");
     }
 }

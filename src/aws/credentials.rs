@@ -14,18 +14,29 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
-use super::caller::{Caller, jitter_random};
+use super::caller::{ATTEMPT_TIMEOUT, CALL_TIMEOUT, Caller, RetryPolicy, jitter_random};
 use super::error::{ErrorKind, classify};
 use super::ratelimit::Service;
 use crate::api::AwsConnectorSpec;
 
 /// How long connecting to an AWS endpoint may take.
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-/// How long one attempt of one AWS call may take (a black-holed endpoint fails, and is
-/// retried, instead of hanging a sync).
-pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-/// How long loading credentials (the whole role chain, with its retries) may take.
-pub const CREDENTIALS_LOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// How long AWS may take to answer: one attempt, and one call with its retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub attempt: std::time::Duration,
+    pub call: std::time::Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            attempt: ATTEMPT_TIMEOUT,
+            call: CALL_TIMEOUT,
+        }
+    }
+}
 
 /// The session name when the connector sets none.
 pub const DEFAULT_SESSION_NAME: &str = "aws-access-operator";
@@ -34,53 +45,58 @@ pub const DEFAULT_SESSION_NAME: &str = "aws-access-operator";
 #[derive(Clone, Debug)]
 pub struct AwsBase {
     config: SdkConfig,
+    timeouts: Timeouts,
 }
 
 impl AwsBase {
     /// aws-config's default chain; `AWS_ENDPOINT_URL` and the other standard variables apply.
-    /// `attempt` bounds each attempt of each call (`ATTEMPT_TIMEOUT` by default).
-    pub async fn from_env(attempt: std::time::Duration) -> Self {
+    pub async fn from_env(timeouts: Timeouts) -> Self {
         let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        Self::from_config(config).with_attempt_timeout(attempt)
+        Self::from_config(config).with_timeouts(timeouts)
     }
 
-    /// The same base with each attempt of each call bounded by `attempt`.
-    pub fn with_attempt_timeout(self, attempt: std::time::Duration) -> Self {
+    /// The same base with AWS's answers bounded by `timeouts`.
+    pub fn with_timeouts(self, timeouts: Timeouts) -> Self {
         Self {
-            config: self
-                .config
-                .into_builder()
-                .timeout_config(
-                    TimeoutConfig::builder()
-                        .connect_timeout(CONNECT_TIMEOUT.min(attempt))
-                        .operation_attempt_timeout(attempt)
-                        .build(),
-                )
-                .build(),
+            config: Self::bounded(self.config, timeouts),
+            timeouts,
         }
     }
 
     /// A base built elsewhere (tests point it at an emulator without touching the process
-    /// environment). Retries are ours (see `Caller`, and `Hop` for AssumeRole), so the SDK's are
-    /// off; every attempt is bounded in time; and credentials may take as long to load as the
-    /// retries of a throttled role chain need.
+    /// environment), with the default timeouts.
     pub fn from_config(config: SdkConfig) -> Self {
+        let timeouts = Timeouts::default();
         Self {
-            config: config
-                .into_builder()
-                .retry_config(RetryConfig::disabled())
-                .timeout_config(
-                    TimeoutConfig::builder()
-                        .connect_timeout(CONNECT_TIMEOUT)
-                        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                        .build(),
-                )
-                .identity_cache(
-                    IdentityCache::lazy()
-                        .load_timeout(CREDENTIALS_LOAD_TIMEOUT)
-                        .build(),
-                )
-                .build(),
+            config: Self::bounded(config, timeouts),
+            timeouts,
+        }
+    }
+
+    /// Retries are ours (see `Caller`, and `Hop` for AssumeRole), so the SDK's are off. Every
+    /// attempt is bounded by the attempt timeout, loading credentials included (the SDK
+    /// resolves them inside the attempt); loading the whole role chain, with its own retries,
+    /// by the call timeout.
+    fn bounded(config: SdkConfig, timeouts: Timeouts) -> SdkConfig {
+        config
+            .into_builder()
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT.min(timeouts.attempt))
+                    .operation_attempt_timeout(timeouts.attempt)
+                    .build(),
+            )
+            .identity_cache(IdentityCache::lazy().load_timeout(timeouts.call).build())
+            .build()
+    }
+
+    /// How this base's calls are retried and bounded.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            attempt_timeout: self.timeouts.attempt,
+            call_timeout: self.timeouts.call,
+            ..RetryPolicy::default()
         }
     }
 
@@ -204,12 +220,17 @@ impl ProvideCredentials for Hop {
         future::ProvideCredentials::new(async move {
             let policy = self.caller.retry_policy();
             let mut attempt = 0;
+            // As for any call, the attempts and the waits between them are bounded together.
+            let mut spent = std::time::Duration::ZERO;
             loop {
                 // Through the STS lane like any call: member accounts are entered by the
                 // hundred.
                 self.caller.pace(Service::Sts).await;
                 self.caller.record("AssumeRole");
-                let error = match self.provider.provide_credentials().await {
+                let started = tokio::time::Instant::now();
+                let provided = self.provider.provide_credentials().await;
+                spent += started.elapsed();
+                let error = match provided {
                     Ok(credentials) => return Ok(credentials),
                     Err(error) => error,
                 };
@@ -217,8 +238,12 @@ impl ProvideCredentials for Hop {
                 if let Some(earlier) = earlier_hop(&error) {
                     return Err(CredentialsError::provider_error(earlier));
                 }
-                if retryable(&error) && attempt + 1 < policy.max_attempts {
-                    let delay = policy.delay(attempt, jitter_random());
+                let delay = policy.delay(attempt, jitter_random());
+                if retryable(&error)
+                    && attempt + 1 < policy.max_attempts
+                    && spent + delay < policy.call_timeout
+                {
+                    spent += delay;
                     tracing::debug!(field = self.field, attempt, ?delay, cause = %sts_cause(&error), "assuming the role again");
                     tokio::time::sleep(delay).await;
                     attempt += 1;

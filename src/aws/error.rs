@@ -41,8 +41,10 @@ const TRANSIENT_CODES: &[&str] = &[
 pub enum ErrorKind {
     /// The service asked us to slow down.
     Throttled,
-    /// A 5xx, a timeout or a dropped connection.
+    /// A 5xx or a dropped connection.
     Transient,
+    /// No answer in time: connecting, or one attempt, took longer than allowed.
+    TimedOut,
     AccessDenied,
     NotFound,
     /// A concurrent operation on the same resource.
@@ -59,6 +61,7 @@ impl ErrorKind {
         match self {
             Self::Throttled => "throttled",
             Self::Transient => "transient",
+            Self::TimedOut => "timed_out",
             Self::AccessDenied => "access_denied",
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
@@ -190,8 +193,15 @@ impl AwsError {
                 // A credentials failure surfaces as a dispatch failure; keep the whole chain so
                 // that the hop that failed is named.
                 let chain = describe_chain(&error);
+                let timed_out = match &error {
+                    SdkError::TimeoutError(_) => true,
+                    SdkError::DispatchFailure(failure) => failure.is_timeout(),
+                    _ => false,
+                };
                 let kind = if chain.contains("credentials") {
                     ErrorKind::Credentials
+                } else if timed_out {
+                    ErrorKind::TimedOut
                 } else {
                     ErrorKind::Transient
                 };
@@ -211,7 +221,10 @@ impl AwsError {
     }
 
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, ErrorKind::Throttled | ErrorKind::Transient)
+        matches!(
+            self.kind,
+            ErrorKind::Throttled | ErrorKind::Transient | ErrorKind::TimedOut
+        )
     }
 
     pub fn is_throttling(&self) -> bool {

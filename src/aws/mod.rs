@@ -35,6 +35,6 @@ pub mod sts;
 pub mod trust;
 
 pub use caller::{Caller, RetryPolicy};
-pub use credentials::{AwsBase, Session};
+pub use credentials::{AwsBase, Session, Timeouts};
 pub use error::{AwsError, ErrorKind};
 pub use ratelimit::{RateLimits, Service};

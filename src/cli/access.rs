@@ -365,7 +365,7 @@ async fn sync(
         global_external_id_env: &args.global_external_id_env,
         member_external_id_env: Some(&args.member_external_id_env),
         rate_limits: &args.rate_limits,
-        attempt_timeout: args.aws_attempt_timeout,
+        timeouts: args.aws_timeouts.timeouts(),
     };
     let authenticated = match super::sync::authenticated(connector, reach).await? {
         Ok(authenticated) => authenticated,

@@ -114,9 +114,8 @@ pub struct AccessArgs {
     /// Requests per second per service when syncing, e.g. `iam=10,identitycenter=10`.
     #[arg(long, env = "RATE_LIMITS", default_value = "")]
     pub rate_limits: String,
-    /// How long one attempt of one AWS call may take before it fails (and is retried).
-    #[arg(long, env = "AWS_ATTEMPT_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
-    pub aws_attempt_timeout: std::time::Duration,
+    #[command(flatten)]
+    pub aws_timeouts: AwsTimeoutArgs,
     /// Where the external ID comes from when the connector names a Secret.
     #[arg(long, default_value = "AWS_ACCESS_OPERATOR_EXTERNAL_ID")]
     pub external_id_env: String,
@@ -160,10 +159,8 @@ pub struct SyncArgs {
     /// Requests per second per service, e.g. `iam=10,identitycenter=10`.
     #[arg(long, env = "RATE_LIMITS", default_value = "")]
     pub rate_limits: String,
-    /// How long one attempt of one AWS call may take before it fails (and is retried), e.g.
-    /// `30s`: a black-holed endpoint fails the call instead of hanging.
-    #[arg(long, env = "AWS_ATTEMPT_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
-    pub aws_attempt_timeout: std::time::Duration,
+    #[command(flatten)]
+    pub aws_timeouts: AwsTimeoutArgs,
     /// How often, at most, in seconds, the page state is saved (0: after every page).
     #[arg(long, default_value_t = 30)]
     pub checkpoint_seconds: u64,
@@ -210,10 +207,8 @@ pub struct PlanArgs {
     /// Requests per second per service, e.g. `iam=10,identitycenter=10`.
     #[arg(long, env = "RATE_LIMITS", default_value = "")]
     pub rate_limits: String,
-    /// How long one attempt of one AWS call may take before it fails (and is retried), e.g.
-    /// `30s`: a black-holed endpoint fails the call instead of hanging.
-    #[arg(long, env = "AWS_ATTEMPT_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
-    pub aws_attempt_timeout: std::time::Duration,
+    #[command(flatten)]
+    pub aws_timeouts: AwsTimeoutArgs,
     /// Where the external ID comes from when the connector names a Secret.
     #[arg(long, default_value = "AWS_ACCESS_OPERATOR_EXTERNAL_ID")]
     pub external_id_env: String,
@@ -221,6 +216,29 @@ pub struct PlanArgs {
     /// (`globalExternalIdSecretRef`): this environment variable.
     #[arg(long, default_value = "AWS_ACCESS_OPERATOR_GLOBAL_EXTERNAL_ID")]
     pub global_external_id_env: String,
+}
+
+/// How long AWS may take to answer; every command that calls AWS takes these.
+#[derive(Clone, Debug, Args)]
+pub struct AwsTimeoutArgs {
+    /// How long one attempt of one AWS call may take before it fails and is retried (connecting
+    /// takes at most 5 s of it). A slow endpoint must answer within it.
+    #[arg(long, env = "AWS_ATTEMPT_TIMEOUT", default_value = "20s", value_parser = parse_positive_duration)]
+    pub aws_attempt_timeout: std::time::Duration,
+    /// How long one AWS call may take, its attempts and the waits between them together: an
+    /// endpoint that never answers fails the call (and the sync or grant waiting on it) within
+    /// this. Waiting for the rate limit is not counted.
+    #[arg(long, env = "AWS_CALL_TIMEOUT", default_value = "90s", value_parser = parse_positive_duration)]
+    pub aws_call_timeout: std::time::Duration,
+}
+
+impl AwsTimeoutArgs {
+    pub fn timeouts(&self) -> crate::aws::Timeouts {
+        crate::aws::Timeouts {
+            attempt: self.aws_attempt_timeout,
+            call: self.aws_call_timeout,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -258,10 +276,8 @@ pub struct RunArgs {
     /// Requests per second per AWS service, e.g. `iam=10,identitycenter=10`.
     #[arg(long, env = "RATE_LIMITS", default_value = "")]
     pub rate_limits: String,
-    /// How long one attempt of one AWS call may take before it fails (and is retried), e.g.
-    /// `30s`: a black-holed endpoint fails the call instead of hanging.
-    #[arg(long, env = "AWS_ATTEMPT_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
-    pub aws_attempt_timeout: std::time::Duration,
+    #[command(flatten)]
+    pub aws_timeouts: AwsTimeoutArgs,
     /// How often granted access is checked in AWS for drift, e.g. `5m`.
     #[arg(long, env = "GRANT_CHECK_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub grant_check_interval: std::time::Duration,

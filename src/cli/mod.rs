@@ -166,7 +166,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .clone()
             .filter(|n| !n.is_empty()),
         aws: controller::AwsSettings {
-            base: crate::aws::AwsBase::from_env(args.aws_attempt_timeout).await,
+            base: crate::aws::AwsBase::from_env(args.aws_timeouts.timeouts()).await,
             limits,
             sync: crate::sync::SyncOptions::default(),
             grant_check: args.grant_check_interval,

@@ -470,7 +470,7 @@ async fn inventory_and_session(
             global_external_id_env: &args.global_external_id_env,
             member_external_id_env: None,
             rate_limits: &args.rate_limits,
-            attempt_timeout: args.aws_attempt_timeout,
+            timeouts: args.aws_timeouts.timeouts(),
         };
         match super::sync::authenticated(connector, reach).await? {
             Ok(authenticated) => Some(authenticated),

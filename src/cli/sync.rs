@@ -107,13 +107,13 @@ pub fn member_external_id(connector: &AwsConnector, env: &str) -> Result<Option<
 
 /// What a command builds the connector's role chain from: the environment variables that stand
 /// for the connector's Secrets (the member accounts' one only for a command that syncs them),
-/// the rate limits and each attempt's timeout.
+/// the rate limits and the timeouts.
 pub struct Reach<'a> {
     pub external_id_env: &'a str,
     pub global_external_id_env: &'a str,
     pub member_external_id_env: Option<&'a str>,
     pub rate_limits: &'a str,
-    pub attempt_timeout: Duration,
+    pub timeouts: crate::aws::Timeouts,
 }
 
 /// The connector's role chain, built and confirmed (GetCallerIdentity); or why not, for an
@@ -139,7 +139,7 @@ pub async fn authenticated(
     };
     let limits =
         RateLimits::parse(reach.rate_limits).map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
-    let base = AwsBase::from_env(reach.attempt_timeout).await;
+    let base = AwsBase::from_env(reach.timeouts).await;
     let name = connector.metadata.name.clone().unwrap_or_default();
     match crate::connect::authenticate(&base, &resolved, external_id.as_deref(), &limits).await {
         Ok(mut authenticated) => {
@@ -186,7 +186,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         global_external_id_env: &args.global_external_id_env,
         member_external_id_env: Some(&args.member_external_id_env),
         rate_limits: &args.rate_limits,
-        attempt_timeout: args.aws_attempt_timeout,
+        timeouts: args.aws_timeouts.timeouts(),
     };
     let authenticated = match authenticated(&connector, reach).await? {
         Ok(authenticated) => authenticated,

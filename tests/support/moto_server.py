@@ -45,7 +45,9 @@ AccessDenied), `require_external_id` (role ARN → the ExternalId its trust poli
 other, or none, is AccessDenied), `assume_role_needs_role` (AssumeRole of a role that does not
 exist in its account is AccessDenied, as in AWS; moto assumes any), `deny_operations` (operations answered AccessDenied), `hang_after` (requests after the Nth wait until the faults change: lets a test
 stop a client at a known point), `hold_operations` (requests of these operations wait until
-the faults change: lets a test change AWS while a client is between two calls), `in_progress_polls` (account assignment creations and deletions
+the faults change: lets a test change AWS while a client is between two calls), `slow_operations`
+(operation → seconds: requests of these operations are answered that much later, as a slow but
+working endpoint is), `in_progress_polls` (account assignment creations and deletions
 report IN_PROGRESS, and stay so for that many status polls), `fail_assignments` (account
 assignment creations FAILED with this reason, creating nothing). `GET /_launcher/calls` counts the AWS requests moto received,
 by operation; `POST /_launcher/calls/reset` zeroes them.
@@ -58,6 +60,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import uuid
 
 
@@ -681,6 +684,9 @@ class Faults:
             if held or (hang_after is not None and seen > hang_after):
                 # Hold the request until the test changes the faults (or a minute passes).
                 self.changed.wait_for(lambda: self.settings is not settings, timeout=60)
+        slow = (settings.get("slow_operations") or {}).get(operation)
+        if slow:
+            time.sleep(float(slow))
         if operation in settings.get("deny_operations", []):
             code = "AccessDeniedException" if protocol == "json" else "AccessDenied"
             return self.error(start_response, protocol, "403 Forbidden", code,
