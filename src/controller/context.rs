@@ -274,8 +274,7 @@ impl Context {
             action: action.to_string(),
             secondary: None,
         };
-        let recorder = self.events.recorder();
-        if let Err(error) = recorder.publish(&event, &object.object_ref(&())).await {
+        if let Err(error) = self.events.publish(&event, &object.object_ref(&())).await {
             tracing::warn!(object = %object.name_any(), %error, reason, "could not publish event");
         }
     }

@@ -49,6 +49,12 @@ const RESOLVE_RETRY: Duration = Duration::from_secs(60);
 /// How soon an operation AWS is still working on is looked at again.
 const PENDING_RETRY: Duration = Duration::from_secs(10);
 
+/// How many grants (and requests) are reconciled at once. The lanes they wait on allow 20 calls
+/// a second and at most 10 assignment operations in flight (`grant::execute`), so 64
+/// reconciliations keep them busy, and a thousand grants applied at once wait in the
+/// controller's queue (a few hundred bytes each) instead of as reconciliations in flight.
+pub const CONCURRENCY: u16 = 64;
+
 pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = grant.namespace().ok_or(Error::MissingField("namespace"))?;
     let api: Api<AccessGrant> = Api::namespaced(ctx.client.clone(), &namespace);

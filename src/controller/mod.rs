@@ -445,10 +445,10 @@ trait ConnectorUser:
 {
     fn connector_ref(&self) -> &crate::api::grant::ConnectorRef;
 
-    /// How many of the kind are reconciled at once (0: as many as are due). Users and groups
-    /// are bounded: thousands applied at once would otherwise each hold a reconciliation
-    /// waiting on the Identity Store's or IAM's rate limit, memory that buys no speed.
-    const CONCURRENCY: u16 = 0;
+    /// How many of the kind are reconciled at once. Bounded: thousands applied at once would
+    /// otherwise each hold a reconciliation (its future is about 11 KB, with the connector it
+    /// read) waiting on a rate limit, memory that buys no speed (docs/performance.md).
+    const CONCURRENCY: u16 = grant::CONCURRENCY;
 
     /// The permission set the object names by name, if it does: a PermissionSet declaring it
     /// that changes (is created, converges) looks at the object again.
