@@ -10,7 +10,7 @@ CLEAN_AWS_ENV := env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_CA_BUNDLE -u A
 	-u AWS_SHARED_CREDENTIALS_FILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
 	-u AWS_REGION -u AWS_DEFAULT_REGION -u AWS_ENDPOINT_URL -u AWS_ROLE_ARN -u AWS_WEB_IDENTITY_TOKEN_FILE
 
-.PHONY: demo test test-oldest controlplane controlplane-oldest bench bench-requests bench-permission-sets bench-identities bench-idle venv build crds check-crds lint fmt clean
+.PHONY: demo test test-oldest controlplane controlplane-oldest bench bench-requests bench-permission-sets bench-identities bench-idle bench-heap venv build crds check-crds lint fmt clean
 
 ## demo: a local AWS emulator seeded with a sample organization, a local Kubernetes control
 ## plane, and the operator running against both; kubectl applies a connector and grants
@@ -76,6 +76,13 @@ bench-identities: venv controlplane
 bench-idle: venv controlplane
 	$(CARGO) build --release --locked
 	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration idle_memory -- --ignored --nocapture
+
+## bench-heap: bench-idle with the operator under heaptrack (Debian's heaptrack package), ended
+## while idle; prints what its heap holds, by owner (scripts/heap_profile.py)
+bench-heap: venv controlplane
+	$(CARGO) build --release --locked
+	mkdir -p target/heaptrack
+	$(CLEAN_AWS_ENV) BENCH_HEAPTRACK=$(CURDIR)/target/heaptrack/idle-$$(date +%s) $(CARGO) test --locked --test integration idle_memory -- --ignored --nocapture
 
 ## venv: moto's server and boto3 for the tests, in .venv
 venv: $(VENV)/.installed

@@ -8,6 +8,9 @@
 //! `target/release/aws-access-operator`), `BENCH_GRANTS` the number of grants,
 //! `BENCH_RATE_LIMITS` the operator's `--rate-limits` (default: its own defaults),
 //! `BENCH_IDLE_SECONDS` how long it idles before the last minute's samples (default 60).
+//! `BENCH_HEAPTRACK` (a file name prefix, `make bench-heap`) runs the operator under heaptrack
+//! and ends it with SIGKILL while idle: what heaptrack reports as leaked is then what the idle
+//! operator holds, printed by owner (scripts/heap_profile.py).
 
 use std::time::{Duration, Instant};
 
@@ -51,6 +54,79 @@ fn rss(pid: u32) -> (u64, u64, u64) {
     (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
 }
 
+/// The operator's own process: `pid`, or the child of the heaptrack wrapper `pid` that runs
+/// `binary`.
+fn operator_pid(pid: u32, binary: &std::path::Path) -> u32 {
+    let runs =
+        |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == binary);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut pending = vec![pid];
+    while Instant::now() < deadline {
+        while let Some(next) = pending.pop() {
+            if runs(next) {
+                return next;
+            }
+            let children = std::fs::read_to_string(format!("/proc/{next}/task/{next}/children"))
+                .unwrap_or_default();
+            pending.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        pending.push(pid);
+    }
+    panic!("no process of {} under {pid}", binary.display());
+}
+
+/// Runs the operator under heaptrack: a wrapper script in `dir` for `spawn_operator`.
+fn heaptrack_wrapper(dir: &std::path::Path, binary: &str, prefix: &str) -> String {
+    let wrapper = dir.join("operator-under-heaptrack");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nexec heaptrack -o '{prefix}' '{binary}' \"$@\"\n"),
+    )
+    .expect("write the wrapper");
+    let mut permissions = std::fs::metadata(&wrapper).expect("wrapper").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&wrapper, permissions).expect("make the wrapper executable");
+    wrapper.display().to_string()
+}
+
+/// What the idle operator held, by owner: heaptrack's report through scripts/heap_profile.py.
+fn print_heap_profile(prefix: &str) {
+    let recorded = (0..100)
+        .find_map(|_| {
+            let found = std::fs::read_dir(std::path::Path::new(prefix).parent()?)
+                .ok()?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.display().to_string().starts_with(prefix));
+            if found.is_none() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            found
+        })
+        .expect("heaptrack's recording");
+    let report = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "heaptrack_print -f '{}' --print-leaks 1 --print-peaks 0 --print-allocators 0 \
+             --print-temporary 0 --merge-backtraces 0 -n 1000000 2>/dev/null \
+             | python3 '{}/scripts/heap_profile.py'",
+            recorded.display(),
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .output()
+        .expect("heaptrack_print");
+    println!(
+        "heap held by the idle operator ({}):\n{}",
+        recorded.display(),
+        String::from_utf8_lossy(&report.stdout)
+    );
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -84,14 +160,22 @@ async fn idle_memory_with_a_thousand_grants() {
     if !limits.is_empty() {
         args.extend(["--rate-limits", limits.as_str()]);
     }
+    let heaptrack = std::env::var("BENCH_HEAPTRACK")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let wrappers = tempfile::tempdir().expect("tempdir");
+    let launched = match &heaptrack {
+        Some(prefix) => heaptrack_wrapper(wrappers.path(), &binary, prefix),
+        None => binary.clone(),
+    };
     let mut operator = spawn_operator(
-        std::path::Path::new(&binary),
+        std::path::Path::new(&launched),
         &moto,
         &config,
         &cluster.namespace,
         &args,
     );
-    let pid = operator.id();
+    let pid = operator_pid(operator.id(), std::path::Path::new(&binary));
     let connectors = create_org_connector(&cluster.client, &cluster.namespace).await;
     wait_condition(&connectors, "org", "Ready", "True").await;
     let started = Instant::now();
@@ -159,8 +243,15 @@ async fn idle_memory_with_a_thousand_grants() {
         samples.push(rss(pid));
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
-    let _ = operator.kill();
+    // SIGKILL, to the operator itself: under heaptrack, what it holds at this moment is then
+    // what heaptrack reports as never freed.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
     let _ = operator.wait();
+    if let Some(prefix) = &heaptrack {
+        print_heap_profile(prefix);
+    }
     samples.sort();
     let (median, anon, file) = samples[samples.len() / 2];
     let most = samples.iter().map(|s| s.0).max().unwrap_or(0);
