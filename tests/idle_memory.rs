@@ -23,22 +23,31 @@ use crate::support::cluster::TestCluster;
 use crate::support::moto::Moto;
 use crate::support::operator::{create_org_connector, grant, spawn_operator, wait_condition};
 
-/// The 3-account organization of the measurements: 80 Identity Center users, 30
-/// permission sets.
-const ORG: &[&str] = &[
-    "--accounts",
-    "2",
-    "--iam-users",
-    "150",
-    "--sso-users",
-    "80",
-    "--sso-groups",
-    "8",
-    "--permission-sets",
-    "30",
-    "--assigned-users",
-    "60",
-];
+/// The 3-account organization of the measurements: 80 Identity Center users (more
+/// when there are more grants than 80 users × 30 permission sets × 3 accounts), 30 permission
+/// sets.
+fn organization(users: usize) -> Vec<String> {
+    [
+        "--accounts",
+        "2",
+        "--iam-users",
+        "150",
+        "--sso-users",
+        &users.to_string(),
+        "--sso-groups",
+        "8",
+        "--permission-sets",
+        "30",
+        "--assigned-users",
+        "60",
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
+/// Permission sets in the organization, and the accounts each user is given them in.
+const SETS: usize = 30;
+const ACCOUNTS: usize = 3;
 
 /// Resident memory of `pid` in KiB: (total, anonymous, file-backed).
 fn rss(pid: u32) -> (u64, u64, u64) {
@@ -146,7 +155,10 @@ async fn idle_memory_with_a_thousand_grants() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(1000);
     let moto = Moto::start();
-    let seed = moto.seed(ORG);
+    // Every grant a distinct (user, permission set, account): enough users for them all.
+    let users = 80.max(count.div_ceil(SETS * ACCOUNTS));
+    let org = organization(users);
+    let seed = moto.seed(&org.iter().map(String::as_str).collect::<Vec<_>>());
     let accounts: Vec<String> = seed["accounts"]
         .as_array()
         .expect("accounts")
@@ -184,7 +196,11 @@ async fn idle_memory_with_a_thousand_grants() {
     // Distinct (user, permission set, account) assignments.
     let grants: Api<AccessGrant> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     for i in 0..count {
-        let (user, set, account) = (i % 80, (i / 80) % 30, i / 2400 % accounts.len());
+        let (user, set, account) = (
+            i % users,
+            (i / users) % SETS,
+            i / (users * SETS) % accounts.len(),
+        );
         let manifest = grant(
             &format!("g-{i:04}"),
             "org",
