@@ -84,7 +84,7 @@ impl Default for RetryPolicy {
     }
 }
 
-/// A duration as the flags take it: `90s`, or `1.5s` below a minute's precision.
+/// A duration as the flags write it: `90s`, or `1.5s` when it has a fraction of a second.
 pub fn seconds(duration: Duration) -> String {
     if duration.subsec_millis() == 0 {
         format!("{}s", duration.as_secs())
