@@ -1008,35 +1008,14 @@ async fn an_iam_user_of_a_member_account_is_created_there() {
         "{status:?}"
     );
     // Seen from inside the member account; the management account has no such user.
-    let config = org.moto.sdk_config().await;
-    let assumed = aws_sdk_sts::Client::new(&config)
-        .assume_role()
-        .role_arn(format!(
-            "arn:aws:iam::{member}:role/OrganizationAccountAccessRole"
-        ))
-        .role_session_name("test")
-        .send()
-        .await
-        .expect("assume role");
-    let credentials = assumed.credentials().expect("credentials");
-    let inside = aws_sdk_iam::Client::from_conf(
-        aws_sdk_iam::config::Builder::from(&config)
-            .credentials_provider(aws_sdk_iam::config::Credentials::new(
-                credentials.access_key_id(),
-                credentials.secret_access_key(),
-                Some(credentials.session_token().to_string()),
-                None,
-                "test",
-            ))
-            .build(),
-    );
+    let inside = org.moto.iam_in(&member).await;
     inside
         .get_user()
         .user_name("member-ci")
         .send()
         .await
         .expect("the user is in the member account");
-    let management = aws_sdk_iam::Client::new(&config);
+    let management = aws_sdk_iam::Client::new(&org.moto.sdk_config().await);
     assert!(
         management
             .get_user()

@@ -585,27 +585,9 @@ async fn adopted_only_when_asked_and_refused_for_tenants_and_policy() {
 
 /// Creates the customer managed policy `/data/lake` in `account`, as someone in that account.
 async fn lake_policy_in(org: &Org, account: &str) {
-    let config = org.moto.sdk_config().await;
-    let assumed = aws_sdk_sts::Client::new(&config)
-        .assume_role()
-        .role_arn(format!(
-            "arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
-        ))
-        .role_session_name("test")
-        .send()
+    org.moto
+        .iam_in(account)
         .await
-        .expect("assume role");
-    let credentials = assumed.credentials().expect("credentials");
-    let in_account = aws_sdk_iam::config::Builder::from(&config)
-        .credentials_provider(aws_sdk_iam::config::Credentials::new(
-            credentials.access_key_id(),
-            credentials.secret_access_key(),
-            Some(credentials.session_token().to_string()),
-            None,
-            "assumed",
-        ))
-        .build();
-    aws_sdk_iam::Client::from_conf(in_account)
         .create_policy()
         .policy_name("lake")
         .path("/data/")

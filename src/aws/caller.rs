@@ -63,8 +63,8 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
-    /// One attempt's bound (the SDK has the same one; this one also covers what happens
-    /// before the request is sent, such as loading credentials).
+    /// One attempt's bound. The SDK enforces the same one (loading credentials included);
+    /// this one also cuts the last attempt short at what is left of the call's budget.
     pub attempt_timeout: Duration,
     /// The whole call's bound: the attempts and the backoff between them. Waiting for the
     /// rate-limit lane is not counted: that wait is the operator's own queue, not AWS failing

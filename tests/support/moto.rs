@@ -273,6 +273,33 @@ impl Moto {
             .load()
             .await
     }
+
+    /// An IAM client inside `account`, as someone there: through the role AWS Organizations
+    /// creates in member accounts (moto switches account on AssumeRole).
+    pub async fn iam_in(&self, account: &str) -> aws_sdk_iam::Client {
+        let config = self.sdk_config().await;
+        let assumed = aws_sdk_sts::Client::new(&config)
+            .assume_role()
+            .role_arn(format!(
+                "arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
+            ))
+            .role_session_name("test")
+            .send()
+            .await
+            .expect("assume role");
+        let credentials = assumed.credentials().expect("credentials");
+        aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::config::Builder::from(&config)
+                .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                    credentials.access_key_id(),
+                    credentials.secret_access_key(),
+                    Some(credentials.session_token().to_string()),
+                    None,
+                    "assumed",
+                ))
+                .build(),
+        )
+    }
 }
 
 impl Drop for Moto {
