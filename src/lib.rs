@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod permission_set;
 pub mod records;
 pub mod request;
+pub mod shard;
 pub mod state_file;
 pub mod sync;
 pub mod telemetry;

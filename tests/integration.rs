@@ -24,5 +24,6 @@ mod request_notices;
 mod request_trust;
 mod requests;
 mod restart;
+mod shards;
 mod sync;
 mod unit_grants;

@@ -67,6 +67,17 @@ pub struct ConnectorRef {
     pub namespace: Option<String>,
 }
 
+impl ConnectorRef {
+    /// The connector's `namespace/name`, for an object in `namespace` naming it.
+    pub fn key(&self, namespace: Option<&str>) -> String {
+        format!(
+            "{}/{}",
+            self.namespace.as_deref().or(namespace).unwrap_or_default(),
+            self.name
+        )
+    }
+}
+
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[x_kube(validation = kube::core::Rule::new("has(self.name) ? !has(self.id) : has(self.id)").message(rules::PRINCIPAL_NAME_OR_ID))]
 pub struct Principal {

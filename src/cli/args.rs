@@ -290,6 +290,19 @@ pub struct RunArgs {
     /// both exist; without this flag, none is.
     #[arg(long, env = "REQUEST_ADMISSION_POLICY")]
     pub request_admission_policy: Option<String>,
+    /// Serve only the AwsConnectors this label selector picks, and what names them
+    /// (AccessGrants, AccessRequests, PermissionSets, users and groups): one shard of several
+    /// installations side by side, e.g. `awsaccess.io/shard=blue`. Every connector when unset.
+    #[arg(long, env = "SHARD_SELECTOR")]
+    pub shard_selector: Option<String>,
+    /// The shard's name, which holds its claims on its connectors: the same for every replica
+    /// of one installation, different between shards. Defaults to --lease-name.
+    #[arg(long, env = "SHARD_NAME")]
+    pub shard_name: Option<String>,
+    /// How long a shard's claim on a connector holds without renewal (it is renewed about every
+    /// fifth of that): a connector whose shard vanished without handing it over moves after it.
+    #[arg(long, env = "SHARD_CLAIM_SECONDS", default_value_t = crate::controller::claims::CLAIM_SECONDS, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub shard_claim_seconds: u64,
 }
 
 impl RunArgs {

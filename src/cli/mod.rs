@@ -154,11 +154,28 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     });
     let limits = crate::aws::RateLimits::parse(&args.rate_limits)
         .map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
+    let shard = match args
+        .shard_selector
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+    {
+        None => None,
+        Some(text) => Some(controller::claims::ShardSettings {
+            selector: crate::shard::ShardSelector::parse(text)?,
+            name: args
+                .shard_name
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| args.lease_name.clone()),
+            claim: controller::claims::claim_timing(args.shard_claim_seconds),
+        }),
+    };
     let settings = Settings {
         namespaces: args.watch_namespaces(),
         connector_namespaces: args.connector_namespaces(),
         leader_election,
         health_addr: Some(args.metrics_addr),
+        shard,
         instance: identity,
         home_namespace: own_namespace,
         request_admission_policy: args

@@ -8,6 +8,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 
+use super::claims::{CLAIM_RECHECK, Entry};
 use super::configmaps::ConnectorConfigMaps;
 use super::context::Context;
 use super::error::Error;
@@ -134,15 +135,32 @@ pub async fn reconcile(connector: Arc<AwsConnector>, ctx: Arc<Context>) -> Resul
     let namespace = connector
         .namespace()
         .ok_or(Error::MissingField("namespace"))?;
+    // In a shard, nothing (the finalizer included) is written before the connector's claim is
+    // held; the claim stays until this reconciliation ends.
+    let claimed = match &ctx.claims {
+        None => None,
+        Some(claims) => match claims.enter(&connector) {
+            Entry::Serve(in_flight) => Some(in_flight),
+            Entry::Waiting => return Ok(Action::requeue(CLAIM_RECHECK)),
+            Entry::Elsewhere => return Ok(Action::await_change()),
+        },
+    };
     let api: Api<AwsConnector> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, CONNECTOR_FINALIZER, connector, |event| async {
+    let key = super::claims::name_key(&connector);
+    let result = finalizer(&api, CONNECTOR_FINALIZER, connector, |event| async {
         match event {
             FinalizerEvent::Apply(connector) => observe(connector, &ctx).await,
             FinalizerEvent::Cleanup(connector) => retire(&connector, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    // Stopped at the claim (the connector left the shard meanwhile): not a failure to report.
+    if result.is_err() && claimed.is_some() && ctx.fence_for(&key).check().is_err() {
+        tracing::info!(connector = %key, "stopped: this shard no longer holds the connector's claim");
+        return Ok(Action::requeue(CLAIM_RECHECK));
+    }
+    result
 }
 
 /// Deleting a connector: what the operator created through it is revoked (unless it says
@@ -152,6 +170,7 @@ async fn retire(connector: &AwsConnector, ctx: &Context) -> Result<Action, Error
     let namespace = connector.namespace().unwrap_or_default();
     let name = connector.name_any();
     let key = format!("{namespace}/{name}");
+    let fence = ctx.fence_for(&key);
     let session = match session::external_id(ctx, connector).await? {
         Ok(chain) => Some(session::session(ctx, &chain).await.0),
         Err(_) => ctx.last_session(&session::key(connector)),
@@ -162,7 +181,7 @@ async fn retire(connector: &AwsConnector, ctx: &Context) -> Result<Action, Error
         ledger: &ledger,
         connector: &key,
         session: session.as_ref(),
-        fence: &ctx.fence,
+        fence: &fence,
         slots: &slots,
         locks: &ctx.access_locks,
         observations: None,
@@ -240,7 +259,7 @@ async fn retire(connector: &AwsConnector, ctx: &Context) -> Result<Action, Error
             )],
             connector.metadata.generation,
         );
-        if ctx.fence.check().is_ok() {
+        if fence.check().is_ok() {
             status::write(&api, &name, current.as_ref(), &next).await?;
         }
         return Err(Error::Pending(message));
@@ -251,7 +270,7 @@ async fn retire(connector: &AwsConnector, ctx: &Context) -> Result<Action, Error
         ConnectorConfigMaps::new(ctx.client.clone(), &ctx.home_namespace, connector)
     {
         let removed = store
-            .fenced(ctx.fence.clone())
+            .fenced(fence.clone())
             .remove_all()
             .await
             .map_err(|e| {
@@ -291,6 +310,7 @@ async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, 
     let name = connector.name_any();
     let api: Api<AwsConnector> = Api::namespaced(ctx.client.clone(), &namespace);
     let runtime = ctx.runtime(&session::key(&connector));
+    let fence = ctx.fence_for(&super::claims::name_key(&connector));
     let mut current = connector.status.clone();
     // The connector comes from the watch, whose copy may not have the status of a sync this
     // replica has just run yet (a reconciliation queued during a sync starts the moment it
@@ -304,7 +324,7 @@ async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, 
     }
     let mut writer = StatusWriter {
         api: &api,
-        fence: &ctx.fence,
+        fence: &fence,
         name: name.clone(),
         generation: connector.metadata.generation,
         next: current.clone().unwrap_or_default(),
@@ -476,7 +496,7 @@ async fn sync(
     let name = connector.name_any();
     let store = ConnectorConfigMaps::new(ctx.client.clone(), &ctx.home_namespace, connector)
         .ok_or(Error::MissingField("namespace"))?
-        .fenced(ctx.fence.clone());
+        .fenced(ctx.fence_for(&super::claims::name_key(connector)));
     // Before the sync, so that the inventory shows what the sweep revoked.
     if let Err(error) = super::orphans::sweep(connector, ctx, &authenticated.session).await {
         tracing::warn!(connector = %name, %error, "could not settle ledger holders whose grants are gone");

@@ -30,8 +30,11 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// What is kept for each connector between reconciliations, freed with it.
     runtimes: Runtimes,
-    /// Whether this replica may write now (it holds the leader lease).
+    /// Whether this replica may write now (it holds the leader lease). Writes on behalf of a
+    /// connector go through `fence_for` it instead.
     pub fence: Fence,
+    /// With `--shard-selector`: the connectors this shard serves, and its claims on them.
+    pub claims: Option<Arc<super::claims::Claims>>,
     /// The operator's own namespace: the ownership ledger and the connectors' ConfigMaps.
     pub home_namespace: String,
     /// Namespaces whose connectors are served; empty for all.
@@ -93,6 +96,7 @@ impl Context {
         reporter: Reporter,
         metrics: Arc<Metrics>,
         fence: Fence,
+        claims: Option<Arc<super::claims::Claims>>,
         settings: &super::Settings,
     ) -> Self {
         Self {
@@ -103,6 +107,7 @@ impl Context {
             failures: Mutex::default(),
             runtimes: Runtimes::new(settings.aws.grant_check),
             fence,
+            claims,
             home_namespace: settings.home_namespace.clone(),
             namespaces: settings.namespaces.clone(),
             connector_namespaces: settings.connector_namespaces.clone(),
@@ -124,6 +129,15 @@ impl Context {
     /// again is never looked at less often than a granted access is checked.
     pub fn within_a_check(&self, wait: std::time::Duration) -> std::time::Duration {
         wait.min(self.aws.grant_check.max(std::time::Duration::from_secs(1)))
+    }
+
+    /// The fence for writes on behalf of the connector `namespace/name`: the leader's, and,
+    /// in a shard, the connector's claim within it.
+    pub fn fence_for(&self, connector_key: &str) -> Fence {
+        match &self.claims {
+            Some(claims) => claims.fence(connector_key),
+            None => self.fence.clone(),
+        }
     }
 
     /// Counts a reconciliation in, unless the operator is stopping.

@@ -477,7 +477,7 @@ pub(super) async fn converge(
         ledger: &ledger,
         connector: &gathered.connector_key,
         session: gathered.session.as_ref(),
-        fence: &ctx.fence,
+        fence: &ctx.fence_for(&gathered.connector_key),
         slots: &slots,
         locks: &ctx.access_locks,
         observations: Some(&observations),
@@ -1146,7 +1146,7 @@ async fn write_status(
     let generation = grant.metadata.generation;
     next.conditions = status::with_conditions(old_conditions, &outcome.updates, generation);
     next.observed_generation = generation;
-    ctx.fence
+    ctx.fence_for(&grant.spec.connector_ref.key(grant.namespace().as_deref()))
         .check()
         .map_err(|f| Error::Pending(f.to_string()))?;
     status::write(api, &grant.name_any(), current, &next).await?;

@@ -383,7 +383,7 @@ async fn apply<K: IdentityObject>(
     let shell = Shell {
         session: &session,
         records: &records,
-        fence: &ctx.fence,
+        fence: &ctx.fence_for(&gathered.connector_key),
     };
     let ask = ask(&identity, &gathered.connector_key, &store, read_only);
     remember(ctx, &identity, &gathered.connector_key, None);
@@ -798,7 +798,7 @@ async fn cleanup<K: IdentityObject>(
     let shell = Shell {
         session: &session,
         records: &records,
-        fence: &ctx.fence,
+        fence: &ctx.fence_for(&gathered.connector_key),
     };
     let removal = shell
         .remove(&ask, identity.deletion_policy())

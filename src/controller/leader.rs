@@ -49,6 +49,8 @@ pub struct Election {
     identity: String,
     timing: Timing,
     fence: Fence,
+    /// What the lease is, in logs and reasons: "the leader lease" unless `describing` says.
+    what: String,
 }
 
 fn now() -> MicroTime {
@@ -63,7 +65,14 @@ impl Election {
             identity: identity.to_string(),
             timing,
             fence,
+            what: "the leader lease".into(),
         }
+    }
+
+    /// Names the lease in logs and reasons (a connector's claim, say).
+    pub fn describing(mut self, what: String) -> Self {
+        self.what = what;
+        self
     }
 
     fn seconds(&self) -> i32 {
@@ -84,7 +93,7 @@ impl Election {
                 }
                 Ok(false) => {}
                 Err(error) => {
-                    tracing::warn!(lease = %self.name, %error, "cannot read or take the leader lease; trying again")
+                    tracing::warn!(lease = %self.name, %error, "cannot read or take {}; trying again", self.what)
                 }
             }
             tokio::select! {
@@ -178,7 +187,8 @@ impl Election {
                 () = self.fence.lapsed() => {
                     self.fence.close();
                     return format!(
-                        "the leader lease was not renewed within {:?}",
+                        "{} was not renewed within {:?}",
+                        self.what,
                         self.timing.renew_deadline()
                     );
                 }
@@ -186,12 +196,12 @@ impl Election {
                     Ok(Ok(true)) => self.fence.open_until(sent + self.timing.renew_deadline()),
                     Ok(Ok(false)) => {
                         self.fence.close();
-                        return "another replica holds the leader lease".into();
+                        return format!("another holder took {}", self.what);
                     }
                     Ok(Err(error)) => {
-                        tracing::warn!(lease = %self.name, %error, "cannot renew the leader lease");
+                        tracing::warn!(lease = %self.name, %error, "cannot renew {}", self.what);
                     }
-                    Err(_) => tracing::warn!(lease = %self.name, "renewing the leader lease timed out"),
+                    Err(_) => tracing::warn!(lease = %self.name, "renewing {} timed out", self.what),
                 },
             }
         }
@@ -241,12 +251,12 @@ impl Election {
         }
         .await;
         match result {
-            Ok(true) => tracing::info!(lease = %self.name, "released the leader lease"),
+            Ok(true) => tracing::info!(lease = %self.name, "released {}", self.what),
             Ok(false) => {
-                tracing::info!(lease = %self.name, "the leader lease was no longer ours to release")
+                tracing::info!(lease = %self.name, "{} was no longer ours to release", self.what)
             }
             Err(error) => {
-                tracing::warn!(lease = %self.name, %error, "releasing the leader lease failed")
+                tracing::warn!(lease = %self.name, %error, "releasing {} failed", self.what)
             }
         }
     }

@@ -2,6 +2,7 @@
 //! metrics endpoints and a graceful shutdown.
 
 pub mod admission;
+pub mod claims;
 pub mod configmaps;
 pub mod connector;
 pub mod context;
@@ -51,6 +52,7 @@ use crate::api::{
     PermissionSet,
 };
 use crate::fence::Fence;
+use claims::Entry;
 pub use context::AwsSettings;
 use context::Context;
 use error::{Error, backoff};
@@ -78,6 +80,8 @@ pub struct Settings {
     /// The ValidatingAdmissionPolicy (and binding) that vouches for AccessRequests; without
     /// it no request is approved.
     pub request_admission_policy: Option<String>,
+    /// With a shard selector, this installation serves only the connectors it picks.
+    pub shard: Option<claims::ShardSettings>,
     pub aws: AwsSettings,
 }
 
@@ -133,11 +137,22 @@ pub async fn start(
     } else {
         Fence::unfenced()
     };
+    let claims = settings.shard.clone().map(|shard| {
+        tracing::info!(selector = %shard.selector, shard = %shard.name, "serving only the connectors the shard selector picks");
+        Arc::new(claims::Claims::new(
+            shard,
+            client.clone(),
+            &settings.home_namespace,
+            fence.clone(),
+            shutdown.clone(),
+        ))
+    });
     let ctx = Arc::new(Context::new(
         client.clone(),
         reporter,
         metrics.clone(),
         fence,
+        claims,
         &settings,
     ));
     health.set_ready(true);
@@ -260,7 +275,12 @@ async fn run_controllers(
         // Only spec (generation: deletion moves it too), annotation (sync-now) and finalizer
         // changes start a reconciliation: the operator's own status writes do not wake it again.
         let (reader, writer) = reflector::store();
-        let changes = watch(api, watcher::Config::default().any_semantic())
+        // A shard watches only its own connectors: the API server filters them.
+        let mut config = watcher::Config::default().any_semantic();
+        if let Some(claims) = &ctx.claims {
+            config = config.labels_from(claims.selector().selector());
+        }
+        let changes = watch(api, config)
             .modify(slim)
             .reflect(writer)
             .applied_objects()
@@ -538,8 +558,12 @@ where
         .with_config(kube::runtime::controller::Config::default().concurrency(K::CONCURRENCY))
         .trigger_backoff(NoWait);
     let store = runner.store();
-    let connector_changes =
-        watch(connectors, watcher::Config::default().any_semantic()).touched_objects();
+    // The connectors, kept to tell (in a shard) whether an object's connector is served here.
+    let (known_connectors, connector_writer) = reflector::store();
+    let connector_changes = watch(connectors, watcher::Config::default().any_semantic())
+        .modify(slim)
+        .reflect(connector_writer)
+        .touched_objects();
     // A declared permission set that changes (its record now has an ARN, it converged) looks
     // at the objects that name it again: a grant applied with its set need not wait a minute.
     let runner = match sets {
@@ -582,12 +606,76 @@ where
                 .collect::<Vec<_>>()
         })
         .run(
-            move |obj, ctx| timed(controller, obj, ctx, reconcile),
+            move |obj, ctx| {
+                let known = known_connectors.clone();
+                async move {
+                    // In a shard, an object whose connector is not this shard's is not looked
+                    // at (nothing is written to it, not even a finalizer); one whose
+                    // connector's claim is not held yet waits for it.
+                    let _claimed = match shard_entry(&*obj, &known, &ctx).await {
+                        None => None,
+                        Some(Entry::Serve(in_flight)) => Some(in_flight),
+                        Some(Entry::Waiting) => {
+                            return Ok(Action::requeue(claims::CLAIM_RECHECK));
+                        }
+                        Some(Entry::Elsewhere) => return Ok(Action::await_change()),
+                    };
+                    let result = timed(controller, obj.clone(), ctx.clone(), reconcile).await;
+                    if result.is_err() && handed_over(&*obj, &ctx) {
+                        return Ok(Action::requeue(claims::CLAIM_RECHECK));
+                    }
+                    result
+                }
+            },
             move |obj, error, ctx| error_policy(controller, obj, error, ctx),
             ctx,
         )
         .for_each(|_| futures::future::ready(()));
     Box::pin(run)
+}
+
+/// Whether a failed reconciliation of `object` stopped at its connector's claim (the
+/// connector left the shard, or the claim lapsed): not a failure of the object to report in an
+/// event or back off for, only a moment to look again (and find whose it is now).
+fn handed_over<K: ConnectorUser>(object: &K, ctx: &Context) -> bool {
+    let key = object.connector_ref().key(object.namespace().as_deref());
+    let fenced = ctx.claims.is_some() && ctx.fence_for(&key).check().is_err();
+    if fenced {
+        tracing::info!(object = %object.name_any(), namespace = ?object.namespace(), connector = %key, "stopped: this shard no longer holds the connector's claim");
+    }
+    fenced
+}
+
+/// Whether this shard serves an object that names a connector (`None`: not sharded, it does).
+/// The connector is taken from the watch's cache, or read when it is in a namespace the watch
+/// does not cover (a connectorRef across namespaces while namespaces are listed).
+async fn shard_entry<K: ConnectorUser>(
+    object: &K,
+    known: &reflector::Store<AwsConnector>,
+    ctx: &Context,
+) -> Option<Entry> {
+    let claims = ctx.claims.as_ref()?;
+    let reference = object.connector_ref();
+    let namespace = reference.namespace.clone().or_else(|| object.namespace())?;
+    let cached = known.get(&ObjectRef::new(&reference.name).within(&namespace));
+    let connector = match cached {
+        Some(connector) => Some(connector),
+        None => {
+            let api: Api<AwsConnector> = Api::namespaced(ctx.client.clone(), &namespace);
+            match api.get_opt(&reference.name).await {
+                Ok(found) => found.map(Arc::new),
+                Err(error) => {
+                    tracing::warn!(connector = %reference.key(Some(&namespace)), %error, "cannot read the connector to tell whether this shard serves it; looking again");
+                    return Some(Entry::Waiting);
+                }
+            }
+        }
+    };
+    Some(match connector {
+        Some(connector) => claims.enter(&connector),
+        // No connector: no shard can claim it, and none writes anything about it.
+        None => Entry::Elsewhere,
+    })
 }
 
 /// Runs one reconciliation, measuring it and resetting the object's backoff on success.

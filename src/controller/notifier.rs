@@ -272,7 +272,7 @@ async fn deliver(ctx: &Context, client: &Https, permits: &Semaphore, job: Job) {
             }
         }
     };
-    if ctx.fence.check().is_err() {
+    if ctx.fence_for(&job.connector).check().is_err() {
         return;
     }
     let store = NoticeStore::new(ctx.client.clone(), &ctx.home_namespace);

@@ -56,11 +56,12 @@ pub async fn sweep(
         }
     };
     let slots = session::assignment_slots(ctx, connector);
+    let fence = ctx.fence_for(&key);
     let shell = Shell {
         ledger: &ledger,
         connector: &key,
         session: Some(session),
-        fence: &ctx.fence,
+        fence: &fence,
         slots: &slots,
         locks: &ctx.access_locks,
         observations: None,
@@ -144,10 +145,9 @@ pub async fn sweep_records(connector: &AwsConnector, ctx: &Context) -> Result<us
         .filter_map(|r| r.uid())
         .collect();
     let mut removed = 0;
+    let fence = ctx.fence_for(&key);
     for record in kept.iter().filter(|r| !alive.contains(&r.uid)) {
-        ctx.fence
-            .check()
-            .map_err(|f| Error::Pending(f.to_string()))?;
+        fence.check().map_err(|f| Error::Pending(f.to_string()))?;
         records.remove(&record.uid).await?;
         super::notices::NoticeStore::new(ctx.client.clone(), &ctx.home_namespace)
             .remove(&record.uid)

@@ -194,7 +194,7 @@ async fn apply(
     let shell = Shell {
         session,
         records: &records,
-        fence: &ctx.fence,
+        fence: &ctx.fence_for(&gathered.connector_key),
     };
     let ask = SetAsk {
         connector: &gathered.connector_key,
@@ -592,7 +592,7 @@ async fn cleanup(
     let shell = Shell {
         session,
         records: &records,
-        fence: &ctx.fence,
+        fence: &ctx.fence_for(&gathered.connector_key),
     };
     let removal = shell
         .remove(

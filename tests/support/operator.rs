@@ -36,6 +36,7 @@ pub fn settings(namespace: &str, identity: &str, aws: AwsSettings) -> Settings {
         instance: identity.to_string(),
         home_namespace: namespace.to_string(),
         request_admission_policy: None,
+        shard: None,
         aws,
     }
 }

@@ -112,7 +112,7 @@ pub(super) async fn announce(
     } else {
         Vec::new()
     };
-    ctx.fence
+    ctx.fence_for(&gathered.connector_key)
         .check()
         .map_err(|f| Error::Pending(f.to_string()))?;
     let store = NoticeStore::new(ctx.client.clone(), &ctx.home_namespace);

@@ -162,7 +162,7 @@ async fn keep(
     if record == saved {
         return Ok(());
     }
-    ctx.fence
+    ctx.fence_for(&record.connector)
         .check()
         .map_err(|f| Error::Pending(f.to_string()))?;
     *version = Some(records.save(record, version.as_deref()).await?);

@@ -170,7 +170,7 @@ pub(super) async fn write(
         .unwrap_or_default();
     next.conditions = status::with_conditions(old_conditions, &updates, generation);
     next.observed_generation = generation;
-    ctx.fence
+    ctx.fence_for(&gathered.connector_key)
         .check()
         .map_err(|f| Error::Pending(f.to_string()))?;
     status::write(api, &request.name_any(), current.as_ref(), &next).await?;
