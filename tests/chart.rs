@@ -6,6 +6,7 @@
 //! Installing the CRDs from scratch needs a cluster without them, so the install test starts a
 //! control plane of its own even when `TEST_KUBECONFIG` names a cluster.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -234,6 +235,61 @@ async fn helm_installs_and_upgrades_the_chart_with_its_crds() {
         .await
         .expect("deployment");
     assert_eq!(deployment.spec.as_ref().and_then(|s| s.replicas), Some(2));
+
+    // A second release beside it, over the same CRDs: one shard of several, with names of its
+    // own (lease, roles, admission policy), so both install side by side.
+    let said = helm_ok(
+        &kubeconfig,
+        &[
+            "install",
+            "green",
+            path(&chart()),
+            "--namespace",
+            "platform",
+            "--set",
+            "crds.install=false",
+            "--set",
+            "shard.selector=awsaccess.io/shard=green",
+        ],
+    );
+    assert!(said.contains("STATUS: deployed"), "{said}");
+    let env = |deployment: &Deployment| -> BTreeMap<String, String> {
+        deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .map(|p| p.containers[0].env.clone().unwrap_or_default())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|e| Some((e.name, e.value?)))
+            .collect()
+    };
+    let green = env(&deployments
+        .get("green-aws-access-operator")
+        .await
+        .expect("the shard's deployment"));
+    let first = env(&deployment);
+    assert_eq!(green["SHARD_SELECTOR"], "awsaccess.io/shard=green");
+    assert!(!first.contains_key("SHARD_SELECTOR"));
+    assert_ne!(green["LEASE_NAME"], first["LEASE_NAME"], "a lease each");
+    assert_ne!(
+        green["REQUEST_ADMISSION_POLICY"], first["REQUEST_ADMISSION_POLICY"],
+        "an admission policy each"
+    );
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(admin.clone(), "platform");
+    assert!(
+        roles
+            .get_opt("green-aws-access-operator-shard-claims")
+            .await
+            .expect("get")
+            .is_some(),
+        "the shard may hold claims"
+    );
+    helm_ok(
+        &kubeconfig,
+        &["uninstall", "green", "--namespace", "platform"],
+    );
+    established(&crds, "accessgrants.awsaccess.io").await;
 
     // An upgrade that changes a CRD and sets every value.
     let dir = tempfile::tempdir().expect("tempdir");

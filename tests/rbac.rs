@@ -235,7 +235,15 @@ async fn chart_flow(watching: Watching) {
     let watched = format!("watchNamespaces=[\"{home}\",\"{platform}\",\"{team}\"]");
     let mut values = vec!["--set-json", &connectors_in];
     if watching == Watching::TheTestsNamespaces {
-        values.extend(["--set-json", &watched]);
+        // Also one shard of several: its claims on connectors are judged too.
+        values.extend([
+            "--set-json",
+            &watched,
+            "--set",
+            "shard.selector=awsaccess.io/shard=rbac",
+            "--set",
+            "shard.claimSeconds=6",
+        ]);
     }
     helm_ok(
         &cluster.kubeconfig,
@@ -312,7 +320,7 @@ async fn chart_flow(watching: Watching) {
         .expect("secret");
     let connectors: Api<AwsConnector> = Api::namespaced(client.clone(), &platform);
     let connector: AwsConnector = serde_json::from_value(json!({"apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
-        "metadata": {"name": "org"},
+        "metadata": {"name": "org", "labels": {"awsaccess.io/shard": "rbac"}},
         "spec": {"region": "us-east-1",
                  "auth": {"roleArn": "arn:aws:iam::123456789012:role/ops", "externalIdSecretRef": {"name": "external-id", "key": "externalId"}},
                  "grantPolicy": {"allowedNamespaces": {"from": "Selector", "selector": {"matchLabels": {"grants": "yes"}}}},
@@ -653,8 +661,11 @@ async fn chart_flow(watching: Watching) {
         granted
             .iter()
             .filter(|rule| rule.rule.1 == "leases" && rule.rule.2 != "create")
-            .all(|rule| rule.names.as_deref() == Some(&[release.clone()][..])),
-        "the Lease is read and renewed only by its name"
+            .all(|rule| rule.names.as_deref() == Some(&[release.clone()][..])
+                // A shard's claims are named after connectors, in the release namespace only.
+                || (watching == Watching::TheTestsNamespaces
+                    && rule.namespace.as_deref() == Some(home.as_str()))),
+        "the leader Lease is read and renewed only by its name, and claims only at home"
     );
     helm_ok(
         &cluster.kubeconfig,
