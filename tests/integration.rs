@@ -20,6 +20,7 @@ mod operator_process;
 mod permission_sets;
 mod plan;
 mod rbac;
+mod reconcile_cost;
 mod request_notices;
 mod request_trust;
 mod requests;

@@ -290,6 +290,10 @@ pub struct RunArgs {
     /// both exist; without this flag, none is.
     #[arg(long, env = "REQUEST_ADMISSION_POLICY")]
     pub request_admission_policy: Option<String>,
+    /// How many connectors may sync at once; the others wait their turn. A sync's pages and
+    /// the inventory it builds are most of the operator's memory while it runs.
+    #[arg(long, env = "MAX_CONCURRENT_SYNCS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_concurrent_syncs: u16,
     /// Serve only the AwsConnectors this label selector picks, and what names them
     /// (AccessGrants, AccessRequests, PermissionSets, users and groups): one shard of several
     /// installations side by side, e.g. `awsaccess.io/shard=blue`. Every connector when unset.

@@ -176,6 +176,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         leader_election,
         health_addr: Some(args.metrics_addr),
         shard,
+        max_concurrent_syncs: usize::from(args.max_concurrent_syncs),
         instance: identity,
         home_namespace: own_namespace,
         request_admission_policy: args

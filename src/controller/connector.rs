@@ -494,6 +494,19 @@ async fn sync(
     writer: &mut StatusWriter<'_>,
 ) -> Result<(), Error> {
     let name = connector.name_any();
+    // At most --max-concurrent-syncs at once: what a sync holds while it runs (pages, the
+    // inventory it builds) is the operator's largest memory, so it grows with the syncs under
+    // way, never with how many connectors there are. The others wait their turn, in order.
+    let _slot = match ctx.sync_slots.try_acquire() {
+        Ok(slot) => slot,
+        Err(_) => {
+            tracing::info!(connector = %name, at_once = ctx.max_concurrent_syncs, "sync waiting for another connector's sync to end");
+            ctx.sync_slots
+                .acquire()
+                .await
+                .map_err(|_| Error::Pending("stopping".into()))?
+        }
+    };
     let store = ConnectorConfigMaps::new(ctx.client.clone(), &ctx.home_namespace, connector)
         .ok_or(Error::MissingField("namespace"))?
         .fenced(ctx.fence_for(&super::claims::name_key(connector)));

@@ -33,6 +33,9 @@ pub struct Context {
     /// Whether this replica may write now (it holds the leader lease). Writes on behalf of a
     /// connector go through `fence_for` it instead.
     pub fence: Fence,
+    /// Syncs that may run at once (`--max-concurrent-syncs`), and how many that is.
+    pub sync_slots: tokio::sync::Semaphore,
+    pub max_concurrent_syncs: usize,
     /// With `--shard-selector`: the connectors this shard serves, and its claims on them.
     pub claims: Option<Arc<super::claims::Claims>>,
     /// The operator's own namespace: the ownership ledger and the connectors' ConfigMaps.
@@ -108,6 +111,8 @@ impl Context {
             runtimes: Runtimes::new(settings.aws.grant_check),
             fence,
             claims,
+            sync_slots: tokio::sync::Semaphore::new(settings.max_concurrent_syncs.max(1)),
+            max_concurrent_syncs: settings.max_concurrent_syncs.max(1),
             home_namespace: settings.home_namespace.clone(),
             namespaces: settings.namespaces.clone(),
             connector_namespaces: settings.connector_namespaces.clone(),

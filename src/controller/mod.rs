@@ -80,6 +80,8 @@ pub struct Settings {
     /// The ValidatingAdmissionPolicy (and binding) that vouches for AccessRequests; without
     /// it no request is approved.
     pub request_admission_policy: Option<String>,
+    /// How many connectors may sync at once.
+    pub max_concurrent_syncs: usize,
     /// With a shard selector, this installation serves only the connectors it picks.
     pub shard: Option<claims::ShardSettings>,
     pub aws: AwsSettings,
@@ -563,7 +565,8 @@ where
     let connector_changes = watch(connectors, watcher::Config::default().any_semantic())
         .modify(slim)
         .reflect(connector_writer)
-        .touched_objects();
+        .touched_objects()
+        .predicate_filter(what_users_see, Default::default());
     // A declared permission set that changes (its record now has an ARN, it converged) looks
     // at the objects that name it again: a grant applied with its set need not wait a minute.
     let runner = match sets {
@@ -632,6 +635,33 @@ where
         )
         .for_each(|_| futures::future::ready(()));
     Box::pin(run)
+}
+
+/// What of a connector the objects that name it depend on: its spec (generation), labels (its
+/// shard), deletion, conditions (type, status and reason; not the message, which carries
+/// times), whom it authenticated as, its Identity Center, and the inventory's counts (a sync that
+/// found something new). A status write that changes none of these (the times of a sync with
+/// nothing new, which every sync writes) does not look at all of them again: with ten thousand
+/// grants on a connector, it would be ten thousand reconciliations per sync, for nothing.
+fn what_users_see(connector: &AwsConnector) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    connector.metadata.generation.hash(&mut hasher);
+    connector.metadata.labels.hash(&mut hasher);
+    connector
+        .metadata
+        .deletion_timestamp
+        .is_some()
+        .hash(&mut hasher);
+    if let Some(status) = &connector.status {
+        for condition in &status.conditions {
+            (&condition.type_, &condition.status, &condition.reason).hash(&mut hasher);
+        }
+        serde_json::to_string(&(&status.identity, &status.identity_center, &status.inventory))
+            .unwrap_or_default()
+            .hash(&mut hasher);
+    }
+    Some(hasher.finish())
 }
 
 /// Whether a failed reconciliation of `object` stopped at its connector's claim (the
@@ -768,6 +798,45 @@ mod tests {
             "other annotations stay: {annotations:?}"
         );
         assert_eq!(annotations["team"], "payments");
+    }
+
+    #[test]
+    fn a_sync_that_found_nothing_new_does_not_wake_what_names_the_connector() {
+        let connector = |ready: &str, finished: &str, accounts: u64| -> AwsConnector {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+                "metadata": {"name": "org", "namespace": "platform", "generation": 3},
+                "spec": {"region": "us-east-1", "auth": {}},
+                "status": {
+                    "conditions": [{"type": "Ready", "status": ready, "reason": "Ready",
+                        "message": format!("synced at {finished}"),
+                        "lastTransitionTime": finished}],
+                    "lastSync": {"finishedAt": finished, "durationSeconds": 2},
+                    "inventory": {"accounts": accounts, "ssoUsers": 1, "ssoGroups": 1,
+                        "permissionSets": 1, "assignments": 1, "iamUsers": 1, "iamGroups": 1,
+                        "iamRoles": 1, "unmanagedAssignments": 0}}
+            }))
+            .expect("connector")
+        };
+        let before = what_users_see(&connector("True", "2026-01-01T00:00:00Z", 4));
+        assert_eq!(
+            before,
+            what_users_see(&connector("True", "2026-01-01T00:10:00Z", 4)),
+            "only the times of the sync changed"
+        );
+        assert_ne!(
+            before,
+            what_users_see(&connector("False", "2026-01-01T00:10:00Z", 4))
+        );
+        assert_ne!(
+            before,
+            what_users_see(&connector("True", "2026-01-01T00:10:00Z", 5)),
+            "a new account"
+        );
+        let mut moved = connector("True", "2026-01-01T00:00:00Z", 4);
+        moved.metadata.labels =
+            Some([("awsaccess.io/shard".to_string(), "green".to_string())].into());
+        assert_ne!(before, what_users_see(&moved), "a new shard");
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub fn settings(namespace: &str, identity: &str, aws: AwsSettings) -> Settings {
         home_namespace: namespace.to_string(),
         request_admission_policy: None,
         shard: None,
+        max_concurrent_syncs: 4,
         aws,
     }
 }
