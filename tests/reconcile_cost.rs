@@ -175,7 +175,7 @@ async fn a_grant_reconciliation_costs_the_same_with_four_grants_as_with_sixty_fo
         .metadata
         .uid
         .expect("uid");
-    for ((verb, resource, asked), _) in &with_sixty_four {
+    for (verb, resource, asked) in with_sixty_four.keys() {
         if verb == "list" {
             assert_eq!(resource, "configmaps", "only ledger entries are listed");
             assert!(
