@@ -7,7 +7,13 @@
 //! processes of its own, so the operator's memory is its own. `BENCH_OPERATOR` names the binary (default
 //! `target/release/aws-access-operator`), `BENCH_GRANTS` the number of grants,
 //! `BENCH_RATE_LIMITS` the operator's `--rate-limits` (default: its own defaults),
-//! `BENCH_IDLE_SECONDS` how long it idles before the last minute's samples (default 60).
+//! `BENCH_IDLE_SECONDS` how long it idles before the last minute's samples (default 60),
+//! `BENCH_GRANT_CHECK` its `--grant-check-interval` (default: its own).
+//!
+//! The operator runs as a ServiceAccount of its own, so that the API server's audit log tells
+//! its requests apart: printed per grant, from the first grant to convergence (writes and reads
+//! by resource), and for the idle time after it. So are the AWS calls of the idle time (moto's
+//! request recording): the drift checks, per (account, permission set) pair.
 //! `BENCH_HEAPTRACK` (a file name prefix, `make bench-heap`) runs the operator under heaptrack
 //! and ends it with SIGKILL while idle: what heaptrack reports as leaked is then what the idle
 //! operator holds, printed by owner (scripts/heap_profile.py).
@@ -19,9 +25,11 @@ use kube::Api;
 use kube::api::{ListParams, PostParams};
 use serde_json::json;
 
+use crate::support::audit::{Request, requests_of};
 use crate::support::cluster::TestCluster;
 use crate::support::moto::Moto;
 use crate::support::operator::{create_org_connector, grant, spawn_operator, wait_condition};
+use crate::support::service_account::with_rules;
 
 /// The 3-account organization of the measurements: 80 Identity Center users (more
 /// when there are more grants than 80 users × 30 permission sets × 3 accounts), 30 permission
@@ -136,6 +144,78 @@ fn print_heap_profile(prefix: &str) {
     );
 }
 
+/// The operator's API server requests in one stretch, per grant: writes and reads by verb and
+/// resource (watches, which stay open, and leases, which come on their own clock, apart).
+fn print_requests(stretch: &str, requests: &[Request], count: usize) {
+    let mut by: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for r in requests {
+        *by.entry((r.verb.clone(), r.resource.clone())).or_default() += 1;
+    }
+    let per_grant = |n: usize| n as f64 / count as f64;
+    let total: usize = by
+        .iter()
+        .filter(|((verb, resource), _)| verb != "watch" && resource != "leases")
+        .map(|(_, n)| n)
+        .sum();
+    println!(
+        "API server requests {stretch}: {total} ({:.2} per grant), leases and watches apart",
+        per_grant(total)
+    );
+    for ((verb, resource), n) in &by {
+        println!(
+            "  {verb:>6} {resource:<28} {n:>7} ({:.3} per grant)",
+            per_grant(*n)
+        );
+    }
+}
+
+/// AWS calls while converging (against the busiest lane's bound when the rate limits are
+/// given) and while idle (the drift checks, per (account, permission set) pair and per grant).
+fn print_calls(
+    converging: &std::collections::BTreeMap<String, u64>,
+    idle: &std::collections::BTreeMap<String, u64>,
+    (count, pairs): (usize, usize),
+    limits: &str,
+    converged: Duration,
+) {
+    // The Identity Center lane: every sso-admin and identitystore operation.
+    let identity_center = |calls: &std::collections::BTreeMap<String, u64>| -> u64 {
+        calls
+            .iter()
+            .filter(|(op, _)| {
+                !matches!(
+                    op.as_str(),
+                    "GetCallerIdentity" | "AssumeRole" | "ListAccounts" | "ListRoots"
+                ) && !op.starts_with("ListOrganizational")
+                    && !op.starts_with("ListAccountsFor")
+                    && !op.contains("Iam")
+            })
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let lane = identity_center(converging);
+    let rate = limits
+        .split(',')
+        .find_map(|l| l.trim().strip_prefix("identitycenter="))
+        .and_then(|r| r.parse::<f64>().ok());
+    println!("AWS calls converging: {converging:?}");
+    if let Some(rate) = rate {
+        let bound = lane as f64 / rate;
+        println!(
+            "busiest lane (Identity Center, {rate}/s): {lane} calls, bound {bound:.1} s; converged in {:.1} s = {:.2} x the bound",
+            converged.as_secs_f64(),
+            converged.as_secs_f64() / bound
+        );
+    }
+    let lists = idle.get("ListAccountAssignments").copied().unwrap_or(0);
+    println!("AWS calls idle: {idle:?}");
+    println!(
+        "idle: {lists} ListAccountAssignments for {count} grants on {pairs} (account, permission set) pairs ({:.2} per pair, {:.3} per grant)",
+        lists as f64 / pairs as f64,
+        lists as f64 / count as f64
+    );
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -166,11 +246,24 @@ async fn idle_memory_with_a_thousand_grants() {
         .filter_map(|a| a.as_str().map(str::to_string))
         .collect();
     let cluster = TestCluster::start("idle").await;
-    let config = cluster.kubeconfig_file();
+    let identity = with_rules(
+        &cluster,
+        &cluster.namespace,
+        "bench-operator",
+        json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]),
+        &[],
+    )
+    .await;
+    let config = identity.kubeconfig.clone();
+    let audit = cluster.audit_log();
     let limits = std::env::var("BENCH_RATE_LIMITS").unwrap_or_default();
     let mut args = vec!["--log-format", "json"];
     if !limits.is_empty() {
         args.extend(["--rate-limits", limits.as_str()]);
+    }
+    let check = std::env::var("BENCH_GRANT_CHECK").unwrap_or_default();
+    if !check.is_empty() {
+        args.extend(["--grant-check-interval", check.as_str()]);
     }
     let heaptrack = std::env::var("BENCH_HEAPTRACK")
         .ok()
@@ -192,15 +285,21 @@ async fn idle_memory_with_a_thousand_grants() {
     wait_condition(&connectors, "org", "Ready", "True").await;
     let started = Instant::now();
     let (before, _, _) = rss(pid);
+    let requests_before = audit
+        .as_deref()
+        .map_or(0, |a| requests_of(a, &identity.username).len());
+    moto.reset_calls();
 
     // Distinct (user, permission set, account) assignments.
     let grants: Api<AccessGrant> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let mut pairs = std::collections::BTreeSet::new();
     for i in 0..count {
         let (user, set, account) = (
             i % users,
             (i / users) % SETS,
             i / (users * SETS) % accounts.len(),
         );
+        pairs.insert((set, account));
         let manifest = grant(
             &format!("g-{i:04}"),
             "org",
@@ -237,6 +336,11 @@ async fn idle_memory_with_a_thousand_grants() {
     };
     let converged = started.elapsed();
     let (at_convergence, _, _) = rss(pid);
+    let converging_calls = moto.calls();
+    moto.reset_calls();
+    let requests_converged = audit
+        .as_deref()
+        .map_or(0, |a| requests_of(a, &identity.username).len());
 
     // Idle: a while to settle (RSS shown every 30 s), then a sample every 5 s for a minute.
     let settle: u64 = std::env::var("BENCH_IDLE_SECONDS")
@@ -267,6 +371,23 @@ async fn idle_memory_with_a_thousand_grants() {
     let _ = operator.wait();
     if let Some(prefix) = &heaptrack {
         print_heap_profile(prefix);
+    }
+    let idle_calls = moto.calls();
+    print_calls(
+        &converging_calls,
+        &idle_calls,
+        (count, pairs.len()),
+        &limits,
+        converged,
+    );
+    if let Some(audit) = audit.as_deref() {
+        let all = requests_of(audit, &identity.username);
+        print_requests(
+            "from the first grant to convergence",
+            &all[requests_before.min(all.len())..requests_converged.min(all.len())],
+            count,
+        );
+        print_requests("idle", &all[requests_converged.min(all.len())..], count);
     }
     samples.sort();
     let (median, anon, file) = samples[samples.len() / 2];
