@@ -71,8 +71,10 @@ bench-identities: venv controlplane
 	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration identities::a_thousand_users_and_a_hundred_groups_converged -- --ignored --nocapture
 
 ## bench-idle: the release operator converges 1,000 AccessGrants on the 3-account organization
-## (the local control plane, or TEST_KUBECONFIG's cluster) and idles; prints convergence time and its
-## memory
+## (the local control plane, or TEST_KUBECONFIG's cluster) and idles; prints convergence time
+## against the busiest lane's bound, its memory, its API server requests per grant (from the
+## audit log) and the AWS calls of its drift checks while idle (BENCH_GRANTS, BENCH_RATE_LIMITS,
+## BENCH_GRANT_CHECK, BENCH_IDLE_SECONDS; docs/performance.md)
 bench-idle: venv controlplane
 	$(CARGO) build --release --locked
 	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration idle_memory -- --ignored --nocapture
