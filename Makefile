@@ -26,9 +26,9 @@ test: venv controlplane
 		$(CLEAN_AWS_ENV) $(VENV)/bin/python -m unittest discover -s $$suite || exit 1; \
 	done
 
-## test-oldest: the end-to-end, grant, request, RBAC and chart tests again on the oldest Kubernetes the
+## test-oldest: the end-to-end, grant, request, RBAC, chart and shard tests again on the oldest Kubernetes the
 ## chart supports (1.30)
-OLDEST_SUITES := e2e:: grants:: unit_grants:: rbac:: crds:: chart:: requests:: request_trust:: request_notices:: permission_sets:: identities::
+OLDEST_SUITES := e2e:: grants:: unit_grants:: rbac:: crds:: chart:: requests:: request_trust:: request_notices:: permission_sets:: identities:: shards::
 test-oldest: venv controlplane controlplane-oldest
 	$(CLEAN_AWS_ENV) TEST_KUBERNETES_VERSION=1.30 $(CARGO) test --locked --test integration -- $(OLDEST_SUITES)
 

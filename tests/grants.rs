@@ -14,7 +14,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::support::cluster::TestCluster;
-use crate::support::moto::{Moto, SMALL_ORG};
+use crate::support::moto::{Moto, SMALL_ORG, member_accounts};
 use crate::support::operator::{TIMEOUT, aws, grant, settings, wait_condition, wait_grant};
 use crate::support::wait;
 
@@ -900,14 +900,7 @@ async fn two_hundred_grants_converge_without_duplicates() {
         },
     )
     .await;
-    let accounts: Vec<String> = org.seed["accounts"]
-        .as_array()
-        .expect("accounts")
-        .iter()
-        .filter_map(|a| a.as_str())
-        .filter(|a| *a != "123456789012")
-        .map(str::to_string)
-        .collect();
+    let accounts: Vec<String> = member_accounts(&org.seed);
     assert_eq!(accounts.len(), 5);
     let started = Instant::now();
     let mut names = Vec::new();

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::grants::sso_user;
 use crate::support::audit::requests_of;
 use crate::support::cluster::TestCluster;
-use crate::support::moto::{FORTY_USERS_FIVE_ACCOUNTS, Moto};
+use crate::support::moto::{FORTY_USERS_FIVE_ACCOUNTS, Moto, member_accounts};
 use crate::support::operator::{TIMEOUT, aws, grant, settings, wait_condition};
 use crate::support::service_account::with_rules;
 use crate::support::wait;
@@ -136,14 +136,7 @@ async fn a_grant_reconciliation_costs_the_same_with_four_grants_as_with_sixty_fo
         .expect("connector");
     wait_condition(&connectors, "org", "Ready", "True").await;
 
-    let accounts: Vec<String> = seed["accounts"]
-        .as_array()
-        .expect("accounts")
-        .iter()
-        .filter_map(|a| a.as_str())
-        .filter(|a| *a != "123456789012")
-        .map(str::to_string)
-        .collect();
+    let accounts: Vec<String> = member_accounts(&seed);
     let grants: Api<AccessGrant> = Api::namespaced(cluster.client.clone(), &ns);
     let target = json!({"kind": "PermissionSet", "permissionSet": "PermissionSet00", "accountId": accounts[0]});
     grants

@@ -12,7 +12,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
 use crate::support::cluster::TestCluster;
-use crate::support::moto::{Moto, SMALL_ORG, assigned};
+use crate::support::moto::{Moto, SMALL_ORG, assigned, member_accounts};
 use crate::support::operator::{
     create_org_connector, grant, spawn_operator, start_operator, wait_condition, wait_grant,
 };
@@ -152,14 +152,7 @@ async fn killing_the_leader_mid_apply_applies_every_grant_once() {
     moto.set_faults(json!({"in_progress_polls": 3}));
     moto.reset_calls();
     let grants: Api<AccessGrant> = Api::namespaced(cluster.client.clone(), &ns);
-    let accounts: Vec<String> = seed["accounts"]
-        .as_array()
-        .expect("accounts")
-        .iter()
-        .filter_map(|a| a.as_str())
-        .filter(|a| *a != "123456789012")
-        .map(str::to_string)
-        .collect();
+    let accounts: Vec<String> = member_accounts(&seed);
     let mut names = Vec::new();
     for user in 0..8 {
         for account in accounts.iter().take(2) {

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::grants::sso_user;
 use crate::support::cluster::TestCluster;
-use crate::support::moto::{Moto, SMALL_ORG};
+use crate::support::moto::{Moto, SMALL_ORG, member_accounts};
 use crate::support::operator::{TIMEOUT, aws, grant, settings, wait_condition, wait_grant};
 use crate::support::wait;
 
@@ -125,14 +125,7 @@ async fn each_shard_serves_its_connectors_and_a_moved_one_is_granted_once() {
     );
 
     // Grants on north, their creates held in AWS while north moves to the green shard.
-    let accounts: Vec<String> = seed["accounts"]
-        .as_array()
-        .expect("accounts")
-        .iter()
-        .filter_map(|a| a.as_str())
-        .filter(|a| *a != "123456789012")
-        .map(str::to_string)
-        .collect();
+    let accounts: Vec<String> = member_accounts(&seed);
     let account = accounts.first().expect("a member account").clone();
     let grants: Api<AccessGrant> = Api::namespaced(client.clone(), &ns);
     moto.reset_calls();

@@ -129,6 +129,18 @@ pub fn seeded_unit(seed: &serde_json::Value, name: &str) -> String {
         .to_string()
 }
 
+/// The seeded organization's member accounts: every account but the management account.
+pub fn member_accounts(seed: &serde_json::Value) -> Vec<String> {
+    seed["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .filter(|a| *a != "123456789012")
+        .map(str::to_string)
+        .collect()
+}
+
 /// The accounts the seeder put directly under `parent` (the root or a unit).
 pub fn seeded_accounts_in(seed: &serde_json::Value, parent: &str) -> Vec<String> {
     seed["accountParents"]
