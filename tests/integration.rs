@@ -17,6 +17,7 @@ mod leadership;
 mod member_accounts;
 mod moto_launcher;
 mod operator_process;
+mod organizations;
 mod permission_sets;
 mod plan;
 mod rbac;

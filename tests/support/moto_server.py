@@ -45,7 +45,8 @@ AccessDenied), `require_external_id` (role ARN → the ExternalId its trust poli
 other, or none, is AccessDenied), `assume_role_needs_role` (AssumeRole of a role that does not
 exist in its account is AccessDenied, as in AWS; moto assumes any), `deny_operations` (operations answered AccessDenied), `hang_after` (requests after the Nth wait until the faults change: lets a test
 stop a client at a known point), `hold_operations` (requests of these operations wait until
-the faults change: lets a test change AWS while a client is between two calls), `slow_operations`
+the faults change: lets a test change AWS while a client is between two calls; with
+`hold_accounts`, only the requests signed in those accounts wait), `slow_operations`
 (operation → seconds: requests of these operations are answered that much later, as a slow but
 working endpoint is), `in_progress_polls` (account assignment creations and deletions
 report IN_PROGRESS, and stay so for that many status polls), `fail_assignments` (account
@@ -660,6 +661,19 @@ class Faults:
         start_response(status, headers + [("Content-Length", str(len(body)))])
         return [body]
 
+    @staticmethod
+    def from_accounts(environ, accounts):
+        """Whether the request was signed in one of `accounts` (any, when there are none): by
+        the access key in its signature, as moto tells the account of a request."""
+        if not accounts:
+            return True
+        import re
+
+        from moto.iam.models import get_account_id_from
+
+        found = re.search(r"Credential=([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+        return bool(found) and get_account_id_from(found.group(1)) in accounts
+
     def __call__(self, environ, start_response):
         import io
 
@@ -680,7 +694,8 @@ class Faults:
             self.seen += 1
             seen, settings = self.seen, self.settings
             hang_after = settings.get("hang_after")
-            held = operation in settings.get("hold_operations", [])
+            held = operation in settings.get("hold_operations", []) and self.from_accounts(
+                environ, settings.get("hold_accounts"))
             if held or (hang_after is not None and seen > hang_after):
                 # Hold the request until the test changes the faults (or a minute passes).
                 self.changed.wait_for(lambda: self.settings is not settings, timeout=60)

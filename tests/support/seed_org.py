@@ -15,9 +15,22 @@ import sys
 import boto3
 
 
+# The credentials every client uses: moto's default account, or (--management-account) a role
+# assumed in another account, where moto keeps an organization of its own.
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
 def client(service, endpoint, region):
-    return boto3.client(service, endpoint_url=endpoint, region_name=region,
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(service, endpoint_url=endpoint, region_name=region, **CREDENTIALS)
+
+
+def act_in(account, endpoint, region):
+    """Makes every later client act in `account` (moto answers in the account of the role
+    assumed), so that the organization seeded there is an organization of its own."""
+    creds = client("sts", endpoint, region).assume_role(
+        RoleArn=f"arn:aws:iam::{account}:role/{MEMBER_ROLE}", RoleSessionName="seed")["Credentials"]
+    CREDENTIALS.update(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                       aws_session_token=creds["SessionToken"])
 
 
 MEMBER_ROLE = "OrganizationAccountAccessRole"
@@ -211,12 +224,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--management-account", help="seed the organization of this account (default: moto's own)")
     for name, default in [("accounts", 12), ("iam-users", 9), ("iam-groups", 4), ("iam-roles", 5),
                           ("sso-users", 11), ("sso-groups", 5), ("permission-sets", 4), ("assigned-users", 8), ("access-keys", 0), ("ous", 0),
                           ("member-iam-users", 0), ("members-without-role", 0)]:
         parser.add_argument(f"--{name}", type=int, default=default)
     args = parser.parse_args()
-    sizes = {k.replace("-", "_"): v for k, v in vars(args).items() if k not in ("endpoint", "region")}
+    sizes = {k.replace("-", "_"): v for k, v in vars(args).items()
+             if k not in ("endpoint", "region", "management_account")}
+    if args.management_account:
+        act_in(args.management_account, args.endpoint, args.region)
     json.dump(seed(args.endpoint, args.region, sizes), sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0

@@ -1,0 +1,184 @@
+//! Several organizations behind one installation, each a connector of its own (one moto; each
+//! organization lives in its own management account, which moto keeps apart): one that hangs
+//! does not hold up the others while a sync slot is free, and no more than
+//! `--max-concurrent-syncs` syncs run at once.
+
+use std::time::Duration;
+
+use aws_access_operator::api::AwsConnector;
+use aws_access_operator::api::conditions::Conditions;
+use aws_access_operator::controller::{self, shutdown};
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::json;
+
+use crate::support::cluster::TestCluster;
+use crate::support::moto::Moto;
+use crate::support::operator::{aws, settings, wait_condition};
+
+/// The management accounts of the organizations.
+const ORGANIZATIONS: [&str; 3] = ["222200000001", "222200000002", "222200000003"];
+
+fn seed_organizations(moto: &Moto) {
+    for account in ORGANIZATIONS {
+        let seed = moto.seed(&[
+            "--management-account",
+            account,
+            "--accounts",
+            "2",
+            "--sso-users",
+            "3",
+            "--sso-groups",
+            "1",
+            "--iam-users",
+            "2",
+            "--permission-sets",
+            "1",
+            "--assigned-users",
+            "1",
+        ]);
+        assert!(
+            seed["accounts"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a == account)),
+            "the organization of {account}: {seed}"
+        );
+    }
+    // What the operator calls is counted from here.
+    moto.reset_calls();
+}
+
+/// The connector `name` for the organization of `account`, through a role assumed there.
+fn connector(name: &str, account: &str) -> AwsConnector {
+    serde_json::from_value(json!({
+        "apiVersion": "awsaccess.io/v1alpha1", "kind": "AwsConnector",
+        "metadata": {"name": name},
+        "spec": {"region": "us-east-1",
+                 "auth": {"roleArn": format!("arn:aws:iam::{account}:role/ops")}}
+    }))
+    .expect("connector")
+}
+
+async fn start(
+    cluster: &TestCluster,
+    moto: &Moto,
+    syncs_at_once: usize,
+) -> (shutdown::Trigger, controller::Operator) {
+    aws_access_operator::telemetry::init(aws_access_operator::telemetry::LogFormat::Plain, "warn");
+    let mut settings = settings(&cluster.namespace, "replica", aws(moto).await);
+    settings.max_concurrent_syncs = syncs_at_once;
+    let (trigger, stop) = shutdown::channel();
+    let operator = controller::start(cluster.client.clone(), settings, stop)
+        .await
+        .expect("operator");
+    (trigger, operator)
+}
+
+async fn synced(connectors: &Api<AwsConnector>, name: &str) -> bool {
+    connectors
+        .get(name)
+        .await
+        .ok()
+        .and_then(|c| c.status)
+        .is_some_and(|s| {
+            s.conditions
+                .condition("Synced")
+                .is_some_and(|c| c.status == "True")
+        })
+}
+
+/// Holds the organization `account`'s sync at its first Organizations call.
+fn hold(moto: &Moto, account: &str) {
+    moto.set_faults(json!({"hold_operations": ["ListRoots"], "hold_accounts": [account]}));
+}
+
+#[tokio::test]
+async fn a_hanging_organization_holds_up_no_other_while_a_sync_slot_is_free() {
+    let moto = Moto::start();
+    seed_organizations(&moto);
+    let cluster = TestCluster::start("orgs-free").await;
+    let (trigger, operator) = start(&cluster, &moto, 2).await;
+    let connectors: Api<AwsConnector> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    hold(&moto, ORGANIZATIONS[0]);
+    for (name, account) in ["hangs", "second", "third"].into_iter().zip(ORGANIZATIONS) {
+        connectors
+            .create(&PostParams::default(), &connector(name, account))
+            .await
+            .expect("connector");
+    }
+    // The other two sync, one after the other in the slot the hanging one leaves free.
+    wait_condition(&connectors, "second", "Synced", "True").await;
+    wait_condition(&connectors, "third", "Synced", "True").await;
+    assert!(
+        !synced(&connectors, "hangs").await,
+        "the held organization has not synced"
+    );
+    assert!(
+        moto.calls().get("ListRoots").copied().unwrap_or(0) >= 3,
+        "each organization listed its roots: {:?}",
+        moto.calls()
+    );
+    let second = connectors.get("second").await.expect("second");
+    let identity = second.status.and_then(|s| s.identity).expect("identity");
+    assert_eq!(
+        identity.account, ORGANIZATIONS[1],
+        "each its own organization"
+    );
+    moto.set_faults(json!({}));
+    wait_condition(&connectors, "hangs", "Synced", "True").await;
+
+    trigger.fire();
+    operator.task.await.expect("join").expect("clean shutdown");
+    cluster.cleanup().await;
+}
+
+#[tokio::test]
+async fn no_more_syncs_run_at_once_than_the_operator_allows() {
+    let moto = Moto::start();
+    seed_organizations(&moto);
+    let cluster = TestCluster::start("orgs-bound").await;
+    let (trigger, operator) = start(&cluster, &moto, 1).await;
+    let connectors: Api<AwsConnector> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    hold(&moto, ORGANIZATIONS[0]);
+    connectors
+        .create(
+            &PostParams::default(),
+            &connector("hangs", ORGANIZATIONS[0]),
+        )
+        .await
+        .expect("connector");
+    crate::support::wait::until(
+        "the first sync held",
+        crate::support::operator::TIMEOUT,
+        || async { (moto.calls().get("ListRoots").copied().unwrap_or(0) >= 1).then_some(()) },
+    )
+    .await;
+    connectors
+        .create(
+            &PostParams::default(),
+            &connector("waits", ORGANIZATIONS[1]),
+        )
+        .await
+        .expect("connector");
+    // The second connector authenticates, then waits for the one sync slot. Its own sync takes
+    // well under a second once it starts.
+    wait_condition(&connectors, "waits", "RoleArnValid", "True").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        !synced(&connectors, "waits").await,
+        "the second sync waits while the first holds the only slot"
+    );
+    assert_eq!(
+        moto.calls().get("ListRoots").copied(),
+        Some(1),
+        "the second sync has not started: {:?}",
+        moto.calls()
+    );
+    moto.set_faults(json!({}));
+    wait_condition(&connectors, "hangs", "Synced", "True").await;
+    wait_condition(&connectors, "waits", "Synced", "True").await;
+
+    trigger.fire();
+    operator.task.await.expect("join").expect("clean shutdown");
+    cluster.cleanup().await;
+}
