@@ -10,7 +10,7 @@ CLEAN_AWS_ENV := env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_CA_BUNDLE -u A
 	-u AWS_SHARED_CREDENTIALS_FILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
 	-u AWS_REGION -u AWS_DEFAULT_REGION -u AWS_ENDPOINT_URL -u AWS_ROLE_ARN -u AWS_WEB_IDENTITY_TOKEN_FILE
 
-.PHONY: demo test test-oldest controlplane controlplane-oldest bench bench-requests bench-permission-sets bench-identities bench-idle bench-heap venv build crds check-crds lint fmt clean
+.PHONY: demo test test-oldest controlplane controlplane-oldest bench bench-requests bench-permission-sets bench-identities bench-idle bench-heap bench-organizations venv build crds check-crds lint fmt clean
 
 ## demo: a local AWS emulator seeded with a sample organization, a local Kubernetes control
 ## plane, and the operator running against both; kubectl applies a connector and grants
@@ -78,6 +78,13 @@ bench-identities: venv controlplane
 bench-idle: venv controlplane
 	$(CARGO) build --release --locked
 	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration idle_memory -- --ignored --nocapture
+
+## bench-organizations: the release operator syncs 20 organizations at once, each in a management
+## account of its own (BENCH_ORGS, BENCH_SYNCS_AT_ONCE); prints each sync's time against its
+## busiest lane's bound and the operator's peak memory
+bench-organizations: venv controlplane
+	$(CARGO) build --release --locked
+	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration organizations::twenty_organizations -- --ignored --nocapture
 
 ## bench-heap: bench-idle with the operator under heaptrack (Debian's heaptrack package), ended
 ## while idle; prints what its heap holds, by owner (scripts/heap_profile.py)

@@ -182,3 +182,150 @@ async fn no_more_syncs_run_at_once_than_the_operator_allows() {
     operator.task.await.expect("join").expect("clean shutdown");
     cluster.cleanup().await;
 }
+
+/// The lane an operation's calls are counted in (as `scripts/bench.py` counts them), and the
+/// operator's default rate for it (`src/aws/ratelimit.rs`).
+fn lane(operation: &str) -> (&'static str, f64) {
+    match operation {
+        "GetCallerIdentity" | "AssumeRole" => ("sts", 10.0),
+        "ListRoots" | "ListOrganizationalUnitsForParent" | "ListAccountsForParent" => {
+            ("organizations", 4.0)
+        }
+        "GetAccountAuthorizationDetails"
+        | "ListAccessKeys"
+        | "GetAccessKeyLastUsed"
+        | "GenerateCredentialReport"
+        | "GetCredentialReport" => ("iam", 10.0),
+        "ListUsers" | "ListGroups" | "ListGroupMemberships" => ("identitystore", 20.0),
+        _ => ("ssoadmin", 20.0),
+    }
+}
+
+/// A benchmark, not a test of behaviour (`make bench-organizations`): the release operator, as
+/// a process at its default rate limits, syncs `BENCH_ORGS` (20) organizations at once, each in
+/// a management account of its own, with `BENCH_SYNCS_AT_ONCE` (`--max-concurrent-syncs`,
+/// default 4). Prints each organization's sync time against its busiest lane's bound, the
+/// time until all are synced, and the operator's peak RSS. Asserts only that all synced.
+#[tokio::test]
+#[ignore = "a benchmark: make bench-organizations"]
+async fn twenty_organizations_sync_at_once() {
+    let binary = std::env::var("BENCH_OPERATOR").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/target/release/aws-access-operator"
+        )
+        .to_string()
+    });
+    let count: usize = std::env::var("BENCH_ORGS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    let at_once = std::env::var("BENCH_SYNCS_AT_ONCE").unwrap_or_else(|_| "4".into());
+    let moto = Moto::start();
+    let accounts: Vec<String> = (1..=count).map(|i| format!("2222{i:08}")).collect();
+    let seeded = std::time::Instant::now();
+    for account in &accounts {
+        moto.seed(&[
+            "--management-account",
+            account,
+            "--accounts",
+            "20",
+            "--sso-users",
+            "100",
+            "--sso-groups",
+            "10",
+            "--iam-users",
+            "30",
+            "--permission-sets",
+            "10",
+            "--assigned-users",
+            "80",
+        ]);
+    }
+    println!(
+        "{count} organizations seeded in {:.0} s",
+        seeded.elapsed().as_secs_f64()
+    );
+    moto.reset_calls();
+    let cluster = TestCluster::start("orgs-bench").await;
+    let config = cluster.kubeconfig_file();
+    let mut operator = crate::support::operator::spawn_operator(
+        std::path::Path::new(&binary),
+        &moto,
+        &config,
+        &cluster.namespace,
+        &["--log-format", "json", "--max-concurrent-syncs", &at_once],
+    );
+    let pid = operator.id();
+    let connectors: Api<AwsConnector> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let started = std::time::Instant::now();
+    for (i, account) in accounts.iter().enumerate() {
+        connectors
+            .create(
+                &PostParams::default(),
+                &connector(&format!("org-{i:02}"), account),
+            )
+            .await
+            .expect("connector");
+    }
+    let rss = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut peak = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(900);
+    let durations = loop {
+        peak = peak.max(rss());
+        let list = connectors
+            .list(&kube::api::ListParams::default())
+            .await
+            .expect("list");
+        let done: Vec<f64> = list
+            .items
+            .iter()
+            .filter(|c| {
+                c.status.as_ref().is_some_and(|s| {
+                    s.conditions
+                        .condition("Synced")
+                        .is_some_and(|c| c.status == "True")
+                })
+            })
+            .filter_map(|c| c.status.as_ref()?.last_sync.as_ref()?.duration_seconds)
+            .collect();
+        if done.len() == count || std::time::Instant::now() > deadline {
+            break done;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let all_synced = started.elapsed();
+    let _ = operator.kill();
+    let _ = operator.wait();
+    // Every organization is the same size: each one's calls are the total's share.
+    let mut lanes: std::collections::BTreeMap<&str, (f64, f64)> = Default::default();
+    for (operation, n) in moto.calls() {
+        let (name, rate) = lane(&operation);
+        lanes.entry(name).or_insert((0.0, rate)).0 += n as f64 / count as f64;
+    }
+    let (busiest, bound) = lanes
+        .iter()
+        .map(|(name, (calls, rate))| (*name, calls / rate))
+        .fold(("", 0.0), |a, b| if b.1 > a.1 { b } else { a });
+    let slowest = durations.iter().copied().fold(0.0, f64::max);
+    let mean = durations.iter().sum::<f64>() / durations.len().max(1) as f64;
+    println!("calls per organization by lane (calls, rate): {lanes:?}");
+    println!(
+        "{} of {count} organizations synced, --max-concurrent-syncs {at_once}: all within {:.1} s; \
+         each sync's own time: mean {mean:.1} s, slowest {slowest:.1} s, against its busiest lane's \
+         bound ({busiest}) {bound:.1} s = {:.2} x; operator peak RSS {:.1} MiB",
+        durations.len(),
+        all_synced.as_secs_f64(),
+        slowest / bound,
+        peak as f64 / 1024.0
+    );
+    cluster.cleanup().await;
+    assert_eq!(durations.len(), count, "every organization synced");
+}
