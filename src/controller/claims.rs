@@ -116,6 +116,13 @@ impl Claims {
         &self.settings.selector
     }
 
+    /// How soon an object waiting for its connector's claim looks again: as often as the claim
+    /// is renewed (a claim changes hands no faster), so that thousands of grants waiting on a
+    /// connector that two selectors pick do not spin.
+    pub fn recheck(&self) -> Duration {
+        self.settings.claim.retry()
+    }
+
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Claim>>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -256,7 +263,8 @@ impl Claims {
     }
 }
 
-/// How soon a connector waiting for its claim looks again.
+/// How soon a connector waiting for its claim looks again (what names it waits
+/// `Claims::recheck`).
 pub const CLAIM_RECHECK: Duration = Duration::from_secs(2);
 
 /// Default claim timings: held 60 s unrenewed, writes stop 20 s before (renewed every ~13 s).

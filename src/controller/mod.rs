@@ -619,7 +619,11 @@ where
                         None => None,
                         Some(Entry::Serve(in_flight)) => Some(in_flight),
                         Some(Entry::Waiting) => {
-                            return Ok(Action::requeue(claims::CLAIM_RECHECK));
+                            let again = ctx
+                                .claims
+                                .as_ref()
+                                .map_or(claims::CLAIM_RECHECK, |c| c.recheck());
+                            return Ok(Action::requeue(again));
                         }
                         Some(Entry::Elsewhere) => return Ok(Action::await_change()),
                     };
