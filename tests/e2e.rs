@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::support::cluster::TestCluster;
 use crate::support::moto::Moto;
 use crate::support::operator::{
-    TIMEOUT, VALID_ID, connector, secret, start_operator, wait_condition, wait_grant,
+    TIMEOUT, VALID_ID, connector, request_sync, secret, start_operator, wait_condition, wait_grant,
 };
 use crate::support::wait;
 
@@ -248,18 +248,6 @@ async fn org_connector(
     (cluster, trigger, operator, connectors)
 }
 
-/// Asks the operator for a sync of `org` now (the `awsaccess.io/sync-now` annotation).
-async fn request_sync(connectors: &Api<AwsConnector>, value: &str) {
-    connectors
-        .patch(
-            "org",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"awsaccess.io/sync-now": value}}})),
-        )
-        .await
-        .expect("annotate");
-}
-
 /// What `org` stored under `key` (one shard).
 async fn stored(config_maps: &Api<ConfigMap>, ns: &str, key: &str) -> Vec<u8> {
     let name = format!("{}-0", base_name(ns, "org", key));
@@ -390,7 +378,7 @@ async fn connector_syncs_into_status_and_configmaps() {
     // sync-now starts a sync at once; an unchanged organization leaves the inventory alone.
     let version = shard.metadata.resource_version.clone();
     let finished = last.finished_at.clone();
-    request_sync(&connectors, "1").await;
+    request_sync(&connectors, "org", "1").await;
     wait::until("the requested sync", TIMEOUT, || async {
         let s = connectors.get("org").await.ok()?.status?;
         (s.last_handled_sync_now.as_deref() == Some("1")).then_some(())
@@ -459,7 +447,7 @@ async fn a_failed_sync_resumes_from_its_config_maps() {
 
     moto.set_faults(json!({}));
     moto.reset_calls();
-    request_sync(&connectors, "1").await;
+    request_sync(&connectors, "org", "1").await;
     wait::until("the resumed sync", TIMEOUT, || async {
         let s = connectors.get("org").await.ok()?.status?;
         let done = s.last_handled_sync_now.as_deref() == Some("1")

@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 
 use crate::support::cluster::TestCluster;
 use crate::support::moto::{Moto, SMALL_ORG, member_accounts};
-use crate::support::operator::{TIMEOUT, aws, grant, settings, wait_condition, wait_grant};
+use crate::support::operator::{
+    TIMEOUT, aws, grant, granted, settings, wait_condition, wait_grant,
+};
 use crate::support::wait;
 
 pub(crate) struct Org {
@@ -913,18 +915,7 @@ async fn two_hundred_grants_converge_without_duplicates() {
     }
     assert_eq!(names.len(), 200);
     wait::until("200 grants Granted", Duration::from_secs(240), || async {
-        let list = org.grants.list(&ListParams::default()).await.ok()?;
-        let granted = list
-            .items
-            .iter()
-            .filter(|g| {
-                g.status.as_ref().is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.reason == "Granted")
-                })
-            })
-            .count();
+        let (granted, _) = granted(&org.grants).await?;
         (granted == 200).then_some(())
     })
     .await;

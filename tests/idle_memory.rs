@@ -28,7 +28,7 @@ use serde_json::json;
 use crate::support::audit::{Request, requests_of};
 use crate::support::cluster::TestCluster;
 use crate::support::moto::Moto;
-use crate::support::operator::{create_org_connector, grant, spawn_operator, wait_condition};
+use crate::support::operator::{create_org_connector, grant, rss, spawn_operator, wait_condition};
 use crate::support::service_account::with_rules;
 
 /// The 3-account organization of the measurements: 80 Identity Center users (more
@@ -56,20 +56,6 @@ fn organization(users: usize) -> Vec<String> {
 /// Permission sets in the organization, and the accounts each user is given them in.
 const SETS: usize = 30;
 const ACCOUNTS: usize = 3;
-
-/// Resident memory of `pid` in KiB: (total, anonymous, file-backed).
-fn rss(pid: u32) -> (u64, u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|kib| kib.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
-}
 
 /// The operator's own process: `pid`, or the child of the heaptrack wrapper `pid` that runs
 /// `binary`.

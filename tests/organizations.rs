@@ -268,18 +268,10 @@ async fn twenty_organizations_sync_at_once() {
             .await
             .expect("connector");
     }
-    let rss = || -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
     let mut peak = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(900);
     let durations = loop {
-        peak = peak.max(rss());
+        peak = peak.max(crate::support::operator::rss(pid).0);
         let list = connectors
             .list(&kube::api::ListParams::default())
             .await

@@ -494,16 +494,7 @@ async fn chart_flow(watching: Watching) {
     // (a patch of its series) instead of writing another.
     moto.set_faults(json!({"deny_operations": ["ListRoots"]}));
     for asked in ["2", "3"] {
-        connectors
-            .patch(
-                "org",
-                &PatchParams::default(),
-                &Patch::Merge(
-                    json!({"metadata": {"annotations": {"awsaccess.io/sync-now": asked}}}),
-                ),
-            )
-            .await
-            .expect("annotate");
+        crate::support::operator::request_sync(&connectors, "org", asked).await;
         wait::until(
             "the failed sync",
             crate::support::operator::TIMEOUT,

@@ -8,14 +8,16 @@ use std::time::Duration;
 use aws_access_operator::api::{AccessGrant, AwsConnector};
 use aws_access_operator::controller::{self, shutdown};
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::grants::sso_user;
 use crate::support::audit::requests_of;
 use crate::support::cluster::TestCluster;
 use crate::support::moto::{FORTY_USERS_FIVE_ACCOUNTS, Moto, member_accounts};
-use crate::support::operator::{TIMEOUT, aws, grant, settings, wait_condition};
+use crate::support::operator::{
+    TIMEOUT, aws, grant, granted, request_sync, settings, wait_condition,
+};
 use crate::support::service_account::with_rules;
 use crate::support::wait;
 
@@ -79,17 +81,8 @@ async fn create_granted(
         names.push(name);
     }
     wait::until("every grant Granted", Duration::from_secs(180), || async {
-        let list = grants.list(&ListParams::default()).await.ok()?;
-        list.items
-            .iter()
-            .all(|g| {
-                g.status.as_ref().is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.reason == "Granted")
-                })
-            })
-            .then_some(())
+        let (granted, all) = granted(grants).await?;
+        (granted == all).then_some(())
     })
     .await;
 }
@@ -187,16 +180,7 @@ async fn a_grant_reconciliation_costs_the_same_with_four_grants_as_with_sixty_fo
     // the second finds the same.
     for value in ["1", "2"] {
         let before = requests_of(&audit, &identity.username).len();
-        connectors
-            .patch(
-                "org",
-                &PatchParams::default(),
-                &Patch::Merge(
-                    json!({"metadata": {"annotations": {"awsaccess.io/sync-now": value}}}),
-                ),
-            )
-            .await
-            .expect("sync now");
+        request_sync(&connectors, "org", value).await;
         wait::until("the sync asked for", TIMEOUT, || async {
             let status = connectors.get("org").await.ok()?.status?;
             (status.last_handled_sync_now.as_deref() == Some(value)).then_some(())

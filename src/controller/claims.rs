@@ -41,15 +41,6 @@ pub struct ShardSettings {
     pub claim: Timing,
 }
 
-/// A connector's `namespace/name`: what claims (and `Context::fence_for`) are keyed by.
-pub fn name_key(connector: &AwsConnector) -> String {
-    format!(
-        "{}/{}",
-        connector.namespace().unwrap_or_default(),
-        connector.name_any()
-    )
-}
-
 /// The name of the Lease that is a connector's claim.
 pub fn lease_name(connector_key: &str) -> String {
     format!("aws-access-claim-{}", short_hash(connector_key.as_bytes()))
@@ -136,7 +127,7 @@ impl Claims {
 
     /// Whether work for `connector` may go on here, claiming it when it is this shard's.
     pub fn enter(self: &Arc<Self>, connector: &AwsConnector) -> Entry {
-        let key = name_key(connector);
+        let key = super::session::name_key(connector);
         let mine = self.settings.selector.matches(connector.labels());
         let mut held = self.held();
         match held.get(&key) {

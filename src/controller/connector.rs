@@ -146,7 +146,7 @@ pub async fn reconcile(connector: Arc<AwsConnector>, ctx: Arc<Context>) -> Resul
         },
     };
     let api: Api<AwsConnector> = Api::namespaced(ctx.client.clone(), &namespace);
-    let key = super::claims::name_key(&connector);
+    let key = session::name_key(&connector);
     let result = finalizer(&api, CONNECTOR_FINALIZER, connector, |event| async {
         match event {
             FinalizerEvent::Apply(connector) => observe(connector, &ctx).await,
@@ -310,7 +310,7 @@ async fn observe(connector: Arc<AwsConnector>, ctx: &Context) -> Result<Action, 
     let name = connector.name_any();
     let api: Api<AwsConnector> = Api::namespaced(ctx.client.clone(), &namespace);
     let runtime = ctx.runtime(&session::key(&connector));
-    let fence = ctx.fence_for(&super::claims::name_key(&connector));
+    let fence = ctx.fence_for(&session::name_key(&connector));
     let mut current = connector.status.clone();
     // The connector comes from the watch, whose copy may not have the status of a sync this
     // replica has just run yet (a reconciliation queued during a sync starts the moment it
@@ -509,7 +509,7 @@ async fn sync(
     };
     let store = ConnectorConfigMaps::new(ctx.client.clone(), &ctx.home_namespace, connector)
         .ok_or(Error::MissingField("namespace"))?
-        .fenced(ctx.fence_for(&super::claims::name_key(connector)));
+        .fenced(ctx.fence_for(&session::name_key(connector)));
     // Before the sync, so that the inventory shows what the sweep revoked.
     if let Err(error) = super::orphans::sweep(connector, ctx, &authenticated.session).await {
         tracing::warn!(connector = %name, %error, "could not settle ledger holders whose grants are gone");
@@ -673,11 +673,7 @@ async fn unmanaged_access(
 /// Links each permission set a PermissionSet object declares to that object, from the
 /// operator's records (one list per sync). Without them the inventory is still whole, unlinked.
 async fn link_declared_sets(ctx: &Context, connector: &AwsConnector, inventory: &mut Inventory) {
-    let key = format!(
-        "{}/{}",
-        connector.namespace().unwrap_or_default(),
-        connector.name_any()
-    );
+    let key = session::name_key(connector);
     let records = super::records::ConfigMapSetRecords::new(ctx.client.clone(), &ctx.home_namespace);
     let declared: std::collections::BTreeMap<String, String> = match records.all().await {
         Ok(all) => all

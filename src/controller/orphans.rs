@@ -27,11 +27,7 @@ pub async fn sweep(
     ctx: &Context,
     session: &Session,
 ) -> Result<usize, Error> {
-    let key = format!(
-        "{}/{}",
-        connector.namespace().unwrap_or_default(),
-        connector.name_any()
-    );
+    let key = session::name_key(connector);
     let ledger = ConfigMapLedger::new(ctx.client.clone(), &ctx.home_namespace);
     // The ledger first, the grants second: a holder was added to the ledger after its grant
     // existed, so a grant created between the two reads cannot be taken for gone.
@@ -127,11 +123,7 @@ pub async fn sweep_records(connector: &AwsConnector, ctx: &Context) -> Result<us
     if !ctx.admission.configured() {
         return Ok(0);
     }
-    let key = format!(
-        "{}/{}",
-        connector.namespace().unwrap_or_default(),
-        connector.name_any()
-    );
+    let key = session::name_key(connector);
     let records = RequestRecords::new(ctx.client.clone(), &ctx.home_namespace);
     // The records first, the requests second: a record is written after its request exists.
     let kept = records.of_connector(&key).await?;

@@ -23,15 +23,19 @@ pub fn serves(allowed: &[String], namespace: &str) -> bool {
     allowed.is_empty() || allowed.iter().any(|n| n == namespace)
 }
 
+/// A connector's `namespace/name`: what the ledger, records, metrics and claims (and
+/// `Context::fence_for`) know it by.
+pub fn name_key(connector: &AwsConnector) -> String {
+    format!(
+        "{}/{}",
+        connector.namespace().unwrap_or_default(),
+        connector.name_any()
+    )
+}
+
 /// The key of a connector in the operator's memory.
 pub fn key(connector: &AwsConnector) -> String {
-    connector.uid().unwrap_or_else(|| {
-        format!(
-            "{}/{}",
-            connector.namespace().unwrap_or_default(),
-            connector.name_any()
-        )
-    })
+    connector.uid().unwrap_or_else(|| name_key(connector))
 }
 
 /// What a connector's role chain is built from: the connector with its first hop's external
@@ -167,11 +171,7 @@ pub async fn session(ctx: &Context, chain: &Chain) -> (Session, String) {
         connect::session(&ctx.aws.base, connector, external_id, &ctx.aws.limits).await;
     session.member_external_id = member_external_id.map(str::to_string);
     let metrics = ctx.metrics.clone();
-    let name = format!(
-        "{}/{}",
-        connector.namespace().unwrap_or_default(),
-        connector.name_any()
-    );
+    let name = name_key(connector);
     session.caller =
         session
             .caller

@@ -263,3 +263,48 @@ pub async fn enforced(
     }
     enforcement
 }
+
+/// Asks the operator for a sync of the connector `name` now (the `awsaccess.io/sync-now`
+/// annotation, set to `value`).
+pub async fn request_sync(connectors: &Api<AwsConnector>, name: &str, value: &str) {
+    connectors
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"metadata": {"annotations": {"awsaccess.io/sync-now": value}}}),
+            ),
+        )
+        .await
+        .expect("annotate");
+}
+
+/// How many of the grants in `grants`' namespace are Granted, and how many there are.
+pub async fn granted(grants: &Api<AccessGrant>) -> Option<(usize, usize)> {
+    let list = grants.list(&kube::api::ListParams::default()).await.ok()?;
+    let granted = list
+        .items
+        .iter()
+        .filter(|g| {
+            g.status
+                .as_ref()
+                .and_then(|s| s.conditions.condition("Ready"))
+                .is_some_and(|c| c.reason == "Granted")
+        })
+        .count();
+    Some((granted, list.items.len()))
+}
+
+/// Resident memory of the process `pid` in KiB: (total, anonymous, file-backed).
+pub fn rss(pid: u32) -> (u64, u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
+}
