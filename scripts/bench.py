@@ -9,7 +9,8 @@ Usage: scripts/bench.py [--size SIZE ...] [--runs N] [--binary PATH]
 Sizes: `small` (the test suite's organization), `org3` (3 accounts, 150 IAM users, 80 Identity
 Center users, 30 permission sets), `medium` (21 accounts, 2,000 Identity Center users) and
 `design`, the organization of the performance bars (51 accounts, 2,000 IAM users, 10,000
-Identity Center users, 200 groups, 100 permission sets), which takes the emulator minutes to seed.
+Identity Center users, 200 groups, 100 permission sets, 10,400 assignments), which takes the
+emulator minutes to seed, and `huge`, the same with 15,000 assignments (the memory bar's).
 Each size gets its own emulator, started through the project's launcher on a loopback port and
 stopped after it; `--endpoint` with `--seeded` (the seeder's JSON) measures an emulator seeded
 before instead. Nothing here is asserted: it prints figures, for docs/performance.md.
@@ -36,6 +37,9 @@ SIZES = {
     "design": ["--accounts", "50", "--ous", "10", "--iam-users", "2000", "--iam-groups", "20", "--iam-roles", "100",
                "--sso-users", "10000", "--sso-groups", "200", "--permission-sets", "100",
                "--assigned-users", "10000"],
+    "huge": ["--accounts", "50", "--ous", "10", "--iam-users", "2000", "--iam-groups", "20", "--iam-roles", "100",
+             "--sso-users", "10000", "--sso-groups", "200", "--permission-sets", "100",
+             "--assigned-users", "14600"],
 }
 
 # The operator's default requests per second per lane (src/aws/ratelimit.rs).

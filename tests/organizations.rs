@@ -205,7 +205,10 @@ fn lane(operation: &str) -> (&'static str, f64) {
 /// a process at its default rate limits, syncs `BENCH_ORGS` (20) organizations at once, each in
 /// a management account of its own, with `BENCH_SYNCS_AT_ONCE` (`--max-concurrent-syncs`,
 /// default 4). Prints each organization's sync time against its busiest lane's bound, the
-/// time until all are synced, and the operator's peak RSS. Asserts only that all synced.
+/// time until all are synced, and the operator's peak RSS. Then `BENCH_GRANTS_PER_ORG` (20)
+/// AccessGrants on every organization, applied together, round the organizations: each
+/// organization's time until all of its grants are Granted against its own lane's bound, and the
+/// peak RSS while granting. Asserts only that all synced and all were granted.
 #[tokio::test]
 #[ignore = "a benchmark: make bench-organizations"]
 async fn twenty_organizations_sync_at_once() {
@@ -221,11 +224,16 @@ async fn twenty_organizations_sync_at_once() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(20);
     let at_once = std::env::var("BENCH_SYNCS_AT_ONCE").unwrap_or_else(|_| "4".into());
+    let per_org: usize = std::env::var("BENCH_GRANTS_PER_ORG")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
     let moto = Moto::start();
     let accounts: Vec<String> = (1..=count).map(|i| format!("2222{i:08}")).collect();
     let seeded = std::time::Instant::now();
+    let mut members = Vec::new();
     for account in &accounts {
-        moto.seed(&[
+        let seed = moto.seed(&[
             "--management-account",
             account,
             "--accounts",
@@ -241,6 +249,7 @@ async fn twenty_organizations_sync_at_once() {
             "--assigned-users",
             "80",
         ]);
+        members.push(crate::support::moto::member_accounts(&seed));
     }
     println!(
         "{count} organizations seeded in {:.0} s",
@@ -294,11 +303,15 @@ async fn twenty_organizations_sync_at_once() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let all_synced = started.elapsed();
+    let sync_calls = moto.calls();
+    moto.reset_calls();
+    let granting = grant_on_every_organization(&cluster, &members, per_org, pid).await;
+    let grant_calls = moto.calls();
     let _ = operator.kill();
     let _ = operator.wait();
     // Every organization is the same size: each one's calls are the total's share.
     let mut lanes: std::collections::BTreeMap<&str, (f64, f64)> = Default::default();
-    for (operation, n) in moto.calls() {
+    for (operation, n) in sync_calls {
         let (name, rate) = lane(&operation);
         lanes.entry(name).or_insert((0.0, rate)).0 += n as f64 / count as f64;
     }
@@ -318,6 +331,115 @@ async fn twenty_organizations_sync_at_once() {
         slowest / bound,
         peak as f64 / 1024.0
     );
+    // The grants' lane is sso-admin's (20 calls a second per account); each organization's
+    // calls are the total's share.
+    let grant_bound = grant_calls
+        .iter()
+        .filter(|(operation, _)| lane(operation).0 == "ssoadmin")
+        .map(|(_, n)| *n as f64)
+        .sum::<f64>()
+        / count as f64
+        / lane("CreateAccountAssignment").1;
+    let slowest_grants = granting.ready.iter().copied().fold(0.0, f64::max);
+    let mean_grants = granting.ready.iter().sum::<f64>() / granting.ready.len().max(1) as f64;
+    println!("calls while granting: {grant_calls:?}");
+    println!(
+        "{per_org} grants on each of {} organizations, applied together in {:.1} s: each \
+         organization's grants all Granted after mean {mean_grants:.1} s, slowest \
+         {slowest_grants:.1} s, against its own lane's bound {grant_bound:.2} s = {:.2} x \
+         (slowest); operator peak RSS while granting {:.1} MiB",
+        granting.ready.len(),
+        granting.applied,
+        slowest_grants / grant_bound,
+        granting.peak as f64 / 1024.0
+    );
     cluster.cleanup().await;
     assert_eq!(durations.len(), count, "every organization synced");
+    assert_eq!(
+        granting.ready.len(),
+        count,
+        "every organization's grants granted"
+    );
+}
+
+/// What granting on every organization at once measured.
+struct Granting {
+    /// Seconds from the first create until all of its grants were Granted, per organization that
+    /// got there.
+    ready: Vec<f64>,
+    /// Seconds the creates took.
+    applied: f64,
+    /// Peak RSS of the operator, KiB.
+    peak: u64,
+}
+
+/// `per_org` grants on each organization (connector `org-NN`, whose member accounts are
+/// `members[NN]`), for users the seed assigned nothing, created round the organizations so that
+/// all of them start together; waits until each organization's grants are Granted.
+async fn grant_on_every_organization(
+    cluster: &TestCluster,
+    members: &[Vec<String>],
+    per_org: usize,
+    pid: u32,
+) -> Granting {
+    use aws_access_operator::api::AccessGrant;
+    let grants: Api<AccessGrant> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let started = std::time::Instant::now();
+    for n in 0..per_org {
+        for (org, accounts) in members.iter().enumerate() {
+            // Users 80 to 99 have no assignment in the seed: every grant is a new one.
+            let manifest = crate::support::operator::grant(
+                &format!("org-{org:02}-{n:03}"),
+                &format!("org-{org:02}"),
+                json!({"kind": "SsoUser", "name": format!("user-{:02}@example.com", 80 + n % 20)}),
+                json!({"kind": "PermissionSet", "permissionSet": format!("PermissionSet{:02}", n % 10),
+                       "accountId": accounts[(n / 20 + n) % accounts.len()]}),
+                json!({}),
+            );
+            grants
+                .create(&PostParams::default(), &manifest)
+                .await
+                .expect("create a grant");
+        }
+    }
+    let applied = started.elapsed().as_secs_f64();
+    let mut ready: Vec<Option<f64>> = vec![None; members.len()];
+    let mut peak = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(900);
+    while ready.iter().any(Option::is_none) && std::time::Instant::now() < deadline {
+        peak = peak.max(crate::support::operator::rss(pid).0);
+        let list = grants
+            .list(&kube::api::ListParams::default())
+            .await
+            .expect("list");
+        let mut granted = vec![0; members.len()];
+        for grant in &list.items {
+            let is_granted = grant
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.condition("Ready"))
+                .is_some_and(|c| c.reason == "Granted");
+            let org = grant
+                .spec
+                .connector_ref
+                .name
+                .trim_start_matches("org-")
+                .parse::<usize>();
+            if let (true, Ok(org)) = (is_granted, org) {
+                granted[org] += 1;
+            }
+        }
+        let now = started.elapsed().as_secs_f64();
+        for (org, done) in ready.iter_mut().enumerate() {
+            if done.is_none() && granted[org] == per_org {
+                *done = Some(now);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Granting {
+        ready: ready.into_iter().flatten().collect(),
+        applied,
+        peak,
+    }
 }

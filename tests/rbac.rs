@@ -685,7 +685,7 @@ fn home_rules() -> Value {
 }
 
 fn grant_rules() -> Value {
-    json!([{"apiGroups": ["awsaccess.io"], "resources": ["accessgrants"], "verbs": ["list", "watch", "patch"]}])
+    json!([{"apiGroups": ["awsaccess.io"], "resources": ["accessgrants"], "verbs": ["get", "list", "watch", "patch"]}])
 }
 
 /// When AccessGrants cannot be listed (no right to, or no CRD), the connector's sync still

@@ -13,7 +13,7 @@ use super::rules;
     version = "v1alpha1",
     kind = "AccessGrant",
     namespaced,
-    status = "AccessGrantStatus",
+    status = "Box<AccessGrantStatus>",
     shortname = "agrant",
     category = "awsaccess",
     doc = "One piece of AWS access, declared in git and made real by the operator.",

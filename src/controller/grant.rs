@@ -683,7 +683,7 @@ async fn apply(
         }
         _ => Settle::WhenReplaced,
     };
-    let current = grant.status.clone();
+    let current = grant.status.as_deref().cloned();
     let mut next = current.clone().unwrap_or_default();
     let mut events = Vec::new();
     let outcome = match converge(

@@ -313,10 +313,17 @@ impl<L: LedgerStore> Shell<'_, L> {
             .lock(&super::ledger::key(self.connector, ask.access))
             .await;
         let mut observed = Observed::Unknown;
+        // The entry a round read and did not write, for the next round: a round that only
+        // looked at AWS leaves it as it was (the lock keeps this operator's other writers out,
+        // and a write from a stale copy fails on its resourceVersion), so it is read once.
+        let mut unchanged: Option<Option<Stored>> = None;
         // Each round either returns or learns something (what AWS shows, an operation
         // finished); a handful is more than any path needs.
         for _ in 0..6 {
-            let stored = self.ledger.load(self.connector, ask.access).await?;
+            let stored = match unchanged.take() {
+                Some(stored) => stored,
+                None => self.ledger.load(self.connector, ask.access).await?,
+            };
             let since = stored
                 .as_ref()
                 .and_then(|s| s.entry.holders.get(ask.holder))
@@ -343,7 +350,10 @@ impl<L: LedgerStore> Shell<'_, L> {
             drop(facts);
             tracing::debug!(grant = ask.grant, access = %ask.access, ?decision, "decided");
             match (decision, stored) {
-                (Decision::Observe, _) => observed = self.observe(ask.access, recheck).await?,
+                (Decision::Observe, stored) => {
+                    observed = self.observe(ask.access, recheck).await?;
+                    unchanged = Some(stored);
+                }
                 (Decision::Resume(operation), Some(stored)) => {
                     let wanted = ask.declared == Declared::Yes && ending.is_none();
                     match self.resume(stored, &operation, wanted, ask.now).await? {

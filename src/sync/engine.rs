@@ -288,6 +288,10 @@ pub async fn run_until<S: StateStore>(
         std::mem::take(&mut members.state.inventory.member_accounts);
     engine.state.key_source = iam.state.key_source.take();
 
+    // What only the streams needed goes before the inventory is sorted (the peak of a sync):
+    // the principals' ids the census passed between them, and what is left of the streams.
+    engine.census = None;
+    drop((users, groups, organizations, iam, members));
     let mut inventory = std::mem::take(&mut engine.state.inventory);
     inventory.derive_iam_group_members();
     inventory.normalize();
