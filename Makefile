@@ -80,8 +80,9 @@ bench-idle: venv controlplane
 	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration idle_memory -- --ignored --nocapture
 
 ## bench-organizations: the release operator syncs 20 organizations at once, each in a management
-## account of its own (BENCH_ORGS, BENCH_SYNCS_AT_ONCE); prints each sync's time against its
-## busiest lane's bound and the operator's peak memory
+## account of its own (BENCH_ORGS, BENCH_SYNCS_AT_ONCE), then grants on all of them at once
+## (BENCH_GRANTS_PER_ORG); prints each organization's time against its own lane's bound and the
+## operator's peak memory
 bench-organizations: venv controlplane
 	$(CARGO) build --release --locked
 	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration organizations::twenty_organizations -- --ignored --nocapture

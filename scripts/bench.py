@@ -130,18 +130,40 @@ def start_emulator(log):
     return server, f"http://127.0.0.1:{line[1]}"
 
 
+def resident(pid):
+    """The process's resident memory now, KiB: (anonymous, file-backed), from /proc."""
+    found = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("RssAnon", "RssFile"):
+                    found[key] = int(value.split()[0])
+    except OSError:
+        pass
+    return found.get("RssAnon", 0), found.get("RssFile", 0)
+
+
 def run_sync(binary, connector, output, env):
-    """One sync; its wall seconds and peak RSS (MiB), from the kernel's accounting of the child."""
+    """One sync; its wall seconds, its peak RSS (MiB) from the kernel's accounting of the child,
+    and the largest anonymous and file-backed parts seen (MiB), sampled every 20 ms."""
     started = time.monotonic()
     child = subprocess.Popen([binary, "sync", "-f", connector, "-o", output], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
+    anon = file = 0
+    while True:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            break
+        now_anon, now_file = resident(child.pid)
+        anon, file = max(anon, now_anon), max(file, now_file)
+        time.sleep(0.02)
     wall = time.monotonic() - started
     stderr = child.stderr.read().decode(errors="replace")
     child.stderr.close()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"the sync failed:\n{stderr}")
-    return wall, usage.ru_maxrss / 1024.0
+    return wall, usage.ru_maxrss / 1024.0, anon / 1024.0, file / 1024.0
 
 
 def differences(org, inventory):
@@ -206,8 +228,10 @@ def report(name, org, measured, inventory):
         by_lane[lane(operation)] = by_lane.get(lane(operation), 0) + count
     bound = {lane_name: count / RATES[lane_name] for lane_name, count in by_lane.items()}
     busiest = max(bound, key=bound.get)
-    walls = sorted(w for w, _ in measured)
-    peaks = sorted(p for _, p in measured)
+    walls = sorted(m[0] for m in measured)
+    peaks = sorted(m[1] for m in measured)
+    anons = sorted(m[2] for m in measured)
+    files = sorted(m[3] for m in measured)
     median = walls[len(walls) // 2]
     total = stats["totalCalls"]
     print(f"\n## {name}: {describe(org)}\n")
@@ -217,7 +241,8 @@ def report(name, org, measured, inventory):
     print(f"  wall      {median:.2f} s ({walls[0]:.2f}-{walls[-1]:.2f})")
     print(f"  busiest lane {busiest}: {by_lane[busiest]} calls / {RATES[busiest]:g} per s = "
           f"{bound[busiest]:.2f} s; wall / bound = {median / bound[busiest]:.2f}")
-    print(f"  peak RSS  {peaks[len(peaks) // 2]:.1f} MiB ({peaks[0]:.1f}-{peaks[-1]:.1f})")
+    print(f"  peak RSS  {peaks[len(peaks) // 2]:.1f} MiB ({peaks[0]:.1f}-{peaks[-1]:.1f}); largest seen: "
+          f"anonymous {anons[len(anons) // 2]:.1f} MiB, file-backed {files[len(files) // 2]:.1f} MiB")
     found = differences(org, inventory)
     print("  inventory " + ("the seeded organization, item for item" if not found
                             else "DIFFERS from the seeded organization: " + "; ".join(found)))
