@@ -710,16 +710,8 @@ async fn grants_wait_for_the_users_and_groups_they_name() {
 
 /// Resident memory of `pid` in KiB: (now, peak).
 fn rss(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|kib| kib.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    use crate::support::operator::status_kib;
+    (status_kib(pid, "VmRSS:"), status_kib(pid, "VmHWM:"))
 }
 
 /// 1,000 Identity Center users and 100 groups declared at once and converged from nothing by
@@ -737,13 +729,7 @@ async fn a_thousand_users_and_a_hundred_groups_converged() {
     const USERS: usize = 1000;
     const GROUPS: usize = 100;
     let rate = 20.0;
-    let binary = std::env::var("BENCH_OPERATOR").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/target/release/aws-access-operator"
-        )
-        .to_string()
-    });
+    let binary = crate::support::operator::bench_operator();
     let moto = Moto::start();
     moto.seed(SMALL_ORG);
     let cluster = TestCluster::start("ids-bench").await;

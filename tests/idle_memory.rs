@@ -28,7 +28,10 @@ use serde_json::json;
 use crate::support::audit::{Request, requests_of};
 use crate::support::cluster::TestCluster;
 use crate::support::moto::Moto;
-use crate::support::operator::{create_org_connector, grant, rss, spawn_operator, wait_condition};
+use crate::support::operator::{
+    bench_number, bench_operator, create_org_connector, grant, ready_reason, rss, spawn_operator,
+    wait_condition,
+};
 use crate::support::service_account::with_rules;
 
 /// The 3-account organization of the measurements: 80 Identity Center users (more
@@ -209,17 +212,8 @@ fn mib(kib: u64) -> f64 {
 #[tokio::test]
 #[ignore = "a benchmark: make bench-idle"]
 async fn idle_memory_with_a_thousand_grants() {
-    let binary = std::env::var("BENCH_OPERATOR").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/target/release/aws-access-operator"
-        )
-        .to_string()
-    });
-    let count: usize = std::env::var("BENCH_GRANTS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1000);
+    let binary = bench_operator();
+    let count: usize = bench_number("BENCH_GRANTS", 1000);
     let moto = Moto::start();
     // Every grant a distinct (user, permission set, account): enough users for them all.
     let users = 80.max(count.div_ceil(SETS * ACCOUNTS));
@@ -307,13 +301,8 @@ async fn idle_memory_with_a_thousand_grants() {
         let granted = list
             .items
             .iter()
-            .filter(|g| {
-                g.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-                    // Adopted: the organization had it already.
-                    .is_some_and(|c| c.reason == "Granted" || c.reason == "Adopted")
-            })
+            // Adopted: the organization had it already.
+            .filter(|g| matches!(ready_reason(g), Some("Granted" | "Adopted")))
             .count();
         if granted == count || Instant::now() > deadline {
             break granted;
@@ -329,10 +318,7 @@ async fn idle_memory_with_a_thousand_grants() {
         .map_or(0, |a| requests_of(a, &identity.username).len());
 
     // Idle: a while to settle (RSS shown every 30 s), then a sample every 5 s for a minute.
-    let settle: u64 = std::env::var("BENCH_IDLE_SECONDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(60);
+    let settle: u64 = bench_number("BENCH_IDLE_SECONDS", 60);
     for waited in (0..settle).step_by(30) {
         tokio::time::sleep(Duration::from_secs(30.min(settle - waited))).await;
         let (total, anon, file) = rss(pid);

@@ -212,22 +212,10 @@ fn lane(operation: &str) -> (&'static str, f64) {
 #[tokio::test]
 #[ignore = "a benchmark: make bench-organizations"]
 async fn twenty_organizations_sync_at_once() {
-    let binary = std::env::var("BENCH_OPERATOR").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/target/release/aws-access-operator"
-        )
-        .to_string()
-    });
-    let count: usize = std::env::var("BENCH_ORGS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(20);
+    let binary = crate::support::operator::bench_operator();
+    let count: usize = crate::support::operator::bench_number("BENCH_ORGS", 20);
     let at_once = std::env::var("BENCH_SYNCS_AT_ONCE").unwrap_or_else(|_| "4".into());
-    let per_org: usize = std::env::var("BENCH_GRANTS_PER_ORG")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(20);
+    let per_org: usize = crate::support::operator::bench_number("BENCH_GRANTS_PER_ORG", 20);
     let moto = Moto::start();
     let accounts: Vec<String> = (1..=count).map(|i| format!("2222{i:08}")).collect();
     let seeded = std::time::Instant::now();
@@ -420,11 +408,7 @@ async fn grant_on_every_organization(
             .expect("list");
         let mut granted = vec![0; members.len()];
         for grant in &list.items {
-            let is_granted = grant
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.condition("Ready"))
-                .is_some_and(|c| c.reason == "Granted");
+            let is_granted = crate::support::operator::ready_reason(grant) == Some("Granted");
             let org = grant
                 .spec
                 .connector_ref

@@ -279,32 +279,62 @@ pub async fn request_sync(connectors: &Api<AwsConnector>, name: &str, value: &st
         .expect("annotate");
 }
 
+/// The reason of a grant's Ready condition, once it has one.
+pub fn ready_reason(grant: &AccessGrant) -> Option<&str> {
+    grant
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.condition("Ready"))
+        .map(|c| c.reason.as_str())
+}
+
 /// How many of the grants in `grants`' namespace are Granted, and how many there are.
 pub async fn granted(grants: &Api<AccessGrant>) -> Option<(usize, usize)> {
     let list = grants.list(&kube::api::ListParams::default()).await.ok()?;
     let granted = list
         .items
         .iter()
-        .filter(|g| {
-            g.status
-                .as_ref()
-                .and_then(|s| s.conditions.condition("Ready"))
-                .is_some_and(|c| c.reason == "Granted")
-        })
+        .filter(|g| ready_reason(g) == Some("Granted"))
         .count();
     Some((granted, list.items.len()))
 }
 
+/// A field of the process `pid`'s `/proc/<pid>/status` in KiB (`VmRSS:`, `RssAnon:`, ...): 0
+/// when it cannot be read.
+pub fn status_kib(pid: u32, name: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|line| line.starts_with(name))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Resident memory of the process `pid` in KiB: (total, anonymous, file-backed).
 pub fn rss(pid: u32) -> (u64, u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|kib| kib.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
+    (
+        status_kib(pid, "VmRSS:"),
+        status_kib(pid, "RssAnon:"),
+        status_kib(pid, "RssFile:"),
+    )
+}
+
+/// The operator binary a benchmark runs: `BENCH_OPERATOR`, by default the release build.
+pub fn bench_operator() -> String {
+    std::env::var("BENCH_OPERATOR").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/target/release/aws-access-operator"
+        )
+        .to_string()
+    })
+}
+
+/// A benchmark's numeric setting from the environment variable `name`, or `default`.
+pub fn bench_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
 }
