@@ -14,7 +14,7 @@ use crate::api::{
 /// them as templates (Helm never upgrades its `crds/` folder), and uninstalling the chart must
 /// not delete every AwsConnector and AccessGrant with them.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    let mut crds = vec![
+    [
         AwsConnector::crd(),
         AccessGrant::crd(),
         AccessRequest::crd(),
@@ -22,23 +22,43 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         IdentityCenterUser::crd(),
         IdentityCenterGroup::crd(),
         IamUser::crd(),
-    ];
-    for crd in &mut crds {
-        crd.metadata
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert("helm.sh/resource-policy".into(), "keep".into());
-        for version in &mut crd.spec.versions {
-            if let Some(schema) = version
-                .schema
-                .as_mut()
-                .and_then(|s| s.open_api_v3_schema.as_mut())
-            {
-                known_formats(schema);
-            }
+    ]
+    .into_iter()
+    .map(finished)
+    .collect()
+}
+
+/// The CRD of one kind, as `all` renders it; rendering only that one keeps a command that
+/// reads one kind from running (and mapping) the schema code of every other.
+pub fn of_kind(kind: &str) -> Option<CustomResourceDefinition> {
+    let crd = match kind {
+        "AwsConnector" => AwsConnector::crd(),
+        "AccessGrant" => AccessGrant::crd(),
+        "AccessRequest" => AccessRequest::crd(),
+        "PermissionSet" => PermissionSet::crd(),
+        "IdentityCenterUser" => IdentityCenterUser::crd(),
+        "IdentityCenterGroup" => IdentityCenterGroup::crd(),
+        "IamUser" => IamUser::crd(),
+        _ => return None,
+    };
+    Some(finished(crd))
+}
+
+fn finished(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    crd.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("helm.sh/resource-policy".into(), "keep".into());
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            known_formats(schema);
         }
     }
-    crds
+    crd
 }
 
 /// The integer formats Kubernetes knows for a structural schema.
@@ -88,6 +108,14 @@ pub fn render_all() -> Result<String, serde_saphyr::SerializeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_kind_renders_as_every_kind_does() {
+        for crd in all() {
+            assert_eq!(of_kind(&crd.spec.names.kind), Some(crd));
+        }
+        assert_eq!(of_kind("Secret"), None);
+    }
 
     /// Every `format` in the CRDs is one Kubernetes knows, so API servers accept them without
     /// warnings (1.36 warns about `uint64`).

@@ -129,11 +129,7 @@ fn holdings(inventory: &Inventory) -> Vec<(Holding<'_>, Access, Option<Access>)>
     let Some(ic) = &inventory.identity_center else {
         return Vec::new();
     };
-    let users: BTreeMap<&str, &SsoUser> = inventory
-        .sso_users
-        .iter()
-        .map(|u| (u.id.as_str(), u))
-        .collect();
+    let users: BTreeMap<&str, &SsoUser> = inventory.sso_users.iter().map(|u| (&*u.id, u)).collect();
     let groups: BTreeMap<&str, &SsoGroup> = inventory
         .sso_groups
         .iter()
@@ -141,18 +137,14 @@ fn holdings(inventory: &Inventory) -> Vec<(Holding<'_>, Access, Option<Access>)>
         .collect();
     let mut found = Vec::new();
     for assignment in &inventory.assignments {
-        let holders: Vec<(&str, Option<&SsoGroup>)> = if assignment.principal_type == "GROUP" {
+        let holders: Vec<(&str, Option<&SsoGroup>)> = if &*assignment.principal_type == "GROUP" {
             // A group the inventory does not have: nobody to hold it.
-            let Some(group) = groups.get(assignment.principal_id.as_str()) else {
+            let Some(group) = groups.get(&*assignment.principal_id) else {
                 continue;
             };
-            group
-                .members
-                .iter()
-                .map(|u| (u.as_str(), Some(*group)))
-                .collect()
+            group.members.iter().map(|u| (&**u, Some(*group))).collect()
         } else {
-            vec![(assignment.principal_id.as_str(), None)]
+            vec![(&*assignment.principal_id, None)]
         };
         for (user_id, group) in holders {
             let Some(user) = users.get(user_id).copied() else {
@@ -160,15 +152,15 @@ fn holdings(inventory: &Inventory) -> Vec<(Holding<'_>, Access, Option<Access>)>
             };
             let access = Access::Assignment {
                 instance_arn: ic.instance_arn.clone(),
-                account_id: assignment.account_id.clone(),
-                permission_set_arn: assignment.permission_set_arn.clone(),
-                principal_type: assignment.principal_type.clone(),
-                principal_id: assignment.principal_id.clone(),
+                account_id: assignment.account_id.to_string(),
+                permission_set_arn: assignment.permission_set_arn.to_string(),
+                principal_type: assignment.principal_type.to_string(),
+                principal_id: assignment.principal_id.to_string(),
             };
             let membership = group.map(|group| Access::SsoMembership {
                 identity_store_id: ic.identity_store_id.clone(),
                 group_id: group.id.clone(),
-                user_id: user.id.clone(),
+                user_id: user.id.to_string(),
             });
             let holding = Holding {
                 assignment,
@@ -192,8 +184,8 @@ pub fn paths(inventory: &Inventory, declarations: &Declarations) -> Vec<Path> {
         .into_iter()
         .map(|(holding, access, membership)| {
             let (account, set) = (
-                holding.assignment.account_id.as_str(),
-                holding.assignment.permission_set_arn.as_str(),
+                &*holding.assignment.account_id,
+                &*holding.assignment.permission_set_arn,
             );
             let user = holding.user;
             let via = match (holding.group, membership) {
@@ -206,7 +198,7 @@ pub fn paths(inventory: &Inventory, declarations: &Declarations) -> Vec<Path> {
             };
             Path {
                 user: UserRef {
-                    id: user.id.clone(),
+                    id: user.id.to_string(),
                     user_name: user.user_name.clone(),
                     display_name: user.display_name.clone(),
                     last_sign_in_at: user.last_sign_in_at.clone(),

@@ -3,6 +3,9 @@
 //! `duraton: 8h` must not quietly turn an 8-hour grant into a permanent one. The offline
 //! commands refuse them, naming the field.
 
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
 use serde_json::Value;
 
 /// The paths (`spec.duraton`) of the fields in `object` that `schema` (an OpenAPI v3 schema
@@ -99,29 +102,30 @@ fn walk(value: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
     }
 }
 
-/// The OpenAPI schema of one of our kinds, from the CRD the operator ships (rendered once).
+/// The OpenAPI schema of one of our kinds, from the CRD the operator ships. Each kind's is
+/// rendered when first asked for and kept: a command that reads only connectors (`sync`) holds
+/// only the connector's, not the half megabyte of every kind's.
 pub fn schema_of(kind: &str) -> Option<&'static Value> {
-    static SCHEMAS: std::sync::OnceLock<Vec<(String, Value)>> = std::sync::OnceLock::new();
-    let schemas = SCHEMAS.get_or_init(|| {
-        crate::crd::all()
-            .into_iter()
-            .filter_map(|crd| {
-                let kind = crd.spec.names.kind.clone();
-                let schema = crd
-                    .spec
-                    .versions
-                    .into_iter()
-                    .next()?
-                    .schema?
-                    .open_api_v3_schema?;
-                Some((kind, serde_json::to_value(schema).ok()?))
-            })
-            .collect()
-    });
-    schemas
-        .iter()
-        .find(|(k, _)| k == kind)
-        .map(|(_, schema)| schema)
+    static SCHEMAS: Mutex<BTreeMap<String, Option<&'static Value>>> = Mutex::new(BTreeMap::new());
+    // Each step is one insert: a panic elsewhere while holding the lock leaves the map whole.
+    let mut schemas = SCHEMAS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = schemas.get(kind) {
+        return *known;
+    }
+    let schema = crate::crd::of_kind(kind)
+        .and_then(|crd| {
+            crd.spec
+                .versions
+                .into_iter()
+                .next()?
+                .schema?
+                .open_api_v3_schema
+        })
+        .and_then(|schema| serde_json::to_value(schema).ok())
+        // Kept for the life of the process, at most once per kind.
+        .map(|schema| &*Box::leak(Box::new(schema)));
+    schemas.insert(kind.to_string(), schema);
+    schema
 }
 
 #[cfg(test)]

@@ -117,7 +117,7 @@ pub async fn pair_assignments(
     .await?;
     Ok(assignments
         .into_iter()
-        .map(|a| (a.principal_type, a.principal_id))
+        .map(|a| (a.principal_type.to_string(), a.principal_id.to_string()))
         .collect())
 }
 

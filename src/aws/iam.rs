@@ -54,11 +54,11 @@ pub async fn authorization_details(
             .user_detail_list()
             .iter()
             .map(|u| IamUser {
-                name: u.user_name().unwrap_or_default().to_string(),
+                name: u.user_name().unwrap_or_default().into(),
                 id: u.user_id().unwrap_or_default().to_string(),
                 arn: u.arn().unwrap_or_default().to_string(),
                 path: u.path().unwrap_or("/").to_string(),
-                groups: u.group_list().to_vec(),
+                groups: u.group_list().iter().map(|g| g.as_str().into()).collect(),
                 access_keys: None,
                 policies: policies.then(|| {
                     attached(

@@ -65,7 +65,7 @@ pub async fn list_users(
         .iter()
         .map(|u| SsoUser {
             last_sign_in_at: None,
-            id: u.user_id().to_string(),
+            id: u.user_id().into(),
             user_name: u.user_name().unwrap_or_default().to_string(),
             display_name: u.display_name().map(str::to_string),
             email: u
@@ -299,13 +299,14 @@ pub async fn list_account_assignments(
         .account_assignments()
         .iter()
         .map(|a| Assignment {
-            account_id: a.account_id().unwrap_or(account).to_string(),
-            permission_set_arn: a.permission_set_arn().unwrap_or(permission_set).to_string(),
+            account_id: a.account_id().unwrap_or(account).into(),
+            permission_set_arn: a.permission_set_arn().unwrap_or(permission_set).into(),
             principal_type: a
                 .principal_type()
-                .map(|t| t.as_str().to_string())
-                .unwrap_or_default(),
-            principal_id: a.principal_id().unwrap_or_default().to_string(),
+                .map(|t| t.as_str())
+                .unwrap_or_default()
+                .into(),
+            principal_id: a.principal_id().unwrap_or_default().into(),
         })
         .collect();
     Ok(Page::new(
@@ -348,10 +349,10 @@ pub async fn list_assignments_for_principal(
         .account_assignments()
         .iter()
         .map(|a| Assignment {
-            account_id: a.account_id().unwrap_or_default().to_string(),
-            permission_set_arn: a.permission_set_arn().unwrap_or_default().to_string(),
-            principal_type: principal_type.to_string(),
-            principal_id: principal_id.to_string(),
+            account_id: a.account_id().unwrap_or_default().into(),
+            permission_set_arn: a.permission_set_arn().unwrap_or_default().into(),
+            principal_type: principal_type.into(),
+            principal_id: principal_id.into(),
         })
         .collect();
     Ok(Page::new(

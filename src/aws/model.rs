@@ -2,6 +2,7 @@
 //! of access with every name resolved to an AWS id (what is granted, checked and revoked).
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -117,12 +118,13 @@ pub struct OrganizationalUnit {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct IamUser {
-    pub name: String,
+    /// Shared with the member lists of its groups.
+    pub name: Arc<str>,
     pub id: String,
     pub arn: String,
     pub path: String,
-    /// Names of the IAM groups the user belongs to.
-    pub groups: Vec<String>,
+    /// Names of the IAM groups the user belongs to (one copy of each name per sync).
+    pub groups: Vec<Arc<str>>,
     /// With `sync.accessKeys` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_keys: Option<Vec<AccessKey>>,
@@ -154,8 +156,8 @@ pub struct IamGroup {
     pub id: String,
     pub arn: String,
     pub path: String,
-    /// Names of the member users.
-    pub members: Vec<String>,
+    /// Names of the member users, shared with the users' own.
+    pub members: Vec<Arc<str>>,
     /// With `sync.policies` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<AttachedPolicies>,
@@ -185,7 +187,9 @@ pub struct IamRole {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct SsoUser {
-    pub id: String,
+    /// Shared with the assignments and group memberships that name the user (a sync holds
+    /// one copy of each id: see `sync::names`).
+    pub id: Arc<str>,
     pub user_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
@@ -202,8 +206,8 @@ pub struct SsoUser {
 pub struct SsoGroup {
     pub id: String,
     pub display_name: String,
-    /// Ids of the member users.
-    pub members: Vec<String>,
+    /// Ids of the member users, shared with the users' own.
+    pub members: Vec<Arc<str>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -260,11 +264,11 @@ pub struct PermissionsBoundary {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "camelCase")]
 pub struct Assignment {
-    pub account_id: String,
-    pub permission_set_arn: String,
+    pub account_id: Arc<str>,
+    pub permission_set_arn: Arc<str>,
     /// `USER` or `GROUP`.
-    pub principal_type: String,
-    pub principal_id: String,
+    pub principal_type: Arc<str>,
+    pub principal_id: Arc<str>,
 }
 
 /// The concrete access an AccessGrant stands for.

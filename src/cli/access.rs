@@ -416,10 +416,10 @@ async fn declarations(
 /// (by display name or id); `None` when the inventory has neither.
 fn of_principal(inventory: &Inventory, all: Vec<Path>, principal: &str) -> Option<Vec<Path>> {
     let user = inventory.sso_users.iter().find(|u| {
-        u.user_name == principal || u.id == principal || u.email.as_deref() == Some(principal)
+        u.user_name == principal || *u.id == *principal || u.email.as_deref() == Some(principal)
     });
     if let Some(user) = user {
-        return Some(all.into_iter().filter(|p| p.user.id == user.id).collect());
+        return Some(all.into_iter().filter(|p| *p.user.id == *user.id).collect());
     }
     let group = inventory
         .sso_groups

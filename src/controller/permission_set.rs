@@ -543,10 +543,10 @@ async fn users_of(
     for assignment in remaining {
         let access = Access::Assignment {
             instance_arn: instance.to_string(),
-            account_id: assignment.account_id.clone(),
-            permission_set_arn: assignment.permission_set_arn.clone(),
-            principal_type: assignment.principal_type.clone(),
-            principal_id: assignment.principal_id.clone(),
+            account_id: assignment.account_id.to_string(),
+            permission_set_arn: assignment.permission_set_arn.to_string(),
+            principal_type: assignment.principal_type.to_string(),
+            principal_id: assignment.principal_id.to_string(),
         };
         let held = entries.iter().find(|stored| stored.entry.access == access);
         match held {

@@ -15,10 +15,10 @@ pub fn actual_access(inventory: &Inventory) -> BTreeSet<Access> {
         for a in &inventory.assignments {
             all.insert(Access::Assignment {
                 instance_arn: ic.instance_arn.clone(),
-                account_id: a.account_id.clone(),
-                permission_set_arn: a.permission_set_arn.clone(),
-                principal_type: a.principal_type.clone(),
-                principal_id: a.principal_id.clone(),
+                account_id: a.account_id.to_string(),
+                permission_set_arn: a.permission_set_arn.to_string(),
+                principal_type: a.principal_type.to_string(),
+                principal_id: a.principal_id.to_string(),
             });
         }
         for group in &inventory.sso_groups {
@@ -26,7 +26,7 @@ pub fn actual_access(inventory: &Inventory) -> BTreeSet<Access> {
                 all.insert(Access::SsoMembership {
                     identity_store_id: ic.identity_store_id.clone(),
                     group_id: group.id.clone(),
-                    user_id: user.clone(),
+                    user_id: user.to_string(),
                 });
             }
         }
@@ -34,8 +34,8 @@ pub fn actual_access(inventory: &Inventory) -> BTreeSet<Access> {
     for user in &inventory.iam_users {
         for group in &user.groups {
             all.insert(Access::IamMembership {
-                group: group.clone(),
-                user: user.name.clone(),
+                group: group.to_string(),
+                user: user.name.to_string(),
             });
         }
     }
@@ -158,7 +158,7 @@ impl Names {
             users: inventory
                 .sso_users
                 .iter()
-                .map(|u| (u.id.clone(), u.user_name.clone()))
+                .map(|u| (u.id.to_string(), u.user_name.clone()))
                 .collect(),
             groups: inventory
                 .sso_groups

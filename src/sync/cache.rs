@@ -155,7 +155,7 @@ impl SyncCache {
         self.sso_users = inventory
             .sso_users
             .iter()
-            .map(|u| (u.user_name.clone(), u.id.clone()))
+            .map(|u| (u.user_name.clone(), u.id.to_string()))
             .collect();
         self.sso_groups = inventory
             .sso_groups
@@ -170,9 +170,13 @@ impl SyncCache {
         self.sign_ins = inventory
             .sso_users
             .iter()
-            .filter_map(|u| Some((u.id.clone(), u.last_sign_in_at.clone()?)))
+            .filter_map(|u| Some((u.id.to_string(), u.last_sign_in_at.clone()?)))
             .collect();
-        self.iam_users = inventory.iam_users.iter().map(|u| u.name.clone()).collect();
+        self.iam_users = inventory
+            .iam_users
+            .iter()
+            .map(|u| u.name.to_string())
+            .collect();
         // For grantPolicy's "any account of the organization" when allowedAccounts is empty.
         self.accounts = inventory.accounts.iter().map(|a| a.id.clone()).collect();
         self.account_parents = inventory

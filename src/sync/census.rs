@@ -3,6 +3,8 @@
 //! how to list assignments needs only to know whether the principals outnumber a number of
 //! calls, which a partial count often settles long before the lists end.
 
+use std::sync::Arc;
+
 use tokio::sync::watch;
 
 /// One list (the users, or the groups) as far as it got.
@@ -10,7 +12,8 @@ use tokio::sync::watch;
 pub struct Listed {
     pub count: usize,
     /// `Some(Some(ids))` once complete; `Some(None)` when it could not be completed.
-    pub ids: Option<Option<Vec<String>>>,
+    /// Users' ids are the users' own copies.
+    pub ids: Option<Option<Vec<Arc<str>>>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -47,7 +50,7 @@ pub async fn more_than(heard: &mut Heard, n: usize) -> (bool, usize) {
 
 /// The ids of every user and group, once both lists are complete; `None` if either could not
 /// be.
-pub async fn ids(heard: &mut Heard) -> Option<(Vec<String>, Vec<String>)> {
+pub async fn ids(heard: &mut Heard) -> Option<(Vec<Arc<str>>, Vec<Arc<str>>)> {
     let census = heard.wait_for(Census::settled).await.ok()?.clone();
     Some((census.users.ids.flatten()?, census.groups.ids.flatten()?))
 }

@@ -4,11 +4,13 @@
 //! calls.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cache::SyncCache;
 use super::census::{self, Census};
 use super::facts::{self, Fact};
+use super::intern::Interner;
 use super::inventory::{Account, Inventory};
 use super::state::{AssignmentListing, KeySource, PageState, Phase, Stream, source_of};
 use super::store::{StateStore, StoreError};
@@ -100,6 +102,8 @@ struct Engine<'a, S> {
     census: Option<census::Heard>,
     /// Where an Identity Store stream tells how far its list got.
     census_told: Option<census::Told>,
+    /// One copy of each id, shared by every stream of the sync.
+    interner: Interner,
     /// Where the Identity Center stream tells the instance it found.
     instance_told: Option<Told<IdentityCenterRef>>,
     /// The Identity Store streams' view of that instance.
@@ -137,6 +141,7 @@ async fn resume<S: StateStore>(
     stream: Stream,
     bytes: &[u8],
     scope: &str,
+    interner: &Interner,
 ) -> Result<Result<PageState, String>, StoreError> {
     let mut state = match PageState::resume(bytes, scope) {
         Ok(state) => state,
@@ -147,7 +152,10 @@ async fn resume<S: StateStore>(
             return Ok(Err(format!("its journal segment {n} is missing")));
         };
         match facts::replay(&segment) {
-            Ok(facts) => facts.into_iter().for_each(|fact| state.apply(fact)),
+            Ok(facts) => facts.into_iter().for_each(|mut fact| {
+                fact.intern(interner);
+                state.apply(fact)
+            }),
             Err(e) => return Ok(Err(format!("its journal segment {n} cannot be read ({e})"))),
         }
     }
@@ -194,19 +202,21 @@ pub async fn run_until<S: StateStore>(
 ) -> Result<Inventory, SyncError> {
     let started = Instant::now();
     let cache = SyncCache::decode(&store.load(CACHE_KEY).await?.unwrap_or_default());
-    let open = |stream: Stream, cache: SyncCache| {
-        Engine::open(session, spec, store, options, scope, stream, cache)
-    };
-    let mut organizations = open(Stream::Organizations, SyncCache::default()).await?;
-    let mut iam = open(Stream::Iam, SyncCache::default()).await?;
-    let mut users = open(Stream::IdentityStoreUsers, SyncCache::default()).await?;
+    let interner = Interner::default();
+    let open =
+        |stream: Stream| Engine::open(session, spec, store, options, scope, stream, &interner);
+    let mut organizations = open(Stream::Organizations).await?;
+    let mut iam = open(Stream::Iam).await?;
+    let mut users = open(Stream::IdentityStoreUsers).await?;
     // Sign-ins are read from shortly before the newest one the last sync found.
     users.sign_ins_since = cache
         .newest_sign_in()
         .and_then(crate::aws::cloudtrail::read_from);
-    let mut groups = open(Stream::IdentityStoreGroups, SyncCache::default()).await?;
-    let mut center = open(Stream::IdentityCenter, cache).await?;
-    let mut members = open(Stream::MemberAccounts, SyncCache::default()).await?;
+    let mut groups = open(Stream::IdentityStoreGroups).await?;
+    let mut center = open(Stream::IdentityCenter).await?;
+    // The cache serves the Identity Center stream's permission set details.
+    center.cache = cache;
+    let mut members = open(Stream::MemberAccounts).await?;
     let (accounts_told, accounts) = tokio::sync::watch::channel(None);
     if let Some(settings) = spec.members() {
         members.in_flight = settings.concurrency as usize;
@@ -270,7 +280,7 @@ pub async fn run_until<S: StateStore>(
         // What this sync read is what happened since the last one: earlier sign-ins are the
         // cache's.
         for user in &mut engine.state.inventory.sso_users {
-            let known = engine.cache.sign_ins.get(&user.id);
+            let known = engine.cache.sign_ins.get(&*user.id);
             if user.last_sign_in_at.as_ref() < known {
                 user.last_sign_in_at = known.cloned();
             }
@@ -291,7 +301,8 @@ pub async fn run_until<S: StateStore>(
     // What only the streams needed goes before the inventory is sorted (the peak of a sync):
     // the principals' ids the census passed between them, and what is left of the streams.
     engine.census = None;
-    drop((users, groups, organizations, iam, members));
+    engine.interner = Interner::default();
+    drop((users, groups, organizations, iam, members, interner));
     let mut inventory = std::mem::take(&mut engine.state.inventory);
     inventory.derive_iam_group_members();
     inventory.normalize();
@@ -356,10 +367,10 @@ impl<'a, S: StateStore> Engine<'a, S> {
         options: &'a SyncOptions,
         scope: &str,
         stream: Stream,
-        cache: SyncCache,
+        interner: &Interner,
     ) -> Result<Self, SyncError> {
         let state = match store.load(&state_key(stream)).await? {
-            Some(bytes) => resume(store, stream, &bytes, scope)
+            Some(bytes) => resume(store, stream, &bytes, scope, interner)
                 .await?
                 .unwrap_or_else(|why| {
                     tracing::info!(
@@ -383,7 +394,7 @@ impl<'a, S: StateStore> Engine<'a, S> {
             resumed,
             saved_token: state.next_token.is_some(),
             state,
-            cache,
+            cache: SyncCache::default(),
             cache_hits: 0,
             last_checkpoint: Instant::now(),
             journal: Vec::new(),
@@ -393,6 +404,7 @@ impl<'a, S: StateStore> Engine<'a, S> {
             sign_ins_since: None,
             census: None,
             census_told: None,
+            interner: interner.clone(),
             instance_told: None,
             instance: None,
         })
@@ -444,7 +456,11 @@ impl<'a, S: StateStore> Engine<'a, S> {
                 let ids = if users {
                     inventory.sso_users.iter().map(|u| u.id.clone()).collect()
                 } else {
-                    inventory.sso_groups.iter().map(|g| g.id.clone()).collect()
+                    inventory
+                        .sso_groups
+                        .iter()
+                        .map(|g| Arc::from(g.id.as_str()))
+                        .collect()
                 };
                 listed.ids = Some(Some(ids));
             } else if listed.ids.is_none() && failed {
@@ -528,7 +544,8 @@ impl<'a, S: StateStore> Engine<'a, S> {
     }
 
     /// Applies what was learned, and journals it for the next checkpoint.
-    fn learn(&mut self, fact: Fact) {
+    fn learn(&mut self, mut fact: Fact) {
+        fact.intern(&self.interner);
         if self.store.keeps_state() {
             facts::record(&mut self.journal, &fact);
         }

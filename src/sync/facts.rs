@@ -4,8 +4,11 @@
 //! resumed run replays the segments. The saved page state itself holds only cursors, so no
 //! checkpoint rewrites the inventory gathered so far.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
+use super::intern::Interner;
 use super::inventory::{
     AccessKey, Account, Assignment, IamGroup, IamRole, IamUser, MemberAccount, OrganizationRoot,
     OrganizationalUnit, PermissionSet, SsoGroup, SsoUser, member_outcome,
@@ -59,15 +62,15 @@ pub enum Fact {
     /// A page of a group's members.
     Members {
         group: String,
-        users: Vec<String>,
+        users: Vec<Arc<str>>,
     },
     /// An Identity Center group deleted after it was listed.
     SsoGroupGone(String),
     /// The ids of the Identity Store stream's users and groups, as the Identity Center stream
     /// holds them for its listing choice and its listing per principal.
     Principals {
-        users: Vec<String>,
-        groups: Vec<String>,
+        users: Vec<Arc<str>>,
+        groups: Vec<Arc<str>>,
     },
     PermissionSetArns(Vec<String>),
     PermissionSet(PermissionSet),
@@ -92,6 +95,39 @@ pub enum Fact {
     Rewound(Phase),
 }
 
+impl Fact {
+    /// Makes the ids this fact shares with others (users' ids and names, the names of the
+    /// IAM groups users are in, and the accounts, permission sets and principals of
+    /// assignments) the copies the sync already holds.
+    pub fn intern(&mut self, interner: &Interner) {
+        match self {
+            Self::IamDetails { users, .. } | Self::MemberIam { users, .. } => {
+                for user in users {
+                    interner.intern(&mut user.name);
+                    interner.intern_all(&mut user.groups);
+                }
+            }
+            Self::SsoUsers(users) => interner.intern_all(users.iter_mut().map(|u| &mut u.id)),
+            Self::Members { users, .. } => interner.intern_all(users),
+            Self::Principals { users, groups } => {
+                interner.intern_all(users);
+                interner.intern_all(groups);
+            }
+            Self::Assignments(assignments) => {
+                for a in assignments {
+                    interner.intern_all([
+                        &mut a.account_id,
+                        &mut a.permission_set_arn,
+                        &mut a.principal_type,
+                        &mut a.principal_id,
+                    ]);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 impl PageState {
     /// Applies what was learned: live, and again when a journal is replayed.
     pub fn apply(&mut self, fact: Fact) {
@@ -114,11 +150,11 @@ impl PageState {
             }
             Fact::KeySource(source) => self.key_source = Some(source),
             Fact::AccessKeys { user, keys } => {
-                if let Some(user) = inventory.iam_users.iter_mut().find(|u| u.name == user) {
+                if let Some(user) = inventory.iam_users.iter_mut().find(|u| *u.name == *user) {
                     user.access_keys.get_or_insert_with(Vec::new).extend(keys);
                 }
             }
-            Fact::IamUserGone(name) => inventory.iam_users.retain(|u| u.name != name),
+            Fact::IamUserGone(name) => inventory.iam_users.retain(|u| *u.name != *name),
             Fact::MemberIam {
                 account,
                 users,
@@ -159,7 +195,7 @@ impl PageState {
                         .sso_users
                         .iter_mut()
                         .find(|u| match &sign_in.user_id {
-                            Some(id) => &u.id == id,
+                            Some(id) => *u.id == **id,
                             None => sign_in.user_name.as_ref() == Some(&u.user_name),
                         });
                     if let Some(user) = user
@@ -187,7 +223,7 @@ impl PageState {
                 inventory.sso_groups = groups
                     .into_iter()
                     .map(|id| SsoGroup {
-                        id,
+                        id: id.to_string(),
                         ..SsoGroup::default()
                     })
                     .collect();
@@ -277,6 +313,69 @@ mod tests {
     }
 
     #[test]
+    fn facts_learned_apart_hold_one_copy_of_each_id() {
+        let interner = Interner::default();
+        let assignment = |account: &str, principal: &str| Assignment {
+            account_id: Arc::from(account),
+            permission_set_arn: Arc::from("arn:ps-1"),
+            principal_type: Arc::from("USER"),
+            principal_id: Arc::from(principal),
+        };
+        let mut users = Fact::SsoUsers(vec![SsoUser {
+            id: Arc::from("u1"),
+            ..SsoUser::default()
+        }]);
+        let mut assignments = Fact::Assignments(vec![assignment("1", "u1"), assignment("2", "u1")]);
+        let mut members = Fact::Members {
+            group: "g1".into(),
+            users: vec![Arc::from("u1")],
+        };
+        let mut iam = Fact::IamDetails {
+            users: vec![
+                IamUser {
+                    groups: vec![Arc::from("admins")],
+                    ..user("a")
+                },
+                IamUser {
+                    groups: vec![Arc::from("admins")],
+                    ..user("b")
+                },
+            ],
+            groups: Vec::new(),
+            roles: Vec::new(),
+        };
+        for fact in [&mut users, &mut assignments, &mut members, &mut iam] {
+            fact.intern(&interner);
+        }
+        let (
+            Fact::SsoUsers(users),
+            Fact::Assignments(assignments),
+            Fact::Members { users: members, .. },
+            Fact::IamDetails { users: iam, .. },
+        ) = (users, assignments, members, iam)
+        else {
+            unreachable!("the facts built above")
+        };
+        let id = &users[0].id;
+        assert!(Arc::ptr_eq(id, &assignments[0].principal_id));
+        assert!(Arc::ptr_eq(id, &assignments[1].principal_id));
+        assert!(
+            Arc::ptr_eq(id, &members[0]),
+            "a member is the user's own id"
+        );
+        let (first, second) = (&assignments[0], &assignments[1]);
+        assert!(Arc::ptr_eq(
+            &first.permission_set_arn,
+            &second.permission_set_arn
+        ));
+        assert!(Arc::ptr_eq(&first.principal_type, &second.principal_type));
+        assert!(!Arc::ptr_eq(&first.account_id, &second.account_id));
+        assert!(Arc::ptr_eq(&iam[0].groups[0], &iam[1].groups[0]));
+        // Interning changes no text.
+        assert_eq!((&*first.account_id, &*second.account_id), ("1", "2"));
+    }
+
+    #[test]
     fn a_replayed_journal_rebuilds_what_was_learned() {
         let facts = vec![
             Fact::IamDetails {
@@ -310,12 +409,7 @@ mod tests {
             replayed.apply(fact);
         }
         assert_eq!(replayed, live);
-        let names: Vec<&str> = live
-            .inventory
-            .iam_users
-            .iter()
-            .map(|u| u.name.as_str())
-            .collect();
+        let names: Vec<&str> = live.inventory.iam_users.iter().map(|u| &*u.name).collect();
         assert_eq!(names, ["a", "c"]);
         assert_eq!(
             live.inventory.iam_users[0]

@@ -1,6 +1,7 @@
 //! The inventory of one organization, as written to `sync -o` and to the inventory ConfigMaps.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -174,16 +175,16 @@ impl Inventory {
         self.assignments.sort_unstable();
         self.assignments.dedup();
         self.permission_sets.sort_by(|a, b| a.arn.cmp(&b.arn));
+        // Each set's accounts found without a copy per assignment, then kept at their size:
+        // this runs at the peak of a sync.
         for ps in &mut self.permission_sets {
-            let mut accounts: Vec<String> = self
+            let accounts: BTreeSet<&str> = self
                 .assignments
                 .iter()
-                .filter(|a| a.permission_set_arn == ps.arn)
-                .map(|a| a.account_id.clone())
+                .filter(|a| *a.permission_set_arn == *ps.arn)
+                .map(|a| &*a.account_id)
                 .collect();
-            accounts.sort();
-            accounts.dedup();
-            ps.accounts = accounts;
+            ps.accounts = accounts.into_iter().map(str::to_string).collect();
         }
     }
 
@@ -225,13 +226,13 @@ impl Inventory {
 }
 
 fn derive_members(users: &[IamUser], groups: &mut [IamGroup]) {
-    let mut members: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut members: BTreeMap<&str, Vec<Arc<str>>> = BTreeMap::new();
     for user in users {
         for group in &user.groups {
             members
-                .entry(group.as_str())
+                .entry(group)
                 .or_default()
-                .push(user.name.clone());
+                .push(Arc::clone(&user.name));
         }
     }
     for group in groups {
@@ -383,7 +384,7 @@ mod tests {
             ..Inventory::default()
         };
         inventory.normalize();
-        let ids: Vec<&str> = inventory.sso_users.iter().map(|u| u.id.as_str()).collect();
+        let ids: Vec<&str> = inventory.sso_users.iter().map(|u| &*u.id).collect();
         assert_eq!(ids, ["a", "b", "c"]);
         assert_eq!(
             inventory.assignments,

@@ -6,6 +6,7 @@ pub mod census;
 pub mod engine;
 pub mod facts;
 pub mod fetch;
+pub mod intern;
 pub mod inventory;
 pub mod schedule;
 pub mod state;

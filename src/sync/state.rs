@@ -546,7 +546,7 @@ mod tests {
         sets.rewind(Phase::PermissionSets);
         assert_eq!(
             sets.inventory.sso_groups[0].members,
-            ["u1"],
+            [std::sync::Arc::from("u1")],
             "memberships stay"
         );
         assert!(sets.permission_set_arns.is_empty() && sets.inventory.assignments.is_empty());

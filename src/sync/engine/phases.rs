@@ -242,7 +242,7 @@ impl<S: StateStore> Engine<'_, S> {
             .inventory
             .iam_users
             .iter()
-            .map(|u| u.name.clone())
+            .map(|u| u.name.to_string())
             .collect();
         let mut to_list = Vec::new();
         for (name, token) in self.still_to_list(phase, users) {
@@ -489,7 +489,7 @@ impl<S: StateStore> Engine<'_, S> {
             |engine, group, users| {
                 engine.learn(Fact::Members {
                     group: group.to_string(),
-                    users,
+                    users: users.into_iter().map(Arc::from).collect(),
                 })
             },
         )
