@@ -1,7 +1,7 @@
 # A small, non-root image: the release binary on a distroless base (glibc, CA certificates).
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY tests ./tests
 RUN cargo build --release --locked --bin aws-access-operator
