@@ -144,26 +144,42 @@ def resident(pid):
     return found.get("RssAnon", 0), found.get("RssFile", 0)
 
 
+# The sync runs as the child of a small, fresh interpreter rather than of this script: the
+# kernel's peak RSS of a process counts the pages of the one it was forked from, and this script
+# holds the seeded organization (about 30 MiB of Python objects for the `huge` one), which
+# would otherwise be the figure printed. The helper prints the child's pid, then its exit code
+# and peak RSS (KiB).
+SPAWN = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    os.execv(sys.argv[1], sys.argv[1:])
+print(pid, flush=True)
+_, status, usage = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, flush=True)
+"""
+
+
 def run_sync(binary, connector, output, env):
     """One sync; its wall seconds, its peak RSS (MiB) from the kernel's accounting of the child,
     and the largest anonymous and file-backed parts seen (MiB), sampled every 20 ms."""
     started = time.monotonic()
-    child = subprocess.Popen([binary, "sync", "-f", connector, "-o", output], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    helper = subprocess.Popen([sys.executable, "-I", "-S", "-c", SPAWN, binary, "sync", "-f", connector,
+                               "-o", output], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    child = int(helper.stdout.readline())
     anon = file = 0
-    while True:
-        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-        if pid:
-            break
-        now_anon, now_file = resident(child.pid)
+    while helper.poll() is None:
+        now_anon, now_file = resident(child)
         anon, file = max(anon, now_anon), max(file, now_file)
         time.sleep(0.02)
     wall = time.monotonic() - started
-    stderr = child.stderr.read().decode(errors="replace")
-    child.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
+    code, peak = (int(word) for word in helper.stdout.readline().split())
+    stderr = helper.stderr.read()
+    if code != 0:
         raise SystemExit(f"the sync failed:\n{stderr}")
-    return wall, usage.ru_maxrss / 1024.0, anon / 1024.0, file / 1024.0
+    return wall, peak / 1024.0, anon / 1024.0, file / 1024.0
 
 
 def differences(org, inventory):
