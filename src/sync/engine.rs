@@ -298,8 +298,8 @@ pub async fn run_until<S: StateStore>(
         std::mem::take(&mut members.state.inventory.member_accounts);
     engine.state.key_source = iam.state.key_source.take();
 
-    // What only the streams needed goes before the inventory is sorted (the peak of a sync):
-    // the principals' ids the census passed between them, and what is left of the streams.
+    // What only the streams needed goes before the inventory is sorted: the principals' ids
+    // the census passed between them, the interner's set, and what is left of the streams.
     engine.census = None;
     engine.interner = Interner::default();
     drop((users, groups, organizations, iam, members, interner));
