@@ -188,7 +188,7 @@ pub struct IamRole {
 #[serde(rename_all = "camelCase")]
 pub struct SsoUser {
     /// Shared with the assignments and group memberships that name the user (a sync holds
-    /// one copy of each id: see `sync::names`).
+    /// one copy of each id: see `sync::intern`).
     pub id: Arc<str>,
     pub user_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

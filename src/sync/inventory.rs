@@ -176,7 +176,7 @@ impl Inventory {
         self.assignments.dedup();
         self.permission_sets.sort_by(|a, b| a.arn.cmp(&b.arn));
         // Each set's accounts found without a copy per assignment, then kept at their size:
-        // this runs at the peak of a sync.
+        // this runs with the whole inventory held.
         for ps in &mut self.permission_sets {
             let accounts: BTreeSet<&str> = self
                 .assignments
