@@ -150,13 +150,7 @@ fn holdings(inventory: &Inventory) -> Vec<(Holding<'_>, Access, Option<Access>)>
             let Some(user) = users.get(user_id).copied() else {
                 continue;
             };
-            let access = Access::Assignment {
-                instance_arn: ic.instance_arn.clone(),
-                account_id: assignment.account_id.to_string(),
-                permission_set_arn: assignment.permission_set_arn.to_string(),
-                principal_type: assignment.principal_type.to_string(),
-                principal_id: assignment.principal_id.to_string(),
-            };
+            let access = Access::of_assignment(&ic.instance_arn, assignment);
             let membership = group.map(|group| Access::SsoMembership {
                 identity_store_id: ic.identity_store_id.clone(),
                 group_id: group.id.clone(),

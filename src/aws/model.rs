@@ -298,6 +298,17 @@ pub enum Access {
 }
 
 impl Access {
+    /// The access a listed assignment of the Identity Center instance `instance_arn` is.
+    pub fn of_assignment(instance_arn: &str, assignment: &Assignment) -> Self {
+        Self::Assignment {
+            instance_arn: instance_arn.to_string(),
+            account_id: assignment.account_id.to_string(),
+            permission_set_arn: assignment.permission_set_arn.to_string(),
+            principal_type: assignment.principal_type.to_string(),
+            principal_id: assignment.principal_id.to_string(),
+        }
+    }
+
     /// Whether this is an account assignment (the operations with a shared in-flight limit).
     pub fn is_assignment(&self) -> bool {
         matches!(self, Self::Assignment { .. })

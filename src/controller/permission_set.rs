@@ -541,13 +541,7 @@ async fn users_of(
     let mut named = std::collections::BTreeSet::new();
     let mut undeclared = 0usize;
     for assignment in remaining {
-        let access = Access::Assignment {
-            instance_arn: instance.to_string(),
-            account_id: assignment.account_id.to_string(),
-            permission_set_arn: assignment.permission_set_arn.to_string(),
-            principal_type: assignment.principal_type.to_string(),
-            principal_id: assignment.principal_id.to_string(),
-        };
+        let access = Access::of_assignment(instance, assignment);
         let held = entries.iter().find(|stored| stored.entry.access == access);
         match held {
             Some(stored) if !stored.entry.holders.is_empty() => {

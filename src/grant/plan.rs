@@ -13,13 +13,7 @@ pub fn actual_access(inventory: &Inventory) -> BTreeSet<Access> {
     let mut all = BTreeSet::new();
     if let Some(ic) = &inventory.identity_center {
         for a in &inventory.assignments {
-            all.insert(Access::Assignment {
-                instance_arn: ic.instance_arn.clone(),
-                account_id: a.account_id.to_string(),
-                permission_set_arn: a.permission_set_arn.to_string(),
-                principal_type: a.principal_type.to_string(),
-                principal_id: a.principal_id.to_string(),
-            });
+            all.insert(Access::of_assignment(&ic.instance_arn, a));
         }
         for group in &inventory.sso_groups {
             for user in &group.members {
