@@ -85,7 +85,7 @@ bench-idle: venv controlplane
 ## operator's peak memory
 bench-organizations: venv controlplane
 	$(CARGO) build --release --locked
-	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration organizations::twenty_organizations -- --ignored --nocapture
+	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration organizations::twenty_organizations_sync_and_grant_at_once -- --ignored --nocapture
 
 ## bench-heap: bench-idle with the operator under heaptrack (Debian's heaptrack package), ended
 ## while idle; prints what its heap holds, by owner (scripts/heap_profile.py)

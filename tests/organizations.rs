@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use aws_access_operator::api::AwsConnector;
 use aws_access_operator::api::conditions::Conditions;
 use aws_access_operator::controller::{self, shutdown};
@@ -14,7 +16,7 @@ use serde_json::json;
 
 use crate::support::cluster::TestCluster;
 use crate::support::moto::Moto;
-use crate::support::operator::{aws, settings, wait_condition};
+use crate::support::operator::{TIMEOUT, aws, settings, wait_condition};
 
 /// The management accounts of the organizations.
 const ORGANIZATIONS: [&str; 3] = ["222200000001", "222200000002", "222200000003"];
@@ -147,11 +149,9 @@ async fn no_more_syncs_run_at_once_than_the_operator_allows() {
         )
         .await
         .expect("connector");
-    crate::support::wait::until(
-        "the first sync held",
-        crate::support::operator::TIMEOUT,
-        || async { (moto.calls().get("ListRoots").copied().unwrap_or(0) >= 1).then_some(()) },
-    )
+    crate::support::wait::until("the first sync held", TIMEOUT, || async {
+        (moto.calls().get("ListRoots").copied().unwrap_or(0) >= 1).then_some(())
+    })
     .await;
     connectors
         .create(
@@ -183,6 +183,140 @@ async fn no_more_syncs_run_at_once_than_the_operator_allows() {
     cluster.cleanup().await;
 }
 
+/// Grants on `connector` (`{prefix}-NNN`), `count` of them, each a different access: user
+/// `n % users`, permission set `n / users % sets`, on the accounts in turn.
+async fn grant_many(
+    grants: &Api<aws_access_operator::api::AccessGrant>,
+    connector: &str,
+    prefix: &str,
+    count: usize,
+    (users, sets): (usize, usize),
+    accounts: &[String],
+) -> Vec<String> {
+    let mut names = Vec::new();
+    for n in 0..count {
+        let name = format!("{prefix}-{n:03}");
+        let manifest = crate::support::operator::grant(
+            &name,
+            connector,
+            json!({"kind": "SsoUser", "name": format!("user-{:02}@example.com", n % users)}),
+            json!({"kind": "PermissionSet", "permissionSet": format!("PermissionSet{:02}", n / users % sets),
+                   "accountId": accounts[n / (users * sets) % accounts.len()]}),
+            json!({}),
+        );
+        grants
+            .create(&PostParams::default(), &manifest)
+            .await
+            .expect("create a grant");
+        names.push(name);
+    }
+    names
+}
+
+/// How many of `names` are Granted.
+async fn granted(grants: &Api<aws_access_operator::api::AccessGrant>, names: &[String]) -> usize {
+    let list = grants
+        .list(&kube::api::ListParams::default())
+        .await
+        .expect("list grants");
+    list.items
+        .iter()
+        .filter(|g| {
+            names
+                .iter()
+                .any(|n| Some(n.as_str()) == g.metadata.name.as_deref())
+        })
+        .filter(|g| crate::support::operator::ready_reason(g) == Some("Granted"))
+        .count()
+}
+
+/// An organization whose AWS stops answering while it has many more grants to make than the
+/// operator reconciles at once: its grants take only their connector's share of the
+/// reconciliations, and another organization's grants are made meanwhile.
+#[tokio::test]
+async fn a_hanging_organization_holds_up_no_other_organizations_grants() {
+    let moto = Moto::start();
+    let (held, healthy) = (ORGANIZATIONS[0], ORGANIZATIONS[1]);
+    let seed = |account: &str, users: &str, sets: &str| {
+        crate::support::moto::member_accounts(&moto.seed(&[
+            "--management-account",
+            account,
+            "--accounts",
+            "2",
+            "--sso-users",
+            users,
+            "--sso-groups",
+            "1",
+            "--iam-users",
+            "1",
+            "--permission-sets",
+            sets,
+            "--assigned-users",
+            "0",
+        ]))
+    };
+    let held_accounts = seed(held, "15", "5");
+    let healthy_accounts = seed(healthy, "3", "2");
+    let cluster = TestCluster::start("orgs-grants").await;
+    let (trigger, operator) = start(&cluster, &moto, 4).await;
+    let connectors: Api<AwsConnector> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    for (name, account) in [("held", held), ("healthy", healthy)] {
+        connectors
+            .create(&PostParams::default(), &connector(name, account))
+            .await
+            .expect("connector");
+    }
+    wait_condition(&connectors, "held", "Synced", "True").await;
+    wait_condition(&connectors, "healthy", "Synced", "True").await;
+    let grants: Api<aws_access_operator::api::AccessGrant> =
+        Api::namespaced(cluster.client.clone(), &cluster.namespace);
+
+    // The held organization's assignments wait; it has 150 to make, more than the operator
+    // reconciles at once (`controller::grant::CONCURRENCY`).
+    moto.reset_calls();
+    moto.set_faults(
+        json!({"hold_operations": ["CreateAccountAssignment"], "hold_accounts": [held]}),
+    );
+    let waiting = grant_many(&grants, "held", "held", 150, (15, 5), &held_accounts).await;
+    crate::support::wait::until("the held organization's creates", TIMEOUT, || async {
+        (moto
+            .calls()
+            .get("CreateAccountAssignment")
+            .copied()
+            .unwrap_or(0)
+            >= 5)
+            .then_some(())
+    })
+    .await;
+
+    // The other organization's grants are made while it is held (moto lets a held request go
+    // after a minute: well before, here).
+    let made = grant_many(&grants, "healthy", "healthy", 6, (3, 2), &healthy_accounts).await;
+    crate::support::wait::until(
+        "the healthy organization's grants Granted",
+        Duration::from_secs(40),
+        || async { (granted(&grants, &made).await == made.len()).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        granted(&grants, &waiting).await,
+        0,
+        "the held organization is still held"
+    );
+
+    moto.set_faults(json!({}));
+    crate::support::wait::until(
+        "the held organization's grants Granted",
+        TIMEOUT * 3,
+        || async { (granted(&grants, &waiting).await == waiting.len()).then_some(()) },
+    )
+    .await;
+
+    trigger.fire();
+    operator.task.await.expect("join").expect("clean shutdown");
+    cluster.cleanup().await;
+}
+
 /// The lane an operation's calls are counted in (as `scripts/bench.py` counts them), and the
 /// operator's default rate for it (`src/aws/ratelimit.rs`).
 fn lane(operation: &str) -> (&'static str, f64) {
@@ -202,16 +336,23 @@ fn lane(operation: &str) -> (&'static str, f64) {
 }
 
 /// A benchmark, not a test of behaviour (`make bench-organizations`): the release operator, as
-/// a process at its default rate limits, syncs `BENCH_ORGS` (20) organizations at once, each in
-/// a management account of its own, with `BENCH_SYNCS_AT_ONCE` (`--max-concurrent-syncs`,
-/// default 4). Prints each organization's sync time against its busiest lane's bound, the
-/// time until all are synced, and the operator's peak RSS. Then `BENCH_GRANTS_PER_ORG` (20)
-/// AccessGrants on every organization, applied together (a writer per organization): each
-/// organization's time until all of its grants are Granted against its own lane's bound, and the
-/// peak RSS while granting. Asserts only that all synced and all were granted.
+/// a process at its default rate limits, serves `BENCH_ORGS` (20) organizations, each in a
+/// management account of its own, syncing `BENCH_SYNCS_AT_ONCE` (`--max-concurrent-syncs`,
+/// default 4) at once. Three phases, each printed with the operator's peak RSS, its CPU time
+/// and the emulator's, and how busy the machine's cores were:
+///
+/// 1. **Syncing.** The connectors are applied: each sync's own time against its busiest lane's
+///    bound, and the time until all are synced.
+/// 2. **Syncing and granting at once.** Every connector is asked to sync again
+///    (`awsaccess.io/sync-now`) while `BENCH_GRANTS_PER_ORG` (20) AccessGrants are applied on
+///    every organization (a writer per organization): the syncs' times as in 1, and each
+///    organization's time until all of its grants are Granted against its own lane's bound.
+/// 3. **Granting.** As many grants again on every organization, with no sync running: as in 2.
+///
+/// Asserts only that all synced and all were granted.
 #[tokio::test]
 #[ignore = "a benchmark: make bench-organizations"]
-async fn twenty_organizations_sync_at_once() {
+async fn twenty_organizations_sync_and_grant_at_once() {
     let binary = crate::support::operator::bench_operator();
     let count: usize = crate::support::operator::bench_number("BENCH_ORGS", 20);
     let at_once = std::env::var("BENCH_SYNCS_AT_ONCE").unwrap_or_else(|_| "4".into());
@@ -255,7 +396,28 @@ async fn twenty_organizations_sync_at_once() {
     );
     let pid = operator.id();
     let connectors: Api<AwsConnector> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let started = std::time::Instant::now();
+    let grants: Api<aws_access_operator::api::AccessGrant> =
+        Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    // The grants are followed by a watch, not by listing them again and again: the benchmark
+    // should load the API server as little as it can.
+    let (seen, writer) = kube::runtime::reflector::store();
+    let follow = tokio::spawn(
+        kube::runtime::reflector(
+            writer,
+            kube::runtime::watcher(grants.clone(), Default::default()),
+        )
+        .for_each(|_| futures::future::ready(())),
+    );
+    let watch = Watch {
+        connectors: &connectors,
+        grants: &seen,
+        count,
+        per_org,
+        pids: (pid, moto.pid()),
+    };
+
+    // 1. Syncing.
+    let first = Phase::start(&watch, None);
     for (i, account) in accounts.iter().enumerate() {
         connectors
             .create(
@@ -265,62 +427,52 @@ async fn twenty_organizations_sync_at_once() {
             .await
             .expect("connector");
     }
-    let mut peak = 0;
-    let deadline = std::time::Instant::now() + Duration::from_secs(900);
-    let durations = loop {
-        peak = peak.max(crate::support::operator::rss(pid).0);
-        let list = connectors
-            .list(&kube::api::ListParams::default())
-            .await
-            .expect("list");
-        let done: Vec<f64> = list
-            .items
-            .iter()
-            .filter(|c| {
-                c.status.as_ref().is_some_and(|s| {
-                    s.conditions
-                        .condition("Synced")
-                        .is_some_and(|c| c.status == "True")
-                })
-            })
-            .filter_map(|c| c.status.as_ref()?.last_sync.as_ref()?.duration_seconds)
-            .collect();
-        if done.len() == count || std::time::Instant::now() > deadline {
-            break done;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    let all_synced = started.elapsed();
+    let syncing = watch.until_done(first).await;
     let sync_calls = moto.calls();
     moto.reset_calls();
-    let granting = grant_on_every_organization(&cluster, &members, per_org, pid).await;
+
+    // 2. Syncing and granting at once.
+    let before = watch.sync_starts().await;
+    let second = Phase::start(&watch, Some((0, before)));
+    let again = json!({"metadata": {"annotations": {"awsaccess.io/sync-now": "bench"}}});
+    for i in 0..count {
+        connectors
+            .patch(
+                &format!("org-{i:02}"),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&again),
+            )
+            .await
+            .expect("sync now");
+    }
+    let (applied_together, together) = tokio::join!(
+        create_grants(&grants, &members, per_org, 0),
+        watch.until_done(second),
+    );
+    moto.reset_calls();
+
+    // 3. Granting.
+    let third = Phase::start(&watch, Some((1, Vec::new())));
+    let (applied_alone, alone) = tokio::join!(
+        create_grants(&grants, &members, per_org, 1),
+        watch.until_done(third),
+    );
     let grant_calls = moto.calls();
     let _ = operator.kill();
     let _ = operator.wait();
+    follow.abort();
+
     // Every organization is the same size: each one's calls are the total's share.
     let mut lanes: std::collections::BTreeMap<&str, (f64, f64)> = Default::default();
-    for (operation, n) in sync_calls {
-        let (name, rate) = lane(&operation);
-        lanes.entry(name).or_insert((0.0, rate)).0 += n as f64 / count as f64;
+    for (operation, n) in &sync_calls {
+        let (name, rate) = lane(operation);
+        lanes.entry(name).or_insert((0.0, rate)).0 += *n as f64 / count as f64;
     }
     let (busiest, bound) = lanes
         .iter()
         .map(|(name, (calls, rate))| (*name, calls / rate))
         .fold(("", 0.0), |a, b| if b.1 > a.1 { b } else { a });
-    let slowest = durations.iter().copied().fold(0.0, f64::max);
-    let mean = durations.iter().sum::<f64>() / durations.len().max(1) as f64;
-    println!("calls per organization by lane (calls, rate): {lanes:?}");
-    println!(
-        "{} of {count} organizations synced, --max-concurrent-syncs {at_once}: all within {:.1} s; \
-         each sync's own time: mean {mean:.1} s, slowest {slowest:.1} s, against its busiest lane's \
-         bound ({busiest}) {bound:.1} s = {:.2} x; operator peak RSS {:.1} MiB",
-        durations.len(),
-        all_synced.as_secs_f64(),
-        slowest / bound,
-        peak as f64 / 1024.0
-    );
-    // The grants' lane is sso-admin's (20 calls a second per account); each organization's
-    // calls are the total's share.
+    // The grants' lane is sso-admin's (20 calls a second per account).
     let grant_bound = grant_calls
         .iter()
         .filter(|(operation, _)| lane(operation).0 == "ssoadmin")
@@ -328,108 +480,263 @@ async fn twenty_organizations_sync_at_once() {
         .sum::<f64>()
         / count as f64
         / lane("CreateAccountAssignment").1;
-    let slowest_grants = granting.ready.iter().copied().fold(0.0, f64::max);
-    let mean_grants = granting.ready.iter().sum::<f64>() / granting.ready.len().max(1) as f64;
-    println!("calls while granting: {grant_calls:?}");
-    println!(
-        "{per_org} grants on each of {} organizations, applied together in {:.1} s: each \
-         organization's grants all Granted after mean {mean_grants:.1} s, slowest \
-         {slowest_grants:.1} s, against its own lane's bound {grant_bound:.2} s = {:.2} x \
-         (slowest); operator peak RSS while granting {:.1} MiB",
-        granting.ready.len(),
-        granting.applied,
-        slowest_grants / grant_bound,
-        granting.peak as f64 / 1024.0
-    );
+    println!("sync calls per organization by lane (calls, rate): {lanes:?}");
+    println!("calls while granting alone: {grant_calls:?}");
+    println!("--max-concurrent-syncs {at_once}, {per_org} grants per organization and round");
+    for (title, phase, applied) in [
+        ("1. syncing", &syncing, None),
+        (
+            "2. syncing and granting at once",
+            &together,
+            Some(applied_together),
+        ),
+        ("3. granting", &alone, Some(applied_alone)),
+    ] {
+        println!("{title}:");
+        phase.print(count, (busiest, bound), grant_bound, applied);
+    }
     cluster.cleanup().await;
-    assert_eq!(durations.len(), count, "every organization synced");
-    assert_eq!(
-        granting.ready.len(),
-        count,
-        "every organization's grants granted"
-    );
+    for phase in [&syncing, &together] {
+        assert_eq!(phase.sync_seconds.len(), count, "every organization synced");
+    }
+    for phase in [&together, &alone] {
+        assert_eq!(
+            phase.granted.len(),
+            count,
+            "every organization's grants granted"
+        );
+    }
 }
 
-/// What granting on every organization at once measured.
-struct Granting {
-    /// Seconds from the first create until all of its grants were Granted, per organization that
-    /// got there.
-    ready: Vec<f64>,
-    /// Seconds the creates took.
-    applied: f64,
-    /// Peak RSS of the operator, KiB.
-    peak: u64,
-}
-
-/// `per_org` grants on each organization (connector `org-NN`, whose member accounts are
-/// `members[NN]`), for users the seed assigned nothing, created by one writer per organization
-/// at once; waits until each organization's grants are Granted.
-async fn grant_on_every_organization(
-    cluster: &TestCluster,
+/// `per_org` grants of round `round` on each organization (connector `org-NN`, whose member
+/// accounts are `members[NN]`), for users the seed assigned nothing, created by one writer per
+/// organization at once. Each round's accesses differ from the others' (the account moves on).
+/// Returns the seconds the creates took.
+async fn create_grants(
+    grants: &Api<aws_access_operator::api::AccessGrant>,
     members: &[Vec<String>],
     per_org: usize,
-    pid: u32,
-) -> Granting {
-    use aws_access_operator::api::AccessGrant;
-    let grants: Api<AccessGrant> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    round: usize,
+) -> f64 {
     let started = std::time::Instant::now();
     // One writer per organization, all at once: the API server takes the creates faster than
     // one writer would send them.
-    let creates = members.iter().enumerate().map(|(org, accounts)| {
-        let grants = grants.clone();
-        async move {
-            for n in 0..per_org {
-                // Users 80 to 99 have no assignment in the seed: every grant is a new one.
-                let manifest = crate::support::operator::grant(
-                    &format!("org-{org:02}-{n:03}"),
-                    &format!("org-{org:02}"),
-                    json!({"kind": "SsoUser", "name": format!("user-{:02}@example.com", 80 + n % 20)}),
-                    json!({"kind": "PermissionSet", "permissionSet": format!("PermissionSet{:02}", n % 10),
-                           "accountId": accounts[(n / 20 + n) % accounts.len()]}),
-                    json!({}),
-                );
-                grants
-                    .create(&PostParams::default(), &manifest)
-                    .await
-                    .expect("create a grant");
-            }
+    let creates = members.iter().enumerate().map(|(org, accounts)| async move {
+        for n in 0..per_org {
+            // Users 80 to 99 have no assignment in the seed: every grant is a new one.
+            let manifest = crate::support::operator::grant(
+                &format!("org-{org:02}-r{round}-{n:03}"),
+                &format!("org-{org:02}"),
+                json!({"kind": "SsoUser", "name": format!("user-{:02}@example.com", 80 + n % 20)}),
+                json!({"kind": "PermissionSet", "permissionSet": format!("PermissionSet{:02}", n % 10),
+                       "accountId": accounts[(n / 20 + n + 5 * round) % accounts.len()]}),
+                json!({}),
+            );
+            grants
+                .create(&PostParams::default(), &manifest)
+                .await
+                .expect("create a grant");
         }
     });
     futures::future::join_all(creates).await;
-    let applied = started.elapsed().as_secs_f64();
-    let mut ready: Vec<Option<f64>> = vec![None; members.len()];
-    let mut peak = 0;
-    let deadline = std::time::Instant::now() + Duration::from_secs(900);
-    while ready.iter().any(Option::is_none) && std::time::Instant::now() < deadline {
-        peak = peak.max(crate::support::operator::rss(pid).0);
-        let list = grants
+    started.elapsed().as_secs_f64()
+}
+
+/// What the benchmark follows: the connectors (listed: 20), the grants (watched), the
+/// operator's and the emulator's processes.
+struct Watch<'a> {
+    connectors: &'a Api<AwsConnector>,
+    grants: &'a kube::runtime::reflector::Store<aws_access_operator::api::AccessGrant>,
+    count: usize,
+    per_org: usize,
+    pids: (u32, u32),
+}
+
+/// One phase: when it started, what it waits for, what it saw.
+struct Phase {
+    started: std::time::Instant,
+    /// The round of grants it waits for, and each connector's last sync start before it (the
+    /// phase waits for a sync that started later); `None`: syncs only, the first ones.
+    grants: Option<(usize, Vec<Option<String>>)>,
+    /// CPU seconds at the start: the operator's, the emulator's, and the machine's (busy, all).
+    cpu: (f64, f64, (f64, f64)),
+    /// Each synced connector's own sync time (`status.lastSync`), seconds.
+    sync_seconds: Vec<f64>,
+    /// Seconds from the start until every connector's sync was done.
+    all_synced: f64,
+    /// Seconds from the start until each organization's grants were all Granted.
+    granted: Vec<f64>,
+    /// Peak RSS of the operator, KiB.
+    peak: u64,
+    /// CPU seconds used in the phase, as `cpu`.
+    used: (f64, f64, (f64, f64)),
+}
+
+fn org_of(name: &str) -> Option<usize> {
+    name.strip_prefix("org-")?.get(..2)?.parse().ok()
+}
+
+impl Phase {
+    fn start(watch: &Watch<'_>, grants: Option<(usize, Vec<Option<String>>)>) -> Self {
+        Phase {
+            started: std::time::Instant::now(),
+            grants,
+            cpu: watch.cpu(),
+            sync_seconds: Vec::new(),
+            all_synced: 0.0,
+            granted: Vec::new(),
+            peak: 0,
+            used: Default::default(),
+        }
+    }
+
+    fn print(
+        &self,
+        count: usize,
+        (busiest, bound): (&str, f64),
+        grant_bound: f64,
+        applied: Option<f64>,
+    ) {
+        let stats = |v: &[f64]| {
+            let max = v.iter().copied().fold(0.0, f64::max);
+            (v.iter().sum::<f64>() / v.len().max(1) as f64, max)
+        };
+        if !self.sync_seconds.is_empty() {
+            let (mean, slowest) = stats(&self.sync_seconds);
+            println!(
+                "   syncs: {} of {count} done within {:.1} s; each sync's own time: mean {mean:.1} s, \
+                 slowest {slowest:.1} s, against its busiest lane's bound ({busiest}) {bound:.1} s = \
+                 {:.2} x",
+                self.sync_seconds.len(),
+                self.all_synced,
+                slowest / bound
+            );
+        }
+        if let Some(applied) = applied {
+            let (mean, slowest) = stats(&self.granted);
+            println!(
+                "   grants: applied in {applied:.1} s; {} organizations' grants all Granted after mean \
+                 {mean:.1} s, slowest {slowest:.1} s, against its own lane's bound {grant_bound:.2} s = \
+                 {:.2} x (slowest)",
+                self.granted.len(),
+                slowest / grant_bound
+            );
+        }
+        let (operator, emulator, (busy, all)) = self.used;
+        println!(
+            "   operator peak RSS {:.1} MiB; CPU seconds: operator {operator:.1}, emulator \
+             {emulator:.1}, machine {busy:.1} of {all:.1} ({:.0} % busy)",
+            self.peak as f64 / 1024.0,
+            100.0 * busy / all.max(f64::MIN_POSITIVE)
+        );
+    }
+}
+
+impl Watch<'_> {
+    fn cpu(&self) -> (f64, f64, (f64, f64)) {
+        use crate::support::operator::{cpu_seconds, machine_cpu};
+        (
+            cpu_seconds(self.pids.0),
+            cpu_seconds(self.pids.1),
+            machine_cpu(),
+        )
+    }
+
+    /// Each connector's last sync start, by organization.
+    async fn sync_starts(&self) -> Vec<Option<String>> {
+        let mut starts = vec![None; self.count];
+        let list = self
+            .connectors
             .list(&kube::api::ListParams::default())
             .await
-            .expect("list");
-        let mut granted = vec![0; members.len()];
-        for grant in &list.items {
-            let is_granted = crate::support::operator::ready_reason(grant) == Some("Granted");
-            let org = grant
-                .spec
-                .connector_ref
-                .name
-                .trim_start_matches("org-")
-                .parse::<usize>();
-            if let (true, Ok(org)) = (is_granted, org) {
-                granted[org] += 1;
+            .expect("list connectors");
+        for connector in &list.items {
+            let org = org_of(&connector.metadata.name.clone().unwrap_or_default());
+            if let Some(start) = org.and_then(|o| starts.get_mut(o)) {
+                *start = connector
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.last_sync.as_ref()?.started_at.clone());
             }
         }
-        let now = started.elapsed().as_secs_f64();
-        for (org, done) in ready.iter_mut().enumerate() {
-            if done.is_none() && granted[org] == per_org {
-                *done = Some(now);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        starts
     }
-    Granting {
-        ready: ready.into_iter().flatten().collect(),
-        applied,
-        peak,
+
+    /// Polls until the phase's syncs are done and its grants all Granted (or 15 minutes pass).
+    async fn until_done(&self, mut phase: Phase) -> Phase {
+        let mut synced_at: Vec<Option<f64>> = vec![None; self.count];
+        let mut sync_seconds: Vec<Option<f64>> = vec![None; self.count];
+        let mut granted_at: Vec<Option<f64>> = vec![None; self.count];
+        let deadline = phase.started + Duration::from_secs(900);
+        let (round, before) = match &phase.grants {
+            Some((round, before)) => (Some(*round), before.clone()),
+            None => (None, vec![None; self.count]),
+        };
+        // Phase 3 runs no sync: it does not wait for one.
+        let waits_for_syncs = round.is_none() || !before.is_empty();
+        loop {
+            phase.peak = phase.peak.max(crate::support::operator::rss(self.pids.0).0);
+            let now = phase.started.elapsed().as_secs_f64();
+            if waits_for_syncs {
+                let list = self
+                    .connectors
+                    .list(&kube::api::ListParams::default())
+                    .await
+                    .expect("list connectors");
+                for connector in &list.items {
+                    let Some(org) = org_of(&connector.metadata.name.clone().unwrap_or_default())
+                        .filter(|o| *o < self.count)
+                    else {
+                        continue;
+                    };
+                    let status = connector.status.as_ref();
+                    let last = status.and_then(|s| s.last_sync.as_ref());
+                    let synced = status.is_some_and(|s| {
+                        s.conditions
+                            .condition("Synced")
+                            .is_some_and(|c| c.status == "True")
+                    });
+                    let new = last.and_then(|l| l.started_at.as_ref()) != before[org].as_ref();
+                    if synced && new && last.is_some() {
+                        synced_at[org].get_or_insert(now);
+                        sync_seconds[org] = last.and_then(|l| l.duration_seconds);
+                    }
+                }
+            }
+            if let Some(round) = round {
+                let tag = format!("-r{round}-");
+                let mut granted = vec![0; self.count];
+                for grant in self.grants.state() {
+                    let name = grant.metadata.name.clone().unwrap_or_default();
+                    let org = org_of(&name).filter(|o| *o < self.count && name.contains(&tag));
+                    let is_granted =
+                        crate::support::operator::ready_reason(&grant) == Some("Granted");
+                    if let (true, Some(org)) = (is_granted, org) {
+                        granted[org] += 1;
+                    }
+                }
+                for (org, at) in granted_at.iter_mut().enumerate() {
+                    if at.is_none() && granted[org] == self.per_org {
+                        *at = Some(now);
+                    }
+                }
+            }
+            let syncs_done = !waits_for_syncs || synced_at.iter().all(Option::is_some);
+            let grants_done = round.is_none() || granted_at.iter().all(Option::is_some);
+            if (syncs_done && grants_done) || std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let end = self.cpu();
+        phase.used = (
+            end.0 - phase.cpu.0,
+            end.1 - phase.cpu.1,
+            (end.2.0 - phase.cpu.2.0, end.2.1 - phase.cpu.2.1),
+        );
+        phase.all_synced = synced_at.iter().flatten().copied().fold(0.0, f64::max);
+        phase.sync_seconds = sync_seconds.into_iter().flatten().collect();
+        phase.granted = granted_at.into_iter().flatten().collect();
+        phase
     }
 }

@@ -88,6 +88,8 @@ pub struct Metrics {
     pub reconciles: Family<ControllerLabels, Counter>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Family<ControllerLabels, Histogram>,
+    /// Objects waiting for their connector's share of a controller's reconciliations.
+    pub waiting_for_share: Family<ControllerLabels, Gauge>,
     pub leader: Gauge,
     pub aws_calls: Family<CallLabels, Counter>,
     pub aws_throttled: Family<ConnectorLabels, Counter>,
@@ -135,6 +137,12 @@ impl Default for Metrics {
             "reconcile_duration_seconds",
             "Time spent in one reconciliation",
             reconcile_duration.clone(),
+        );
+        let waiting_for_share = Family::<ControllerLabels, Gauge>::default();
+        registry.register(
+            "waiting_for_connector_share",
+            "Objects waiting to be reconciled while their connector's share of reconciliations runs, by controller",
+            waiting_for_share.clone(),
         );
         let leader = Gauge::default();
         registry.register(
@@ -238,6 +246,7 @@ impl Default for Metrics {
             reconciles,
             reconcile_errors,
             reconcile_duration,
+            waiting_for_share,
             leader,
             aws_calls,
             aws_throttled,

@@ -25,7 +25,7 @@ pub mod request;
 pub mod request_record;
 pub mod runtime;
 pub mod session;
-
+pub mod shares;
 pub mod shutdown;
 pub mod status;
 pub mod watch_backoff;
@@ -606,10 +606,19 @@ where
             predicates::generation.combine(predicates::finalizers),
             Default::default(),
         );
+    // Each connector's objects take at most its share of the reconciliations at once; the rest
+    // wait in its line and are started as its own end (`shares`).
+    let waiting = ctx
+        .metrics
+        .waiting_for_share
+        .get_or_create(&metrics::ControllerLabels { controller })
+        .clone();
+    let (shares, woken) = shares::Shares::<K>::new(shares::SHARE, waiting);
     // Each watch feeding the controller waits on its own after an error (`watch`).
     let runner = Controller::for_stream(changes, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(K::CONCURRENCY))
-        .trigger_backoff(NoWait);
+        .trigger_backoff(NoWait)
+        .reconcile_on(woken);
     let store = runner.store();
     // The connectors, kept to tell (in a shard) whether an object's connector is served here.
     let (known_connectors, connector_writer) = reflector::store();
@@ -662,7 +671,13 @@ where
         .run(
             move |obj, ctx| {
                 let known = known_connectors.clone();
+                let shares = shares.clone();
                 async move {
+                    let connector = obj.connector_ref().key(obj.namespace().as_deref());
+                    let Some(_turn) = shares.enter(&connector, line_place(&*obj)) else {
+                        tracing::debug!(object = %obj.name_any(), namespace = ?obj.namespace(), %connector, "waiting: the connector's share of reconciliations is running");
+                        return Ok(Action::requeue(shares::WAIT_RECHECK));
+                    };
                     // In a shard, an object whose connector is not this shard's is not looked
                     // at (nothing is written to it, not even a finalizer); one whose
                     // connector's claim is not held yet waits for it.
@@ -695,6 +710,16 @@ where
         )
         .for_each(|_| futures::future::ready(()));
     Box::pin(run)
+}
+
+/// An object's place in its connector's line: its name and namespace, without the version and
+/// uid its reference would carry (thousands may wait).
+fn line_place<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef<K> {
+    let place = ObjectRef::new(&object.name_any());
+    match object.namespace() {
+        Some(namespace) => place.within(&namespace),
+        None => place,
+    }
 }
 
 /// What of a connector the objects that name it depend on: its spec (generation), labels (its

@@ -235,6 +235,11 @@ impl Moto {
     }
 
     /// Sets the launcher's faults (see `moto_server.py`); `{}` clears them.
+    /// The server's process id (its CPU, in benchmarks).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn set_faults(&self, faults: serde_json::Value) {
         let (status, body) = super::http::request(
             "POST",

@@ -311,6 +311,41 @@ pub fn status_kib(pid: u32, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user and system) the process `pid` has used so far.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces): utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|t| t.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // USER_HZ is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The machine's CPU time so far, in seconds summed over its cores: (busy, all).
+pub fn machine_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let times: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let all: f64 = times.iter().sum();
+    // idle and iowait are the 4th and 5th.
+    let idle = times.get(3).copied().unwrap_or(0.0) + times.get(4).copied().unwrap_or(0.0);
+    ((all - idle) / 100.0, all / 100.0)
+}
+
 /// Resident memory of the process `pid` in KiB: (total, anonymous, file-backed).
 pub fn rss(pid: u32) -> (u64, u64, u64) {
     (
