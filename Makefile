@@ -80,9 +80,9 @@ bench-idle: venv controlplane
 	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration idle_memory -- --ignored --nocapture
 
 ## bench-organizations: the release operator syncs 20 organizations at once, each in a management
-## account of its own (BENCH_ORGS, BENCH_SYNCS_AT_ONCE), then grants on all of them at once
-## (BENCH_GRANTS_PER_ORG); prints each organization's time against its own lane's bound and the
-## operator's peak memory
+## account of its own (BENCH_ORGS, BENCH_SYNCS_AT_ONCE); syncs them again while granting on all
+## of them (BENCH_GRANTS_PER_ORG); grants again with no sync running. Prints each organization's
+## times against its own lane's bound, the operator's peak memory and each process's CPU
 bench-organizations: venv controlplane
 	$(CARGO) build --release --locked
 	$(CLEAN_AWS_ENV) $(CARGO) test --locked --test integration organizations::twenty_organizations_sync_and_grant_at_once -- --ignored --nocapture

@@ -338,8 +338,9 @@ fn lane(operation: &str) -> (&'static str, f64) {
 /// A benchmark, not a test of behaviour (`make bench-organizations`): the release operator, as
 /// a process at its default rate limits, serves `BENCH_ORGS` (20) organizations, each in a
 /// management account of its own, syncing `BENCH_SYNCS_AT_ONCE` (`--max-concurrent-syncs`,
-/// default 4) at once. Three phases, each printed with the operator's peak RSS, its CPU time
-/// and the emulator's, and how busy the machine's cores were:
+/// default 4) at once. Three phases, each printed with the operator's peak RSS, the CPU time
+/// of the operator, the emulator, the API server and etcd (when on this machine) and the
+/// benchmark itself, and how busy the machine's cores were:
 ///
 /// 1. **Syncing.** The connectors are applied: each sync's own time against its busiest lane's
 ///    bound, and the time until all are synced.
@@ -558,8 +559,9 @@ struct Phase {
     /// The round of grants it waits for, and each connector's last sync start before it (the
     /// phase waits for a sync that started later); `None`: syncs only, the first ones.
     grants: Option<(usize, Vec<Option<String>>)>,
-    /// CPU seconds at the start: the operator's, the emulator's, and the machine's (busy, all).
-    cpu: (f64, f64, (f64, f64)),
+    /// CPU seconds at the start: the operator's, the emulator's, the API server's and etcd's
+    /// (when they run on this machine), this benchmark's, and the machine's (busy, all).
+    cpu: Cpu,
     /// Each synced connector's own sync time (`status.lastSync`), seconds.
     sync_seconds: Vec<f64>,
     /// Seconds from the start until every connector's sync was done.
@@ -569,7 +571,34 @@ struct Phase {
     /// Peak RSS of the operator, KiB.
     peak: u64,
     /// CPU seconds used in the phase, as `cpu`.
-    used: (f64, f64, (f64, f64)),
+    used: Cpu,
+}
+
+/// CPU seconds, by process (see `Phase::cpu`).
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    operator: f64,
+    emulator: f64,
+    control_plane: f64,
+    benchmark: f64,
+    machine: (f64, f64),
+}
+
+impl std::ops::Sub for Cpu {
+    type Output = Cpu;
+
+    fn sub(self, before: Cpu) -> Cpu {
+        Cpu {
+            operator: self.operator - before.operator,
+            emulator: self.emulator - before.emulator,
+            control_plane: self.control_plane - before.control_plane,
+            benchmark: self.benchmark - before.benchmark,
+            machine: (
+                self.machine.0 - before.machine.0,
+                self.machine.1 - before.machine.1,
+            ),
+        }
+    }
 }
 
 fn org_of(name: &str) -> Option<usize> {
@@ -622,10 +651,17 @@ impl Phase {
                 slowest / grant_bound
             );
         }
-        let (operator, emulator, (busy, all)) = self.used;
+        let Cpu {
+            operator,
+            emulator,
+            control_plane,
+            benchmark,
+            machine: (busy, all),
+        } = self.used;
         println!(
             "   operator peak RSS {:.1} MiB; CPU seconds: operator {operator:.1}, emulator \
-             {emulator:.1}, machine {busy:.1} of {all:.1} ({:.0} % busy)",
+             {emulator:.1}, API server and etcd {control_plane:.1}, this benchmark \
+             {benchmark:.1}; the machine {busy:.1} of {all:.1} ({:.0} % busy)",
             self.peak as f64 / 1024.0,
             100.0 * busy / all.max(f64::MIN_POSITIVE)
         );
@@ -633,13 +669,20 @@ impl Phase {
 }
 
 impl Watch<'_> {
-    fn cpu(&self) -> (f64, f64, (f64, f64)) {
-        use crate::support::operator::{cpu_seconds, machine_cpu};
-        (
-            cpu_seconds(self.pids.0),
-            cpu_seconds(self.pids.1),
-            machine_cpu(),
-        )
+    fn cpu(&self) -> Cpu {
+        use crate::support::operator::{cpu_seconds, machine_cpu, pids_named};
+        let control_plane = ["kube-apiserver", "etcd"]
+            .into_iter()
+            .flat_map(pids_named)
+            .map(cpu_seconds)
+            .sum();
+        Cpu {
+            operator: cpu_seconds(self.pids.0),
+            emulator: cpu_seconds(self.pids.1),
+            control_plane,
+            benchmark: cpu_seconds(std::process::id()),
+            machine: machine_cpu(),
+        }
     }
 
     /// Each connector's last sync start, by organization.
@@ -728,12 +771,7 @@ impl Watch<'_> {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let end = self.cpu();
-        phase.used = (
-            end.0 - phase.cpu.0,
-            end.1 - phase.cpu.1,
-            (end.2.0 - phase.cpu.2.0, end.2.1 - phase.cpu.2.1),
-        );
+        phase.used = self.cpu() - phase.cpu;
         phase.all_synced = synced_at.iter().flatten().copied().fold(0.0, f64::max);
         phase.sync_seconds = sync_seconds.into_iter().flatten().collect();
         phase.granted = granted_at.into_iter().flatten().collect();
