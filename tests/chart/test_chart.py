@@ -148,7 +148,8 @@ class ObservabilityTest(unittest.TestCase):
                "aws_access_operator_permission_set_drift_total",
                "aws_access_operator_permission_set_provisioning_total",
                "aws_access_operator_identity_drift_total",
-               "aws_access_operator_identity_writes_total"]
+               "aws_access_operator_identity_writes_total",
+               "aws_access_operator_waiting_for_connector_share"]
 
     def test_metrics_are_registered_documented_and_charted(self):
         with open(os.path.join(ROOT, "src", "controller", "metrics.rs")) as f:
