@@ -659,3 +659,25 @@ pub struct InventoryCounts {
     #[serde(default)]
     pub undeclared_access_paths: u64,
 }
+
+impl InventoryCounts {
+    /// The counts of what an object names (accounts, units, users, groups, roles, permission
+    /// sets), without those of what it does not (assignments, sign-ins, access paths): a change
+    /// here may resolve a name that did not resolve before.
+    pub fn named(&self) -> [u64; 12] {
+        [
+            self.accounts,
+            self.organizational_units,
+            self.iam_users,
+            self.iam_groups,
+            self.iam_roles,
+            self.member_accounts_entered,
+            self.member_iam_users,
+            self.member_iam_groups,
+            self.member_iam_roles,
+            self.sso_users,
+            self.sso_groups,
+            self.permission_sets,
+        ]
+    }
+}

@@ -495,6 +495,12 @@ trait ConnectorUser:
 
     /// Drops the status of a kind whose cache does not keep it.
     fn drop_status(&mut self) {}
+
+    /// Whether the kind depends on its connector's inventory only through the names it resolves
+    /// (users, groups, permission sets, accounts, units, IAM): a sync that finds new
+    /// assignments, sign-ins or undeclared access paths, and nothing new by name, does not look
+    /// at every object of the kind again (`what_users_see`).
+    const NAMES_ONLY: bool = false;
 }
 
 impl ConnectorUser for AccessGrant {
@@ -510,6 +516,8 @@ impl ConnectorUser for AccessGrant {
     fn drop_status(&mut self) {
         self.status = None;
     }
+
+    const NAMES_ONLY: bool = true;
 
     fn permission_set_name(&self) -> Option<&str> {
         self.spec.target.permission_set.as_deref()
@@ -550,6 +558,8 @@ impl ConnectorUser for AccessRequest {
     fn connector_ref(&self) -> &crate::api::grant::ConnectorRef {
         &self.spec.connector_ref
     }
+
+    const NAMES_ONLY: bool = true;
 
     fn permission_set_name(&self) -> Option<&str> {
         self.spec.target.permission_set.as_deref()
@@ -626,7 +636,7 @@ where
         .modify(slim)
         .reflect(connector_writer)
         .touched_objects()
-        .predicate_filter(what_users_see, Default::default());
+        .predicate_filter(what_users_see::<K>, Default::default());
     // A declared permission set that changes (its record now has an ARN, it converged) looks
     // at the objects that name it again: a grant applied with its set need not wait a minute.
     let runner = match sets {
@@ -725,10 +735,13 @@ fn line_place<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef<K> {
 /// What of a connector the objects that name it depend on: its spec (generation), labels (its
 /// shard), deletion, conditions (type, status and reason; not the message, which carries
 /// times), whom it authenticated as, its Identity Center, and the inventory's counts (a sync that
-/// found something new). A status write that changes none of these (the times of a sync with
+/// found something new; for a kind that depends only on names, `NAMES_ONLY`, the counts of
+/// what it can name). A status write that changes none of these (the times of a sync with
 /// nothing new, which every sync writes) does not look at all of them again: with ten thousand
-/// grants on a connector, it would be ten thousand reconciliations per sync, for nothing.
-fn what_users_see(connector: &AwsConnector) -> Option<u64> {
+/// grants on a connector, it would be ten thousand reconciliations per sync, for nothing. A
+/// grant waiting for a name the counts do not show as new (one user replaced by another) looks
+/// again by itself (`controller::grant::RESOLVE_RETRY`).
+fn what_users_see<K: ConnectorUser>(connector: &AwsConnector) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     connector.metadata.generation.hash(&mut hasher);
@@ -742,9 +755,15 @@ fn what_users_see(connector: &AwsConnector) -> Option<u64> {
         for condition in &status.conditions {
             (&condition.type_, &condition.status, &condition.reason).hash(&mut hasher);
         }
-        serde_json::to_string(&(&status.identity, &status.identity_center, &status.inventory))
+        serde_json::to_string(&(&status.identity, &status.identity_center))
             .unwrap_or_default()
             .hash(&mut hasher);
+        match &status.inventory {
+            Some(inventory) if K::NAMES_ONLY => Some(inventory.named()).hash(&mut hasher),
+            inventory => serde_json::to_string(inventory)
+                .unwrap_or_default()
+                .hash(&mut hasher),
+        }
     }
     Some(hasher.finish())
 }
@@ -927,25 +946,53 @@ mod tests {
             }))
             .expect("connector")
         };
-        let before = what_users_see(&connector("True", "2026-01-01T00:00:00Z", 4));
+        let sees = what_users_see::<AccessGrant>;
+        let before = sees(&connector("True", "2026-01-01T00:00:00Z", 4));
         assert_eq!(
             before,
-            what_users_see(&connector("True", "2026-01-01T00:10:00Z", 4)),
+            sees(&connector("True", "2026-01-01T00:10:00Z", 4)),
             "only the times of the sync changed"
         );
+        assert_ne!(before, sees(&connector("False", "2026-01-01T00:10:00Z", 4)));
         assert_ne!(
             before,
-            what_users_see(&connector("False", "2026-01-01T00:10:00Z", 4))
-        );
-        assert_ne!(
-            before,
-            what_users_see(&connector("True", "2026-01-01T00:10:00Z", 5)),
+            sees(&connector("True", "2026-01-01T00:10:00Z", 5)),
             "a new account"
         );
         let mut moved = connector("True", "2026-01-01T00:00:00Z", 4);
         moved.metadata.labels =
             Some([("awsaccess.io/shard".to_string(), "green".to_string())].into());
-        assert_ne!(before, what_users_see(&moved), "a new shard");
+        assert_ne!(before, sees(&moved), "a new shard");
+
+        // New assignments and sign-ins: nothing a grant or a request names, though a declared
+        // permission set (which provisions where it is assigned) looks again.
+        let mut busier = connector("True", "2026-01-01T00:10:00Z", 4);
+        if let Some(inventory) = busier.status.as_mut().and_then(|s| s.inventory.as_mut()) {
+            inventory.assignments += 10;
+            inventory.unmanaged_assignments += 1;
+            inventory.sso_users_signed_in += 3;
+            inventory.undeclared_access_paths += 2;
+        }
+        assert_eq!(before, sees(&busier), "grants do not look again");
+        assert_eq!(
+            what_users_see::<AccessRequest>(&connector("True", "2026-01-01T00:00:00Z", 4)),
+            what_users_see::<AccessRequest>(&busier),
+            "requests do not look again"
+        );
+        assert_ne!(
+            what_users_see::<PermissionSet>(&connector("True", "2026-01-01T00:00:00Z", 4)),
+            what_users_see::<PermissionSet>(&busier),
+            "permission sets do"
+        );
+        let mut new_user = connector("True", "2026-01-01T00:10:00Z", 4);
+        if let Some(inventory) = new_user.status.as_mut().and_then(|s| s.inventory.as_mut()) {
+            inventory.sso_users += 1;
+        }
+        assert_ne!(
+            before,
+            sees(&new_user),
+            "a new user: grants waiting for it look again"
+        );
     }
 
     #[test]
