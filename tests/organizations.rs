@@ -61,6 +61,19 @@ fn connector(name: &str, account: &str) -> AwsConnector {
     .expect("connector")
 }
 
+/// Applies a connector for each (name, management account).
+async fn apply_connectors<N: AsRef<str>>(
+    connectors: &Api<AwsConnector>,
+    organizations: impl IntoIterator<Item = (N, &str)>,
+) {
+    for (name, account) in organizations {
+        connectors
+            .create(&PostParams::default(), &connector(name.as_ref(), account))
+            .await
+            .expect("connector");
+    }
+}
+
 async fn start(
     cluster: &TestCluster,
     moto: &Moto,
@@ -102,12 +115,11 @@ async fn a_hanging_organization_holds_up_no_other_while_a_sync_slot_is_free() {
     let (trigger, operator) = start(&cluster, &moto, 2).await;
     let connectors: Api<AwsConnector> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     hold(&moto, ORGANIZATIONS[0]);
-    for (name, account) in ["hangs", "second", "third"].into_iter().zip(ORGANIZATIONS) {
-        connectors
-            .create(&PostParams::default(), &connector(name, account))
-            .await
-            .expect("connector");
-    }
+    apply_connectors(
+        &connectors,
+        ["hangs", "second", "third"].into_iter().zip(ORGANIZATIONS),
+    )
+    .await;
     // The other two sync, one after the other in the slot the hanging one leaves free.
     wait_condition(&connectors, "second", "Synced", "True").await;
     wait_condition(&connectors, "third", "Synced", "True").await;
@@ -260,12 +272,7 @@ async fn a_hanging_organization_holds_up_no_other_organizations_grants() {
     let cluster = TestCluster::start("orgs-grants").await;
     let (trigger, operator) = start(&cluster, &moto, 4).await;
     let connectors: Api<AwsConnector> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    for (name, account) in [("held", held), ("healthy", healthy)] {
-        connectors
-            .create(&PostParams::default(), &connector(name, account))
-            .await
-            .expect("connector");
-    }
+    apply_connectors(&connectors, [("held", held), ("healthy", healthy)]).await;
     wait_condition(&connectors, "held", "Synced", "True").await;
     wait_condition(&connectors, "healthy", "Synced", "True").await;
     let grants: Api<aws_access_operator::api::AccessGrant> =
@@ -419,15 +426,14 @@ async fn twenty_organizations_sync_and_grant_at_once() {
 
     // 1. Syncing.
     let first = Phase::start(&watch, None);
-    for (i, account) in accounts.iter().enumerate() {
-        connectors
-            .create(
-                &PostParams::default(),
-                &connector(&format!("org-{i:02}"), account),
-            )
-            .await
-            .expect("connector");
-    }
+    apply_connectors(
+        &connectors,
+        accounts
+            .iter()
+            .enumerate()
+            .map(|(i, account)| (format!("org-{i:02}"), account.as_str())),
+    )
+    .await;
     let syncing = watch.until_done(first).await;
     let sync_calls = moto.calls();
     moto.reset_calls();
@@ -685,22 +691,30 @@ impl Watch<'_> {
         }
     }
 
-    /// Each connector's last sync start, by organization.
-    async fn sync_starts(&self) -> Vec<Option<String>> {
-        let mut starts = vec![None; self.count];
+    /// The organizations' connectors as they are now, each with its organization's number.
+    async fn by_organization(&self) -> Vec<(usize, AwsConnector)> {
         let list = self
             .connectors
             .list(&kube::api::ListParams::default())
             .await
             .expect("list connectors");
-        for connector in &list.items {
-            let org = org_of(&connector.metadata.name.clone().unwrap_or_default());
-            if let Some(start) = org.and_then(|o| starts.get_mut(o)) {
-                *start = connector
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.last_sync.as_ref()?.started_at.clone());
-            }
+        list.items
+            .into_iter()
+            .filter_map(|c| {
+                let org = org_of(c.metadata.name.as_deref()?).filter(|o| *o < self.count)?;
+                Some((org, c))
+            })
+            .collect()
+    }
+
+    /// Each connector's last sync start, by organization.
+    async fn sync_starts(&self) -> Vec<Option<String>> {
+        let mut starts = vec![None; self.count];
+        for (org, connector) in self.by_organization().await {
+            starts[org] = connector
+                .status
+                .as_ref()
+                .and_then(|s| s.last_sync.as_ref()?.started_at.clone());
         }
         starts
     }
@@ -721,17 +735,7 @@ impl Watch<'_> {
             phase.peak = phase.peak.max(crate::support::operator::rss(self.pids.0).0);
             let now = phase.started.elapsed().as_secs_f64();
             if waits_for_syncs {
-                let list = self
-                    .connectors
-                    .list(&kube::api::ListParams::default())
-                    .await
-                    .expect("list connectors");
-                for connector in &list.items {
-                    let Some(org) = org_of(&connector.metadata.name.clone().unwrap_or_default())
-                        .filter(|o| *o < self.count)
-                    else {
-                        continue;
-                    };
+                for (org, connector) in self.by_organization().await {
                     let status = connector.status.as_ref();
                     let last = status.and_then(|s| s.last_sync.as_ref());
                     let synced = status.is_some_and(|s| {
