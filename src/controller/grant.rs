@@ -52,7 +52,8 @@ const PENDING_RETRY: Duration = Duration::from_secs(10);
 /// How many grants (and requests) are reconciled at once. The lanes they wait on allow 20 calls
 /// a second and at most 10 assignment operations in flight (`grant::execute`), so 64
 /// reconciliations keep them busy, and a thousand grants applied at once wait in the
-/// controller's queue (a few hundred bytes each) instead of as reconciliations in flight.
+/// controller's queue (a few hundred bytes each) instead of as reconciliations in flight. One
+/// connector takes at most `controller::shares::SHARE` of them.
 pub const CONCURRENCY: u16 = 64;
 
 pub async fn reconcile(grant: Arc<AccessGrant>, ctx: Arc<Context>) -> Result<Action, Error> {
