@@ -5,6 +5,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
+use crate::manifest::KINDS;
+
 use crate::api::{
     AccessGrant, AccessRequest, AwsConnector, IamUser, IdentityCenterGroup, IdentityCenterUser,
     PermissionSet,
@@ -14,19 +16,9 @@ use crate::api::{
 /// them as templates (Helm never upgrades its `crds/` folder), and uninstalling the chart must
 /// not delete every AwsConnector and AccessGrant with them.
 pub fn all() -> Vec<CustomResourceDefinition> {
+    // In the order the group's kinds are listed (`manifest::KINDS`).
     KINDS.iter().filter_map(|kind| of_kind(kind)).collect()
 }
-
-/// Our kinds, in the order `all` renders them.
-const KINDS: [&str; 7] = [
-    "AwsConnector",
-    "AccessGrant",
-    "AccessRequest",
-    "PermissionSet",
-    "IdentityCenterUser",
-    "IdentityCenterGroup",
-    "IamUser",
-];
 
 /// The CRD of one kind, as `all` renders it; rendering only that one keeps a command that
 /// reads one kind from running (and mapping) the schema code of every other.
@@ -114,7 +106,7 @@ mod tests {
         let crds = all();
         assert_eq!(crds.len(), KINDS.len(), "a kind without a CRD");
         for (crd, kind) in crds.iter().zip(KINDS) {
-            assert_eq!(crd.spec.names.kind, kind);
+            assert_eq!(crd.spec.names.kind, *kind);
         }
         assert_eq!(of_kind("Secret"), None);
     }
